@@ -1,0 +1,84 @@
+# WebVision V1.0 (Google + Flickr), 1000 classes; weak/strong views as in
+# the released code's torchvision transforms.
+dataset_type = 'WebVision'
+data_root = 'data/webvision/'
+imagenet_root = 'data/imagenet/'
+num_classes = 1000
+
+# encoder input
+weak_view = [
+    dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.2, 1.0),
+         backend='pillow'),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+]
+# momentum-encoder input. Colour jitter runs through torchvision on PIL
+# images: mmcv's adjust_hue overflows under numpy 2 for negative hue factors.
+strong_view = [
+    dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.2, 1.0),
+         backend='pillow'),
+    dict(type='NumpyToPIL', to_rgb=True),
+    dict(type='torchvision/RandomGrayscale', p=0.2),
+    dict(type='torchvision/ColorJitter', brightness=0.4, contrast=0.4,
+         saturation=0.4, hue=0.4),
+    dict(type='PILToNumpy', to_bgr=True),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+]
+train_pipeline = [
+    dict(type='LoadWebImage'),
+    dict(type='MultiView', num_views=[1, 1],
+         transforms=[weak_view, strong_view]),
+    dict(type='PackInputs', meta_keys=['sample_idx', 'img_path']),
+]
+test_pipeline = [
+    dict(type='LoadWebImage'),
+    dict(type='ResizeEdge', scale=256, edge='short', backend='pillow'),
+    dict(type='CenterCrop', crop_size=224),
+    dict(type='PackInputs', meta_keys=['sample_idx', 'img_path']),
+]
+
+train_dataloader = dict(
+    batch_size=32,  # per GPU: 32 x 8 GPUs = 256
+    num_workers=8,
+    persistent_workers=True,
+    pin_memory=True,
+    drop_last=True,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    collate_fn=dict(type='default_collate'),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        split='train',
+        num_classes=num_classes,
+        pipeline=train_pipeline))
+# WebVision validation every epoch ...
+val_dataloader = dict(
+    batch_size=64,
+    num_workers=8,
+    persistent_workers=True,
+    pin_memory=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    collate_fn=dict(type='default_collate'),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        split='val',
+        num_classes=num_classes,
+        test_mode=True,
+        pipeline=test_pipeline))
+val_evaluator = dict(type='Accuracy', topk=(1, 5))
+# ... and ImageNet validation as the test set (tools/test.py runs both).
+test_dataloader = dict(
+    batch_size=64,
+    num_workers=8,
+    persistent_workers=True,
+    pin_memory=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    collate_fn=dict(type='default_collate'),
+    dataset=dict(
+        type='ImageNetVal',
+        data_root=imagenet_root,
+        data_prefix='val',
+        num_classes=num_classes,
+        test_mode=True,
+        pipeline=test_pipeline))
+test_evaluator = val_evaluator

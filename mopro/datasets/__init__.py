@@ -1,0 +1,9 @@
+from .file_list import ImageList, read_file_list
+from .image_list_dataset import ImageListDataset
+from .transforms import *  # noqa: F401,F403
+from .webvision import ImageNetVal, WebVision
+
+__all__ = [
+    'ImageList', 'read_file_list', 'ImageListDataset', 'WebVision',
+    'ImageNetVal'
+]

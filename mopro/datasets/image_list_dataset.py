@@ -1,0 +1,113 @@
+"""Base of the project's image datasets: compact lists, tolerant loading."""
+import os.path as osp
+from typing import List, Optional, Sequence
+
+import numpy as np
+from mmengine.dataset import BaseDataset
+from mmengine.logging import print_log
+
+from .file_list import ImageList
+from .transforms import ImageDecodeError
+
+
+class ImageListDataset(BaseDataset):
+    """A dataset over an :class:`ImageList`, read once in ``full_init``.
+
+    Subclasses implement :meth:`load_image_list`. Data infos are made on the
+    fly (``img_path``, ``gt_label``, ``sample_idx``), so no per-sample Python
+    object lives in the workers.
+
+    A training image that cannot be decoded is skipped (another sample is
+    drawn), with a warning naming it and a running count; if more than
+    ``max_bad_fraction`` of the images loaded so far (after the first 100)
+    fail, loading stops with an error, since the data is then broken rather
+    than dirty. In test mode an undecodable image is an error.
+
+    Args:
+        data_root: dataset root.
+        pipeline: transforms; start with ``LoadWebImage``.
+        max_bad_fraction: tolerated fraction of undecodable training images.
+    """
+
+    def __init__(self,
+                 data_root: str,
+                 pipeline: Sequence = (),
+                 test_mode: bool = False,
+                 max_bad_fraction: float = 0.01,
+                 lazy_init: bool = False,
+                 metainfo: Optional[dict] = None,
+                 max_refetch: int = 1000) -> None:
+        self.max_bad_fraction = max_bad_fraction
+        self.num_loaded = 0
+        self.num_bad = 0
+        self.images: Optional[ImageList] = None
+        super().__init__(
+            data_root=data_root,
+            pipeline=list(pipeline),
+            test_mode=test_mode,
+            lazy_init=lazy_init,
+            metainfo=metainfo,
+            serialize_data=False,
+            max_refetch=max_refetch)
+
+    def load_image_list(self) -> ImageList:
+        """Return the dataset's image list (paths relative to
+        :meth:`image_root`)."""
+        raise NotImplementedError
+
+    def image_root(self) -> str:
+        return self.data_root
+
+    def full_init(self) -> None:
+        if self._fully_initialized:
+            return
+        self.images = self.load_image_list()
+        if len(self.images) == 0:
+            raise ValueError(f'{type(self).__name__} at {self.data_root}: '
+                             'the dataset is empty')
+        self._fully_initialized = True
+
+    def __len__(self) -> int:
+        if not self._fully_initialized:
+            self.full_init()
+        return len(self.images)
+
+    def get_data_info(self, idx: int) -> dict:
+        return dict(
+            img_path=osp.join(self.image_root(), self.images.path(idx)),
+            gt_label=int(self.images.labels[idx]),
+            sample_idx=idx)
+
+    def get_gt_labels(self) -> np.ndarray:
+        """All labels, as mmpretrain datasets provide them."""
+        if not self._fully_initialized:
+            self.full_init()
+        return self.images.labels
+
+    def get_cat_ids(self, idx: int) -> List[int]:
+        return [int(self.images.labels[idx])]
+
+    def prepare_data(self, idx: int):
+        try:
+            data = super().prepare_data(idx)
+        except ImageDecodeError as err:
+            if self.test_mode:
+                raise
+            self.num_bad += 1
+            print_log(f'skipping undecodable image ({self.num_bad} so far in '
+                      f'this worker): {err}', logger='current',
+                      level=30)
+            self._check_bad_fraction()
+            return None
+        self.num_loaded += 1
+        return data
+
+    def _check_bad_fraction(self) -> None:
+        attempts = self.num_loaded + self.num_bad
+        if attempts >= 100 and self.num_bad / attempts > \
+                self.max_bad_fraction:
+            raise RuntimeError(
+                f'{type(self).__name__} at {self.data_root}: {self.num_bad} of '
+                f'{attempts} images could not be decoded, more than '
+                f'max_bad_fraction={self.max_bad_fraction}; check the data '
+                'or raise train_dataloader.dataset.max_bad_fraction')

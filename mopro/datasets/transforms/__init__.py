@@ -1,0 +1,3 @@
+from .loading import ImageDecodeError, LoadWebImage, decode_rgb
+
+__all__ = ['ImageDecodeError', 'LoadWebImage', 'decode_rgb']

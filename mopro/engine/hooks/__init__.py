@@ -1,0 +1,3 @@
+from .mopro_hook import MoProHook
+
+__all__ = ['MoProHook']

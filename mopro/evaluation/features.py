@@ -1,0 +1,225 @@
+"""Fixed-representation feature extraction (paper Sec. 5.1 and App. C).
+
+The representation of an image is the encoder's global-average-pooled
+output v (``MoPro.extract_feat``, 2048-d for ResNet-50) of the image resized
+to 256 pixels on the short side and center-cropped to 224 x 224; the
+model's data preprocessor does the ImageNet normalisation. On a GPU the
+encoder runs in channels-last memory format under bf16 autocast, in large
+batches. Used by ``tools/svm_eval.py``; reusable for speed benchmarks.
+"""
+import os
+import zipfile
+from typing import List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from mmengine.config import Config
+from mmengine.dataset import Compose, default_collate
+from mmengine.utils import ProgressBar
+from mmpretrain.registry import MODELS, TRANSFORMS
+from torch.utils.data import DataLoader, Dataset
+
+from ..utils.checkpoint import (CheckpointError, encoder_state_dict,
+                                load_checkpoint)
+from ..utils.fileio import atomic_path
+
+
+def feature_pipeline(resize: int = 256, crop: int = 224) -> List[dict]:
+    """Test-time transforms: short side to ``resize``, center ``crop``."""
+    return [
+        dict(type='LoadImageFromFile'),
+        dict(type='ResizeEdge', scale=resize, edge='short'),
+        dict(type='CenterCrop', crop_size=crop),
+        dict(type='PackInputs'),
+    ]
+
+
+class ImageList(Dataset):
+    """Images given by path, through an mmpretrain transform pipeline."""
+
+    def __init__(self, img_paths: Sequence[str],
+                 pipeline: Sequence[dict]) -> None:
+        self.img_paths = list(img_paths)
+        self.pipeline = Compose([TRANSFORMS.build(t) for t in pipeline])
+
+    def __len__(self) -> int:
+        return len(self.img_paths)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.pipeline(
+            dict(img_path=self.img_paths[index], sample_idx=index))
+
+
+def build_feature_model(config: Union[str, Config],
+                        cfg_options: Optional[dict] = None) -> torch.nn.Module:
+    """Build the model of an mmengine config (``model``), options merged."""
+    cfg = Config.fromfile(config) if isinstance(config, str) else config
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if 'model' not in cfg:
+        raise ValueError(f'{cfg.filename}: the config has no model')
+    model = MODELS.build(cfg.model)
+    if not hasattr(model, 'extract_feat'):
+        raise ValueError(f'{cfg.filename}: model {type(model).__name__} has '
+                         'no extract_feat')
+    return model
+
+
+def load_encoder_weights(model: torch.nn.Module,
+                         checkpoint: str,
+                         trust: bool = False) -> None:
+    """Load the encoder (backbone) weights of a checkpoint of this project
+    or of the released code into ``model.backbone``, strictly.
+
+    Raises:
+        CheckpointError: one line naming the first mismatching weight.
+    """
+    ckpt = load_checkpoint(checkpoint, trust=trust)
+    state = encoder_state_dict(ckpt, checkpoint)
+    own = model.backbone.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        raise CheckpointError(
+            f'{checkpoint}: encoder does not match the config: '
+            f'{len(missing)} weights missing (e.g. {missing[:2]}), '
+            f'{len(unexpected)} unexpected (e.g. {unexpected[:2]})')
+    for key, value in state.items():
+        if own[key].shape != value.shape:
+            raise CheckpointError(
+                f'{checkpoint}: encoder does not match the config at {key}: '
+                f'checkpoint {tuple(value.shape)} vs config '
+                f'{tuple(own[key].shape)}')
+    model.backbone.load_state_dict(state, strict=True)
+
+
+@torch.inference_mode()
+def extract_features(model: torch.nn.Module,
+                     img_paths: Sequence[str],
+                     pipeline: Sequence[dict],
+                     batch_size: int = 256,
+                     num_workers: int = 8,
+                     device: Optional[str] = None,
+                     progress: bool = True) -> np.ndarray:
+    """Pooled encoder features of images, ``N x D`` float32, in order.
+
+    Args:
+        model: a model with ``data_preprocessor`` and ``extract_feat``.
+        img_paths: image files.
+        pipeline: transforms (:func:`feature_pipeline`).
+        batch_size: images per forward pass.
+        num_workers: data loading processes.
+        device: ``'cuda'``, ``'cpu'``...; CUDA when available if None.
+        progress: show a progress bar.
+    """
+    if not img_paths:
+        raise ValueError('no images to extract features from')
+    device = torch.device(
+        device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    on_gpu = device.type == 'cuda'
+    model = model.to(device).eval()
+    if on_gpu:
+        model = model.to(memory_format=torch.channels_last)
+    loader = DataLoader(
+        ImageList(img_paths, pipeline),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=default_collate,
+        pin_memory=on_gpu)
+    bar = ProgressBar(len(img_paths)) if progress else None
+    chunks = []
+    for batch in loader:
+        inputs = model.data_preprocessor(batch, False)['inputs']
+        if on_gpu:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_gpu):
+            feats = model.extract_feat(inputs)[-1]
+        chunks.append(feats.float().cpu().numpy())
+        if bar is not None:
+            bar.update(len(feats))
+    if bar is not None:
+        bar.file.write('\n')
+    return np.concatenate(chunks)
+
+
+# ----------------------------------------------------------------------
+# feature files (.npz) of the low-shot benchmark
+FEATURE_FILE_KEYS = ('dataset', 'train_feats', 'train_index', 'train_labels',
+                     'test_feats', 'test_labels')
+
+
+def save_feature_file(path: str, arrays: dict) -> None:
+    """Write the arrays of :data:`FEATURE_FILE_KEYS` (plus an optional
+    ``meta`` JSON string) to ``path`` atomically."""
+    with atomic_path(path) as tmp, open(tmp, 'wb') as f:
+        np.savez(f, **arrays)
+
+
+def load_feature_file(path: str,
+                      dataset: str,
+                      label_columns: Optional[int] = None) -> dict:
+    """Read and validate a feature file written by :func:`save_feature_file`.
+
+    Layout: ``train_feats`` (n x D) are the features of the training-list
+    images ``train_index`` (n, increasing); ``train_labels`` label the whole
+    training list (N x C multi-label or N class indices), ``test_feats``
+    (M x D) and ``test_labels`` (M x C or M) the test set.
+
+    Args:
+        path: the .npz file.
+        dataset: the dataset the features must be of.
+        label_columns: C for multi-label data; None for class indices.
+
+    Raises:
+        FileNotFoundError, ValueError: one line naming the file and key.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'{path}: no such features file')
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            data = {key: npz[key] for key in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        raise ValueError(f'{path}: not a readable .npz features file '
+                         f'({str(err).splitlines()[0]})') from None
+    missing = [key for key in FEATURE_FILE_KEYS if key not in data]
+    if missing:
+        raise ValueError(f'{path}: missing keys {missing} (expected '
+                         f'{list(FEATURE_FILE_KEYS)})')
+    if str(data['dataset']) != dataset:
+        raise ValueError(f'{path}: holds {str(data["dataset"])!r} features, '
+                         f'not {dataset!r}')
+    want = 1 if label_columns is None else 2
+    for split in ('train', 'test'):
+        feats, labels = data[f'{split}_feats'], data[f'{split}_labels']
+        if feats.ndim != 2 or feats.shape[0] == 0 or \
+                not np.issubdtype(feats.dtype, np.floating):
+            raise ValueError(f'{path}: {split}_feats must be a non-empty '
+                             f'float N x D array, got {feats.dtype} '
+                             f'{feats.shape}')
+        if labels.ndim != want or (want == 2
+                                   and labels.shape[1] != label_columns):
+            shape = 'N' if want == 1 else f'N x {label_columns}'
+            raise ValueError(f'{path}: {split}_labels must be {shape}, got '
+                             f'shape {labels.shape}')
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(f'{path}: {split}_labels must be integers, got '
+                             f'{labels.dtype}')
+    if data['train_feats'].shape[1] != data['test_feats'].shape[1]:
+        raise ValueError(f'{path}: train_feats are '
+                         f'{data["train_feats"].shape[1]}-d, test_feats '
+                         f'{data["test_feats"].shape[1]}-d')
+    if len(data['test_labels']) != len(data['test_feats']):
+        raise ValueError(f'{path}: {len(data["test_feats"])} test_feats but '
+                         f'{len(data["test_labels"])} test_labels')
+    index = data['train_index']
+    if index.shape != (len(data['train_feats']), ) or \
+            not np.issubdtype(index.dtype, np.integer):
+        raise ValueError(f'{path}: train_index must hold one integer per '
+                         f'train_feats row ({len(data["train_feats"])}), '
+                         f'got {index.dtype} {index.shape}')
+    if (np.diff(index) <= 0).any() or index[0] < 0 or \
+            index[-1] >= len(data['train_labels']):
+        raise ValueError(f'{path}: train_index must increase within '
+                         f'[0, {len(data["train_labels"])})')
+    return data

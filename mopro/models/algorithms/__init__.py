@@ -1,0 +1,3 @@
+from .mopro import MoPro
+
+__all__ = ['MoPro']

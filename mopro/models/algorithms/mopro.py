@@ -1,0 +1,305 @@
+"""MoPro: webly-supervised learning with momentum prototypes.
+
+Li, Xiong & Hoi, ICLR 2021 (Algorithm 1). This module follows the released
+code where it differs from the paper's text; each difference is marked
+"released code".
+"""
+import copy
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.dist import all_gather, all_reduce, get_world_size
+from mmpretrain.models.selfsup.base import BaseSelfSupervisor
+from mmpretrain.models.utils import batch_shuffle_ddp, batch_unshuffle_ddp
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+
+from ..noise_correction import OOD_LABEL, correct_labels, update_prototypes
+
+NONFINITE_ACTIONS = ('raise', 'skip')
+
+
+def _gather(tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``tensor`` from all ranks in rank order (no gradient)."""
+    return torch.cat(all_gather(tensor.detach()), dim=0)
+
+
+@MODELS.register_module()
+class MoPro(BaseSelfSupervisor):
+    """MoPro algorithm.
+
+    Encoder: ``backbone`` + ``neck`` (global average pooling) gives the
+    representation v; ``classifier`` (linear, K classes) and ``projector``
+    (Linear-ReLU-Linear, output L2-normalised embedding z) sit on v. The
+    momentum encoder (``momentum_backbone`` + ``momentum_projector``) is the
+    moving average of the encoder. ``queue`` (D x R) holds momentum
+    embeddings, ``prototypes`` (K x D) the momentum prototypes; both, the
+    queue pointer and the momentum encoder are in the state dict.
+
+    The phase of training (prototype loss on, noise correction on) is set by
+    :class:`MoProHook` from the epoch; ``inputs`` are the weak view (encoder)
+    and the strong view (momentum encoder), in that order.
+
+    Args:
+        backbone: backbone config (mmpretrain ResNet).
+        neck: pooling neck config (GlobalAveragePooling).
+        head: :class:`MoProHead` config.
+        num_classes: K.
+        feat_dim: channels of v (2048 for ResNet-50).
+        embed_dim: D, dimension of z (128).
+        proj_hidden_dim: hidden width of the projector (2048).
+        queue_len: R, number of momentum embeddings in the queue (8192).
+        momentum: m of the momentum encoder (0.999).
+        proto_momentum: m of the prototypes (0.999).
+        alpha: weight of the classifier in the soft label (0.5).
+        threshold: pseudo-label confidence threshold T (0.8).
+        shuffle_bn: shuffle the key batch across ranks for BatchNorm.
+        channels_last: run convolutions in channels-last memory format.
+        nonfinite: what a non-finite loss does: ``'raise'`` stops the run,
+            ``'skip'`` gives the batch a zero loss and leaves queue and
+            prototypes untouched.
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 neck: dict,
+                 head: dict,
+                 num_classes: int,
+                 feat_dim: int = 2048,
+                 embed_dim: int = 128,
+                 proj_hidden_dim: int = 2048,
+                 queue_len: int = 8192,
+                 momentum: float = 0.999,
+                 proto_momentum: float = 0.999,
+                 alpha: float = 0.5,
+                 threshold: float = 0.8,
+                 shuffle_bn: bool = True,
+                 channels_last: bool = False,
+                 nonfinite: str = 'raise',
+                 pretrained: Optional[str] = None,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(
+            backbone=backbone,
+            neck=neck,
+            head=head,
+            pretrained=pretrained,
+            data_preprocessor=data_preprocessor,
+            init_cfg=init_cfg)
+        if nonfinite not in NONFINITE_ACTIONS:
+            raise ValueError(f'model.nonfinite must be one of '
+                             f'{NONFINITE_ACTIONS}, got {nonfinite!r}')
+        self.num_classes = num_classes
+        self.queue_len = queue_len
+        self.momentum = momentum
+        self.proto_momentum = proto_momentum
+        self.alpha = alpha
+        self.threshold = threshold
+        self.shuffle_bn = shuffle_bn
+        self.channels_last = channels_last
+        self.nonfinite = nonfinite
+
+        self.classifier = nn.Linear(feat_dim, num_classes)
+        self.projector = nn.Sequential(
+            nn.Linear(feat_dim, proj_hidden_dim), nn.ReLU(inplace=True),
+            nn.Linear(proj_hidden_dim, embed_dim))
+        self.momentum_backbone = copy.deepcopy(self.backbone)
+        self.momentum_projector = copy.deepcopy(self.projector)
+        for param in self._momentum_params():
+            param.requires_grad = False
+
+        self.register_buffer(
+            'queue', F.normalize(torch.randn(embed_dim, queue_len), dim=0))
+        self.register_buffer('queue_ptr', torch.zeros(1, dtype=torch.long))
+        self.register_buffer('prototypes', torch.zeros(num_classes, embed_dim))
+
+        # Phase flags, set every epoch by MoProHook (not part of the state:
+        # they are derived from the epoch, so a resumed run gets them right).
+        self.use_proto_loss = False
+        self.correct_noise = False
+
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
+
+    # ------------------------------------------------------------------
+    # encoder and momentum encoder
+    def _online_params(self) -> List[nn.Parameter]:
+        return [*self.backbone.parameters(), *self.projector.parameters()]
+
+    def _momentum_params(self) -> List[nn.Parameter]:
+        return [
+            *self.momentum_backbone.parameters(),
+            *self.momentum_projector.parameters()
+        ]
+
+    def init_weights(self) -> None:
+        """Initialise the encoder, then copy it into the momentum encoder.
+
+        The copy made in ``__init__`` predates the Runner's weight
+        initialisation, so it is refreshed here.
+        """
+        super().init_weights()
+        self.momentum_backbone.load_state_dict(self.backbone.state_dict())
+        self.momentum_projector.load_state_dict(self.projector.state_dict())
+
+    @torch.no_grad()
+    def momentum_update(self) -> None:
+        """theta_k <- m * theta_k + (1 - m) * theta_q, for parameters only.
+
+        The momentum encoder keeps its own BatchNorm statistics, computed in
+        its own forward passes, as in the released code (mmengine's
+        ExponentialMovingAverage would copy the encoder's buffers instead).
+        One fused ``_foreach_lerp_`` replaces a per-tensor Python loop.
+        """
+        torch._foreach_lerp_(self._momentum_params(), self._online_params(),
+                             1.0 - self.momentum)
+
+    def _prepare(self, img: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            return img.contiguous(memory_format=torch.channels_last)
+        return img
+
+    def extract_feat(self, inputs: torch.Tensor) -> Tuple[torch.Tensor]:
+        """The representation v: pooled backbone features, ``(N x C,)``."""
+        return self.neck(self.backbone(self._prepare(inputs)))
+
+    def encode(self, inputs: torch.Tensor
+               ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return (v, classifier logits, normalised embedding z)."""
+        feats = self.extract_feat(inputs)[-1]
+        embed = F.normalize(self.projector(feats), dim=1)
+        return feats, self.classifier(feats), embed
+
+    @torch.no_grad()
+    def momentum_encode(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Normalised momentum embeddings z' of ``inputs``.
+
+        Under DDP the batch is shuffled across ranks first, so that
+        BatchNorm statistics do not leak the positive pair.
+        """
+        inputs = self._prepare(inputs)
+        shuffle = self.shuffle_bn and get_world_size() > 1
+        if shuffle:
+            inputs, idx_unshuffle = batch_shuffle_ddp(inputs)
+        feats = self.neck(self.momentum_backbone(inputs))[-1]
+        keys = F.normalize(self.momentum_projector(feats).float(), dim=1)
+        if shuffle:
+            keys = batch_unshuffle_ddp(keys, idx_unshuffle)
+        return keys
+
+    # ------------------------------------------------------------------
+    # queue and prototypes
+    @torch.no_grad()
+    def enqueue(self, keys: torch.Tensor) -> None:
+        """Write the (all-rank) keys at the queue pointer, FIFO.
+
+        The pointer stays on the device, so this does no host sync; the queue
+        is a ring buffer, so the batch need not divide R.
+        """
+        batch = keys.shape[0]
+        if batch > self.queue_len:
+            raise ValueError(f'the global batch ({batch}) is larger than the '
+                             f'queue (model.queue_len={self.queue_len})')
+        idx = (self.queue_ptr + torch.arange(
+            batch, device=keys.device)) % self.queue_len
+        self.queue.index_copy_(1, idx, keys.t().to(self.queue.dtype))
+        self.queue_ptr.add_(batch).remainder_(self.queue_len)
+
+    def prototype_logits(self, embed: torch.Tensor) -> torch.Tensor:
+        """``z . C^T / tau`` against a snapshot of the prototypes."""
+        return embed.float() @ self.prototypes.detach().clone().t() / \
+            self.head.temperature
+
+    # ------------------------------------------------------------------
+    # training
+    def _all_finite(self, loss: torch.Tensor) -> bool:
+        """Whether the loss is finite on every rank (one host sync)."""
+        flag = torch.isfinite(loss.detach()).all().to(torch.int32)
+        all_reduce(flag, op='min')
+        return bool(flag)
+
+    def loss(self, inputs: List[torch.Tensor],
+             data_samples: List[DataSample]) -> Dict[str, torch.Tensor]:
+        """One MoPro iteration (Algorithm 1): losses, then queue/prototypes.
+
+        Order follows the released code: momentum update before the key
+        forward; instance logits against the queue before this batch is
+        enqueued; prototype logits against the prototypes before this batch
+        updates them. Queue and prototypes are written only after the loss is
+        known to be finite.
+        """
+        img_weak, img_strong = inputs
+        labels = torch.cat([ds.gt_label for ds in data_samples]).long()
+
+        _, cls_logits, embed = self.encode(img_weak)
+        self.momentum_update()
+        keys = self.momentum_encode(img_strong)
+
+        proto_logits = None
+        if self.use_proto_loss or self.correct_noise:
+            proto_logits = self.prototype_logits(embed)
+        if self.correct_noise:
+            pseudo_labels = correct_labels(
+                cls_logits.detach(), proto_logits.detach(), labels,
+                self.alpha, self.threshold)
+        else:
+            # warm-up: every pseudo-label is the original label
+            pseudo_labels = labels
+
+        losses = self.head.loss(
+            cls_logits, proto_logits if self.use_proto_loss else None, embed,
+            keys, self.queue.detach().clone(), pseudo_labels)
+        losses['frac_ood'] = (pseudo_labels == OOD_LABEL).float().mean()
+        losses['frac_relabelled'] = (
+            (pseudo_labels != labels) &
+            (pseudo_labels != OOD_LABEL)).float().mean()
+
+        total = sum(v for k, v in losses.items() if 'loss' in k)
+        if not self._all_finite(total):
+            if self.nonfinite == 'raise':
+                values = ', '.join(f'{k}={v.item():.4g}'
+                                   for k, v in losses.items()
+                                   if 'loss' in k)
+                raise FloatingPointError(
+                    f'MoPro: non-finite loss ({values}); queue and '
+                    'prototypes were not updated. Lower the learning rate, '
+                    'check the data, or set model.nonfinite="skip".')
+            # zero loss that still touches every parameter (so that DDP's
+            # gradient reduction sees them all): a zero gradient
+            zero = sum(p.sum() for p in self.parameters()
+                       if p.requires_grad) * 0.0
+            return {k: (zero if 'loss' in k else v.detach())
+                    for k, v in losses.items()}
+
+        self.enqueue(_gather(keys))
+        self.prototypes.copy_(
+            update_prototypes(self.prototypes, _gather(embed),
+                              _gather(pseudo_labels), self.proto_momentum))
+        return losses
+
+    # ------------------------------------------------------------------
+    # inference
+    def forward(self,
+                inputs,
+                data_samples: Optional[List[DataSample]] = None,
+                mode: str = 'tensor'):
+        """``tensor``: (v,) features; ``loss``: losses; ``predict``:
+        classifier scores in DataSamples (for mmpretrain's metrics)."""
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        return super().forward(inputs, data_samples, mode)
+
+    def predict(self,
+                inputs: torch.Tensor,
+                data_samples: Optional[List[DataSample]] = None
+                ) -> List[DataSample]:
+        """Softmax of the classifier, one DataSample per image."""
+        _, cls_logits, _ = self.encode(inputs)
+        scores = F.softmax(cls_logits.float(), dim=1)
+        if data_samples is None:
+            data_samples = [DataSample() for _ in range(scores.shape[0])]
+        for ds, score in zip(data_samples, scores):
+            ds.set_pred_score(score).set_pred_label(score.argmax())
+        return data_samples

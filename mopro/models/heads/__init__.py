@@ -1,0 +1,3 @@
+from .mopro_head import MoProHead
+
+__all__ = ['MoProHead']

@@ -1,0 +1,88 @@
+"""Compatibility for the detectron2 v0.6 Python sources without their C++ ops.
+
+detectron2 is not on the package registry under its own name; where its git
+repository cannot be reached, ``tools/install_detectron2.py`` installs the
+v0.6 Python sources from the registry's ``pb1-detectron2`` sdist, which lack
+the compiled ``detectron2._C``. Two things then break at import time, and
+this module (the only place that works around detectron2) mends them:
+
+(a) ``from detectron2 import _C`` in ``evaluation/fast_eval_api.py``: a stub
+    module stands in and raises a clear error if a compiled op is actually
+    used. Mask R-CNN R50-FPN needs none (ROIAlign and NMS come from
+    torchvision); COCO evaluation must use ``use_fast_impl=False``.
+(b) v0.6 references ``PIL.Image.LINEAR``, removed in Pillow 10; it is an
+    alias of ``Image.BILINEAR``.
+
+With a complete detectron2 (compiled ``_C``, release after 0.6) ``install``
+does nothing.
+"""
+import glob
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import os
+import re
+import sys
+import types
+from typing import Optional
+
+_STUB_NAME = 'detectron2._C'
+
+
+class _MissingOps(types.ModuleType):
+    """Stand-in for ``detectron2._C`` that fails only when used."""
+
+    def __getattr__(self, name: str):
+        if name.startswith('__'):
+            raise AttributeError(name)
+        raise ImportError(
+            f'detectron2._C.{name} is unavailable: detectron2 was installed '
+            'without its compiled ops (see README, "Detectron2"). For COCO '
+            'evaluation use COCOEvaluator(..., use_fast_impl=False).')
+
+
+class _StubFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != _STUB_NAME:
+            return None
+        return importlib.machinery.ModuleSpec(fullname, self)
+
+    def create_module(self, spec):
+        return _MissingOps(spec.name)
+
+    def exec_module(self, module):
+        pass
+
+
+def _detectron2_dir() -> Optional[str]:
+    spec = importlib.util.find_spec('detectron2')
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return list(spec.submodule_search_locations)[0]
+
+
+def _version(package_dir: str) -> str:
+    with open(os.path.join(package_dir, '__init__.py')) as f:
+        match = re.search(r'__version__\s*=\s*["\']([^"\']+)', f.read())
+    return match.group(1) if match else ''
+
+
+def has_compiled_ops() -> bool:
+    """Whether the installed detectron2 has its compiled ``_C``."""
+    package_dir = _detectron2_dir()
+    return bool(package_dir and glob.glob(os.path.join(package_dir, '_C*')))
+
+
+def install() -> None:
+    """Apply (a) and (b) where needed; cheap, and imports no detectron2."""
+    package_dir = _detectron2_dir()
+    if package_dir is None:
+        return
+    if not has_compiled_ops() and not any(
+            isinstance(f, _StubFinder) for f in sys.meta_path):
+        sys.meta_path.append(_StubFinder())
+    if _version(package_dir).startswith('0.6'):
+        from PIL import Image
+        if not hasattr(Image, 'LINEAR'):
+            Image.LINEAR = Image.BILINEAR

@@ -1,0 +1,189 @@
+"""Convert a MoPro encoder into a Detectron2 ResNet backbone checkpoint.
+
+Object detection transfer (paper Section 5.1, Appendix C) fine-tunes the
+pretrained ResNet-50 encoder as the bottom-up backbone of a Mask R-CNN
+R50-FPN in Detectron2. Detectron2 reads ``.pkl`` files holding
+``{"model": {name: numpy array}, "__author__": ..., "matching_heuristics":
+True}``; with matching heuristics its checkpointer maps ``res2.0.conv1.weight``
+onto ``backbone.bottom_up.res2.0.conv1.weight``.
+
+Only the encoder is kept. The momentum encoder, projector, classifier,
+queue, queue pointer and prototypes are dropped, as in the released code's
+``detection/convert-pretrain-to-detectron2.py``, which writes the same names
+and values. One deliberate difference: BN ``num_batches_tracked`` counters
+are dropped too (the released script keeps them); they only matter for BN
+with ``momentum=None``, which Detectron2 never uses.
+
+Name mapping (torchvision / mmpretrain ResNet -> Detectron2 ResNet)::
+
+    conv1.weight                 -> stem.conv1.weight
+    bn1.{w,b,mean,var}           -> stem.conv1.norm.*
+    layer{i}.{b}.conv{j}.weight  -> res{i+1}.{b}.conv{j}.weight
+    layer{i}.{b}.bn{j}.*         -> res{i+1}.{b}.conv{j}.norm.*
+    layer{i}.{b}.downsample.0.*  -> res{i+1}.{b}.shortcut.*
+    layer{i}.{b}.downsample.1.*  -> res{i+1}.{b}.shortcut.norm.*
+"""
+import pickle
+import re
+from collections import Counter, OrderedDict
+from typing import Dict, List, Mapping, NamedTuple, Tuple
+
+import numpy as np
+import torch
+
+from mopro.utils import atomic_path
+from mopro.utils.checkpoint import (CheckpointError, encoder_state_dict,
+                                    load_checkpoint, mopro_state_dict)
+
+AUTHOR = 'MoPro'
+BN_COUNTER = 'num_batches_tracked'
+_NORM_PARAMS = ('weight', 'bias', 'running_mean', 'running_var')
+# this project's top-level modules/buffers that are not the encoder
+_DROPPED_KINDS = {
+    'momentum_backbone': 'momentum encoder',
+    'momentum_projector': 'momentum projector',
+    'projector': 'projector',
+    'classifier': 'classifier',
+    'queue': 'queue and queue pointer',
+    'queue_ptr': 'queue and queue pointer',
+    'prototypes': 'class prototypes',
+}
+
+_STEM = re.compile(r'^(conv1\.weight|bn1\.(?P<norm>\w+))$')
+_BLOCK = re.compile(r'^layer(?P<stage>[1-4])\.(?P<block>\d+)\.'
+                    r'(?:conv(?P<conv>\d)\.weight|bn(?P<bn>\d)\.(?P<bnp>\w+)|'
+                    r'downsample\.(?P<ds>[01])\.(?P<dsp>\w+))$')
+
+
+class Summary(NamedTuple):
+    """What a conversion kept and dropped, counted by kind."""
+    converted: Counter
+    dropped: Counter
+
+
+def _norm(prefix: str, param: str) -> str:
+    if param not in _NORM_PARAMS:
+        raise KeyError(param)
+    return f'{prefix}.norm.{param}'
+
+
+def detectron2_name(name: str) -> str:
+    """Detectron2 name of one encoder tensor (see the module docstring).
+
+    Raises:
+        KeyError: ``name`` is not a ResNet backbone tensor.
+    """
+    stem = _STEM.match(name)
+    if stem:
+        if stem.group('norm') is None:
+            return 'stem.conv1.weight'
+        return _norm('stem.conv1', stem.group('norm'))
+    block = _BLOCK.match(name)
+    if block is None:
+        raise KeyError(name)
+    prefix = f'res{int(block.group("stage")) + 1}.{block.group("block")}'
+    if block.group('conv'):
+        return f'{prefix}.conv{block.group("conv")}.weight'
+    if block.group('bn'):
+        return _norm(f'{prefix}.conv{block.group("bn")}', block.group('bnp'))
+    if block.group('ds') == '0':
+        if block.group('dsp') != 'weight':
+            raise KeyError(name)
+        return f'{prefix}.shortcut.weight'
+    return _norm(f'{prefix}.shortcut', block.group('dsp'))
+
+
+def _tensor_kind(name: str) -> str:
+    if name.endswith('running_mean') or name.endswith('running_var'):
+        return 'BN running statistics'
+    if '.norm.' in name:
+        return 'BN affine parameters'
+    return 'conv weights'
+
+
+def convert_encoder(encoder: Mapping[str, torch.Tensor], path: str = ''
+                    ) -> Tuple['OrderedDict[str, np.ndarray]', List[str]]:
+    """Rename encoder tensors to Detectron2 names as numpy arrays.
+
+    Returns the converted dict and the dropped ``num_batches_tracked`` names.
+
+    Raises:
+        CheckpointError: a tensor that is not part of a ResNet backbone.
+    """
+    converted = OrderedDict()
+    dropped = []
+    for name, value in encoder.items():
+        if name.endswith(BN_COUNTER):
+            dropped.append(name)
+            continue
+        try:
+            new_name = detectron2_name(name)
+        except KeyError:
+            raise CheckpointError(
+                f'{path}: backbone tensor {name!r} is not part of a '
+                'torchvision-style ResNet; cannot name it for Detectron2'
+            ) from None
+        converted[new_name] = value.detach().cpu().numpy()
+    if not converted:
+        raise CheckpointError(f'{path}: no encoder weights to convert')
+    return converted, dropped
+
+
+def _dropped_kind(name: str) -> str:
+    """Kind of a non-encoder tensor of this project's state dict."""
+    module = name.split('.', 1)[0]
+    return _DROPPED_KINDS.get(module, module)
+
+
+def convert_checkpoint(path: str, trust: bool = False
+                       ) -> Tuple[Dict[str, object], Summary]:
+    """Read a MoPro checkpoint (this project's or the released code's) and
+    return the Detectron2 checkpoint dict and a summary.
+
+    Raises:
+        FileNotFoundError, CheckpointError: unreadable or unsupported file.
+    """
+    ckpt = load_checkpoint(path, trust=trust)
+    state = mopro_state_dict(ckpt, path)
+    weights, counters = convert_encoder(encoder_state_dict(ckpt, path), path)
+    converted = Counter(_tensor_kind(name) for name in weights)
+    dropped = Counter(
+        _dropped_kind(name) for name in state
+        if not name.startswith('backbone.'))
+    if counters:
+        dropped[f'BN {BN_COUNTER}'] = len(counters)
+    model = {
+        'model': weights,
+        '__author__': AUTHOR,
+        'matching_heuristics': True
+    }
+    return model, Summary(converted, dropped)
+
+
+def save_detectron2(model: Dict[str, object], out_path: str) -> None:
+    """Pickle ``model`` to ``out_path`` atomically.
+
+    Detectron2's checkpointer reads this format only from ``.pkl`` files.
+    """
+    if not out_path.endswith('.pkl'):
+        raise ValueError(f'{out_path}: output must end with .pkl (Detectron2 '
+                         'reads its pickle format only from .pkl files)')
+    with atomic_path(out_path) as tmp:
+        with open(tmp, 'wb') as f:
+            pickle.dump(model, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def format_summary(summary: Summary) -> str:
+    """Multi-line human-readable summary of a conversion."""
+
+    def lines(counter: Counter) -> List[str]:
+        return [f'    {count:4d}  {kind}' for kind, count in sorted(
+            counter.items())]
+
+    return '\n'.join([
+        f'converted {sum(summary.converted.values())} encoder tensors:',
+        *lines(summary.converted),
+        f'dropped {sum(summary.dropped.values())} tensors by design '
+        '(not part of the backbone):',
+        *lines(summary.dropped),
+    ])

@@ -1,0 +1,3 @@
+from .fileio import atomic_path
+
+__all__ = ['atomic_path']

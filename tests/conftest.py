@@ -1,0 +1,85 @@
+"""Shared fixtures: tiny datasets in the official layouts, tiny configs."""
+import os
+import os.path as osp
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import mopro  # noqa: E402,F401
+
+
+def write_image(path: str, seed: int, size: int = 40) -> None:
+    """A small random-colour JPEG with a class-dependent pattern."""
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    Image.fromarray(img).save(path, quality=90)
+
+
+def make_webvision(root: str, num_classes: int = 4, per_class: int = 8,
+                   val_per_class: int = 2, size: int = 40) -> str:
+    """A fake WebVision tree (google + flickr lists, val_images_256)."""
+    os.makedirs(osp.join(root, 'info'), exist_ok=True)
+    seed = 0
+    for source in ('google', 'flickr'):
+        lines = []
+        for c in range(num_classes):
+            for i in range(per_class // 2):
+                rel = f'{source}/q{c:04d}/{i:03d}.jpg'
+                write_image(osp.join(root, rel), seed, size)
+                seed += 1
+                lines.append(f'{rel} {c}')
+        with open(osp.join(root, 'info', f'train_filelist_{source}.txt'),
+                  'w') as f:
+            f.write('\n'.join(lines) + '\n')
+    lines = []
+    for c in range(num_classes):
+        for i in range(val_per_class):
+            name = f'val{c:02d}{i:03d}.jpg'
+            write_image(osp.join(root, 'val_images_256', name), seed, size)
+            seed += 1
+            lines.append(f'{name} {c}')
+    with open(osp.join(root, 'info', 'val_filelist.txt'), 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    return root
+
+
+@pytest.fixture
+def webvision_root(tmp_path) -> str:
+    return make_webvision(str(tmp_path / 'webvision'))
+
+
+def tiny_mopro_options(data_root: str, work_dir: str,
+                       num_classes: int = 4) -> dict:
+    """``--cfg-options`` that shrink the v1 config to a CPU-sized run."""
+    small = 32
+    return {
+        'model.backbone.depth': 18,
+        'model.feat_dim': 512,
+        'model.proj_hidden_dim': 64,
+        'model.embed_dim': 16,
+        'model.queue_len': 32,
+        'model.num_classes': num_classes,
+        'model.channels_last': False,
+        'train_dataloader.dataset.data_root': data_root,
+        'train_dataloader.dataset.num_classes': num_classes,
+        'train_dataloader.batch_size': 4,
+        'train_dataloader.num_workers': 0,
+        'train_dataloader.persistent_workers': False,
+        'train_dataloader.dataset.pipeline.1.transforms.0.0.scale': small,
+        'train_dataloader.dataset.pipeline.1.transforms.1.0.scale': small,
+        'val_dataloader.dataset.data_root': data_root,
+        'val_dataloader.dataset.num_classes': num_classes,
+        'val_dataloader.num_workers': 0,
+        'val_dataloader.persistent_workers': False,
+        'val_dataloader.dataset.pipeline.1.scale': small,
+        'val_dataloader.dataset.pipeline.2.crop_size': small,
+        'val_evaluator.topk': (1, ),
+        'default_hooks.logger.interval': 1,
+        'work_dir': work_dir,
+    }

@@ -1,0 +1,591 @@
+"""The MoPro algorithm (paper Section 3, Algorithm 1) on a tiny CPU model.
+
+Phases as in the released ``train.py``: warm-up (epoch 0: no L_pro,
+pseudo-label = label), prototype loss on (epoch >= 1), noise correction
+(epoch >= start_clean_epoch). Every iteration is also compared with
+``_mopro_reference.ReleasedMoPro``, a naive single-process model of the
+released ``model.py`` forward written for these tests.
+"""
+import copy
+import inspect
+
+import pytest
+import torch
+import torch.nn.functional as F
+from mmengine.optim import OptimWrapper
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+
+import mopro  # noqa: F401  (registers the components)
+from mopro.models import MoPro, correct_labels, update_prototypes
+from _mopro_reference import (ReleasedMoPro, make_noisy,
+                              reference_update_prototypes)
+
+K, B, R, D, HIDDEN, SIZE = 4, 8, 16, 16, 32, 32
+PHASES = {
+    'warmup': dict(use_proto_loss=False, correct_noise=False),
+    'proto': dict(use_proto_loss=True, correct_noise=False),
+    'clean': dict(use_proto_loss=True, correct_noise=True),
+}
+LOSS_KEYS = ('loss_cls', 'loss_ins', 'loss_pro')
+
+
+def model_cfg(**overrides) -> dict:
+    cfg = dict(
+        type='MoPro',
+        backbone=dict(type='ResNet', depth=18),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='MoProHead', temperature=0.1),
+        num_classes=K,
+        feat_dim=512,
+        embed_dim=D,
+        proj_hidden_dim=HIDDEN,
+        queue_len=R,
+        data_preprocessor=dict(
+            type='SelfSupDataPreprocessor',
+            mean=[123.675, 116.28, 103.53],
+            std=[58.395, 57.12, 57.375],
+            to_rgb=True))
+    cfg.update(overrides)
+    return cfg
+
+
+def build(seed: int = 0, phase: str = 'warmup', **overrides) -> MoPro:
+    torch.manual_seed(seed)
+    model = MODELS.build(model_cfg(**overrides))
+    model.train()
+    set_phase(model, phase)
+    return model
+
+
+def set_phase(model, phase: str) -> None:
+    for key, value in PHASES[phase].items():
+        setattr(model, key, value)
+
+
+def views(seed: int, batch: int = B):
+    gen = torch.Generator().manual_seed(1000 + seed)
+    return [torch.randn(batch, 3, SIZE, SIZE, generator=gen) for _ in '12']
+
+
+def samples(labels):
+    return [DataSample().set_gt_label(int(y)) for y in labels]
+
+
+def record_head(monkeypatch, model) -> list:
+    """Record the arguments of every ``model.head.loss`` call."""
+    calls = []
+    original = model.head.loss
+    signature = inspect.signature(original)
+
+    def spy(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        calls.append({
+            k: (v.detach().clone() if torch.is_tensor(v) else v)
+            for k, v in bound.arguments.items()
+        })
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(model.head, 'loss', spy)
+    return calls
+
+
+def random_prototypes(seed: int = 5) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return F.normalize(torch.randn(K, D, generator=gen), dim=1)
+
+
+# ----------------------------------------------------------------------
+# one iteration per phase
+def test_warmup_step(monkeypatch):
+    model = build(phase='warmup')
+    calls = record_head(monkeypatch, model)
+    weak, strong = views(0)
+    labels = torch.arange(B) % K
+    old_queue = model.queue.clone()
+    assert torch.equal(model.prototypes, torch.zeros(K, D))
+
+    losses = model.loss([weak, strong], samples(labels))
+
+    (call, ) = calls
+    assert 'loss_pro' not in losses and call['proto_logits'] is None
+    assert torch.equal(call['pseudo_labels'], labels)
+    assert losses['frac_ood'].item() == 0
+    assert losses['frac_relabelled'].item() == 0
+    # the query is the normalised projection of the weak view
+    with torch.no_grad():
+        _, cls_logits, embed = copy.deepcopy(model).encode(weak)
+    torch.testing.assert_close(call['query'], embed)
+    torch.testing.assert_close(call['cls_logits'], cls_logits)
+    torch.testing.assert_close(call['query'].norm(dim=1), torch.ones(B))
+    # the key comes from the momentum encoder (already updated this step)
+    with torch.no_grad():
+        probe = copy.deepcopy(model)
+        keys = F.normalize(
+            probe.momentum_projector(
+                probe.neck(probe.momentum_backbone(strong))[-1]), dim=1)
+    torch.testing.assert_close(call['key'], keys)
+    # negatives: the queue before this batch
+    torch.testing.assert_close(call['queue'], old_queue)
+    # queue: columns 0..B-1 replaced by the keys, pointer advanced
+    torch.testing.assert_close(model.queue[:, :B], call['key'].t())
+    assert torch.equal(model.queue[:, B:], old_queue[:, B:])
+    assert model.queue_ptr.tolist() == [B]
+    # prototypes: every sample with its original label
+    torch.testing.assert_close(
+        model.prototypes,
+        reference_update_prototypes(torch.zeros(K, D), call['query'], labels,
+                                    model.proto_momentum),
+        rtol=0, atol=1e-5)
+    torch.testing.assert_close(model.prototypes.norm(dim=1), torch.ones(K))
+
+
+def test_proto_phase_adds_prototype_loss(monkeypatch):
+    model = build(phase='proto')
+    old_protos = random_prototypes()
+    model.prototypes.copy_(old_protos)
+    calls = record_head(monkeypatch, model)
+    weak, strong = views(1)
+    labels = torch.tensor([0, 0, 1, 3, 3, 3, 2, 0])
+
+    losses = model.loss([weak, strong], samples(labels))
+
+    (call, ) = calls
+    assert torch.equal(call['pseudo_labels'], labels)
+    expected_logits = call['query'] @ old_protos.t() / 0.1
+    torch.testing.assert_close(call['proto_logits'], expected_logits)
+    torch.testing.assert_close(losses['loss_pro'],
+                               F.cross_entropy(expected_logits, labels))
+    torch.testing.assert_close(losses['loss_cls'],
+                               F.cross_entropy(call['cls_logits'], labels))
+    torch.testing.assert_close(
+        model.prototypes,
+        update_prototypes(old_protos, call['query'], labels, 0.999),
+        rtol=0, atol=1e-6)
+
+
+def test_noise_correction_phase(monkeypatch):
+    model = build(phase='clean')
+    weak, strong = views(2)
+    labels = make_noisy(model, weak)
+    old_protos = model.prototypes.clone()
+    calls = record_head(monkeypatch, model)
+
+    losses = model.loss([weak, strong], samples(labels))
+
+    (call, ) = calls
+    pseudo = call['pseudo_labels']
+    expected = correct_labels(call['cls_logits'], call['proto_logits'],
+                              labels)
+    assert torch.equal(pseudo, expected)
+    assert (pseudo == -1).any() and ((pseudo != labels) & (pseudo >= 0)).any()
+    torch.testing.assert_close(losses['frac_ood'],
+                               (pseudo == -1).float().mean())
+    torch.testing.assert_close(
+        losses['frac_relabelled'],
+        ((pseudo != labels) & (pseudo >= 0)).float().mean())
+    keep = pseudo >= 0
+    torch.testing.assert_close(
+        losses['loss_cls'],
+        F.cross_entropy(call['cls_logits'][keep], pseudo[keep]))
+    torch.testing.assert_close(
+        losses['loss_pro'],
+        F.cross_entropy(call['proto_logits'][keep], pseudo[keep]))
+    # prototypes: pseudo-labels, OOD left out
+    torch.testing.assert_close(
+        model.prototypes,
+        reference_update_prototypes(old_protos, call['query'], pseudo,
+                                    model.proto_momentum),
+        rtol=0, atol=1e-5)
+    with_labels = update_prototypes(old_protos, call['query'], labels,
+                                    model.proto_momentum)
+    assert not torch.allclose(model.prototypes, with_labels, atol=1e-6)
+
+
+# ----------------------------------------------------------------------
+# against the independent model of the released code
+NAME_MAP = (('backbone.', 'encoder_q.trunk.'),
+            ('classifier.', 'encoder_q.classifier.'),
+            ('projector.0.', 'encoder_q.fc1.'), ('projector.2.',
+                                                 'encoder_q.fc2.'),
+            ('momentum_backbone.', 'encoder_k.trunk.'),
+            ('momentum_projector.0.', 'encoder_k.fc1.'),
+            ('momentum_projector.2.', 'encoder_k.fc2.'))
+
+
+def reference_name(name: str) -> str:
+    for ours, theirs in NAME_MAP:
+        if name.startswith(ours):
+            return theirs + name[len(ours):]
+    return name  # queue, queue_ptr, prototypes
+
+
+def assert_same_state(model, ref, atol=1e-5):
+    theirs = ref.state_dict()
+    for name, value in model.state_dict().items():
+        other = theirs[reference_name(name)]
+        if value.is_floating_point():
+            torch.testing.assert_close(value, other, rtol=1e-4, atol=atol,
+                                       msg=name)
+        else:
+            assert torch.equal(value, other), name
+
+
+@pytest.mark.parametrize('phase', list(PHASES))
+def test_matches_released_reference(monkeypatch, phase):
+    model = build(seed=3, phase=phase, momentum=0.9, proto_momentum=0.8)
+    weak, strong = views(3)
+    if phase == 'clean':
+        labels = make_noisy(model, weak)
+    else:
+        labels = torch.tensor([1, 0, 2, 1, 3, 1, 0, 2])
+        if phase == 'proto':
+            model.prototypes.copy_(random_prototypes())
+    ref = ReleasedMoPro.from_mopro(model)
+    ref.train()
+    assert_same_state(model, ref, atol=0)
+    is_proto, is_clean = phase != 'warmup', phase == 'clean'
+    calls = record_head(monkeypatch, model)
+    opt = torch.optim.SGD(
+        [p for p in model.parameters() if p.requires_grad], lr=0.01,
+        momentum=0.9)
+    ref_opt = torch.optim.SGD(
+        [p for p in ref.parameters() if p.requires_grad], lr=0.01,
+        momentum=0.9)
+
+    for step in range(2):
+        weak, strong = views(3 + step)
+        losses = model.loss([weak, strong], samples(labels))
+        out = ref(weak, labels, strong, is_proto=is_proto, is_clean=is_clean)
+        assert torch.equal(calls[-1]['pseudo_labels'], out['pseudo'])
+        assert set(k for k in losses if k.startswith('loss')) == \
+            set(out['losses'])
+        for key, value in out['losses'].items():
+            torch.testing.assert_close(losses[key], value, rtol=1e-4,
+                                       atol=1e-5)
+        assert_same_state(model, ref)
+        # one SGD step on both: the gradients must agree too
+        opt.zero_grad()
+        ref_opt.zero_grad()
+        sum(v for k, v in losses.items() if k.startswith('loss')).backward()
+        sum(out['losses'].values()).backward()
+        ref_params = dict(ref.named_parameters())
+        for name, param in model.named_parameters():
+            if param.requires_grad:
+                torch.testing.assert_close(
+                    param.grad, ref_params[reference_name(name)].grad,
+                    rtol=1e-3, atol=1e-4, msg=name)
+        opt.step()
+        ref_opt.step()
+        ref_params = dict(ref.named_parameters())
+        for name, param in model.named_parameters():
+            other = ref_params[reference_name(name)]
+            torch.testing.assert_close(param, other, rtol=0, atol=1e-6,
+                                       msg=name)
+            # The tiny net is ill-conditioned (1x1 maps in layer4, batch-8
+            # BatchNorm): 1-ulp weight differences grow to ~1% gradient
+            # differences in the next step, so the weights (only) are
+            # re-synchronised; queue, prototypes and BN statistics carry on.
+            with torch.no_grad():
+                other.copy_(param)
+    if is_clean:
+        assert (out['pseudo'] == -1).any()
+    assert model.queue_ptr.item() == 0  # 2 x B == R
+
+
+def test_train_step_with_optim_wrapper():
+    model = build(phase='proto', momentum=0.9)
+    model.prototypes.copy_(random_prototypes())
+    gen = torch.Generator().manual_seed(7)
+    data = dict(
+        inputs=[
+            torch.randint(0, 256, (B, 3, SIZE, SIZE), generator=gen,
+                          dtype=torch.uint8) for _ in range(2)
+        ],
+        data_samples=samples(torch.arange(B) % K))
+    optim_wrapper = OptimWrapper(
+        torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
+    before = copy.deepcopy(model.state_dict())
+
+    log_vars = model.train_step(data, optim_wrapper)
+
+    assert {'loss', 'loss_cls', 'loss_ins', 'loss_pro'} <= set(log_vars)
+    total = log_vars['loss_cls'] + log_vars['loss_ins'] + log_vars['loss_pro']
+    torch.testing.assert_close(torch.as_tensor(log_vars['loss']),
+                               torch.as_tensor(total))
+    after = model.state_dict()
+    for name in ('backbone.conv1.weight', 'classifier.weight',
+                 'projector.2.weight'):
+        assert not torch.equal(after[name], before[name]), name
+    # momentum encoder: moved by the momentum rule only (no gradient step)
+    for name, param in model.named_parameters():
+        if name.startswith('momentum_'):
+            assert param.grad is None
+            online = before[name[len('momentum_'):]]
+            torch.testing.assert_close(
+                param.detach(), 0.9 * before[name] + 0.1 * online)
+    assert model.queue_ptr.item() == B
+    assert not torch.equal(after['prototypes'], before['prototypes'])
+
+
+# ----------------------------------------------------------------------
+# queue, momentum encoder, state
+def test_queue_wraps_around(monkeypatch):
+    model = build(queue_len=12)
+    calls = record_head(monkeypatch, model)
+    model.queue_ptr.fill_(8)
+    old = model.queue.clone()
+    weak, strong = views(4)
+    model.loss([weak, strong], samples(torch.arange(B) % K))
+    key = calls[-1]['key']
+    idx = [8, 9, 10, 11, 0, 1, 2, 3]
+    torch.testing.assert_close(model.queue[:, idx], key.t())
+    assert torch.equal(model.queue[:, 4:8], old[:, 4:8])
+    assert model.queue_ptr.tolist() == [4]
+    model.loss([weak, strong], samples(torch.arange(B) % K))
+    torch.testing.assert_close(model.queue[:, 4:12], calls[-1]['key'].t())
+    torch.testing.assert_close(model.queue[:, :4], key[4:].t())
+    assert model.queue_ptr.tolist() == [0]
+
+
+def test_enqueue_ring_buffer_and_oversized_batch():
+    model = build(queue_len=12)
+    model.queue_ptr.fill_(10)
+    old = model.queue.clone()
+    keys = F.normalize(torch.randn(5, D), dim=1)
+    model.enqueue(keys)
+    torch.testing.assert_close(model.queue[:, [10, 11, 0, 1, 2]], keys.t())
+    assert torch.equal(model.queue[:, 3:10], old[:, 3:10])
+    assert model.queue_ptr.tolist() == [3]
+    with pytest.raises(ValueError, match='queue'):
+        model.enqueue(torch.randn(13, D))
+
+
+def test_momentum_update_formula():
+    model = build(momentum=0.9)
+    with torch.no_grad():
+        for p in [*model.backbone.parameters(), *model.projector.parameters()]:
+            p.add_(torch.randn_like(p) * 0.1)
+    online = {n: p.detach().clone() for n, p in model.named_parameters()}
+    buffers = {
+        n: b.clone()
+        for n, b in model.momentum_backbone.named_buffers()
+    }
+    model.momentum_update()
+    for name, param in model.named_parameters():
+        if name.startswith('momentum_'):
+            expected = 0.9 * online[name] + 0.1 * online[
+                name[len('momentum_'):]]
+            torch.testing.assert_close(param.detach(), expected, rtol=0,
+                                       atol=1e-6, msg=name)
+        else:
+            assert torch.equal(param, online[name]), name
+    for name, buf in model.momentum_backbone.named_buffers():
+        assert torch.equal(buf, buffers[name]), name
+
+
+def test_momentum_encoder_keeps_its_own_bn_statistics():
+    model = build(momentum=0.9)
+    with torch.no_grad():
+        for p in model.backbone.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    # expected: m * k + (1 - m) * q, then a train-mode forward on the
+    # strong view only
+    expected = copy.deepcopy(model.momentum_backbone)
+    with torch.no_grad():
+        for pk, pq in zip(expected.parameters(), model.backbone.parameters()):
+            pk.copy_(0.9 * pk + 0.1 * pq)
+    weak, strong = views(5)
+    expected.train()
+    with torch.no_grad():
+        expected(strong)
+    model.loss([weak, strong], samples(torch.arange(B) % K))
+    ours = dict(model.momentum_backbone.named_buffers())
+    online = dict(model.backbone.named_buffers())
+    for name, buf in expected.named_buffers():
+        torch.testing.assert_close(ours[name], buf, msg=name)
+    assert not torch.allclose(ours['bn1.running_mean'],
+                              online['bn1.running_mean'])
+
+
+def test_init_weights_copies_encoder_into_momentum_encoder():
+    model = build()
+    with torch.no_grad():
+        for p in [*model.momentum_backbone.parameters(),
+                  *model.momentum_projector.parameters()]:
+            p.add_(1.0)
+        model.momentum_backbone.bn1.running_mean.add_(3.0)
+    model.init_weights()
+    for online, momentum in ((model.backbone, model.momentum_backbone),
+                             (model.projector, model.momentum_projector)):
+        theirs = momentum.state_dict()
+        for name, value in online.state_dict().items():
+            assert torch.equal(theirs[name], value), name
+    assert all(not p.requires_grad
+               for p in model.momentum_backbone.parameters())
+    assert all(not p.requires_grad
+               for p in model.momentum_projector.parameters())
+
+
+def test_state_dict_holds_queue_pointer_prototypes_and_momentum_encoder():
+    model = build(phase='proto')
+    model.prototypes.copy_(random_prototypes())
+    weak, strong = views(6)
+    labels = samples(torch.arange(B) % K)
+    model.loss([weak, strong], labels)
+    state = model.state_dict()
+    assert state['queue'].shape == (D, R)
+    assert state['queue_ptr'].tolist() == [B]
+    assert state['prototypes'].shape == (K, D)
+    for name in ('momentum_backbone.conv1.weight',
+                 'momentum_backbone.bn1.running_mean',
+                 'momentum_projector.0.weight', 'momentum_projector.2.bias',
+                 'classifier.weight', 'projector.0.weight'):
+        assert name in state, name
+    # a fresh model loaded from the state continues identically
+    other = build(seed=9, phase='proto')
+    other.load_state_dict(copy.deepcopy(state))
+    weak, strong = views(7)
+    a = model.loss([weak, strong], labels)
+    b = other.loss([weak, strong], labels)
+    for key in LOSS_KEYS:
+        torch.testing.assert_close(a[key], b[key])
+    for name in ('queue', 'queue_ptr', 'prototypes'):
+        assert torch.equal(getattr(model, name), getattr(other, name)), name
+
+
+# ----------------------------------------------------------------------
+# non-finite losses
+def _state(model):
+    return {
+        n: getattr(model, n).clone()
+        for n in ('queue', 'queue_ptr', 'prototypes')
+    }
+
+
+@pytest.mark.parametrize('bad_view', [0, 1])
+def test_nonfinite_raise_leaves_queue_and_prototypes(bad_view):
+    model = build(phase='proto', nonfinite='raise')
+    model.prototypes.copy_(random_prototypes())
+    inputs = views(8)
+    inputs[bad_view][0, 0, 0, 0] = float('nan')
+    before = _state(model)
+    with pytest.raises(FloatingPointError):
+        model.loss(inputs, samples(torch.arange(B) % K))
+    for name, value in _state(model).items():
+        assert torch.equal(value, before[name]), name
+
+
+def test_nonfinite_skip_returns_zero_losses():
+    model = build(phase='proto', nonfinite='skip')
+    model.prototypes.copy_(random_prototypes())
+    inputs = views(8)
+    inputs[0][0, 0, 0, 0] = float('nan')
+    before = _state(model)
+    losses = model.loss(inputs, samples(torch.arange(B) % K))
+    loss_names = [k for k in losses if k.startswith('loss')]
+    assert set(LOSS_KEYS) <= set(loss_names)
+    for key in loss_names:
+        assert losses[key].item() == 0.0, key
+    sum(losses[k] for k in loss_names).backward()
+    for name, param in model.named_parameters():
+        if param.grad is not None:
+            assert torch.isfinite(param.grad).all(), name
+    for name, value in _state(model).items():
+        assert torch.equal(value, before[name]), name
+
+
+def test_bad_nonfinite_option():
+    with pytest.raises(ValueError, match='nonfinite'):
+        build(nonfinite='ignore')
+
+
+# ----------------------------------------------------------------------
+# mixed precision and memory format
+def test_bf16_autocast_keeps_queue_and_prototypes_float32(monkeypatch):
+    model = build(phase='clean')
+    weak, strong = views(9)
+    labels = make_noisy(model, weak)
+    calls = record_head(monkeypatch, model)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        losses = model.loss([weak, strong], samples(labels))
+    for key in LOSS_KEYS:
+        assert losses[key].dtype == torch.float32
+        assert torch.isfinite(losses[key]), key
+    sum(losses[k] for k in LOSS_KEYS).backward()
+    assert model.queue.dtype == torch.float32
+    assert model.prototypes.dtype == torch.float32
+    torch.testing.assert_close(model.queue[:, :B],
+                               calls[-1]['key'].float().t())
+    touched = torch.unique(calls[-1]['pseudo_labels'])
+    touched = touched[touched >= 0]
+    torch.testing.assert_close(model.prototypes[touched].norm(dim=1),
+                               torch.ones(len(touched)))
+
+
+def test_channels_last_model_matches_default_layout():
+    plain = build(seed=4, phase='proto')
+    plain.prototypes.copy_(random_prototypes())
+    fast = build(seed=11, phase='proto', channels_last=True)
+    fast.load_state_dict(plain.state_dict())
+    assert fast.backbone.conv1.weight.is_contiguous(
+        memory_format=torch.channels_last)
+    weak, strong = views(10)
+    labels = samples(torch.arange(B) % K)
+    a = plain.loss([weak, strong], labels)
+    b = fast.loss([weak, strong], labels)
+    for key in LOSS_KEYS:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(plain.prototypes, fast.prototypes, rtol=1e-4,
+                               atol=1e-4)
+
+
+# ----------------------------------------------------------------------
+# inference
+def test_predict_and_tensor_mode():
+    model = build()
+    model.eval()
+    weak, _ = views(11, batch=3)
+    results = model(weak, mode='predict')
+    assert len(results) == 3
+    with torch.no_grad():
+        _, cls_logits, _ = model.encode(weak)
+    for ds, logits in zip(results, cls_logits):
+        torch.testing.assert_close(ds.pred_score, logits.softmax(0))
+        assert ds.pred_label.item() == int(logits.argmax())
+    (feats, ) = model(weak, mode='tensor')
+    assert feats.shape == (3, 512)
+
+
+# ----------------------------------------------------------------------
+# registry: every component of the project builds from a config dict.
+# Extend this list as components are added (datasets, transforms, metrics).
+def _registries():
+    from mmengine.registry import HOOKS as ENGINE_HOOKS
+    from mmpretrain.registry import HOOKS as PRETRAIN_HOOKS
+    return {
+        'mmpretrain.MODELS': MODELS,
+        'mmengine.HOOKS': ENGINE_HOOKS,
+        'mmpretrain.HOOKS': PRETRAIN_HOOKS,
+    }
+
+
+REGISTERED_COMPONENTS = [
+    ('mmpretrain.MODELS', model_cfg(), 'mopro.models.MoPro'),
+    ('mmpretrain.MODELS', dict(type='MoProHead', temperature=0.2),
+     'mopro.models.MoProHead'),
+    ('mmengine.HOOKS', dict(type='MoProHook', start_clean_epoch=3),
+     'mopro.engine.MoProHook'),
+    ('mmpretrain.HOOKS', dict(type='MoProHook'), 'mopro.engine.MoProHook'),
+]
+
+
+@pytest.mark.parametrize(
+    'registry, cfg, cls_path', REGISTERED_COMPONENTS,
+    ids=[f'{r}-{c["type"]}' for r, c, _ in REGISTERED_COMPONENTS])
+def test_registered_component_builds(registry, cfg, cls_path):
+    import importlib
+    module, _, name = cls_path.rpartition('.')
+    expected = getattr(importlib.import_module(module), name)
+    obj = _registries()[registry].build(copy.deepcopy(cfg))
+    assert isinstance(obj, expected)

@@ -1,0 +1,386 @@
+"""tools/svm_eval.py end to end on a tiny VOC layout and a tiny ResNet-18
+MoPro (CPU), the --features SVM stage, and its one-line errors."""
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import mopro  # noqa: F401  (registers the components)
+from mopro.datasets.lowshot import VOC07_CLASSES
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+C = len(VOC07_CLASSES)
+MODEL = dict(
+    type='MoPro',
+    backbone=dict(type='ResNet', depth=18, zero_init_residual=False),
+    neck=dict(type='GlobalAveragePooling'),
+    head=dict(type='MoProHead', temperature=0.1),
+    num_classes=5,
+    feat_dim=512,
+    queue_len=64,
+    data_preprocessor=dict(
+        type='SelfSupDataPreprocessor',
+        mean=[123.675, 116.28, 103.53],
+        std=[58.395, 57.12, 57.375],
+        to_rgb=True))
+FAST = [
+    '--resize', '40', '--crop', '32', '--batch-size', '4', '--num-workers',
+    '0', '--shots', '1,2', '--runs', '2', '--jobs', '1', '--device', 'cpu'
+]
+
+
+@pytest.fixture(scope='module')
+def tool():
+    spec = importlib.util.spec_from_file_location(
+        'svm_eval', os.path.join(REPO, 'tools', 'svm_eval.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def voc_labels(num: int, offset: int) -> np.ndarray:
+    """Image i is a positive of the classes c with c % 5 == (i + offset) % 5;
+    trainval (10 images) has 2 positives per class, test (5) has 1."""
+    labels = -np.ones((num, C), dtype=np.int8)
+    for i in range(num):
+        labels[i, np.arange(C) % 5 == (i + offset) % 5] = 1
+    return labels
+
+
+@pytest.fixture(scope='module')
+def voc_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp('voc')
+    voc = root / 'VOC2007'
+    (voc / 'ImageSets' / 'Main').mkdir(parents=True)
+    (voc / 'JPEGImages').mkdir()
+    rng = np.random.default_rng(0)
+    splits = {
+        'trainval': (range(0, 10), voc_labels(10, 0)),
+        'test': (range(10, 15), voc_labels(5, 0))
+    }
+    splits['trainval'][1][3, 7] = 0  # a difficult label
+    for split, (ids, labels) in splits.items():
+        for c, name in enumerate(VOC07_CLASSES):
+            text = ''.join(f'{i:06d} {labels[j][c]:2d}\n'
+                           for j, i in enumerate(ids))
+            (voc / 'ImageSets' / 'Main' /
+             f'{name}_{split}.txt').write_text(text)
+        for i in ids:
+            pixels = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(voc / 'JPEGImages' / f'{i:06d}.jpg')
+    return root
+
+
+@pytest.fixture(scope='module')
+def tiny_model(tmp_path_factory):
+    from mmpretrain.registry import MODELS
+    root = tmp_path_factory.mktemp('model')
+    config = root / 'tiny_mopro.py'
+    config.write_text(f'model = {MODEL!r}\n')
+    torch.manual_seed(0)
+    model = MODELS.build(MODEL)
+    ckpt = root / 'tiny.pth'
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, ckpt)
+    # the same encoder in the released code's checkpoint format
+    released = {
+        f'module.encoder_q.{k}': v
+        for k, v in model.backbone.state_dict().items()
+    }
+    released['module.encoder_q.fc1.weight'] = torch.zeros(2048, 512)
+    released['module.queue'] = torch.zeros(128, 64)
+    original = root / 'released.pth.tar'
+    torch.save({
+        'epoch': 90,
+        'arch': 'resnet18',
+        'state_dict': released
+    }, original)
+    return str(config), str(ckpt), str(original)
+
+
+def run_tool(tool, *argv):
+    tool.main([str(a) for a in argv])
+
+
+def test_voc07_end_to_end_and_features_rerun(tool, voc_root, tiny_model,
+                                             tmp_path):
+    config, ckpt, original = tiny_model
+    work = tmp_path / 'work'
+    run_tool(tool, config, ckpt, '--dataset', 'voc07', '--data-root', voc_root,
+             '--work-dir', work, *FAST)
+    assert sorted(os.listdir(work)) == [
+        'features_voc07.npz', 'svm_voc07.json', 'svm_voc07.md'
+    ]
+
+    with np.load(work / 'features_voc07.npz') as npz:
+        feats = {k: npz[k] for k in npz.files}
+    # k=2 draws both positives of every class: all 10 trainval images
+    np.testing.assert_array_equal(feats['train_index'], np.arange(10))
+    assert feats['train_feats'].shape == (10, 512)
+    assert feats['test_feats'].shape == (5, 512)
+    assert feats['train_labels'].shape == (10, C)
+    assert feats['train_labels'][3, 7] == 0
+    np.testing.assert_array_equal(feats['test_labels'], voc_labels(5, 0))
+    assert str(feats['dataset']) == 'voc07'
+    assert json.loads(str(feats['meta']))['crop'] == 32
+
+    report = json.loads((work / 'svm_voc07.json').read_text())
+    assert report['dataset'] == 'voc07' and report['metric'] == 'mAP'
+    assert report['feature_dim'] == 512
+    assert (report['num_train_images'], report['num_test_images']) == (10, 5)
+    assert report['protocol']['cost'] == 0.5
+    assert report['protocol']['positive_weight'] == 2.0
+    assert sorted(report['results']) == ['1', '2']
+    for entry in report['results'].values():
+        assert len(entry['runs']) == 2
+        assert all(0 <= v <= 100 for v in entry['runs'])
+        assert entry['mean'] == pytest.approx(np.mean(entry['runs']))
+        assert entry['std'] == pytest.approx(np.std(entry['runs']))
+    table = (work / 'svm_voc07.md').read_text().splitlines()
+    assert table[0] == '| Dataset | k=1 | k=2 |'
+    r = report['results']
+    assert table[2] == (f'| VOC07 (mAP) | {r["1"]["mean"]:.1f} ± '
+                        f'{r["1"]["std"]:.1f} | {r["2"]["mean"]:.1f} ± '
+                        f'{r["2"]["std"]:.1f} |')
+
+    # SVM stage alone from the cached features: same numbers
+    rerun = tmp_path / 'rerun'
+    run_tool(tool, '--dataset', 'voc07', '--features',
+             work / 'features_voc07.npz', '--work-dir', rerun, *FAST)
+    assert sorted(os.listdir(rerun)) == ['svm_voc07.json', 'svm_voc07.md']
+    again = json.loads((rerun / 'svm_voc07.json').read_text())
+    assert again['results'] == report['results']
+
+    # the released code's checkpoint gives the same features
+    released = tmp_path / 'released'
+    run_tool(tool, config, original, '--dataset', 'voc07', '--data-root',
+             voc_root, '--work-dir', released, *FAST)
+    with np.load(released / 'features_voc07.npz') as npz:
+        np.testing.assert_allclose(
+            npz['train_feats'], feats['train_feats'], rtol=1e-5, atol=1e-6)
+
+
+def write_features(path,
+                   dataset,
+                   train_feats,
+                   train_labels,
+                   test_feats,
+                   test_labels,
+                   train_index=None):
+    """A features file as tools/svm_eval.py writes it (None: key left
+    out); ``dataset`` may be an array to override it."""
+    arrays = dict(
+        dataset=np.array(dataset),
+        train_feats=train_feats,
+        train_index=(np.arange(len(train_feats))
+                     if train_index is None else train_index),
+        train_labels=train_labels,
+        test_feats=test_feats,
+        test_labels=test_labels)
+    arrays = {k: v for k, v in arrays.items() if v is not None}
+    np.savez(path, **arrays)
+    return path
+
+
+def one_hot_feats(cls: np.ndarray, dim: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (np.eye(dim)[cls] + 0.05 * rng.standard_normal(
+        (len(cls), dim))).astype(np.float32)
+
+
+def test_features_separable_voc07_is_100(tool, tmp_path):
+    train_cls, test_cls = np.repeat(np.arange(C), 3), np.arange(C)
+    train_labels = -np.ones((3 * C, C), dtype=np.int8)
+    train_labels[np.arange(3 * C), train_cls] = 1
+    test_labels = -np.ones((C, C), dtype=np.int8)
+    test_labels[np.arange(C), test_cls] = 1
+    path = write_features(tmp_path / 'f.npz', 'voc07',
+                          one_hot_feats(train_cls, 64, 0), train_labels,
+                          one_hot_feats(test_cls, 64, 1), test_labels)
+    run_tool(tool, '--dataset', 'voc07', '--features', path, '--work-dir',
+             tmp_path / 'w', '--shots', '1,2', '--runs', '3', '--jobs', '2')
+    report = json.loads((tmp_path / 'w' / 'svm_voc07.json').read_text())
+    for entry in report['results'].values():
+        assert entry['runs'] == pytest.approx([100.0] * 3)
+        assert entry['std'] == pytest.approx(0.0)
+    assert (tmp_path / 'w' / 'svm_voc07.md').read_text().splitlines()[2] == \
+        '| VOC07 (mAP) | 100.0 ± 0.0 | 100.0 ± 0.0 |'
+
+
+def test_features_separable_places205_is_100_with_cost_sweep(tool, tmp_path):
+    train_cls, test_cls = np.repeat(np.arange(8),
+                                    4), np.repeat(np.arange(8), 2)
+    path = write_features(tmp_path / 'f.npz', 'places205',
+                          one_hot_feats(train_cls, 16, 0), train_cls,
+                          one_hot_feats(test_cls, 16, 1), test_cls)
+    run_tool(tool, '--dataset', 'places205', '--features', path, '--work-dir',
+             tmp_path / 'w', '--shots', '1,4', '--runs', '2', '--jobs', '1',
+             '--cost-sweep', '--costs', '0.1,1')
+    report = json.loads((tmp_path / 'w' / 'svm_places205.json').read_text())
+    assert report['metric'] == 'top-1 accuracy'
+    assert report['protocol']['cost_grid'] == [0.1, 1.0]
+    assert report['results']['1']['costs'] == [0.5, 0.5]  # 1 shot: no CV
+    assert set(report['results']['4']['costs']) <= {0.1, 1.0}
+    for entry in report['results'].values():
+        assert entry['mean'] == pytest.approx(100.0)
+
+
+def assert_error(tool, capsys, argv, message, outputs):
+    with pytest.raises(SystemExit) as exc:
+        run_tool(tool, *argv)
+    text = str(exc.value)
+    assert text.startswith('error: ') and '\n' not in text
+    assert message in text
+    assert not any(os.path.exists(p) for p in outputs)
+
+
+def test_missing_data_root(tool, tiny_model, tmp_path, capsys):
+    config, ckpt, _ = tiny_model
+    work = tmp_path / 'work'
+    assert_error(tool, capsys, [
+        config, ckpt, '--dataset', 'voc07', '--data-root', tmp_path / 'none',
+        '--work-dir', work
+    ], 'no such data root directory', [work])
+
+
+def test_empty_dataset(tool, tiny_model, tmp_path, capsys):
+    config, ckpt, _ = tiny_model
+    main = tmp_path / 'VOC2007' / 'ImageSets' / 'Main'
+    main.mkdir(parents=True)
+    for name in VOC07_CLASSES:
+        for split in ('trainval', 'test'):
+            (main / f'{name}_{split}.txt').write_text('')
+    work = tmp_path / 'work'
+    assert_error(tool, capsys, [
+        config, ckpt, '--dataset', 'voc07', '--data-root', tmp_path,
+        '--work-dir', work
+    ], 'the trainval split lists no images', [work])
+
+
+def test_missing_image_and_bad_checkpoint(tool, voc_root, tiny_model, tmp_path,
+                                          capsys):
+    config, ckpt, _ = tiny_model
+    work = tmp_path / 'work'
+    assert_error(tool, capsys, [
+        config, ckpt, '--dataset', 'voc07', '--data-root', voc_root,
+        '--work-dir', work, '--cfg-options', 'model.backbone.depth=34', *FAST
+    ], 'encoder does not match the config', [work])
+    assert_error(tool, capsys, [
+        config, tmp_path / 'no.pth', '--dataset', 'voc07', '--data-root',
+        voc_root, '--work-dir', work, *FAST
+    ], 'no such checkpoint file', [work])
+    assert_error(tool, capsys, [
+        config, ckpt, '--dataset', 'voc07', '--data-root', voc_root,
+        '--work-dir', work, '--shots', '3'
+    ], 'fewer than k=3', [work])
+
+
+@pytest.mark.parametrize('changes, message', [
+    (dict(train_feats=np.zeros((6, 4, 2), np.float32)),
+     'train_feats must be a non-empty float N x D array'),
+    (dict(test_feats=np.zeros((4, 3), np.float32)),
+     'train_feats are 8-d, test_feats 3-d'),
+    (dict(test_labels=np.zeros((4, 5), np.int8)),
+     'test_labels must be N x 20'),
+    (dict(train_labels=None), "missing keys ['train_labels']"),
+    (dict(train_index=np.arange(5)), 'train_index must hold one integer'),
+])
+def test_bad_features_file(tool, tmp_path, capsys, changes, message):
+    arrays = dict(
+        train_feats=np.ones((6, 8), np.float32),
+        train_labels=np.ones((6, C), np.int8),
+        test_feats=np.ones((4, 8), np.float32),
+        test_labels=np.ones((4, C), np.int8))
+    arrays.update(changes)
+    path = write_features(tmp_path / 'f.npz', 'voc07', **arrays)
+    work = tmp_path / 'work'
+    assert_error(
+        tool, capsys,
+        ['--dataset', 'voc07', '--features', path, '--work-dir', work],
+        f'{path}: {message}', [work])
+
+
+def test_features_file_of_another_dataset(tool, tmp_path, capsys):
+    cls = np.repeat(np.arange(4), 2)
+    feats = one_hot_feats(cls, 8, 0)
+    path = write_features(tmp_path / 'f.npz', 'places205', feats, cls, feats,
+                          cls)
+    work = tmp_path / 'work'
+    assert_error(
+        tool, capsys,
+        ['--dataset', 'voc07', '--features', path, '--work-dir', work],
+        f"{path}: holds 'places205' features, not 'voc07'", [work])
+
+
+def test_features_file_without_the_drawn_images(tool, tmp_path, capsys):
+    cls = np.repeat(np.arange(4), 2)
+    feats = one_hot_feats(cls, 8, 0)
+    path = write_features(
+        tmp_path / 'f.npz',
+        'places205',
+        feats[1:],
+        cls,
+        feats,
+        cls,
+        train_index=np.arange(1, 8))
+    work = tmp_path / 'work'
+    assert_error(tool, capsys, [
+        '--dataset', 'places205', '--features', path, '--work-dir', work,
+        '--shots', '2'
+    ], 'no features for some training images drawn', [work])
+    assert_error(tool, capsys, [
+        '--dataset', 'places205', '--features', tmp_path / 'missing.npz',
+        '--work-dir', work
+    ], 'no such features file', [work])
+    (tmp_path / 'junk.npz').write_text('not a zip')
+    assert_error(tool, capsys, [
+        '--dataset', 'places205', '--features', tmp_path / 'junk.npz',
+        '--work-dir', work
+    ], 'not a readable .npz features file', [work])
+
+
+def test_arguments_required_without_features(tool, tiny_model, tmp_path,
+                                             capsys):
+    config, _, _ = tiny_model
+    assert_error(tool, capsys, [config, '--dataset', 'voc07'],
+                 'CKPT is required unless --features is given', [])
+    assert_error(tool, capsys, [
+        '--dataset', 'places205', '--features', tmp_path / 'f.npz',
+        '--ignore-difficult'
+    ], '--ignore-difficult applies to voc07 only', [])
+
+
+def test_places205_layout_end_to_end(tool, tiny_model, tmp_path):
+    config, ckpt, _ = tiny_model
+    root = tmp_path / 'places'
+    images = root / 'data/vision/torralba/deeplearning/images256'
+    lists = root / 'trainvalsplit_places205'
+    lists.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for split, per_class in (('train', 2), ('val', 1)):
+        lines = []
+        for c, scene in enumerate(('abbey', 'bar', 'canyon')):
+            for i in range(per_class):
+                rel = f'{scene[0]}/{scene}/{split}{i}.jpg'
+                (images / rel).parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(
+                    rng.integers(0, 256, (40, 52, 3),
+                                 dtype=np.uint8)).save(images / rel)
+                lines.append(f'{rel} {c}\n')
+        (lists / f'{split}_places205.csv').write_text(''.join(lines))
+    work = tmp_path / 'work'
+    run_tool(tool, config, ckpt, '--dataset', 'places205', '--data-root', root,
+             '--work-dir', work, *FAST, '--shots', '1')
+    with np.load(work / 'features_places205.npz') as npz:
+        assert npz['test_feats'].shape == (3, 512)
+        np.testing.assert_array_equal(npz['test_labels'], [0, 1, 2])
+        assert npz['train_labels'].tolist() == [0, 0, 1, 1, 2, 2]
+        assert len(npz['train_index']) == len(npz['train_feats']) >= 3
+    report = json.loads((work / 'svm_places205.json').read_text())
+    runs = report['results']['1']['runs']
+    assert len(runs) == 2  # 3 test images: accuracy in steps of 100 / 3
+    for value in runs:
+        assert value * 3 / 100 == pytest.approx(round(value * 3 / 100))

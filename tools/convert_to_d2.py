@@ -1,0 +1,47 @@
+r"""Convert a MoPro checkpoint into a Detectron2 backbone checkpoint (.pkl).
+
+Accepts this project's checkpoints and the released original ones; keeps
+the encoder only (see ``mopro/transfer/d2_convert.py``). Example::
+
+    python tools/convert_to_d2.py work_dirs/mopro_r50/epoch_90.pth \
+        mopro_r50.pkl
+    python tools/train_d2.py \
+        --config-file configs/detectron2/coco_R_50_FPN_1x.yaml \
+        --num-gpus 8 MODEL.WEIGHTS mopro_r50.pkl
+"""
+import argparse
+from typing import List, Optional
+
+from mopro.transfer.d2_convert import (convert_checkpoint, format_summary,
+                                       save_detectron2)
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Convert a MoPro checkpoint (this project or the '
+        'released code) into a Detectron2 ResNet backbone .pkl')
+    parser.add_argument('checkpoint', help='MoPro checkpoint (.pth)')
+    parser.add_argument('output', help='Detectron2 checkpoint to write (.pkl)')
+    parser.add_argument(
+        '--trust-checkpoint',
+        action='store_true',
+        help='unpickle arbitrary objects in the checkpoint (only for files '
+        'from a source you trust)')
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    args = parse_args(argv)
+    try:
+        model, summary = convert_checkpoint(
+            args.checkpoint, trust=args.trust_checkpoint)
+        save_detectron2(model, args.output)
+    except (OSError, ValueError) as err:  # incl. FileNotFoundError and
+        # CheckpointError (a ValueError); OSError also covers a failed write
+        raise SystemExit(f'error: {err}') from None
+    print(format_summary(summary))
+    print(f'wrote {args.output}')
+
+
+if __name__ == '__main__':
+    main()

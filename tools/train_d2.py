@@ -1,0 +1,164 @@
+r"""Fine-tune a converted MoPro encoder on COCO with Detectron2 (Mask R-CNN).
+
+Object detection / instance segmentation transfer of the paper (Section
+5.1, Table 4; protocol in Appendix C and ``configs/detectron2/``)::
+
+    python tools/convert_to_d2.py mopro_r50.pth mopro_r50.pkl
+    DETECTRON2_DATASETS=/data python tools/train_d2.py \
+        --config-file configs/detectron2/coco_R_50_FPN_1x.yaml \
+        --num-gpus 8 MODEL.WEIGHTS mopro_r50.pkl
+
+Options are Detectron2's (``--num-machines``, ``--machine-rank``,
+``--dist-url``, ``--eval-only``, ``--resume``, trailing ``KEY VALUE``
+config overrides) plus ``--register NAME JSON IMAGE_DIR`` for extra
+COCO-format datasets. COCO 2017 uses Detectron2's built-in
+``coco_2017_train``/``coco_2017_val`` under ``$DETECTRON2_DATASETS/coco``.
+
+On CPU (``--num-gpus 0`` or ``MODEL.DEVICE cpu``) SyncBN cannot run, so
+every ``SyncBN`` norm of the config becomes plain ``BN`` (for smoke tests;
+the protocol needs GPUs).
+"""
+import argparse
+import os
+from typing import Dict, List, Optional
+
+import mopro  # noqa: F401  (d2_compat.install() before detectron2 imports)
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import CfgNode, get_cfg
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets import register_coco_instances
+from detectron2.engine import (DefaultTrainer, default_argument_parser,
+                               default_setup, launch)
+from detectron2.evaluation import COCOEvaluator
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+
+
+class Trainer(DefaultTrainer):
+    """Detectron2's default trainer with COCO evaluation through pycocotools
+    (``use_fast_impl=False``: the registry build of detectron2 has no
+    compiled fast COCOeval)."""
+
+    @classmethod
+    def build_evaluator(cls, cfg: CfgNode, dataset_name: str,
+                        output_folder: Optional[str] = None
+                        ) -> COCOEvaluator:
+        if output_folder is None:
+            output_folder = os.path.join(cfg.OUTPUT_DIR, 'inference',
+                                         dataset_name)
+        return COCOEvaluator(
+            dataset_name, output_dir=output_folder, use_fast_impl=False)
+
+
+def sync_bn_to_bn(cfg: CfgNode) -> List[str]:
+    """Replace every ``NORM: "SyncBN"`` of ``cfg`` by ``"BN"`` in place;
+    return the keys changed."""
+    changed = []
+
+    def visit(node: CfgNode, prefix: str) -> None:
+        for key, value in node.items():
+            if isinstance(value, CfgNode):
+                visit(value, f'{prefix}{key}.')
+            elif key == 'NORM' and value == 'SyncBN':
+                node[key] = 'BN'
+                changed.append(prefix + key)
+
+    visit(cfg, '')
+    return changed
+
+
+def setup(args: argparse.Namespace) -> CfgNode:
+    """Config from file and overrides; CPU runs get BN instead of SyncBN."""
+    cfg = get_cfg()
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    if args.num_gpus == 0:
+        cfg.MODEL.DEVICE = 'cpu'
+    changed = sync_bn_to_bn(cfg) if cfg.MODEL.DEVICE == 'cpu' else []
+    if not cfg.MODEL.WEIGHTS and not (args.resume or args.eval_only):
+        raise SystemExit('error: MODEL.WEIGHTS is not set; pass the .pkl '
+                         'written by tools/convert_to_d2.py (MODEL.WEIGHTS '
+                         'path.pkl)')
+    cfg.freeze()
+    default_setup(cfg, args)
+    logger = setup_logger(
+        cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name='mopro')
+    if changed:
+        logger.warning('CPU run: SyncBN replaced by BN in %s',
+                       ', '.join(changed))
+    return cfg
+
+
+def register_datasets(datasets: List[List[str]]) -> None:
+    """Register COCO-format datasets given as ``[name, json, image_dir]``
+    (again in every worker process; a repeated identical registration is
+    a no-op)."""
+    for name, json_file, image_root in datasets:
+        if name in DatasetCatalog.list():
+            meta = MetadataCatalog.get(name)
+            if (meta.get('json_file'), meta.get('image_root')) == (
+                    json_file, image_root):
+                continue
+            raise SystemExit(f'error: --register {name}: a dataset of that '
+                             'name is already registered')
+        register_coco_instances(name, {}, json_file, image_root)
+
+
+def main(args: argparse.Namespace) -> Dict[str, dict]:
+    """Train (or with ``--eval-only`` evaluate); return the results of the
+    last evaluation: ``{task: {metric: value}}`` for one test dataset,
+    keyed by dataset name for several (Detectron2's ``DefaultTrainer.test``).
+    """
+    register_datasets(args.register)
+    cfg = setup(args)
+    if args.eval_only:
+        model = Trainer.build_model(cfg)
+        DetectionCheckpointer(
+            model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+                cfg.MODEL.WEIGHTS, resume=args.resume)
+        return Trainer.test(cfg, model)
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    trainer.train()
+    # DefaultTrainer.train() returns them only with TEST.EXPECTED_RESULTS set
+    return getattr(trainer, '_last_eval_results', {})
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = default_argument_parser()
+    parser.description = __doc__.split('\n')[0]
+    parser.add_argument(
+        '--register',
+        nargs=3,
+        action='append',
+        default=[],
+        metavar=('NAME', 'JSON', 'IMAGE_DIR'),
+        help='register a COCO-format dataset under NAME (repeatable); use '
+        'it in DATASETS.TRAIN / DATASETS.TEST')
+    args = parser.parse_args(argv)
+    if not args.config_file:
+        parser.error('--config-file is required')
+    if not os.path.isfile(args.config_file):
+        parser.error(f'--config-file {args.config_file}: no such file')
+    for name, *paths in args.register:
+        for path in paths:
+            if not os.path.exists(path):
+                parser.error(f'--register {name}: {path}: no such file or '
+                             'directory')
+    return args
+
+
+def cli(argv: Optional[List[str]] = None) -> None:
+    args = parse_args(argv)
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args, ),
+    )
+
+
+if __name__ == '__main__':
+    cli()
