@@ -264,20 +264,35 @@ def soft_labels(cls_logits: torch.Tensor, proto_logits: torch.Tensor,
 
 
 @torch.no_grad()
-def make_noisy(model, weak, margin: float = 1e-3) -> torch.Tensor:
-    """Set classifier and prototypes so that noise correction is non-trivial.
+def make_noisy(model, weak: torch.Tensor, scale: float = 10.0,
+               margin: float = 1e-3) -> torch.Tensor:
+    """Set weights and prototypes so that noise correction is non-trivial.
 
-    Classifier rows and prototypes point at the representation / embedding
-    of the first K samples, so those are confident; labels are chosen so
-    that the batch has confident-same, relabelled, kept and OOD samples,
-    each at least ``margin`` away from the thresholds. Returns the labels.
+    The projector's last bias centres the batch's embeddings and the
+    classifier compares centred representations, so that samples are far
+    apart even in an untrained (GroupNorm) net; classifier rows and
+    prototypes point at the first K samples, which are then confident.
+    Labels are chosen so that the batch has confident-same, relabelled,
+    kept and OOD samples, each at least ``margin`` away from the
+    thresholds. Uses the documented layout of ``mopro.models.MoPro``
+    (``projector`` = Linear-ReLU-Linear). Returns the labels.
     """
-    probe = copy.deepcopy(model)  # train-mode BN: same batch, same output
-    feats, _, embed = probe.encode(weak)
     k = model.num_classes
-    model.classifier.weight.copy_(F.normalize(feats[:k], dim=1))
-    model.classifier.bias.zero_()
+    # train-mode BN: a forward on the same batch gives the same output
+    probe = copy.deepcopy(model)
+    feats = probe.extract_feat(weak)[-1]
+    last = model.projector[-1]
+    hidden = probe.projector[:-1](feats)
+    last.bias.copy_(-(hidden @ last.weight.t()).mean(0))
+    embed = F.normalize(last(hidden), dim=1)
+
+    centre = feats.mean(0)
+    spread = (feats - centre).norm(dim=1).mean()
+    weight = F.normalize(feats[:k] - centre, dim=1) * (scale / spread)
+    model.classifier.weight.copy_(weight)
+    model.classifier.bias.copy_(-(weight @ centre))
     model.prototypes.copy_(embed[:k])
+
     soft = soft_labels(model.classifier(feats), model.prototype_logits(embed),
                        model.alpha)
     labels = choose_labels(soft, model.threshold)

@@ -11,6 +11,10 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import mopro  # noqa: E402,F401
+from mmengine.registry import init_default_scope  # noqa: E402
+
+# as a Runner does: nested transforms (MultiView) resolve in mmpretrain
+init_default_scope('mmpretrain')
 
 
 def write_image(path: str, seed: int, size: int = 40) -> None:

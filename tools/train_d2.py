@@ -22,7 +22,8 @@ import argparse
 import os
 from typing import Dict, List, Optional
 
-import mopro  # noqa: F401  (d2_compat.install() before detectron2 imports)
+# first: mopro.transfer.d2_compat.install() must run before detectron2 imports
+import mopro  # noqa: F401 isort:skip
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode, get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog

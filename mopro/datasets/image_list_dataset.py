@@ -5,6 +5,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
+from mmpretrain.registry import TRANSFORMS
 
 from .file_list import ImageList
 from .transforms import ImageDecodeError
@@ -43,7 +44,11 @@ class ImageListDataset(BaseDataset):
         self.images: Optional[ImageList] = None
         super().__init__(
             data_root=data_root,
-            pipeline=list(pipeline),
+            # built in mmpretrain's scope, also outside a Runner
+            pipeline=[
+                TRANSFORMS.build(t) if isinstance(t, dict) else t
+                for t in pipeline
+            ],
             test_mode=test_mode,
             lazy_init=lazy_init,
             metainfo=metainfo,

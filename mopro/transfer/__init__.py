@@ -1,0 +1,1 @@
+from . import pretrained_init  # noqa: F401

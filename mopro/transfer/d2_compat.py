@@ -30,7 +30,23 @@ _STUB_NAME = 'detectron2._C'
 
 
 class _MissingOps(types.ModuleType):
-    """Stand-in for ``detectron2._C`` that fails only when used."""
+    """Stand-in for ``detectron2._C`` that fails only when an op is used.
+
+    It answers the build queries of ``detectron2.utils.collect_env``, which
+    ``detectron2.engine.default_setup`` runs in every training script.
+    """
+
+    @staticmethod
+    def get_compiler_version() -> str:
+        return 'none (Python sources only)'
+
+    @staticmethod
+    def get_cuda_version() -> str:
+        return 'none (Python sources only)'
+
+    @staticmethod
+    def has_cuda() -> bool:
+        return False
 
     def __getattr__(self, name: str):
         if name.startswith('__'):

@@ -99,7 +99,10 @@ def load_checkpoint(path: str,
                 'trust its source') from None
         raise CheckpointError(
             f'{path}: corrupt checkpoint ({first})') from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, IndexError,
+            KeyError, UnicodeDecodeError) as err:
+        # a file that is no pickle at all trips the weights-only unpickler
+        # in arbitrary ways (IndexError, KeyError, ...)
         first = str(err).strip().splitlines()[0] if str(err) else type(
             err).__name__
         raise CheckpointError(

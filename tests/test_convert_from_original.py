@@ -1,0 +1,148 @@
+"""tools/convert_from_original.py: released checkpoints -> project format."""
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+from mmpretrain.registry import MODELS
+
+from mopro.utils.checkpoint import load_checkpoint, load_model_weights
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TOOL = osp.join(ROOT, 'tools', 'convert_from_original.py')
+K, D, R = 10, 128, 16
+
+
+class OriginalEncoder(nn.Module):
+    """The released encoder: torchvision ResNet-50 trunk, ``classifier``,
+    ``fc1``/``fc2`` projection; forward gives (logits, normalised z)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        net = torchvision.models.resnet50()
+        for name in ('conv1', 'bn1', 'relu', 'maxpool', 'layer1', 'layer2',
+                     'layer3', 'layer4', 'avgpool'):
+            setattr(self, name, getattr(net, name))
+        self.classifier = nn.Linear(2048, K)
+        self.fc1 = nn.Linear(2048, 2048)
+        self.fc2 = nn.Linear(2048, D)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        feat = torch.flatten(self.avgpool(x), 1)
+        embed = self.fc2(F.relu(self.fc1(feat)))
+        return self.classifier(feat), F.normalize(embed, dim=1)
+
+
+def _randomise_bn(module: nn.Module, gen: torch.Generator) -> None:
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=gen)
+                                 * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=gen)
+                                + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=gen)
+                                + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=gen)
+                              * 0.1)
+
+
+@pytest.fixture(scope='module')
+def released(tmp_path_factory):
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    enc_q, enc_k = OriginalEncoder().eval(), OriginalEncoder().eval()
+    _randomise_bn(enc_q, gen)
+    _randomise_bn(enc_k, gen)
+    state = {}
+    for prefix, enc in (('module.encoder_q.', enc_q),
+                        ('module.encoder_k.', enc_k)):
+        state.update({prefix + k: v for k, v in enc.state_dict().items()})
+    state['module.queue'] = F.normalize(torch.randn(D, R), dim=0)
+    state['module.queue_ptr'] = torch.tensor([6])
+    state['module.prototypes'] = F.normalize(torch.randn(K, D), dim=1)
+    path = str(tmp_path_factory.mktemp('released') / 'checkpoint.pth.tar')
+    torch.save({'epoch': 90, 'arch': 'resnet50', 'state_dict': state}, path)
+    return path, enc_q, enc_k, state
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, TOOL, *args], capture_output=True,
+                          text=True, cwd=ROOT)
+
+
+def _mopro_r50():
+    model = MODELS.build(
+        dict(type='MoPro', backbone=dict(type='ResNet', depth=50,
+                                         zero_init_residual=False),
+             neck=dict(type='GlobalAveragePooling'),
+             head=dict(type='MoProHead', temperature=0.1), num_classes=K,
+             feat_dim=2048, embed_dim=D, proj_hidden_dim=2048, queue_len=R,
+             data_preprocessor=dict(type='SelfSupDataPreprocessor',
+                                    mean=[0., 0., 0.], std=[1., 1., 1.])))
+    return model.eval()
+
+
+def test_converted_model_matches_released(released, tmp_path):
+    path, enc_q, enc_k, state = released
+    out = str(tmp_path / 'mopro.pth')
+    proc = _run(path, out)
+    assert proc.returncode == 0, proc.stderr
+    ckpt = load_checkpoint(out)
+    assert ckpt['meta']['epoch'] == 90
+    assert ckpt['meta']['converted_from'] == osp.abspath(path)
+
+    model = _mopro_r50()
+    load_model_weights(model, out)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        logits, embed = enc_q(x)
+        embed_k = enc_k(x)[1]
+        _, cls_logits, z = model.encode(x)
+        z_k = model.momentum_encode(x)
+    torch.testing.assert_close(cls_logits, logits, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(z, embed, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(z_k, embed_k, rtol=1e-4, atol=1e-5)
+    # momentum encoder weights, queue, pointer and prototypes
+    torch.testing.assert_close(model.momentum_backbone.layer3[2].conv2.weight,
+                               state['module.encoder_k.layer3.2.conv2.weight'])
+    torch.testing.assert_close(model.momentum_projector[0].weight,
+                               state['module.encoder_k.fc1.weight'])
+    torch.testing.assert_close(model.queue, state['module.queue'])
+    assert model.queue_ptr.tolist() == [6]
+    torch.testing.assert_close(model.prototypes, state['module.prototypes'])
+
+
+def test_rejects_project_checkpoint(released, tmp_path):
+    path = released[0]
+    project = str(tmp_path / 'project.pth')
+    assert _run(path, project).returncode == 0
+    out = str(tmp_path / 'again.pth')
+    proc = _run(project, out)
+    assert proc.returncode != 0
+    assert 'expected a original checkpoint' in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not osp.exists(out)
+
+
+def test_truncated_and_missing(released, tmp_path):
+    with open(released[0], 'rb') as f:
+        data = f.read()
+    cut = str(tmp_path / 'cut.pth.tar')
+    with open(cut, 'wb') as f:
+        f.write(data[:len(data) // 3])
+    for src in (cut, str(tmp_path / 'missing.pth.tar')):
+        out = str(tmp_path / 'out.pth')
+        proc = _run(src, out)
+        assert proc.returncode != 0
+        assert proc.stderr.strip().startswith('error: ')
+        assert src in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+        assert not osp.exists(out)
+        assert not [n for n in os.listdir(tmp_path) if n.endswith('.tmp')]

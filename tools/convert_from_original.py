@@ -1,0 +1,64 @@
+#!/usr/bin/env python
+"""Import a checkpoint of the released MoPro code into this project.
+
+    python tools/convert_from_original.py released.pth.tar mopro_v1.pth
+
+The released checkpoints (``state_dict`` with ``module.encoder_q.*``,
+``module.encoder_k.*``, ``module.queue``, ``module.queue_ptr``,
+``module.prototypes``; ``epoch``) become this project's format
+(``{'meta': {'epoch', 'converted_from'}, 'state_dict': ...}``), which every
+tool and config of the project loads.
+"""
+import argparse
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+import torch  # noqa: E402
+
+from mopro.utils import atomic_path  # noqa: E402
+from mopro.utils.checkpoint import (ORIGINAL_FORMAT, CheckpointError,  # noqa
+                                    get_state_dict, load_checkpoint,
+                                    original_to_mopro, require_format)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('input', help='checkpoint of the released code')
+    parser.add_argument('output', help='checkpoint to write')
+    parser.add_argument('--trust-checkpoint', action='store_true',
+                        help='unpickle arbitrary objects in the input (only '
+                        'for files from a source you trust)')
+    return parser.parse_args(argv)
+
+
+def convert(ckpt: dict, source: str) -> dict:
+    """This project's checkpoint dict from a released-code checkpoint."""
+    require_format(ckpt, ORIGINAL_FORMAT, source)
+    state = original_to_mopro(get_state_dict(ckpt))
+    return {
+        'meta': {
+            'epoch': int(ckpt.get('epoch', 0)),
+            'converted_from': osp.abspath(source),
+        },
+        'state_dict': state,
+    }
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    try:
+        ckpt = load_checkpoint(args.input, trust=args.trust_checkpoint)
+        converted = convert(ckpt, args.input)
+    except (FileNotFoundError, CheckpointError) as err:
+        raise SystemExit(f'error: {err}')
+    with atomic_path(args.output) as tmp:
+        torch.save(converted, tmp)
+    print(f'{args.input} -> {args.output}: '
+          f'{len(converted["state_dict"])} tensors, epoch '
+          f'{converted["meta"]["epoch"]}')
+
+
+if __name__ == '__main__':
+    main()
