@@ -1,3 +1,3 @@
-from .fileio import atomic_path
+from .fileio import AtomicLocalBackend, atomic_path
 
-__all__ = ['atomic_path']
+__all__ = ['AtomicLocalBackend', 'atomic_path']

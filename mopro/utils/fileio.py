@@ -2,7 +2,10 @@
 import contextlib
 import os
 import tempfile
-from typing import Iterator
+from pathlib import Path
+from typing import Iterator, Union
+
+from mmengine.fileio import LocalBackend, register_backend
 
 
 @contextlib.contextmanager
@@ -28,3 +31,24 @@ def atomic_path(path: str) -> Iterator[str]:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
+
+
+@register_backend('atomic_local')
+class AtomicLocalBackend(LocalBackend):
+    """mmengine's local file backend with atomic writes.
+
+    Checkpoints (and the ``last_checkpoint`` pointer) are written to a
+    temporary file and renamed, so a job killed while saving never leaves a
+    truncated latest checkpoint. Select it with
+    ``default_hooks.checkpoint.backend_args=dict(backend='atomic_local')``.
+    """
+
+    def put(self, obj: bytes, filepath: Union[str, Path]) -> None:
+        with atomic_path(str(filepath)) as tmp, open(tmp, 'wb') as f:
+            f.write(obj)
+
+    def put_text(self,
+                 obj: str,
+                 filepath: Union[str, Path],
+                 encoding: str = 'utf-8') -> None:
+        self.put(obj.encode(encoding), filepath)
