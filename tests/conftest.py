@@ -87,3 +87,14 @@ def tiny_mopro_options(data_root: str, work_dir: str,
         'default_hooks.logger.interval': 1,
         'work_dir': work_dir,
     }
+
+
+def load_tool(name: str):
+    """Import ``tools/<name>.py`` as a module (tools are scripts, not a
+    package)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        f'tools_{name}', osp.join(ROOT, 'tools', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,8 +1,7 @@
 """tools/convert_from_original.py: released checkpoints -> project format."""
 import os
 import os.path as osp
-import subprocess
-import sys
+import importlib.util
 
 import pytest
 import torch
@@ -72,9 +71,33 @@ def released(tmp_path_factory):
     return path, enc_q, enc_k, state
 
 
-def _run(*args):
-    return subprocess.run([sys.executable, TOOL, *args], capture_output=True,
-                          text=True, cwd=ROOT)
+def _load_tool():
+    spec = importlib.util.spec_from_file_location('convert_from_original',
+                                                  TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+convert_tool = _load_tool()
+
+
+class Result:
+
+    def __init__(self, returncode: int, stderr: str) -> None:
+        self.returncode, self.stderr = returncode, stderr
+
+
+def _run(*args) -> Result:
+    """Run the tool's main() in-process; SystemExit becomes the exit code
+    and its message the (one-line) stderr, as the interpreter prints it."""
+    try:
+        convert_tool.main(list(args))
+    except SystemExit as exit_:
+        if isinstance(exit_.code, str):
+            return Result(1, exit_.code + '\n')
+        return Result(exit_.code or 0, '')
+    return Result(0, '')
 
 
 def _mopro_r50():

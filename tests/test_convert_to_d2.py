@@ -2,13 +2,13 @@
 needed): names and values against a hand-written Detectron2 mapping, both
 checkpoint formats, summary, errors and atomic output."""
 import argparse
-import importlib.util
 import os
 import pickle
 
 import numpy as np
 import pytest
 import torch
+from conftest import load_tool
 
 import mopro  # noqa: F401
 from mopro.transfer.d2_convert import detectron2_name
@@ -18,15 +18,7 @@ R50_BLOCKS = (3, 4, 6, 3)
 BN = ('weight', 'bias', 'running_mean', 'running_var')
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'convert_to_d2', os.path.join(REPO, 'tools', 'convert_to_d2.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-convert_tool = _load_tool()
+convert_tool = load_tool('convert_to_d2')
 
 
 def expected_mapping():

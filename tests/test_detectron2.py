@@ -3,7 +3,6 @@ encoder loads into Mask R-CNN R50-FPN, its bottom-up backbone computes what
 the MoPro encoder computes, tools/train_d2.py trains and evaluates on a tiny
 COCO-format dataset, the configs follow the protocol, and
 tools/install_detectron2.py is idempotent and installs only detectron2/."""
-import importlib.util
 import io
 import json
 import math
@@ -25,6 +24,7 @@ from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
 from detectron2.config import get_cfg  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
 from mmpretrain.registry import MODELS  # noqa: E402
+from conftest import load_tool  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 from mopro.transfer.d2_convert import (convert_checkpoint,  # noqa: E402
@@ -33,14 +33,6 @@ from mopro.transfer.d2_convert import (convert_checkpoint,  # noqa: E402
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(REPO, 'configs', 'detectron2')
 BASE = os.path.join(CONFIGS, 'Base-RCNN-FPN-BN.yaml')
-
-
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(
-        name, os.path.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 train_d2 = load_tool('train_d2')

@@ -5,9 +5,12 @@ the same queue, queue pointer, prototypes and pseudo-labels as one process
 fed the whole batch: keys, embeddings and pseudo-labels are all-gathered in
 rank order before the queue and prototype updates (released ``model.py``).
 BatchNorm would make per-rank batches differ from the global one, so the
-backbone uses GroupNorm and ``shuffle_bn=False``.
+backbone uses GroupNorm and ``shuffle_bn=False``. With GroupNorm the
+cross-rank key shuffle must not change anything either, so the run is
+repeated with ``shuffle_bn=True`` to check the shuffle/unshuffle order.
 """
 import datetime
+import inspect
 import socket
 
 import torch
@@ -22,7 +25,7 @@ from _mopro_reference import make_noisy
 WORLD, K, B, R, D, SIZE, STEPS = 2, 4, 8, 24, 16, 32, 2
 
 
-def build():
+def build(shuffle_bn=False):
     torch.manual_seed(0)
     model = MODELS.build(
         dict(
@@ -40,7 +43,7 @@ def build():
             queue_len=R,
             momentum=0.9,
             proto_momentum=0.8,
-            shuffle_bn=False))
+            shuffle_bn=shuffle_bn))
     model.train()
     model.use_proto_loss = model.correct_noise = True
     return model
@@ -56,10 +59,11 @@ def run_steps(model, inputs, labels, rank=0, world=1):
     """Run the iterations on this rank's slice; return the state."""
     pseudo = []
     original = model.head.loss
+    signature = inspect.signature(original)
 
     def spy(*args, **kwargs):
-        pseudo.append(args[-1].clone() if len(args) == 6 else
-                      kwargs['pseudo_labels'].clone())
+        bound = signature.bind(*args, **kwargs)
+        pseudo.append(bound.arguments['pseudo_labels'].clone())
         return original(*args, **kwargs)
 
     model.head.loss = spy
@@ -82,11 +86,13 @@ def _worker(rank, port, setup_path, out_path):
         world_size=WORLD, timeout=datetime.timedelta(seconds=60))
     try:
         setup = torch.load(setup_path)
-        model = build()  # seeded: identical on both ranks ...
-        model.load_state_dict(setup['state'])  # ... and the same state
-        result = run_steps(model, setup['inputs'], setup['labels'], rank,
-                           WORLD)
-        torch.save(result, out_path.format(rank))
+        results = {}
+        for shuffle_bn in (False, True):
+            model = build(shuffle_bn)  # seeded: same weights on all ranks,
+            model.load_state_dict(setup['state'])  # and the same state
+            results[shuffle_bn] = run_steps(model, setup['inputs'],
+                                            setup['labels'], rank, WORLD)
+        torch.save(results, out_path.format(rank))
     finally:
         dist.destroy_process_group()
 
@@ -97,20 +103,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_two_ranks_match_one_process(tmp_path):
-    model = build()
-    inputs = batches()
-    labels = make_noisy(model, inputs[0][0])  # non-zero prototypes
-    setup_path = tmp_path / 'setup.pth'
-    torch.save(dict(state=model.state_dict(), inputs=inputs, labels=labels),
-               setup_path)
-    out_path = str(tmp_path / 'rank{}.pth')
-
-    mp.spawn(_worker, args=(free_port(), str(setup_path), out_path),
-             nprocs=WORLD, join=True)
-
-    single = run_steps(model, inputs, labels)
-    ranks = [torch.load(out_path.format(r)) for r in range(WORLD)]
+def check_parity(single, ranks, labels):
     for r in ranks:  # every rank holds the same shared state
         torch.testing.assert_close(r['queue'], single['queue'], rtol=0,
                                    atol=1e-5)
@@ -128,3 +121,21 @@ def test_two_ranks_match_one_process(tmp_path):
     torch.testing.assert_close(
         torch.stack([r['loss_ins'] for r in ranks]).mean(0),
         single['loss_ins'], rtol=1e-5, atol=1e-5)
+
+
+def test_two_ranks_match_one_process(tmp_path):
+    model = build()
+    inputs = batches()
+    labels = make_noisy(model, inputs[0][0])  # non-zero prototypes
+    setup_path = tmp_path / 'setup.pth'
+    torch.save(dict(state=model.state_dict(), inputs=inputs, labels=labels),
+               setup_path)
+    out_path = str(tmp_path / 'rank{}.pth')
+
+    mp.spawn(_worker, args=(free_port(), str(setup_path), out_path),
+             nprocs=WORLD, join=True)
+
+    single = run_steps(model, inputs, labels)
+    outputs = [torch.load(out_path.format(r)) for r in range(WORLD)]
+    for shuffle_bn in (False, True):
+        check_parity(single, [out[shuffle_bn] for out in outputs], labels)

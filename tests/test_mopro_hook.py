@@ -14,7 +14,6 @@ from mmengine.runner import Runner
 from mmpretrain.structures import DataSample
 from torch.utils.data import DataLoader, Dataset
 
-import mopro  # noqa: F401  (registers the components)
 from mopro.engine import MoProHook
 
 

@@ -1,12 +1,12 @@
 """tools/svm_eval.py end to end on a tiny VOC layout and a tiny ResNet-18
 MoPro (CPU), the --features SVM stage, and its one-line errors."""
-import importlib.util
 import json
 import os
 
 import numpy as np
 import pytest
 import torch
+from conftest import load_tool
 from PIL import Image
 
 import mopro  # noqa: F401  (registers the components)
@@ -35,11 +35,7 @@ FAST = [
 
 @pytest.fixture(scope='module')
 def tool():
-    spec = importlib.util.spec_from_file_location(
-        'svm_eval', os.path.join(REPO, 'tools', 'svm_eval.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('svm_eval')
 
 
 def voc_labels(num: int, offset: int) -> np.ndarray:

@@ -7,3 +7,4 @@ __all__ = [
     'ImageList', 'read_file_list', 'ImageListDataset', 'WebVision',
     'ImageNetVal'
 ]
+from .imagenet_variants import ImageNet200  # noqa: F401,E402

@@ -1,0 +1,3 @@
+from .calibration import CalibratedAccuracy, calibration_error
+
+__all__ = ['CalibratedAccuracy', 'calibration_error']

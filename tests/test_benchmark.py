@@ -1,0 +1,26 @@
+"""tools/benchmark.py runs on CPU and reports the three steps (no timing
+assertion: speed is measured, not tested)."""
+import json
+import os.path as osp
+
+from conftest import ROOT, load_tool
+
+benchmark = load_tool('benchmark')
+
+
+def test_benchmark_reports_all_steps(tmp_path):
+    out = str(tmp_path / 'bench.json')
+    results = benchmark.main([
+        osp.join(ROOT, 'configs', 'mopro_r50_webvision_v1.py'), '--iters',
+        '1', '--warmup', '1', '--batch-size', '4', '--image-size', '32',
+        '--out', out, '--cfg-options', 'model.backbone.depth=18',
+        'model.feat_dim=512', 'model.num_classes=10', 'model.queue_len=64'
+    ])
+    assert json.load(open(out)) == json.loads(json.dumps(results))
+    assert results['device'] == 'cpu' and results['batch_size'] == 4
+    for step in ('mopro', 'supervised', 'supervised_plus_forward'):
+        assert results[step]['img_per_s'] > 0
+        assert results[step]['peak_memory_mb'] is None  # CPU
+    assert results['mopro_vs_bound'] == (
+        results['mopro']['img_per_s'] /
+        results['supervised_plus_forward']['img_per_s'])
