@@ -6,7 +6,7 @@ _base_ = ['./mopro_r50_webvision_v1.py']
 
 data_root = 'data/demo_webvision/'
 num_classes = 8
-max_epochs = 30
+max_epochs = 20
 img_size = 32
 
 model = dict(
@@ -25,17 +25,16 @@ model = dict(
 
 custom_hooks = [
     # prototype loss from epoch 1 as released; noise correction after a
-    # warm-up of 5 of 30 epochs (the released run warms up 11 of 90)
+    # warm-up of 5 of 20 epochs (the released run warms up 11 of 90)
     dict(type='MoProHook', start_proto_epoch=1, start_clean_epoch=5),
 ]
 
 # Digits are grey, centred and not mirror-symmetric: no horizontal flip
 # (a mirrored 2 or 7 is no digit), no hue/saturation jitter (grey images),
 # and milder crops than the photos' (0.2, 1) so that a crop keeps the digit.
-weak_view = [
-    dict(type='RandomResizedCrop', scale=img_size,
-         crop_ratio_range=(0.6, 1.0), backend='pillow'),
-]
+weak_crop = dict(type='RandomResizedCrop', scale=img_size,
+                 crop_ratio_range=(0.6, 1.0), backend='pillow')
+weak_view = [weak_crop]
 strong_view = [
     dict(type='RandomResizedCrop', scale=img_size,
          crop_ratio_range=(0.4, 1.0), backend='pillow'),

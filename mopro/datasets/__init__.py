@@ -8,3 +8,6 @@ __all__ = [
     'ImageNetVal'
 ]
 from .imagenet_variants import ImageNet200  # noqa: F401,E402
+from .cleaned_webvision import CleanedWebVision  # noqa: F401,E402
+from .samplers import SqrtBalancedSampler  # noqa: F401,E402
+from .subset import ImageNetSubset  # noqa: F401,E402

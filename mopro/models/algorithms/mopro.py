@@ -59,7 +59,9 @@ class MoPro(BaseSelfSupervisor):
         channels_last: run convolutions in channels-last memory format.
         nonfinite: what a non-finite loss does: ``'raise'`` stops the run,
             ``'skip'`` gives the batch a zero loss and leaves queue and
-            prototypes untouched.
+            prototypes untouched (the forward pass has already run, so
+            BatchNorm statistics have seen the batch: a NaN *input* batch
+            still poisons them; skip protects against loss blow-ups).
     """
 
     def __init__(self,
@@ -208,9 +210,12 @@ class MoPro(BaseSelfSupervisor):
         self.queue_ptr.add_(batch).remainder_(self.queue_len)
 
     def prototype_logits(self, embed: torch.Tensor) -> torch.Tensor:
-        """``z . C^T / tau`` against a snapshot of the prototypes."""
-        return embed.float() @ self.prototypes.detach().clone().t() / \
-            self.head.temperature
+        """``z . C^T / tau`` against a snapshot of the prototypes, in float32
+        also under autocast (noise correction compares these scores with
+        thresholds)."""
+        with torch.autocast(device_type=embed.device.type, enabled=False):
+            return embed.float() @ self.prototypes.detach().clone().t() / \
+                self.head.temperature
 
     # ------------------------------------------------------------------
     # training

@@ -1,0 +1,257 @@
+"""Noise cleaning of the training set with a trained MoPro model.
+
+Paper Section 4.3, step (2): one pass over the (noisy) training set with the
+pretrained model, applying the same correction rule as training
+(:func:`mopro.models.noise_correction.correct_labels`, eq. 4-5: soft label
+from classifier and prototypes, relabel above the threshold T, keep the
+original label above 1/K, otherwise out-of-distribution). The result is a
+cleaned training list for classifier re-training (cRT).
+
+This module holds the reusable parts: the distributed inference pass, the
+summary (counts per class) and the visual report (paper Figures 3 and 4:
+random OOD samples and random relabelled samples; a per-class bar chart).
+"""
+import contextlib
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from mmengine.dist import all_gather_object, get_dist_info
+from mmengine.dataset import default_collate
+from mmengine.utils import ProgressBar
+from torch.utils.data import DataLoader, Dataset
+
+from ..datasets.image_list_dataset import ImageListDataset
+from ..datasets.transforms import ImageDecodeError
+from ..models.noise_correction import OOD_LABEL, correct_labels
+
+# a training image that cannot be decoded gets this label (and is left out)
+UNREADABLE_LABEL = -2
+
+
+class _InferenceView(Dataset):
+    """Test-transformed samples of an :class:`ImageListDataset`, by index;
+    an undecodable image gives ``None`` instead of another sample."""
+
+    def __init__(self, dataset: ImageListDataset,
+                 indices: Sequence[int]) -> None:
+        self.dataset = dataset
+        self.indices = list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> dict:
+        idx = self.indices[i]
+        try:
+            data = self.dataset.pipeline(self.dataset.get_data_info(idx))
+        except ImageDecodeError:
+            return dict(idx=idx, data=None)
+        return dict(idx=idx, data=data)
+
+
+def _collate(items: List[dict]) -> dict:
+    good = [it for it in items if it['data'] is not None]
+    return dict(
+        idx=[it['idx'] for it in good],
+        bad=[it['idx'] for it in items if it['data'] is None],
+        batch=default_collate([it['data'] for it in good]) if good else None)
+
+
+@torch.no_grad()
+def _correct_batch(model: torch.nn.Module, batch: dict,
+                   device: torch.device) -> torch.Tensor:
+    data = model.data_preprocessor(batch, False)
+    inputs = data['inputs']
+    if isinstance(inputs, (list, tuple)):
+        inputs = inputs[0]
+    inputs = inputs.to(device, non_blocking=True)
+    labels = torch.cat([ds.gt_label for ds in data['data_samples']]).to(
+        device)
+    amp = torch.autocast('cuda', dtype=torch.bfloat16) \
+        if device.type == 'cuda' else contextlib.nullcontext()
+    with amp:
+        _, cls_logits, embed = model.encode(inputs)
+    proto_logits = model.prototype_logits(embed.float())
+    return correct_labels(cls_logits.float(), proto_logits, labels,
+                          model.alpha, model.threshold).cpu()
+
+
+def clean_dataset(model: torch.nn.Module,
+                  dataset: ImageListDataset,
+                  batch_size: int = 256,
+                  num_workers: int = 8,
+                  device: Optional[torch.device] = None,
+                  progress: bool = True) -> np.ndarray:
+    """Corrected label of every training image (all ranks).
+
+    Each rank processes the shard ``rank::world_size``; the shards are
+    all-gathered, so every rank returns the full array: the new label,
+    ``OOD_LABEL`` (-1) for out-of-distribution images, or
+    ``UNREADABLE_LABEL`` (-2) for files that cannot be decoded. On GPU the
+    encoder runs under bf16 autocast in channels-last layout; the
+    correction itself is computed in float32.
+    """
+    rank, world_size = get_dist_info()
+    device = device or next(model.parameters()).device
+    model.eval()
+    if device.type == 'cuda':
+        model.to(memory_format=torch.channels_last)
+        model.channels_last = True
+    shard = range(rank, len(dataset), world_size)
+    loader = DataLoader(
+        _InferenceView(dataset, shard),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=_collate,
+        pin_memory=device.type == 'cuda')
+    bar = ProgressBar(len(dataset)) if progress and rank == 0 else None
+    idx_out, label_out = [], []
+    for item in loader:
+        if item['batch'] is not None:
+            idx_out.extend(item['idx'])
+            label_out.append(_correct_batch(model, item['batch'], device))
+        idx_out.extend(item['bad'])
+        label_out.append(torch.full((len(item['bad']), ), UNREADABLE_LABEL))
+        if bar is not None:
+            for _ in range(world_size * (len(item['idx']) +
+                                         len(item['bad']))):
+                bar.update()
+    labels = torch.cat(label_out).numpy() if label_out else np.zeros(0)
+    pseudo = np.full(len(dataset), UNREADABLE_LABEL, dtype=np.int64)
+    for idx, lab in all_gather_object((np.asarray(idx_out, np.int64),
+                                       labels.astype(np.int64))):
+        pseudo[idx] = lab
+    return pseudo
+
+
+def cleaned_list(dataset: ImageListDataset,
+                 pseudo: np.ndarray) -> Dict[str, int]:
+    """``{relative path: label}`` of the kept images (OOD and unreadable
+    images removed), the training list of classifier re-training."""
+    return {
+        dataset.images.path(i): int(lab)
+        for i, lab in enumerate(pseudo) if lab >= 0
+    }
+
+
+def summarize(original: np.ndarray, pseudo: np.ndarray,
+              num_classes: int) -> dict:
+    """Counts: kept with the original label, relabelled, OOD, unreadable;
+    per class: images before/after, kept, relabelled away/into, OOD."""
+    original = np.asarray(original, dtype=np.int64)
+    pseudo = np.asarray(pseudo, dtype=np.int64)
+    kept = pseudo == original
+    ood = pseudo == OOD_LABEL
+    unreadable = pseudo == UNREADABLE_LABEL
+    relabelled = (pseudo >= 0) & ~kept
+
+    def per_class(mask, labels):
+        return np.bincount(labels[mask], minlength=num_classes).tolist()
+
+    return dict(
+        total=dict(
+            images=int(len(original)),
+            kept=int(kept.sum()),
+            relabelled=int(relabelled.sum()),
+            ood=int(ood.sum()),
+            unreadable=int(unreadable.sum()),
+            cleaned=int((pseudo >= 0).sum())),
+        per_class=dict(
+            before=per_class(np.ones_like(kept), original),
+            after=per_class(pseudo >= 0, np.where(pseudo >= 0, pseudo, 0)),
+            kept=per_class(kept, original),
+            relabelled_away=per_class(relabelled, original),
+            relabelled_into=per_class(relabelled, pseudo.clip(0)),
+            ood=per_class(ood, original)))
+
+
+def _thumbnail(path: str, size: int) -> np.ndarray:
+    from PIL import Image, ImageOps
+    with Image.open(path) as img:
+        return np.asarray(ImageOps.fit(img.convert('RGB'), (size, size)))
+
+
+def _grid(dataset: ImageListDataset, indices: Sequence[int],
+          titles: Sequence[str], heading: str, path: str,
+          size: int = 128) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    cols = max(1, min(4, len(indices)))
+    rows = max(1, -(-len(indices) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.4 * rows),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis('off')
+    for ax, idx, title in zip(axes.flat, indices, titles):
+        ax.imshow(_thumbnail(dataset.get_data_info(idx)['img_path'], size))
+        ax.set_title(title, fontsize=8)
+    if not len(indices):
+        axes[0, 0].text(0.5, 0.5, 'none', ha='center', va='center')
+    fig.suptitle(heading)
+    fig.tight_layout()
+    fig.savefig(path, format='png', dpi=100)
+    plt.close(fig)
+
+
+def _class_name(dataset: ImageListDataset, label: int) -> str:
+    classes = dataset.metainfo.get('classes') or ()
+    return str(classes[label]) if 0 <= label < len(classes) else str(label)
+
+
+def save_report(dataset: ImageListDataset, original: np.ndarray,
+                pseudo: np.ndarray, summary: dict, out_dir: str,
+                num_show: int = 16, seed: int = 0) -> Dict[str, str]:
+    """Write the visual report (atomic PNGs) and return their paths:
+
+    - ``ood_samples.png``: random OOD images with their web labels (Fig. 3);
+    - ``relabelled_samples.png``: random relabelled images, ``old -> new``
+      (Fig. 4);
+    - ``class_changes.png``: per class, images after minus before cleaning.
+    """
+    import os.path as osp
+
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    from ..utils import atomic_path
+
+    rng = np.random.default_rng(seed)
+
+    def pick(mask):
+        where = np.flatnonzero(mask)
+        return np.sort(rng.choice(where, min(num_show, len(where)),
+                                  replace=False)) if len(where) else where
+
+    ood = pick(pseudo == OOD_LABEL)
+    moved = pick((pseudo >= 0) & (pseudo != original))
+
+    def name(label) -> str:
+        return _class_name(dataset, int(label))
+
+    paths = {k: osp.join(out_dir, f'{k}.png')
+             for k in ('ood_samples', 'relabelled_samples', 'class_changes')}
+    with atomic_path(paths['ood_samples']) as tmp:
+        _grid(dataset, ood, [f'web label: {name(original[i])}' for i in ood],
+              f'out-of-distribution ({summary["total"]["ood"]} images)', tmp)
+    with atomic_path(paths['relabelled_samples']) as tmp:
+        _grid(dataset, moved,
+              [f'{name(original[i])} -> {name(pseudo[i])}' for i in moved],
+              f'relabelled ({summary["total"]["relabelled"]} images)', tmp)
+    change = np.array(summary['per_class']['after']) - np.array(
+        summary['per_class']['before'])
+    fig, ax = plt.subplots(figsize=(max(6, min(len(change) / 40, 30)), 3.5))
+    ax.bar(np.arange(len(change)), change, width=1.0,
+           color=np.where(change >= 0, 'tab:green', 'tab:red'))
+    ax.axhline(0, color='black', linewidth=0.5)
+    ax.set_xlabel('class')
+    ax.set_ylabel('images after - before')
+    ax.set_title('per-class change from noise cleaning')
+    fig.tight_layout()
+    with atomic_path(paths['class_changes']) as tmp:
+        fig.savefig(tmp, format='png', dpi=100)
+    plt.close(fig)
+    return paths

@@ -1,0 +1,158 @@
+"""tools/noise_cleaning.py and mopro.evaluation.noise_cleaning."""
+import importlib.util
+import json
+import os
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from mmpretrain.registry import DATASETS, MODELS
+
+from conftest import ROOT, make_webvision, tiny_mopro_options
+from mopro.evaluation.noise_cleaning import (UNREADABLE_LABEL, cleaned_list,
+                                             summarize)
+
+CONFIG = osp.join(ROOT, 'configs', 'mopro_r50_webvision_v1.py')
+K = 4
+
+
+def _load_tool():
+    spec = importlib.util.spec_from_file_location(
+        'noise_cleaning_tool', osp.join(ROOT, 'tools', 'noise_cleaning.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+tool = _load_tool()
+
+
+def _options(data_root, work_dir, **extra):
+    opts = tiny_mopro_options(data_root, work_dir, K)
+    opts.update(extra)
+    return [f'{k}={v}' for k, v in opts.items()]
+
+
+def save_checkpoint(path, data_root, bias):
+    """A tiny MoPro checkpoint whose classifier ignores the image: logits
+    are ``bias`` for every image."""
+    cfg = Config.fromfile(CONFIG)
+    cfg.merge_from_dict(tiny_mopro_options(data_root, '/tmp/unused', K))
+    model = MODELS.build(cfg.model)
+    model.classifier.weight.data.zero_()
+    model.classifier.bias.data.copy_(torch.tensor(bias))
+    torch.save({'meta': {'epoch': 1}, 'state_dict': model.state_dict()},
+               path)
+
+
+@pytest.fixture(scope='module')
+def setup(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('clean')
+    root = make_webvision(str(tmp / 'webvision'), num_classes=K, per_class=8)
+    ckpt = str(tmp / 'mopro.pth')
+    save_checkpoint(ckpt, root, [0.0, 1.5, 0.0, 0.0])
+    return root, ckpt, tmp
+
+
+def _run(argv):
+    try:
+        return tool.main(argv), ''
+    except SystemExit as exit_:
+        return None, str(exit_.code)
+
+
+def test_ood_rule(setup):
+    # alpha=1: soft label = softmax([0, 1.5, 0, 0]) = (.134, .599, .134, .134)
+    # threshold .99: nobody is relabelled; class 1 keeps its label
+    # (.599 > 1/K), the others are OOD (.134 < 1/K = .25)
+    root, ckpt, tmp = setup
+    out = str(tmp / 'ood' / 'pseudo_label.json')
+    work = str(tmp / 'ood_work')
+    summary, err = _run([CONFIG, ckpt, '--out', out, '--work-dir', work,
+                         '--num-workers', '0', '--batch-size', '5',
+                         '--cfg-options',
+                         *_options(root, work, **{'model.alpha': 1.0,
+                                                  'model.threshold': 0.99})])
+    assert err == ''
+    with open(out) as f:
+        cleaned = json.load(f)
+    assert sorted(set(cleaned.values())) == [1]
+    assert len(cleaned) == 8
+    assert all('/q0001/' in p for p in cleaned)
+    assert summary['total'] == dict(images=32, kept=8, relabelled=0, ood=24,
+                                    unreadable=0, cleaned=8)
+    assert summary['per_class']['ood'] == [8, 0, 8, 8]
+    with open(osp.join(work, 'noise_cleaning_summary.json')) as f:
+        assert json.load(f)['total']['ood'] == 24
+    for name in ('ood_samples', 'relabelled_samples', 'class_changes'):
+        assert osp.getsize(osp.join(work, f'{name}.png')) > 1000
+    # the cleaned list is a training set for cRT
+    ds = DATASETS.build(dict(type='CleanedWebVision', data_root=root,
+                             pseudo_label_file=out, num_classes=K))
+    assert len(ds) == 8 and set(ds.get_gt_labels().tolist()) == {1}
+    assert osp.isfile(ds.get_data_info(0)['img_path'])
+
+
+def test_relabel_rule_and_unreadable(setup, tmp_path):
+    # threshold .5 < .599: every readable image is relabelled to class 1;
+    # an undecodable image is left out and counted
+    root, ckpt, tmp = setup
+    bad = osp.join(root, 'google', 'q0002', '000.jpg')
+    with open(bad, 'rb') as f:
+        saved = f.read()
+    with open(bad, 'wb') as f:
+        f.write(b'not a jpeg')
+    out = str(tmp_path / 'pseudo_label.json')
+    work = str(tmp_path / 'work')
+    try:
+        summary, err = _run([
+            CONFIG, ckpt, '--out', out, '--work-dir', work, '--num-workers',
+            '0', '--cfg-options',
+            *_options(root, work, **{'model.alpha': 1.0,
+                                     'model.threshold': 0.5})])
+    finally:
+        with open(bad, 'wb') as f:
+            f.write(saved)
+    assert err == ''
+    with open(out) as f:
+        cleaned = json.load(f)
+    assert len(cleaned) == 31 and set(cleaned.values()) == {1}
+    assert 'google/q0002/000.jpg' not in cleaned
+    assert summary['total'] == dict(images=32, kept=8, relabelled=23, ood=0,
+                                    unreadable=1, cleaned=31)
+    assert summary['per_class']['after'] == [0, 31, 0, 0]
+    assert summary['per_class']['relabelled_into'] == [0, 23, 0, 0]
+
+
+def test_errors_leave_no_output(setup, tmp_path):
+    root, ckpt, _ = setup
+    out = str(tmp_path / 'pseudo_label.json')
+    work = str(tmp_path / 'work')
+    opts = _options(root, work)
+    _, err = _run([CONFIG, str(tmp_path / 'missing.pth'), '--out', out,
+                   '--num-workers', '0', '--cfg-options', *opts])
+    assert err.startswith('error: ') and 'missing.pth' in err
+    _, err = _run([CONFIG, ckpt, '--out', out, '--num-workers', '0',
+                   '--cfg-options', *opts, 'model.num_classes=5'])
+    assert err.startswith('error: ') and 'checkpoint has 4 classes' in err
+    assert '\n' not in err
+    assert not osp.exists(out)
+
+
+def test_summary_and_list_helpers():
+    original = np.array([0, 0, 1, 2, 2])
+    pseudo = np.array([0, 1, -1, 2, UNREADABLE_LABEL])
+    s = summarize(original, pseudo, 3)
+    assert s['total'] == dict(images=5, kept=2, relabelled=1, ood=1,
+                              unreadable=1, cleaned=3)
+    assert s['per_class']['before'] == [2, 1, 2]
+    assert s['per_class']['after'] == [1, 1, 1]
+    assert s['per_class']['relabelled_away'] == [1, 0, 0]
+
+    class Fake:
+        class images:
+            path = staticmethod(lambda i: f'img{i}.jpg')
+    assert cleaned_list(Fake, pseudo) == {'img0.jpg': 0, 'img1.jpg': 1,
+                                          'img3.jpg': 2}

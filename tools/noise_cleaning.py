@@ -1,0 +1,114 @@
+#!/usr/bin/env python
+"""Clean the noisy training set with a trained MoPro model (Section 4.3).
+
+    python tools/noise_cleaning.py configs/mopro_r50_webvision_v1.py CKPT \
+        --out work_dirs/cleaning/pseudo_label.json
+    tools/dist_train.sh-style: torchrun --nproc_per_node 8 \
+        tools/noise_cleaning.py CONFIG CKPT --out ... --launcher pytorch
+
+Writes ``--out`` (``{relative/path: label}``, OOD images removed; the
+training list of ``configs/crt_r50_webvision_v1.py``), and, in the work dir,
+``noise_cleaning_summary.json`` (counts relabelled / OOD / kept, per class)
+and the PNG report (OOD samples, relabelled samples, per-class changes).
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+import mopro  # noqa: E402,F401
+import torch  # noqa: E402
+from mmengine.dist import get_dist_info, init_dist  # noqa: E402
+from mmengine.logging import MMLogger  # noqa: E402
+from mmengine.registry import init_default_scope  # noqa: E402
+from mmpretrain.registry import DATASETS, MODELS  # noqa: E402
+
+from mopro.evaluation.noise_cleaning import (clean_dataset,  # noqa: E402
+                                             cleaned_list, save_report,
+                                             summarize)
+from mopro.utils import atomic_path  # noqa: E402
+from mopro.utils.checkpoint import CheckpointError  # noqa: E402
+from mopro.utils.checkpoint import load_model_weights  # noqa: E402
+from mopro.utils.runner import add_config_args, load_config  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_config_args(parser)
+    parser.add_argument('checkpoint', help='MoPro checkpoint (this project '
+                        'or the released code)')
+    parser.add_argument('--out', required=True,
+                        help='cleaned list (JSON {relative/path: label})')
+    parser.add_argument('--batch-size', type=int, default=256,
+                        help='images per batch and GPU')
+    parser.add_argument('--num-workers', type=int, default=8)
+    parser.add_argument('--num-show', type=int, default=16,
+                        help='images per sample grid of the report')
+    parser.add_argument('--trust-checkpoint', action='store_true',
+                        help='unpickle arbitrary objects in the checkpoint')
+    return parser.parse_args(argv)
+
+
+def build_cleaning_dataset(cfg):
+    """The training set of the config, with the test (val) pipeline."""
+    dataset_cfg = cfg.train_dataloader.dataset.copy()
+    dataset_cfg.pipeline = cfg.val_dataloader.dataset.pipeline
+    dataset = DATASETS.build(dataset_cfg)
+    dataset.full_init()
+    return dataset
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    try:
+        cfg = load_config(args)
+        if cfg.model.get('type') != 'MoPro':
+            raise ValueError(f'{args.config}: noise cleaning needs a MoPro '
+                             f'model config, got {cfg.model.get("type")}')
+        if args.launcher != 'none':
+            init_dist(args.launcher,
+                      backend='nccl' if torch.cuda.is_available() else 'gloo')
+        init_default_scope('mmpretrain')
+        logger = MMLogger.get_instance('noise_cleaning')
+        model = MODELS.build(cfg.model)
+        load_model_weights(model, args.checkpoint,
+                           trust=args.trust_checkpoint)
+        dataset = build_cleaning_dataset(cfg)
+    except (FileNotFoundError, ValueError, CheckpointError) as err:
+        raise SystemExit(f'error: {err}')
+    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    if device.type == 'cuda':
+        torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))
+        device = torch.device('cuda', torch.cuda.current_device())
+    model.to(device)
+    logger.info(f'noise cleaning of {len(dataset)} images with '
+                f'{args.checkpoint} (alpha={model.alpha}, '
+                f'threshold={model.threshold})')
+    pseudo = clean_dataset(model, dataset, args.batch_size, args.num_workers,
+                           device)
+    original = dataset.get_gt_labels()
+    summary = summarize(original, pseudo, model.num_classes)
+    if get_dist_info()[0] != 0:
+        return summary
+    with atomic_path(args.out) as tmp, open(tmp, 'w') as f:
+        json.dump(cleaned_list(dataset, pseudo), f)
+    summary_path = osp.join(cfg.work_dir, 'noise_cleaning_summary.json')
+    with atomic_path(summary_path) as tmp, open(tmp, 'w') as f:
+        json.dump(dict(checkpoint=args.checkpoint, out=args.out, **summary),
+                  f, indent=1)
+    figures = save_report(dataset, original, pseudo, summary, cfg.work_dir,
+                          args.num_show)
+    total = summary['total']
+    logger.info(f'{total["images"]} images: {total["kept"]} kept, '
+                f'{total["relabelled"]} relabelled, {total["ood"]} OOD, '
+                f'{total["unreadable"]} unreadable -> {args.out} '
+                f'({total["cleaned"]} images); summary {summary_path}; '
+                f'report {", ".join(figures.values())}')
+    return summary
+
+
+if __name__ == '__main__':
+    main()
