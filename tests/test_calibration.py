@@ -88,3 +88,51 @@ def test_imagenet200_dataset(tmp_path):
     with pytest.raises(ValueError, match='200 class folders, found 199'):
         DATASETS.build(dict(type='ImageNet200', data_root=str(root),
                             variant='imagenet-a')).full_init()
+
+
+def test_robustness_config_end_to_end(tmp_path):
+    """tools/test.py with the ImageNet-R config on a tiny fake ImageNet-R
+    and a tiny 1000-class MoPro checkpoint."""
+    import importlib.util
+
+    from mmengine.config import Config
+    from mmpretrain.registry import MODELS
+
+    from conftest import ROOT, tiny_mopro_options, write_image
+
+    root = tmp_path / 'imagenet-r'
+    wnids = [f'n{i:08d}' for i in range(200)]
+    for c in (0, 5, 199):
+        for i in range(2):
+            write_image(str(root / wnids[c] / f'{i}.jpg'), c * 10 + i)
+    for wnid in wnids:
+        os.makedirs(root / wnid, exist_ok=True)
+    config = osp.join(ROOT, 'configs', 'robustness_r50_imagenet_r.py')
+    options = tiny_mopro_options('unused', str(tmp_path / 'work'), 1000)
+    options = {k: v for k, v in options.items()
+               if k.startswith(('model.', 'work_dir'))}
+    cfg = Config.fromfile(config)
+    cfg.merge_from_dict(options)
+    ckpt = str(tmp_path / 'mopro.pth')
+    torch.save({'meta': {}, 'state_dict': MODELS.build(cfg.model)
+                .state_dict()}, ckpt)
+    options.update({
+        'test_dataloader.dataset.data_root': str(root),
+        'test_dataloader.num_workers': 0,
+        'test_dataloader.persistent_workers': False,
+        'test_dataloader.dataset.pipeline.1.scale': 32,
+        'test_dataloader.dataset.pipeline.2.crop_size': 32,
+    })
+    spec = importlib.util.spec_from_file_location(
+        'test_tool', osp.join(ROOT, 'tools', 'test.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    metrics = tool.main([config, ckpt, '--sets', 'test', '--cfg-options',
+                         *[f'{k}={v}' for k, v in options.items()]])
+    assert set(metrics) == {'test/robustness/top1',
+                            'test/robustness/calibration_error'}
+    assert 0 <= metrics['test/robustness/top1'] <= 100
+    assert 0 <= metrics['test/robustness/calibration_error'] <= 100
+    pngs = [osp.join(d, f) for d, _, fs in os.walk(tmp_path / 'work')
+            for f in fs if f.startswith('reliability_diagram')]
+    assert pngs and all(f.endswith('.png') for f in pngs)

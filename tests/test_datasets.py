@@ -190,7 +190,9 @@ def test_bad_training_images_are_skipped_and_counted(webvision_root):
                if dataset.get_data_info(i)['img_path'] == bad)
     item = dataset[idx]  # another sample is drawn instead
     assert item['img_path'] != bad
-    assert dataset.num_bad == 1
+    # the random redraw may hit the bad image again: each try is counted
+    assert dataset.num_bad >= 1
+    assert dataset.num_loaded == 1
 
 
 def test_too_many_bad_images_stop_the_run(webvision_root):

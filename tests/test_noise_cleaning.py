@@ -1,7 +1,6 @@
 """tools/noise_cleaning.py and mopro.evaluation.noise_cleaning."""
 import importlib.util
 import json
-import os
 import os.path as osp
 
 import numpy as np

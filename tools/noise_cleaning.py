@@ -3,8 +3,8 @@
 
     python tools/noise_cleaning.py configs/mopro_r50_webvision_v1.py CKPT \
         --out work_dirs/cleaning/pseudo_label.json
-    tools/dist_train.sh-style: torchrun --nproc_per_node 8 \
-        tools/noise_cleaning.py CONFIG CKPT --out ... --launcher pytorch
+    torchrun --nproc_per_node 8 tools/noise_cleaning.py CONFIG CKPT \
+        --out ... --launcher pytorch
 
 Writes ``--out`` (``{relative/path: label}``, OOD images removed; the
 training list of ``configs/crt_r50_webvision_v1.py``), and, in the work dir,

@@ -13,6 +13,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import mopro  # noqa: E402,F401  (registers the project, safe unpickling)
 from mmengine.runner import Runner  # noqa: E402
 
+from mopro.utils.checkpoint import CheckpointError  # noqa: E402
 from mopro.utils.runner import (add_config_args, adapt_to_device,  # noqa
                                 load_config)
 
@@ -48,8 +49,11 @@ def main(argv=None) -> None:
         cfg.load_from = args.resume
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
-    runner = Runner.from_cfg(cfg)
-    runner.train()
+    try:
+        runner = Runner.from_cfg(cfg)
+        runner.train()
+    except CheckpointError as err:  # init from a mismatched checkpoint
+        raise SystemExit(f'error: {err}')
 
 
 if __name__ == '__main__':

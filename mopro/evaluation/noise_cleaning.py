@@ -12,6 +12,7 @@ summary (counts per class) and the visual report (paper Figures 3 and 4:
 random OOD samples and random relabelled samples; a per-class bar chart).
 """
 import contextlib
+import os.path as osp
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -24,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..datasets.image_list_dataset import ImageListDataset
 from ..datasets.transforms import ImageDecodeError
 from ..models.noise_correction import OOD_LABEL, correct_labels
+from ..utils import atomic_path
 
 # a training image that cannot be decoded gets this label (and is left out)
 UNREADABLE_LABEL = -2
@@ -114,9 +116,7 @@ def clean_dataset(model: torch.nn.Module,
         idx_out.extend(item['bad'])
         label_out.append(torch.full((len(item['bad']), ), UNREADABLE_LABEL))
         if bar is not None:
-            for _ in range(world_size * (len(item['idx']) +
-                                         len(item['bad']))):
-                bar.update()
+            bar.update(world_size * (len(item['idx']) + len(item['bad'])))
     labels = torch.cat(label_out).numpy() if label_out else np.zeros(0)
     pseudo = np.full(len(dataset), UNREADABLE_LABEL, dtype=np.int64)
     for idx, lab in all_gather_object((np.asarray(idx_out, np.int64),
@@ -211,13 +211,9 @@ def save_report(dataset: ImageListDataset, original: np.ndarray,
       (Fig. 4);
     - ``class_changes.png``: per class, images after minus before cleaning.
     """
-    import os.path as osp
-
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-
-    from ..utils import atomic_path
 
     rng = np.random.default_rng(seed)
 

@@ -1,22 +1,30 @@
 """Initialise an mmpretrain classifier from a MoPro checkpoint.
 
 Classifier re-training (paper Section 4.3) and low-resource fine-tuning
-(Section 5.2) start from a pretrained MoPro encoder, in an mmpretrain
-``ImageClassifier`` whose names differ from MoPro's: the encoder is
+(Section 5.2) start from a pretrained MoPro encoder in an mmpretrain
+``ImageClassifier``, whose names differ from MoPro's: the encoder is
 ``backbone.*`` in both, but MoPro's ``classifier.*`` is the head's
-``fc.*``. mmengine's ``Pretrained`` initialiser only strips a prefix and
-silently skips weights it cannot match; this one renames, accepts both
-checkpoint formats (this project's and the released code's) and fails with
-a one-line error when the checkpoint does not fit the module.
+``head.fc.*``. mmengine's ``Pretrained`` initialiser only strips a prefix
+and silently skips weights it cannot match; this one renames, accepts both
+checkpoint formats (this project's and the released code's) and fails with a
+one-line error when the checkpoint does not fit the model.
 
-Usage in a config::
+Usage in a config (on the whole model, so one key names the checkpoint)::
 
-    backbone=dict(..., init_cfg=dict(type='MoProPretrained',
-                                     checkpoint=ckpt, prefix='backbone.'))
-    head=dict(..., init_cfg=dict(type='MoProPretrained', checkpoint=ckpt,
-                                 prefix='classifier.', target_prefix='fc.'))
+    model = dict(
+        type='ImageClassifier',
+        init_cfg=dict(type='MoProPretrained', checkpoint=CKPT,
+                      mapping=[('backbone.', 'backbone.'),
+                               ('classifier.', 'head.fc.')]),
+        backbone=dict(..., init_cfg=None),  # nothing re-initialises
+        head=dict(..., init_cfg=None))      # what was loaded
+
+mmengine runs a model's own non-``Pretrained`` init_cfg before its
+children's ``init_weights``, so the children whose weights are loaded need
+``init_cfg=None``; a child left out of the mapping (a new classifier) keeps
+its own initialisation.
 """
-from typing import Dict
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from mmengine.logging import print_log
@@ -25,67 +33,80 @@ from mmengine.registry import WEIGHT_INITIALIZERS
 from ..utils.checkpoint import (CheckpointError, load_checkpoint,
                                 mopro_state_dict)
 
+ENCODER_ONLY = (('backbone.', 'backbone.'), )
+Mapping = Union[Dict[str, str], Sequence[Tuple[str, str]]]
 
-def select_weights(state: Dict[str, torch.Tensor], prefix: str,
-                   target_prefix: str = '') -> Dict[str, torch.Tensor]:
-    """The weights under ``prefix``, renamed to start with
-    ``target_prefix``."""
-    return {
-        target_prefix + key[len(prefix):]: value
-        for key, value in state.items() if key.startswith(prefix)
-    }
+
+def rename_weights(state: Dict[str, torch.Tensor],
+                   mapping: Dict[str, str]) -> Dict[str, torch.Tensor]:
+    """Weights under each source prefix, renamed to the target prefix."""
+    out = {}
+    for src, dst in mapping.items():
+        out.update({
+            dst + key[len(src):]: value
+            for key, value in state.items() if key.startswith(src)
+        })
+    return out
 
 
 @WEIGHT_INITIALIZERS.register_module(name='MoProPretrained')
 class MoProPretrainedInit:
-    """Load ``prefix``-weights of a MoPro checkpoint into a module.
+    """Load renamed weights of a MoPro checkpoint into a model.
+
+    Every target prefix must be filled exactly: same names, same shapes
+    (a classifier of another class count is a one-line error naming both).
 
     Args:
         checkpoint: checkpoint of this project or of the released code.
-        prefix: which weights (``'backbone.'`` or ``'classifier.'``).
-        target_prefix: their names in the module (``'fc.'`` for an
-            mmpretrain ``LinearClsHead``).
+        mapping: ``(source prefix in the checkpoint, prefix in the model)``
+            pairs or a dict of them (default: the encoder only). A list
+            replaces, rather than merges with, a base config's.
         trust: unpickle arbitrary objects (only for trusted files).
     """
 
     def __init__(self,
                  checkpoint: str,
-                 prefix: str = 'backbone.',
-                 target_prefix: str = '',
+                 mapping: Optional[Mapping] = None,
                  trust: bool = False) -> None:
         self.checkpoint = checkpoint
-        self.prefix = prefix
-        self.target_prefix = target_prefix
+        self.mapping = dict(mapping or ENCODER_ONLY)
         self.trust = trust
 
     def __call__(self, module: torch.nn.Module) -> None:
         path = self.checkpoint
-        ckpt = load_checkpoint(path, trust=self.trust)
-        weights = select_weights(
-            mopro_state_dict(ckpt, path), self.prefix, self.target_prefix)
-        if not weights:
-            raise CheckpointError(f'{path}: no {self.prefix}* weights')
+        state = mopro_state_dict(load_checkpoint(path, trust=self.trust),
+                                 path)
+        weights = rename_weights(state, self.mapping)
         own = module.state_dict()
-        for key, value in weights.items():
-            if key in own and own[key].shape != value.shape:
+        for src, dst in self.mapping.items():
+            self._check(src, dst, weights, own)
+        module.load_state_dict(weights, strict=False)
+        print_log(f'loaded {len(weights)} weights ({", ".join(self.mapping)})'
+                  f' from {path}', logger='current')
+
+    def _check(self, src: str, dst: str, weights: dict, own: dict) -> None:
+        path = self.checkpoint
+        loaded = {k for k in weights if k.startswith(dst)}
+        wanted = {k for k in own if k.startswith(dst)}
+        if not loaded:
+            raise CheckpointError(f'{path}: no {src}* weights to load into '
+                                  f'{dst}*')
+        # weights before biases: the message then shows both dimensions
+        for key in sorted(loaded & wanted,
+                          key=lambda k: (not k.endswith('weight'), k)):
+            if weights[key].shape != own[key].shape:
                 raise CheckpointError(
-                    f'{path}: {self.prefix}{key[len(self.target_prefix):]} '
-                    f'has shape {tuple(value.shape)} but the config builds '
-                    f'{type(module).__name__}.{key} with '
-                    f'{tuple(own[key].shape)} (class count or architecture '
-                    'mismatch)')
-        missing = sorted(set(own) - set(weights))
-        unexpected = sorted(set(weights) - set(own))
+                    f'{path}: {src}{key[len(dst):]} has shape '
+                    f'{tuple(weights[key].shape)} but the config builds '
+                    f'{key} with {tuple(own[key].shape)} (class count or '
+                    'architecture mismatch)')
+        missing, unexpected = sorted(wanted - loaded), sorted(loaded - wanted)
         if missing or unexpected:
             raise CheckpointError(
-                f'{path}: {self.prefix}* does not match the config\'s '
-                f'{type(module).__name__}: {len(missing)} weights missing '
-                f'(e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. '
-                f'{unexpected[:2]})')
-        module.load_state_dict(weights, strict=True)
-        print_log(f'loaded {len(weights)} {self.prefix}* weights from {path} '
-                  f'into {type(module).__name__}', logger='current')
+                f'{path}: {src}* does not match the config\'s {dst}*: '
+                f'{len(missing)} weights missing (e.g. {missing[:2]}), '
+                f'{len(unexpected)} unexpected (e.g. {unexpected[:2]})')
 
     def __repr__(self) -> str:
         return (f'MoProPretrained(checkpoint={self.checkpoint}, '
-                f'prefix={self.prefix})')
+                f'mapping={self.mapping})')

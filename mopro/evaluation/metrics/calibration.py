@@ -22,6 +22,7 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 from mmengine.visualization import Visualizer
 from mmpretrain.registry import METRICS
+from PIL import Image
 
 from ...datasets.imagenet_variants import CLASS_SUBSETS
 from ...utils import atomic_path
@@ -162,7 +163,6 @@ class CalibratedAccuracy(BaseMetric):
             pass
         if self.out_dir:
             path = osp.join(self.out_dir, 'reliability_diagram.png')
-            from PIL import Image
             with atomic_path(path) as tmp:
                 Image.fromarray(image).save(tmp, format='PNG')
             print_log(f'reliability diagram: {path}', logger='current')

@@ -1,0 +1,96 @@
+# Low-resource fine-tuning on 1% of ImageNet (paper Section 5.2, Table 3),
+# for models pretrained on WebVision V0.5 / V1.0: their 1000 classes are
+# ImageNet's, so the whole model is fine-tuned, pretrained classifier
+# included. SGD, batch 256 (8 GPUs x 32), momentum 0.9, weight decay 0,
+# lr 0.005, 40 epochs, lr x0.2 at epochs 15 and 30 (the paper's schedule;
+# the released finetune_imagenet.py defaults to 20 and 30).
+# Subset: SimCLR's 1percent.txt when train_dataloader.dataset.subset_file is
+# set (the default below), else a seeded random 1% (subset_file=None).
+#   --cfg-options model.init_cfg.checkpoint=CKPT
+_base_ = ['_base_/default_runtime.py']
+
+pretrained = 'work_dirs/mopro_r50_webvision_v1/epoch_90.pth'
+imagenet_root = 'data/imagenet/'
+
+model = dict(
+    type='ImageClassifier',
+    init_cfg=dict(
+        type='MoProPretrained',
+        checkpoint=pretrained,
+        mapping=[('backbone.', 'backbone.'), ('classifier.', 'head.fc.')]),
+    backbone=dict(
+        type='ResNet', depth=50, zero_init_residual=False, init_cfg=None),
+    neck=dict(type='GlobalAveragePooling'),
+    head=dict(
+        type='LinearClsHead',
+        num_classes=1000,
+        in_channels=2048,
+        loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
+        topk=(1, 5),
+        init_cfg=None),
+    data_preprocessor=dict(
+        type='ClsDataPreprocessor',
+        num_classes=1000,
+        mean=[123.675, 116.28, 103.53],
+        std=[58.395, 57.12, 57.375],
+        to_rgb=True))
+
+# released finetune_imagenet.py: RandomResizedCrop(224) + flip; test
+# resize 256 / centre crop 224
+train_pipeline = [
+    dict(type='LoadWebImage'),
+    dict(type='RandomResizedCrop', scale=224, backend='pillow'),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(type='PackInputs'),
+]
+test_pipeline = [
+    dict(type='LoadWebImage'),
+    dict(type='ResizeEdge', scale=256, edge='short', backend='pillow'),
+    dict(type='CenterCrop', crop_size=224),
+    dict(type='PackInputs'),
+]
+train_dataloader = dict(
+    batch_size=32,
+    num_workers=8,
+    persistent_workers=True,
+    pin_memory=True,
+    drop_last=False,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    collate_fn=dict(type='default_collate'),
+    dataset=dict(
+        type='ImageNetSubset',
+        data_root=imagenet_root,
+        data_prefix='train',
+        subset_file=imagenet_root + '1percent.txt',
+        fraction=0.01,
+        seed=0,
+        pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=64,
+    num_workers=8,
+    persistent_workers=True,
+    pin_memory=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    collate_fn=dict(type='default_collate'),
+    dataset=dict(
+        type='ImageNetVal',
+        data_root=imagenet_root,
+        data_prefix='val',
+        num_classes=1000,
+        test_mode=True,
+        pipeline=test_pipeline))
+val_evaluator = dict(type='Accuracy', topk=(1, 5))
+test_dataloader = val_dataloader
+test_evaluator = val_evaluator
+
+optim_wrapper = dict(
+    type='AmpOptimWrapper',
+    dtype='bfloat16',
+    optimizer=dict(type='SGD', lr=0.005, momentum=0.9, weight_decay=0.0))
+param_scheduler = [
+    dict(type='MultiStepLR', by_epoch=True, milestones=[15, 30], gamma=0.2)
+]
+train_cfg = dict(by_epoch=True, max_epochs=40, val_interval=5)
+val_cfg = dict()
+test_cfg = dict()
+auto_scale_lr = dict(base_batch_size=256, enable=False)
