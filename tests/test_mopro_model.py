@@ -586,37 +586,3 @@ def test_predict_and_tensor_mode():
         assert ds.pred_label.item() == int(logits.argmax())
     (feats, ) = model(weak, mode='tensor')
     assert feats.shape == (3, 512)
-
-
-# ----------------------------------------------------------------------
-# registry: every component of the project builds from a config dict.
-# Extend this list as components are added (datasets, transforms, metrics).
-def _registries():
-    from mmengine.registry import HOOKS as ENGINE_HOOKS
-    from mmpretrain.registry import HOOKS as PRETRAIN_HOOKS
-    return {
-        'mmpretrain.MODELS': MODELS,
-        'mmengine.HOOKS': ENGINE_HOOKS,
-        'mmpretrain.HOOKS': PRETRAIN_HOOKS,
-    }
-
-
-REGISTERED_COMPONENTS = [
-    ('mmpretrain.MODELS', model_cfg(), 'mopro.models.MoPro'),
-    ('mmpretrain.MODELS', dict(type='MoProHead', temperature=0.2),
-     'mopro.models.MoProHead'),
-    ('mmengine.HOOKS', dict(type='MoProHook', start_clean_epoch=3),
-     'mopro.engine.MoProHook'),
-    ('mmpretrain.HOOKS', dict(type='MoProHook'), 'mopro.engine.MoProHook'),
-]
-
-
-@pytest.mark.parametrize(
-    'registry, cfg, cls_path', REGISTERED_COMPONENTS,
-    ids=[f'{r}-{c["type"]}' for r, c, _ in REGISTERED_COMPONENTS])
-def test_registered_component_builds(registry, cfg, cls_path):
-    import importlib
-    module, _, name = cls_path.rpartition('.')
-    expected = getattr(importlib.import_module(module), name)
-    obj = _registries()[registry].build(copy.deepcopy(cfg))
-    assert isinstance(obj, expected)

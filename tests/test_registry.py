@@ -1,0 +1,160 @@
+"""Every component the project registers builds from a config dict.
+
+The list of registered components is read from the registries themselves,
+so a new component without an entry in ``BUILD_CONFIGS`` fails here.
+"""
+import json
+import os.path as osp
+
+import pytest
+import torch
+from conftest import make_webvision, write_image
+from mmengine import registry as engine_registry
+from mmengine.fileio import get_file_backend
+from mmpretrain import registry as pretrain_registry
+
+import mopro.models
+from mopro.utils import AtomicLocalBackend
+
+
+def registered_components():
+    """(registry name, type name, class) of every class from ``mopro``."""
+    found = {}
+    for module in (engine_registry, pretrain_registry):
+        for name in dir(module):
+            registry = getattr(module, name)
+            if not isinstance(registry, engine_registry.Registry):
+                continue
+            for key, cls in registry.module_dict.items():
+                if getattr(cls, '__module__', '').startswith('mopro.'):
+                    found[(registry.scope, registry.name, key)] = cls
+    return found
+
+
+def _data(tmp_path):
+    root = make_webvision(str(tmp_path / 'webvision'), num_classes=3,
+                          per_class=2, val_per_class=1, size=16)
+    cleaned = str(tmp_path / 'pseudo_label.json')
+    with open(cleaned, 'w') as f:
+        json.dump({'google/q0000/000.jpg': 1, 'flickr/q0002/000.jpg': 2}, f)
+    for i in range(2):
+        write_image(str(tmp_path / 'imagenet' / 'val' / str(i) / 'a.jpg'), i,
+                    16)
+        write_image(str(tmp_path / 'imagenet' / 'train' / f'n0000000{i}' /
+                        f'n0000000{i}_1.JPEG'), i, 16)
+    ckpt = str(tmp_path / 'mopro.pth')
+    torch.save({'state_dict': _tiny_mopro().state_dict()}, ckpt)
+    return root, cleaned, str(tmp_path / 'imagenet'), ckpt
+
+
+def _tiny_mopro_cfg():
+    return dict(type='MoPro',
+                backbone=dict(type='ResNet', depth=18),
+                neck=dict(type='GlobalAveragePooling'),
+                head=dict(type='MoProHead'), num_classes=3, feat_dim=512,
+                queue_len=8)
+
+
+def _tiny_mopro():
+    return pretrain_registry.MODELS.build(_tiny_mopro_cfg())
+
+
+def build_configs(tmp_path):
+    root, cleaned, imagenet, ckpt = _data(tmp_path)
+    webvision = dict(type='WebVision', data_root=root, num_classes=3)
+    return {
+        'MoPro': (pretrain_registry.MODELS, _tiny_mopro_cfg(),
+                  lambda m: m.prototypes.shape == (3, 128)),
+        'MoProHead': (pretrain_registry.MODELS,
+                      dict(type='MoProHead', temperature=0.2),
+                      lambda h: h.temperature == 0.2),
+        'MoProHook': (engine_registry.HOOKS,
+                      dict(type='MoProHook', start_clean_epoch=3),
+                      lambda h: h.phase(3)['correct_noise']),
+        'WebVision': (pretrain_registry.DATASETS, webvision,
+                      lambda d: len(d) == 6),
+        'ImageNetVal': (pretrain_registry.DATASETS,
+                        dict(type='ImageNetVal', data_root=imagenet,
+                             num_classes=3), lambda d: len(d) == 2),
+        'CleanedWebVision': (pretrain_registry.DATASETS,
+                             dict(type='CleanedWebVision', data_root=root,
+                                  pseudo_label_file=cleaned, num_classes=3),
+                             lambda d: d.get_gt_labels().tolist() == [1, 2]),
+        'ImageNetSubset': (pretrain_registry.DATASETS,
+                           dict(type='ImageNetSubset', data_root=imagenet,
+                                fraction=1.0), lambda d: len(d) == 2),
+        'ImageNet200': None,  # needs the 200 class folders: test_calibration
+        'SqrtBalancedSampler': (pretrain_registry.DATA_SAMPLERS,
+                                dict(type='SqrtBalancedSampler', seed=0,
+                                     dataset=pretrain_registry.DATASETS.build(
+                                         webvision)),
+                                lambda s: len(list(iter(s))) == 6),
+        'CalibratedAccuracy': (pretrain_registry.METRICS,
+                               dict(type='CalibratedAccuracy', bin_size=10),
+                               lambda m: m.bin_size == 10),
+        'LoadWebImage': (pretrain_registry.TRANSFORMS,
+                         dict(type='LoadWebImage'),
+                         lambda t: t(dict(img_path=osp.join(
+                             root, 'google/q0000/000.jpg')))['img'].shape ==
+                         (16, 16, 3)),
+        'MoProPretrained': (engine_registry.WEIGHT_INITIALIZERS,
+                            dict(type='MoProPretrained', checkpoint=ckpt),
+                            lambda i: i.checkpoint == ckpt),
+    }
+
+
+def test_every_registered_component_builds(tmp_path):
+    configs = build_configs(tmp_path)
+    names = {key for (_, _, key) in registered_components()}
+    assert names == set(configs), 'add a build config for new components'
+    for name, entry in configs.items():
+        if entry is None:
+            continue
+        registry, cfg, check = entry
+        obj = registry.build(cfg)
+        assert isinstance(obj, registry.get(name))
+        assert check(obj), name
+
+
+def test_hook_builds_in_both_scopes():
+    for registry in (engine_registry.HOOKS, pretrain_registry.HOOKS):
+        hook = registry.build(dict(type='MoProHook'))
+        assert hook.start_clean_epoch == 11
+
+
+def test_public_functions_are_exported():
+    assert mopro.models.correct_labels.__module__ == \
+        'mopro.models.noise_correction'
+    assert callable(mopro.models.update_prototypes)
+
+
+def test_atomic_checkpoint_backend_is_registered(tmp_path):
+    backend = get_file_backend(str(tmp_path),
+                               backend_args=dict(backend='atomic_local'))
+    assert isinstance(backend, AtomicLocalBackend)
+
+
+@pytest.mark.parametrize('config', [
+    'mopro_r50_webvision_v1', 'mopro_r50_webvision_v05',
+    'mopro_r50_webvision_v2', 'ce_r50_webvision_v1', 'ce_r50_webvision_v05',
+    'ce_r50_webvision_v2'
+])
+def test_configs_read_like_the_paper(config):
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(osp.dirname(osp.dirname(__file__)),
+                                   'configs', f'{config}.py'))
+    assert cfg.optim_wrapper.optimizer == dict(
+        type='SGD', lr=0.1, momentum=0.9, weight_decay=1e-4)
+    assert cfg.param_scheduler[0]['milestones'] == [40, 80]
+    assert cfg.train_cfg.max_epochs == 90
+    assert cfg.train_dataloader.batch_size == 32  # x 8 GPUs = 256
+    assert cfg.auto_scale_lr.base_batch_size == 256
+    if config.startswith('mopro'):
+        model = cfg.model
+        assert (model.queue_len, model.momentum, model.proto_momentum,
+                model.alpha, model.head.temperature) == (8192, 0.999, 0.999,
+                                                         0.5, 0.1)
+        assert model.threshold == (0.6 if config.endswith('v2') else 0.8)
+        assert cfg.custom_hooks[0].start_clean_epoch == 11
+    classes = 5000 if config.endswith('v2') else 1000
+    assert cfg.train_dataloader.dataset.num_classes == classes
