@@ -185,6 +185,7 @@ def run(args: argparse.Namespace) -> dict:
                    top1=top1, train_seconds=round(seconds, 1)))
     results['noise_cleaning'] = cleaning_quality(runner, cfg,
                                                  args.data_root)
+    write_results(results, args.work_dir)  # MoPro's part, if CE fails
     if not args.skip_ce:
         _, top1, seconds = train_and_eval(
             demo_config(CE_CONFIG, args, 'ce'))
