@@ -7,33 +7,19 @@
 # Subset: SimCLR's 1percent.txt when train_dataloader.dataset.subset_file is
 # set (the default below), else a seeded random 1% (subset_file=None).
 #   --cfg-options model.init_cfg.checkpoint=CKPT
-_base_ = ['_base_/default_runtime.py']
+_base_ = ['_base_/models/ce_r50.py', '_base_/default_runtime.py']
 
 pretrained = 'work_dirs/mopro_r50_webvision_v1/epoch_90.pth'
 imagenet_root = 'data/imagenet/'
 
+# the cross-entropy ResNet-50 classifier, initialised from a MoPro checkpoint
 model = dict(
-    type='ImageClassifier',
     init_cfg=dict(
         type='MoProPretrained',
         checkpoint=pretrained,
         mapping=[('backbone.', 'backbone.'), ('classifier.', 'head.fc.')]),
-    backbone=dict(
-        type='ResNet', depth=50, zero_init_residual=False, init_cfg=None),
-    neck=dict(type='GlobalAveragePooling'),
-    head=dict(
-        type='LinearClsHead',
-        num_classes=1000,
-        in_channels=2048,
-        loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
-        topk=(1, 5),
-        init_cfg=None),
-    data_preprocessor=dict(
-        type='ClsDataPreprocessor',
-        num_classes=1000,
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375],
-        to_rgb=True))
+    backbone=dict(init_cfg=None),
+    head=dict(init_cfg=None))
 
 # released finetune_imagenet.py: RandomResizedCrop(224) + flip; test
 # resize 256 / centre crop 224
