@@ -3,6 +3,7 @@ import os
 import os.path as osp
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -147,3 +148,33 @@ def test_dist_train_two_cpu_processes(webvision_root, tmp_path):
     # queue received the keys of both ranks: 4 x 8 = 32 = R, back at 0
     assert ckpt['meta']['iter'] == 4
     assert int(ckpt['state_dict']['queue_ptr']) == 0
+
+
+@pytest.mark.skipif(sys.platform != 'linux', reason='torchrun on linux')
+def test_worker_crash_on_one_rank_stops_every_rank(webvision_root, tmp_path):
+    """A dataloader-worker crash on rank 1 ends the whole job with an error
+    (torchrun tears the group down; collectives also have a timeout) instead
+    of leaving rank 0 waiting in a collective."""
+    # rank 1 reads indices 1, 3, ... without shuffling; index 1 is broken
+    open(osp.join(webvision_root, 'google/q0000/001.jpg'), 'wb').close()
+    work_dir = str(tmp_path / 'work')
+    options = tiny_mopro_options(webvision_root, work_dir)
+    options.update({'train_cfg.max_epochs': 1,
+                    'train_dataloader.num_workers': 1,
+                    'train_dataloader.sampler.shuffle': False,
+                    'train_dataloader.dataset.max_refetch': 0,
+                    'env_cfg.dist_cfg.timeout': 60,
+                    'visualizer.vis_backends': None})
+    env = dict(os.environ, PYTHON=sys.executable, PORT='29533',
+               OMP_NUM_THREADS='1')
+    start = time.monotonic()
+    result = subprocess.run(
+        ['bash', osp.join(ROOT, 'tools', 'dist_train.sh'), V1, '2',
+         '--cfg-options', *_options_as_args(options), 'test_dataloader=None',
+         'test_evaluator=None', 'test_cfg=None'],
+        env=env, capture_output=True, text=True, timeout=280)
+    assert result.returncode != 0
+    assert time.monotonic() - start < 240
+    log = result.stdout + result.stderr
+    assert 'Cannot find valid image' in log
+    assert not osp.isfile(osp.join(work_dir, 'epoch_1.pth'))
