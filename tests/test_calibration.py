@@ -93,12 +93,11 @@ def test_imagenet200_dataset(tmp_path):
 def test_robustness_config_end_to_end(tmp_path):
     """tools/test.py with the ImageNet-R config on a tiny fake ImageNet-R
     and a tiny 1000-class MoPro checkpoint."""
-    import importlib.util
 
     from mmengine.config import Config
     from mmpretrain.registry import MODELS
 
-    from conftest import ROOT, tiny_mopro_options, write_image
+    from conftest import ROOT, load_tool, tiny_mopro_options, write_image
 
     root = tmp_path / 'imagenet-r'
     wnids = [f'n{i:08d}' for i in range(200)]
@@ -123,10 +122,7 @@ def test_robustness_config_end_to_end(tmp_path):
         'test_dataloader.dataset.pipeline.1.scale': 32,
         'test_dataloader.dataset.pipeline.2.crop_size': 32,
     })
-    spec = importlib.util.spec_from_file_location(
-        'test_tool', osp.join(ROOT, 'tools', 'test.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool('test')
     metrics = tool.main([config, ckpt, '--sets', 'test', '--cfg-options',
                          *[f'{k}={v}' for k, v in options.items()]])
     assert set(metrics) == {'test/robustness/top1',

@@ -1,19 +1,17 @@
 """tools/convert_from_original.py: released checkpoints -> project format."""
 import os
 import os.path as osp
-import importlib.util
 
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
+from conftest import load_tool
 from mmpretrain.registry import MODELS
 
 from mopro.utils.checkpoint import load_checkpoint, load_model_weights
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-TOOL = osp.join(ROOT, 'tools', 'convert_from_original.py')
 K, D, R = 10, 128, 16
 
 
@@ -71,15 +69,7 @@ def released(tmp_path_factory):
     return path, enc_q, enc_k, state
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location('convert_from_original',
-                                                  TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-convert_tool = _load_tool()
+convert_tool = load_tool('convert_from_original')
 
 
 class Result:

@@ -1,6 +1,5 @@
 """cRT (square-root sampler, frozen-encoder config) and low-resource
 fine-tuning (ImageNet subsets, 1%/10% configs, V2 new classifier)."""
-import importlib.util
 import json
 import os.path as osp
 
@@ -10,22 +9,15 @@ import torch
 from mmengine.config import Config
 from mmpretrain.registry import DATASETS, MODELS
 
-from conftest import ROOT, make_webvision, tiny_mopro_options, write_image
+from conftest import (ROOT, load_tool, make_webvision, tiny_mopro_options,
+                      write_image)
 from mopro.datasets.samplers import SqrtBalancedSampler
 from mopro.utils.checkpoint import load_checkpoint
 
 K = 4
 
 
-def _load_train_tool():
-    spec = importlib.util.spec_from_file_location(
-        'train_tool', osp.join(ROOT, 'tools', 'train.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-train_tool = _load_train_tool()
+train_tool = load_tool('train')
 
 
 class LabelledDataset:

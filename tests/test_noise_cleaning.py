@@ -1,5 +1,4 @@
 """tools/noise_cleaning.py and mopro.evaluation.noise_cleaning."""
-import importlib.util
 import json
 import os.path as osp
 
@@ -9,7 +8,7 @@ import torch
 from mmengine.config import Config
 from mmpretrain.registry import DATASETS, MODELS
 
-from conftest import ROOT, make_webvision, tiny_mopro_options
+from conftest import ROOT, load_tool, make_webvision, tiny_mopro_options
 from mopro.evaluation.noise_cleaning import (UNREADABLE_LABEL, cleaned_list,
                                              summarize)
 
@@ -17,15 +16,7 @@ CONFIG = osp.join(ROOT, 'configs', 'mopro_r50_webvision_v1.py')
 K = 4
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'noise_cleaning_tool', osp.join(ROOT, 'tools', 'noise_cleaning.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tool = _load_tool()
+tool = load_tool('noise_cleaning')
 
 
 def _options(data_root, work_dir, **extra):
