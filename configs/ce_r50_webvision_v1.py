@@ -15,4 +15,3 @@ train_dataloader = dict(
         dict(type='RandomFlip', prob=0.5, direction='horizontal'),
         dict(type='PackInputs', meta_keys=['sample_idx', 'img_path']),
     ]))
-optim_wrapper = dict(type='AmpOptimWrapper', dtype='bfloat16')

@@ -11,6 +11,7 @@
 # the released classifier_retrain.py loads it too) with weight decay 0.
 _base_ = [
     '_base_/datasets/webvision_v1.py',
+    '_base_/schedules/amp_bf16.py',
     '_base_/default_runtime.py',
 ]
 
@@ -64,8 +65,6 @@ train_dataloader = dict(
         pipeline=crt_train_pipeline))
 
 optim_wrapper = dict(
-    type='AmpOptimWrapper',
-    dtype='bfloat16',
     optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=0.0))
 param_scheduler = [
     dict(type='MultiStepLR', by_epoch=True, milestones=[5, 10], gamma=0.1)

@@ -7,7 +7,10 @@
 # Subset: SimCLR's 1percent.txt when train_dataloader.dataset.subset_file is
 # set (the default below), else a seeded random 1% (subset_file=None).
 #   --cfg-options model.init_cfg.checkpoint=CKPT
-_base_ = ['_base_/models/ce_r50.py', '_base_/default_runtime.py']
+_base_ = [
+    '_base_/models/ce_r50.py', '_base_/schedules/amp_bf16.py',
+    '_base_/default_runtime.py'
+]
 
 pretrained = 'work_dirs/mopro_r50_webvision_v1/epoch_90.pth'
 imagenet_root = 'data/imagenet/'
@@ -70,8 +73,6 @@ test_dataloader = val_dataloader
 test_evaluator = val_evaluator
 
 optim_wrapper = dict(
-    type='AmpOptimWrapper',
-    dtype='bfloat16',
     optimizer=dict(type='SGD', lr=0.005, momentum=0.9, weight_decay=0.0))
 param_scheduler = [
     dict(type='MultiStepLR', by_epoch=True, milestones=[15, 30], gamma=0.2)

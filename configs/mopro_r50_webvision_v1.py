@@ -12,7 +12,6 @@ custom_hooks = [
     dict(type='MoProHook', start_proto_epoch=1, start_clean_epoch=11),
 ]
 
-# bf16 autocast on GPU; queue and prototype arithmetic stays in float32.
-# tools/train.py switches to a plain OptimWrapper on CPU.
-optim_wrapper = dict(type='AmpOptimWrapper', dtype='bfloat16')
+# bf16 autocast (the schedule's AmpOptimWrapper) and channels-last
+# convolutions on GPU; queue and prototype arithmetic stays in float32.
 model = dict(channels_last=True)

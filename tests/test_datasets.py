@@ -119,8 +119,10 @@ def test_imagenet_val_folder_layouts(tmp_path, numeric):
         folder.mkdir(parents=True)
         Image.new('RGB', (8, 8)).save(folder / 'x.JPEG')
     dataset = ImageNetVal(str(tmp_path), num_classes=3)
-    labels = {dataset.images.path(i).split('/')[0]: int(dataset.images.labels[i])
-              for i in range(len(dataset))}
+    labels = {
+        dataset.images.path(i).split('/')[0]: int(dataset.images.labels[i])
+        for i in range(len(dataset))
+    }
     expected = {names[0]: 0, names[1]: 1, names[2]: 2}
     assert labels == expected
 

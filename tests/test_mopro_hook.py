@@ -192,3 +192,23 @@ def test_runner_sets_phases_and_resume_keeps_them(tmp_path):
     assert resumed_recorder.seen == [(2, True, True)] * 2
     # queue pointer restored from the checkpoint, then advanced by 8
     assert resumed.model.queue_ptr.item() == (2 * 8 + 8) % 16
+
+
+class PoisonLastIteration(Hook):
+    """Makes the classifier non-finite just before the last iteration of
+    the first epoch, so that this step's loss is NaN."""
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        if runner.epoch == 0 and batch_idx == 1:
+            with torch.no_grad():
+                runner.model.classifier.weight[0, 0] = float('nan')
+
+
+def test_runner_never_saves_a_non_finite_step(tmp_path):
+    # the model defers its finiteness check past the step; the hook must
+    # still stop the run before the epoch's checkpoint is written
+    runner = make_runner(tmp_path, 2, PoisonLastIteration())
+    with pytest.raises(FloatingPointError, match='non-finite loss'):
+        runner.train()
+    assert runner.iter == 2  # both steps ran; the checkpoint did not
+    assert not list(tmp_path.glob('*.pth'))

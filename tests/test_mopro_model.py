@@ -12,6 +12,7 @@ import inspect
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 from mmengine.optim import OptimWrapper
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
@@ -41,7 +42,7 @@ def model_cfg(**overrides) -> dict:
         proj_hidden_dim=HIDDEN,
         queue_len=R,
         data_preprocessor=dict(
-            type='SelfSupDataPreprocessor',
+            type='MoProDataPreprocessor',
             mean=[123.675, 116.28, 103.53],
             std=[58.395, 57.12, 57.375],
             to_rgb=True))
@@ -292,16 +293,21 @@ def test_matches_released_reference(monkeypatch, phase):
     assert model.queue_ptr.item() == 0  # 2 x B == R
 
 
-def test_train_step_with_optim_wrapper():
-    model = build(phase='proto', momentum=0.9)
-    model.prototypes.copy_(random_prototypes())
-    gen = torch.Generator().manual_seed(7)
-    data = dict(
+def train_data(seed: int = 7) -> dict:
+    """A batch as the dataloader gives it: uint8 views, DataSamples."""
+    gen = torch.Generator().manual_seed(seed)
+    return dict(
         inputs=[
             torch.randint(0, 256, (B, 3, SIZE, SIZE), generator=gen,
                           dtype=torch.uint8) for _ in range(2)
         ],
         data_samples=samples(torch.arange(B) % K))
+
+
+def test_train_step_with_optim_wrapper():
+    model = build(phase='proto', momentum=0.9)
+    model.prototypes.copy_(random_prototypes())
+    data = train_data()
     optim_wrapper = OptimWrapper(
         torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
     before = copy.deepcopy(model.state_dict())
@@ -464,15 +470,58 @@ def _state(model):
 
 @pytest.mark.parametrize('bad_view', [0, 1])
 def test_nonfinite_raise_leaves_queue_and_prototypes(bad_view):
+    # the step itself only records the (device) flag; the next step raises
     model = build(phase='proto', nonfinite='raise')
     model.prototypes.copy_(random_prototypes())
     inputs = views(8)
     inputs[bad_view][0, 0, 0, 0] = float('nan')
     before = _state(model)
-    with pytest.raises(FloatingPointError):
-        model.loss(inputs, samples(torch.arange(B) % K))
+    model.loss(inputs, samples(torch.arange(B) % K))
     for name, value in _state(model).items():
         assert torch.equal(value, before[name]), name
+    with pytest.raises(FloatingPointError, match='recent iteration'):
+        model.loss(views(9), samples(torch.arange(B) % K))
+    for name, value in _state(model).items():
+        assert torch.equal(value, before[name]), name
+
+
+def test_nonfinite_raise_check_finite_reports_once():
+    model = build(phase='proto', nonfinite='raise')
+    model.check_finite()  # nothing recorded yet
+    inputs = views(8)
+    inputs[0][0, 0, 0, 0] = float('nan')
+    model.loss(inputs, samples(torch.arange(B) % K))
+    with pytest.raises(FloatingPointError, match='loss_cls=nan'):
+        model.check_finite()
+    model.check_finite()  # already reported
+    model.loss(views(9), samples(torch.arange(B) % K))
+    model.check_finite()  # a finite step passes
+
+
+class CopyInFlight:
+    """Stands for the CUDA event of a flag copy that has not landed yet."""
+
+    def __init__(self):
+        self.landed = False
+
+    def query(self):
+        return self.landed
+
+    def synchronize(self):
+        self.landed = True
+
+
+def test_nonfinite_raise_waits_only_when_asked():
+    # a step never waits for a flag still being copied; a checkpoint does
+    model = build(phase='proto', nonfinite='raise')
+    event = CopyInFlight()
+    model._unchecked.append((torch.tensor(False), event,
+                             dict(loss_cls=torch.tensor(float('nan')))))
+    model.loss(views(9), samples(torch.arange(B) % K))  # does not wait
+    assert not event.landed and len(model._unchecked) == 2
+    with pytest.raises(FloatingPointError, match='loss_cls=nan'):
+        model.check_finite(wait=True)
+    assert event.landed and model._unchecked == []
 
 
 def test_nonfinite_skip_returns_zero_losses():
@@ -586,3 +635,117 @@ def test_predict_and_tensor_mode():
         assert ds.pred_label.item() == int(logits.argmax())
     (feats, ) = model(weak, mode='tensor')
     assert feats.shape == (3, 512)
+
+
+# ----------------------------------------------------------------------
+# no host-device syncs in the training step
+@pytest.mark.parametrize('views_as_list', [True, False])
+def test_data_preprocessor_matches_mmpretrain(views_as_list):
+    cfg = model_cfg()['data_preprocessor']
+    ours = MODELS.build(cfg)
+    theirs = MODELS.build(dict(cfg, type='SelfSupDataPreprocessor'))
+    data = train_data()
+    if not views_as_list:
+        data['inputs'] = data['inputs'][0]
+    got, want = ours(data, True), theirs(data, True)
+    if views_as_list:
+        assert len(got['inputs']) == len(want['inputs']) == 2
+        for a, b in zip(got['inputs'], want['inputs']):
+            assert torch.equal(a, b)
+    else:
+        assert torch.equal(got['inputs'], want['inputs'])
+    assert [int(ds.gt_label) for ds in got['data_samples']] == \
+        [int(ds.gt_label) for ds in data['data_samples']]
+    assert ours._non_blocking and not theirs._non_blocking
+
+
+class HostReads(TorchDispatchMode):
+    """Records the operators that make a CUDA step wait for the device: a
+    read of a value on the host (``.item()``, ``bool()``, ``int()``),
+    outputs whose size depends on values (``nonzero``, boolean-mask
+    indexing, ``bincount``, ``unique``, ``masked_select``) and tensors made
+    from Python data inside the step (``torch.tensor``: a blocking upload).
+    On CPU these cost nothing, but they dispatch all the same, so the test
+    runs without a GPU."""
+
+    SYNCING = ('aten._local_scalar_dense', 'aten.nonzero', 'aten.bincount',
+               'aten.masked_select', 'aten.lift_fresh', 'aten._unique',
+               'aten.unique', 'aten.repeat_interleave.Tensor')
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = str(func)
+        bool_index = name.startswith('aten.index.Tensor') and any(
+            isinstance(i, torch.Tensor) and i.dtype == torch.bool
+            for i in args[1])
+        if bool_index or name.startswith(self.SYNCING):
+            self.seen.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize('phase', list(PHASES))
+def test_train_step_makes_no_host_reads(phase):
+    model = build(phase=phase)
+    model.prototypes.copy_(random_prototypes())
+    optim_wrapper = OptimWrapper(
+        torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9,
+                        weight_decay=1e-4))
+    batches = [train_data(seed) for seed in range(3)]
+    with HostReads() as reads:
+        for data in batches:
+            model.train_step(data, optim_wrapper)
+    assert reads.seen == []
+    assert model.queue_ptr.item() == (3 * B) % R  # the steps did run
+
+
+def test_host_read_detector_sees_syncs():
+    # the detector is not blind: the old prototype update selected the
+    # valid samples with a boolean mask and counted them with bincount,
+    # and nonfinite='skip' reads the finite flag on the host
+    labels = torch.tensor([0, -1, 2, 2])
+    feats = torch.randn(4, D)
+    with HostReads() as reads:
+        valid = labels >= 0
+        feats[valid], torch.bincount(labels[valid]), torch.tensor(0.5)
+    assert reads.seen == ['aten.index.Tensor', 'aten.index.Tensor',
+                          'aten.bincount.default', 'aten.lift_fresh.default']
+    model = build(phase='proto', nonfinite='skip')
+    data = train_data()
+    with HostReads() as reads:
+        model.loss(model.data_preprocessor(data, True)['inputs'],
+                   data['data_samples'])
+    assert reads.seen == ['aten._local_scalar_dense.default']
+
+
+def test_bf16_optim_wrapper_has_no_loss_scaler(monkeypatch):
+    # the configs' AmpOptimWrapper (configs/_base_/schedules/amp_bf16.py)
+    # runs bf16 without a loss scaler (torch's GradScaler reads its found-inf
+    # flag on the host in every step); the step under it, bf16 autocast
+    # included, reads nothing on the host and resumes from its state dict.
+    # (mmengine only builds AmpOptimWrapper where CUDA is available: allowed
+    # here so that the autocast step runs on the CPU.)
+    from mmengine.config import Config
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.optim.optimizer import amp_optimizer_wrapper
+    from conftest import ROOT
+    monkeypatch.setattr(amp_optimizer_wrapper, 'is_cuda_available',
+                        lambda: True)
+    amp_cfg = Config.fromfile(
+        f'{ROOT}/configs/_base_/schedules/amp_bf16.py').optim_wrapper
+    model = build(phase='clean')
+    optim_wrapper = build_optim_wrapper(
+        model, dict(amp_cfg, optimizer=dict(type='SGD', lr=0.1, momentum=0.9)))
+    assert optim_wrapper.cast_dtype == torch.bfloat16
+    assert not optim_wrapper.loss_scaler.is_enabled()
+    batches = [train_data(seed) for seed in range(2)]
+    with HostReads() as reads:
+        for data in batches:
+            log_vars = model.train_step(data, optim_wrapper)
+    assert reads.seen == []
+    assert torch.isfinite(log_vars['loss'])
+    state = optim_wrapper.state_dict()
+    assert state['loss_scaler'] == {}
+    optim_wrapper.load_state_dict(state)

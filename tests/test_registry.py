@@ -68,6 +68,11 @@ def build_configs(tmp_path):
         'MoProHead': (pretrain_registry.MODELS,
                       dict(type='MoProHead', temperature=0.2),
                       lambda h: h.temperature == 0.2),
+        'MoProDataPreprocessor': (
+            pretrain_registry.MODELS,
+            dict(type='MoProDataPreprocessor', mean=[1, 2, 3],
+                 std=[1, 1, 1], to_rgb=True),
+            lambda p: p._channel_conversion and p._non_blocking),
         'MoProHook': (engine_registry.HOOKS,
                       dict(type='MoProHook', start_clean_epoch=3),
                       lambda h: h.phase(3)['correct_noise']),

@@ -1,4 +1,5 @@
-"""Pretraining through mmengine's Runner: v1 config, launchers, exact resume."""
+"""Pretraining through mmengine's Runner: v1 config, launchers, exact
+resume."""
 import os
 import os.path as osp
 import subprocess

@@ -53,8 +53,7 @@ def _save_digit(pixels: np.ndarray, path: str, size: int) -> None:
     """Save an 8x8 digit (0..16, ink high) as a ``size`` px grey PNG,
     upscaled bilinearly."""
     grey = np.round(pixels * (255.0 / 16.0)).astype(np.uint8)
-    img = Image.fromarray(grey).resize((size, size),
-                                                 Image.BILINEAR)
+    img = Image.fromarray(grey).resize((size, size), Image.BILINEAR)
     os.makedirs(osp.dirname(path), exist_ok=True)
     img.save(path)
 

@@ -112,7 +112,7 @@ class ImageListDataset(BaseDataset):
         if attempts >= 100 and self.num_bad / attempts > \
                 self.max_bad_fraction:
             raise RuntimeError(
-                f'{type(self).__name__} at {self.data_root}: {self.num_bad} of '
-                f'{attempts} images could not be decoded, more than '
-                f'max_bad_fraction={self.max_bad_fraction}; check the data '
-                'or raise train_dataloader.dataset.max_bad_fraction')
+                f'{type(self).__name__} at {self.data_root}: '
+                f'{self.num_bad} of {attempts} images could not be decoded, '
+                f'more than max_bad_fraction={self.max_bad_fraction}; check '
+                'the data or raise train_dataloader.dataset.max_bad_fraction')

@@ -1,7 +1,9 @@
 from .algorithms import MoPro
 from .heads import MoProHead
 from .noise_correction import OOD_LABEL, correct_labels, update_prototypes
+from .utils import MoProDataPreprocessor
 
 __all__ = [
-    'MoPro', 'MoProHead', 'OOD_LABEL', 'correct_labels', 'update_prototypes'
+    'MoPro', 'MoProHead', 'MoProDataPreprocessor', 'OOD_LABEL',
+    'correct_labels', 'update_prototypes'
 ]

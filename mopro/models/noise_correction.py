@@ -70,25 +70,25 @@ def update_prototypes(prototypes: torch.Tensor, feats: torch.Tensor,
         New K x D float32 prototypes with every row L2-normalised (rows
         that are zero stay zero).
     """
-    num_classes = prototypes.shape[0]
-    protos = prototypes.float()
-    valid = labels >= 0
-    feats = feats.float()[valid]
-    labels = labels.long()[valid]
-    counts = torch.bincount(labels, minlength=num_classes)
+    num_classes, dim = prototypes.shape
+    labels = labels.long()
+    # OOD samples go to an extra row K, dropped at the end: selecting the
+    # valid samples instead (``feats[labels >= 0]``, or ``bincount``) would
+    # have a data-dependent size, that is a host-device sync on the GPU.
+    slot = torch.where(labels >= 0, labels, num_classes)
+    counts = torch.zeros(num_classes + 1, dtype=torch.long,
+                         device=labels.device).index_add_(
+                             0, slot, torch.ones_like(slot))
     # rank of each sample among the samples of its class, in batch order
-    order = torch.argsort(labels, stable=True)
+    order = torch.argsort(slot, stable=True)
     group_start = torch.cumsum(counts, 0) - counts
-    rank = torch.empty_like(labels)
+    rank = torch.empty_like(slot)
     rank[order] = torch.arange(
-        labels.numel(), device=labels.device) - group_start[labels[order]]
-    exponent = (counts[labels] - 1 - rank).to(protos.dtype)
-    weights = (1 - momentum) * torch.pow(
-        torch.tensor(momentum, dtype=protos.dtype, device=protos.device),
-        exponent)
-    decay = torch.pow(
-        torch.tensor(momentum, dtype=protos.dtype, device=protos.device),
-        counts.to(protos.dtype))
-    new = protos * decay[:, None]
-    new.index_add_(0, labels, feats * weights[:, None])
-    return F.normalize(new, p=2, dim=1)
+        slot.numel(), device=slot.device) - group_start[slot[order]]
+    exponent = (counts[slot] - 1 - rank).float()
+    weights = (1 - momentum) * torch.pow(momentum, exponent)
+    decay = torch.pow(momentum, counts[:num_classes].float())
+    new = torch.cat([prototypes.float() * decay[:, None],
+                     prototypes.new_zeros(1, dim, dtype=torch.float32)])
+    new.index_add_(0, slot, feats.float() * weights[:, None])
+    return F.normalize(new[:num_classes], p=2, dim=1)

@@ -1,7 +1,8 @@
 # SGD, lr 0.1 for a total batch of 256, 90 epochs, x0.1 at 40 and 80
 # (paper Section 4.2; released train.py defaults).
+_base_ = ['./amp_bf16.py']
+
 optim_wrapper = dict(
-    type='OptimWrapper',
     optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=1e-4))
 param_scheduler = [
     dict(type='MultiStepLR', by_epoch=True, milestones=[40, 80], gamma=0.1)

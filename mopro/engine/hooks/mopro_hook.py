@@ -18,9 +18,11 @@ class MoProHook(Hook):
       code starts at epoch 11; the paper's text speaks of a 10-epoch warm-up.
 
     The phase is derived from the epoch, never stored, so a resumed run is in
-    the right phase. The phase flags are logged to the message hub (and so
-    to every visualiser backend) with the losses; the model itself reports
-    the fractions of relabelled and OOD samples per iteration.
+    the right phase. Before a checkpoint is saved and at the end of training
+    the hook has the model check that its recent steps were finite
+    (``MoPro.check_finite``). The phase flags are logged to the message hub
+    (and so to every visualiser backend) with the losses; the model itself
+    reports the fractions of relabelled and OOD samples per iteration.
     """
 
     priority = 'NORMAL'
@@ -55,6 +57,14 @@ class MoProHook(Hook):
             f'MoPro phase at epoch {runner.epoch}: prototype loss '
             f'{"on" if model.use_proto_loss else "off"}, noise correction '
             f'{"on" if model.correct_noise else "off"}')
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Stop before saving the weights of a non-finite step (the model
+        defers that check to keep its step free of host syncs)."""
+        self._model(runner).check_finite()
+
+    def after_train(self, runner) -> None:
+        self._model(runner).check_finite()
 
     def after_train_iter(self,
                          runner,

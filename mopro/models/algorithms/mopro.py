@@ -10,9 +10,10 @@ from typing import Dict, List, Optional, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.dist import all_gather, all_reduce, get_world_size
+from mmengine.dist import (all_gather, all_reduce, broadcast, get_rank,
+                           get_world_size)
 from mmpretrain.models.selfsup.base import BaseSelfSupervisor
-from mmpretrain.models.utils import batch_shuffle_ddp, batch_unshuffle_ddp
+from mmpretrain.models.utils import batch_unshuffle_ddp
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
@@ -24,6 +25,23 @@ NONFINITE_ACTIONS = ('raise', 'skip')
 def _gather(tensor: torch.Tensor) -> torch.Tensor:
     """Concatenate ``tensor`` from all ranks in rank order (no gradient)."""
     return torch.cat(all_gather(tensor.detach()), dim=0)
+
+
+def _shuffle_across_ranks(
+        inputs: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Shuffle the global batch across ranks (MoCo's shuffling BN).
+
+    Returns this rank's share of the shuffled batch and the permutation that
+    undoes it (for mmpretrain's ``batch_unshuffle_ddp``). Same as
+    mmpretrain's ``batch_shuffle_ddp`` except that the permutation is drawn
+    and broadcast on the batch's device: a CPU permutation costs a blocking
+    upload and download, each a host-device sync of the training step.
+    """
+    gathered = _gather(inputs)
+    perm = torch.randperm(gathered.shape[0], device=inputs.device)
+    broadcast(perm, src=0)
+    mine = perm.view(get_world_size(), -1)[get_rank()]
+    return gathered[mine], torch.argsort(perm)
 
 
 @MODELS.register_module()
@@ -57,11 +75,17 @@ class MoPro(BaseSelfSupervisor):
         threshold: pseudo-label confidence threshold T (0.8).
         shuffle_bn: shuffle the key batch across ranks for BatchNorm.
         channels_last: run convolutions in channels-last memory format.
-        nonfinite: what a non-finite loss does: ``'raise'`` stops the run,
-            ``'skip'`` gives the batch a zero loss and leaves queue and
-            prototypes untouched (the forward pass has already run, so
-            BatchNorm statistics have seen the batch: a NaN *input* batch
-            still poisons them; skip protects against loss blow-ups).
+        nonfinite: what a non-finite loss does. Queue and prototypes are
+            never written from such a batch. ``'raise'`` stops the run with
+            :class:`FloatingPointError` at the start of a later iteration,
+            once the flag's copy to the host has landed, and at the latest
+            before the next checkpoint is saved (:class:`MoProHook`): the
+            step never waits for the device.
+            ``'skip'`` gives the batch a zero loss, which needs the flag on
+            the host at once (one sync per step). The forward pass has run
+            either way, so BatchNorm statistics have seen the batch: a NaN
+            *input* batch still poisons them; skip protects against loss
+            blow-ups.
     """
 
     def __init__(self,
@@ -121,6 +145,10 @@ class MoPro(BaseSelfSupervisor):
         # they are derived from the epoch, so a resumed run gets them right).
         self.use_proto_loss = False
         self.correct_noise = False
+        # nonfinite='raise': (host copy of the all-rank finite flag, its
+        # CUDA event or None, losses) of steps not yet checked
+        self._unchecked: List[Tuple[torch.Tensor, Optional[object],
+                                    Dict[str, torch.Tensor]]] = []
 
         if channels_last:
             self.to(memory_format=torch.channels_last)
@@ -184,7 +212,7 @@ class MoPro(BaseSelfSupervisor):
         inputs = self._prepare(inputs)
         shuffle = self.shuffle_bn and get_world_size() > 1
         if shuffle:
-            inputs, idx_unshuffle = batch_shuffle_ddp(inputs)
+            inputs, idx_unshuffle = _shuffle_across_ranks(inputs)
         feats = self.neck(self.momentum_backbone(inputs))[-1]
         keys = F.normalize(self.momentum_projector(feats).float(), dim=1)
         if shuffle:
@@ -194,11 +222,14 @@ class MoPro(BaseSelfSupervisor):
     # ------------------------------------------------------------------
     # queue and prototypes
     @torch.no_grad()
-    def enqueue(self, keys: torch.Tensor) -> None:
+    def enqueue(self, keys: torch.Tensor,
+                accept: Optional[torch.Tensor] = None) -> None:
         """Write the (all-rank) keys at the queue pointer, FIFO.
 
         The pointer stays on the device, so this does no host sync; the queue
-        is a ring buffer, so the batch need not divide R.
+        is a ring buffer, so the batch need not divide R. ``accept`` (a
+        boolean device scalar) False leaves queue and pointer as they are,
+        also without a host sync.
         """
         batch = keys.shape[0]
         if batch > self.queue_len:
@@ -206,8 +237,13 @@ class MoPro(BaseSelfSupervisor):
                              f'queue (model.queue_len={self.queue_len})')
         idx = (self.queue_ptr + torch.arange(
             batch, device=keys.device)) % self.queue_len
-        self.queue.index_copy_(1, idx, keys.t().to(self.queue.dtype))
-        self.queue_ptr.add_(batch).remainder_(self.queue_len)
+        new = keys.t().to(self.queue.dtype)
+        step = batch
+        if accept is not None:
+            new = torch.where(accept, new, self.queue[:, idx])
+            step = accept.long() * batch
+        self.queue.index_copy_(1, idx, new)
+        self.queue_ptr.add_(step).remainder_(self.queue_len)
 
     def prototype_logits(self, embed: torch.Tensor) -> torch.Tensor:
         """``z . C^T / tau`` against a snapshot of the prototypes, in float32
@@ -219,11 +255,57 @@ class MoPro(BaseSelfSupervisor):
 
     # ------------------------------------------------------------------
     # training
-    def _all_finite(self, loss: torch.Tensor) -> bool:
-        """Whether the loss is finite on every rank (one host sync)."""
+    @staticmethod
+    def _all_finite(loss: torch.Tensor) -> torch.Tensor:
+        """Boolean device scalar: the loss is finite on every rank."""
         flag = torch.isfinite(loss.detach()).all().to(torch.int32)
         all_reduce(flag, op='min')
-        return bool(flag)
+        return flag.bool()
+
+    def _record_finite(self, finite: torch.Tensor,
+                       losses: Dict[str, torch.Tensor]) -> None:
+        """Start copying the step's finite flag to the host, without waiting
+        for it: on CUDA into pinned memory, with an event that tells when
+        the copy has landed."""
+        ready = None
+        if finite.is_cuda:
+            host = torch.empty((), dtype=torch.bool, pin_memory=True)
+            host.copy_(finite, non_blocking=True)
+            ready = torch.cuda.Event()
+            ready.record()
+        else:
+            host = finite
+        self._unchecked.append(
+            (host, ready, {k: v.detach() for k, v in losses.items()}))
+
+    def check_finite(self, wait: bool = True) -> None:
+        """Raise if a recorded step's loss was not finite on some rank.
+
+        With ``nonfinite='raise'`` a step only records its flag
+        (:meth:`_record_finite`). ``wait=False`` (at the start of every step)
+        reads the flags whose copy has landed and leaves the others for
+        later, so the step never waits for the device; ``wait=True``
+        (:class:`MoProHook`, before a checkpoint is saved and at the end of
+        training) waits for all, so a run never saves the weights of a
+        non-finite step.
+        """
+        pending = []
+        for host, ready, losses in self._unchecked:
+            if ready is not None and not ready.query():
+                if not wait:
+                    pending.append((host, ready, losses))
+                    continue
+                ready.synchronize()
+            if not host.numpy():  # a host value: reading it does not sync
+                self._unchecked = []
+                values = ', '.join(f'{k}={v.item():.4g}'
+                                   for k, v in losses.items())
+                raise FloatingPointError(
+                    f'MoPro: non-finite loss in a recent iteration '
+                    f'({values}); queue and prototypes were not updated. '
+                    'Lower the learning rate, check the data, or set '
+                    'model.nonfinite="skip".')
+        self._unchecked = pending
 
     def loss(self, inputs: List[torch.Tensor],
              data_samples: List[DataSample]) -> Dict[str, torch.Tensor]:
@@ -232,9 +314,11 @@ class MoPro(BaseSelfSupervisor):
         Order follows the released code: momentum update before the key
         forward; instance logits against the queue before this batch is
         enqueued; prototype logits against the prototypes before this batch
-        updates them. Queue and prototypes are written only after the loss is
-        known to be finite.
+        updates them. Queue and prototypes are written only where the loss
+        is finite (decided on the device), and the step makes no host-device
+        sync (except with ``nonfinite='skip'``).
         """
+        self.check_finite(wait=False)
         img_weak, img_strong = inputs
         labels = torch.cat([ds.gt_label for ds in data_samples]).long()
 
@@ -261,27 +345,25 @@ class MoPro(BaseSelfSupervisor):
             (pseudo_labels != labels) &
             (pseudo_labels != OOD_LABEL)).float().mean()
 
-        total = sum(v for k, v in losses.items() if 'loss' in k)
-        if not self._all_finite(total):
-            if self.nonfinite == 'raise':
-                values = ', '.join(f'{k}={v.item():.4g}'
-                                   for k, v in losses.items()
-                                   if 'loss' in k)
-                raise FloatingPointError(
-                    f'MoPro: non-finite loss ({values}); queue and '
-                    'prototypes were not updated. Lower the learning rate, '
-                    'check the data, or set model.nonfinite="skip".')
+        finite = self._all_finite(
+            sum(v for k, v in losses.items() if 'loss' in k))
+        if self.nonfinite == 'skip' and not bool(finite):
             # zero loss that still touches every parameter (so that DDP's
             # gradient reduction sees them all): a zero gradient
             zero = sum(p.sum() for p in self.parameters()
                        if p.requires_grad) * 0.0
             return {k: (zero if 'loss' in k else v.detach())
                     for k, v in losses.items()}
+        if self.nonfinite == 'raise':
+            self._record_finite(
+                finite, {k: v for k, v in losses.items() if 'loss' in k})
 
-        self.enqueue(_gather(keys))
+        self.enqueue(_gather(keys), accept=finite)
+        new_prototypes = update_prototypes(self.prototypes, _gather(embed),
+                                           _gather(pseudo_labels),
+                                           self.proto_momentum)
         self.prototypes.copy_(
-            update_prototypes(self.prototypes, _gather(embed),
-                              _gather(pseudo_labels), self.proto_momentum))
+            torch.where(finite, new_prototypes, self.prototypes))
         return losses
 
     # ------------------------------------------------------------------

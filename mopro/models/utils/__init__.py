@@ -1,0 +1,3 @@
+from .data_preprocessor import MoProDataPreprocessor
+
+__all__ = ['MoProDataPreprocessor']
