@@ -9,9 +9,15 @@ In one run, on synthetic batches already on the device, it times:
 - ``supervised``: a plain cross-entropy step of the same encoder and
   classifier (the same optimizer wrapper settings);
 - ``supervised_plus_forward``: that step plus one no-grad forward of the
-  encoder, the least any MoPro step can cost.
+  encoder, the least any MoPro step can cost;
+- ``noise_cleaning``: the noise-cleaning pass's batch (encoder, classifier,
+  prototypes and the correction rule), as ``tools/noise_cleaning.py`` runs
+  it: bf16 and channels-last on a GPU, ``--eval-batch-size`` images;
+- ``feature_extraction``: the SVM benchmark's feature batch, likewise.
 It prints images/s, peak device memory and the ratios as JSON (``--out`` also
-writes it). Speed is reported here, never asserted in tests.
+writes it). Speed is reported here, never asserted in tests. Variants are
+one ``--cfg-options`` away, e.g. ``optim_wrapper.optimizer.fused=True``.
+Data loading is timed separately, per CPU core: ``tools/benchmark_data.py``.
 """
 import argparse
 import json
@@ -24,12 +30,16 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
 from mmengine.optim import build_optim_wrapper  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 from mmpretrain.registry import MODELS  # noqa: E402
 from mmpretrain.structures import DataSample  # noqa: E402
 
 import mopro  # noqa: E402,F401
+from mopro.evaluation.features import (encode_batch,  # noqa: E402
+                                       prepare_for_inference)
+from mopro.evaluation.noise_cleaning import correct_inputs  # noqa: E402
 from mopro.utils import atomic_path  # noqa: E402
 from mopro.utils.runner import adapt_to_device, load_config  # noqa: E402
 
@@ -39,19 +49,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('config')
     parser.add_argument('--iters', type=int, default=50)
     parser.add_argument('--warmup', type=int, default=10)
-    parser.add_argument('--batch-size', type=int, default=256)
+    parser.add_argument('--batch-size', type=int, default=256,
+                        help='training batch (one device)')
+    parser.add_argument('--eval-batch-size', type=int, default=512,
+                        help='noise-cleaning and feature-extraction batch')
     parser.add_argument('--image-size', type=int, default=224)
     parser.add_argument('--device', default=None,
                         help='default: cuda when available, else cpu')
     parser.add_argument('--out', help='also write the JSON here')
     parser.add_argument('--cfg-options', nargs='+', default=None,
-                        action=__import__('mmengine').config.DictAction)
+                        action=DictAction)
     args = parser.parse_args(argv)
     args.work_dir, args.launcher, args.local_rank = None, 'none', 0
     return args
 
 
-def _time(step: Callable[[], None], iters: int, warmup: int,
+def _time(step: Callable[[], object], iters: int, warmup: int,
           device: torch.device) -> float:
     """Seconds per call of ``step``, after ``warmup`` calls."""
     for _ in range(warmup):
@@ -66,10 +79,75 @@ def _time(step: Callable[[], None], iters: int, warmup: int,
     return (time.perf_counter() - start) / iters
 
 
-def _peak_memory_mb(device: torch.device) -> Optional[float]:
-    if device.type != 'cuda':
-        return None
-    return torch.cuda.max_memory_allocated(device) / 2**20
+def _measure(step: Callable[[], object], batch: int,
+             args: argparse.Namespace, device: torch.device) -> Dict:
+    """img/s, ms per call and peak device memory (MiB; None on CPU)."""
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(device)
+    sec = _time(step, args.iters, args.warmup, device)
+    peak = (torch.cuda.max_memory_allocated(device) / 2**20
+            if device.type == 'cuda' else None)
+    return dict(img_per_s=batch / sec, ms_per_iter=1e3 * sec,
+                peak_memory_mb=peak)
+
+
+def _supervised_step(model: torch.nn.Module, optim_wrapper, data: dict,
+                     labels: torch.Tensor,
+                     extra_forward: bool) -> Callable[[], None]:
+    """A cross-entropy step of MoPro's encoder and classifier, optionally
+    with one no-grad momentum-encoder forward of the second view."""
+
+    def step() -> None:
+        with optim_wrapper.optim_context(model):
+            inputs = model.data_preprocessor(data, True)['inputs']
+            logits = model.classifier(model.extract_feat(inputs[0])[-1])
+            loss = F.cross_entropy(logits.float(), labels)
+            if extra_forward:
+                with torch.no_grad():
+                    model.momentum_encode(inputs[1])
+        optim_wrapper.update_params(loss)
+
+    return step
+
+
+def _time_training(model: torch.nn.Module, cfg, args: argparse.Namespace,
+                   device: torch.device, gen: torch.Generator) -> Dict:
+    batch, size = args.batch_size, args.image_size
+    images = [torch.randint(0, 256, (batch, 3, size, size), generator=gen,
+                            dtype=torch.uint8).to(device) for _ in range(2)]
+    labels = torch.randint(0, cfg.model.num_classes, (batch, ),
+                           generator=gen)
+    data = dict(inputs=images,
+                data_samples=[DataSample().set_gt_label(int(y))
+                              for y in labels])
+    model.train()
+    model.use_proto_loss = model.correct_noise = True
+    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    results = dict(mopro=_measure(
+        lambda: model.train_step(data, optim_wrapper), batch, args, device))
+    sup_data = dict(inputs=images, data_samples=None)
+    for name, extra in (('supervised', False),
+                        ('supervised_plus_forward', True)):
+        optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+        results[name] = _measure(
+            _supervised_step(model, optim_wrapper, sup_data,
+                             labels.to(device), extra), batch, args, device)
+    return results
+
+
+def _time_inference(model: torch.nn.Module, cfg, args: argparse.Namespace,
+                    device: torch.device, gen: torch.Generator) -> Dict:
+    batch, size = args.eval_batch_size, args.image_size
+    inputs = torch.randn(batch, 3, size, size, generator=gen).to(device)
+    labels = torch.randint(0, cfg.model.num_classes, (batch, ),
+                           generator=gen).to(device)
+    model = prepare_for_inference(model, device)
+    model.channels_last = device.type == 'cuda'  # as clean_dataset sets it
+    return dict(
+        noise_cleaning=_measure(lambda: correct_inputs(model, inputs, labels),
+                                batch, args, device),
+        feature_extraction=_measure(lambda: encode_batch(model, inputs),
+                                    batch, args, device))
 
 
 def benchmark(args: argparse.Namespace) -> Dict:
@@ -79,58 +157,24 @@ def benchmark(args: argparse.Namespace) -> Dict:
         'cuda' if torch.cuda.is_available() else 'cpu'))
     if device.type == 'cuda':
         torch.backends.cudnn.benchmark = True
-    batch, size = args.batch_size, args.image_size
-    num_classes = cfg.model.num_classes
-    gen = torch.Generator().manual_seed(0)
-    images = [torch.randint(0, 256, (batch, 3, size, size), generator=gen,
-                            dtype=torch.uint8).to(device) for _ in range(2)]
-    labels = torch.randint(0, num_classes, (batch, ), generator=gen)
-    samples = [DataSample().set_gt_label(int(y)) for y in labels]
+    optimizer = dict(cfg.optim_wrapper.get('optimizer', {}))
     results = dict(device=(torch.cuda.get_device_name(device)
                            if device.type == 'cuda' else 'cpu'),
-                   config=args.config, batch_size=batch, image_size=size,
+                   config=args.config, batch_size=args.batch_size,
+                   eval_batch_size=args.eval_batch_size,
+                   image_size=args.image_size,
                    optim_wrapper=cfg.optim_wrapper.get('type'),
+                   optimizer=optimizer,
                    channels_last=bool(cfg.model.get('channels_last')),
                    torch=torch.__version__)
-
+    gen = torch.Generator().manual_seed(0)
     model = MODELS.build(cfg.model).to(device)
-    model.train()
-    model.use_proto_loss = model.correct_noise = True
     # non-zero prototypes so that noise correction does real work
-    model.prototypes.copy_(F.normalize(torch.randn_like(model.prototypes),
-                                       dim=1))
-    optim = build_optim_wrapper(model, cfg.optim_wrapper)
-    data = dict(inputs=images, data_samples=samples)
-    if device.type == 'cuda':
-        torch.cuda.reset_peak_memory_stats(device)
-    sec = _time(lambda: model.train_step(data, optim), args.iters,
-                args.warmup, device)
-    results['mopro'] = dict(img_per_s=batch / sec, ms_per_iter=1e3 * sec,
-                            peak_memory_mb=_peak_memory_mb(device))
-    del optim
-
-    def supervised_step(extra_forward: bool) -> Callable[[], None]:
-        def step() -> None:
-            with sup_optim.optim_context(model):
-                inputs = model.data_preprocessor(
-                    dict(inputs=images, data_samples=None), True)['inputs']
-                logits = model.classifier(model.extract_feat(inputs[0])[-1])
-                loss = F.cross_entropy(logits.float(), labels_dev)
-                if extra_forward:
-                    with torch.no_grad():
-                        model.momentum_encode(inputs[1])
-            sup_optim.update_params(loss)
-        return step
-
-    labels_dev = labels.to(device)
-    for name, extra in (('supervised', False),
-                        ('supervised_plus_forward', True)):
-        sup_optim = build_optim_wrapper(model, cfg.optim_wrapper)
-        if device.type == 'cuda':
-            torch.cuda.reset_peak_memory_stats(device)
-        sec = _time(supervised_step(extra), args.iters, args.warmup, device)
-        results[name] = dict(img_per_s=batch / sec, ms_per_iter=1e3 * sec,
-                             peak_memory_mb=_peak_memory_mb(device))
+    model.prototypes.copy_(
+        F.normalize(torch.randn(model.prototypes.shape, generator=gen),
+                    dim=1))
+    results.update(_time_training(model, cfg, args, device, gen))
+    results.update(_time_inference(model, cfg, args, device, gen))
     bound = results['supervised_plus_forward']['img_per_s']
     results['mopro_vs_bound'] = results['mopro']['img_per_s'] / bound
     results['mopro_vs_supervised'] = (results['mopro']['img_per_s'] /
@@ -138,7 +182,7 @@ def benchmark(args: argparse.Namespace) -> Dict:
     return results
 
 
-def main(argv=None) -> Dict:
+def main(argv=None) -> Optional[Dict]:
     args = parse_args(argv)
     try:
         results = benchmark(args)

@@ -93,6 +93,28 @@ def load_encoder_weights(model: torch.nn.Module,
     model.backbone.load_state_dict(state, strict=True)
 
 
+def prepare_for_inference(model: torch.nn.Module,
+                          device: torch.device) -> torch.nn.Module:
+    """The model on ``device`` in eval mode; channels-last on a GPU."""
+    model = model.to(device).eval()
+    if device.type == 'cuda':
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+@torch.inference_mode()
+def encode_batch(model: torch.nn.Module,
+                 inputs: torch.Tensor) -> torch.Tensor:
+    """Pooled features v (float32, on the device) of a normalised batch;
+    channels-last under bf16 autocast on a GPU."""
+    on_gpu = inputs.is_cuda
+    if on_gpu:
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(inputs.device.type, dtype=torch.bfloat16,
+                        enabled=on_gpu):
+        return model.extract_feat(inputs)[-1].float()
+
+
 @torch.inference_mode()
 def extract_features(model: torch.nn.Module,
                      img_paths: Sequence[str],
@@ -117,9 +139,7 @@ def extract_features(model: torch.nn.Module,
     device = torch.device(
         device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     on_gpu = device.type == 'cuda'
-    model = model.to(device).eval()
-    if on_gpu:
-        model = model.to(memory_format=torch.channels_last)
+    model = prepare_for_inference(model, device)
     loader = DataLoader(
         ImageList(img_paths, pipeline),
         batch_size=batch_size,
@@ -131,11 +151,8 @@ def extract_features(model: torch.nn.Module,
     chunks = []
     for batch in loader:
         inputs = model.data_preprocessor(batch, False)['inputs']
-        if on_gpu:
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_gpu):
-            feats = model.extract_feat(inputs)[-1]
-        chunks.append(feats.float().cpu().numpy())
+        feats = encode_batch(model, inputs)
+        chunks.append(feats.cpu().numpy())
         if bar is not None:
             bar.update(len(feats))
     if bar is not None:

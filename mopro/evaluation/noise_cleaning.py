@@ -61,6 +61,23 @@ def _collate(items: List[dict]) -> dict:
 
 
 @torch.no_grad()
+def correct_inputs(model: torch.nn.Module, inputs: torch.Tensor,
+                   labels: torch.Tensor) -> torch.Tensor:
+    """Corrected labels (eq. 4-5) of normalised images on the model's device.
+
+    On GPU the encoder runs under bf16 autocast (channels-last when the
+    model is set so, see :func:`clean_dataset`); the correction itself is
+    computed in float32.
+    """
+    amp = torch.autocast('cuda', dtype=torch.bfloat16) \
+        if inputs.is_cuda else contextlib.nullcontext()
+    with amp:
+        _, cls_logits, embed = model.encode(inputs)
+    proto_logits = model.prototype_logits(embed.float())
+    return correct_labels(cls_logits.float(), proto_logits, labels,
+                          model.alpha, model.threshold)
+
+
 def _correct_batch(model: torch.nn.Module, batch: dict,
                    device: torch.device) -> torch.Tensor:
     data = model.data_preprocessor(batch, False)
@@ -70,13 +87,7 @@ def _correct_batch(model: torch.nn.Module, batch: dict,
     inputs = inputs.to(device, non_blocking=True)
     labels = torch.cat([ds.gt_label for ds in data['data_samples']]).to(
         device)
-    amp = torch.autocast('cuda', dtype=torch.bfloat16) \
-        if device.type == 'cuda' else contextlib.nullcontext()
-    with amp:
-        _, cls_logits, embed = model.encode(inputs)
-    proto_logits = model.prototype_logits(embed.float())
-    return correct_labels(cls_logits.float(), proto_logits, labels,
-                          model.alpha, model.threshold).cpu()
+    return correct_inputs(model, inputs, labels).cpu()
 
 
 def clean_dataset(model: torch.nn.Module,
