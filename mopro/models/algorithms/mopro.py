@@ -81,11 +81,11 @@ class MoPro(BaseSelfSupervisor):
             once the flag's copy to the host has landed, and at the latest
             before the next checkpoint is saved (:class:`MoProHook`): the
             step never waits for the device.
-            ``'skip'`` gives the batch a zero loss, which needs the flag on
-            the host at once (one sync per step). The forward pass has run
-            either way, so BatchNorm statistics have seen the batch: a NaN
-            *input* batch still poisons them; skip protects against loss
-            blow-ups.
+            ``'skip'`` gives the batch a zero loss and restores the
+            BatchNorm statistics from before its forward passes; it needs the
+            flag on the host at once (one sync per step) and a copy of the
+            statistics per step. With ``'raise'`` the statistics of the
+            failed step are not restored: the run stops.
     """
 
     def __init__(self,
@@ -163,6 +163,12 @@ class MoPro(BaseSelfSupervisor):
             *self.momentum_backbone.parameters(),
             *self.momentum_projector.parameters()
         ]
+
+    def _running_statistics(self) -> List[torch.Tensor]:
+        """The normalisation layers' buffers (BatchNorm running mean,
+        variance and batch count) of both encoders."""
+        own = ('queue', 'queue_ptr', 'prototypes')
+        return [buf for name, buf in self.named_buffers() if name not in own]
 
     def init_weights(self) -> None:
         """Initialise the encoder, then copy it into the momentum encoder.
@@ -319,6 +325,9 @@ class MoPro(BaseSelfSupervisor):
         sync (except with ``nonfinite='skip'``).
         """
         self.check_finite(wait=False)
+        if self.nonfinite == 'skip':
+            statistics = self._running_statistics()
+            saved = [buf.clone() for buf in statistics]
         img_weak, img_strong = inputs
         labels = torch.cat([ds.gt_label for ds in data_samples]).long()
 
@@ -348,6 +357,8 @@ class MoPro(BaseSelfSupervisor):
         finite = self._all_finite(
             sum(v for k, v in losses.items() if 'loss' in k))
         if self.nonfinite == 'skip' and not bool(finite):
+            # the forward passes have updated the BatchNorm statistics
+            torch._foreach_copy_(statistics, saved)
             # zero loss that still touches every parameter (so that DDP's
             # gradient reduction sees them all): a zero gradient
             zero = sum(p.sum() for p in self.parameters()
