@@ -24,12 +24,14 @@ def test_benchmark_reports_all_steps(tmp_path):
     assert results['eval_batch_size'] == 6
     assert results['optimizer']['type'] == 'SGD'
     for step, batch in (('mopro', 4), ('supervised', 4),
-                        ('supervised_plus_forward', 4),
+                        ('supervised_plus_forward', 4), ('mopro_runner', 4),
                         ('noise_cleaning', 6), ('feature_extraction', 6)):
         assert results[step]['img_per_s'] > 0
         assert results[step]['img_per_s'] * results[step]['ms_per_iter'] \
             == pytest.approx(1e3 * batch)
         assert results[step]['peak_memory_mb'] is None  # CPU
+    assert results['runner_vs_step'] == (
+        results['mopro_runner']['img_per_s'] / results['mopro']['img_per_s'])
     assert results['mopro_vs_bound'] == (
         results['mopro']['img_per_s'] /
         results['supervised_plus_forward']['img_per_s'])

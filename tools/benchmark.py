@@ -10,6 +10,10 @@ In one run, on synthetic batches already on the device, it times:
   classifier (the same optimizer wrapper settings);
 - ``supervised_plus_forward``: that step plus one no-grad forward of the
   encoder, the least any MoPro step can cost;
+- ``mopro_runner``: the same MoPro step inside mmengine's Runner loop with
+  the config's hooks (logging reads every logged value each iteration),
+  fed one collated batch from (pinned) host memory, so that the copy to the
+  device is counted too;
 - ``noise_cleaning``: the noise-cleaning pass's batch (encoder, classifier,
   prototypes and the correction rule), as ``tools/noise_cleaning.py`` runs
   it: bf16 and channels-last on a GPU, ``--eval-batch-size`` images;
@@ -23,6 +27,7 @@ import argparse
 import json
 import os.path as osp
 import sys
+import tempfile
 import time
 from typing import Callable, Dict, Optional
 
@@ -31,10 +36,13 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
+from mmengine.hooks import Hook  # noqa: E402
 from mmengine.optim import build_optim_wrapper  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
 from mmpretrain.registry import MODELS  # noqa: E402
 from mmpretrain.structures import DataSample  # noqa: E402
+from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 import mopro  # noqa: E402,F401
 from mopro.evaluation.features import (encode_batch,  # noqa: E402
@@ -135,6 +143,94 @@ def _time_training(model: torch.nn.Module, cfg, args: argparse.Namespace,
     return results
 
 
+class _SameBatch(Dataset):
+    """``length`` times the same collated batch (``DataLoader`` with
+    ``batch_size=None`` hands it on as is)."""
+
+    def __init__(self, batch: dict, length: int) -> None:
+        self.batch, self.length = batch, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        return self.batch
+
+
+class _Stopwatch(Hook):
+    """Wall time from the start of iteration ``warmup`` to the end of
+    training, device work included."""
+
+    priority = 'VERY_HIGH'
+
+    def __init__(self, warmup: int, device: torch.device) -> None:
+        self.warmup, self.device = warmup, device
+        self.start = self.stop = None
+
+    def _now(self) -> float:
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def before_train_iter(self, runner, batch_idx: int,
+                          data_batch=None) -> None:
+        if runner.iter == self.warmup:
+            self.start = self._now()
+
+    def after_train(self, runner) -> None:
+        self.stop = self._now()
+
+
+def _time_runner(cfg, args: argparse.Namespace, device: torch.device,
+                 gen: torch.Generator) -> Dict:
+    """The MoPro step in mmengine's Runner loop, noise correction on."""
+    batch, size = args.batch_size, args.image_size
+    pin = device.type == 'cuda'
+    views = [torch.randint(0, 256, (batch, 3, size, size), generator=gen,
+                           dtype=torch.uint8) for _ in range(2)]
+    data = dict(
+        inputs=[v.pin_memory() if pin else v for v in views],
+        data_samples=[
+            DataSample().set_gt_label(int(y)) for y in torch.randint(
+                0, cfg.model.num_classes, (batch, ), generator=gen)
+        ])
+    iters = args.warmup + args.iters
+    stopwatch = _Stopwatch(args.warmup, device)
+    hooks = [dict(h) for h in cfg.get('custom_hooks', [])
+             if h.get('type') != 'MoProHook']
+    hooks += [dict(type='MoProHook', start_proto_epoch=0,
+                   start_clean_epoch=0), stopwatch]
+    with tempfile.TemporaryDirectory() as work_dir:
+        runner = Runner(
+            model=cfg.model,
+            work_dir=work_dir,
+            train_dataloader=DataLoader(_SameBatch(data, iters),
+                                        batch_size=None),
+            train_cfg=dict(by_epoch=False, max_iters=iters),
+            optim_wrapper=cfg.optim_wrapper,
+            # no checkpoints; no sampler to seed (one fixed batch)
+            default_hooks={
+                name: (None if name in ('checkpoint', 'sampler_seed')
+                       else hook)
+                for name, hook in cfg.default_hooks.items()
+                if name != 'visualization'
+            },
+            custom_hooks=hooks,
+            env_cfg=dict(cfg.env_cfg, dist_cfg=None),
+            log_processor=cfg.get('log_processor'),
+            log_level='WARNING',
+            default_scope=cfg.get('default_scope', 'mmpretrain'),
+            randomness=dict(seed=0))
+        runner.model.to(device)
+        runner.train()
+    sec = (stopwatch.stop - stopwatch.start) / args.iters
+    peak = (torch.cuda.max_memory_allocated(device) / 2**20
+            if device.type == 'cuda' else None)
+    return dict(mopro_runner=dict(img_per_s=batch / sec,
+                                  ms_per_iter=1e3 * sec,
+                                  peak_memory_mb=peak))
+
+
 def _time_inference(model: torch.nn.Module, cfg, args: argparse.Namespace,
                     device: torch.device, gen: torch.Generator) -> Dict:
     batch, size = args.eval_batch_size, args.image_size
@@ -175,10 +271,17 @@ def benchmark(args: argparse.Namespace) -> Dict:
                     dim=1))
     results.update(_time_training(model, cfg, args, device, gen))
     results.update(_time_inference(model, cfg, args, device, gen))
+    del model
+    if device.type == 'cuda':
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    results.update(_time_runner(cfg, args, device, gen))
     bound = results['supervised_plus_forward']['img_per_s']
     results['mopro_vs_bound'] = results['mopro']['img_per_s'] / bound
     results['mopro_vs_supervised'] = (results['mopro']['img_per_s'] /
                                       results['supervised']['img_per_s'])
+    results['runner_vs_step'] = (results['mopro_runner']['img_per_s'] /
+                                 results['mopro']['img_per_s'])
     return results
 
 
