@@ -38,6 +38,9 @@ test_pipeline = [
 
 train_dataloader = dict(
     batch_size=32,  # per GPU: 32 x 8 GPUs = 256
+    # one worker decodes and augments ~160 two-view images/s on the CPU of
+    # benchmarks/data_loading_cpu.json: 8 feed ~1300 img/s per GPU; a GPU at
+    # 2600 img/s needs ~16 (README, Speed)
     num_workers=8,
     persistent_workers=True,
     pin_memory=True,
