@@ -8,8 +8,8 @@
 # set (the default below), else a seeded random 1% (subset_file=None).
 #   --cfg-options model.init_cfg.checkpoint=CKPT
 _base_ = [
-    '_base_/models/ce_r50.py', '_base_/schedules/amp_bf16.py',
-    '_base_/default_runtime.py'
+    '_base_/models/ce_r50.py', '_base_/datasets/imagenet_val.py',
+    '_base_/schedules/amp_bf16.py', '_base_/default_runtime.py'
 ]
 
 pretrained = 'work_dirs/mopro_r50_webvision_v1/epoch_90.pth'
@@ -24,18 +24,12 @@ model = dict(
     backbone=dict(init_cfg=None),
     head=dict(init_cfg=None))
 
-# released finetune_imagenet.py: RandomResizedCrop(224) + flip; test
-# resize 256 / centre crop 224
+# released finetune_imagenet.py: RandomResizedCrop(224) + flip; validation
+# on ImageNet val (_base_/datasets/imagenet_val.py)
 train_pipeline = [
     dict(type='LoadWebImage'),
     dict(type='RandomResizedCrop', scale=224, backend='pillow'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='PackInputs'),
-]
-test_pipeline = [
-    dict(type='LoadWebImage'),
-    dict(type='ResizeEdge', scale=256, edge='short', backend='pillow'),
-    dict(type='CenterCrop', crop_size=224),
     dict(type='PackInputs'),
 ]
 train_dataloader = dict(
@@ -54,23 +48,8 @@ train_dataloader = dict(
         fraction=0.01,
         seed=0,
         pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=64,
-    num_workers=8,
-    persistent_workers=True,
-    pin_memory=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(
-        type='ImageNetVal',
-        data_root=imagenet_root,
-        data_prefix='val',
-        num_classes=1000,
-        test_mode=True,
-        pipeline=test_pipeline))
-val_evaluator = dict(type='Accuracy', topk=(1, 5))
-test_dataloader = val_dataloader
-test_evaluator = val_evaluator
+val_dataloader = {{_base_.test_dataloader}}
+val_evaluator = {{_base_.test_evaluator}}
 
 optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.005, momentum=0.9, weight_decay=0.0))

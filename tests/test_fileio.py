@@ -1,10 +1,11 @@
 """Atomic writes for tool outputs and checkpoints."""
+import json
 import os
 
 import pytest
 from mmengine.fileio import get_file_backend
 
-from mopro.utils import AtomicLocalBackend, atomic_path
+from mopro.utils import AtomicLocalBackend, atomic_path, write_json
 
 
 def test_atomic_path_replaces_on_success(tmp_path):
@@ -57,3 +58,13 @@ def test_checkpoint_backend_is_atomic(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert ckpt.read_bytes() == b'complete checkpoint'
     assert sorted(os.listdir(tmp_path)) == ['epoch_1.pth', 'last_checkpoint']
+
+
+def test_write_json_is_whole_or_absent(tmp_path):
+    path = tmp_path / 'sub' / 'out.json'
+    write_json(str(path), dict(a=[1, 2]))
+    assert path.read_text() == '{\n  "a": [\n    1,\n    2\n  ]\n}\n'
+    with pytest.raises(TypeError):
+        write_json(str(path), dict(a=object()))  # not JSON: old file stays
+    assert json.loads(path.read_text()) == dict(a=[1, 2])
+    assert sorted(p.name for p in path.parent.iterdir()) == ['out.json']

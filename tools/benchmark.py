@@ -48,7 +48,7 @@ import mopro  # noqa: E402,F401
 from mopro.evaluation.features import (encode_batch,  # noqa: E402
                                        prepare_for_inference)
 from mopro.evaluation.noise_cleaning import correct_inputs  # noqa: E402
-from mopro.utils import atomic_path  # noqa: E402
+from mopro.utils import write_json  # noqa: E402
 from mopro.utils.runner import adapt_to_device, load_config  # noqa: E402
 
 
@@ -291,11 +291,9 @@ def main(argv=None) -> Optional[Dict]:
         results = benchmark(args)
     except (FileNotFoundError, ValueError) as err:
         raise SystemExit(f'error: {err}')
-    text = json.dumps(results, indent=2)
-    print(text)
+    print(json.dumps(results, indent=2))
     if args.out:
-        with atomic_path(args.out) as tmp, open(tmp, 'w') as f:
-            f.write(text + '\n')
+        write_json(args.out, results)
     return results
 
 

@@ -45,7 +45,7 @@ from PIL import Image  # noqa: E402
 from torchvision import transforms as T  # noqa: E402
 
 import mopro  # noqa: E402,F401
-from mopro.utils import atomic_path  # noqa: E402
+from mopro.utils import write_json  # noqa: E402
 from mopro.utils.runner import load_config  # noqa: E402
 
 GPU_IMG_PER_S = 2600  # the training step's goal on one H100 (ResNet-50)
@@ -274,11 +274,9 @@ def main(argv=None) -> Optional[Dict]:
             results = benchmark(
                 args, paths, 'crops of scikit-learn sample photos '
                 '(china.jpg, flower.jpg), 256 px short side, JPEG q90')
-    text = json.dumps(results, indent=2)
-    print(text)
+    print(json.dumps(results, indent=2))
     if args.out:
-        with atomic_path(args.out) as tmp, open(tmp, 'w') as f:
-            f.write(text + '\n')
+        write_json(args.out, results)
     return results
 
 

@@ -12,7 +12,6 @@ training list of ``configs/crt_r50_webvision_v1.py``), and, in the work dir,
 and the PNG report (OOD samples, relabelled samples, per-class changes).
 """
 import argparse
-import json
 import os
 import os.path as osp
 import sys
@@ -29,7 +28,7 @@ from mmpretrain.registry import DATASETS, MODELS  # noqa: E402
 from mopro.evaluation.noise_cleaning import (clean_dataset,  # noqa: E402
                                              cleaned_list, save_report,
                                              summarize)
-from mopro.utils import atomic_path  # noqa: E402
+from mopro.utils import write_json  # noqa: E402
 from mopro.utils.checkpoint import CheckpointError  # noqa: E402
 from mopro.utils.checkpoint import load_model_weights  # noqa: E402
 from mopro.utils.runner import add_config_args, load_config  # noqa: E402
@@ -93,12 +92,11 @@ def main(argv=None) -> dict:
     summary = summarize(original, pseudo, model.num_classes)
     if get_dist_info()[0] != 0:
         return summary
-    with atomic_path(args.out) as tmp, open(tmp, 'w') as f:
-        json.dump(cleaned_list(dataset, pseudo), f)
+    write_json(args.out, cleaned_list(dataset, pseudo), indent=None)
     summary_path = osp.join(cfg.work_dir, 'noise_cleaning_summary.json')
-    with atomic_path(summary_path) as tmp, open(tmp, 'w') as f:
-        json.dump(dict(checkpoint=args.checkpoint, out=args.out, **summary),
-                  f, indent=1)
+    write_json(summary_path,
+               dict(checkpoint=args.checkpoint, out=args.out, **summary),
+               indent=1)
     figures = save_report(dataset, original, pseudo, summary, cfg.work_dir,
                           args.num_show)
     total = summary['total']

@@ -15,7 +15,6 @@
 5. writes ``demo_results.json`` and ``demo_results.md`` to the work dir.
 """
 import argparse
-import json
 import os.path as osp
 import sys
 import time
@@ -32,7 +31,7 @@ from mopro.datasets.demo import (build_demo_dataset,  # noqa: E402
                                  load_ground_truth)
 from mopro.evaluation.noise_quality import (mopro_pseudo_labels,  # noqa
                                             noise_quality)
-from mopro.utils import atomic_path  # noqa: E402
+from mopro.utils import write_json, write_text  # noqa: E402
 from mopro.utils.runner import adapt_to_device  # noqa: E402
 
 MOPRO_CONFIG = osp.join(ROOT, 'configs', 'mopro_r18_demo.py')
@@ -157,12 +156,8 @@ def markdown(results: dict) -> str:
 
 
 def write_results(results: dict, work_dir: str) -> None:
-    with atomic_path(osp.join(work_dir, 'demo_results.json')) as tmp:
-        with open(tmp, 'w') as f:
-            json.dump(results, f, indent=2)
-    with atomic_path(osp.join(work_dir, 'demo_results.md')) as tmp:
-        with open(tmp, 'w') as f:
-            f.write(markdown(results))
+    write_json(osp.join(work_dir, 'demo_results.json'), results)
+    write_text(osp.join(work_dir, 'demo_results.md'), markdown(results))
 
 
 def run(args: argparse.Namespace) -> dict:

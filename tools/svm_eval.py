@@ -31,7 +31,7 @@ from mopro.evaluation.svm import (DATASETS, DEFAULT_COST, DEFAULT_RUNS,
                                   evaluate_low_shot, format_table,
                                   low_shot_samples)
 from mopro.utils.checkpoint import CheckpointError
-from mopro.utils.fileio import atomic_path
+from mopro.utils.fileio import write_json, write_text
 
 # dataset -> (list reader, training split, test split, label columns)
 SPLITS = {
@@ -297,10 +297,8 @@ def run(args: argparse.Namespace) -> dict:
         })
     table = format_table({TABLE_NAMES[args.dataset]: results})
     base = os.path.join(work_dir, f'svm_{args.dataset}')
-    with atomic_path(base + '.json') as tmp, open(tmp, 'w') as f:
-        json.dump(report, f, indent=2)
-    with atomic_path(base + '.md') as tmp, open(tmp, 'w') as f:
-        f.write(table)
+    write_json(base + '.json', report)
+    write_text(base + '.md', table)
     print_log('\n' + table, logger='current')
     print_log(f'wrote {base}.json and {base}.md', logger='current')
     return report

@@ -1,3 +1,3 @@
-from .fileio import AtomicLocalBackend, atomic_path
+from .fileio import AtomicLocalBackend, atomic_path, write_json, write_text
 
-__all__ = ['AtomicLocalBackend', 'atomic_path']
+__all__ = ['AtomicLocalBackend', 'atomic_path', 'write_json', 'write_text']

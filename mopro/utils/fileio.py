@@ -1,9 +1,10 @@
 """Atomic file writes: a tool never leaves a half-written output behind."""
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Any, Iterator, Optional, Union
 
 from mmengine.fileio import LocalBackend, register_backend
 
@@ -31,6 +32,17 @@ def atomic_path(path: str) -> Iterator[str]:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
+
+
+def write_text(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (:func:`atomic_path`)."""
+    with atomic_path(path) as tmp, open(tmp, 'w') as f:
+        f.write(text)
+
+
+def write_json(path: str, obj: Any, indent: Optional[int] = 2) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically."""
+    write_text(path, json.dumps(obj, indent=indent) + '\n')
 
 
 @register_backend('atomic_local')

@@ -1,8 +1,10 @@
 # WebVision V1.0 (Google + Flickr), 1000 classes; weak/strong views as in
-# the released code's torchvision transforms.
+# the released code's torchvision transforms. ImageNet validation is the
+# test set (tools/test.py runs both).
+_base_ = ['./imagenet_val.py']
+
 dataset_type = 'WebVision'
 data_root = 'data/webvision/'
-imagenet_root = 'data/imagenet/'
 num_classes = 1000
 
 # encoder input
@@ -27,12 +29,6 @@ train_pipeline = [
     dict(type='LoadWebImage'),
     dict(type='MultiView', num_views=[1, 1],
          transforms=[weak_view, strong_view]),
-    dict(type='PackInputs', meta_keys=['sample_idx', 'img_path']),
-]
-test_pipeline = [
-    dict(type='LoadWebImage'),
-    dict(type='ResizeEdge', scale=256, edge='short', backend='pillow'),
-    dict(type='CenterCrop', crop_size=224),
     dict(type='PackInputs', meta_keys=['sample_idx', 'img_path']),
 ]
 
@@ -67,21 +63,5 @@ val_dataloader = dict(
         split='val',
         num_classes=num_classes,
         test_mode=True,
-        pipeline=test_pipeline))
+        pipeline={{_base_.test_pipeline}}))
 val_evaluator = dict(type='Accuracy', topk=(1, 5))
-# ... and ImageNet validation as the test set (tools/test.py runs both).
-test_dataloader = dict(
-    batch_size=64,
-    num_workers=8,
-    persistent_workers=True,
-    pin_memory=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(
-        type='ImageNetVal',
-        data_root=imagenet_root,
-        data_prefix='val',
-        num_classes=num_classes,
-        test_mode=True,
-        pipeline=test_pipeline))
-test_evaluator = val_evaluator
