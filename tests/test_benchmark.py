@@ -30,6 +30,7 @@ def test_benchmark_reports_all_steps(tmp_path):
         assert results[step]['img_per_s'] * results[step]['ms_per_iter'] \
             == pytest.approx(1e3 * batch)
         assert results[step]['peak_memory_mb'] is None  # CPU
+    assert results['mopro']['host_syncs_per_step'] is None  # CUDA only
     assert results['runner_vs_step'] == (
         results['mopro_runner']['img_per_s'] / results['mopro']['img_per_s'])
     assert results['mopro_vs_bound'] == (

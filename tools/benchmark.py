@@ -5,7 +5,9 @@
 
 In one run, on synthetic batches already on the device, it times:
 - ``mopro``: the config's MoPro ``train_step`` (noise correction on, the
-  most expensive phase) through the config's optimizer wrapper;
+  most expensive phase) through the config's optimizer wrapper; on CUDA
+  also the number of synchronizing calls in one step (torch's sync debug
+  mode), which should be 0;
 - ``supervised``: a plain cross-entropy step of the same encoder and
   classifier (the same optimizer wrapper settings);
 - ``supervised_plus_forward``: that step plus one no-grad forward of the
@@ -29,6 +31,7 @@ import os.path as osp
 import sys
 import tempfile
 import time
+import warnings
 from typing import Callable, Dict, Optional
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -99,6 +102,23 @@ def _measure(step: Callable[[], object], batch: int,
                 peak_memory_mb=peak)
 
 
+def _count_host_syncs(step: Callable[[], object],
+                      device: torch.device) -> Optional[int]:
+    """How many synchronizing CUDA calls one ``step`` makes (torch's sync
+    debug mode); None off CUDA."""
+    if device.type != 'cuda':
+        return None
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode('warn')
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            step()
+    finally:
+        torch.cuda.set_sync_debug_mode('default')
+    return sum('synchroniz' in str(w.message) for w in caught)
+
+
 def _supervised_step(model: torch.nn.Module, optim_wrapper, data: dict,
                      labels: torch.Tensor,
                      extra_forward: bool) -> Callable[[], None]:
@@ -133,6 +153,8 @@ def _time_training(model: torch.nn.Module, cfg, args: argparse.Namespace,
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     results = dict(mopro=_measure(
         lambda: model.train_step(data, optim_wrapper), batch, args, device))
+    results['mopro']['host_syncs_per_step'] = _count_host_syncs(
+        lambda: model.train_step(data, optim_wrapper), device)
     sup_data = dict(inputs=images, data_samples=None)
     for name, extra in (('supervised', False),
                         ('supervised_plus_forward', True)):
