@@ -21,6 +21,7 @@ from mmpretrain.structures import DataSample
 
 import mopro  # noqa: F401  (registers the components)
 from _mopro_reference import make_noisy
+from conftest import tiny_mopro_cfg
 
 WORLD, K, B, R, D, SIZE, STEPS = 2, 4, 8, 24, 16, 32, 2
 
@@ -28,16 +29,12 @@ WORLD, K, B, R, D, SIZE, STEPS = 2, 4, 8, 24, 16, 32, 2
 def build(shuffle_bn=False):
     torch.manual_seed(0)
     model = MODELS.build(
-        dict(
-            type='MoPro',
+        tiny_mopro_cfg(
             backbone=dict(
                 type='ResNet',
                 depth=18,
                 norm_cfg=dict(type='GN', num_groups=8, requires_grad=True)),
-            neck=dict(type='GlobalAveragePooling'),
-            head=dict(type='MoProHead', temperature=0.1),
             num_classes=K,
-            feat_dim=512,
             embed_dim=D,
             proj_hidden_dim=32,
             queue_len=R,

@@ -14,6 +14,7 @@ from mmengine.runner import Runner
 from mmpretrain.structures import DataSample
 from torch.utils.data import DataLoader, Dataset
 
+from conftest import tiny_mopro_cfg
 from mopro.engine import MoProHook
 
 
@@ -65,17 +66,7 @@ def test_resumed_epoch_is_not_sticky():
 
 def test_real_mopro_and_wrapped_model():
     from mmpretrain.registry import MODELS
-    model = MODELS.build(
-        dict(
-            type='MoPro',
-            backbone=dict(type='ResNet', depth=18),
-            neck=dict(type='GlobalAveragePooling'),
-            head=dict(type='MoProHead'),
-            num_classes=3,
-            feat_dim=512,
-            embed_dim=8,
-            proj_hidden_dim=16,
-            queue_len=8))
+    model = MODELS.build(tiny_mopro_cfg(queue_len=8))
     assert (model.use_proto_loss, model.correct_noise) == (False, False)
     wrapped = torch.nn.DataParallel(model)  # a registered model wrapper
     MoProHook().before_train_epoch(fake_runner(wrapped, 11))
@@ -139,21 +130,7 @@ def make_runner(work_dir, max_epochs, recorder, **kwargs):
     loader = DataLoader(TwoViews(), batch_size=4, shuffle=False,
                         collate_fn=default_collate)
     return Runner(
-        model=dict(
-            type='MoPro',
-            backbone=dict(type='ResNet', depth=18),
-            neck=dict(type='GlobalAveragePooling'),
-            head=dict(type='MoProHead'),
-            num_classes=3,
-            feat_dim=512,
-            embed_dim=8,
-            proj_hidden_dim=16,
-            queue_len=16,
-            data_preprocessor=dict(
-                type='SelfSupDataPreprocessor',
-                mean=[123.675, 116.28, 103.53],
-                std=[58.395, 57.12, 57.375],
-                to_rgb=True)),
+        model=tiny_mopro_cfg(),
         work_dir=str(work_dir),
         train_dataloader=loader,
         train_cfg=dict(by_epoch=True, max_epochs=max_epochs),

@@ -17,6 +17,7 @@ from mmengine.optim import OptimWrapper
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
+from conftest import ROOT, tiny_mopro_cfg
 from mopro.models import MoPro, correct_labels, update_prototypes
 from _mopro_reference import (ReleasedMoPro, make_noisy,
                               reference_update_prototypes)
@@ -31,23 +32,9 @@ LOSS_KEYS = ('loss_cls', 'loss_ins', 'loss_pro')
 
 
 def model_cfg(**overrides) -> dict:
-    cfg = dict(
-        type='MoPro',
-        backbone=dict(type='ResNet', depth=18),
-        neck=dict(type='GlobalAveragePooling'),
-        head=dict(type='MoProHead', temperature=0.1),
-        num_classes=K,
-        feat_dim=512,
-        embed_dim=D,
-        proj_hidden_dim=HIDDEN,
-        queue_len=R,
-        data_preprocessor=dict(
-            type='MoProDataPreprocessor',
-            mean=[123.675, 116.28, 103.53],
-            std=[58.395, 57.12, 57.375],
-            to_rgb=True))
-    cfg.update(overrides)
-    return cfg
+    sizes = dict(num_classes=K, embed_dim=D, proj_hidden_dim=HIDDEN,
+                 queue_len=R)
+    return tiny_mopro_cfg(**{**sizes, **overrides})
 
 
 def build(seed: int = 0, phase: str = 'warmup', **overrides) -> MoPro:
@@ -730,7 +717,6 @@ def test_bf16_optim_wrapper_has_no_loss_scaler(monkeypatch):
     from mmengine.config import Config
     from mmengine.optim import build_optim_wrapper
     from mmengine.optim.optimizer import amp_optimizer_wrapper
-    from conftest import ROOT
     monkeypatch.setattr(amp_optimizer_wrapper, 'is_cuda_available',
                         lambda: True)
     amp_cfg = Config.fromfile(

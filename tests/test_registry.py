@@ -8,7 +8,7 @@ import os.path as osp
 
 import pytest
 import torch
-from conftest import make_webvision, write_image
+from conftest import make_webvision, tiny_mopro_cfg, write_image
 from mmengine import registry as engine_registry
 from mmengine.fileio import get_file_backend
 from mmpretrain import registry as pretrain_registry
@@ -48,11 +48,7 @@ def _data(tmp_path):
 
 
 def _tiny_mopro_cfg():
-    return dict(type='MoPro',
-                backbone=dict(type='ResNet', depth=18),
-                neck=dict(type='GlobalAveragePooling'),
-                head=dict(type='MoProHead'), num_classes=3, feat_dim=512,
-                queue_len=8)
+    return tiny_mopro_cfg(embed_dim=128, proj_hidden_dim=2048, queue_len=8)
 
 
 def _tiny_mopro():

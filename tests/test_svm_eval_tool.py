@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from conftest import load_tool
+from conftest import load_tool, tiny_mopro_cfg
 from PIL import Image
 
 import mopro  # noqa: F401  (registers the components)
@@ -14,19 +14,9 @@ from mopro.datasets.lowshot import VOC07_CLASSES
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 C = len(VOC07_CLASSES)
-MODEL = dict(
-    type='MoPro',
+MODEL = tiny_mopro_cfg(
     backbone=dict(type='ResNet', depth=18, zero_init_residual=False),
-    neck=dict(type='GlobalAveragePooling'),
-    head=dict(type='MoProHead', temperature=0.1),
-    num_classes=5,
-    feat_dim=512,
-    queue_len=64,
-    data_preprocessor=dict(
-        type='SelfSupDataPreprocessor',
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375],
-        to_rgb=True))
+    num_classes=5, embed_dim=128, proj_hidden_dim=2048, queue_len=64)
 FAST = [
     '--resize', '40', '--crop', '32', '--batch-size', '4', '--num-workers',
     '0', '--shots', '1,2', '--runs', '2', '--jobs', '1', '--device', 'cpu'
