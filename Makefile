@@ -1,7 +1,7 @@
 # The two set-up commands of the README; both create .venv when missing.
 PYTHON := .venv/bin/python
 
-.PHONY: env demo test
+.PHONY: env demo test test-gpu
 
 env:
 	@bash tools/setup_env.sh
@@ -10,5 +10,10 @@ env:
 demo: env
 	$(PYTHON) tools/run_demo.py
 
+# the whole suite; tests marked `gpu` run where CUDA is available
 test: env
 	$(PYTHON) -m pytest -q
+
+# only the CUDA tests (skipped, not failed, without a GPU)
+test-gpu: env
+	$(PYTHON) -m pytest -q -m gpu

@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -15,6 +16,22 @@ from mmengine.registry import init_default_scope  # noqa: E402
 
 # as a Runner does: nested transforms (MultiView) resolve in mmpretrain
 init_default_scope('mmpretrain')
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line(
+        'markers', 'gpu: needs a CUDA device (make test-gpu runs only '
+        'these); skipped without one')
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Skip the ``gpu`` tests cleanly where torch sees no CUDA device."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason='needs a CUDA device')
+    for item in items:
+        if 'gpu' in item.keywords:
+            item.add_marker(skip)
 
 
 def write_image(path: str, seed: int, size: int = 40) -> None:
