@@ -12,6 +12,10 @@ warnings.filterwarnings(
     'ignore', message='Fail to import ``MultiScaleDeformableAttention``')
 
 from .version import __version__  # noqa: E402
+from .utils import mmpretrain_compat  # noqa: E402
+
+mmpretrain_compat.install()  # before anything imports mmpretrain
+
 from .transfer import d2_compat  # noqa: E402
 from .utils import checkpoint as _checkpoint  # noqa: F401,E402
 from . import datasets, engine, evaluation, models  # noqa: F401,E402

@@ -3,20 +3,17 @@ demo's main job on a tiny subset."""
 import json
 import os
 import os.path as osp
-import sys
 
 import numpy as np
 import pytest
 
+from conftest import load_tool
 from mopro.datasets import WebVision
 from mopro.datasets.demo import build_demo_dataset, load_ground_truth
 from mopro.evaluation.noise_quality import noise_quality
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, osp.join(ROOT, 'tools'))
-
-import make_demo_dataset  # noqa: E402
-import run_demo  # noqa: E402
+make_demo_dataset = load_tool('make_demo_dataset')
+run_demo = load_tool('run_demo')
 
 # 20 images of each digit, 4 of each of 0-7 held out: 8 x 16 = 128
 # in-distribution training images, round(0.3 * 128) = 38 flipped, and the

@@ -168,15 +168,22 @@ TINY_OPTS = [
 ]
 
 
-def test_train_and_evaluate_tiny_coco(tmp_path, converted):
+@pytest.mark.parametrize('num_gpus', [
+    0, pytest.param(1, marks=pytest.mark.gpu)])
+def test_train_and_evaluate_tiny_coco(tmp_path, converted, num_gpus):
+    # on CPU with BN; on one GPU with the protocol's SyncBN (one process:
+    # torch's SyncBatchNorm then normalises with the local batch)
     json_file, image_dir = write_tiny_coco(tmp_path / 'data')
     out = tmp_path / 'out'
     argv = ['--config-file', os.path.join(CONFIGS, 'coco_R_50_FPN_1x.yaml'),
-            '--num-gpus', '0', '--register', 'tiny_coco', json_file,
-            image_dir]
-    results = train_d2.main(train_d2.parse_args(
-        argv + TINY_OPTS + ['MODEL.WEIGHTS', converted, 'OUTPUT_DIR',
-                            str(out)]))
+            '--num-gpus', str(num_gpus), '--register', 'tiny_coco',
+            json_file, image_dir]
+    args = train_d2.parse_args(argv + TINY_OPTS + [
+        'MODEL.WEIGHTS', converted, 'OUTPUT_DIR', str(out)])
+    cfg = train_d2.setup(args)
+    assert cfg.MODEL.DEVICE == ('cuda' if num_gpus else 'cpu')
+    assert cfg.MODEL.RESNETS.NORM == ('SyncBN' if num_gpus else 'BN')
+    results = train_d2.main(args)
     assert set(results) == {'bbox', 'segm'}
     for task in ('bbox', 'segm'):
         assert math.isfinite(results[task]['AP']), results

@@ -735,3 +735,62 @@ def test_bf16_optim_wrapper_has_no_loss_scaler(monkeypatch):
     state = optim_wrapper.state_dict()
     assert state['loss_scaler'] == {}
     optim_wrapper.load_state_dict(state)
+
+
+# ----------------------------------------------------------------------
+# the same paths on a CUDA device (make test-gpu)
+def _cuda_train_data(seed: int) -> dict:
+    data = train_data(seed)
+    data['inputs'] = [v.pin_memory() for v in data['inputs']]
+    return data
+
+
+@pytest.mark.gpu
+def test_nonfinite_raise_on_cuda_pinned_flag_and_event():
+    # the finite flag of each step goes to pinned host memory with a CUDA
+    # event; a non-finite step leaves queue and prototypes as they were and
+    # check_finite() (before a checkpoint) waits for the copy and raises
+    model = build(phase='proto', nonfinite='raise').cuda()
+    model.prototypes.copy_(random_prototypes())
+    labels = [ds.to('cuda') for ds in samples(torch.arange(B) % K)]
+    model.loss([v.cuda() for v in views(7)], labels)
+    (host, ready, _), = model._unchecked
+    assert host.is_pinned() and isinstance(ready, torch.cuda.Event)
+    model.check_finite()
+    assert model._unchecked == []
+    inputs = [v.cuda() for v in views(8)]
+    inputs[0][0, 0, 0, 0] = float('nan')
+    before = _state(model)
+    model.loss(inputs, labels)
+    with pytest.raises(FloatingPointError, match='loss_cls=nan'):
+        model.check_finite()
+    for name, value in _state(model).items():
+        assert torch.equal(value, before[name]), name
+
+
+@pytest.mark.gpu
+def test_bf16_amp_step_on_cuda_makes_no_host_sync():
+    # the configs' AmpOptimWrapper (bf16, no loss scaler) around whole
+    # train_steps, data preprocessing from pinned memory included: torch's
+    # sync debug mode raises on any synchronizing CUDA call
+    from mmengine.config import Config
+    from mmengine.optim import build_optim_wrapper
+    amp_cfg = Config.fromfile(
+        f'{ROOT}/configs/_base_/schedules/amp_bf16.py').optim_wrapper
+    model = build(phase='clean').cuda()
+    model.prototypes.copy_(random_prototypes().cuda())
+    optim_wrapper = build_optim_wrapper(
+        model, dict(amp_cfg, optimizer=dict(type='SGD', lr=0.1, momentum=0.9)))
+    batches = [_cuda_train_data(seed) for seed in range(4)]
+    model.train_step(batches[0], optim_wrapper)  # lazy CUDA initialisation
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode('error')
+    try:
+        for data in batches[1:]:
+            log_vars = model.train_step(data, optim_wrapper)
+    finally:
+        torch.cuda.set_sync_debug_mode('default')
+    assert torch.isfinite(log_vars['loss'])
+    assert model.queue.dtype == model.prototypes.dtype == torch.float32
+    assert model.queue_ptr.item() == (4 * B) % R
+    model.check_finite()

@@ -46,6 +46,11 @@ def setup(tmp_path_factory):
     return root, ckpt, tmp
 
 
+# the tool on each device: on CUDA with its bf16, channels-last batches
+DEVICES = pytest.mark.parametrize(
+    'device', ['cpu', pytest.param('cuda', marks=pytest.mark.gpu)])
+
+
 def _run(argv):
     try:
         return tool.main(argv), ''
@@ -53,15 +58,17 @@ def _run(argv):
         return None, str(exit_.code)
 
 
-def test_ood_rule(setup):
+@DEVICES
+def test_ood_rule(setup, device):
     # alpha=1: soft label = softmax([0, 1.5, 0, 0]) = (.134, .599, .134, .134)
     # threshold .99: nobody is relabelled; class 1 keeps its label
     # (.599 > 1/K), the others are OOD (.134 < 1/K = .25)
     root, ckpt, tmp = setup
-    out = str(tmp / 'ood' / 'pseudo_label.json')
-    work = str(tmp / 'ood_work')
+    out = str(tmp / device / 'ood' / 'pseudo_label.json')
+    work = str(tmp / device / 'ood_work')
     summary, err = _run([CONFIG, ckpt, '--out', out, '--work-dir', work,
                          '--num-workers', '0', '--batch-size', '5',
+                         '--device', device,
                          '--cfg-options',
                          *_options(root, work, **{'model.alpha': 1.0,
                                                   'model.threshold': 0.99})])
@@ -85,7 +92,8 @@ def test_ood_rule(setup):
     assert osp.isfile(ds.get_data_info(0)['img_path'])
 
 
-def test_relabel_rule_and_unreadable(setup, tmp_path):
+@DEVICES
+def test_relabel_rule_and_unreadable(setup, tmp_path, device):
     # threshold .5 < .599: every readable image is relabelled to class 1;
     # an undecodable image is left out and counted
     root, ckpt, tmp = setup
@@ -99,7 +107,7 @@ def test_relabel_rule_and_unreadable(setup, tmp_path):
     try:
         summary, err = _run([
             CONFIG, ckpt, '--out', out, '--work-dir', work, '--num-workers',
-            '0', '--cfg-options',
+            '0', '--device', device, '--cfg-options',
             *_options(root, work, **{'model.alpha': 1.0,
                                      'model.threshold': 0.5})])
     finally:

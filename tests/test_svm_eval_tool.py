@@ -370,3 +370,24 @@ def test_places205_layout_end_to_end(tool, tiny_model, tmp_path):
     assert len(runs) == 2  # 3 test images: accuracy in steps of 100 / 3
     for value in runs:
         assert value * 3 / 100 == pytest.approx(round(value * 3 / 100))
+
+
+@pytest.mark.gpu
+def test_features_on_cuda_match_cpu(tool, voc_root, tiny_model, tmp_path):
+    # on CUDA the encoder runs in bf16 and channels-last: the features keep
+    # their direction (cosine > 0.99 per image) and the same SVM protocol
+    config, ckpt, _ = tiny_model
+    on_cpu = FAST.index('--device') + 1
+    feats = {}
+    for device in ('cpu', 'cuda'):
+        options = FAST[:on_cpu] + [device] + FAST[on_cpu + 1:]
+        work = tmp_path / device
+        run_tool(tool, config, ckpt, '--dataset', 'voc07', '--data-root',
+                 voc_root, '--work-dir', work, *options)
+        with np.load(work / 'features_voc07.npz') as npz:
+            feats[device] = npz['train_feats'], npz['test_feats']
+    for cpu, cuda in zip(feats['cpu'], feats['cuda']):
+        assert cuda.shape == cpu.shape and cuda.dtype == np.float32
+        cosine = (cpu * cuda).sum(1) / (
+            np.linalg.norm(cpu, axis=1) * np.linalg.norm(cuda, axis=1))
+        assert cosine.min() > 0.99, cosine

@@ -26,6 +26,13 @@ def _options_as_args(options: dict) -> list:
     return [f'{k}={fmt(v)}' for k, v in options.items()]
 
 
+def _cpu_env(**extra) -> dict:
+    """Environment of a subprocess that must run on the CPU (2 gloo ranks
+    on a one-GPU machine would otherwise take the nccl path), on a machine
+    with GPUs as without."""
+    return dict(os.environ, CUDA_VISIBLE_DEVICES='', **extra)
+
+
 def _tiny_cfg(data_root, work_dir, name, **extra) -> Config:
     cfg = Config.fromfile(V1)
     cfg.merge_from_dict(tiny_mopro_options(data_root, work_dir))
@@ -116,7 +123,7 @@ def test_train_tool_resume_auto(webvision_root, tmp_path):
     args = [sys.executable, osp.join(ROOT, 'tools', 'train.py'), V1,
             '--cfg-options', *_options_as_args(options),
             'test_dataloader=None', 'test_evaluator=None', 'test_cfg=None']
-    env = dict(os.environ, PYTHONPATH=ROOT)
+    env = _cpu_env(PYTHONPATH=ROOT)
     first = subprocess.run(args + ['train_cfg.max_epochs=1'], env=env,
                            capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr[-2000:]
@@ -136,8 +143,7 @@ def test_dist_train_two_cpu_processes(webvision_root, tmp_path):
     options = tiny_mopro_options(webvision_root, work_dir)
     options.update({'train_cfg.max_epochs': 1,
                     'visualizer.vis_backends': None})
-    env = dict(os.environ, PYTHON=sys.executable, PORT='29517',
-               OMP_NUM_THREADS='1')
+    env = _cpu_env(PYTHON=sys.executable, PORT='29517', OMP_NUM_THREADS='1')
     result = subprocess.run(
         ['bash', osp.join(ROOT, 'tools', 'dist_train.sh'), V1, '2',
          '--cfg-options', *_options_as_args(options), 'test_dataloader=None',
@@ -166,8 +172,7 @@ def test_worker_crash_on_one_rank_stops_every_rank(webvision_root, tmp_path):
                     'train_dataloader.dataset.max_refetch': 0,
                     'env_cfg.dist_cfg.timeout': 60,
                     'visualizer.vis_backends': None})
-    env = dict(os.environ, PYTHON=sys.executable, PORT='29533',
-               OMP_NUM_THREADS='1')
+    env = _cpu_env(PYTHON=sys.executable, PORT='29533', OMP_NUM_THREADS='1')
     start = time.monotonic()
     result = subprocess.run(
         ['bash', osp.join(ROOT, 'tools', 'dist_train.sh'), V1, '2',
@@ -179,3 +184,80 @@ def test_worker_crash_on_one_rank_stops_every_rank(webvision_root, tmp_path):
     log = result.stdout + result.stderr
     assert 'Cannot find valid image' in log
     assert not osp.isfile(osp.join(work_dir, 'epoch_1.pth'))
+
+
+KILL_CONFIG = '''\
+_base_ = [{base!r}]
+# fixed views: the resumed run must see the images the straight run saw
+fixed = [dict(type='Resize', scale=(32, 32))]
+train_dataloader = dict(dataset=dict(pipeline=[
+    dict(type='LoadWebImage'),
+    dict(type='MultiView', num_views=[1, 1], transforms=[fixed, fixed]),
+    dict(type='PackInputs', meta_keys=['sample_idx', 'img_path']),
+]))
+randomness = dict(seed=0, deterministic=True)
+custom_hooks = [dict(type='MoProHook', start_proto_epoch=1,
+                     start_clean_epoch=1)]
+'''
+
+
+@pytest.mark.parametrize('device', [
+    'cpu', pytest.param('cuda', marks=pytest.mark.gpu)])
+def test_kill_and_resume_continues_exactly(webvision_root, tmp_path, device):
+    """tools/train.py killed with SIGKILL in the middle of epoch 2, then
+    ``--resume``d, ends with the same weights, momentum encoder, queue,
+    pointer, prototypes and optimizer state as an uninterrupted run, to the
+    bit. On CUDA with the config's bf16 AmpOptimWrapper (deterministic
+    algorithms, as ``randomness.deterministic`` asks)."""
+    base = tmp_path / 'tiny.py'
+    base.write_text(KILL_CONFIG.format(base=V1))
+    killed = tmp_path / 'killed.py'
+    killed.write_text(
+        f'_base_ = [{str(base)!r}]\n'
+        "custom_imports = dict(imports=['mopro', 'kill_hook'])\n"
+        'custom_hooks = [dict(type="MoProHook", start_proto_epoch=1, '
+        'start_clean_epoch=1), dict(type="KillAtIter", iteration=11)]\n')
+    env = (_cpu_env() if device == 'cpu' else dict(
+        os.environ, CUBLAS_WORKSPACE_CONFIG=':4096:8'))
+    env['PYTHONPATH'] = osp.dirname(osp.abspath(__file__))
+
+    def train(config, work_dir, *extra):
+        options = tiny_mopro_options(webvision_root, str(work_dir))
+        options.update({'train_cfg.max_epochs': 2,
+                        'train_cfg.val_interval': 100,
+                        'visualizer.vis_backends': None})
+        return subprocess.Popen(
+            [sys.executable, osp.join(ROOT, 'tools', 'train.py'),
+             str(config), '--cfg-options', *_options_as_args(options),
+             'test_dataloader=None', 'test_evaluator=None', 'test_cfg=None',
+             *extra], env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True)
+
+    # 32 images, 4 per batch: 8 iterations per epoch; killed before
+    # iteration 11, i.e. in the middle of the second epoch
+    runs = [train(base, tmp_path / 'straight'),
+            train(killed, tmp_path / 'b')]
+    logs = [run.communicate(timeout=600)[0] for run in runs]
+    assert runs[0].returncode == 0, logs[0][-3000:]
+    assert runs[1].returncode == -9, logs[1][-3000:]
+    assert not osp.exists(tmp_path / 'b' / 'epoch_2.pth')
+    resumed = train(base, tmp_path / 'b', '--resume')
+    log = resumed.communicate(timeout=600)[0]
+    assert resumed.returncode == 0, log[-3000:]
+    assert 'resumed epoch: 1' in log
+    on_cpu = 'no CUDA device: training in float32' in log
+    assert on_cpu == (device == 'cpu')
+
+    straight = load_checkpoint(str(tmp_path / 'straight' / 'epoch_2.pth'))
+    again = load_checkpoint(str(tmp_path / 'b' / 'epoch_2.pth'))
+    assert again['meta']['iter'] == straight['meta']['iter'] == 16
+    state_a, state_b = straight['state_dict'], again['state_dict']
+    assert state_a.keys() == state_b.keys()
+    assert state_a['prototypes'].abs().sum() > 0  # noise correction ran
+    for key in state_a:
+        torch.testing.assert_close(state_b[key], state_a[key], rtol=0,
+                                   atol=0, msg=key)
+    opt_a, opt_b = straight['optimizer'], again['optimizer']
+    for idx, state in opt_a['state'].items():
+        torch.testing.assert_close(opt_b['state'][idx]['momentum_buffer'],
+                                   state['momentum_buffer'], rtol=0, atol=0)

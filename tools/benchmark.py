@@ -27,32 +27,27 @@ Data loading is timed separately, per CPU core: ``tools/benchmark_data.py``.
 """
 import argparse
 import json
-import os.path as osp
-import sys
 import tempfile
 import time
 import warnings
 from typing import Callable, Dict, Optional
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import mopro  # noqa: F401  (first: mopro.utils.mmpretrain_compat)
+import torch
+import torch.nn.functional as F
+from mmengine.config import DictAction
+from mmengine.hooks import Hook
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import init_default_scope
+from mmengine.runner import Runner
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+from torch.utils.data import DataLoader, Dataset
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from mmengine.config import DictAction  # noqa: E402
-from mmengine.hooks import Hook  # noqa: E402
-from mmengine.optim import build_optim_wrapper  # noqa: E402
-from mmengine.registry import init_default_scope  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
-from mmpretrain.registry import MODELS  # noqa: E402
-from mmpretrain.structures import DataSample  # noqa: E402
-from torch.utils.data import DataLoader, Dataset  # noqa: E402
-
-import mopro  # noqa: E402,F401
-from mopro.evaluation.features import (encode_batch,  # noqa: E402
-                                       prepare_for_inference)
-from mopro.evaluation.noise_cleaning import correct_inputs  # noqa: E402
-from mopro.utils import write_json  # noqa: E402
-from mopro.utils.runner import adapt_to_device, load_config  # noqa: E402
+from mopro.evaluation.features import encode_batch, prepare_for_inference
+from mopro.evaluation.noise_cleaning import correct_inputs
+from mopro.utils import write_json
+from mopro.utils.runner import adapt_to_device, load_config
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -26,27 +26,24 @@ import json
 import math
 import os.path as osp
 import platform
-import sys
 import tempfile
 import time
 from typing import Callable, Dict, List, Optional
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import mopro  # noqa: F401  (first: mopro.utils.mmpretrain_compat)
+import numpy as np
+import PIL
+import torch
+import torchvision
+from mmengine.config import DictAction
+from mmengine.dataset import Compose
+from mmengine.registry import init_default_scope
+from mmpretrain.registry import TRANSFORMS
+from PIL import Image
+from torchvision import transforms as T
 
-import numpy as np  # noqa: E402
-import PIL  # noqa: E402
-import torch  # noqa: E402
-import torchvision  # noqa: E402
-from mmengine.config import DictAction  # noqa: E402
-from mmengine.dataset import Compose  # noqa: E402
-from mmengine.registry import init_default_scope  # noqa: E402
-from mmpretrain.registry import TRANSFORMS  # noqa: E402
-from PIL import Image  # noqa: E402
-from torchvision import transforms as T  # noqa: E402
-
-import mopro  # noqa: E402,F401
-from mopro.utils import write_json  # noqa: E402
-from mopro.utils.runner import load_config  # noqa: E402
+from mopro.utils import write_json
+from mopro.utils.runner import load_config
 
 GPU_IMG_PER_S = 2600  # the training step's goal on one H100 (ResNet-50)
 SHORT_SIDE = 256  # WebVision's resized images

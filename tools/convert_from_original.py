@@ -11,13 +11,10 @@ tool and config of the project loads.
 """
 import argparse
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import torch
 
-import torch  # noqa: E402
-
-from mopro.utils import atomic_path  # noqa: E402
+from mopro.utils import atomic_path
 from mopro.utils.checkpoint import (ORIGINAL_FORMAT, CheckpointError,  # noqa
                                     get_state_dict, load_checkpoint,
                                     original_to_mopro, require_format)

@@ -9,14 +9,10 @@ is an out-of-distribution image with a random label. A clean test split of
 digits 0-7 goes to ``val_images_256``. See :mod:`mopro.datasets.demo`.
 """
 import argparse
-import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from mmengine.logging import MMLogger, print_log
 
-from mmengine.logging import MMLogger, print_log  # noqa: E402
-
-from mopro.datasets.demo import build_demo_dataset  # noqa: E402
+from mopro.datasets.demo import build_demo_dataset
 
 
 def parse_args(argv=None) -> argparse.Namespace:

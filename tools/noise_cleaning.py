@@ -14,24 +14,21 @@ and the PNG report (OOD samples, relabelled samples, per-class changes).
 import argparse
 import os
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import mopro  # noqa: F401
+import torch
+from mmengine.dist import get_dist_info, init_dist
+from mmengine.logging import MMLogger
+from mmengine.registry import init_default_scope
+from mmpretrain.registry import DATASETS, MODELS
 
-import mopro  # noqa: E402,F401
-import torch  # noqa: E402
-from mmengine.dist import get_dist_info, init_dist  # noqa: E402
-from mmengine.logging import MMLogger  # noqa: E402
-from mmengine.registry import init_default_scope  # noqa: E402
-from mmpretrain.registry import DATASETS, MODELS  # noqa: E402
-
-from mopro.evaluation.noise_cleaning import (clean_dataset,  # noqa: E402
+from mopro.evaluation.noise_cleaning import (clean_dataset,
                                              cleaned_list, save_report,
                                              summarize)
-from mopro.utils import write_json  # noqa: E402
-from mopro.utils.checkpoint import CheckpointError  # noqa: E402
-from mopro.utils.checkpoint import load_model_weights  # noqa: E402
-from mopro.utils.runner import add_config_args, load_config  # noqa: E402
+from mopro.utils import write_json
+from mopro.utils.checkpoint import CheckpointError
+from mopro.utils.checkpoint import load_model_weights
+from mopro.utils.runner import add_config_args, load_config
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -46,6 +43,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--num-workers', type=int, default=8)
     parser.add_argument('--num-show', type=int, default=16,
                         help='images per sample grid of the report')
+    parser.add_argument('--device', choices=['cuda', 'cpu'],
+                        help='default: cuda when available (the rank\'s GPU '
+                        'under a launcher), else cpu')
     parser.add_argument('--trust-checkpoint', action='store_true',
                         help='unpickle arbitrary objects in the checkpoint')
     return parser.parse_args(argv)
@@ -78,7 +78,8 @@ def main(argv=None) -> dict:
         dataset = build_cleaning_dataset(cfg)
     except (FileNotFoundError, ValueError, CheckpointError) as err:
         raise SystemExit(f'error: {err}')
-    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    device = torch.device(args.device or (
+        'cuda' if torch.cuda.is_available() else 'cpu'))
     if device.type == 'cuda':
         torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))
         device = torch.device('cuda', torch.cuda.current_device())

@@ -16,24 +16,19 @@
 """
 import argparse
 import os.path as osp
-import sys
 import time
 
+import mopro  # noqa: F401
+from mmengine.config import Config, DictAction
+from mmengine.logging import MMLogger, print_log
+from mmengine.runner import Runner
+
+from mopro.datasets.demo import build_demo_dataset, load_ground_truth
+from mopro.evaluation.noise_quality import mopro_pseudo_labels, noise_quality
+from mopro.utils import write_json, write_text
+from mopro.utils.runner import adapt_to_device
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-import mopro  # noqa: E402,F401
-from mmengine.config import Config, DictAction  # noqa: E402
-from mmengine.logging import MMLogger, print_log  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
-
-from mopro.datasets.demo import (build_demo_dataset,  # noqa: E402
-                                 load_ground_truth)
-from mopro.evaluation.noise_quality import (mopro_pseudo_labels,  # noqa
-                                            noise_quality)
-from mopro.utils import write_json, write_text  # noqa: E402
-from mopro.utils.runner import adapt_to_device  # noqa: E402
-
 MOPRO_CONFIG = osp.join(ROOT, 'configs', 'mopro_r18_demo.py')
 CE_CONFIG = osp.join(ROOT, 'configs', 'ce_r18_demo.py')
 

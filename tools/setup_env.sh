@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${MOPRO_VENV:-.venv}
 STAMP="$VENV/.mopro-install-stamp"
-want=$(cat setup.cfg pyproject.toml tools/setup_env.sh \
+want=$(cat setup.cfg pyproject.toml constraints.txt tools/setup_env.sh \
     tools/install_detectron2.py | sha256sum | cut -d' ' -f1)
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
     exit 0
@@ -18,8 +18,9 @@ if [ ! -x "$VENV/bin/python" ]; then
     echo "[setup] creating $VENV"
     python3 -m venv "$VENV"
 fi
-echo "[setup] installing mopro and its pinned dependencies into $VENV"
-quiet "$VENV/bin/python" -m pip install -q -e ".[detectron2,tests]"
+echo "[setup] installing mopro and the tested dependency set (constraints.txt) into $VENV"
+quiet "$VENV/bin/python" -m pip install -q -e ".[detectron2,tests]" \
+    -c constraints.txt
 echo "[setup] installing detectron2"
 "$VENV/bin/python" tools/install_detectron2.py
 "$VENV/bin/python" -c "import mopro, detectron2.modeling, mmpretrain, liblinear" \

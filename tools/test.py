@@ -5,13 +5,9 @@
     (WebVision val top-1/top-5, then ImageNet val top-1/top-5)
 """
 import argparse
-import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-import mopro  # noqa: E402,F401
-from mmengine.runner import Runner  # noqa: E402
+import mopro  # noqa: F401
+from mmengine.runner import Runner
 
 from mopro.utils.checkpoint import CheckpointError, load_model_weights  # noqa
 from mopro.utils.runner import (add_config_args, adapt_to_device,  # noqa

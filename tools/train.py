@@ -5,15 +5,11 @@
     tools/dist_train.sh configs/mopro_r50_webvision_v1.py 8
 """
 import argparse
-import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import mopro  # noqa: F401  (registers the project, safe unpickling)
+from mmengine.runner import Runner
 
-import mopro  # noqa: E402,F401  (registers the project, safe unpickling)
-from mmengine.runner import Runner  # noqa: E402
-
-from mopro.utils.checkpoint import CheckpointError  # noqa: E402
+from mopro.utils.checkpoint import CheckpointError
 from mopro.utils.runner import (add_config_args, adapt_to_device,  # noqa
                                 load_config)
 
