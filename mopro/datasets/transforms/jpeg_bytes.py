@@ -2,6 +2,7 @@
 what the device's JPEG decoder would not take."""
 from typing import Optional, Tuple
 
+import numpy as np
 import torch
 from mmcv.transforms import BaseTransform
 from mmpretrain.registry import TRANSFORMS
@@ -57,6 +58,12 @@ def baseline_jpeg_size(data: bytes) -> Optional[Tuple[int, int]]:
     return None
 
 
+def rgb_to_chw_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """An H x W x 3 array as a contiguous 3 x H x W tensor (its own copy:
+    decoded arrays may be read-only)."""
+    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
+
+
 @TRANSFORMS.register_module()
 class LoadWebImageBytes(BaseTransform):
     """Load ``results['img_path']`` for decoding on the device.
@@ -78,8 +85,7 @@ class LoadWebImageBytes(BaseTransform):
         data = read_image_bytes(path)
         size = baseline_jpeg_size(data)
         if size is None:
-            img = torch.from_numpy(decode_rgb_bytes(data, path))
-            img = img.permute(2, 0, 1).contiguous()
+            img = rgb_to_chw_tensor(decode_rgb_bytes(data, path))
             size = tuple(img.shape[1:])
         else:
             img = torch.frombuffer(data, dtype=torch.uint8)
