@@ -440,32 +440,35 @@ def _worker_cpu_seconds(runner) -> Optional[float]:
     return total
 
 
-def webvision_root(root: str, paths: List[str]) -> str:
-    """A WebVision layout over ``paths`` (Google list only, all label 0)."""
+def webvision_root(root: str, paths: List[str], copies: int) -> str:
+    """A WebVision layout listing ``paths`` ``copies`` times (under as many
+    links to their folder), all label 0: one epoch must hold the whole
+    timed run, since mmengine's iteration loop sleeps 2 s at each epoch
+    end."""
     os.makedirs(osp.join(root, 'info'))
-    os.symlink(osp.dirname(osp.abspath(paths[0])), osp.join(root, 'google'))
     with open(osp.join(root, 'info', 'train_filelist_google.txt'), 'w') as f:
-        for path in paths:
-            f.write(f'google/{osp.basename(path)} 0\n')
+        for copy_idx in range(copies):
+            os.symlink(osp.dirname(osp.abspath(paths[0])),
+                       osp.join(root, f'copy{copy_idx}'))
+            for path in paths:
+                f.write(f'copy{copy_idx}/{osp.basename(path)} 0\n')
     return root
 
 
-def run_runner(cfg, root: str, workers: Optional[int],
+def run_runner(cfg, paths: List[str], workers: Optional[int],
                args: argparse.Namespace, work_dir: str) -> Dict:
-    """Train ``cfg`` on the images under ``root`` through the Runner."""
+    """Train ``cfg`` on ``paths`` through the Runner."""
     loader = cfg.train_dataloader
-    loader.dataset.update(data_root=root, sources=('google', ))
     if workers is not None:
         loader.num_workers = workers
         loader.persistent_workers = workers > 0
     if args.batch_size:
         loader.batch_size = args.batch_size
-    images = len(open(osp.join(root, 'info',
-                               'train_filelist_google.txt')).readlines())
-    if images < loader.batch_size:
-        raise SystemExit(f'error: {images} images, fewer than one batch of '
-                         f'{loader.batch_size}: raise --num-images')
     warmup = max(1, args.warmup)
+    copies = math.ceil(
+        (warmup + args.runner_iters + 1) * loader.batch_size / len(paths))
+    root = webvision_root(osp.join(work_dir, 'webvision'), paths, copies)
+    loader.dataset.update(data_root=root, sources=('google', ))
     cfg.train_cfg = dict(type='IterBasedTrainLoop',
                          max_iters=warmup + args.runner_iters,
                          val_interval=10**9)
@@ -504,12 +507,11 @@ def runner_benchmark(args: argparse.Namespace, paths: List[str],
     results = dict(mode='runner', cpu=cpu_model(),
                    images=describe_images(paths, source), seed=args.seed)
     with tempfile.TemporaryDirectory() as tmp:
-        root = webvision_root(osp.join(tmp, 'webvision'), paths)
         for name, cfg, workers in (
                 ('cpu_path', load_config(args), args.workers),
                 ('gpu_path', gpu_config(args), args.gpu_workers)):
             init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-            results[name] = run_runner(cfg, root, workers, args,
+            results[name] = run_runner(cfg, paths, workers, args,
                                        osp.join(tmp, name))
     results['gpu_vs_cpu_path'] = (results['gpu_path']['img_per_s'] /
                                   results['cpu_path']['img_per_s'])

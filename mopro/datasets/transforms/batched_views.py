@@ -173,8 +173,7 @@ def adjust_hue(img: torch.Tensor, hue: torch.Tensor) -> torch.Tensor:
     per image (``hue``: N). torchvision's own takes one float per call and
     uploads a lookup table on each, so the RGB <-> HSV round trip is written
     here, branch-free."""
-    maxc, _ = img.max(dim=1)
-    minc, _ = img.min(dim=1)
+    minc, maxc = torch.aminmax(img, dim=1)
     delta = maxc - minc
     safe_delta = torch.where(delta > 0, delta, torch.ones_like(delta))
     r, g, b = img.unbind(dim=1)
