@@ -28,4 +28,6 @@ model = dict(
         scale=(0.2, 1.0),
         flip_prob=0.5,
         gray_prob=0.2,
-        jitter=(0.4, 0.4, 0.4, 0.4)))
+        jitter=(0.4, 0.4, 0.4, 0.4),
+        # fuse the per-batch colour work (one graph per view kind)
+        compile_views=True))

@@ -196,9 +196,25 @@ def test_augmentation_makes_no_host_reads():
     preprocessor = MoProGPUViewsPreprocessor(mean=MEAN, std=STD)
     uint8 = [(im * 255).byte() for im in images]
     with HostReads() as reads:
-        preprocessor._normalize_rgb(apply_view(crops, params))
+        preprocessor._views(crops, params)
         preprocessor._to_float(uint8)
     assert reads.seen == []
+
+
+def test_compiled_views_equal_eager_views():
+    """``compile_views`` (the GPU config's setting) fuses the same
+    computation: equal to eager within float rounding, for both views."""
+    images = [to_float(im) for im in photos(8)]
+    sizes = torch.tensor([[43, 64]] * 8)
+    eager = MoProGPUViewsPreprocessor(mean=MEAN, std=STD)
+    compiled = MoProGPUViewsPreprocessor(mean=MEAN, std=STD,
+                                         compile_views=True)
+    for params in (sample_view_params(sizes, torch.Generator()),
+                   strong_params(sizes)):
+        crops = resized_crops(images, params.boxes, 32)
+        torch.testing.assert_close(compiled._views(crops, params),
+                                   eager._views(crops, params), atol=1e-4,
+                                   rtol=0)
 
 
 # --------------------------------------------------------- dirty web images

@@ -52,13 +52,15 @@ def test_views_on_gpu_equal_views_on_cpu():
 
 
 def test_preprocessor_on_gpu_matches_cpu_for_the_same_seed():
-    """Bytes in, normalised views out, on both devices with one seed: the
-    only difference left is nvjpeg's decoding (mean within 2 levels)."""
+    """Bytes in, normalised views out, on both devices with one seed (the
+    GPU's views compiled, as the GPU config has them): the only difference
+    left is nvjpeg's decoding (mean within 2 levels)."""
     data = dict(inputs=_jpegs(16), data_samples=None)
     views = {}
-    for device in ('cpu', 'cuda'):
+    for device in ('cpu', 'cuda'):  # on the GPU as configured: compiled
         preprocessor = MoProGPUViewsPreprocessor(
-            mean=MEAN, std=STD, crop_size=64, seed=3).to(device)
+            mean=MEAN, std=STD, crop_size=64, seed=3,
+            compile_views=device == 'cuda').to(device)
         views[device] = [v.cpu() for v in preprocessor(data, True)['inputs']]
     for cpu, gpu in zip(views['cpu'], views['cuda']):
         levels = (cpu - gpu).abs() * torch.tensor(STD).view(1, 3, 1, 1)

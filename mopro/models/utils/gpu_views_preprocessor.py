@@ -9,7 +9,8 @@ from mmpretrain.registry import MODELS
 from torchvision.io import ImageReadMode, decode_jpeg
 
 from mopro.datasets.image_list_dataset import check_bad_fraction
-from mopro.datasets.transforms import (ImageDecodeError, apply_view,
+from mopro.datasets.transforms import (ImageDecodeError, ViewParams,
+                                       apply_view,
                                        decode_rgb_bytes, resized_crops,
                                        rgb_to_chw_tensor, sample_view_params)
 from .data_preprocessor import MoProDataPreprocessor
@@ -52,6 +53,11 @@ class MoProGPUViewsPreprocessor(MoProDataPreprocessor):
             (strong view).
         seed: base seed; None: ``torch.initial_seed()``.
         max_bad_fraction: tolerated fraction of images no decoder takes.
+        compile_views: run grayscale, jitter, flip and normalisation through
+            ``torch.compile`` (one graph per view kind; batch and crop sizes
+            fixed). Eager, they are ~150 elementwise kernels per batch,
+            about 10 ms of an H200 for 256 images (estimated from their
+            memory traffic); fused, a few.
         Others: as ``MoProDataPreprocessor``.
     """
 
@@ -67,6 +73,7 @@ class MoProGPUViewsPreprocessor(MoProDataPreprocessor):
                  jitter: Sequence[float] = (0.4, 0.4, 0.4, 0.4),
                  seed: Optional[int] = None,
                  max_bad_fraction: float = 0.01,
+                 compile_views: bool = False,
                  **kwargs) -> None:
         super().__init__(mean=mean, std=std, to_rgb=to_rgb, **kwargs)
         self.crop_size = crop_size
@@ -79,6 +86,8 @@ class MoProGPUViewsPreprocessor(MoProDataPreprocessor):
         self.num_images = 0
         self.num_bad = 0
         self._calls = 0
+        self._views = torch.compile(self._views_eager, dynamic=False) \
+            if compile_views else self._views_eager
 
     def forward(self, data: dict, training: bool = False) -> dict:
         """Views of a batch of encoded/decoded images (see the class), or
@@ -99,9 +108,8 @@ class MoProGPUViewsPreprocessor(MoProDataPreprocessor):
                                     self.gray_prob, self.jitter)
         floats = self._to_float(images)
         views = [
-            self._normalize_rgb(
-                apply_view(resized_crops(floats, p.boxes, self.crop_size),
-                           p.to(self.device))) for p in (weak, strong)
+            self._views(resized_crops(floats, p.boxes, self.crop_size),
+                        p.to(self.device)) for p in (weak, strong)
         ]
         return {'inputs': views, 'data_samples': data_samples}
 
@@ -189,8 +197,10 @@ class MoProGPUViewsPreprocessor(MoProDataPreprocessor):
                 flat.split([img.numel() for img in images]), images)
         ]
 
-    def _normalize_rgb(self, img: torch.Tensor) -> torch.Tensor:
-        img = img * 255
+    def _views_eager(self, crops: torch.Tensor,
+                     params: ViewParams) -> torch.Tensor:
+        """One view of [0, 1] RGB crops, normalised as the model takes it."""
+        img = apply_view(crops, params) * 255
         if self._enable_normalize:
             img = (img - self.mean) / self.std
         return img
