@@ -361,27 +361,70 @@ def test_views_depend_on_seed_rank_and_iteration_only(monkeypatch):
 
 
 # ------------------------------------------------------------------ Runner
-def test_gpu_data_config_trains_through_the_runner(tmp_path):
-    """The GPU-data config, shrunk, trains 2 iterations on the CPU; its
-    batches are bytes/pixels and the preprocessor makes the views."""
-    root = make_webvision(str(tmp_path / 'wv'), size=40)
+def gpu_data_cfg(data_root: str, work_dir: str, max_iters: int,
+                 **preprocessor) -> Config:
+    """The GPU-data config shrunk to a CPU run of ``max_iters``."""
     cfg = Config.fromfile(GPU_DATA)
-    options = tiny_mopro_options(root, str(tmp_path / 'work'))
+    options = tiny_mopro_options(data_root, work_dir)
     for key in [k for k in options if '.pipeline.1.' in k and
                 k.startswith('train_')]:
         del options[key]
     options['model.data_preprocessor.crop_size'] = 32
+    options.update({f'model.data_preprocessor.{k}': v
+                    for k, v in preprocessor.items()})
     cfg.merge_from_dict(options)
-    cfg.experiment_name = 'gpu_data'
+    cfg.experiment_name = osp.basename(work_dir)
     cfg.test_dataloader = cfg.test_evaluator = cfg.test_cfg = None
     cfg.visualizer.vis_backends = [dict(type='LocalVisBackend')]
     cfg.launcher = 'none'
-    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=2,
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters,
                          val_interval=100)
     cfg.param_scheduler = []
-    runner = Runner.from_cfg(adapt_to_device(cfg))
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1,
+                                        by_epoch=False)
+    return adapt_to_device(cfg)
+
+
+def test_gpu_data_config_trains_through_the_runner(tmp_path):
+    """The GPU-data config as shipped (compiled views), shrunk, trains 2
+    iterations on the CPU; its batches are bytes/pixels and the
+    preprocessor makes the views."""
+    root = make_webvision(str(tmp_path / 'wv'), size=40)
+    runner = Runner.from_cfg(gpu_data_cfg(root, str(tmp_path / 'work'), 2))
     assert type(runner.model.data_preprocessor).__name__ == \
         'MoProGPUViewsPreprocessor'
     runner.train()
     assert int(runner.model.queue_ptr) == 8
     assert runner.model.data_preprocessor._calls == 2
+
+
+def _train_recording_views(cfg: Config) -> list:
+    runner = Runner.from_cfg(cfg)
+    preprocessor = runner.model.data_preprocessor
+    forward, seen = preprocessor.forward, []
+
+    def recording(data, training=False):
+        out = forward(data, training)
+        if training:  # not the validation at the end
+            seen.append([view.clone() for view in out['inputs']])
+        return out
+
+    preprocessor.forward = recording
+    runner.train()
+    return seen
+
+
+def test_resumed_run_makes_the_same_views(tmp_path):
+    """Resumed from iteration 2's checkpoint, iteration 3 sees the batch and
+    the views of the uninterrupted run (the sampler repeats the order; the
+    views are seeded by iteration)."""
+    root = make_webvision(str(tmp_path / 'wv'), size=40)
+    first = str(tmp_path / 'first')
+    full = _train_recording_views(gpu_data_cfg(root, first, 3))
+    cfg = gpu_data_cfg(root, str(tmp_path / 'second'), 3)
+    cfg.resume, cfg.load_from = True, osp.join(first, 'iter_2.pth')
+    resumed = _train_recording_views(cfg)
+    assert len(full) == 3 and len(resumed) == 1
+    for ours, theirs in zip(resumed[0], full[2]):
+        torch.testing.assert_close(ours, theirs, atol=0, rtol=0)
+    assert not torch.equal(full[1][1], full[2][1])

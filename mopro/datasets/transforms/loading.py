@@ -15,7 +15,7 @@ class ImageDecodeError(OSError):
 
 
 def read_image_bytes(path: str) -> bytearray:
-    """The bytes of an image file (a writable buffer, for ``torch.frombuffer``).
+    """The bytes of an image file, writable (for ``torch.frombuffer``).
 
     Raises:
         ImageDecodeError: missing or unreadable file, naming it.
