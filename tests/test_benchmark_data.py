@@ -10,6 +10,20 @@ from conftest import ROOT, load_tool, write_image
 
 benchmark_data = load_tool('benchmark_data')
 CONFIG = osp.join(ROOT, 'configs', 'mopro_r50_webvision_v1.py')
+# the GPU path on the CPU (the same code), small: the device is explicit so
+# that the tests read the same on a machine with a GPU
+GPU_PATH = ['--device', 'cpu', '--batch-size', '4', '--gpu-cfg-options',
+            'model.data_preprocessor.crop_size=32']
+TINY_MODEL = [
+    'model.backbone.depth=18', 'model.feat_dim=512',
+    'model.proj_hidden_dim=64', 'model.embed_dim=16', 'model.queue_len=32',
+    'model.num_classes=4', 'model.channels_last=False',
+    'train_dataloader.dataset.num_classes=4'
+]
+SMALL_CROPS = [
+    'train_dataloader.dataset.pipeline.1.transforms.0.0.scale=32',
+    'train_dataloader.dataset.pipeline.1.transforms.1.0.scale=32'
+]
 
 
 def _check(results: dict, out: str, count: int) -> None:
@@ -17,7 +31,7 @@ def _check(results: dict, out: str, count: int) -> None:
     assert results['threads'] == 1 and results['iters'] == 3
     assert results['block'] == 2
     assert results['images']['count'] == count
-    for name in ('project', 'released'):
+    for name in ('project', 'released', 'gpu_path_workers'):
         rate = results[name]['img_per_s_per_core']
         assert rate > 0
         assert rate * results[name]['ms_per_image'] == pytest.approx(1e3)
@@ -29,6 +43,15 @@ def _check(results: dict, out: str, count: int) -> None:
         rate / results['released']['img_per_s_per_core'])
     assert results['gpu_img_per_s'] == 2600
     assert results['cores_per_gpu_for_2600_img_s'] == math.ceil(2600 / rate)
+    # the GPU path: worker side per core, preprocessor on the given device
+    device = results['gpu_path_device']
+    assert device['device'] == 'cpu' and device['batch_size'] == 4
+    assert device['img_per_s'] > 0
+    assert device['main_process_cpu_ms_per_image'] > 0
+    cores = results['cores_per_gpu']
+    assert cores['img_per_s'] == 4700
+    assert cores['cpu_path'] == 4700 / rate
+    assert cores['gpu_path'] is None  # only meaningful on a GPU
     assert results['cpu']
     assert set(results['versions']) == {'python', 'torch', 'torchvision',
                                         'pillow', 'numpy'}
@@ -39,7 +62,7 @@ def test_default_photos(tmp_path):
     results = benchmark_data.main([
         CONFIG, '--num-images', '3', '--iters', '3', '--warmup', '1',
         '--block', '2', '--out', out
-    ])
+    ] + GPU_PATH)
     _check(results, out, 3)
     # crops of scikit-learn's photos at WebVision's 256-pixel short side
     images = results['images']
@@ -55,13 +78,40 @@ def test_image_folder(tmp_path):
     out = str(tmp_path / 'data.json')
     results = benchmark_data.main([
         CONFIG, '--images', str(folder), '--iters', '3', '--warmup', '1',
-        '--block', '2', '--out', out, '--cfg-options',
-        'train_dataloader.dataset.pipeline.1.transforms.0.0.scale=32',
-        'train_dataloader.dataset.pipeline.1.transforms.1.0.scale=32'
-    ])
+        '--block', '2', '--out', out, '--cfg-options'
+    ] + SMALL_CROPS + GPU_PATH)
     _check(results, out, 4)
     assert results['images']['source'] == str(folder)
     assert results['images']['mean_height'] == 48
+
+
+def test_runner_mode_times_both_paths(tmp_path):
+    """--runner: both data paths through the Runner in one run, with
+    img/s, data_time, workers and CPU time per image for each."""
+    folder = tmp_path / 'jpegs'
+    for i in range(6):
+        write_image(str(folder / f'{i}.jpg'), i, size=48)
+    out = str(tmp_path / 'runner.json')
+    results = benchmark_data.main(
+        [CONFIG, '--runner', '--images', str(folder), '--runner-iters', '2',
+         '--warmup', '1', '--workers', '0', '--gpu-workers', '1', '--out',
+         out, '--cfg-options'] + TINY_MODEL + SMALL_CROPS + GPU_PATH[:4] +
+        ['--gpu-cfg-options', 'model.data_preprocessor.crop_size=32'] +
+        TINY_MODEL)
+    assert json.load(open(out)) == json.loads(json.dumps(results))
+    assert results['mode'] == 'runner' and results['images']['count'] == 6
+    for name, workers in (('cpu_path', 0), ('gpu_path', 1)):
+        run = results[name]
+        assert run['workers'] == workers and run['batch_size'] == 4
+        assert run['iters'] == 2 and run['device'] == 'cpu'
+        assert run['img_per_s'] > 0 and run['iter_time_s'] > 0
+        assert 0 <= run['data_time_s'] <= run['iter_time_s']
+        assert run['main_process_cpu_ms_per_image'] > 0
+    assert results['cpu_path']['worker_cpu_ms_per_image'] is None
+    assert results['gpu_path']['worker_cpu_ms_per_image'] >= 0
+    assert results['gpu_path']['config'].endswith('_gpu_data.py')
+    assert results['gpu_vs_cpu_path'] == (
+        results['gpu_path']['img_per_s'] / results['cpu_path']['img_per_s'])
 
 
 def test_empty_image_folder_is_an_error(tmp_path):

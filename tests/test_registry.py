@@ -69,6 +69,11 @@ def build_configs(tmp_path):
             dict(type='MoProDataPreprocessor', mean=[1, 2, 3],
                  std=[1, 1, 1], to_rgb=True),
             lambda p: p._channel_conversion and p._non_blocking),
+        'MoProGPUViewsPreprocessor': (
+            pretrain_registry.MODELS,
+            dict(type='MoProGPUViewsPreprocessor', mean=[1, 2, 3],
+                 std=[1, 1, 1], to_rgb=True, crop_size=32),
+            lambda p: p.crop_size == 32 and p._channel_conversion),
         'MoProHook': (engine_registry.HOOKS,
                       dict(type='MoProHook', start_clean_epoch=3),
                       lambda h: h.phase(3)['correct_noise']),
@@ -98,6 +103,11 @@ def build_configs(tmp_path):
                          lambda t: t(dict(img_path=osp.join(
                              root, 'google/q0000/000.jpg')))['img'].shape ==
                          (16, 16, 3)),
+        'LoadWebImageBytes': (pretrain_registry.TRANSFORMS,
+                              dict(type='LoadWebImageBytes'),
+                              lambda t: t(dict(img_path=osp.join(
+                                  root, 'google/q0000/000.jpg')))['img']
+                              .ndim == 1),
         'MoProPretrained': (engine_registry.WEIGHT_INITIALIZERS,
                             dict(type='MoProPretrained', checkpoint=ckpt),
                             lambda i: i.checkpoint == ckpt),

@@ -3,6 +3,9 @@
 
     python tools/benchmark_data.py configs/mopro_r50_webvision_v1.py \\
         --iters 6000 --out benchmarks/data_loading_cpu.json
+    python tools/benchmark_data.py configs/mopro_r50_webvision_v1.py \\
+        --runner --num-images 8192 --runner-iters 60 --batch-size 256 \\
+        --workers 15 --gpu-workers 4 --out benchmarks/data_loading_h200.json
 
 In one process and one thread (so the figures are per CPU core), over the
 same JPEG files, cycled through, taking turns in blocks of images, it
@@ -11,19 +14,35 @@ times:
   dataset runs it (``LoadWebImage``, the weak/strong ``MultiView``,
   ``PackInputs``), fed the dicts ``get_data_info`` returns;
 - ``released``: the released MoPro code's torchvision transforms on PIL
-  images, both views of each image.
+  images, both views of each image;
+- ``gpu_path_workers``: the worker side of the GPU data path, the training
+  pipeline of ``--gpu-config`` (read the file; decode on the CPU only what
+  the GPU decoder would not take);
+and then ``gpu_path_device``: that config's data preprocessor (decoding
+and both views per batch) on ``--device``, in img/s and the main process's
+CPU time per image.
 A two-view sample counts as one image. By default the images are real
 photos at WebVision's size: random crops of the two JPEG photos
 scikit-learn ships, resized to a 256-pixel short side and saved as JPEG
 (quality 90) in a temporary folder; ``--images DIR`` uses the JPEGs in a
 folder instead (e.g. WebVision's own files). It prints images/s per core,
 the ratio of the two, and the CPU cores one GPU needs at 2600 images/s as
-JSON (``--out`` also writes it). Speed is reported, never asserted in tests.
+JSON (``--out`` also writes it), and the cores per GPU each path needs at
+``--gpu-img-per-s``.
+
+``--runner``: instead, train through mmengine's Runner on those images
+(the config's model and schedule, ``--runner-iters`` timed iterations after
+``--warmup`` ones), once with the CPU path (``config``) and once with the
+GPU path (``--gpu-config``), and report for each img/s, mean ``data_time``
+and iteration time, workers, and the CPU time per image of the main process
+and of the dataloader workers. Speed is reported, never asserted in tests.
 """
 import argparse
+import copy
 import glob
 import json
 import math
+import os
 import os.path as osp
 import platform
 import tempfile
@@ -36,16 +55,23 @@ import PIL
 import torch
 import torchvision
 from mmengine.config import DictAction
-from mmengine.dataset import Compose
+from mmengine.dataset import Compose, pseudo_collate
+from mmengine.hooks import Hook
 from mmengine.registry import init_default_scope
-from mmpretrain.registry import TRANSFORMS
+from mmengine.runner import Runner
+from mmpretrain.registry import MODELS, TRANSFORMS
 from PIL import Image
 from torchvision import transforms as T
 
 from mopro.utils import write_json
-from mopro.utils.runner import load_config
+from mopro.utils.runner import adapt_to_device, load_config
 
 GPU_IMG_PER_S = 2600  # the training step's goal on one H100 (ResNet-50)
+# the compiled step's pace on one H200 (README, Speed): what the data path
+# must feed
+TARGET_IMG_PER_S = 4700
+GPU_CONFIG = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
+                      'configs', 'mopro_r50_webvision_v1_gpu_data.py')
 SHORT_SIDE = 256  # WebVision's resized images
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 JPEG_SUFFIXES = ('.jpg', '.jpeg')
@@ -75,7 +101,32 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--out', help='also write the JSON here')
     parser.add_argument('--cfg-options', nargs='+', default=None,
                         action=DictAction)
+    parser.add_argument('--gpu-config', default=GPU_CONFIG,
+                        help='the config of the GPU data path')
+    parser.add_argument('--gpu-cfg-options', nargs='+', default=None,
+                        action=DictAction)
+    parser.add_argument('--device', default=None,
+                        help='device of the GPU path (default: cuda if '
+                        'available, else cpu)')
+    parser.add_argument('--batch-size', type=_positive, default=None,
+                        help='images per batch (default: the config\'s; '
+                        'without --runner: 256)')
+    parser.add_argument('--gpu-img-per-s', type=_positive,
+                        default=TARGET_IMG_PER_S,
+                        help='the step rate the cores per GPU are for')
+    parser.add_argument('--runner', action='store_true',
+                        help='time both paths end to end through the Runner')
+    parser.add_argument('--runner-iters', type=_positive, default=20,
+                        help='timed Runner iterations per path')
+    parser.add_argument('--workers', type=int, default=None,
+                        help='dataloader workers of the CPU path (default: '
+                        'the config\'s)')
+    parser.add_argument('--gpu-workers', type=int, default=None,
+                        help='dataloader workers of the GPU path (default: '
+                        'the config\'s)')
     args = parser.parse_args(argv)
+    if args.device is None:
+        args.device = 'cuda' if torch.cuda.is_available() else 'cpu'
     args.work_dir, args.launcher, args.local_rank = None, 'none', 0
     return args
 
@@ -231,15 +282,80 @@ def single_thread() -> None:
     cv2.setNumThreads(1)
 
 
+def gpu_config(args: argparse.Namespace):
+    """The GPU data path's config (``--gpu-config``, ``--gpu-cfg-options``)."""
+    gpu_args = copy.copy(args)
+    gpu_args.config, gpu_args.cfg_options = args.gpu_config, \
+        args.gpu_cfg_options
+    return load_config(gpu_args)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def time_gpu_path_device(cfg, paths: List[str],
+                         args: argparse.Namespace) -> Dict:
+    """The GPU path's data preprocessor on ``args.device``: batches of
+    ``args.batch_size`` worker outputs (bytes, or CPU-decoded pixels),
+    decoded and made into both views per batch. Reports img/s on the device
+    and the main process's CPU time per image (decode calls, kernel
+    launches, fallbacks)."""
+    device = torch.device(args.device)
+    preprocessor = MODELS.build(cfg.model.data_preprocessor).to(device)
+    load = project_pipeline(cfg)
+    batch_size = args.batch_size or 256
+    samples = [load(i, paths[i % len(paths)]) for i in range(batch_size)]
+    batch = pseudo_collate(samples)
+    batches = max(1, math.ceil(args.iters / batch_size))
+    for _ in range(max(1, args.warmup // batch_size + 1)):
+        preprocessor(batch, True)
+    _synchronize(device)
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(batches):
+        preprocessor(batch, True)
+    _synchronize(device)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    images = batches * batch_size
+    return dict(device=str(device), device_name=device_name(device),
+                batch_size=batch_size, batches=batches,
+                img_per_s=images / wall,
+                main_process_cpu_ms_per_image=1e3 * cpu / images)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == 'cuda':
+        return torch.cuda.get_device_name(device)
+    return cpu_model()
+
+
+def cores_per_gpu(results: Dict, rate: int) -> Dict:
+    """CPU cores one GPU needs to be fed ``rate`` img/s by each path: the
+    workers at their per-core rate, plus, for the GPU path, the main
+    process's share (decode calls and kernel launches)."""
+    device = results['gpu_path_device']
+    gpu = None  # on a CPU "device" the main process does all the work
+    if device['device'].startswith('cuda'):
+        gpu = rate / results['gpu_path_workers']['img_per_s_per_core'] + \
+            rate * device['main_process_cpu_ms_per_image'] / 1e3
+    return dict(img_per_s=rate,
+                cpu_path=rate / results['project']['img_per_s_per_core'],
+                gpu_path=gpu)
+
+
 def benchmark(args: argparse.Namespace, paths: List[str],
               source: str) -> Dict:
     cfg = load_config(args)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     single_thread()
-    runs = dict(project=project_pipeline(cfg), released=released_pipeline())
+    gpu_cfg = gpu_config(args)
+    runs = dict(project=project_pipeline(cfg), released=released_pipeline(),
+                gpu_path_workers=project_pipeline(gpu_cfg))
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
-    results = dict(config=args.config, cpu=cpu_model(), threads=1,
+    results = dict(config=args.config, gpu_config=args.gpu_config,
+                   cpu=cpu_model(), threads=1,
                    images=describe_images(paths, source), iters=args.iters,
                    warmup=args.warmup, block=args.block)
     results.update(time_pipelines(runs, paths, args))
@@ -249,26 +365,170 @@ def benchmark(args: argparse.Namespace, paths: List[str],
     results['released']['output'] = (
         'two normalised float32 CHW tensors, computed on the CPU (as '
         'shipped)')
+    results['gpu_path_workers']['output'] = (
+        'the JPEG bytes (or the RGB pixels of a file the GPU decoder would '
+        'not take); decoding and both views are left to the data '
+        'preprocessor on the GPU')
+    results['gpu_path_device'] = time_gpu_path_device(gpu_cfg, paths, args)
     rate = results['project']['img_per_s_per_core']
     results['project_vs_released'] = (
         rate / results['released']['img_per_s_per_core'])
     results['gpu_img_per_s'] = GPU_IMG_PER_S
     results['cores_per_gpu_for_2600_img_s'] = math.ceil(GPU_IMG_PER_S / rate)
+    results['cores_per_gpu'] = cores_per_gpu(results, args.gpu_img_per_s)
+    results['versions'] = versions()
+    return results
+
+
+# ------------------------------------------------------------- --runner
+class _RunTimer(Hook):
+    """Wall time, ``data_time`` and CPU time (main process, dataloader
+    workers) over the iterations after the first ``warmup``."""
+
+    priority = 'LOW'  # after IterTimerHook has logged the iteration
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup = warmup
+        self.data_times: List[float] = []
+        self.iter_times: List[float] = []
+        self.start = self.stop = None
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None) -> None:
+        if runner.iter + 1 < self.warmup:
+            return
+        hub = runner.message_hub
+        if runner.iter + 1 == self.warmup:
+            _synchronize(_model_device(runner))
+            self.start = self._clocks(runner)
+            return
+        self.data_times.append(hub.get_scalar('train/data_time').current())
+        self.iter_times.append(hub.get_scalar('train/time').current())
+        if runner.iter + 1 == runner.max_iters:
+            _synchronize(_model_device(runner))
+            self.stop = self._clocks(runner)
+
+    @staticmethod
+    def _clocks(runner) -> tuple:
+        return (time.perf_counter(), time.process_time(),
+                _worker_cpu_seconds(runner))
+
+
+def _model_device(runner) -> torch.device:
+    return next(runner.model.parameters()).device
+
+
+def _worker_cpu_seconds(runner) -> Optional[float]:
+    """CPU seconds the live dataloader workers have used (Linux /proc;
+    None elsewhere or without workers)."""
+    iterator = getattr(runner.train_loop, 'dataloader_iterator', None)
+    workers = getattr(getattr(iterator, '_iterator', None), '_workers', [])
+    if not workers:
+        return None
+    total = 0.0
+    for worker in workers:
+        try:
+            with open(f'/proc/{worker.pid}/stat') as f:
+                fields = f.read().rsplit(')', 1)[1].split()
+        except OSError:
+            return None
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf(
+            'SC_CLK_TCK')
+    return total
+
+
+def webvision_root(root: str, paths: List[str], copies: int) -> str:
+    """A WebVision layout listing ``paths`` ``copies`` times (under as many
+    links to their folder), all label 0: one epoch must hold the whole
+    timed run, since mmengine's iteration loop sleeps 2 s at each epoch
+    end."""
+    os.makedirs(osp.join(root, 'info'))
+    with open(osp.join(root, 'info', 'train_filelist_google.txt'), 'w') as f:
+        for copy_idx in range(copies):
+            os.symlink(osp.dirname(osp.abspath(paths[0])),
+                       osp.join(root, f'copy{copy_idx}'))
+            for path in paths:
+                f.write(f'copy{copy_idx}/{osp.basename(path)} 0\n')
+    return root
+
+
+def run_runner(cfg, paths: List[str], workers: Optional[int],
+               args: argparse.Namespace, work_dir: str) -> Dict:
+    """Train ``cfg`` on ``paths`` through the Runner."""
+    loader = cfg.train_dataloader
+    if workers is not None:
+        loader.num_workers = workers
+        loader.persistent_workers = workers > 0
+    if args.batch_size:
+        loader.batch_size = args.batch_size
+    warmup = max(1, args.warmup)
+    copies = math.ceil(
+        (warmup + args.runner_iters + 1) * loader.batch_size / len(paths))
+    root = webvision_root(osp.join(work_dir, 'webvision'), paths, copies)
+    loader.dataset.update(data_root=root, sources=('google', ))
+    cfg.train_cfg = dict(type='IterBasedTrainLoop',
+                         max_iters=warmup + args.runner_iters,
+                         val_interval=10**9)
+    for key in ('val_dataloader', 'val_cfg', 'val_evaluator',
+                'test_dataloader', 'test_cfg', 'test_evaluator'):
+        cfg[key] = None
+    cfg.param_scheduler = []
+    cfg.default_hooks.checkpoint = None
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=10**9)
+    cfg.visualizer.vis_backends = [dict(type='LocalVisBackend')]
+    cfg.work_dir = work_dir
+    cfg.experiment_name = osp.basename(work_dir)
+    cfg.launcher = 'none'
+    cfg.randomness = dict(seed=args.seed)
+    runner = Runner.from_cfg(adapt_to_device(cfg))
+    timer = _RunTimer(warmup)
+    runner.register_hook(timer)
+    runner.train()
+    (wall0, cpu0, work0), (wall1, cpu1, work1) = timer.start, timer.stop
+    timed = args.runner_iters * loader.batch_size
+    return dict(
+        config=cfg.filename, workers=loader.num_workers,
+        batch_size=loader.batch_size, iters=args.runner_iters,
+        warmup_iters=warmup, device=str(_model_device(runner)),
+        img_per_s=timed / (wall1 - wall0),
+        iter_time_s=float(np.mean(timer.iter_times)),
+        data_time_s=float(np.mean(timer.data_times)),
+        main_process_cpu_ms_per_image=1e3 * (cpu1 - cpu0) / timed,
+        worker_cpu_ms_per_image=(None if work0 is None or work1 is None
+                                 else 1e3 * (work1 - work0) / timed))
+
+
+def runner_benchmark(args: argparse.Namespace, paths: List[str],
+                     source: str) -> Dict:
+    """Both data paths end to end through the Runner, in one run."""
+    results = dict(mode='runner', cpu=cpu_model(),
+                   images=describe_images(paths, source), seed=args.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, cfg, workers in (
+                ('cpu_path', load_config(args), args.workers),
+                ('gpu_path', gpu_config(args), args.gpu_workers)):
+            init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+            results[name] = run_runner(cfg, paths, workers, args,
+                                       osp.join(tmp, name))
+    results['gpu_vs_cpu_path'] = (results['gpu_path']['img_per_s'] /
+                                  results['cpu_path']['img_per_s'])
     results['versions'] = versions()
     return results
 
 
 def main(argv=None) -> Optional[Dict]:
     args = parse_args(argv)
-    if not osp.isfile(args.config):
-        raise SystemExit(f'error: {args.config}: config file not found')
+    for config in (args.config, args.gpu_config):
+        if not osp.isfile(config):
+            raise SystemExit(f'error: {config}: config file not found')
+    run = runner_benchmark if args.runner else benchmark
     if args.images:
         paths = list_jpegs(args.images, args.num_images)
-        results = benchmark(args, paths, osp.abspath(args.images))
+        results = run(args, paths, osp.abspath(args.images))
     else:
         with tempfile.TemporaryDirectory() as directory:
             paths = make_photos(directory, args.num_images, args.seed)
-            results = benchmark(
+            results = run(
                 args, paths, 'crops of scikit-learn sample photos '
                 '(china.jpg, flower.jpg), 256 px short side, JPEG q90')
     print(json.dumps(results, indent=2))

@@ -11,6 +11,18 @@ from .file_list import ImageList
 from .transforms import ImageDecodeError
 
 
+def check_bad_fraction(owner: str, num_bad: int, attempts: int,
+                       max_bad_fraction: float, option: str) -> None:
+    """Raise once more than ``max_bad_fraction`` of ``attempts`` (after the
+    first 100) were undecodable: the data is then broken rather than dirty.
+    ``option`` names the setting that raises the limit."""
+    if attempts >= 100 and num_bad / attempts > max_bad_fraction:
+        raise RuntimeError(
+            f'{owner}: {num_bad} of {attempts} images could not be decoded, '
+            f'more than max_bad_fraction={max_bad_fraction}; check the data '
+            f'or raise {option}')
+
+
 class ImageListDataset(BaseDataset):
     """A dataset over an :class:`ImageList`, read once in ``full_init``.
 
@@ -108,11 +120,7 @@ class ImageListDataset(BaseDataset):
         return data
 
     def _check_bad_fraction(self) -> None:
-        attempts = self.num_loaded + self.num_bad
-        if attempts >= 100 and self.num_bad / attempts > \
-                self.max_bad_fraction:
-            raise RuntimeError(
-                f'{type(self).__name__} at {self.data_root}: '
-                f'{self.num_bad} of {attempts} images could not be decoded, '
-                f'more than max_bad_fraction={self.max_bad_fraction}; check '
-                'the data or raise train_dataloader.dataset.max_bad_fraction')
+        check_bad_fraction(
+            f'{type(self).__name__} at {self.data_root}', self.num_bad,
+            self.num_loaded + self.num_bad, self.max_bad_fraction,
+            'train_dataloader.dataset.max_bad_fraction')

@@ -1,4 +1,5 @@
 """Tolerant image decoding for dirty web data."""
+import io
 import os
 import warnings
 
@@ -13,26 +14,40 @@ class ImageDecodeError(OSError):
     """An image file that cannot be decoded at all."""
 
 
-def decode_rgb(path: str) -> np.ndarray:
-    """Decode any image file into an H x W x 3 uint8 RGB array.
+def read_image_bytes(path: str) -> bytearray:
+    """The bytes of an image file, writable (for ``torch.frombuffer``).
+
+    Raises:
+        ImageDecodeError: missing or unreadable file, naming it.
+    """
+    if not os.path.isfile(path):
+        raise ImageDecodeError(f'{path}: image file not found')
+    try:
+        with open(path, 'rb') as f:
+            return bytearray(f.read())
+    except OSError as err:
+        raise ImageDecodeError(f'{path}: cannot read image file ({err})') \
+            from None
+
+
+def decode_rgb_bytes(data: bytes, name: str) -> np.ndarray:
+    """Decode the bytes of any image file into an H x W x 3 uint8 RGB array.
 
     Truncated JPEGs (common in WebVision) decode up to the cut; palette,
     grey, CMYK, alpha and 16-bit images are converted to RGB (16-bit values
     scaled to 8 bits).
 
     Raises:
-        ImageDecodeError: missing, empty or undecodable file, naming it.
+        ImageDecodeError: empty or undecodable data, naming ``name``.
     """
-    if not os.path.isfile(path):
-        raise ImageDecodeError(f'{path}: image file not found')
-    if os.path.getsize(path) == 0:
-        raise ImageDecodeError(f'{path}: image file is empty (0 bytes)')
+    if len(data) == 0:
+        raise ImageDecodeError(f'{name}: image file is empty (0 bytes)')
     previous = ImageFile.LOAD_TRUNCATED_IMAGES
     ImageFile.LOAD_TRUNCATED_IMAGES = True
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')  # PIL's EXIF/palette chatter
-            with Image.open(path) as img:
+            with Image.open(io.BytesIO(data)) as img:
                 img.load()
                 if img.mode in ('I;16', 'I;16B', 'I;16L', 'I'):
                     arr = np.asarray(img, dtype=np.float64)
@@ -44,10 +59,20 @@ def decode_rgb(path: str) -> np.ndarray:
                                   img.convert('RGB'))
     except (UnidentifiedImageError, OSError, ValueError,
             Image.DecompressionBombError) as err:
-        raise ImageDecodeError(f'{path}: cannot decode image ({err})') \
+        raise ImageDecodeError(f'{name}: cannot decode image ({err})') \
             from None
     finally:
         ImageFile.LOAD_TRUNCATED_IMAGES = previous
+
+
+def decode_rgb(path: str) -> np.ndarray:
+    """Decode any image file into an H x W x 3 uint8 RGB array (see
+    :func:`decode_rgb_bytes`).
+
+    Raises:
+        ImageDecodeError: missing, empty or undecodable file, naming it.
+    """
+    return decode_rgb_bytes(read_image_bytes(path), path)
 
 
 @TRANSFORMS.register_module()

@@ -1,3 +1,4 @@
 from .data_preprocessor import MoProDataPreprocessor
+from .gpu_views_preprocessor import MoProGPUViewsPreprocessor
 
-__all__ = ['MoProDataPreprocessor']
+__all__ = ['MoProDataPreprocessor', 'MoProGPUViewsPreprocessor']

@@ -1,0 +1,231 @@
+"""The released MoPro code's two views, per batch with per-sample random
+parameters, on any device.
+
+The released code (torchvision on PIL images, image by image):
+
+- weak: ``RandomResizedCrop(224, scale=(0.2, 1.))``,
+  ``RandomHorizontalFlip()``;
+- strong: ``RandomResizedCrop(224, scale=(0.2, 1.))``,
+  ``RandomGrayscale(p=0.2)``, ``ColorJitter(0.4, 0.4, 0.4, 0.4)``,
+  ``RandomHorizontalFlip()``.
+
+Sampling (:func:`sample_view_params`, on the CPU with a
+``torch.Generator``, so the same seed gives the same parameters on any
+device) is separate from application (:func:`resized_crops`,
+:func:`apply_view`), so tests can fix the parameters.
+
+Why not kornia or DALI: kornia 0.9's ``ColorJitter`` draws one order of the
+four adjustments per batch (``ColorJiggleGenerator``: ``order`` of shape
+(4,)), and its crops need a batch of equal-size images; DALI's
+``color_twist`` applies the four adjustments as one fixed transform. The
+released transforms draw the order per image. What is written here is the
+per-sample selection; resampling is torchvision's own antialiased resize
+(``resized_crop``, equal to PIL's bilinear within 1 grey level).
+"""
+import math
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+from torchvision.transforms.v2 import functional as TF
+
+# torchvision's rgb_to_grayscale weights (ITU-R 601-2 luma, as PIL's 'L')
+GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
+
+
+@dataclass
+class ViewParams:
+    """Per-sample random parameters of one view for N images.
+
+    Attributes:
+        boxes: N x 4 int64, ``(top, left, height, width)`` of each crop.
+        flip: N bool, horizontal flip.
+        gray: N bool, grayscale (None: the view has no RandomGrayscale).
+        order: N x 4 int64, each row a permutation of the adjustments
+            0 brightness, 1 contrast, 2 saturation, 3 hue, applied in that
+            order (None: no ColorJitter).
+        factors: N x 4 float32, the brightness, contrast, saturation and hue
+            factors (columns indexed as ``order``'s values).
+    """
+    boxes: torch.Tensor
+    flip: torch.Tensor
+    gray: Optional[torch.Tensor] = None
+    order: Optional[torch.Tensor] = None
+    factors: Optional[torch.Tensor] = None
+
+    def to(self, device: torch.device) -> 'ViewParams':
+        """The flip, grayscale and jitter parameters on ``device`` (the
+        boxes stay on the CPU: crops are sized on the host)."""
+        def move(t):
+            return None if t is None else t.to(device, non_blocking=True)
+
+        return ViewParams(self.boxes, move(self.flip), move(self.gray),
+                          move(self.order), move(self.factors))
+
+
+def _uniform(shape: Tuple[int, ...], low: float, high: float,
+             generator: torch.Generator) -> torch.Tensor:
+    return torch.empty(shape, dtype=torch.float64).uniform_(
+        low, high, generator=generator)
+
+
+def sample_crop_boxes(sizes: torch.Tensor,
+                      scale: Tuple[float, float],
+                      ratio: Tuple[float, float],
+                      generator: torch.Generator,
+                      attempts: int = 10) -> torch.Tensor:
+    """``torchvision.transforms.RandomResizedCrop.get_params`` for N images
+    at once: up to ``attempts`` draws of an area fraction uniform in
+    ``scale`` and an aspect ratio log-uniform in ``ratio``; the first that
+    fits is taken, at an offset uniform over the valid ones; if none fits,
+    the centre crop of the whole image clamped to ``ratio``.
+
+    Args:
+        sizes: N x 2 int64, ``(height, width)`` of each image.
+
+    Returns:
+        N x 4 int64 ``(top, left, height, width)``.
+    """
+    n = sizes.shape[0]
+    height, width = sizes[:, 0:1].double(), sizes[:, 1:2].double()
+    area = height * width * _uniform((n, attempts), *scale, generator)
+    log_ratio = _uniform((n, attempts), math.log(ratio[0]),
+                         math.log(ratio[1]), generator)
+    aspect = torch.exp(log_ratio)
+    w = torch.round(torch.sqrt(area * aspect))
+    h = torch.round(torch.sqrt(area / aspect))
+    fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    first = fits.to(torch.uint8).argmax(dim=1, keepdim=True)
+    w, h = w.gather(1, first), h.gather(1, first)
+    found = fits.any(dim=1, keepdim=True)
+    # fallback: the whole image, clamped to the ratio range, centred
+    in_ratio = width / height
+    fw = torch.where(in_ratio > ratio[1], torch.round(height * ratio[1]),
+                     width)
+    fh = torch.where(in_ratio < ratio[0], torch.round(width / ratio[0]),
+                     height)
+    w, h = torch.where(found, w, fw), torch.where(found, h, fh)
+    u = torch.rand((n, 2), dtype=torch.float64, generator=generator)
+    top = torch.where(found, torch.floor(u[:, 0:1] * (height - h + 1)),
+                      torch.div(height - h, 2, rounding_mode='floor'))
+    left = torch.where(found, torch.floor(u[:, 1:2] * (width - w + 1)),
+                       torch.div(width - w, 2, rounding_mode='floor'))
+    return torch.cat([top, left, h, w], dim=1).long()
+
+
+def sample_view_params(sizes: torch.Tensor,
+                       generator: torch.Generator,
+                       scale: Tuple[float, float] = (0.2, 1.0),
+                       ratio: Tuple[float, float] = (3 / 4, 4 / 3),
+                       flip_prob: float = 0.5,
+                       gray_prob: Optional[float] = None,
+                       jitter: Optional[Sequence[float]] = None
+                       ) -> ViewParams:
+    """Parameters of ``RandomResizedCrop(scale, ratio)``,
+    ``RandomGrayscale(gray_prob)``, ``ColorJitter(*jitter)`` and
+    ``RandomHorizontalFlip(flip_prob)`` for each of N images, drawn as
+    torchvision draws them: grayscale and flip with their probabilities;
+    jitter factors uniform in ``[max(0, 1 - j), 1 + j]`` (hue: ``[-j, j]``)
+    and a uniformly random order of the four adjustments, per image."""
+    n = sizes.shape[0]
+    boxes = sample_crop_boxes(sizes, scale, ratio, generator)
+    params = ViewParams(boxes,
+                        torch.rand(n, generator=generator) < flip_prob)
+    if gray_prob is not None:
+        params.gray = torch.rand(n, generator=generator) < gray_prob
+    if jitter is not None:
+        brightness, contrast, saturation, hue = jitter
+        low = [max(0.0, 1 - j) for j in (brightness, contrast, saturation)]
+        low.append(-hue)
+        high = [1 + brightness, 1 + contrast, 1 + saturation, hue]
+        u = torch.rand((n, 4), generator=generator)
+        params.factors = torch.tensor(low) + u * (
+            torch.tensor(high) - torch.tensor(low))
+        params.order = torch.argsort(
+            torch.rand((n, 4), generator=generator), dim=1)
+    return params
+
+
+def resized_crops(images: Sequence[torch.Tensor], boxes: torch.Tensor,
+                  size: int) -> torch.Tensor:
+    """Crop each float C x H x W image to its box and resize it to
+    ``size`` x ``size`` with torchvision's antialiased bilinear resize (as
+    ``RandomResizedCrop`` does on tensors; PIL's bilinear within 1 grey
+    level). Images differ in size, so this is one resize per image, then one
+    stack."""
+    crops: List[torch.Tensor] = []
+    for img, (top, left, height, width) in zip(images, boxes.tolist()):
+        crops.append(
+            TF.resized_crop(img, top, left, height, width, [size, size],
+                            antialias=True))
+    return torch.stack(crops)
+
+
+def rgb_to_gray(img: torch.Tensor) -> torch.Tensor:
+    """N x 1 x H x W luma of N x 3 x H x W RGB (torchvision's weights)."""
+    r, g, b = img.unbind(dim=1)
+    return (GRAY_WEIGHTS[0] * r + GRAY_WEIGHTS[1] * g +
+            GRAY_WEIGHTS[2] * b).unsqueeze(1)
+
+
+def adjust_hue(img: torch.Tensor, hue: torch.Tensor) -> torch.Tensor:
+    """torchvision's ``adjust_hue`` for float RGB in [0, 1] with one factor
+    per image (``hue``: N). torchvision's own takes one float per call and
+    uploads a lookup table on each, so the RGB <-> HSV round trip is written
+    here, branch-free."""
+    minc, maxc = torch.aminmax(img, dim=1)
+    delta = maxc - minc
+    safe_delta = torch.where(delta > 0, delta, torch.ones_like(delta))
+    r, g, b = img.unbind(dim=1)
+    h = torch.where(maxc == r, (g - b) / safe_delta,
+                    torch.where(maxc == g, (b - r) / safe_delta + 2,
+                                (r - g) / safe_delta + 4))
+    h = torch.where(delta > 0, h / 6, torch.zeros_like(h))
+    h = torch.remainder(h + hue.view(-1, 1, 1), 1.0)
+    s = delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc))
+    # HSV -> RGB: channel n (R=5, G=3, B=1) is v - v s clamp(min(k, 4 - k))
+    n = torch.arange(5.0, 0.0, -2.0, device=img.device).view(1, 3, 1, 1)
+    k = torch.remainder(n + 6 * h.unsqueeze(1), 6.0)
+    chroma = torch.clamp(torch.minimum(k, 4 - k), 0.0, 1.0)
+    return maxc.unsqueeze(1) * (1 - s.unsqueeze(1) * chroma)
+
+
+def color_jitter(img: torch.Tensor, order: torch.Tensor,
+                 factors: torch.Tensor) -> torch.Tensor:
+    """torchvision's ``ColorJitter`` on float RGB in [0, 1], each image with
+    its own order and factors (see :class:`ViewParams`).
+
+    Four stages; at stage k each image applies adjustment ``order[:, k]``.
+    Brightness, contrast and saturation are the same blend
+    ``clamp(f * img + (1 - f) * ref)`` against black, the image's mean luma
+    or its luma, so one blend serves the three; hue is computed for the
+    batch and selected per image. All selection is by ``torch.where`` on
+    device tensors: no boolean indexing, no host sync.
+    """
+    n = img.shape[0]
+    for stage in range(4):
+        op = order[:, stage:stage + 1]
+        f = factors.gather(1, op).view(n, 1, 1, 1)
+        op = op.view(n, 1, 1, 1)
+        gray = rgb_to_gray(img)
+        ref = torch.where(
+            op == 0, torch.zeros_like(gray),
+            torch.where(op == 1, gray.mean(dim=(1, 2, 3), keepdim=True),
+                        gray))
+        blended = (f * img + (1 - f) * ref).clamp(0.0, 1.0)
+        hued = adjust_hue(img, torch.where(op == 3, f, 0.0).view(n))
+        img = torch.where(op == 3, hued, blended)
+    return img
+
+
+def apply_view(crops: torch.Tensor, params: ViewParams) -> torch.Tensor:
+    """Grayscale, colour jitter and flip (the released order) on N x 3 x S
+    x S float RGB crops in [0, 1], with ``params`` on the crops' device."""
+    img = crops
+    n = img.shape[0]
+    if params.gray is not None:
+        img = torch.where(params.gray.view(n, 1, 1, 1),
+                          rgb_to_gray(img).expand_as(img), img)
+    if params.order is not None:
+        img = color_jitter(img, params.order, params.factors)
+    return torch.where(params.flip.view(n, 1, 1, 1), img.flip(-1), img)
