@@ -24,6 +24,9 @@ model = dict(
     shuffle_bn=True,
     channels_last=False,
     nonfinite='raise',
+    # torch.compile of both backbones (a dict passes torch.compile's
+    # arguments); adapt_to_device (tools/train.py) turns it off without CUDA
+    compile=True,
     data_preprocessor=dict(
         type='MoProDataPreprocessor',
         mean=[123.675, 116.28, 103.53],
