@@ -32,7 +32,8 @@ def test_benchmark_reports_all_steps(tmp_path):
     assert results['eval_batch_size'] == 6
     assert results['optimizer']['type'] == 'SGD'
     assert results['optim_wrapper'] == 'OptimWrapper'  # no bf16 on CPU
-    assert results['compile'] == {'backend': 'aot_eager'}
+    assert results['compile'] == dict(backend='aot_eager', mode=None,
+                                      dynamic=None)
     for mode in ('eager', 'compiled'):
         section = results[mode]
         for step, batch in STEPS:

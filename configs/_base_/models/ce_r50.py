@@ -3,7 +3,7 @@
 model = dict(
     # mmpretrain's ImageClassifier with MoPro's model.compile switch
     type='CompilableImageClassifier',
-    compile=True,
+    compile=dict(backend='inductor', mode=None, dynamic=None),
     backbone=dict(type='ResNet', depth=50, zero_init_residual=False),
     neck=dict(type='GlobalAveragePooling'),
     head=dict(

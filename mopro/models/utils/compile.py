@@ -12,7 +12,11 @@ torch.compile builds lazily, at the first call (and again for a new mode,
 e.g. eval or no-grad). When that build fails (no dynamo/inductor for this
 Python or platform, no C++ or Triton compiler, a dynamo bug), the module
 warns once and runs eagerly from then on. An error of the module itself
-still surfaces: the eager re-run raises it.
+still surfaces: the eager re-run raises it. Where the failed build follows a
+graph break, the part before it ran already (its BatchNorm statistics are
+updated twice for that one batch). The backward graph is built at the first
+``backward()``, outside this guard: a failure there (rare: the forward's
+build has exercised the same toolchain) stops the run with torch's error.
 """
 import warnings
 from typing import Any, Callable, Iterable, Optional, Union
