@@ -12,6 +12,7 @@ reduction in other torch versions; pseudo-labels and the queue pointer are
 compared exactly.
 """
 import copy
+import os.path as osp
 import warnings
 
 import pytest
@@ -25,8 +26,10 @@ from torch._dynamo.utils import counters
 
 import mopro.models.algorithms.mopro as mopro_module
 from mopro.models.utils.compile import compile_options, is_compiled
+from mopro.utils.checkpoint import load_checkpoint
 from mopro.utils.runner import adapt_to_device
 from test_mopro_model import B, build, make_noisy, samples, train_data, views
+from test_training import _train
 
 AOT = dict(backend='aot_eager')
 TOL = dict(rtol=1e-5, atol=1e-6)
@@ -103,7 +106,7 @@ def test_state_dict_keys_are_eager_keys():
     copied.load_state_dict(eager.state_dict())
 
 
-def _train(model, optim_wrapper, seeds) -> None:
+def _steps(model, optim_wrapper, seeds) -> None:
     for seed in seeds:
         model.train_step(train_data(seed), optim_wrapper)
 
@@ -121,11 +124,11 @@ def _model_and_optim(compile, state=None):
 def test_resume_compiled_eager_compiled(tmp_path):
     """6 eager steps == 2 compiled, save, 2 eager, save, 2 compiled."""
     straight, optim_wrapper = _model_and_optim(False)
-    _train(straight, optim_wrapper, range(6))
+    _steps(straight, optim_wrapper, range(6))
     state = None
     for part, compile in enumerate((AOT, False, AOT)):
         model, optim_wrapper = _model_and_optim(compile, state)
-        _train(model, optim_wrapper, range(2 * part, 2 * part + 2))
+        _steps(model, optim_wrapper, range(2 * part, 2 * part + 2))
         path = str(tmp_path / f'part{part}.pth')
         torch.save({'state_dict': model.state_dict(),
                     'optimizer': optim_wrapper.state_dict()}, path)
@@ -134,13 +137,30 @@ def test_resume_compiled_eager_compiled(tmp_path):
     assert int(model.queue_ptr) == (6 * B) % model.queue_len
 
 
+def test_runner_resume_compiled_eager_compiled(webvision_root, tmp_path):
+    """Through mmengine's Runner and its checkpoints: 3 eager epochs ==
+    1 compiled, --resume eager, --resume compiled (warm-up, then noise
+    correction from epoch 1)."""
+    straight = _train(webvision_root, str(tmp_path / 'a'), 'straight', 3)
+    work = str(tmp_path / 'b')
+    _train(webvision_root, work, 'part1', 1, compile=AOT)
+    _train(webvision_root, work, 'part2', 2,
+           resume=osp.join(work, 'epoch_1.pth'))
+    resumed = _train(webvision_root, work, 'part3', 3,
+                     resume=osp.join(work, 'epoch_2.pth'), compile=AOT)
+    assert is_compiled(resumed.model.backbone)
+    saved = load_checkpoint(osp.join(work, 'epoch_1.pth'))['state_dict']
+    assert list(saved) == list(straight.model.state_dict())
+    assert_close_dicts(resumed.model.state_dict(), straight.model.state_dict())
+
+
 def test_eval_batch_sizes_reuse_the_compiled_graph():
     """Validation, noise cleaning and feature extraction after training:
     one more graph for the eval mode (its batch dimension dynamic, as
     dynamo marks a size that changed), none for the next batch sizes."""
     model = build(compile=AOT)
     optim_wrapper = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
-    _train(model, optim_wrapper, [0])
+    _steps(model, optim_wrapper, [0])
     model.eval()
     graphs = []
     for batch in (6, 5, 3, 7):
