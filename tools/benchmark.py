@@ -28,8 +28,9 @@ Every entry has images/s, ms per call, peak device memory, ``first_iters_s``
 many steady calls: torch.compile's build time in the compiled section,
 cuDNN's autotuning in both) and ``new_graphs`` (graphs dynamo compiled for
 it: 0 where the compiled encoder is reused). ``summary`` holds the ratios
-the goals are stated in. It prints JSON (``--out`` also writes it). Speed is reported here, never asserted in tests. Variants are
-one ``--cfg-options`` away, e.g. ``optim_wrapper.optimizer.fused=True``.
+the goals are stated in. It prints JSON (``--out`` also writes it). Speed is
+reported here, never asserted in tests. Variants are one ``--cfg-options``
+away, e.g. ``optim_wrapper.optimizer.fused=True``.
 Data loading is timed separately, per CPU core: ``tools/benchmark_data.py``.
 """
 import argparse
