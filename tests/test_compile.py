@@ -175,6 +175,10 @@ def _broken_backend(gm, example_inputs):
 
 
 def test_failed_build_warns_once_and_runs_eagerly():
+    # dynamo caches graphs per code object (nn.Module._call_impl), across
+    # modules and backends: without a reset, a graph an earlier test built
+    # would serve this call and the broken backend would never run
+    torch._dynamo.reset()
     eager = build(seed=2)
     model = build(seed=2, compile=dict(backend=_broken_backend))
     model.eval()

@@ -347,6 +347,8 @@ def benchmark(args: argparse.Namespace) -> Dict:
                    torch=torch.__version__)
     for mode in modes:
         cfg.model.compile = options if mode == 'compiled' else False
+        if mode == 'compiled':
+            torch._dynamo.reset()  # compile seconds from a cold cache
         results[mode] = _benchmark_mode(cfg, args, device)
         if device.type == 'cuda':
             torch.cuda.empty_cache()
