@@ -21,7 +21,8 @@ model = dict(
     # each class sees ~180 samples per epoch; 0.99 lets the prototypes
     # follow the embedding within an epoch
     proto_momentum=0.99,
-    channels_last=False)  # CPU
+    channels_last=False,  # CPU
+    compile=False)
 
 custom_hooks = [
     # prototype loss from epoch 1 as released; noise correction after a

@@ -109,6 +109,8 @@ def tiny_mopro_options(data_root: str, work_dir: str,
         'model.queue_len': 32,
         'model.num_classes': num_classes,
         'model.channels_last': False,
+        # eager on every machine (tests/test_compile.py tests the switch)
+        'model.compile': False,
         'train_dataloader.dataset.data_root': data_root,
         'train_dataloader.dataset.num_classes': num_classes,
         'train_dataloader.batch_size': 4,

@@ -1,5 +1,6 @@
-"""tools/benchmark.py runs on CPU and reports every timing, consistently (no
-timing assertion: speed is measured, not tested)."""
+"""tools/benchmark.py runs on CPU and reports every timing, eager and
+compiled, consistently (no timing assertion: speed is measured, not
+tested)."""
 import json
 import os.path as osp
 
@@ -9,13 +10,20 @@ from conftest import ROOT, load_tool
 
 benchmark = load_tool('benchmark')
 
+STEPS = (('mopro', 4), ('supervised', 4), ('supervised_plus_forward', 4),
+         ('mopro_runner', 4), ('noise_cleaning', 6),
+         ('feature_extraction', 6))
+
 
 def test_benchmark_reports_all_steps(tmp_path):
+    """Eager and compiled (aot_eager: a CPU build in seconds) side by
+    side, on the CPU because the test asks for it."""
     out = str(tmp_path / 'bench.json')
     results = benchmark.main([
         osp.join(ROOT, 'configs', 'mopro_r50_webvision_v1.py'), '--iters',
         '1', '--warmup', '1', '--batch-size', '4', '--eval-batch-size', '6',
-        '--image-size', '32',
+        '--image-size', '32', '--device', 'cpu', '--compile', 'both',
+        '--compile-backend', 'aot_eager',
         '--out', out, '--cfg-options', 'model.backbone.depth=18',
         'model.feat_dim=512', 'model.num_classes=10', 'model.queue_len=64'
     ])
@@ -23,16 +31,36 @@ def test_benchmark_reports_all_steps(tmp_path):
     assert results['device'] == 'cpu' and results['batch_size'] == 4
     assert results['eval_batch_size'] == 6
     assert results['optimizer']['type'] == 'SGD'
-    for step, batch in (('mopro', 4), ('supervised', 4),
-                        ('supervised_plus_forward', 4), ('mopro_runner', 4),
-                        ('noise_cleaning', 6), ('feature_extraction', 6)):
-        assert results[step]['img_per_s'] > 0
-        assert results[step]['img_per_s'] * results[step]['ms_per_iter'] \
-            == pytest.approx(1e3 * batch)
-        assert results[step]['peak_memory_mb'] is None  # CPU
-    assert results['mopro']['host_syncs_per_step'] is None  # CUDA only
-    assert results['runner_vs_step'] == (
-        results['mopro_runner']['img_per_s'] / results['mopro']['img_per_s'])
-    assert results['mopro_vs_bound'] == (
-        results['mopro']['img_per_s'] /
-        results['supervised_plus_forward']['img_per_s'])
+    assert results['optim_wrapper'] == 'OptimWrapper'  # no bf16 on CPU
+    assert results['compile'] == dict(backend='aot_eager', mode=None,
+                                      dynamic=None)
+    for mode in ('eager', 'compiled'):
+        section = results[mode]
+        for step, batch in STEPS:
+            entry = section[step]
+            assert entry['img_per_s'] > 0
+            assert entry['img_per_s'] * entry['ms_per_iter'] == \
+                pytest.approx(1e3 * batch)
+            assert entry['peak_memory_mb'] is None  # CPU
+            assert entry['first_iters_s'] > 0
+            assert entry['overhead_s'] == pytest.approx(
+                entry['first_iters_s'] - entry['ms_per_iter'] / 1e3)
+            if mode == 'eager':
+                assert entry['new_graphs'] == 0
+        assert section['mopro']['host_syncs_per_step'] is None  # CUDA only
+        assert section['runner_vs_step'] == (
+            section['mopro_runner']['img_per_s'] /
+            section['mopro']['img_per_s'])
+        assert section['mopro_vs_bound'] == (
+            section['mopro']['img_per_s'] /
+            section['supervised_plus_forward']['img_per_s'])
+    compiled = results['compiled']
+    # the training step built its graphs (encoder, momentum encoder)
+    assert compiled['mopro']['new_graphs'] == 2
+    summary = results['summary']
+    assert summary['mode'] == 'compiled'
+    eager = results['eager']['mopro']['img_per_s']
+    assert summary['compiled_vs_eager'] == \
+        compiled['mopro']['img_per_s'] / eager
+    assert summary['runner_vs_step'] == compiled['runner_vs_step']
+

@@ -12,13 +12,13 @@ import inspect
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
 from mmengine.optim import OptimWrapper
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 from conftest import ROOT, tiny_mopro_cfg
 from mopro.models import MoPro, correct_labels, update_prototypes
+from _host_reads import HostReads
 from _mopro_reference import (ReleasedMoPro, make_noisy,
                               reference_update_prototypes)
 
@@ -644,33 +644,6 @@ def test_data_preprocessor_matches_mmpretrain(views_as_list):
     assert [int(ds.gt_label) for ds in got['data_samples']] == \
         [int(ds.gt_label) for ds in data['data_samples']]
     assert ours._non_blocking and not theirs._non_blocking
-
-
-class HostReads(TorchDispatchMode):
-    """Records the operators that make a CUDA step wait for the device: a
-    read of a value on the host (``.item()``, ``bool()``, ``int()``),
-    outputs whose size depends on values (``nonzero``, boolean-mask
-    indexing, ``bincount``, ``unique``, ``masked_select``) and tensors made
-    from Python data inside the step (``torch.tensor``: a blocking upload).
-    On CPU these cost nothing, but they dispatch all the same, so the test
-    runs without a GPU."""
-
-    SYNCING = ('aten._local_scalar_dense', 'aten.nonzero', 'aten.bincount',
-               'aten.masked_select', 'aten.lift_fresh', 'aten._unique',
-               'aten.unique', 'aten.repeat_interleave.Tensor')
-
-    def __init__(self):
-        super().__init__()
-        self.seen = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        name = str(func)
-        bool_index = name.startswith('aten.index.Tensor') and any(
-            isinstance(i, torch.Tensor) and i.dtype == torch.bool
-            for i in args[1])
-        if bool_index or name.startswith(self.SYNCING):
-            self.seen.append(name)
-        return func(*args, **(kwargs or {}))
 
 
 @pytest.mark.parametrize('phase', list(PHASES))

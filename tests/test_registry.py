@@ -61,6 +61,14 @@ def build_configs(tmp_path):
     return {
         'MoPro': (pretrain_registry.MODELS, _tiny_mopro_cfg(),
                   lambda m: m.prototypes.shape == (3, 128)),
+        'CompilableImageClassifier': (
+            pretrain_registry.MODELS,
+            dict(type='CompilableImageClassifier', compile=False,
+                 backbone=dict(type='ResNet', depth=18),
+                 neck=dict(type='GlobalAveragePooling'),
+                 head=dict(type='LinearClsHead', num_classes=3,
+                           in_channels=512)),
+            lambda m: m.head.num_classes == 3),
         'MoProHead': (pretrain_registry.MODELS,
                       dict(type='MoProHead', temperature=0.2),
                       lambda h: h.temperature == 0.2),
@@ -74,6 +82,9 @@ def build_configs(tmp_path):
             dict(type='MoProGPUViewsPreprocessor', mean=[1, 2, 3],
                  std=[1, 1, 1], to_rgb=True, crop_size=32),
             lambda p: p.crop_size == 32 and p._channel_conversion),
+        'DeferredRuntimeInfoHook': (engine_registry.HOOKS,
+                                    dict(type='DeferredRuntimeInfoHook'),
+                                    lambda h: h.priority == 'VERY_HIGH'),
         'MoProHook': (engine_registry.HOOKS,
                       dict(type='MoProHook', start_clean_epoch=3),
                       lambda h: h.phase(3)['correct_noise']),
@@ -167,5 +178,8 @@ def test_configs_read_like_the_paper(config):
                                                          0.5, 0.1)
         assert model.threshold == (0.6 if config.endswith('v2') else 0.8)
         assert cfg.custom_hooks[0].start_clean_epoch == 11
+    # torch.compile on GPU, torch's defaults
+    assert cfg.model.compile == dict(backend='inductor', mode=None,
+                                     dynamic=None)
     classes = 5000 if config.endswith('v2') else 1000
     assert cfg.train_dataloader.dataset.num_classes == classes

@@ -69,8 +69,10 @@ def _deterministic_views(cfg: Config) -> None:
     cfg.train_dataloader.dataset.pipeline[1].transforms = [fixed, fixed]
 
 
-def _train(webvision_root, work_dir, name, max_epochs, resume=None):
+def _train(webvision_root, work_dir, name, max_epochs, resume=None,
+           compile=False):
     cfg = _tiny_cfg(webvision_root, work_dir, name)
+    cfg.model.compile = compile  # after adapt_to_device (off on CPU)
     _deterministic_views(cfg)
     cfg.train_cfg.max_epochs = max_epochs
     cfg.train_cfg.val_interval = 100

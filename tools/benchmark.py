@@ -1,9 +1,12 @@
 #!/usr/bin/env python
 """Time MoPro's training step against the supervised bounds, on one device.
 
-    python tools/benchmark.py configs/mopro_r50_webvision_v1.py --iters 50
+    python tools/benchmark.py configs/mopro_r50_webvision_v1.py --iters 50 \
+        --out benchmarks/mopro_step_h200.json
 
-In one run, on synthetic batches already on the device, it times:
+In one run, on synthetic batches already on the device, it times, once with
+the eager model and once with ``model.compile`` (``--compile``: both on
+CUDA, eager only elsewhere), each section built and timed alike:
 - ``mopro``: the config's MoPro ``train_step`` (noise correction on, the
   most expensive phase) through the config's optimizer wrapper; on CUDA
   also the number of synchronizing calls in one step (torch's sync debug
@@ -13,16 +16,21 @@ In one run, on synthetic batches already on the device, it times:
 - ``supervised_plus_forward``: that step plus one no-grad forward of the
   encoder, the least any MoPro step can cost;
 - ``mopro_runner``: the same MoPro step inside mmengine's Runner loop with
-  the config's hooks (logging reads every logged value each iteration),
-  fed one collated batch from (pinned) host memory, so that the copy to the
-  device is counted too;
+  the config's hooks (``DeferredRuntimeInfoHook``: logged values reach the
+  host at the logger's interval), fed one collated batch from (pinned) host
+  memory, so that the copy to the device is counted too;
 - ``noise_cleaning``: the noise-cleaning pass's batch (encoder, classifier,
   prototypes and the correction rule), as ``tools/noise_cleaning.py`` runs
   it: bf16 and channels-last on a GPU, ``--eval-batch-size`` images;
 - ``feature_extraction``: the SVM benchmark's feature batch, likewise.
-It prints images/s, peak device memory and the ratios as JSON (``--out`` also
-writes it). Speed is reported here, never asserted in tests. Variants are
-one ``--cfg-options`` away, e.g. ``optim_wrapper.optimizer.fused=True``.
+Every entry has images/s, ms per call, peak device memory, ``first_iters_s``
+(wall time of the ``--warmup`` first calls), ``overhead_s`` (that minus as
+many steady calls: torch.compile's build time in the compiled section,
+cuDNN's autotuning in both) and ``new_graphs`` (graphs dynamo compiled for
+it: 0 where the compiled encoder is reused). ``summary`` holds the ratios
+the goals are stated in. It prints JSON (``--out`` also writes it). Speed is
+reported here, never asserted in tests. Variants are one ``--cfg-options``
+away, e.g. ``optim_wrapper.optimizer.fused=True``.
 Data loading is timed separately, per CPU core: ``tools/benchmark_data.py``.
 """
 import argparse
@@ -42,10 +50,12 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
+from torch._dynamo.utils import counters
 from torch.utils.data import DataLoader, Dataset
 
 from mopro.evaluation.features import encode_batch, prepare_for_inference
 from mopro.evaluation.noise_cleaning import correct_inputs
+from mopro.models.utils.compile import compile_options
 from mopro.utils import write_json
 from mopro.utils.runner import adapt_to_device, load_config
 
@@ -62,6 +72,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--image-size', type=int, default=224)
     parser.add_argument('--device', default=None,
                         help='default: cuda when available, else cpu')
+    parser.add_argument('--compile', choices=['on', 'off', 'both'],
+                        default=None,
+                        help='time the compiled model, the eager one or '
+                        'both (default: both on CUDA, off elsewhere)')
+    parser.add_argument('--compile-backend', default=None,
+                        help="torch.compile backend (default: the config's, "
+                        "inductor); 'aot_eager' builds in seconds on a CPU")
     parser.add_argument('--out', help='also write the JSON here')
     parser.add_argument('--cfg-options', nargs='+', default=None,
                         action=DictAction)
@@ -70,31 +87,44 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def _time(step: Callable[[], object], iters: int, warmup: int,
-          device: torch.device) -> float:
-    """Seconds per call of ``step``, after ``warmup`` calls."""
-    for _ in range(warmup):
-        step()
+def _now(device: torch.device) -> float:
+    """Wall time, once the device's queued work is done."""
     if device.type == 'cuda':
         torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(iters):
-        step()
-    if device.type == 'cuda':
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / iters
+    return time.perf_counter()
+
+
+def _graphs() -> int:
+    """Graphs dynamo has compiled in this process so far."""
+    return counters['stats']['unique_graphs']
+
+
+def _entry(batch: int, sec: float, first_iters_s: float, warmup: int,
+           graphs: int, device: torch.device) -> Dict:
+    """One timing: img/s, ms per call, peak device memory (MiB; None on
+    CPU), the first calls' seconds and their overhead, new graphs."""
+    peak = (torch.cuda.max_memory_allocated(device) / 2**20
+            if device.type == 'cuda' else None)
+    return dict(img_per_s=batch / sec, ms_per_iter=1e3 * sec,
+                peak_memory_mb=peak, first_iters_s=first_iters_s,
+                overhead_s=first_iters_s - warmup * sec, new_graphs=graphs)
 
 
 def _measure(step: Callable[[], object], batch: int,
              args: argparse.Namespace, device: torch.device) -> Dict:
-    """img/s, ms per call and peak device memory (MiB; None on CPU)."""
+    """Time ``step``: ``--warmup`` calls, then ``--iters`` steady calls."""
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(device)
-    sec = _time(step, args.iters, args.warmup, device)
-    peak = (torch.cuda.max_memory_allocated(device) / 2**20
-            if device.type == 'cuda' else None)
-    return dict(img_per_s=batch / sec, ms_per_iter=1e3 * sec,
-                peak_memory_mb=peak)
+    graphs = _graphs()
+    start = _now(device)
+    for _ in range(args.warmup):
+        step()
+    steady = _now(device)
+    for _ in range(args.iters):
+        step()
+    sec = (_now(device) - steady) / args.iters
+    return _entry(batch, sec, steady - start, args.warmup,
+                  _graphs() - graphs, device)
 
 
 def _count_host_syncs(step: Callable[[], object],
@@ -175,27 +205,24 @@ class _SameBatch(Dataset):
 
 
 class _Stopwatch(Hook):
-    """Wall time from the start of iteration ``warmup`` to the end of
-    training, device work included."""
+    """Wall times, device work included, at the first iteration, at
+    iteration ``warmup`` and at the end of training."""
 
     priority = 'VERY_HIGH'
 
     def __init__(self, warmup: int, device: torch.device) -> None:
         self.warmup, self.device = warmup, device
-        self.start = self.stop = None
-
-    def _now(self) -> float:
-        if self.device.type == 'cuda':
-            torch.cuda.synchronize()
-        return time.perf_counter()
+        self.first = self.start = self.stop = None
 
     def before_train_iter(self, runner, batch_idx: int,
                           data_batch=None) -> None:
+        if runner.iter == 0:
+            self.first = _now(self.device)
         if runner.iter == self.warmup:
-            self.start = self._now()
+            self.start = _now(self.device)
 
     def after_train(self, runner) -> None:
-        self.stop = self._now()
+        self.stop = _now(self.device)
 
 
 def _time_runner(cfg, args: argparse.Namespace, device: torch.device,
@@ -217,6 +244,7 @@ def _time_runner(cfg, args: argparse.Namespace, device: torch.device,
              if h.get('type') != 'MoProHook']
     hooks += [dict(type='MoProHook', start_proto_epoch=0,
                    start_clean_epoch=0), stopwatch]
+    graphs = _graphs()
     with tempfile.TemporaryDirectory() as work_dir:
         runner = Runner(
             model=cfg.model,
@@ -241,11 +269,9 @@ def _time_runner(cfg, args: argparse.Namespace, device: torch.device,
         runner.model.to(device)
         runner.train()
     sec = (stopwatch.stop - stopwatch.start) / args.iters
-    peak = (torch.cuda.max_memory_allocated(device) / 2**20
-            if device.type == 'cuda' else None)
-    return dict(mopro_runner=dict(img_per_s=batch / sec,
-                                  ms_per_iter=1e3 * sec,
-                                  peak_memory_mb=peak))
+    return dict(mopro_runner=_entry(
+        batch, sec, stopwatch.start - stopwatch.first, args.warmup,
+        _graphs() - graphs, device))
 
 
 def _time_inference(model: torch.nn.Module, cfg, args: argparse.Namespace,
@@ -263,30 +289,16 @@ def _time_inference(model: torch.nn.Module, cfg, args: argparse.Namespace,
                                     batch, args, device))
 
 
-def benchmark(args: argparse.Namespace) -> Dict:
-    cfg = adapt_to_device(load_config(args))
-    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    device = torch.device(args.device or (
-        'cuda' if torch.cuda.is_available() else 'cpu'))
-    if device.type == 'cuda':
-        torch.backends.cudnn.benchmark = True
-    optimizer = dict(cfg.optim_wrapper.get('optimizer', {}))
-    results = dict(device=(torch.cuda.get_device_name(device)
-                           if device.type == 'cuda' else 'cpu'),
-                   config=args.config, batch_size=args.batch_size,
-                   eval_batch_size=args.eval_batch_size,
-                   image_size=args.image_size,
-                   optim_wrapper=cfg.optim_wrapper.get('type'),
-                   optimizer=optimizer,
-                   channels_last=bool(cfg.model.get('channels_last')),
-                   torch=torch.__version__)
+def _benchmark_mode(cfg, args: argparse.Namespace,
+                    device: torch.device) -> Dict:
+    """Every timing of one model (eager or compiled, as ``cfg.model``)."""
     gen = torch.Generator().manual_seed(0)
     model = MODELS.build(cfg.model).to(device)
     # non-zero prototypes so that noise correction does real work
     model.prototypes.copy_(
         F.normalize(torch.randn(model.prototypes.shape, generator=gen),
                     dim=1))
-    results.update(_time_training(model, cfg, args, device, gen))
+    results = _time_training(model, cfg, args, device, gen)
     results.update(_time_inference(model, cfg, args, device, gen))
     del model
     if device.type == 'cuda':
@@ -300,6 +312,60 @@ def benchmark(args: argparse.Namespace) -> Dict:
     results['runner_vs_step'] = (results['mopro_runner']['img_per_s'] /
                                  results['mopro']['img_per_s'])
     return results
+
+
+def benchmark(args: argparse.Namespace) -> Dict:
+    cfg = load_config(args)
+    device = torch.device(args.device or (
+        'cuda' if torch.cuda.is_available() else 'cpu'))
+    # the config's torch.compile arguments, before adapt_to_device turns
+    # compile off off CUDA
+    options = compile_options(cfg.model.get('compile')) or {}
+    if args.compile_backend:
+        options['backend'] = args.compile_backend
+    cfg = adapt_to_device(cfg, device=str(device))
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    if device.type == 'cuda':
+        torch.backends.cudnn.benchmark = True
+    modes = dict(on=['compiled'], off=['eager'], both=['eager', 'compiled'])[
+        args.compile or ('both' if device.type == 'cuda' else 'off')]
+    optimizer = dict(cfg.optim_wrapper.get('optimizer', {}))
+    results = dict(device=(torch.cuda.get_device_name(device)
+                           if device.type == 'cuda' else 'cpu'),
+                   config=args.config, batch_size=args.batch_size,
+                   eval_batch_size=args.eval_batch_size,
+                   image_size=args.image_size,
+                   optim_wrapper=cfg.optim_wrapper.get('type'),
+                   optimizer=optimizer,
+                   channels_last=bool(cfg.model.get('channels_last')),
+                   compile=options if 'compiled' in modes else None,
+                   torch=torch.__version__)
+    for mode in modes:
+        cfg.model.compile = options if mode == 'compiled' else False
+        if mode == 'compiled':
+            torch._dynamo.reset()  # compile seconds from a cold cache
+        results[mode] = _benchmark_mode(cfg, args, device)
+        if device.type == 'cuda':
+            torch.cuda.empty_cache()
+    results['summary'] = _summary(results)
+    return results
+
+
+def _summary(results: Dict) -> Dict:
+    """The numbers the speed goals are stated in, from the compiled section
+    where there is one."""
+    mode = 'compiled' if 'compiled' in results else 'eager'
+    section = results[mode]
+    summary = dict(
+        mode=mode, mopro_img_per_s=section['mopro']['img_per_s'],
+        mopro_vs_bound=section['mopro_vs_bound'],
+        runner_vs_step=section['runner_vs_step'],
+        mopro_first_iters_s=section['mopro']['first_iters_s'])
+    if 'compiled' in results and 'eager' in results:
+        summary['compiled_vs_eager'] = (
+            section['mopro']['img_per_s'] /
+            results['eager']['mopro']['img_per_s'])
+    return summary
 
 
 def main(argv=None) -> Optional[Dict]:

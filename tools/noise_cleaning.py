@@ -28,7 +28,8 @@ from mopro.evaluation.noise_cleaning import (clean_dataset,
 from mopro.utils import write_json
 from mopro.utils.checkpoint import CheckpointError
 from mopro.utils.checkpoint import load_model_weights
-from mopro.utils.runner import add_config_args, load_config
+from mopro.utils.runner import (add_config_args, compile_only_on_cuda,
+                                load_config)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -63,7 +64,7 @@ def build_cleaning_dataset(cfg):
 def main(argv=None) -> dict:
     args = parse_args(argv)
     try:
-        cfg = load_config(args)
+        cfg = compile_only_on_cuda(load_config(args), device=args.device)
         if cfg.model.get('type') != 'MoPro':
             raise ValueError(f'{args.config}: noise cleaning needs a MoPro '
                              f'model config, got {cfg.model.get("type")}')

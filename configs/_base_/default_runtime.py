@@ -2,6 +2,9 @@ default_scope = 'mmpretrain'
 custom_imports = dict(imports=['mopro'], allow_failed_imports=False)
 
 default_hooks = dict(
+    # mmengine's RuntimeInfoHook, minus its .item() of every logged value in
+    # every iteration: the values reach the host when the logger reads them
+    runtime_info=dict(type='DeferredRuntimeInfoHook'),
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..utils.checkpoint import (CheckpointError, encoder_state_dict,
                                 load_checkpoint)
 from ..utils.fileio import atomic_path
+from ..utils.runner import compile_only_on_cuda
 
 
 def feature_pipeline(resize: int = 256, crop: int = 224) -> List[dict]:
@@ -52,12 +53,14 @@ class ImageList(Dataset):
 
 def build_feature_model(config: Union[str, Config],
                         cfg_options: Optional[dict] = None) -> torch.nn.Module:
-    """Build the model of an mmengine config (``model``), options merged."""
+    """Build the model of an mmengine config (``model``), options merged;
+    ``model.compile`` only where CUDA is available."""
     cfg = Config.fromfile(config) if isinstance(config, str) else config
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     if 'model' not in cfg:
         raise ValueError(f'{cfg.filename}: the config has no model')
+    compile_only_on_cuda(cfg)
     model = MODELS.build(cfg.model)
     if not hasattr(model, 'extract_feat'):
         raise ValueError(f'{cfg.filename}: model {type(model).__name__} has '

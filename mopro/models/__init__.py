@@ -1,9 +1,10 @@
 from .algorithms import MoPro
+from .classifiers import CompilableImageClassifier
 from .heads import MoProHead
 from .noise_correction import OOD_LABEL, correct_labels, update_prototypes
 from .utils import MoProDataPreprocessor
 
 __all__ = [
-    'MoPro', 'MoProHead', 'MoProDataPreprocessor', 'OOD_LABEL',
+    'MoPro', 'CompilableImageClassifier', 'MoProHead', 'MoProDataPreprocessor', 'OOD_LABEL',
     'correct_labels', 'update_prototypes'
 ]

@@ -50,11 +50,34 @@ def load_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
-def adapt_to_device(cfg: Config, amp: Optional[bool] = None) -> Config:
-    """Make a GPU config run where it is launched.
+def _on_cuda(device: Optional[str]) -> bool:
+    """Whether a run on ``device`` (default: CUDA when available) is on
+    CUDA."""
+    if device is None:
+        return torch.cuda.is_available()
+    return torch.device(device).type == 'cuda'
+
+
+def compile_only_on_cuda(cfg: Config, device: Optional[str] = None) -> Config:
+    """Turn ``model.compile`` off, with one log line, for a run that is not
+    on CUDA: inductor's C++ build of a ResNet takes minutes on a CPU."""
+    model = cfg.get('model')
+    if model is not None and model.get('compile') and not _on_cuda(device):
+        print_log('no CUDA device: model.compile=False (torch.compile is '
+                  'for the GPU configs)', logger='current')
+        model.compile = False
+    return cfg
+
+
+def adapt_to_device(cfg: Config, amp: Optional[bool] = None,
+                    device: Optional[str] = None) -> Config:
+    """Make a GPU config run where it is launched, on ``device`` (default:
+    CUDA when available).
 
     - ``amp=True`` turns on bf16 autocast (``AmpOptimWrapper``);
-    - without CUDA, AmpOptimWrapper (CUDA-only in mmengine) becomes a plain
+    - off CUDA, ``model.compile`` is turned off
+      (:func:`compile_only_on_cuda`);
+    - off CUDA, AmpOptimWrapper (CUDA-only in mmengine) becomes a plain
       OptimWrapper and the distributed backend becomes gloo; a launched
       (torchrun) CPU job gets its process group here, since mmengine's
       launcher insists on ``torch.cuda.set_device``, and a DDP wrapper
@@ -64,7 +87,8 @@ def adapt_to_device(cfg: Config, amp: Optional[bool] = None) -> Config:
     if amp and optim is not None and optim.get('type') != 'AmpOptimWrapper':
         optim.type = 'AmpOptimWrapper'
         optim.setdefault('dtype', 'bfloat16')
-    if not torch.cuda.is_available():
+    compile_only_on_cuda(cfg, device)
+    if not _on_cuda(device):
         if optim is not None and optim.get('type') == 'AmpOptimWrapper':
             print_log('no CUDA device: training in float32 with '
                       'OptimWrapper instead of AmpOptimWrapper',

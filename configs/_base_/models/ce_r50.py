@@ -1,7 +1,9 @@
 # Cross-entropy baseline on the noisy web labels (the "CE" rows of the
 # paper's tables): the same ResNet-50 encoder and linear classifier.
 model = dict(
-    type='ImageClassifier',
+    # mmpretrain's ImageClassifier with MoPro's model.compile switch
+    type='CompilableImageClassifier',
+    compile=dict(backend='inductor', mode=None, dynamic=None),
     backbone=dict(type='ResNet', depth=50, zero_init_residual=False),
     neck=dict(type='GlobalAveragePooling'),
     head=dict(

@@ -24,6 +24,11 @@ model = dict(
     shuffle_bn=True,
     channels_last=False,
     nonfinite='raise',
+    # torch.compile of both backbones, with these torch.compile arguments
+    # (e.g. --cfg-options model.compile.mode=max-autotune, or
+    # model.compile=False); adapt_to_device (tools/train.py) turns it off
+    # without CUDA
+    compile=dict(backend='inductor', mode=None, dynamic=None),
     data_preprocessor=dict(
         type='MoProDataPreprocessor',
         mean=[123.675, 116.28, 103.53],

@@ -1,3 +1,4 @@
 from .mopro_hook import MoProHook
+from .runtime_info_hook import DeferredRuntimeInfoHook
 
-__all__ = ['MoProHook']
+__all__ = ['DeferredRuntimeInfoHook', 'MoProHook']

@@ -5,7 +5,7 @@ code where it differs from the paper's text; each difference is marked
 "released code".
 """
 import copy
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -18,6 +18,7 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 from ..noise_correction import OOD_LABEL, correct_labels, update_prototypes
+from ..utils.compile import compile_submodules
 
 NONFINITE_ACTIONS = ('raise', 'skip')
 
@@ -86,6 +87,16 @@ class MoPro(BaseSelfSupervisor):
             flag on the host at once (one sync per step) and a copy of the
             statistics per step. With ``'raise'`` the statistics of the
             failed step are not restored: the run stops.
+        compile: ``torch.compile`` the encoder's and the momentum
+            encoder's backbones in place (:mod:`mopro.models.utils.compile`):
+            ``False`` (eager), ``True`` (torch's defaults: inductor, default
+            mode, automatic dynamic shapes), or a dict of ``torch.compile``
+            arguments, e.g. ``dict(mode='max-autotune', dynamic=None,
+            backend='inductor')``. State-dict keys, the momentum update and
+            the momentum encoder's own BN statistics are those of the eager
+            model; a failed build warns once and runs eagerly. The GPU
+            pretraining configs turn it on; ``adapt_to_device`` turns it off
+            without CUDA.
     """
 
     def __init__(self,
@@ -104,6 +115,7 @@ class MoPro(BaseSelfSupervisor):
                  shuffle_bn: bool = True,
                  channels_last: bool = False,
                  nonfinite: str = 'raise',
+                 compile: Union[bool, dict] = False,
                  pretrained: Optional[str] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
@@ -152,6 +164,7 @@ class MoPro(BaseSelfSupervisor):
 
         if channels_last:
             self.to(memory_format=torch.channels_last)
+        compile_submodules(self, ('backbone', 'momentum_backbone'), compile)
 
     # ------------------------------------------------------------------
     # encoder and momentum encoder

@@ -1,0 +1,3 @@
+from .image_classifier import CompilableImageClassifier
+
+__all__ = ['CompilableImageClassifier']
