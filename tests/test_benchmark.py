@@ -64,3 +64,20 @@ def test_benchmark_reports_all_steps(tmp_path):
         compiled['mopro']['img_per_s'] / eager
     assert summary['runner_vs_step'] == compiled['runner_vs_step']
 
+
+
+@pytest.mark.gpu
+def test_benchmark_step_on_cuda_makes_no_host_sync(tmp_path):
+    # torch's sync debug mode around one bf16 step of the v1 config (eager:
+    # the compiled step is checked in test_compile_gpu.py)
+    results = benchmark.main([
+        osp.join(ROOT, 'configs', 'mopro_r50_webvision_v1.py'), '--iters',
+        '2', '--warmup', '2', '--batch-size', '8', '--eval-batch-size', '8',
+        '--image-size', '64', '--device', 'cuda', '--compile', 'off',
+        '--cfg-options', 'model.backbone.depth=18', 'model.feat_dim=512',
+        'model.num_classes=10', 'model.queue_len=64'
+    ])
+    assert results['optim_wrapper'] == 'AmpOptimWrapper'
+    eager = results['eager']
+    assert eager['mopro']['host_syncs_per_step'] == 0
+    assert eager['mopro']['peak_memory_mb'] > 0

@@ -18,7 +18,7 @@ from mmengine.runner import Runner
 from PIL import Image
 from scipy import stats
 from sklearn.datasets import load_sample_images
-from test_mopro_model import HostReads
+from _host_reads import HostReads
 from torchvision import transforms as T
 
 from mopro.datasets import WebVision
