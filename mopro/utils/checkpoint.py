@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer
 
+from .cli import UserError
+
 SAFE_GLOBALS = [
     HistoryBuffer,
     np._core.multiarray._reconstruct,
@@ -62,7 +64,7 @@ _ORIGINAL_BUFFERS = {
 }
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint that cannot be used; the message names file and cause."""
 
 

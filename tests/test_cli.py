@@ -1,0 +1,64 @@
+"""The tools' error boundary: user errors in one line, bugs with their
+traceback."""
+import subprocess
+import sys
+
+import pytest
+
+from mopro.utils.checkpoint import CheckpointError
+from mopro.utils.cli import ConfigError, DataError, one_line, run_tool
+
+
+def _raise(err):
+    def main():
+        raise err
+    return main
+
+
+@pytest.mark.parametrize('err', [
+    ConfigError('cfg.py: model.threshold must be in [0, 1], got 5'),
+    DataError('list.txt:3: label 9 is out of range [0, 8)'),
+    CheckpointError('x.pth: truncated or corrupt checkpoint'),
+    PermissionError(13, 'Permission denied', '/out/x.json'),
+])
+def test_user_error_is_one_line_and_exit_1(err, capsys, monkeypatch):
+    monkeypatch.delenv('MOPRO_TRACEBACK', raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        run_tool(_raise(err))
+    assert exit_info.value.code == 1
+    err_text = capsys.readouterr().err
+    assert err_text.count('\n') == 1
+    assert err_text.startswith('error: ')
+    assert 'Traceback' not in err_text
+
+
+def test_programming_error_keeps_its_traceback():
+    with pytest.raises(ZeroDivisionError):
+        run_tool(_raise(ZeroDivisionError('division by zero')))
+
+
+def test_traceback_on_request(monkeypatch):
+    monkeypatch.setenv('MOPRO_TRACEBACK', '1')
+    with pytest.raises(ConfigError):
+        run_tool(_raise(ConfigError('bad key')))
+
+
+def test_worker_error_keeps_its_last_line():
+    err = DataError('Caught DataError in DataLoader worker process 0.\n'
+                    'Original Traceback (most recent call last):\n'
+                    '  File "x.py", line 1, in f\n'
+                    'mopro.utils.cli.DataError: list.txt:3: bad label')
+    assert one_line(err) == 'list.txt:3: bad label'
+
+
+def test_run_tool_in_a_process_prints_one_line(tmp_path):
+    script = tmp_path / 'tool.py'
+    script.write_text(
+        'from mopro.utils.cli import ConfigError, run_tool\n'
+        'def main():\n'
+        '    raise ConfigError("c.py: model.alpha must be in [0, 1]")\n'
+        'run_tool(main)\n')
+    result = subprocess.run([sys.executable, str(script)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr == 'error: c.py: model.alpha must be in [0, 1]\n'
