@@ -233,12 +233,15 @@ def test_matches_released_reference(monkeypatch, phase):
     assert_same_state(model, ref, atol=0)
     is_proto, is_clean = phase != 'warmup', phase == 'clean'
     calls = record_head(monkeypatch, model)
+    lr, momentum = 0.01, 0.9
     opt = torch.optim.SGD(
-        [p for p in model.parameters() if p.requires_grad], lr=0.01,
-        momentum=0.9)
+        [p for p in model.parameters() if p.requires_grad], lr=lr,
+        momentum=momentum)
     ref_opt = torch.optim.SGD(
-        [p for p in ref.parameters() if p.requires_grad], lr=0.01,
-        momentum=0.9)
+        [p for p in ref.parameters() if p.requires_grad], lr=lr,
+        momentum=momentum)
+    # what the gradient tolerance below admits in SGD's momentum buffers
+    buffer_tol = {}
 
     for step in range(2):
         weak, strong = views(3 + step)
@@ -259,16 +262,21 @@ def test_matches_released_reference(monkeypatch, phase):
         ref_params = dict(ref.named_parameters())
         for name, param in model.named_parameters():
             if param.requires_grad:
-                torch.testing.assert_close(
-                    param.grad, ref_params[reference_name(name)].grad,
-                    rtol=1e-3, atol=1e-4, msg=name)
+                ref_grad = ref_params[reference_name(name)].grad
+                torch.testing.assert_close(param.grad, ref_grad, rtol=1e-3,
+                                           atol=1e-4, msg=name)
+                buffer_tol[name] = momentum * buffer_tol.get(name, 0) + \
+                    1e-4 + 1e-3 * ref_grad.abs()
         opt.step()
         ref_opt.step()
         ref_params = dict(ref.named_parameters())
         for name, param in model.named_parameters():
             other = ref_params[reference_name(name)]
-            torch.testing.assert_close(param, other, rtol=0, atol=1e-6,
-                                       msg=name)
+            # rounding (1e-6), plus for trained weights lr x the difference
+            # of the momentum buffers that the gradient check admitted
+            bound = 1e-6 + lr * buffer_tol.get(name, 0)
+            excess = (param - other).abs() - bound
+            assert excess.max() <= 0, (name, excess.max().item())
             # The tiny net is ill-conditioned (1x1 maps in layer4, batch-8
             # BatchNorm): 1-ulp weight differences grow to ~1% gradient
             # differences in the next step, so the weights (only) are
