@@ -38,7 +38,7 @@ train_dataloader = dict(
     persistent_workers=True,
     pin_memory=True,
     drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=True),
+    sampler=dict(type='ResumableSampler', shuffle=True),  # exact --resume
     collate_fn=dict(type='default_collate'),
     dataset=dict(
         type='ImageNetSubset',

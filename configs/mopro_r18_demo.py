@@ -96,6 +96,5 @@ auto_scale_lr = dict(base_batch_size=64)
 
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=5),
-    checkpoint=dict(type='CheckpointHook', interval=max_epochs,
-                    max_keep_ckpts=1))
+    checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
 env_cfg = dict(cudnn_benchmark=False)

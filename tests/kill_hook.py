@@ -1,5 +1,5 @@
-"""``KillAtIter``: SIGKILLs its own training process before a given
-iteration, for the kill-and-resume tests (imported by the training
+"""Hooks that SIGKILL their own training process, as a node failure or
+``kill -9`` would, for the kill-and-resume tests (imported by the training
 subprocess through ``custom_imports``)."""
 import os
 import signal
@@ -8,10 +8,14 @@ from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
 
+def _die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 @HOOKS.register_module()
 class KillAtIter(Hook):
-    """Kill the process, as a node failure or ``kill -9`` would, before
-    iteration ``iteration`` (0-based, counted over the whole run)."""
+    """Kill the process before iteration ``iteration`` (0-based, counted
+    over the whole run)."""
 
     def __init__(self, iteration: int) -> None:
         self.iteration = iteration
@@ -19,4 +23,27 @@ class KillAtIter(Hook):
     def before_train_iter(self, runner, batch_idx: int,
                           data_batch=None) -> None:
         if runner.iter == self.iteration:
-            os.kill(os.getpid(), signal.SIGKILL)
+            _die()
+
+
+@HOOKS.register_module()
+class KillDuringSave(Hook):
+    """Kill the process while it saves the checkpoint of epoch ``epoch``, at
+    the worst moment: the checkpoint is written to its temporary file but
+    not yet renamed into place (everything a hook deletes before saving is
+    already gone)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        if checkpoint['meta']['epoch'] != self.epoch:
+            return
+        replace = os.replace
+
+        def replace_or_die(src, dst, **kwargs):
+            if str(dst).endswith('.pth'):
+                _die()
+            replace(src, dst, **kwargs)
+
+        os.replace = replace_or_die

@@ -85,6 +85,16 @@ def build_configs(tmp_path):
         'DeferredRuntimeInfoHook': (engine_registry.HOOKS,
                                     dict(type='DeferredRuntimeInfoHook'),
                                     lambda h: h.priority == 'VERY_HIGH'),
+        'SafeCheckpointHook': (
+            engine_registry.HOOKS,
+            dict(type='SafeCheckpointHook', interval=2, max_keep_ckpts=1),
+            lambda h: (h.interval, h.max_keep_ckpts) == (2, 1)),
+        'MoProRunner': (
+            engine_registry.RUNNERS,
+            dict(runner_type='MoProRunner', model=_tiny_mopro_cfg(),
+                 work_dir=str(tmp_path / 'runner'),
+                 experiment_name='registry', default_scope='mmpretrain'),
+            lambda r: r.model.prototypes.shape == (3, 128)),
         'MoProHook': (engine_registry.HOOKS,
                       dict(type='MoProHook', start_clean_epoch=3),
                       lambda h: h.phase(3)['correct_noise']),
@@ -106,6 +116,12 @@ def build_configs(tmp_path):
                                      dataset=pretrain_registry.DATASETS.build(
                                          webvision)),
                                 lambda s: len(list(iter(s))) == 6),
+        'ResumableSampler': (
+            pretrain_registry.DATA_SAMPLERS,
+            dict(type='ResumableSampler', seed=0, shuffle=False,
+                 dataset=pretrain_registry.DATASETS.build(webvision)),
+            lambda s: [(int(i), i.rng_key) for i in s] == [
+                (p, (0, 0, p)) for p in range(6)]),
         'CalibratedAccuracy': (pretrain_registry.METRICS,
                                dict(type='CalibratedAccuracy', bin_size=10),
                                lambda m: m.bin_size == 10),

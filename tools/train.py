@@ -3,15 +3,20 @@
 
     python tools/train.py configs/mopro_r50_webvision_v1.py [--resume [CKPT]]
     tools/dist_train.sh configs/mopro_r50_webvision_v1.py 8
+
+``--resume`` alone continues from the work dir's latest checkpoint, or
+starts from epoch 1 when there is none (one command for a requeued job).
+Mistakes in the config, the hooks' arguments, ``--resume CKPT`` or
+``load_from`` are one-line errors before training starts.
 """
 import argparse
 
 import mopro  # noqa: F401  (registers the project, safe unpickling)
-from mmengine.runner import Runner
-
-from mopro.utils.checkpoint import CheckpointError
-from mopro.utils.runner import (add_config_args, adapt_to_device,  # noqa
-                                load_config)
+from mopro.engine import MoProRunner
+from mopro.utils.cli import run_tool
+from mopro.utils.runner import (add_config_args, adapt_to_device,
+                                check_hook_args, load_config,
+                                resolve_checkpoints)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -22,7 +27,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         nargs='?',
         const='auto',
         help='resume from CKPT, or from the latest checkpoint of the work '
-        'dir when given alone')
+        'dir when given alone (from the start if it has none)')
     parser.add_argument('--amp', action='store_true',
                         help='bf16 automatic mixed precision')
     parser.add_argument('--auto-scale-lr', action='store_true',
@@ -32,25 +37,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    try:
-        cfg = load_config(args)
-    except (FileNotFoundError, ValueError) as err:
-        raise SystemExit(f'error: {err}')
+    cfg = load_config(args)
+    check_hook_args(cfg)
     adapt_to_device(cfg, amp=args.amp)
-    if args.resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = None
-    elif args.resume is not None:
-        cfg.resume = True
-        cfg.load_from = args.resume
+    resolve_checkpoints(cfg, args.resume)
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
-    try:
-        runner = Runner.from_cfg(cfg)
-        runner.train()
-    except CheckpointError as err:  # init from a mismatched checkpoint
-        raise SystemExit(f'error: {err}')
+    MoProRunner.from_cfg(cfg).train()
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -8,8 +8,9 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    # atomic writes: a kill during a save never truncates the latest one
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3,
+    # a kill at any moment leaves a complete checkpoint and last_checkpoint
+    # pointing at it: atomic writes, outdated ones deleted after the new one
+    checkpoint=dict(type='SafeCheckpointHook', interval=1, max_keep_ckpts=3,
                     backend_args=dict(backend='atomic_local')),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False),

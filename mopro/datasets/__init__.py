@@ -9,5 +9,5 @@ __all__ = [
 ]
 from .imagenet_variants import ImageNet200  # noqa: F401,E402
 from .cleaned_webvision import CleanedWebVision  # noqa: F401,E402
-from .samplers import SqrtBalancedSampler  # noqa: F401,E402
+from .samplers import ResumableSampler, SqrtBalancedSampler  # noqa: F401,E402
 from .subset import ImageNetSubset  # noqa: F401,E402

@@ -8,6 +8,7 @@ from mmengine.logging import print_log
 from mmpretrain.registry import TRANSFORMS
 
 from .file_list import ImageList
+from .seeding import rng_key_of, seeded_rngs
 from .transforms import ImageDecodeError
 
 
@@ -35,6 +36,14 @@ class ImageListDataset(BaseDataset):
     ``max_bad_fraction`` of the images loaded so far (after the first 100)
     fail, loading stops with an error, since the data is then broken rather
     than dirty. In test mode an undecodable image is an error.
+
+    Indexed with a :class:`~mopro.datasets.seeding.SeededIndex` (what the
+    training samplers ``ResumableSampler`` and ``SqrtBalancedSampler``
+    yield), the sample's pipeline, and the choice of a replacement for an
+    undecodable image, draw from RNGs seeded from the index's key ``(seed,
+    epoch, position)``: a resumed run makes the views an uninterrupted one
+    makes, whatever the dataloader workers. A plain index uses the RNGs as
+    they are.
 
     Args:
         data_root: dataset root.
@@ -103,6 +112,15 @@ class ImageListDataset(BaseDataset):
 
     def get_cat_ids(self, idx: int) -> List[int]:
         return [int(self.images.labels[idx])]
+
+    def __getitem__(self, idx: int) -> dict:
+        rng_key = rng_key_of(idx)
+        if rng_key is None:
+            return super().__getitem__(idx)
+        # mmengine's refetch (_rand_another) draws from numpy's global RNG:
+        # seeded here too
+        with seeded_rngs(rng_key):
+            return super().__getitem__(int(idx))
 
     def prepare_data(self, idx: int):
         try:

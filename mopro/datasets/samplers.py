@@ -1,4 +1,9 @@
-"""Square-root class-balanced sampling for classifier re-training.
+"""Training samplers whose indices carry their sample's RNG key
+(:mod:`mopro.datasets.seeding`), so that a resumed run makes the views an
+uninterrupted one makes: :class:`ResumableSampler` (mmengine's
+``DefaultSampler`` order) and :class:`SqrtBalancedSampler`.
+
+Square-root class-balanced sampling for classifier re-training.
 
 Paper Section 4.3 (following Mahajan et al. 2018): the classifier is
 re-trained with square-root sampling, i.e. a class with n_c images gets a
@@ -11,12 +16,41 @@ this sampler draws exactly from the sqrt distribution, with replacement, in
 two vectorised steps (class by its mass, then an image of the class
 uniformly), so it also scales to WebVision V2's 16M images.
 """
-from typing import Iterator, Optional, Sized
+from typing import Iterable, Iterator, Optional, Sized
 
 import numpy as np
+from mmengine.dataset import DefaultSampler
 from mmengine.dist import get_dist_info, sync_random_seed
 from mmpretrain.registry import DATA_SAMPLERS
 from torch.utils.data import Sampler
+
+from .seeding import SeededIndex
+
+
+def seeded_indices(indices: Iterable[int], seed: int, epoch: int,
+                   rank: int, world_size: int) -> Iterator[SeededIndex]:
+    """A rank's indices ``indices[k]``, which stand at position
+    ``rank + k * world_size`` of the epoch's order over all ranks, with the
+    RNG key ``(seed, epoch, position)``."""
+    for k, index in enumerate(indices):
+        yield SeededIndex(index, (seed, epoch, rank + k * world_size))
+
+
+@DATA_SAMPLERS.register_module()
+class ResumableSampler(DefaultSampler):
+    """mmengine's ``DefaultSampler`` whose indices carry the RNG key of
+    their sample's augmentation, ``(seed, epoch, position)``
+    (:mod:`mopro.datasets.seeding`).
+
+    Same order and arguments as ``DefaultSampler``. With the project's
+    datasets, a sample's views depend only on the seed, the epoch (set by
+    ``DistSamplerSeedHook``) and its position in the epoch, not on the
+    dataloader workers: a resumed run repeats an uninterrupted one.
+    """
+
+    def __iter__(self) -> Iterator[SeededIndex]:
+        return seeded_indices(super().__iter__(), self.seed, self.epoch,
+                              self.rank, self.world_size)
 
 
 def dataset_labels(dataset: Sized) -> np.ndarray:
@@ -42,7 +76,9 @@ class SqrtBalancedSampler(Sampler):
     Every epoch draws ``num_samples`` (default: the dataset size) indices
     from a generator seeded with ``seed + epoch`` (the same on all ranks);
     rank r takes draws ``r, r + W, r + 2W, ...`` of the draw (padded to a
-    multiple of the world size W).
+    multiple of the world size W). Each index carries the RNG key
+    ``(seed, epoch, draw)`` of its augmentation, as :class:`ResumableSampler`
+    (an image drawn twice gets two different views).
 
     Args:
         dataset: dataset with ``get_gt_labels`` or ``get_cat_ids``.
@@ -80,9 +116,10 @@ class SqrtBalancedSampler(Sampler):
             np.int64)
         return self.order[self.starts[classes] + offsets]
 
-    def __iter__(self) -> Iterator[int]:
+    def __iter__(self) -> Iterator[SeededIndex]:
         indices = self.draw(self.epoch)[self.rank::self.world_size]
-        return iter(indices.tolist())
+        return seeded_indices(indices.tolist(), self.seed, self.epoch,
+                              self.rank, self.world_size)
 
     def __len__(self) -> int:
         return self.num_samples

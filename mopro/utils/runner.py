@@ -1,13 +1,24 @@
-"""Shared set-up of the command-line tools: config loading and device fixes."""
+"""Shared set-up of the command-line tools: config loading and checks,
+device fixes, what ``--resume`` resumes."""
 import argparse
+import ast
 import datetime
+import difflib
+import inspect
 import os
 import os.path as osp
-from typing import Optional
+import re
+import zipfile
+from types import TracebackType
+from typing import Iterator, List, Optional, Tuple
 
 import torch
 from mmengine.config import Config, DictAction
+from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
+
+from .checkpoint import CheckpointError, load_checkpoint, mopro_state_dict
+from .cli import ConfigError, UserError
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -33,14 +44,22 @@ def load_config(args: argparse.Namespace) -> Config:
     """Read the config, merge ``--cfg-options``, set launcher and work dir.
 
     The work dir defaults to ``work_dirs/<config name>``, as in OpenMMLab.
+
+    Raises:
+        FileNotFoundError: no such config file (or base file).
+        ConfigError: a config (or base) that cannot be read, naming its file
+            and line, or a ``--cfg-options`` key that cannot be merged.
     """
     if not osp.isfile(args.config):
         raise FileNotFoundError(f'{args.config}: config file not found')
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
-    cfg = Config.fromfile(args.config)
+    cfg = read_config(args.config)
     if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+        try:
+            cfg.merge_from_dict(args.cfg_options)
+        except (KeyError, TypeError, ValueError, IndexError) as err:
+            raise ConfigError(f'--cfg-options: {_message(err)}') from None
     cfg.launcher = args.launcher
     if args.work_dir:
         cfg.work_dir = args.work_dir
@@ -48,6 +67,130 @@ def load_config(args: argparse.Namespace) -> Config:
         cfg.work_dir = osp.join('work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
     return cfg
+
+
+def read_config(path: str) -> Config:
+    """``Config.fromfile(path)``, with a one-line :class:`ConfigError` for a
+    config that cannot be read.
+
+    A syntax error names the file (the config or one of its bases) and the
+    line, as does an error raised by a config's code (``NameError``, ...);
+    mmengine's own message names neither.
+    """
+    try:
+        return Config.fromfile(path)
+    except SyntaxError as err:
+        found = _find_syntax_error(path) or err
+        where = (f'{osp.normpath(found.filename)}:{found.lineno}'
+                 if found is not err else f'{path} or one of its bases, '
+                 f'line {err.lineno}')
+        raise ConfigError(f'{where}: syntax error: {found.msg}') from None
+    except FileNotFoundError as err:  # the config itself exists
+        raise ConfigError(f'{path}: base config not found: '
+                          f'{osp.normpath(err.filename)}') from None
+    except Exception as err:  # noqa: B902 (the config's code or mmengine)
+        where = _config_line(err.__traceback__) or path
+        raise ConfigError(
+            f'{where}: {type(err).__name__}: {_message(err)}') from None
+
+
+def _message(err: BaseException) -> str:
+    text = str(err.args[0]) if isinstance(err, KeyError) and err.args \
+        else str(err)
+    return ' '.join(text.split()) or type(err).__name__
+
+
+def _find_syntax_error(path: str) -> Optional[SyntaxError]:
+    """The syntax error of the config at ``path`` or of one of its
+    ``_base_`` files (relative paths), None if none is found."""
+    with open(path, encoding='utf-8') as f:
+        source = f.read()
+    try:
+        tree = ast.parse(source, filename=path)
+    except SyntaxError as err:
+        return err
+    for base in _base_files(tree, path):
+        found = _find_syntax_error(base)
+        if found is not None:
+            return found
+    return None
+
+
+def _base_files(tree: ast.Module, path: str) -> Iterator[str]:
+    for node in tree.body:
+        if not (isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == '_base_'
+                for t in node.targets)):
+            continue
+        try:
+            bases = ast.literal_eval(node.value)
+        except ValueError:
+            return
+        for base in [bases] if isinstance(bases, str) else bases:
+            base = osp.join(osp.dirname(path), str(base))
+            if osp.isfile(base):
+                yield base
+
+
+def _config_line(tb: Optional[TracebackType]) -> Optional[str]:
+    """``file:line`` of the innermost config (module-level) frame of a
+    traceback raised while mmengine ran a config."""
+    where = None
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_name == '<module>' and code.co_filename.endswith('.py'):
+            where = f'{code.co_filename}:{tb.tb_lineno}'
+        tb = tb.tb_next
+    return where
+
+
+def check_hook_args(cfg: Config) -> None:
+    """Raise a :class:`ConfigError` naming the key for an argument that a
+    hook of ``default_hooks`` or ``custom_hooks`` does not take.
+
+    Checked against the hook class's signature before anything is built:
+    mmengine's ``CheckpointHook`` takes any keyword (it passes them to
+    ``Runner.save_checkpoint``, which takes none of them), so a misspelled
+    ``default_hooks.checkpoint.max_keep_ckpt`` would fail at the first save
+    and lose that epoch.
+    """
+    from mmpretrain.registry import HOOKS
+    hooks = [(f'default_hooks.{name}', hook)
+             for name, hook in (cfg.get('default_hooks') or {}).items()]
+    hooks += [(f'custom_hooks.{i}', hook)
+              for i, hook in enumerate(cfg.get('custom_hooks') or [])]
+    for prefix, hook in hooks:
+        if not isinstance(hook, dict) or 'type' not in hook:
+            continue
+        cls = hook['type'] if inspect.isclass(hook['type']) else HOOKS.get(
+            hook['type'])
+        if cls is None:
+            raise ConfigError(f'{prefix}.type: no hook named '
+                              f'{hook["type"]!r} is registered')
+        accepted = _keyword_arguments(cls)
+        if accepted is None:
+            continue
+        for key in hook:
+            if key not in accepted and key not in ('type', 'priority'):
+                close = difflib.get_close_matches(key, accepted, n=1)
+                hint = f' (did you mean {close[0]!r}?)' if close else ''
+                raise ConfigError(
+                    f'{prefix}.{key}: {cls.__name__} has no argument '
+                    f'{key!r}{hint}')
+
+
+def _keyword_arguments(cls: type) -> Optional[List[str]]:
+    """The named arguments of ``cls``; None if it takes any keyword
+    (``**kwargs``), except for a ``CheckpointHook``, which passes them to a
+    method that takes none of them."""
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    if any(p.kind is p.VAR_KEYWORD for p in params) and not issubclass(
+            cls, CheckpointHook):
+        return None
+    return [
+        p.name for p in params
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
 
 
 def _on_cuda(device: Optional[str]) -> bool:
@@ -115,3 +258,137 @@ def _init_cpu_process_group(cfg: Config) -> None:
         type='MMDistributedDataParallel')
     wrapper.update(device_ids=None, broadcast_buffers=False)
     cfg.model_wrapper_cfg = wrapper
+
+
+# the pointer mmengine's CheckpointHook and SafeCheckpointHook write
+LAST_CHECKPOINT = 'last_checkpoint'
+_CHECKPOINT_NAME = re.compile(r'(?:epoch|iter)_(\d+)\.pth')
+
+
+def resolve_checkpoints(cfg: Config, resume: Optional[str]) -> None:
+    """Check what the run starts from, before any work, and set
+    ``cfg.resume`` and ``cfg.load_from`` to it.
+
+    Args:
+        cfg: the config; its ``resume=True`` counts as ``resume='auto'``
+            (or as ``resume=cfg.load_from`` when that is set).
+        resume: ``--resume``: None, ``'auto'`` or a checkpoint path.
+
+    - a path: it must be a checkpoint of a training run (one-line
+      :class:`CheckpointError` otherwise);
+    - ``'auto'``: the checkpoint ``last_checkpoint`` in the work dir points
+      at; if the pointer is missing, empty or dangling, the newest complete
+      checkpoint of the work dir, with a log line saying so; if there is
+      none, a log line ``no checkpoint in <work dir>: starting from epoch
+      1`` and a run from the start (from ``load_from`` if the config sets
+      it), so that a requeued job keeps one command;
+    - None: ``load_from`` (initial weights), if set, must be a checkpoint
+      of this project or of the released code.
+    """
+    if resume is None and cfg.get('resume'):
+        resume = cfg.get('load_from') or 'auto'
+    if resume == 'auto':
+        resume = find_resumable_checkpoint(cfg)
+        if resume is None:
+            print_log(f'no checkpoint in {cfg.work_dir}: starting from '
+                      f'{_first_step(cfg)}', logger='current')
+    if resume is not None:
+        check_resumable(resume)
+        cfg.resume, cfg.load_from = True, resume
+        return
+    cfg.resume = False
+    if cfg.get('load_from'):
+        check_weights_file(cfg.load_from)
+
+
+def check_resumable(path: str) -> None:
+    """Raise a one-line error unless ``path`` is a checkpoint of a training
+    run (``meta`` with epoch and iteration, ``state_dict``)."""
+    if not osp.isfile(path):
+        raise UserError(f'--resume {path}: no such checkpoint file')
+    ckpt = load_checkpoint(path)
+    meta = ckpt.get('meta')
+    if not (isinstance(meta, dict) and 'epoch' in meta and 'iter' in meta
+            and isinstance(ckpt.get('state_dict'), dict)):
+        raise CheckpointError(
+            f'{path}: not a checkpoint of a training run (no epoch and '
+            'iteration in its meta): --resume continues a run of '
+            f'tools/train.py; to start from its weights set load_from={path}')
+
+
+def check_weights_file(path: str) -> None:
+    """Raise a one-line error unless ``path`` is a checkpoint of this
+    project or of the released code (``load_from``); whether it fits the
+    model is checked when it is loaded (``MoProRunner``)."""
+    if not osp.isfile(path):
+        raise UserError(f'load_from={path}: no such checkpoint file')
+    mopro_state_dict(load_checkpoint(path), path)
+
+
+def find_resumable_checkpoint(cfg: Config) -> Optional[str]:
+    """The checkpoint ``--resume`` continues from: the one the work dir's
+    ``last_checkpoint`` names, else (pointer missing, empty or naming no
+    complete file; logged) the newest complete checkpoint; None if there is
+    none."""
+    work_dir = cfg.work_dir
+    directory = _checkpoint_dir(cfg)
+    pointer = osp.join(work_dir, LAST_CHECKPOINT)
+    if osp.isfile(pointer):
+        with open(pointer, encoding='utf-8') as f:
+            named = f.read().strip()
+        if named and not osp.isfile(named):  # relative to another cwd
+            moved = osp.join(directory, osp.basename(named))
+            named = moved if osp.isfile(moved) else named
+        if named and _is_complete(named):
+            return named
+        if not named:
+            problem = f'{pointer} is empty'
+        elif osp.isfile(named):
+            problem = f'{pointer} names an incomplete file, {named}'
+        else:
+            problem = f'{pointer} names a missing file, {named}'
+    else:
+        problem = f'no {pointer}'
+    newest = _newest_complete_checkpoint(directory)
+    if newest is not None:
+        print_log(f'{problem}: resuming from the newest complete '
+                  f'checkpoint, {newest}', logger='current')
+    elif osp.isfile(pointer):
+        print_log(problem, logger='current')
+    return newest
+
+
+def _checkpoint_dir(cfg: Config) -> str:
+    """Where the checkpoint hook writes (``out_dir/<work dir name>`` if it
+    sets ``out_dir``, as mmengine's, else the work dir)."""
+    hook = (cfg.get('default_hooks') or {}).get('checkpoint') or {}
+    out_dir = hook.get('out_dir') if isinstance(hook, dict) else None
+    if out_dir is None:
+        return cfg.work_dir
+    return osp.join(out_dir, osp.basename(cfg.work_dir.rstrip(osp.sep)))
+
+
+def _is_complete(path: str) -> bool:
+    """Whether a checkpoint file is whole: torch.save writes a zip archive,
+    whose directory is at its end."""
+    return osp.isfile(path) and zipfile.is_zipfile(path)
+
+
+def _newest_complete_checkpoint(directory: str) -> Optional[str]:
+    """The complete ``epoch_N.pth``/``iter_N.pth`` of the largest N."""
+    if not osp.isdir(directory):
+        return None
+    found: List[Tuple[int, str]] = []
+    for name in os.listdir(directory):
+        match = _CHECKPOINT_NAME.fullmatch(name)
+        path = osp.join(directory, name)
+        if match and _is_complete(path):
+            found.append((int(match[1]), path))
+    return max(found)[1] if found else None
+
+
+def _first_step(cfg: Config) -> str:
+    train_cfg = cfg.get('train_cfg') or {}
+    by_epoch = train_cfg.get('by_epoch',
+                             train_cfg.get('type') != 'IterBasedTrainLoop')
+    return 'epoch 1' if by_epoch else 'iteration 1'

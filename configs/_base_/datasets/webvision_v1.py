@@ -41,7 +41,10 @@ train_dataloader = dict(
     persistent_workers=True,
     pin_memory=True,
     drop_last=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
+    # DefaultSampler's order; each sample's augmentation is seeded from
+    # (seed, epoch, position), so --resume repeats the views of an
+    # uninterrupted run whatever the workers (mopro/datasets/seeding.py)
+    sampler=dict(type='ResumableSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
     dataset=dict(
         type=dataset_type,

@@ -1,4 +1,5 @@
+from .checkpoint_hook import SafeCheckpointHook
 from .mopro_hook import MoProHook
 from .runtime_info_hook import DeferredRuntimeInfoHook
 
-__all__ = ['DeferredRuntimeInfoHook', 'MoProHook']
+__all__ = ['DeferredRuntimeInfoHook', 'MoProHook', 'SafeCheckpointHook']
