@@ -1,4 +1,5 @@
 from .mopro_hook import MoProHook
+from .nonfinite_hook import NonFiniteCheckHook
 from .runtime_info_hook import DeferredRuntimeInfoHook
 
-__all__ = ['DeferredRuntimeInfoHook', 'MoProHook']
+__all__ = ['DeferredRuntimeInfoHook', 'MoProHook', 'NonFiniteCheckHook']
