@@ -10,14 +10,17 @@ The released checkpoints (``state_dict`` with ``module.encoder_q.*``,
 tool and config of the project loads.
 """
 import argparse
+import os
 import os.path as osp
 
 import torch
 
 from mopro.utils import atomic_path
-from mopro.utils.checkpoint import (ORIGINAL_FORMAT, CheckpointError,  # noqa
-                                    get_state_dict, load_checkpoint,
-                                    original_to_mopro, require_format)
+from mopro.utils.checkpoint import (ORIGINAL_FORMAT, get_state_dict,
+                                    load_checkpoint, original_to_mopro,
+                                    require_finite, require_format)
+from mopro.utils.cli import run_tool
+from mopro.utils.outputs import check_output_file
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -31,8 +34,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def convert(ckpt: dict, source: str) -> dict:
-    """This project's checkpoint dict from a released-code checkpoint."""
+    """This project's checkpoint dict from a released-code checkpoint
+    (finite weights only)."""
     require_format(ckpt, ORIGINAL_FORMAT, source)
+    require_finite(get_state_dict(ckpt), source)
     state = original_to_mopro(get_state_dict(ckpt))
     return {
         'meta': {
@@ -45,11 +50,12 @@ def convert(ckpt: dict, source: str) -> dict:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    try:
-        ckpt = load_checkpoint(args.input, trust=args.trust_checkpoint)
-        converted = convert(ckpt, args.input)
-    except (FileNotFoundError, CheckpointError) as err:
-        raise SystemExit(f'error: {err}')
+    if not osp.isfile(args.input):
+        raise FileNotFoundError(f'{args.input}: no such checkpoint file')
+    check_output_file(args.output, inputs=[args.input],
+                      need_bytes=os.path.getsize(args.input))
+    ckpt = load_checkpoint(args.input, trust=args.trust_checkpoint)
+    converted = convert(ckpt, args.input)
     with atomic_path(args.output) as tmp:
         torch.save(converted, tmp)
     print(f'{args.input} -> {args.output}: '
@@ -58,4 +64,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)
