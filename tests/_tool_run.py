@@ -43,7 +43,10 @@ def run_tools(commands: List[Sequence], timeout: int = 600
     """``python tools/<name>.py ARGS`` for each ``[name, *args]``, as a
     user runs it (the processes run side by side)."""
     env = {k: v for k, v in os.environ.items() if k != TRACEBACK_ENV}
-    env.update(CUDA_VISIBLE_DEVICES='', OMP_NUM_THREADS='1')
+    # the package of this checkout, as the in-process tests import it
+    env.update(CUDA_VISIBLE_DEVICES='', OMP_NUM_THREADS='1',
+               PYTHONPATH=os.pathsep.join(
+                   filter(None, [ROOT, env.get('PYTHONPATH')])))
     procs = [subprocess.Popen(
         [sys.executable, os.path.join(ROOT, 'tools', f'{name}.py'),
          *map(str, args)], env=env, stdout=subprocess.DEVNULL,

@@ -4,6 +4,8 @@ checkpoint formats, summary, errors and atomic output."""
 import argparse
 import os
 import pickle
+import shutil
+from collections import namedtuple
 
 import numpy as np
 import pytest
@@ -285,3 +287,16 @@ def test_unwritable_output_fails_before_reading(tmp_path, encoder, run_error,
     assert run_error([src, str(blocker / 'out.pkl')]) == (
         f'error: {blocker}/out.pkl: cannot write the output: {blocker} is a '
         'file, not a folder')
+
+
+def test_too_little_disk_space_fails_before_writing(tmp_path, encoder,
+                                                    run_error, monkeypatch):
+    src = mopro_checkpoint(encoder, str(tmp_path / 'a.pth'))
+    out = tmp_path / 'out.pkl'
+    usage = namedtuple('usage', 'total used free')
+    monkeypatch.setattr(shutil, 'disk_usage',
+                        lambda path: usage(2**30, 2**30 - 2**20, 2**20))
+    message = run_error([src, str(out)])
+    assert message.startswith(f'error: {out}: 1.0 MiB free on the disk of '
+                              'the output, it needs about ')
+    assert not out.exists()

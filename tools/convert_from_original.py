@@ -10,7 +10,6 @@ The released checkpoints (``state_dict`` with ``module.encoder_q.*``,
 tool and config of the project loads.
 """
 import argparse
-import os
 import os.path as osp
 
 import torch
@@ -52,10 +51,12 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if not osp.isfile(args.input):
         raise FileNotFoundError(f'{args.input}: no such checkpoint file')
-    check_output_file(args.output, inputs=[args.input],
-                      need_bytes=os.path.getsize(args.input))
+    check_output_file(args.output, inputs=[args.input])
     ckpt = load_checkpoint(args.input, trust=args.trust_checkpoint)
     converted = convert(ckpt, args.input)
+    check_output_file(args.output, need_bytes=sum(
+        v.numel() * v.element_size()
+        for v in converted['state_dict'].values()))
     with atomic_path(args.output) as tmp:
         torch.save(converted, tmp)
     print(f'{args.input} -> {args.output}: '

@@ -38,11 +38,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     check_output_name(args.output)
     if not os.path.isfile(args.checkpoint):
         raise FileNotFoundError(f'{args.checkpoint}: no such checkpoint file')
-    # the encoder is at most the whole checkpoint
-    check_output_file(args.output, inputs=[args.checkpoint],
-                      need_bytes=os.path.getsize(args.checkpoint))
+    check_output_file(args.output, inputs=[args.checkpoint])
     model, summary = convert_checkpoint(args.checkpoint,
                                         trust=args.trust_checkpoint)
+    check_output_file(args.output, need_bytes=sum(
+        value.nbytes for value in model['model'].values()))
     save_detectron2(model, args.output)
     print(format_summary(summary))
     print(f'wrote {args.output}')
