@@ -5,7 +5,9 @@ _base_ = ['./mopro_r18_demo.py']
 
 model = dict(
     _delete_=True,
-    type='ImageClassifier',
+    type='CompilableImageClassifier',
+    compile=False,
+    nonfinite='raise',
     backbone=dict(type='ResNet', depth=18, zero_init_residual=False),
     neck=dict(type='GlobalAveragePooling'),
     head=dict(
@@ -21,7 +23,8 @@ model = dict(
         std=[58.395, 57.12, 57.375],
         to_rgb=True))
 
-custom_hooks = []  # no MoPro phases
+# no MoPro phases; no checkpoint of a non-finite step
+custom_hooks = [dict(type='NonFiniteCheckHook')]
 
 # one weak view, no momentum encoder
 train_dataloader = dict(

@@ -19,7 +19,9 @@ pretrained = 'work_dirs/mopro_r50_webvision_v1/epoch_90.pth'
 pseudo_label_file = 'work_dirs/mopro_r50_webvision_v1/pseudo_label.json'
 
 model = dict(
-    type='ImageClassifier',
+    # ImageClassifier with the non-finite guard (NonFiniteCheckHook below)
+    type='CompilableImageClassifier',
+    nonfinite='raise',
     init_cfg=dict(
         type='MoProPretrained',
         checkpoint=pretrained,
@@ -45,6 +47,8 @@ model = dict(
         mean=[123.675, 116.28, 103.53],
         std=[58.395, 57.12, 57.375],
         to_rgb=True))
+
+custom_hooks = [dict(type='NonFiniteCheckHook')]
 
 # released dataloader_balance.py: random resized crop (scale 0.2-1) + flip
 crt_train_pipeline = [

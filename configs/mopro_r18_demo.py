@@ -64,6 +64,7 @@ train_dataloader = dict(
     dataset=dict(
         data_root=data_root,
         num_classes=num_classes,
+        list_classes=None,  # the lists hold exactly the 8 classes
         pipeline=train_pipeline))
 # the clean held-out digits 0-7 (val_images_256)
 val_dataloader = dict(
@@ -72,6 +73,7 @@ val_dataloader = dict(
     dataset=dict(
         data_root=data_root,
         num_classes=num_classes,
+        list_classes=None,
         pipeline=test_pipeline))
 val_evaluator = dict(type='Accuracy', topk=(1, ))
 # no test set (no ImageNet): the clean split is evaluated by ``val``

@@ -117,7 +117,7 @@ def test_compiled_step_makes_no_host_syncs():
             model.train_step(data, optim_wrapper)
     finally:
         torch.cuda.set_sync_debug_mode('default')
-    model.check_finite()
+    model.finite_guard.check()
     assert is_compiled(model.backbone)
 
 

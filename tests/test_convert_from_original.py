@@ -8,6 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 from conftest import load_tool
+from _tool_run import call_tool
 from mmpretrain.registry import MODELS
 
 from mopro.utils.checkpoint import load_checkpoint, load_model_weights
@@ -72,22 +73,10 @@ def released(tmp_path_factory):
 convert_tool = load_tool('convert_from_original')
 
 
-class Result:
-
-    def __init__(self, returncode: int, stderr: str) -> None:
-        self.returncode, self.stderr = returncode, stderr
-
-
-def _run(*args) -> Result:
-    """Run the tool's main() in-process; SystemExit becomes the exit code
-    and its message the (one-line) stderr, as the interpreter prints it."""
-    try:
-        convert_tool.main(list(args))
-    except SystemExit as exit_:
-        if isinstance(exit_.code, str):
-            return Result(1, exit_.code + '\n')
-        return Result(exit_.code or 0, '')
-    return Result(0, '')
+@pytest.fixture
+def run(capsys, monkeypatch):
+    """The tool in-process behind its error boundary: (exit code, stderr)."""
+    return lambda *args: call_tool(convert_tool, args, capsys, monkeypatch)
 
 
 def _mopro_r50():
@@ -102,11 +91,11 @@ def _mopro_r50():
     return model.eval()
 
 
-def test_converted_model_matches_released(released, tmp_path):
+def test_converted_model_matches_released(released, tmp_path, run):
     path, enc_q, enc_k, state = released
     out = str(tmp_path / 'mopro.pth')
-    proc = _run(path, out)
-    assert proc.returncode == 0, proc.stderr
+    proc = run(path, out)
+    assert proc.code == 0, proc.stderr
     ckpt = load_checkpoint(out)
     assert ckpt['meta']['epoch'] == 90
     assert ckpt['meta']['converted_from'] == osp.abspath(path)
@@ -132,19 +121,16 @@ def test_converted_model_matches_released(released, tmp_path):
     torch.testing.assert_close(model.prototypes, state['module.prototypes'])
 
 
-def test_rejects_project_checkpoint(released, tmp_path):
+def test_rejects_project_checkpoint(released, tmp_path, run):
     path = released[0]
     project = str(tmp_path / 'project.pth')
-    assert _run(path, project).returncode == 0
+    assert run(path, project).code == 0
     out = str(tmp_path / 'again.pth')
-    proc = _run(project, out)
-    assert proc.returncode != 0
-    assert 'expected a original checkpoint' in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
+    assert 'expected a original checkpoint' in run(project, out).error
     assert not osp.exists(out)
 
 
-def test_truncated_and_missing(released, tmp_path):
+def test_truncated_and_missing(released, tmp_path, run):
     with open(released[0], 'rb') as f:
         data = f.read()
     cut = str(tmp_path / 'cut.pth.tar')
@@ -152,10 +138,39 @@ def test_truncated_and_missing(released, tmp_path):
         f.write(data[:len(data) // 3])
     for src in (cut, str(tmp_path / 'missing.pth.tar')):
         out = str(tmp_path / 'out.pth')
-        proc = _run(src, out)
-        assert proc.returncode != 0
-        assert proc.stderr.strip().startswith('error: ')
-        assert src in proc.stderr
-        assert len(proc.stderr.strip().splitlines()) == 1
+        assert src in run(src, out).error
         assert not osp.exists(out)
         assert not [n for n in os.listdir(tmp_path) if n.endswith('.tmp')]
+
+
+@pytest.mark.parametrize('link', [False, True])
+def test_refuses_to_write_onto_its_input(released, tmp_path, run, link):
+    # the released checkpoint named as the output too (or through a link):
+    # refused before anything is read, the input untouched
+    path = released[0]
+    with open(path, 'rb') as f:
+        before = f.read()
+    out = str(tmp_path / 'link.pth.tar')
+    if link:
+        os.symlink(path, out)
+    assert run(path, out if link else path).error == (
+        f'error: {out if link else path}: the output is the input {path}; '
+        'write it to another path')
+    with open(path, 'rb') as f:
+        assert f.read() == before
+
+
+def test_refuses_non_finite_weights(released, tmp_path, run):
+    _, _, _, state = released
+    bad = dict(state)
+    bad['module.encoder_q.layer2.1.conv2.weight'] = \
+        state['module.encoder_q.layer2.1.conv2.weight'].clone()
+    bad['module.encoder_q.layer2.1.conv2.weight'][0, :3] = float('nan')
+    src = str(tmp_path / 'diverged.pth.tar')
+    torch.save({'epoch': 3, 'state_dict': bad}, src)
+    out = str(tmp_path / 'out.pth')
+    assert run(src, out).error == (
+        f'error: {src}: module.encoder_q.layer2.1.conv2.weight holds 27 '
+        'non-finite values (NaN or inf) of 147456: the weights of a diverged '
+        'run')
+    assert not osp.exists(out)

@@ -4,11 +4,14 @@ checkpoint formats, summary, errors and atomic output."""
 import argparse
 import os
 import pickle
+import shutil
+from collections import namedtuple
 
 import numpy as np
 import pytest
 import torch
 from conftest import load_tool
+from _tool_run import call_tool
 
 import mopro  # noqa: F401
 from mopro.transfer.d2_convert import detectron2_name
@@ -165,16 +168,14 @@ def test_detectron2_name_rejects_non_resnet_tensors(name):
         detectron2_name(name)
 
 
-def run_error(args):
-    with pytest.raises(SystemExit) as err:
-        convert_tool.main(args)
-    message = str(err.value)
-    assert message.startswith('error: ')
-    assert '\n' not in message
-    return message
+@pytest.fixture
+def run_error(capsys, monkeypatch):
+    """The tool's one ``error: ...`` line (exit status 1) for ``args``."""
+    return lambda args: call_tool(convert_tool, args, capsys,
+                                  monkeypatch).error
 
 
-def test_missing_input(tmp_path):
+def test_missing_input(tmp_path, run_error):
     out = tmp_path / 'out.pkl'
     message = run_error([str(tmp_path / 'nope.pth'), str(out)])
     assert 'nope.pth: no such checkpoint file' in message
@@ -185,7 +186,7 @@ def test_missing_input(tmp_path):
     ('text', ''),  # wording is load_checkpoint's
     ('list', 'expected a dict checkpoint'),
 ])
-def test_not_a_checkpoint(tmp_path, content, reason):
+def test_not_a_checkpoint(tmp_path, content, reason, run_error):
     src = tmp_path / 'notes.pth'
     if content == 'text':
         src.write_text('this is not a checkpoint\n')
@@ -196,7 +197,7 @@ def test_not_a_checkpoint(tmp_path, content, reason):
     assert os.listdir(tmp_path) == ['notes.pth']
 
 
-def test_unknown_format(tmp_path):
+def test_unknown_format(tmp_path, run_error):
     src = tmp_path / 'other.pth'
     torch.save({'state_dict': {'encoder.conv1.weight': torch.zeros(1)}},
                src)
@@ -205,7 +206,7 @@ def test_unknown_format(tmp_path):
     assert os.listdir(tmp_path) == ['other.pth']
 
 
-def test_non_resnet_backbone(tmp_path, encoder):
+def test_non_resnet_backbone(tmp_path, encoder, run_error):
     state = {'backbone.' + k: v for k, v in encoder.items()}
     state['backbone.stem.0.weight'] = torch.zeros(1)  # e.g. a deep stem
     src = tmp_path / 'deep.pth'
@@ -215,14 +216,15 @@ def test_non_resnet_backbone(tmp_path, encoder):
     assert os.listdir(tmp_path) == ['deep.pth']
 
 
-def test_output_must_be_pkl(tmp_path, encoder):
+def test_output_must_be_pkl(tmp_path, encoder, run_error):
     src = mopro_checkpoint(encoder, str(tmp_path / 'a.pth'))
     message = run_error([src, str(tmp_path / 'out.pth')])
     assert 'out.pth' in message and '.pkl' in message
     assert os.listdir(tmp_path) == ['a.pth']
 
 
-def test_failed_write_leaves_previous_output(tmp_path, encoder, monkeypatch):
+def test_failed_write_leaves_previous_output(tmp_path, encoder, monkeypatch,
+                                            run_error):
     src = mopro_checkpoint(encoder, str(tmp_path / 'a.pth'))
     out = tmp_path / 'out.pkl'
     out.write_bytes(b'previous')
@@ -231,13 +233,12 @@ def test_failed_write_leaves_previous_output(tmp_path, encoder, monkeypatch):
         raise OSError('disk full')
 
     monkeypatch.setattr(pickle, 'dump', broken_dump)
-    with pytest.raises(SystemExit, match='disk full'):
-        convert_tool.main([src, str(out)])
+    assert run_error([src, str(out)]) == 'error: disk full'
     assert out.read_bytes() == b'previous'
     assert sorted(os.listdir(tmp_path)) == ['a.pth', 'out.pkl']
 
 
-def test_trust_checkpoint_flag(tmp_path, encoder):
+def test_trust_checkpoint_flag(tmp_path, encoder, run_error):
     """A checkpoint holding a pickled object outside the weights-only
     allow-list needs --trust-checkpoint."""
     src = tmp_path / 'with_args.pth'
@@ -250,3 +251,52 @@ def test_trust_checkpoint_flag(tmp_path, encoder):
     assert not out.exists()
     convert_tool.main([str(src), str(out), '--trust-checkpoint'])
     assert_matches_mapping(read_pkl(out)['model'], encoder)
+
+
+def test_random_bytes_are_not_a_checkpoint(tmp_path, run_error):
+    src = tmp_path / 'random.pth'
+    src.write_bytes(np.random.default_rng(0).bytes(4096))
+    message = run_error([str(src), str(tmp_path / 'out.pkl')])
+    assert message == (f'error: {src}: not a checkpoint (neither the zip '
+                       'archive nor the pickle that torch.save writes)')
+    assert '--trust-checkpoint' not in message
+
+
+def test_refuses_non_finite_weights(tmp_path, encoder, run_error):
+    # a diverged run's checkpoint: the first non-finite tensor is named and
+    # nothing is written
+    bad = dict(encoder)
+    bad['layer3.1.bn2.running_var'] = torch.full_like(
+        encoder['layer3.1.bn2.running_var'], float('inf'))
+    src = mopro_checkpoint(bad, str(tmp_path / 'diverged.pth'))
+    out = tmp_path / 'out.pkl'
+    assert run_error([src, str(out)]) == (
+        f'error: {src}: backbone.layer3.1.bn2.running_var holds 256 '
+        'non-finite values (NaN or inf) of 256: the weights of a diverged '
+        'run')
+    assert not out.exists()
+
+
+def test_unwritable_output_fails_before_reading(tmp_path, encoder, run_error,
+                                                monkeypatch):
+    src = mopro_checkpoint(encoder, str(tmp_path / 'a.pth'))
+    blocker = tmp_path / 'file'
+    blocker.write_text('')
+    monkeypatch.setattr(convert_tool, 'convert_checkpoint',
+                        lambda *a, **k: pytest.fail('read the checkpoint'))
+    assert run_error([src, str(blocker / 'out.pkl')]) == (
+        f'error: {blocker}/out.pkl: cannot write the output: {blocker} is a '
+        'file, not a folder')
+
+
+def test_too_little_disk_space_fails_before_writing(tmp_path, encoder,
+                                                    run_error, monkeypatch):
+    src = mopro_checkpoint(encoder, str(tmp_path / 'a.pth'))
+    out = tmp_path / 'out.pkl'
+    usage = namedtuple('usage', 'total used free')
+    monkeypatch.setattr(shutil, 'disk_usage',
+                        lambda path: usage(2**30, 2**30 - 2**20, 2**20))
+    message = run_error([src, str(out)])
+    assert message.startswith(f'error: {out}: 1.0 MiB free on the disk of '
+                              'the output, it needs about ')
+    assert not out.exists()

@@ -4,11 +4,14 @@ import os.path as osp
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 
 from mopro.datasets import ImageNetVal, WebVision, read_file_list
 from mopro.datasets.transforms import (ImageDecodeError, LoadWebImage,
                                        decode_rgb)
+from mopro.datasets.transforms.loading import ImageTooLargeError
+from mopro.utils.cli import ConfigError, DataError
+from _log_records import log_messages
 
 
 def _write(path, text):
@@ -34,9 +37,50 @@ def test_webvision_reads_official_layout(webvision_root):
 
 
 def test_webvision_keeps_classes_below_num_classes(webvision_root):
-    train = WebVision(webvision_root, split='train', num_classes=2)
+    # the V1-of-V2 filter (list_classes): dropped lines are logged
+    with log_messages() as logged:
+        train = WebVision(webvision_root, split='train', num_classes=2,
+                          list_classes=5000)
     assert len(train) == 16
     assert set(train.get_gt_labels().tolist()) == {0, 1}
+    assert any('train_filelist_google.txt: kept 8 images of classes < '
+               'num_classes=2; dropped 8 lines of classes 2..4999' in m
+               for m in logged)
+
+
+@pytest.mark.parametrize('split, line', [('train', 9), ('val', 5)])
+def test_label_beyond_num_classes_is_an_error(webvision_root, split, line):
+    # without list_classes a list label >= num_classes is a user's mistake:
+    # it names the list, the line and the key
+    name = 'train_filelist_google.txt' if split == 'train' else \
+        'val_filelist.txt'
+    with pytest.raises(DataError) as err:
+        WebVision(webvision_root, split=split, num_classes=2)
+    assert str(err.value) == (
+        f'{osp.join(webvision_root, "info", name)}:{line}: label 2 is out of '
+        'range [0, 2) (dataset num_classes=2)')
+
+
+def test_list_with_byte_order_mark(webvision_root):
+    path = osp.join(webvision_root, 'info', 'val_filelist.txt')
+    with open(path, 'rb') as f:
+        text = f.read()
+    with open(path, 'wb') as f:
+        f.write(b'\xef\xbb\xbf' + text)
+    val = WebVision(webvision_root, split='val', num_classes=4,
+                    test_mode=True, pipeline=[dict(type='LoadWebImage')])
+    assert val.images.path(0) == 'val00000.jpg'
+    assert val[0]['img'].shape == (40, 40, 3)  # the first image is found
+
+
+def test_list_in_another_encoding_names_file_and_line(webvision_root):
+    path = osp.join(webvision_root, 'info', 'train_filelist_flickr.txt')
+    with open(path, 'ab') as f:
+        f.write('flickr/caf\xe9.jpg 1\n'.encode('latin-1'))
+    with pytest.raises(DataError) as err:
+        WebVision(webvision_root, num_classes=4)
+    assert str(err.value) == (f'{path}:17: not UTF-8 text (byte 0xe9 at '
+                              'column 11); save the file as UTF-8')
 
 
 def test_webvision_subset_is_written_once_and_reused(webvision_root):
@@ -75,7 +119,8 @@ def test_webvision_pipeline_yields_two_views(webvision_root):
     ('a.jpg 1\nbroken_line\n', ':2: expected "relative/path label"'),
     ('a.jpg 1\nb.jpg x\n', ":2: label 'x' is not an integer"),
     ('a.jpg -1\n', ':1: label -1 is negative'),
-    ('a.jpg 1\nb.jpg 6000\n', ':2: label 6000 is out of range [0, 5000)'),
+    ('a.jpg 1\nb.jpg 6000\n', ':2: label 6000 is out of range [0, 1000) '
+     '(dataset num_classes=1000)'),
     ('a.jpg 1\nb.jpg 2\na.jpg 3\n', ":3: duplicate path 'a.jpg' (first at "
      'line 1)'),
 ])
@@ -98,13 +143,14 @@ def test_missing_file_list(tmp_path):
 def test_empty_dataset_is_an_error(tmp_path):
     _write(str(tmp_path / 'info' / 'val_filelist.txt'), 'a.jpg 7\n')
     with pytest.raises(ValueError, match='the dataset is empty'):
-        WebVision(str(tmp_path), split='val', num_classes=5)
+        WebVision(str(tmp_path), split='val', num_classes=5,
+                  list_classes=5000)
 
 
 def test_read_file_list_is_compact(tmp_path):
     path = str(tmp_path / 'list.txt')
     _write(path, ''.join(f'd/{i}.jpg {i % 7}\n' for i in range(1000)))
-    images = read_file_list(path, num_classes=5)
+    images = read_file_list(path, num_classes=5, list_classes=7)
     assert len(images) == sum(1 for i in range(1000) if i % 7 < 5)
     assert images.labels.dtype == np.int32
     assert images.path(0) == 'd/0.jpg' and images.path(5) == 'd/7.jpg'
@@ -208,6 +254,49 @@ def test_too_many_bad_images_stop_the_run(webvision_root):
     with pytest.raises(RuntimeError, match='2 of 101 images could not be '
                        'decoded'):
         dataset.prepare_data(1)
+
+
+def test_oversized_image_is_refused_before_decoding(tmp_path, monkeypatch):
+    # a small PNG declaring 13000 x 13000 pixels: its header is read, its
+    # 0.5 GB of pixels never decoded
+    path = str(tmp_path / 'huge.png')
+    Image.new('L', (13000, 13000)).save(path, optimize=True)
+    assert osp.getsize(path) < 200_000
+    small = _rgb(tmp_path, 'small.png', Image.new('RGB', (20, 20)))
+    monkeypatch.setattr(ImageFile.ImageFile, 'load', lambda self: pytest.fail(
+        'decoded an oversized image'))
+    with pytest.raises(ImageTooLargeError) as err:
+        LoadWebImage()(dict(img_path=path))
+    assert str(err.value).startswith(
+        f'{path}: 13000 x 13000 image (169 megapixels, 0.5 GiB decoded) is '
+        'larger than max_pixels=67108864')
+    with pytest.raises(ImageTooLargeError, match='max_pixels=100 '):
+        LoadWebImage(max_pixels=100)(dict(img_path=small))
+
+
+def test_oversized_training_image_is_skipped_and_counted(webvision_root):
+    dataset = WebVision(webvision_root, num_classes=4,
+                        pipeline=[dict(type='LoadWebImage', max_pixels=1000)])
+    with log_messages() as logged:
+        assert dataset.prepare_data(0) is None  # 40 x 40 = 1600 pixels
+    assert dataset.num_bad == 1
+    (message, ) = logged
+    assert message.startswith(
+        'skipping undecodable image (1 so far in this worker): '
+        f'{webvision_root}/google/q0000/000.jpg: 40 x 40 image')
+
+
+@pytest.mark.parametrize('value, message', [
+    ('abc', "train_dataloader.dataset.max_bad_fraction must be a number in "
+     "[0, 1], got 'abc'"),
+    (1.5, 'train_dataloader.dataset.max_bad_fraction must be in [0, 1], '
+     'got 1.5'),
+])
+def test_bad_max_bad_fraction_is_refused_when_built(webvision_root, value,
+                                                    message):
+    with pytest.raises(ConfigError) as err:
+        WebVision(webvision_root, num_classes=4, max_bad_fraction=value)
+    assert str(err.value) == message
 
 
 def test_bad_test_image_is_an_error(webvision_root):

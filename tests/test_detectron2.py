@@ -29,6 +29,7 @@ from PIL import Image, ImageDraw  # noqa: E402
 
 from mopro.transfer.d2_convert import (convert_checkpoint,  # noqa: E402
                                        save_detectron2)
+from mopro.utils.cli import ConfigError, UserError  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(REPO, 'configs', 'detectron2')
@@ -208,19 +209,53 @@ def setup_cfg(tmp_path, *extra, num_gpus=0):
     return train_d2.setup(args)
 
 
-def test_setup_uses_bn_only_on_cpu(tmp_path):
-    cfg = setup_cfg(tmp_path, 'MODEL.WEIGHTS', 'x.pkl')
+def test_setup_uses_bn_only_on_cpu(tmp_path, converted):
+    cfg = setup_cfg(tmp_path, 'MODEL.WEIGHTS', converted)
     assert cfg.MODEL.DEVICE == 'cpu'
     assert (cfg.MODEL.RESNETS.NORM, cfg.MODEL.FPN.NORM) == ('BN', 'BN')
-    cfg = setup_cfg(tmp_path, 'MODEL.WEIGHTS', 'x.pkl', num_gpus=1)
+    cfg = setup_cfg(tmp_path, 'MODEL.WEIGHTS', converted, num_gpus=1)
     assert cfg.MODEL.DEVICE == 'cuda'
     assert (cfg.MODEL.RESNETS.NORM, cfg.MODEL.FPN.NORM) == ('SyncBN',
                                                             'SyncBN')
 
 
 def test_setup_requires_weights(tmp_path):
-    with pytest.raises(SystemExit, match='MODEL.WEIGHTS is not set'):
+    with pytest.raises(ConfigError, match='MODEL.WEIGHTS is not set'):
         setup_cfg(tmp_path)
+    with pytest.raises(FileNotFoundError, match='x.pkl: MODEL.WEIGHTS: no '
+                       'such file'):
+        setup_cfg(tmp_path, 'MODEL.WEIGHTS', str(tmp_path / 'x.pkl'))
+
+
+def test_setup_refuses_weights_of_another_depth(tmp_path):
+    # a ResNet-18 conversion into the R-50 config: Detectron2 would load it
+    # with shape warnings and train a mostly random backbone
+    r18 = MODELS.build(dict(type='ResNet', depth=18)).state_dict()
+    src = tmp_path / 'r18.pth'
+    torch.save({'state_dict': {'backbone.' + k: v for k, v in r18.items()},
+                'meta': {}}, src)
+    out = str(tmp_path / 'r18.pkl')
+    save_detectron2(convert_checkpoint(str(src))[0], out)
+    with pytest.raises(ConfigError) as err:
+        setup_cfg(tmp_path / 'out', 'MODEL.WEIGHTS', out)
+    assert str(err.value) == (
+        f'{out}: MODEL.WEIGHTS is a ResNet-18 (res2.0.conv3 absent, blocks '
+        'per stage 2-2-2-2), the config builds ResNet-50 (MODEL.RESNETS.DEPTH'
+        ' 50): convert a ResNet-50 checkpoint or set MODEL.RESNETS.DEPTH')
+    assert not (tmp_path / 'out').exists()
+
+
+def test_setup_refuses_non_finite_weights(tmp_path, converted):
+    with open(converted, 'rb') as f:
+        obj = pickle.load(f)
+    obj['model']['res4.2.conv1.weight'] = np.full_like(
+        obj['model']['res4.2.conv1.weight'], np.nan)
+    bad = str(tmp_path / 'nan.pkl')
+    with open(bad, 'wb') as f:
+        pickle.dump(obj, f)
+    with pytest.raises(UserError, match=r'res4.2.conv1.weight holds 262144 '
+                       r'non-finite values'):
+        setup_cfg(tmp_path, 'MODEL.WEIGHTS', bad)
 
 
 def test_register_rejects_missing_paths(tmp_path):

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from conftest import tiny_mopro_cfg
 from mopro.engine import MoProHook
+from mopro.utils.cli import ConfigError
 
 
 def fake_runner(model, epoch: int):
@@ -74,12 +75,15 @@ def test_real_mopro_and_wrapped_model():
 
 
 def test_rejects_other_models_and_negative_epochs():
-    with pytest.raises(TypeError, match='MoPro'):
+    with pytest.raises(ConfigError, match='MoProHook needs a MoPro model, '
+                       'got model.type=Linear'):
         MoProHook().before_train_epoch(fake_runner(torch.nn.Linear(2, 2), 0))
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match=r'MoProHook.start_clean_epoch must '
+                       r'be >= 0, got -1'):
         MoProHook(start_clean_epoch=-1)
-    with pytest.raises(ValueError):
-        MoProHook(start_proto_epoch=-1)
+    with pytest.raises(ConfigError, match='MoProHook.start_proto_epoch must '
+                       "be an integer >= 0, got 'one'"):
+        MoProHook(start_proto_epoch='one')
 
 
 def test_after_train_iter_logs_phase():

@@ -18,7 +18,10 @@ from mmpretrain.structures import DataSample
 
 from conftest import ROOT, tiny_mopro_cfg
 from mopro.models import MoPro, correct_labels, update_prototypes
+from mopro.models.nonfinite import NonFiniteError
+from mopro.utils.cli import ConfigError
 from _host_reads import HostReads
+from _log_records import log_messages
 from _mopro_reference import (ReleasedMoPro, make_noisy,
                               reference_update_prototypes)
 
@@ -482,15 +485,15 @@ def test_nonfinite_raise_leaves_queue_and_prototypes(bad_view):
 
 def test_nonfinite_raise_check_finite_reports_once():
     model = build(phase='proto', nonfinite='raise')
-    model.check_finite()  # nothing recorded yet
+    model.finite_guard.check()  # nothing recorded yet
     inputs = views(8)
     inputs[0][0, 0, 0, 0] = float('nan')
     model.loss(inputs, samples(torch.arange(B) % K))
     with pytest.raises(FloatingPointError, match='loss_cls=nan'):
-        model.check_finite()
-    model.check_finite()  # already reported
+        model.finite_guard.check()
+    model.finite_guard.check()  # already reported
     model.loss(views(9), samples(torch.arange(B) % K))
-    model.check_finite()  # a finite step passes
+    model.finite_guard.check()  # a finite step passes
 
 
 class CopyInFlight:
@@ -509,14 +512,15 @@ class CopyInFlight:
 def test_nonfinite_raise_waits_only_when_asked():
     # a step never waits for a flag still being copied; a checkpoint does
     model = build(phase='proto', nonfinite='raise')
+    guard = model.finite_guard
     event = CopyInFlight()
-    model._unchecked.append((torch.tensor(False), event,
+    guard._unchecked.append((torch.tensor(False), event,
                              dict(loss_cls=torch.tensor(float('nan')))))
     model.loss(views(9), samples(torch.arange(B) % K))  # does not wait
-    assert not event.landed and len(model._unchecked) == 2
+    assert not event.landed and len(guard._unchecked) == 2
     with pytest.raises(FloatingPointError, match='loss_cls=nan'):
-        model.check_finite(wait=True)
-    assert event.landed and model._unchecked == []
+        guard.check(wait=True)
+    assert event.landed and guard._unchecked == []
 
 
 def test_nonfinite_skip_returns_zero_losses():
@@ -552,9 +556,60 @@ def test_nonfinite_skip_restores_batchnorm_statistics(bad_view):
         assert torch.equal(buf, before[name]), name
 
 
-def test_bad_nonfinite_option():
-    with pytest.raises(ValueError, match='nonfinite'):
-        build(nonfinite='ignore')
+def test_nonfinite_skip_counts_and_stops_after_a_run_of_skips():
+    # a diverged model makes every step non-finite: 'skip' logs each skipped
+    # step with its count and stops at model.max_consecutive_skips
+    model = build(phase='proto', nonfinite='skip', max_consecutive_skips=3)
+    with torch.no_grad():
+        model.classifier.weight.fill_(float('inf'))
+    with log_messages() as logged:
+        for step in (1, 2):
+            model.loss(views(step), samples(torch.arange(B) % K))
+            assert model.finite_guard.num_skipped == step
+    assert len(logged) == 2
+    assert logged[1].startswith('MoPro: skipped an iteration with a '
+                                'non-finite loss (loss_cls=nan')
+    assert logged[1].endswith('2 skipped so far, 2 in a row (the run stops '
+                              'at 3)')
+    with pytest.raises(NonFiniteError, match='3 iterations in a row had a '
+                       'non-finite loss'):
+        model.loss(views(3), samples(torch.arange(B) % K))
+
+
+def test_nonfinite_skip_run_is_reset_by_a_finite_step():
+    model = build(phase='proto', nonfinite='skip', max_consecutive_skips=2)
+    bad = views(8)
+    bad[0][0, 0, 0, 0] = float('nan')
+    for inputs in (bad, views(9), bad, views(10), bad):
+        model.loss(inputs, samples(torch.arange(B) % K))
+    guard = model.finite_guard
+    assert (guard.num_skipped, guard.consecutive_skips) == (3, 1)
+
+
+@pytest.mark.parametrize('key, value, message', [
+    ('threshold', 'high', "model.threshold must be a number in [0, 1], "
+     "got 'high'"),
+    ('threshold', 5, 'model.threshold must be in [0, 1], got 5'),
+    ('alpha', -3, 'model.alpha must be in [0, 1], got -3'),
+    ('momentum', 1.0, 'model.momentum must be in [0, 1), got 1.0'),
+    ('proto_momentum', float('nan'), 'model.proto_momentum must be a number'),
+    ('queue_len', 0, 'model.queue_len must be >= 1, got 0'),
+    ('num_classes', 8.5, 'model.num_classes must be an integer >= 2'),
+    ('embed_dim', True, 'model.embed_dim must be an integer >= 1'),
+    ('shuffle_bn', 'yes', "model.shuffle_bn must be True or False"),
+    ('nonfinite', 'ignore', "model.nonfinite must be one of ('raise', "
+     "'skip'), got 'ignore'"),
+    ('max_consecutive_skips', 0, 'model.max_consecutive_skips must be >= 1'),
+    ('compile', 'yes', 'model.compile must be a bool or a dict'),
+    ('head', dict(type='MoProHead', temperature=0),
+     'model.head.temperature must be > 0, got 0'),
+    ('head', dict(type='MoProHead', inst_weight=-1),
+     'model.head.inst_weight must be >= 0, got -1'),
+])
+def test_bad_arguments_are_config_errors_naming_the_key(key, value, message):
+    with pytest.raises(ConfigError) as err:
+        build(**{key: value})
+    assert message in str(err.value)
 
 
 # ----------------------------------------------------------------------
@@ -730,21 +785,21 @@ def _cuda_train_data(seed: int) -> dict:
 def test_nonfinite_raise_on_cuda_pinned_flag_and_event():
     # the finite flag of each step goes to pinned host memory with a CUDA
     # event; a non-finite step leaves queue and prototypes as they were and
-    # check_finite() (before a checkpoint) waits for the copy and raises
+    # finite_guard.check() (before a checkpoint) waits for the copy and raises
     model = build(phase='proto', nonfinite='raise').cuda()
     model.prototypes.copy_(random_prototypes())
     labels = [ds.to('cuda') for ds in samples(torch.arange(B) % K)]
     model.loss([v.cuda() for v in views(7)], labels)
-    (host, ready, _), = model._unchecked
+    (host, ready, _), = model.finite_guard._unchecked
     assert host.is_pinned() and isinstance(ready, torch.cuda.Event)
-    model.check_finite()
-    assert model._unchecked == []
+    model.finite_guard.check()
+    assert model.finite_guard._unchecked == []
     inputs = [v.cuda() for v in views(8)]
     inputs[0][0, 0, 0, 0] = float('nan')
     before = _state(model)
     model.loss(inputs, labels)
     with pytest.raises(FloatingPointError, match='loss_cls=nan'):
-        model.check_finite()
+        model.finite_guard.check()
     for name, value in _state(model).items():
         assert torch.equal(value, before[name]), name
 
@@ -774,4 +829,4 @@ def test_bf16_amp_step_on_cuda_makes_no_host_sync():
     assert torch.isfinite(log_vars['loss'])
     assert model.queue.dtype == model.prototypes.dtype == torch.float32
     assert model.queue_ptr.item() == (4 * B) % R
-    model.check_finite()
+    model.finite_guard.check()

@@ -9,6 +9,7 @@ from mmengine.config import Config
 from mmpretrain.registry import DATASETS, MODELS
 
 from conftest import ROOT, load_tool, make_webvision, tiny_mopro_options
+from _tool_run import call_tool
 from mopro.evaluation.noise_cleaning import (UNREADABLE_LABEL, cleaned_list,
                                              summarize)
 
@@ -51,22 +52,27 @@ DEVICES = pytest.mark.parametrize(
     'device', ['cpu', pytest.param('cuda', marks=pytest.mark.gpu)])
 
 
-def _run(argv):
-    try:
-        return tool.main(argv), ''
-    except SystemExit as exit_:
-        return None, str(exit_.code)
+@pytest.fixture
+def run(capsys, monkeypatch):
+    """The tool behind its error boundary: (its result, '') or (None, its
+    one ``error: ...`` line)."""
+
+    def call(argv):
+        proc = call_tool(tool, argv, capsys, monkeypatch)
+        return (proc.value, '') if proc.code == 0 else (None, proc.error)
+
+    return call
 
 
 @DEVICES
-def test_ood_rule(setup, device):
+def test_ood_rule(setup, device, run):
     # alpha=1: soft label = softmax([0, 1.5, 0, 0]) = (.134, .599, .134, .134)
     # threshold .99: nobody is relabelled; class 1 keeps its label
     # (.599 > 1/K), the others are OOD (.134 < 1/K = .25)
     root, ckpt, tmp = setup
     out = str(tmp / device / 'ood' / 'pseudo_label.json')
     work = str(tmp / device / 'ood_work')
-    summary, err = _run([CONFIG, ckpt, '--out', out, '--work-dir', work,
+    summary, err = run([CONFIG, ckpt, '--out', out, '--work-dir', work,
                          '--num-workers', '0', '--batch-size', '5',
                          '--device', device,
                          '--cfg-options',
@@ -93,7 +99,7 @@ def test_ood_rule(setup, device):
 
 
 @DEVICES
-def test_relabel_rule_and_unreadable(setup, tmp_path, device):
+def test_relabel_rule_and_unreadable(setup, tmp_path, device, run):
     # threshold .5 < .599: every readable image is relabelled to class 1;
     # an undecodable image is left out and counted
     root, ckpt, tmp = setup
@@ -105,7 +111,7 @@ def test_relabel_rule_and_unreadable(setup, tmp_path, device):
     out = str(tmp_path / 'pseudo_label.json')
     work = str(tmp_path / 'work')
     try:
-        summary, err = _run([
+        summary, err = run([
             CONFIG, ckpt, '--out', out, '--work-dir', work, '--num-workers',
             '0', '--device', device, '--cfg-options',
             *_options(root, work, **{'model.alpha': 1.0,
@@ -124,15 +130,15 @@ def test_relabel_rule_and_unreadable(setup, tmp_path, device):
     assert summary['per_class']['relabelled_into'] == [0, 23, 0, 0]
 
 
-def test_errors_leave_no_output(setup, tmp_path):
+def test_errors_leave_no_output(setup, tmp_path, run):
     root, ckpt, _ = setup
     out = str(tmp_path / 'pseudo_label.json')
     work = str(tmp_path / 'work')
     opts = _options(root, work)
-    _, err = _run([CONFIG, str(tmp_path / 'missing.pth'), '--out', out,
+    _, err = run([CONFIG, str(tmp_path / 'missing.pth'), '--out', out,
                    '--num-workers', '0', '--cfg-options', *opts])
     assert err.startswith('error: ') and 'missing.pth' in err
-    _, err = _run([CONFIG, ckpt, '--out', out, '--num-workers', '0',
+    _, err = run([CONFIG, ckpt, '--out', out, '--num-workers', '0',
                    '--cfg-options', *opts, 'model.num_classes=5'])
     assert err.startswith('error: ') and 'checkpoint has 4 classes' in err
     assert '\n' not in err
@@ -154,3 +160,59 @@ def test_summary_and_list_helpers():
             path = staticmethod(lambda i: f'img{i}.jpg')
     assert cleaned_list(Fake, pseudo) == {'img0.jpg': 0, 'img1.jpg': 1,
                                           'img3.jpg': 2}
+
+
+@pytest.fixture
+def no_pass(monkeypatch):
+    """Fail the test if the tool starts its pass over the images."""
+    monkeypatch.setattr(tool, 'clean_dataset', lambda *a, **k: pytest.fail(
+        'the pass ran before the error'))
+
+
+def test_unwritable_outputs_fail_before_the_pass(setup, tmp_path, run,
+                                                 no_pass):
+    root, ckpt, _ = setup
+    blocker = tmp_path / 'not_a_folder'
+    blocker.write_text('')
+    work = tmp_path / 'work'
+    out = str(blocker / 'pseudo_label.json')
+    _, err = run([CONFIG, ckpt, '--out', out, '--work-dir', work,
+                  '--num-workers', '0', '--cfg-options',
+                  *_options(root, str(work))])
+    assert err == (f'error: {out}: cannot write the --out file: {blocker} '
+                   'is a file, not a folder')
+    # the work dir is a file: no cleaned list is written without its summary
+    out = str(tmp_path / 'pseudo_label.json')
+    _, err = run([CONFIG, ckpt, '--out', out, '--work-dir', blocker,
+                  '--num-workers', '0', '--cfg-options',
+                  *_options(root, str(blocker))])
+    assert err == f'error: {blocker}: the work dir is a file, not a folder'
+    assert not osp.exists(out) and not work.exists()
+
+
+def test_out_is_never_the_checkpoint(setup, tmp_path, run, no_pass):
+    root, ckpt, _ = setup
+    size = osp.getsize(ckpt)
+    work = str(tmp_path / 'work')
+    _, err = run([CONFIG, ckpt, '--out', ckpt, '--num-workers', '0',
+                  '--cfg-options', *_options(root, work)])
+    assert err == (f'error: {ckpt}: the --out file is the input {ckpt}; '
+                   'write it to another path')
+    assert osp.getsize(ckpt) == size
+
+
+@pytest.mark.parametrize('option, message', [
+    ('model.threshold=high',
+     "model.threshold must be a number in [0, 1], got 'high'"),
+    ('model.threshold=5', 'model.threshold must be in [0, 1], got 5'),
+    ('model.alpha=-3', 'model.alpha must be in [0, 1], got -3'),
+])
+def test_bad_model_values_fail_before_the_pass(setup, tmp_path, run, no_pass,
+                                               option, message):
+    root, ckpt, _ = setup
+    out = str(tmp_path / 'pseudo_label.json')
+    _, err = run([CONFIG, ckpt, '--out', out, '--num-workers', '0',
+                  '--cfg-options', *_options(root, str(tmp_path / 'w')),
+                  option])
+    assert err == f'error: {message}'
+    assert not osp.exists(out)

@@ -12,6 +12,7 @@ from mopro.evaluation.svm import (GOYAL_COST_GRID, average_precision,
                                   normalize_features, places_svm,
                                   places_svm_accuracy, sample_low_shot,
                                   voc07_svm, voc07_svm_map)
+from mopro.utils.cli import ConfigError, DataError
 
 C = len(VOC07_CLASSES)
 
@@ -432,3 +433,21 @@ def test_read_places205(tmp_path):
     (lists / 'train_places205.csv').write_text('')
     with pytest.raises(ValueError, match='lists no images'):
         read_places205(str(tmp_path), 'train')
+
+
+def test_non_finite_features_and_costs_are_refused():
+    rng = np.random.default_rng(0)
+    feats = rng.standard_normal((6, 4))
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    bad = feats.copy()
+    bad[2, 1] = np.inf
+    with pytest.raises(DataError, match=r'train features hold 1 non-finite '
+                       r'values \(NaN or inf\) in 1 of 6 rows'):
+        places_svm_accuracy(bad, labels, feats, labels, jobs=1)
+    for cost in (float('nan'), float('inf'), 0.0):
+        with pytest.raises(ConfigError, match='cost must be'):
+            places_svm_accuracy(feats, labels, feats, labels, cost, jobs=1)
+    with pytest.raises(ConfigError, match='cost grid value must be'):
+        voc07_svm_map(feats, np.where(np.eye(6, 3) > 0, 1, -1), feats,
+                      np.where(np.eye(6, 3) > 0, 1, -1),
+                      cost_grid=[0.5, float('nan')], jobs=1)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import load_tool, tiny_mopro_cfg
+from _tool_run import call_tool
 from PIL import Image
 
 import mopro  # noqa: F401  (registers the components)
@@ -214,25 +215,30 @@ def test_features_separable_places205_is_100_with_cost_sweep(tool, tmp_path):
         assert entry['mean'] == pytest.approx(100.0)
 
 
-def assert_error(tool, capsys, argv, message, outputs):
-    with pytest.raises(SystemExit) as exc:
-        run_tool(tool, *argv)
-    text = str(exc.value)
-    assert text.startswith('error: ') and '\n' not in text
-    assert message in text
-    assert not any(os.path.exists(p) for p in outputs)
+@pytest.fixture
+def assert_error(tool, capsys, monkeypatch):
+    """Run the tool behind its error boundary; check its one error line
+    holds ``message`` and that none of ``outputs`` was written."""
+
+    def check(argv, message, outputs):
+        text = call_tool(tool, argv, capsys, monkeypatch).error
+        assert message in text
+        assert not any(os.path.exists(p) for p in outputs)
+        return text
+
+    return check
 
 
-def test_missing_data_root(tool, tiny_model, tmp_path, capsys):
+def test_missing_data_root(tool, tiny_model, tmp_path, assert_error):
     config, ckpt, _ = tiny_model
     work = tmp_path / 'work'
-    assert_error(tool, capsys, [
+    assert_error([
         config, ckpt, '--dataset', 'voc07', '--data-root', tmp_path / 'none',
         '--work-dir', work
     ], 'no such data root directory', [work])
 
 
-def test_empty_dataset(tool, tiny_model, tmp_path, capsys):
+def test_empty_dataset(tool, tiny_model, tmp_path, assert_error):
     config, ckpt, _ = tiny_model
     main = tmp_path / 'VOC2007' / 'ImageSets' / 'Main'
     main.mkdir(parents=True)
@@ -240,25 +246,26 @@ def test_empty_dataset(tool, tiny_model, tmp_path, capsys):
         for split in ('trainval', 'test'):
             (main / f'{name}_{split}.txt').write_text('')
     work = tmp_path / 'work'
-    assert_error(tool, capsys, [
+    assert_error([
         config, ckpt, '--dataset', 'voc07', '--data-root', tmp_path,
         '--work-dir', work
     ], 'the trainval split lists no images', [work])
 
 
 def test_missing_image_and_bad_checkpoint(tool, voc_root, tiny_model, tmp_path,
-                                          capsys):
+                                          assert_error):
     config, ckpt, _ = tiny_model
     work = tmp_path / 'work'
-    assert_error(tool, capsys, [
+    assert_error([
         config, ckpt, '--dataset', 'voc07', '--data-root', voc_root,
         '--work-dir', work, '--cfg-options', 'model.backbone.depth=34', *FAST
-    ], 'encoder does not match the config', [work])
-    assert_error(tool, capsys, [
+    ], 'checkpoint is a ResNet-18 (blocks per stage 2-2-2-2), the config '
+        'builds ResNet-34: set model.backbone.depth=18', [work])
+    assert_error([
         config, tmp_path / 'no.pth', '--dataset', 'voc07', '--data-root',
         voc_root, '--work-dir', work, *FAST
     ], 'no such checkpoint file', [work])
-    assert_error(tool, capsys, [
+    assert_error([
         config, ckpt, '--dataset', 'voc07', '--data-root', voc_root,
         '--work-dir', work, '--shots', '3'
     ], 'fewer than k=3', [work])
@@ -274,7 +281,7 @@ def test_missing_image_and_bad_checkpoint(tool, voc_root, tiny_model, tmp_path,
     (dict(train_labels=None), "missing keys ['train_labels']"),
     (dict(train_index=np.arange(5)), 'train_index must hold one integer'),
 ])
-def test_bad_features_file(tool, tmp_path, capsys, changes, message):
+def test_bad_features_file(tool, tmp_path, assert_error, changes, message):
     arrays = dict(
         train_feats=np.ones((6, 8), np.float32),
         train_labels=np.ones((6, C), np.int8),
@@ -284,24 +291,22 @@ def test_bad_features_file(tool, tmp_path, capsys, changes, message):
     path = write_features(tmp_path / 'f.npz', 'voc07', **arrays)
     work = tmp_path / 'work'
     assert_error(
-        tool, capsys,
         ['--dataset', 'voc07', '--features', path, '--work-dir', work],
         f'{path}: {message}', [work])
 
 
-def test_features_file_of_another_dataset(tool, tmp_path, capsys):
+def test_features_file_of_another_dataset(tool, tmp_path, assert_error):
     cls = np.repeat(np.arange(4), 2)
     feats = one_hot_feats(cls, 8, 0)
     path = write_features(tmp_path / 'f.npz', 'places205', feats, cls, feats,
                           cls)
     work = tmp_path / 'work'
     assert_error(
-        tool, capsys,
         ['--dataset', 'voc07', '--features', path, '--work-dir', work],
         f"{path}: holds 'places205' features, not 'voc07'", [work])
 
 
-def test_features_file_without_the_drawn_images(tool, tmp_path, capsys):
+def test_features_file_without_the_drawn_images(tool, tmp_path, assert_error):
     cls = np.repeat(np.arange(4), 2)
     feats = one_hot_feats(cls, 8, 0)
     path = write_features(
@@ -313,27 +318,27 @@ def test_features_file_without_the_drawn_images(tool, tmp_path, capsys):
         cls,
         train_index=np.arange(1, 8))
     work = tmp_path / 'work'
-    assert_error(tool, capsys, [
+    assert_error([
         '--dataset', 'places205', '--features', path, '--work-dir', work,
         '--shots', '2'
     ], 'no features for some training images drawn', [work])
-    assert_error(tool, capsys, [
+    assert_error([
         '--dataset', 'places205', '--features', tmp_path / 'missing.npz',
         '--work-dir', work
     ], 'no such features file', [work])
     (tmp_path / 'junk.npz').write_text('not a zip')
-    assert_error(tool, capsys, [
+    assert_error([
         '--dataset', 'places205', '--features', tmp_path / 'junk.npz',
         '--work-dir', work
     ], 'not a readable .npz features file', [work])
 
 
 def test_arguments_required_without_features(tool, tiny_model, tmp_path,
-                                             capsys):
+                                             assert_error):
     config, _, _ = tiny_model
-    assert_error(tool, capsys, [config, '--dataset', 'voc07'],
+    assert_error([config, '--dataset', 'voc07'],
                  'CKPT is required unless --features is given', [])
-    assert_error(tool, capsys, [
+    assert_error([
         '--dataset', 'places205', '--features', tmp_path / 'f.npz',
         '--ignore-difficult'
     ], '--ignore-difficult applies to voc07 only', [])
@@ -391,3 +396,97 @@ def test_features_on_cuda_match_cpu(tool, voc_root, tiny_model, tmp_path):
         cosine = (cpu * cuda).sum(1) / (
             np.linalg.norm(cpu, axis=1) * np.linalg.norm(cuda, axis=1))
         assert cosine.min() > 0.99, cosine
+
+
+def separable_places(tmp_path, name='f.npz'):
+    train_cls, test_cls = np.repeat(np.arange(4), 3), np.repeat(np.arange(4),
+                                                                2)
+    return write_features(tmp_path / name, 'places205',
+                          one_hot_feats(train_cls, 8, 0), train_cls,
+                          one_hot_feats(test_cls, 8, 1), test_cls)
+
+
+@pytest.mark.parametrize('cost', ['nan', 'inf', '0', '-1'])
+def test_cost_must_be_finite_and_positive(tmp_path, assert_error, cost):
+    work = tmp_path / 'work'
+    assert_error(['--dataset', 'places205', '--features',
+                  separable_places(tmp_path), '--work-dir', work, '--cost',
+                  cost], '--cost must be ', [work])
+
+
+def test_one_nan_in_cached_features_is_refused(tmp_path, assert_error):
+    # one NaN used to move the score silently (an SVM trains on it)
+    path = separable_places(tmp_path)
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays['test_feats'][3, 5] = np.nan
+    np.savez(path, **arrays)
+    work = tmp_path / 'work'
+    assert_error(['--dataset', 'places205', '--features', path, '--work-dir',
+                  work, '--shots', '1'],
+                 f'{path}: test_feats hold 1 non-finite values (NaN or inf) '
+                 'in 1 of 8 rows', [work])
+
+
+def test_non_finite_encoder_features_are_not_cached(tool, voc_root,
+                                                    tiny_model, tmp_path,
+                                                    assert_error,
+                                                    monkeypatch):
+    # features of a model that outputs NaN: refused before they are cached
+    config, ckpt, _ = tiny_model
+    extract = tool.extract_features
+    monkeypatch.setattr(tool, 'extract_features', lambda *a, **k: np.full_like(
+        extract(*a, **k), np.nan))
+    work = tmp_path / 'work'
+    assert_error([config, ckpt, '--dataset', 'voc07', '--data-root',
+                  voc_root, '--work-dir', work, *FAST],
+                 f'features of {ckpt} hold 7680 non-finite values (NaN or '
+                 'inf) in 15 of 15 rows', [work])
+
+
+def test_empty_image_is_named_before_encoding(tool, voc_root, tiny_model,
+                                              tmp_path, assert_error,
+                                              monkeypatch):
+    config, ckpt, _ = tiny_model
+    image = voc_root / 'VOC2007' / 'JPEGImages' / '000012.jpg'
+    saved = image.read_bytes()
+    image.write_bytes(b'')
+    monkeypatch.setattr(tool, 'extract_features', lambda *a, **k: pytest.fail(
+        'encoded images'))
+    work = tmp_path / 'work'
+    try:
+        assert_error([config, ckpt, '--dataset', 'voc07', '--data-root',
+                      voc_root, '--work-dir', work, *FAST],
+                     f'{image}: empty image file (0 bytes) (1 of 15 images)',
+                     [work])
+    finally:
+        image.write_bytes(saved)
+
+
+def test_undecodable_image_is_named(tool, voc_root, tiny_model, tmp_path,
+                                    assert_error):
+    config, ckpt, _ = tiny_model
+    image = voc_root / 'VOC2007' / 'JPEGImages' / '000013.jpg'
+    saved = image.read_bytes()
+    image.write_bytes(b'not a jpeg')
+    work = tmp_path / 'work'
+    try:
+        assert_error([config, ckpt, '--dataset', 'voc07', '--data-root',
+                      voc_root, '--work-dir', work, *FAST],
+                     f'{image}: cannot decode image',
+                     [work / 'svm_voc07.json'])
+    finally:
+        image.write_bytes(saved)
+
+
+def test_outputs_never_overwrite_the_features(tmp_path, assert_error):
+    # a work dir whose report name is the features file itself
+    work = tmp_path / 'work'
+    work.mkdir()
+    features = work / 'svm_places205.json'
+    os.rename(separable_places(tmp_path), features)
+    size = os.path.getsize(features)
+    assert_error(['--dataset', 'places205', '--features', features,
+                  '--work-dir', work],
+                 f'the output is the input {features}', [])
+    assert os.path.getsize(features) == size

@@ -15,9 +15,11 @@ import os.path as osp
 import torch
 
 from mopro.utils import atomic_path
-from mopro.utils.checkpoint import (ORIGINAL_FORMAT, CheckpointError,  # noqa
-                                    get_state_dict, load_checkpoint,
-                                    original_to_mopro, require_format)
+from mopro.utils.checkpoint import (ORIGINAL_FORMAT, get_state_dict,
+                                    load_checkpoint, original_to_mopro,
+                                    require_finite, require_format)
+from mopro.utils.cli import run_tool
+from mopro.utils.outputs import check_output_file
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -31,8 +33,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def convert(ckpt: dict, source: str) -> dict:
-    """This project's checkpoint dict from a released-code checkpoint."""
+    """This project's checkpoint dict from a released-code checkpoint
+    (finite weights only)."""
     require_format(ckpt, ORIGINAL_FORMAT, source)
+    require_finite(get_state_dict(ckpt), source)
     state = original_to_mopro(get_state_dict(ckpt))
     return {
         'meta': {
@@ -45,11 +49,14 @@ def convert(ckpt: dict, source: str) -> dict:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    try:
-        ckpt = load_checkpoint(args.input, trust=args.trust_checkpoint)
-        converted = convert(ckpt, args.input)
-    except (FileNotFoundError, CheckpointError) as err:
-        raise SystemExit(f'error: {err}')
+    if not osp.isfile(args.input):
+        raise FileNotFoundError(f'{args.input}: no such checkpoint file')
+    check_output_file(args.output, inputs=[args.input])
+    ckpt = load_checkpoint(args.input, trust=args.trust_checkpoint)
+    converted = convert(ckpt, args.input)
+    check_output_file(args.output, need_bytes=sum(
+        v.numel() * v.element_size()
+        for v in converted['state_dict'].values()))
     with atomic_path(args.output) as tmp:
         torch.save(converted, tmp)
     print(f'{args.input} -> {args.output}: '
@@ -58,4 +65,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -10,10 +10,13 @@ the encoder only (see ``mopro/transfer/d2_convert.py``). Example::
         --num-gpus 8 MODEL.WEIGHTS mopro_r50.pkl
 """
 import argparse
+import os
 from typing import List, Optional
 
-from mopro.transfer.d2_convert import (convert_checkpoint, format_summary,
-                                       save_detectron2)
+from mopro.transfer.d2_convert import (check_output_name, convert_checkpoint,
+                                       format_summary, save_detectron2)
+from mopro.utils.cli import run_tool
+from mopro.utils.outputs import check_output_file
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -32,16 +35,18 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
-    try:
-        model, summary = convert_checkpoint(
-            args.checkpoint, trust=args.trust_checkpoint)
-        save_detectron2(model, args.output)
-    except (OSError, ValueError) as err:  # incl. FileNotFoundError and
-        # CheckpointError (a ValueError); OSError also covers a failed write
-        raise SystemExit(f'error: {err}') from None
+    check_output_name(args.output)
+    if not os.path.isfile(args.checkpoint):
+        raise FileNotFoundError(f'{args.checkpoint}: no such checkpoint file')
+    check_output_file(args.output, inputs=[args.checkpoint])
+    model, summary = convert_checkpoint(args.checkpoint,
+                                        trust=args.trust_checkpoint)
+    check_output_file(args.output, need_bytes=sum(
+        value.nbytes for value in model['model'].values()))
+    save_detectron2(model, args.output)
     print(format_summary(summary))
     print(f'wrote {args.output}')
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

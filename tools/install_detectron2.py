@@ -37,6 +37,8 @@ import tarfile
 import tempfile
 from typing import List, Optional
 
+from mopro.utils.cli import UserError, run_tool
+
 GIT_URL = 'https://github.com/facebookresearch/detectron2'
 SDIST = 'pb1-detectron2==0.6'
 VERSION = '0.6'
@@ -76,13 +78,13 @@ def step(message: str) -> None:
 
 
 def pip(args: List[str], check: bool = True) -> bool:
-    """Run pip of this interpreter; on failure raise SystemExit if
+    """Run pip of this interpreter; on failure raise :class:`UserError` if
     ``check`` else return False."""
     command = [sys.executable, '-m', 'pip'] + args
     result = subprocess.run(command)
     if result.returncode != 0 and check:
-        raise SystemExit(f'error: `{" ".join(command)}` failed '
-                         f'(exit {result.returncode})')
+        raise UserError(f'`{" ".join(command)}` failed '
+                        f'(exit {result.returncode})')
     return result.returncode == 0
 
 
@@ -186,8 +188,8 @@ def _dist_info(staging: str, files: List[str]) -> str:
 
 def install_from_sdist() -> None:
     if importlib.util.find_spec('torch') is None:
-        raise SystemExit('error: torch must be installed first (the '
-                         f'{SDIST} setup.py imports it)')
+        raise UserError('torch must be installed first (the '
+                        f'{SDIST} setup.py imports it)')
     purelib = sysconfig.get_paths()['purelib']
     with tempfile.TemporaryDirectory(dir=purelib,
                                      prefix='.detectron2-install-') as tmp:
@@ -199,8 +201,8 @@ def install_from_sdist() -> None:
         ])
         archives = glob.glob(os.path.join(tmp, '*.tar.gz'))
         if len(archives) != 1:
-            raise SystemExit(f'error: expected one sdist in {tmp}, found '
-                             f'{archives}')
+            raise UserError(f'expected one sdist in {tmp}, found '
+                            f'{archives}')
         staging = os.path.join(tmp, 'staging')
         with tarfile.open(archives[0]) as tar:
             members = [
@@ -212,8 +214,8 @@ def install_from_sdist() -> None:
             tar.extractall(staging, members=members, filter='data')
         package = os.path.join(staging, 'detectron2')
         if not os.path.isfile(os.path.join(package, '__init__.py')):
-            raise SystemExit(f'error: {archives[0]} has no detectron2/ '
-                             'package')
+            raise UserError(f'{archives[0]} has no detectron2/ '
+                            'package')
         files = sorted(
             os.path.relpath(os.path.join(root, name), staging)
             for root, _, names in os.walk(package) for name in names)
@@ -262,9 +264,9 @@ def main() -> None:
     importlib.invalidate_caches()
     package_dir = installed_detectron2()
     if package_dir is None:
-        raise SystemExit('error: detectron2 is still not importable')
+        raise UserError('detectron2 is still not importable')
     step(f'done: {describe(package_dir)}')
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -26,10 +26,13 @@ from mopro.evaluation.noise_cleaning import (clean_dataset,
                                              cleaned_list, save_report,
                                              summarize)
 from mopro.utils import write_json
-from mopro.utils.checkpoint import CheckpointError
 from mopro.utils.checkpoint import load_model_weights
+from mopro.utils.cli import ConfigError, run_tool
+from mopro.utils.outputs import check_output_dir, check_output_file
 from mopro.utils.runner import (add_config_args, compile_only_on_cuda,
                                 load_config)
+
+SUMMARY_NAME = 'noise_cleaning_summary.json'
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -61,24 +64,34 @@ def build_cleaning_dataset(cfg):
     return dataset
 
 
+def check_outputs(args: argparse.Namespace, cfg, num_images: int) -> None:
+    """``--out`` (about 100 bytes per image) and the work dir (summary and
+    report) can be written, and neither is an input."""
+    inputs = (args.config, args.checkpoint)
+    check_output_file(args.out, inputs=inputs, need_bytes=100 * num_images,
+                      what='--out file')
+    check_output_dir(cfg.work_dir, what='work dir')
+    summary = osp.join(cfg.work_dir, SUMMARY_NAME)
+    check_output_file(summary, inputs=(*inputs, args.out),
+                      what='summary')
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    try:
-        cfg = compile_only_on_cuda(load_config(args), device=args.device)
-        if cfg.model.get('type') != 'MoPro':
-            raise ValueError(f'{args.config}: noise cleaning needs a MoPro '
-                             f'model config, got {cfg.model.get("type")}')
-        if args.launcher != 'none':
-            init_dist(args.launcher,
-                      backend='nccl' if torch.cuda.is_available() else 'gloo')
-        init_default_scope('mmpretrain')
-        logger = MMLogger.get_instance('noise_cleaning')
-        model = MODELS.build(cfg.model)
-        load_model_weights(model, args.checkpoint,
-                           trust=args.trust_checkpoint)
-        dataset = build_cleaning_dataset(cfg)
-    except (FileNotFoundError, ValueError, CheckpointError) as err:
-        raise SystemExit(f'error: {err}')
+    cfg = compile_only_on_cuda(load_config(args), device=args.device)
+    if cfg.model.get('type') != 'MoPro':
+        raise ConfigError(f'{args.config}: noise cleaning needs a MoPro '
+                          f'model config, got model.type='
+                          f'{cfg.model.get("type")}')
+    if args.launcher != 'none':
+        init_dist(args.launcher,
+                  backend='nccl' if torch.cuda.is_available() else 'gloo')
+    init_default_scope('mmpretrain')
+    logger = MMLogger.get_instance('noise_cleaning')
+    model = MODELS.build(cfg.model)
+    load_model_weights(model, args.checkpoint, trust=args.trust_checkpoint)
+    dataset = build_cleaning_dataset(cfg)
+    check_outputs(args, cfg, len(dataset))
     device = torch.device(args.device or (
         'cuda' if torch.cuda.is_available() else 'cpu'))
     if device.type == 'cuda':
@@ -94,13 +107,14 @@ def main(argv=None) -> dict:
     summary = summarize(original, pseudo, model.num_classes)
     if get_dist_info()[0] != 0:
         return summary
-    write_json(args.out, cleaned_list(dataset, pseudo), indent=None)
-    summary_path = osp.join(cfg.work_dir, 'noise_cleaning_summary.json')
+    # the cleaned list last: a run that fails to write leaves none
+    summary_path = osp.join(cfg.work_dir, SUMMARY_NAME)
     write_json(summary_path,
                dict(checkpoint=args.checkpoint, out=args.out, **summary),
                indent=1)
     figures = save_report(dataset, original, pseudo, summary, cfg.work_dir,
                           args.num_show)
+    write_json(args.out, cleaned_list(dataset, pseudo), indent=None)
     total = summary['total']
     logger.info(f'{total["images"]} images: {total["kept"]} kept, '
                 f'{total["relabelled"]} relabelled, {total["ood"]} OOD, '
@@ -111,4 +125,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

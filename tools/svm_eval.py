@@ -14,6 +14,7 @@ Only the training images that some draw uses are encoded. Examples::
 """
 import argparse
 import json
+import math
 import os
 from typing import List, Optional
 
@@ -23,15 +24,18 @@ from mmengine.logging import MMLogger, print_log
 
 from mopro.datasets.lowshot import (VOC07_CLASSES, read_places205, read_voc07)
 from mopro.evaluation.features import (build_feature_model, extract_features,
-                                       feature_pipeline, load_encoder_weights,
-                                       load_feature_file, save_feature_file)
+                                       feature_pipeline, load_feature_file,
+                                       save_feature_file)
 from mopro.evaluation.svm import (DATASETS, DEFAULT_COST, DEFAULT_RUNS,
                                   DEFAULT_SHOTS, GOYAL_COST_GRID, SVM_BIAS,
                                   SVM_TOLERANCE, VOC_POSITIVE_WEIGHT,
-                                  evaluate_low_shot, format_table,
-                                  low_shot_samples)
-from mopro.utils.checkpoint import CheckpointError
+                                  check_costs, evaluate_low_shot,
+                                  format_table, low_shot_samples,
+                                  require_finite_features)
+from mopro.utils.checkpoint import load_model_weights
+from mopro.utils.cli import DataError, UserError, run_tool
 from mopro.utils.fileio import write_json, write_text
+from mopro.utils.outputs import check_output_dir, check_output_file
 
 # dataset -> (list reader, training split, test split, label columns)
 SPLITS = {
@@ -59,9 +63,9 @@ def _float_list(text: str) -> List[float]:
     except ValueError:
         raise argparse.ArgumentTypeError(
             f'expected comma-separated numbers, got {text!r}') from None
-    if not values or min(values) <= 0:
+    if not values or not all(math.isfinite(v) and v > 0 for v in values):
         raise argparse.ArgumentTypeError(
-            f'expected positive numbers, got {text!r}')
+            f'expected positive finite numbers, got {text!r}')
     return values
 
 
@@ -150,21 +154,20 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def _check_args(args: argparse.Namespace) -> None:
     if args.ignore_difficult and args.dataset != 'voc07':
-        raise ValueError('--ignore-difficult applies to voc07 only')
-    if args.cost <= 0:
-        raise ValueError(f'--cost must be positive, got {args.cost}')
+        raise UserError('--ignore-difficult applies to voc07 only')
+    check_costs(args.cost, args.costs, '--cost')
     if args.runs < 1:
-        raise ValueError(f'--runs must be >= 1, got {args.runs}')
+        raise UserError(f'--runs must be >= 1, got {args.runs}')
     if args.jobs is not None and args.jobs < 1:
-        raise ValueError(f'--jobs must be >= 1, got {args.jobs}')
+        raise UserError(f'--jobs must be >= 1, got {args.jobs}')
     if args.costs and not args.cost_sweep:
-        raise ValueError('--costs needs --cost-sweep')
+        raise UserError('--costs needs --cost-sweep')
     if not args.features:
         for value, name in ((args.config, 'CONFIG'), (args.checkpoint, 'CKPT'),
                             (args.data_root, '--data-root')):
             if not value:
-                raise ValueError(f'{name} is required unless --features '
-                                 'is given')
+                raise UserError(f'{name} is required unless --features '
+                                'is given')
         if not os.path.isfile(args.config):
             raise FileNotFoundError(f'{args.config}: no such config file')
         if not os.path.isdir(args.data_root):
@@ -180,18 +183,43 @@ def _work_dir(args: argparse.Namespace) -> str:
     return os.path.join('work_dirs', 'svm_eval', name)
 
 
+def _check_outputs(args: argparse.Namespace, work_dir: str,
+                   num_images: int = 0) -> None:
+    """The work dir takes the outputs (about ``num_images`` features of up
+    to 2048 float32 values), none of which is an input."""
+    check_output_dir(work_dir, need_bytes=num_images * 2048 * 4,
+                     what='work dir')
+    names = [f'svm_{args.dataset}.json', f'svm_{args.dataset}.md']
+    if not args.features:
+        names.append(f'features_{args.dataset}.npz')
+    for name in names:
+        check_output_file(os.path.join(work_dir, name),
+                          inputs=(args.features, args.config,
+                                  args.checkpoint))
+
+
+def _check_images(paths: List[str]) -> None:
+    """Every image exists and is not empty, before any is decoded."""
+    for problem, bad in (('no such image', [p for p in paths
+                                            if not os.path.isfile(p)]),
+                         ('empty image file (0 bytes)',
+                          [p for p in paths if os.path.isfile(p)
+                           and os.path.getsize(p) == 0])):
+        if bad:
+            raise DataError(f'{bad[0]}: {problem} ({len(bad)} of '
+                            f'{len(paths)} images)')
+
+
 def extract(args: argparse.Namespace, samples: dict, reader_out: tuple,
             work_dir: str) -> dict:
     """Encode the drawn training images and the test set; cache them."""
     (train_paths, train_labels), (test_paths, test_labels) = reader_out
     index = np.unique(np.concatenate(list(samples.values())))
     paths = [train_paths[i] for i in index] + test_paths
-    missing = [p for p in paths if not os.path.isfile(p)]
-    if missing:
-        raise FileNotFoundError(f'{missing[0]}: no such image '
-                                f'({len(missing)} of {len(paths)} missing)')
+    _check_images(paths)
     model = build_feature_model(args.config, args.cfg_options)
-    load_encoder_weights(model, args.checkpoint, trust=args.trust_checkpoint)
+    load_model_weights(model, args.checkpoint, trust=args.trust_checkpoint,
+                       submodule='backbone')
     print_log(
         f'encoding {len(index)} training and {len(test_paths)} test '
         'images',
@@ -203,6 +231,7 @@ def extract(args: argparse.Namespace, samples: dict, reader_out: tuple,
         batch_size=args.batch_size,
         num_workers=args.num_workers,
         device=args.device)
+    require_finite_features(feats, f'features of {args.checkpoint}')
     meta = dict(
         config=args.config,
         checkpoint=args.checkpoint,
@@ -232,6 +261,7 @@ def run(args: argparse.Namespace) -> dict:
     work_dir = _work_dir(args)
     reader, train_split, test_split, columns = SPLITS[args.dataset]
     if args.features:
+        _check_outputs(args, work_dir)
         data = load_feature_file(args.features, args.dataset, columns)
         data['path'] = args.features
         samples = low_shot_samples(data['train_labels'], args.shots, args.runs,
@@ -242,12 +272,15 @@ def run(args: argparse.Namespace) -> dict:
             for split in (train_split, test_split))
         samples = low_shot_samples(splits[0][1], args.shots, args.runs,
                                    args.seed)
+        num_images = len(np.unique(np.concatenate(list(
+            samples.values())))) + len(splits[1][0])
+        _check_outputs(args, work_dir, num_images)
         data = extract(args, samples, splits, work_dir)
 
     rows = np.full(len(data['train_labels']), -1, dtype=np.int64)
     rows[data['train_index']] = np.arange(len(data['train_index']))
     if any((rows[s] < 0).any() for s in samples.values()):
-        raise ValueError(
+        raise DataError(
             f'{data["path"]}: no features for some training images drawn with'
             f' --seed {args.seed} --shots {",".join(map(str, args.shots))} '
             f'--runs {args.runs}; use the settings it was extracted with '
@@ -304,14 +337,11 @@ def run(args: argparse.Namespace) -> dict:
     return report
 
 
-def main(argv: Optional[List[str]] = None) -> None:
+def main(argv: Optional[List[str]] = None) -> dict:
     args = parse_args(argv)
     MMLogger.get_instance('svm_eval')
-    try:
-        run(args)
-    except (FileNotFoundError, ValueError, CheckpointError) as err:
-        raise SystemExit(f'error: {err}') from None
+    return run(args)
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

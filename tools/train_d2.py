@@ -17,10 +17,18 @@ COCO-format datasets. COCO 2017 uses Detectron2's built-in
 On CPU (``--num-gpus 0`` or ``MODEL.DEVICE cpu``) SyncBN cannot run, so
 every ``SyncBN`` norm of the config becomes plain ``BN`` (for smoke tests;
 the protocol needs GPUs).
+
+A local ``MODEL.WEIGHTS`` .pkl must hold a ResNet of the config's
+``MODEL.RESNETS.DEPTH`` with finite weights: Detectron2 itself would load a
+ResNet-18 into the R-50 config with shape warnings and train a mostly random
+backbone.
 """
 import argparse
 import os
+import pickle
 from typing import Dict, List, Optional
+
+import numpy as np
 
 # first: mopro.transfer.d2_compat.install() must run before detectron2 imports
 import mopro  # noqa: F401 isort:skip
@@ -33,6 +41,10 @@ from detectron2.engine import (DefaultTrainer, default_argument_parser,
 from detectron2.evaluation import COCOEvaluator
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
+
+from mopro.utils.checkpoint import RESNET_DEPTHS, resnet_layout
+from mopro.utils.cli import ConfigError, UserError, run_tool
+from mopro.utils.outputs import check_output_dir
 
 
 class Trainer(DefaultTrainer):
@@ -68,8 +80,58 @@ def sync_bn_to_bn(cfg: CfgNode) -> List[str]:
     return changed
 
 
+def _read_pkl_weights(path: str) -> dict:
+    """The ``model`` weights of a Detectron2 .pkl (or the dict itself)."""
+    try:
+        with open(path, 'rb') as f:
+            obj = pickle.load(f, encoding='latin1')
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError,
+            AttributeError, ImportError, IndexError, KeyError) as err:
+        raise UserError(f'{path}: MODEL.WEIGHTS is not a readable .pkl '
+                        f'checkpoint ({type(err).__name__})') from None
+    weights = obj.get('model', obj) if isinstance(obj, dict) else None
+    if not isinstance(weights, dict):
+        raise UserError(f'{path}: MODEL.WEIGHTS holds no weights dict '
+                        "(expected {'model': {name: array}})")
+    return weights
+
+
+def check_weights(cfg: CfgNode) -> None:
+    """A local MODEL.WEIGHTS .pkl of ResNet weights must be of the config's
+    depth and finite (URLs and other formats are Detectron2's to read)."""
+    path = cfg.MODEL.WEIGHTS
+    if not path or '://' in path:
+        return
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'{path}: MODEL.WEIGHTS: no such file')
+    if not path.endswith('.pkl'):
+        return
+    weights = _read_pkl_weights(path)
+    layout = resnet_layout(weights, stage='res', first=2)
+    if layout is None:  # not named like tools/convert_to_d2.py's output
+        return
+    depth, wanted = RESNET_DEPTHS.get(layout), cfg.MODEL.RESNETS.DEPTH
+    if depth != wanted:
+        found = f'ResNet-{depth}' if depth else 'ResNet of blocks ' + \
+            '-'.join(map(str, layout[1]))
+        raise ConfigError(
+            f'{path}: MODEL.WEIGHTS is a {found} (res2.0.conv3 '
+            f'{"present" if layout[0] else "absent"}, blocks per stage '
+            f'{"-".join(map(str, layout[1]))}), the config builds '
+            f'ResNet-{wanted} (MODEL.RESNETS.DEPTH {wanted}): convert a '
+            f'ResNet-{wanted} checkpoint or set MODEL.RESNETS.DEPTH')
+    for name, value in weights.items():
+        value = np.asarray(value)
+        if value.dtype.kind == 'f' and not np.isfinite(value).all():
+            raise UserError(
+                f'{path}: {name} holds {int((~np.isfinite(value)).sum())} '
+                'non-finite values (NaN or inf): the weights of a diverged '
+                'run')
+
+
 def setup(args: argparse.Namespace) -> CfgNode:
-    """Config from file and overrides; CPU runs get BN instead of SyncBN."""
+    """Config from file and overrides; CPU runs get BN instead of SyncBN;
+    the weights and the output folder are checked before anything runs."""
     cfg = get_cfg()
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
@@ -77,9 +139,11 @@ def setup(args: argparse.Namespace) -> CfgNode:
         cfg.MODEL.DEVICE = 'cpu'
     changed = sync_bn_to_bn(cfg) if cfg.MODEL.DEVICE == 'cpu' else []
     if not cfg.MODEL.WEIGHTS and not (args.resume or args.eval_only):
-        raise SystemExit('error: MODEL.WEIGHTS is not set; pass the .pkl '
-                         'written by tools/convert_to_d2.py (MODEL.WEIGHTS '
-                         'path.pkl)')
+        raise ConfigError('MODEL.WEIGHTS is not set; pass the .pkl '
+                          'written by tools/convert_to_d2.py (MODEL.WEIGHTS '
+                          'path.pkl)')
+    check_weights(cfg)
+    check_output_dir(cfg.OUTPUT_DIR, what='OUTPUT_DIR')
     cfg.freeze()
     default_setup(cfg, args)
     logger = setup_logger(
@@ -100,8 +164,8 @@ def register_datasets(datasets: List[List[str]]) -> None:
             if (meta.get('json_file'), meta.get('image_root')) == (
                     json_file, image_root):
                 continue
-            raise SystemExit(f'error: --register {name}: a dataset of that '
-                             'name is already registered')
+            raise UserError(f'--register {name}: a dataset of that name is '
+                            'already registered')
         register_coco_instances(name, {}, json_file, image_root)
 
 
@@ -162,4 +226,4 @@ def cli(argv: Optional[List[str]] = None) -> None:
 
 
 if __name__ == '__main__':
-    cli()
+    run_tool(cli)

@@ -4,6 +4,8 @@ import os.path as osp
 
 from mmpretrain.registry import DATASETS
 
+from ..utils.cli import DataError
+
 from .file_list import ImageList
 from .image_list_dataset import ImageListDataset
 
@@ -21,24 +23,28 @@ def read_pseudo_labels(path: str, num_classes: int) -> ImageList:
     if not osp.isfile(path):
         raise FileNotFoundError(f'{path}: pseudo-label file not found')
     try:
-        with open(path, encoding='utf-8') as f:
+        with open(path, encoding='utf-8-sig') as f:
             data = json.load(f)
     except json.JSONDecodeError as err:
-        raise ValueError(f'{path}: not a JSON file ({err})') from None
+        raise DataError(f'{path}: not a JSON file ({err})') from None
+    except UnicodeDecodeError as err:
+        raise DataError(f'{path}: not UTF-8 text (byte '
+                        f'0x{err.object[err.start]:02x} at offset '
+                        f'{err.start}); save the file as UTF-8') from None
     if isinstance(data, dict) and set(data) == {'images', 'labels'}:
         paths, labels = data['images'], data['labels']
         if len(paths) != len(labels):
-            raise ValueError(f'{path}: {len(paths)} images but '
-                             f'{len(labels)} labels')
+            raise DataError(f'{path}: {len(paths)} images but '
+                            f'{len(labels)} labels')
     elif isinstance(data, dict):
         paths, labels = list(data), list(data.values())
     else:
-        raise ValueError(f'{path}: expected a JSON object '
-                         '{"relative/path": label}')
+        raise DataError(f'{path}: expected a JSON object '
+                        '{"relative/path": label}')
     for img, label in zip(paths, labels):
         if not isinstance(label, int) or not 0 <= label < num_classes:
-            raise ValueError(f'{path}: label {label!r} of {img!r} is not a '
-                             f'class index in [0, {num_classes})')
+            raise DataError(f'{path}: label {label!r} of {img!r} is not a '
+                            f'class index in [0, {num_classes})')
     return ImageList(paths, labels)
 
 

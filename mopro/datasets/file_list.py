@@ -5,10 +5,14 @@ GB in every dataloader worker. :class:`ImageList` keeps all paths in one
 bytes buffer with offsets and the labels in an int32 array: three numpy
 objects, shared copy-on-write by the workers.
 """
+import codecs
 import os
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
+from mmengine.logging import print_log
+
+from ..utils.cli import DataError
 
 
 class ImageList:
@@ -39,54 +43,87 @@ class ImageList:
                    np.concatenate([lst.labels for lst in lists]))
 
 
+def read_text_lines(path: str) -> Iterator[Tuple[int, str]]:
+    """``(line number, line)`` of a UTF-8 text file, a leading byte-order
+    mark (``utf-8-sig``, as some Windows editors write) removed.
+
+    Raises:
+        DataError: a line that is not UTF-8, naming file, line and byte.
+    """
+    with open(path, 'rb') as f:
+        for lineno, raw in enumerate(f, 1):
+            if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8):]
+            try:
+                yield lineno, raw.decode('utf-8')
+            except UnicodeDecodeError as err:
+                raise DataError(
+                    f'{path}:{lineno}: not UTF-8 text (byte '
+                    f'0x{raw[err.start]:02x} at column {err.start + 1}); '
+                    'save the file as UTF-8') from None
+
+
 def _parse_line(line: str, where: str) -> Tuple[str, int]:
     parts = line.rsplit(None, 1)
     if len(parts) != 2:
-        raise ValueError(f'{where}: expected "relative/path label", got '
-                         f'{line.strip()!r}')
+        raise DataError(f'{where}: expected "relative/path label", got '
+                        f'{line.strip()!r}')
     try:
         label = int(parts[1])
     except ValueError:
-        raise ValueError(f'{where}: label {parts[1]!r} is not an integer') \
+        raise DataError(f'{where}: label {parts[1]!r} is not an integer') \
             from None
     if label < 0:
-        raise ValueError(f'{where}: label {label} is negative')
+        raise DataError(f'{where}: label {label} is negative')
     return parts[0], label
 
 
 def read_file_list(list_file: str,
                    num_classes: Optional[int] = None,
-                   label_limit: Optional[int] = None) -> ImageList:
-    """Read ``relative/path label`` lines into an :class:`ImageList`.
+                   list_classes: Optional[int] = None) -> ImageList:
+    """Read ``relative/path label`` lines (UTF-8) into an
+    :class:`ImageList`.
 
     Args:
         list_file: the list file.
-        num_classes: keep only labels ``< num_classes`` (WebVision's lists
-            hold all 5000 V2 classes; V1 training keeps the first 1000).
-        label_limit: labels ``>= label_limit`` are an error (out of range).
+        num_classes: labels must lie in ``[0, num_classes)``.
+        list_classes: the class count of the list when it holds more
+            classes than are trained (WebVision's V2 lists hold 5000, of
+            which V1 training keeps the first 1000): labels in
+            ``[num_classes, list_classes)`` are dropped, with a log line
+            counting them, and only labels ``>= list_classes`` are errors.
 
     Raises:
         FileNotFoundError: the list file is missing.
-        ValueError: a malformed line, a label out of range or a duplicate
-            path, naming file and line number.
+        DataError: a malformed or non-UTF-8 line, a label out of range or a
+            duplicate path, naming file and line number.
     """
     if not os.path.isfile(list_file):
         raise FileNotFoundError(f'{list_file}: file list not found')
+    limit = list_classes or num_classes
+    setting = 'list_classes' if list_classes else 'num_classes'
     paths, labels, first_line = [], [], {}
-    with open(list_file, encoding='utf-8') as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f'{list_file}:{lineno}'
-            path, label = _parse_line(line, where)
-            if label_limit is not None and label >= label_limit:
-                raise ValueError(f'{where}: label {label} is out of range '
-                                 f'[0, {label_limit})')
-            if path in first_line:
-                raise ValueError(f'{where}: duplicate path {path!r} (first '
-                                 f'at line {first_line[path]})')
-            first_line[path] = lineno
-            if num_classes is None or label < num_classes:
-                paths.append(path)
-                labels.append(label)
+    dropped = 0
+    for lineno, line in read_text_lines(list_file):
+        if not line.strip():
+            continue
+        where = f'{list_file}:{lineno}'
+        path, label = _parse_line(line, where)
+        if limit is not None and label >= limit:
+            raise DataError(f'{where}: label {label} is out of range '
+                            f'[0, {limit}) (dataset {setting}={limit})')
+        if path in first_line:
+            raise DataError(f'{where}: duplicate path {path!r} (first at '
+                            f'line {first_line[path]})')
+        first_line[path] = lineno
+        if num_classes is not None and label >= num_classes:
+            dropped += 1
+            continue
+        paths.append(path)
+        labels.append(label)
+    if dropped:
+        print_log(f'{list_file}: kept {len(paths)} images of classes '
+                  f'< num_classes={num_classes}; dropped {dropped} lines of '
+                  f'classes {num_classes}..{list_classes - 1} '
+                  f'(list_classes={list_classes})', logger='current')
     return ImageList(paths, labels)

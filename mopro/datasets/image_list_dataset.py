@@ -7,6 +7,7 @@ from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
 from mmpretrain.registry import TRANSFORMS
 
+from ..utils.validate import check_number
 from .file_list import ImageList
 from .seeding import rng_key_of, seeded_rngs
 from .transforms import ImageDecodeError
@@ -59,7 +60,9 @@ class ImageListDataset(BaseDataset):
                  lazy_init: bool = False,
                  metainfo: Optional[dict] = None,
                  max_refetch: int = 1000) -> None:
-        self.max_bad_fraction = max_bad_fraction
+        self.max_bad_fraction = check_number(
+            max_bad_fraction, 'train_dataloader.dataset.max_bad_fraction', 0,
+            1)
         self.num_loaded = 0
         self.num_bad = 0
         self.images: Optional[ImageList] = None

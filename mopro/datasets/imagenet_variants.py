@@ -15,6 +15,8 @@ from typing import Optional, Tuple
 
 from mmpretrain.registry import DATASETS
 
+from ..utils.cli import ConfigError, DataError
+
 from .file_list import ImageList
 from .image_list_dataset import ImageListDataset
 
@@ -75,8 +77,8 @@ class ImageNet200(ImageListDataset):
                  metainfo: Optional[dict] = None,
                  **kwargs) -> None:
         if variant not in CLASS_SUBSETS:
-            raise ValueError(f'ImageNet200: variant must be one of '
-                             f'{sorted(CLASS_SUBSETS)}, got {variant!r}')
+            raise ConfigError(f'ImageNet200: variant must be one of '
+                              f'{sorted(CLASS_SUBSETS)}, got {variant!r}')
         self.variant = variant
         indices = CLASS_SUBSETS[variant]
         metainfo = metainfo or dict(classes=[str(i) for i in indices])
@@ -90,8 +92,8 @@ class ImageNet200(ImageListDataset):
                          if osp.isdir(osp.join(root, d)))
         expected = len(CLASS_SUBSETS[self.variant])
         if len(folders) != expected:
-            raise ValueError(f'{root}: {self.variant} has {expected} class '
-                             f'folders, found {len(folders)}')
+            raise DataError(f'{root}: {self.variant} has {expected} class '
+                            f'folders, found {len(folders)}')
         paths, labels = [], []
         for label, folder in enumerate(folders):
             for name in sorted(os.listdir(osp.join(root, folder))):

@@ -30,6 +30,9 @@ from typing import List, Tuple
 
 import numpy as np
 
+from ..utils.cli import ConfigError, DataError
+from .file_list import read_text_lines
+
 VOC07_CLASSES = ('aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus',
                  'car', 'cat', 'chair', 'cow', 'diningtable', 'dog', 'horse',
                  'motorbike', 'person', 'pottedplant', 'sheep', 'sofa',
@@ -64,17 +67,16 @@ def _read_voc_class_file(path: str) -> Tuple[List[str], List[int]]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f'{path}: no such VOC label file')
     ids, labels = [], []
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 2 or fields[1] not in ('1', '0', '-1'):
-                raise ValueError(
-                    f'{path}:{lineno}: expected "<image id> <1|0|-1>", got '
-                    f'{line.strip()!r}')
-            ids.append(fields[0])
-            labels.append(int(fields[1]))
+    for lineno, line in read_text_lines(path):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 2 or fields[1] not in ('1', '0', '-1'):
+            raise DataError(
+                f'{path}:{lineno}: expected "<image id> <1|0|-1>", got '
+                f'{line.strip()!r}')
+        ids.append(fields[0])
+        labels.append(int(fields[1]))
     return ids, labels
 
 
@@ -92,8 +94,8 @@ def read_voc07(data_root: str, split: str) -> Tuple[List[str], np.ndarray]:
         order, rows in the order of the class files.
     """
     if split not in VOC07_SPLITS:
-        raise ValueError(f'unknown VOC2007 split {split!r}; expected one of '
-                         f'{VOC07_SPLITS}')
+        raise ConfigError(f'unknown VOC2007 split {split!r}; expected one of '
+                          f'{VOC07_SPLITS}')
     root = voc2007_dir(data_root)
     main = os.path.join(root, 'ImageSets', 'Main')
     image_ids: List[str] = []
@@ -104,13 +106,13 @@ def read_voc07(data_root: str, split: str) -> Tuple[List[str], np.ndarray]:
         if not columns:
             image_ids = ids
         elif ids != image_ids:
-            raise ValueError(
+            raise DataError(
                 f'{path}: lists different images than '
                 f'{VOC07_CLASSES[0]}_{split}.txt (all class files of a split '
                 'must list the same images in the same order)')
         columns.append(labels)
     if not image_ids:
-        raise ValueError(f'{main}: the {split} split lists no images')
+        raise DataError(f'{main}: the {split} split lists no images')
     images = os.path.join(root, 'JPEGImages')
     paths = [os.path.join(images, f'{i}.jpg') for i in image_ids]
     return paths, np.asarray(columns, dtype=np.int8).T.copy()
@@ -134,8 +136,8 @@ def read_places205(data_root: str, split: str) -> Tuple[List[str], np.ndarray]:
         Absolute image paths and an ``N`` int64 vector of class indices.
     """
     if split not in PLACES205_SPLITS:
-        raise ValueError(f'unknown Places205 split {split!r}; expected one '
-                         f'of {PLACES205_SPLITS}')
+        raise ConfigError(f'unknown Places205 split {split!r}; expected one '
+                          f'of {PLACES205_SPLITS}')
     _require_dir(data_root, 'data root')
     path = os.path.join(data_root, PLACES205_LIST_DIR,
                         f'{split}_places205.csv')
@@ -143,17 +145,16 @@ def read_places205(data_root: str, split: str) -> Tuple[List[str], np.ndarray]:
         raise FileNotFoundError(f'{path}: no such Places205 list file')
     image_dir = places205_image_dir(data_root)
     paths, labels = [], []
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            fields = line.rsplit(maxsplit=1)
-            if not fields:
-                continue
-            if len(fields) != 2 or not fields[1].isdigit():
-                raise ValueError(
-                    f'{path}:{lineno}: expected "<relative path> <class '
-                    f'index>", got {line.strip()!r}')
-            paths.append(os.path.join(image_dir, fields[0]))
-            labels.append(int(fields[1]))
+    for lineno, line in read_text_lines(path):
+        fields = line.rsplit(maxsplit=1)
+        if not fields:
+            continue
+        if len(fields) != 2 or not fields[1].isdigit():
+            raise DataError(
+                f'{path}:{lineno}: expected "<relative path> <class '
+                f'index>", got {line.strip()!r}')
+        paths.append(os.path.join(image_dir, fields[0]))
+        labels.append(int(fields[1]))
     if not paths:
-        raise ValueError(f'{path}: lists no images')
+        raise DataError(f'{path}: lists no images')
     return paths, np.asarray(labels, dtype=np.int64)

@@ -13,7 +13,9 @@ from typing import List, Optional
 import numpy as np
 from mmpretrain.registry import DATASETS
 
-from .file_list import ImageList
+from ..utils.cli import ConfigError, DataError
+
+from .file_list import ImageList, read_text_lines
 from .image_list_dataset import ImageListDataset
 from .imagenet_variants import IMG_EXTENSIONS
 
@@ -22,10 +24,10 @@ def read_subset_file(path: str) -> List[str]:
     """Image file names of a SimCLR subset file, in file order."""
     if not osp.isfile(path):
         raise FileNotFoundError(f'{path}: subset file not found')
-    with open(path, encoding='utf-8') as f:
-        names = [line.strip() for line in f if line.strip()]
+    names = [line.strip() for _, line in read_text_lines(path)
+             if line.strip()]
     if not names:
-        raise ValueError(f'{path}: subset file is empty')
+        raise DataError(f'{path}: subset file is empty')
     return names
 
 
@@ -51,8 +53,8 @@ class ImageNetSubset(ImageListDataset):
                  seed: int = 0,
                  **kwargs) -> None:
         if subset_file is None and not (fraction and 0 < fraction <= 1):
-            raise ValueError('ImageNetSubset: give subset_file or a fraction '
-                             f'in (0, 1], got fraction={fraction!r}')
+            raise ConfigError('ImageNetSubset: give subset_file or a fraction '
+                              f'in (0, 1], got fraction={fraction!r}')
         self.data_prefix_dir = data_prefix
         self.subset_file = subset_file
         self.fraction = fraction

@@ -4,14 +4,15 @@ import os.path as osp
 from typing import Optional, Sequence
 
 import numpy as np
+from mmengine.logging import print_log
 from mmpretrain.registry import DATASETS
 
 from ..utils import atomic_path
+from ..utils.cli import ConfigError
+from ..utils.validate import check_int
 from .file_list import ImageList, read_file_list
 from .image_list_dataset import ImageListDataset
 
-# WebVision V2 has 5000 classes: labels beyond are corrupt list lines
-WEBVISION_MAX_CLASSES = 5000
 TRAIN_SOURCES = ('google', 'flickr')
 
 
@@ -29,8 +30,15 @@ class WebVision(ImageListDataset):
     Args:
         data_root: WebVision root.
         split: ``'train'`` or ``'val'``.
-        num_classes: keep classes ``< num_classes`` (1000 for V1.0 and the
-            released code's "mini" settings, 5000 for V2.0).
+        num_classes: the classes trained (1000 for V1.0, 5000 for V2.0):
+            a list label outside ``[0, num_classes)`` is an error naming
+            file and line, unless ``list_classes`` allows it.
+        list_classes: the class count of the lists when they hold more
+            than ``num_classes``: the V2.0 download's lists hold 5000
+            classes, of which V1.0 (the released code's setting) keeps the
+            first 1000; labels in ``[num_classes, list_classes)`` are then
+            dropped, with a log line counting them. The V1.0 configs set
+            5000; None (default): the lists hold ``num_classes`` classes.
         sources: training lists to read, of ``'google'``, ``'flickr'``.
         subset_size: train on a seeded random subset of this many images
             (WebVision V0.5: 1.28M images of V1.0). The subset's list is
@@ -44,20 +52,27 @@ class WebVision(ImageListDataset):
                  data_root: str,
                  split: str = 'train',
                  num_classes: int = 1000,
+                 list_classes: Optional[int] = None,
                  sources: Sequence[str] = TRAIN_SOURCES,
                  subset_size: Optional[int] = None,
                  subset_file: Optional[str] = None,
                  subset_seed: int = 0,
                  **kwargs) -> None:
         if split not in ('train', 'val'):
-            raise ValueError(f"WebVision: split must be 'train' or 'val', "
-                             f'got {split!r}')
+            raise ConfigError(f"WebVision: split must be 'train' or 'val', "
+                              f'got {split!r}')
         unknown = set(sources) - set(TRAIN_SOURCES)
         if unknown:
-            raise ValueError(f'WebVision: unknown sources {sorted(unknown)}; '
-                             f'choose from {TRAIN_SOURCES}')
+            raise ConfigError(f'WebVision: unknown sources {sorted(unknown)}; '
+                              f'choose from {TRAIN_SOURCES}')
+        check_int(num_classes, 'dataset num_classes')
+        if list_classes is not None:
+            check_int(list_classes, 'dataset list_classes', num_classes)
+        if subset_size is not None:
+            check_int(subset_size, 'dataset subset_size')
         self.split = split
         self.num_classes = num_classes
+        self.list_classes = list_classes
         self.sources = tuple(sources)
         self.subset_size = subset_size
         self.subset_seed = subset_seed
@@ -76,7 +91,7 @@ class WebVision(ImageListDataset):
     def _read(self, name: str) -> ImageList:
         return read_file_list(
             osp.join(self.data_root, 'info', name), self.num_classes,
-            label_limit=WEBVISION_MAX_CLASSES)
+            self.list_classes)
 
     def load_image_list(self) -> ImageList:
         if self.split == 'val':
@@ -91,7 +106,7 @@ class WebVision(ImageListDataset):
 
     def _draw_subset(self, images: ImageList) -> ImageList:
         if self.subset_size > len(images):
-            raise ValueError(
+            raise ConfigError(
                 f'WebVision: subset_size={self.subset_size} exceeds the '
                 f'{len(images)} training images')
         rng = np.random.default_rng(self.subset_seed)
@@ -119,7 +134,9 @@ class ImageNetVal(ImageListDataset):
         data_root: root folder.
         data_prefix: image folder below ``data_root`` (default ``val``).
         ann_file: optional list file below ``data_root``.
-        num_classes: keep classes ``< num_classes``.
+        num_classes: the classes evaluated: ``ann_file`` labels must lie in
+            ``[0, num_classes)``; class folders beyond are left out, with a
+            log line counting them.
     """
 
     IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
@@ -155,6 +172,11 @@ class ImageNetVal(ImageListDataset):
             index = {d: int(d) for d in folders}
         else:
             index = {d: i for i, d in enumerate(folders)}
+        skipped = [d for d in folders if index[d] >= self.num_classes]
+        if skipped:
+            print_log(f'{root}: left out {len(skipped)} class folders of '
+                      f'classes >= num_classes={self.num_classes} (e.g. '
+                      f'{skipped[0]})', logger='current')
         paths, labels = [], []
         for folder in folders:
             if index[folder] >= self.num_classes:

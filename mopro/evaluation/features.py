@@ -19,16 +19,20 @@ from mmengine.utils import ProgressBar
 from mmpretrain.registry import MODELS, TRANSFORMS
 from torch.utils.data import DataLoader, Dataset
 
-from ..utils.checkpoint import (CheckpointError, encoder_state_dict,
-                                load_checkpoint)
+from ..utils.cli import ConfigError, DataError
 from ..utils.fileio import atomic_path
 from ..utils.runner import compile_only_on_cuda
+from .svm import require_finite_features
 
 
 def feature_pipeline(resize: int = 256, crop: int = 224) -> List[dict]:
-    """Test-time transforms: short side to ``resize``, center ``crop``."""
+    """Test-time transforms: short side to ``resize``, center ``crop``.
+
+    Images are decoded by ``LoadWebImage``: an empty, undecodable or
+    oversized file is an error naming it.
+    """
     return [
-        dict(type='LoadImageFromFile'),
+        dict(type='LoadWebImage'),
         dict(type='ResizeEdge', scale=resize, edge='short'),
         dict(type='CenterCrop', crop_size=crop),
         dict(type='PackInputs'),
@@ -59,41 +63,13 @@ def build_feature_model(config: Union[str, Config],
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     if 'model' not in cfg:
-        raise ValueError(f'{cfg.filename}: the config has no model')
+        raise ConfigError(f'{cfg.filename}: the config has no model')
     compile_only_on_cuda(cfg)
     model = MODELS.build(cfg.model)
     if not hasattr(model, 'extract_feat'):
-        raise ValueError(f'{cfg.filename}: model {type(model).__name__} has '
-                         'no extract_feat')
+        raise ConfigError(f'{cfg.filename}: model {type(model).__name__} has '
+                          'no extract_feat')
     return model
-
-
-def load_encoder_weights(model: torch.nn.Module,
-                         checkpoint: str,
-                         trust: bool = False) -> None:
-    """Load the encoder (backbone) weights of a checkpoint of this project
-    or of the released code into ``model.backbone``, strictly.
-
-    Raises:
-        CheckpointError: one line naming the first mismatching weight.
-    """
-    ckpt = load_checkpoint(checkpoint, trust=trust)
-    state = encoder_state_dict(ckpt, checkpoint)
-    own = model.backbone.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    if missing or unexpected:
-        raise CheckpointError(
-            f'{checkpoint}: encoder does not match the config: '
-            f'{len(missing)} weights missing (e.g. {missing[:2]}), '
-            f'{len(unexpected)} unexpected (e.g. {unexpected[:2]})')
-    for key, value in state.items():
-        if own[key].shape != value.shape:
-            raise CheckpointError(
-                f'{checkpoint}: encoder does not match the config at {key}: '
-                f'checkpoint {tuple(value.shape)} vs config '
-                f'{tuple(own[key].shape)}')
-    model.backbone.load_state_dict(state, strict=True)
 
 
 def prepare_for_inference(model: torch.nn.Module,
@@ -138,7 +114,7 @@ def extract_features(model: torch.nn.Module,
         progress: show a progress bar.
     """
     if not img_paths:
-        raise ValueError('no images to extract features from')
+        raise DataError('no images to extract features from')
     device = torch.device(
         device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     on_gpu = device.type == 'cuda'
@@ -192,7 +168,8 @@ def load_feature_file(path: str,
         label_columns: C for multi-label data; None for class indices.
 
     Raises:
-        FileNotFoundError, ValueError: one line naming the file and key.
+        FileNotFoundError, DataError: one line naming the file and key
+            (also for NaN or infinite features).
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f'{path}: no such features file')
@@ -200,46 +177,49 @@ def load_feature_file(path: str,
         with np.load(path, allow_pickle=False) as npz:
             data = {key: npz[key] for key in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile) as err:
-        raise ValueError(f'{path}: not a readable .npz features file '
-                         f'({str(err).splitlines()[0]})') from None
+        raise DataError(f'{path}: not a readable .npz features file '
+                        f'({str(err).splitlines()[0]})') from None
     missing = [key for key in FEATURE_FILE_KEYS if key not in data]
     if missing:
-        raise ValueError(f'{path}: missing keys {missing} (expected '
-                         f'{list(FEATURE_FILE_KEYS)})')
+        raise DataError(f'{path}: missing keys {missing} (expected '
+                        f'{list(FEATURE_FILE_KEYS)})')
     if str(data['dataset']) != dataset:
-        raise ValueError(f'{path}: holds {str(data["dataset"])!r} features, '
-                         f'not {dataset!r}')
+        raise DataError(f'{path}: holds {str(data["dataset"])!r} features, '
+                        f'not {dataset!r}')
     want = 1 if label_columns is None else 2
     for split in ('train', 'test'):
         feats, labels = data[f'{split}_feats'], data[f'{split}_labels']
         if feats.ndim != 2 or feats.shape[0] == 0 or \
                 not np.issubdtype(feats.dtype, np.floating):
-            raise ValueError(f'{path}: {split}_feats must be a non-empty '
-                             f'float N x D array, got {feats.dtype} '
-                             f'{feats.shape}')
+            raise DataError(f'{path}: {split}_feats must be a non-empty '
+                            f'float N x D array, got {feats.dtype} '
+                            f'{feats.shape}')
         if labels.ndim != want or (want == 2
                                    and labels.shape[1] != label_columns):
             shape = 'N' if want == 1 else f'N x {label_columns}'
-            raise ValueError(f'{path}: {split}_labels must be {shape}, got '
-                             f'shape {labels.shape}')
+            raise DataError(f'{path}: {split}_labels must be {shape}, got '
+                            f'shape {labels.shape}')
         if not np.issubdtype(labels.dtype, np.integer):
-            raise ValueError(f'{path}: {split}_labels must be integers, got '
-                             f'{labels.dtype}')
+            raise DataError(f'{path}: {split}_labels must be integers, got '
+                            f'{labels.dtype}')
+    for split in ('train', 'test'):
+        require_finite_features(data[f'{split}_feats'],
+                                f'{path}: {split}_feats')
     if data['train_feats'].shape[1] != data['test_feats'].shape[1]:
-        raise ValueError(f'{path}: train_feats are '
-                         f'{data["train_feats"].shape[1]}-d, test_feats '
-                         f'{data["test_feats"].shape[1]}-d')
+        raise DataError(f'{path}: train_feats are '
+                        f'{data["train_feats"].shape[1]}-d, test_feats '
+                        f'{data["test_feats"].shape[1]}-d')
     if len(data['test_labels']) != len(data['test_feats']):
-        raise ValueError(f'{path}: {len(data["test_feats"])} test_feats but '
-                         f'{len(data["test_labels"])} test_labels')
+        raise DataError(f'{path}: {len(data["test_feats"])} test_feats but '
+                        f'{len(data["test_labels"])} test_labels')
     index = data['train_index']
     if index.shape != (len(data['train_feats']), ) or \
             not np.issubdtype(index.dtype, np.integer):
-        raise ValueError(f'{path}: train_index must hold one integer per '
-                         f'train_feats row ({len(data["train_feats"])}), '
-                         f'got {index.dtype} {index.shape}')
+        raise DataError(f'{path}: train_index must hold one integer per '
+                        f'train_feats row ({len(data["train_feats"])}), '
+                        f'got {index.dtype} {index.shape}')
     if (np.diff(index) <= 0).any() or index[0] < 0 or \
             index[-1] >= len(data['train_labels']):
-        raise ValueError(f'{path}: train_index must increase within '
-                         f'[0, {len(data["train_labels"])})')
+        raise DataError(f'{path}: train_index must increase within '
+                        f'[0, {len(data["train_labels"])})')
     return data

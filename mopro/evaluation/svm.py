@@ -44,6 +44,9 @@ from scipy import sparse
 
 from liblinear.liblinearutil import parameter, problem, train
 
+from ..utils.cli import DataError
+from ..utils.validate import check_number
+
 DEFAULT_COST = 0.5
 SVM_TOLERANCE = 1e-4
 SVM_BIAS = 1.0
@@ -151,8 +154,8 @@ def sample_low_shot(labels: np.ndarray, k: int,
     blocks = []
     for name, pos in zip(names, positives):
         if pos.size < k:
-            raise ValueError(f'class {name} has {pos.size} positive training '
-                             f'images, fewer than k={k}')
+            raise DataError(f'class {name} has {pos.size} positive training '
+                            f'images, fewer than k={k}')
         blocks.append(rng.choice(pos, size=k, replace=False))
     return np.concatenate(blocks).astype(np.int64)
 
@@ -203,8 +206,8 @@ def fit_linear_svm(feats: np.ndarray,
     """
     labels = np.asarray(labels, dtype=np.float64)
     if not ((labels == 1).any() and (labels == -1).any()):
-        raise ValueError('a binary SVM needs both positive and negative '
-                         'training samples')
+        raise DataError('a binary SVM needs both positive and negative '
+                        'training samples')
     options = (f'-s 1 -c {cost!r} -e {SVM_TOLERANCE!r} -B {SVM_BIAS!r} -q')
     if positive_weight != 1.0:
         options += f' -w1 {positive_weight!r}'
@@ -277,19 +280,40 @@ def _check_pair(train_feats: np.ndarray, train_labels: np.ndarray,
                                 ('test', test_feats, test_labels)):
         feats = np.asarray(feats)
         if feats.ndim != 2:
-            raise ValueError(f'{name} features must be N x D, got shape '
-                             f'{feats.shape}')
+            raise DataError(f'{name} features must be N x D, got shape '
+                            f'{feats.shape}')
         if labels.ndim != label_ndim or len(labels) != len(feats):
             want = 'N x C' if label_ndim == 2 else 'N'
-            raise ValueError(
+            raise DataError(
                 f'{name} labels must be {want} with N = {len(feats)} '
                 f'(features), got shape {labels.shape}')
         if len(feats) == 0:
-            raise ValueError(f'{name} set is empty')
+            raise DataError(f'{name} set is empty')
+        require_finite_features(feats, f'{name} features')
     train_dim, test_dim = np.shape(train_feats)[1], np.shape(test_feats)[1]
     if train_dim != test_dim:
-        raise ValueError(f'train features are {train_dim}-d but test '
-                         f'features {test_dim}-d')
+        raise DataError(f'train features are {train_dim}-d but test '
+                        f'features {test_dim}-d')
+
+
+def require_finite_features(feats: np.ndarray, name: str) -> None:
+    """Raise a one-line :class:`DataError` if ``feats`` (N x D) hold NaN or
+    infinity: an SVM would fit them without complaint and report a
+    meaningless score."""
+    finite = np.isfinite(feats)
+    if not finite.all():
+        rows = int((~finite).any(axis=1).sum())
+        raise DataError(f'{name} hold {int((~finite).sum())} non-finite '
+                        f'values (NaN or inf) in {rows} of {len(feats)} '
+                        'rows')
+
+
+def check_costs(cost: float, cost_grid: Optional[Sequence[float]],
+                name: str = 'cost') -> None:
+    """SVM costs must be finite and positive (LIBLINEAR takes a NaN)."""
+    check_number(cost, name, low=0, low_open=True)
+    for value in cost_grid or ():
+        check_number(value, f'{name} grid value', low=0, low_open=True)
 
 
 def _used_rows(column: np.ndarray, ignore_difficult: bool) -> np.ndarray:
@@ -314,6 +338,7 @@ def voc07_svm(train_feats: np.ndarray,
     by 3-fold cross-validated AP on its training set (Goyal et al. 2019);
     a class with fewer than 2 positives or negatives keeps ``cost``.
     """
+    check_costs(cost, cost_grid)
     train_labels = np.asarray(train_labels)
     test_labels = np.asarray(test_labels)
     _check_pair(train_feats, train_labels, test_feats, test_labels, 2)
@@ -321,19 +346,19 @@ def voc07_svm(train_feats: np.ndarray,
     test_feats = normalize_features(test_feats)
     num_classes = train_labels.shape[1]
     if test_labels.shape[1] != num_classes:
-        raise ValueError(f'train labels have {num_classes} classes, test '
-                         f'labels {test_labels.shape[1]}')
+        raise DataError(f'train labels have {num_classes} classes, test '
+                        f'labels {test_labels.shape[1]}')
     for name, labels in (('train', train_labels), ('test', test_labels)):
         if not np.isin(labels, (-1, 0, 1)).all():
-            raise ValueError(f'{name} labels must be in {{1, 0, -1}}')
+            raise DataError(f'{name} labels must be in {{1, 0, -1}}')
 
     rows, targets = [], []
     for c in range(num_classes):
         keep = _used_rows(train_labels[:, c], ignore_difficult)
         y = np.where(train_labels[keep, c] == 1, 1, -1).astype(np.int8)
         if not ((y == 1).any() and (y == -1).any()):
-            raise ValueError(f'class {c}: the training set needs positive '
-                             'and negative images')
+            raise DataError(f'class {c}: the training set needs positive '
+                            'and negative images')
         rows.append(np.flatnonzero(keep))
         targets.append(y)
 
@@ -352,7 +377,7 @@ def voc07_svm(train_feats: np.ndarray,
         aps[c] = 100.0 * average_precision(test_labels[keep, c] == 1,
                                            scores[keep, c])
         if math.isnan(aps[c]):
-            raise ValueError(f'class {c}: the test set has no positive image')
+            raise DataError(f'class {c}: the test set has no positive image')
     return aps, costs
 
 
@@ -445,6 +470,7 @@ def places_svm(train_feats: np.ndarray,
     cost used). See :func:`places_svm_accuracy`. With ``cost_grid`` one cost
     for all classes is picked by 3-fold cross-validated accuracy (needs at
     least 2 images of every class; else ``cost`` is kept)."""
+    check_costs(cost, cost_grid)
     train_labels = np.asarray(train_labels)
     test_labels = np.asarray(test_labels)
     _check_pair(train_feats, train_labels, test_feats, test_labels, 1)
@@ -452,7 +478,7 @@ def places_svm(train_feats: np.ndarray,
     test_feats = normalize_features(test_feats)
     classes = np.unique(train_labels)
     if classes.size < 2:
-        raise ValueError('the training set needs at least 2 classes')
+        raise DataError('the training set needs at least 2 classes')
 
     if cost_grid:
         cost = _places_cv_cost(train_feats, train_labels, classes, cost,
@@ -566,7 +592,7 @@ def evaluate_low_shot(dataset: str,
     for (k, run), indices in sorted(samples.items()):
         rows = indices if train_rows is None else train_rows[indices]
         if (rows < 0).any():
-            raise ValueError(
+            raise DataError(
                 f'k={k} run {run}: no features for some drawn training '
                 'images (were they extracted for other --seed/--shots/--runs '
                 'settings?)')

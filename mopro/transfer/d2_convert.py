@@ -33,7 +33,9 @@ import torch
 
 from mopro.utils import atomic_path
 from mopro.utils.checkpoint import (CheckpointError, encoder_state_dict,
-                                    load_checkpoint, mopro_state_dict)
+                                    load_checkpoint, mopro_state_dict,
+                                    require_finite)
+from mopro.utils.cli import UserError
 
 AUTHOR = 'MoPro'
 BN_COUNTER = 'num_batches_tracked'
@@ -141,10 +143,12 @@ def convert_checkpoint(path: str, trust: bool = False
     return the Detectron2 checkpoint dict and a summary.
 
     Raises:
-        FileNotFoundError, CheckpointError: unreadable or unsupported file.
+        FileNotFoundError, CheckpointError: unreadable or unsupported file,
+            or non-finite weights (naming the first such tensor).
     """
     ckpt = load_checkpoint(path, trust=trust)
     state = mopro_state_dict(ckpt, path)
+    require_finite(state, path)
     weights, counters = convert_encoder(encoder_state_dict(ckpt, path), path)
     converted = Counter(_tensor_kind(name) for name in weights)
     dropped = Counter(
@@ -160,14 +164,17 @@ def convert_checkpoint(path: str, trust: bool = False
     return model, Summary(converted, dropped)
 
 
-def save_detectron2(model: Dict[str, object], out_path: str) -> None:
-    """Pickle ``model`` to ``out_path`` atomically.
-
-    Detectron2's checkpointer reads this format only from ``.pkl`` files.
-    """
+def check_output_name(out_path: str) -> None:
+    """Detectron2's checkpointer reads this format only from ``.pkl``
+    files."""
     if not out_path.endswith('.pkl'):
-        raise ValueError(f'{out_path}: output must end with .pkl (Detectron2 '
-                         'reads its pickle format only from .pkl files)')
+        raise UserError(f'{out_path}: output must end with .pkl (Detectron2 '
+                        'reads its pickle format only from .pkl files)')
+
+
+def save_detectron2(model: Dict[str, object], out_path: str) -> None:
+    """Pickle ``model`` to ``out_path`` (a ``.pkl``) atomically."""
+    check_output_name(out_path)
     with atomic_path(out_path) as tmp:
         with open(tmp, 'wb') as f:
             pickle.dump(model, f, protocol=pickle.HIGHEST_PROTOCOL)

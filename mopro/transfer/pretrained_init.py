@@ -30,8 +30,9 @@ import torch
 from mmengine.logging import print_log
 from mmengine.registry import WEIGHT_INITIALIZERS
 
-from ..utils.checkpoint import (CheckpointError, load_checkpoint,
-                                mopro_state_dict)
+from ..utils.checkpoint import (CheckpointError, depth_mismatch,
+                                load_checkpoint, mopro_state_dict,
+                                require_finite)
 
 ENCODER_ONLY = (('backbone.', 'backbone.'), )
 Mapping = Union[Dict[str, str], Sequence[Tuple[str, str]]]
@@ -54,7 +55,9 @@ class MoProPretrainedInit:
     """Load renamed weights of a MoPro checkpoint into a model.
 
     Every target prefix must be filled exactly: same names, same shapes
-    (a classifier of another class count is a one-line error naming both).
+    (a ResNet of another depth or a classifier of another class count is a
+    one-line error naming both), finite values. What the mapping leaves out
+    (a new classifier) keeps its initialisation, and the log line says so.
 
     Args:
         checkpoint: checkpoint of this project or of the released code.
@@ -78,11 +81,20 @@ class MoProPretrainedInit:
                                  path)
         weights = rename_weights(state, self.mapping)
         own = module.state_dict()
+        depth = depth_mismatch(weights, own)
+        if depth:
+            raise CheckpointError(f'{path}: {depth}')
         for src, dst in self.mapping.items():
             self._check(src, dst, weights, own)
+        require_finite(weights, path)
         module.load_state_dict(weights, strict=False)
+        kept = sorted({k.rsplit('.', 1)[0] + '.*' for k in own
+                       if not k.startswith(tuple(self.mapping.values()))})
         print_log(f'loaded {len(weights)} weights ({", ".join(self.mapping)})'
-                  f' from {path}', logger='current')
+                  f' from {path}' + (f'; not in the checkpoint mapping, '
+                                     f'kept at their initialisation: '
+                                     f'{", ".join(kept)}' if kept else ''),
+                  logger='current')
 
     def _check(self, src: str, dst: str, weights: dict, own: dict) -> None:
         path = self.checkpoint

@@ -13,18 +13,21 @@ than switching the safe unpickler off, importing this module:
 
 It also reads the two checkpoint formats of this project: its own (mmengine
 Runner, ``state_dict`` with ``backbone.*``) and the released original code's
-(``state_dict`` with ``module.encoder_q.*``).
+(``state_dict`` with ``module.encoder_q.*``), and loads them into a model
+strictly (:func:`load_model_weights`): a checkpoint of another depth, class
+count or format, or with non-finite weights, is a one-line error that says
+what does not match.
 """
 import copyreg
 import os
 import pickle
 import zipfile
 from collections import OrderedDict
-from typing import Dict, Optional
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 import torch
-from mmengine.logging import HistoryBuffer
+from mmengine.logging import HistoryBuffer, print_log
 
 from .cli import UserError
 
@@ -64,8 +67,29 @@ _ORIGINAL_BUFFERS = {
 }
 
 
+# (bottleneck blocks, blocks per stage) -> depth of the standard ResNets
+RESNET_DEPTHS = {
+    (False, (2, 2, 2, 2)): 18,
+    (False, (3, 4, 6, 3)): 34,
+    (True, (3, 4, 6, 3)): 50,
+    (True, (3, 4, 23, 3)): 101,
+    (True, (3, 8, 36, 3)): 152,
+}
+# the classifier weight of each model type, and the key setting its classes
+_CLASSIFIERS = (('classifier.weight', 'model.num_classes'),
+                ('head.fc.weight', 'model.head.num_classes'))
+
+
 class CheckpointError(UserError, ValueError):
     """A checkpoint that cannot be used; the message names file and cause."""
+
+
+def _is_torch_file(path: str) -> bool:
+    """A zip archive (torch.save) or a pickle (legacy torch.save)."""
+    if zipfile.is_zipfile(path):
+        return True
+    with open(path, 'rb') as f:
+        return f.read(1) == b'\x80'  # pickle protocol >= 2
 
 
 def load_checkpoint(path: str,
@@ -88,19 +112,25 @@ def load_checkpoint(path: str,
         raise FileNotFoundError(f'{path}: no such checkpoint file')
     if os.path.getsize(path) == 0:
         raise CheckpointError(f'{path}: checkpoint file is empty (0 bytes)')
+    if not _is_torch_file(path):
+        raise CheckpointError(f'{path}: not a checkpoint (neither the zip '
+                              'archive nor the pickle that torch.save '
+                              'writes)')
     try:
         ckpt = torch.load(path, map_location=map_location,
                           weights_only=not trust)
     except pickle.UnpicklingError as err:
         first = str(err).strip().splitlines()[0]
-        if 'Weights only load failed' in str(err):
+        detail = str(err).split('WeightsUnpickler error:', 1)[-1]
+        if 'Weights only load failed' in str(err) and 'global' in detail:
             unsafe = _unsafe_globals(path)
             raise CheckpointError(
                 f'{path}: holds objects outside the weights-only allow-list'
                 f' ({unsafe or first}); pass --trust-checkpoint only if you '
                 'trust its source') from None
         raise CheckpointError(
-            f'{path}: corrupt checkpoint ({first})') from None
+            f'{path}: not a checkpoint, or a corrupt one (unreadable '
+            'pickle)') from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, IndexError,
             KeyError, UnicodeDecodeError) as err:
         # a file that is no pickle at all trips the weights-only unpickler
@@ -152,6 +182,10 @@ def require_format(ckpt: dict, expected: str, path: str) -> None:
         None: 'neither a MoPro project nor a released-code checkpoint (no '
         "'backbone.*' or 'module.encoder_q.*' weights)",
     }
+    if found is None and 'conv1.weight' in get_state_dict(ckpt):
+        hints[None] = ('a bare ResNet state dict (conv1.weight at the top '
+                       'level, as torchvision writes it), not a checkpoint '
+                       'of this project or of the released MoPro code')
     raise CheckpointError(f'{path}: expected a {expected} checkpoint, got '
                           f'{hints[found]}')
 
@@ -201,28 +235,87 @@ def encoder_state_dict(ckpt: dict,
                        if k.startswith('backbone.'))
 
 
-def load_model_weights(model: torch.nn.Module,
-                       path: str,
-                       trust: bool = False,
-                       strict: bool = True) -> dict:
-    """Load a checkpoint of either format into a MoPro model.
+def resnet_layout(keys: Iterable[str], stage: str = 'backbone.layer',
+                  first: int = 1) -> Optional[Tuple[bool, Tuple[int, ...]]]:
+    """(bottleneck blocks, blocks per stage) of the ResNet whose weights
+    are named ``{stage}{i}.{block}.conv1.weight``, stages ``first`` to
+    ``first + 3`` (torchvision/mmpretrain: ``backbone.layer1..4``;
+    Detectron2: ``res2..5``); None without such weights."""
+    keys = set(keys)
+    blocks = []
+    for i in range(first, first + 4):
+        count = 0
+        while f'{stage}{i}.{count}.conv1.weight' in keys:
+            count += 1
+        blocks.append(count)
+    if not any(blocks):
+        return None
+    return f'{stage}{first}.0.conv3.weight' in keys, tuple(blocks)
 
-    Raises a one-line :class:`CheckpointError` naming both sides when the
-    class count or the architecture of the checkpoint does not match the
-    model built from the config. Returns the loaded checkpoint dict.
+
+def describe_resnet(layout: Tuple[bool, Tuple[int, ...]]) -> str:
+    """``'ResNet-50'``, or the layout of a non-standard one."""
+    depth = RESNET_DEPTHS.get(layout)
+    if depth:
+        return f'ResNet-{depth}'
+    kind = 'bottleneck' if layout[0] else 'basic'
+    return f'ResNet of {kind} blocks {"-".join(map(str, layout[1]))}'
+
+
+def depth_mismatch(ckpt_keys: Iterable[str], own_keys: Iterable[str],
+                   stage: str = 'backbone.layer', first: int = 1,
+                   setting: str = 'model.backbone.depth') -> Optional[str]:
+    """Why the checkpoint's ResNet is not the model's, or None: e.g.
+    ``'checkpoint is a ResNet-50 (backbone.layer1.0.conv3 present), the
+    config builds ResNet-18: set model.backbone.depth=50'``."""
+    theirs = resnet_layout(ckpt_keys, stage, first)
+    ours = resnet_layout(own_keys, stage, first)
+    if theirs is None or ours is None or theirs == ours:
+        return None
+    if theirs[0] != ours[0]:
+        evidence = (f'{stage}{first}.0.conv3 '
+                    f'{"present" if theirs[0] else "absent"}')
+    else:
+        evidence = f'blocks per stage {"-".join(map(str, theirs[1]))}'
+    message = (f'checkpoint is a {describe_resnet(theirs)} ({evidence}), '
+               f'the config builds {describe_resnet(ours)}')
+    depth = RESNET_DEPTHS.get(theirs)
+    return f'{message}: set {setting}={depth}' if depth else message
+
+
+def _kind_hint(missing: List[str], unexpected: List[str]) -> str:
+    """What a set of missing and unexpected weights says about the
+    checkpoint, for the message."""
+    if any(k.startswith('head.fc.') for k in missing) and \
+            any(k.startswith('classifier.') for k in unexpected):
+        return ('; it is a MoPro checkpoint: evaluate it with a MoPro '
+                'config, or start a classifier from it with '
+                "init_cfg=dict(type='MoProPretrained', ...)")
+    if any(k.startswith('classifier.') for k in missing) and \
+            any(k.startswith('head.fc.') for k in unexpected):
+        return '; it is a classifier checkpoint: use a classifier config'
+    return ''
+
+
+def check_weights_match(own: Dict[str, torch.Tensor],
+                        state: Dict[str, torch.Tensor],
+                        path: str,
+                        strict: bool = True) -> Tuple[List[str], List[str]]:
+    """Raise a one-line :class:`CheckpointError` unless ``state`` fits the
+    model state ``own``: ResNet depth, class count, every shape and, when
+    ``strict``, the same names. Returns the missing and unexpected names.
     """
-    ckpt = load_checkpoint(path, trust=trust)
-    state = mopro_state_dict(ckpt, path)
-    own = model.state_dict()
-    classifier = state.get('classifier.weight')
-    if classifier is not None and 'classifier.weight' in own and \
-            classifier.shape != own['classifier.weight'].shape:
-        raise CheckpointError(
-            f'{path}: checkpoint has {classifier.shape[0]} classes '
-            f'(classifier {tuple(classifier.shape)}) but the config builds '
-            f'{own["classifier.weight"].shape[0]} '
-            f'(classifier {tuple(own["classifier.weight"].shape)}); set '
-            'model.num_classes to match')
+    depth = depth_mismatch(state, own)
+    if depth:
+        raise CheckpointError(f'{path}: {depth}')
+    for key, setting in _CLASSIFIERS:
+        if key in state and key in own and \
+                state[key].shape[0] != own[key].shape[0]:
+            raise CheckpointError(
+                f'{path}: checkpoint has {state[key].shape[0]} classes '
+                f'({key} {tuple(state[key].shape)}) but the config builds '
+                f'{own[key].shape[0]} ({tuple(own[key].shape)}); set '
+                f'{setting}={state[key].shape[0]}')
     for key, value in state.items():
         if key in own and own[key].shape != value.shape:
             raise CheckpointError(
@@ -232,8 +325,66 @@ def load_model_weights(model: torch.nn.Module,
     unexpected = [k for k in state if k not in own]
     if strict and (missing or unexpected):
         raise CheckpointError(
-            f'{path}: architecture mismatch: {len(missing)} weights missing '
-            f'(e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. '
-            f'{unexpected[:2]})')
-    model.load_state_dict(state, strict=strict)
+            f'{path}: does not match the config: {len(missing)} weights '
+            f'missing (e.g. {missing[:2]}), {len(unexpected)} unexpected '
+            f'(e.g. {unexpected[:2]}){_kind_hint(missing, unexpected)}')
+    return missing, unexpected
+
+
+def require_finite(state: Dict[str, torch.Tensor], path: str) -> None:
+    """Raise a one-line :class:`CheckpointError` naming the first tensor
+    that holds NaN or infinity (the weights of a diverged run)."""
+    for key, value in state.items():
+        if value.is_floating_point():
+            bad = int((~torch.isfinite(value)).sum())
+            if bad:
+                raise CheckpointError(
+                    f'{path}: {key} holds {bad} non-finite values (NaN or '
+                    f'inf) of {value.numel()}: the weights of a diverged '
+                    'run')
+
+
+def load_model_weights(model: torch.nn.Module,
+                       path: str,
+                       trust: bool = False,
+                       strict: bool = True,
+                       submodule: Optional[str] = None) -> dict:
+    """Load a checkpoint of either format into a model built from a config
+    (MoPro or an mmpretrain classifier).
+
+    Raises a one-line :class:`CheckpointError` when the checkpoint does not
+    match the model (:func:`check_weights_match`: ResNet depth, class
+    count, shapes; with ``strict`` also missing or unexpected weights) or
+    holds non-finite weights. With ``strict=False`` (initialising from
+    another model's checkpoint) the weights both have are loaded and a log
+    line names what was left out.
+
+    Args:
+        model: the model.
+        path: checkpoint file.
+        trust: unpickle arbitrary objects (``--trust-checkpoint``).
+        strict: every weight of the model (or sub-module) must be loaded.
+        submodule: load only this child of the model (``'backbone'``: the
+            encoder, for feature extraction) from the checkpoint's weights
+            under ``'<submodule>.'``.
+
+    Returns:
+        The loaded checkpoint dict.
+    """
+    ckpt = load_checkpoint(path, trust=trust)
+    state = mopro_state_dict(ckpt, path)
+    target = getattr(model, submodule) if submodule else model
+    prefix = f'{submodule}.' if submodule else ''
+    state = {k: v for k, v in state.items() if k.startswith(prefix)}
+    own = {prefix + k: v for k, v in target.state_dict().items()}
+    missing, unexpected = check_weights_match(own, state, path, strict)
+    if missing or unexpected:
+        print_log(
+            f'{path}: loaded non-strictly into {type(model).__name__}: '
+            f'{len(missing)} of its weights keep their initialisation (e.g. '
+            f'{missing[:2]}), {len(unexpected)} checkpoint weights unused '
+            f'(e.g. {unexpected[:2]})', logger='current', level=30)
+    require_finite(state, path)
+    target.load_state_dict({k[len(prefix):]: v for k, v in state.items()},
+                           strict=strict)
     return ckpt

@@ -6,6 +6,10 @@ _base_ = ['./imagenet_val.py']
 dataset_type = 'WebVision'
 data_root = 'data/webvision/'
 num_classes = 1000
+# the V2.0 download's lists hold 5000 classes: V1.0 keeps the first 1000
+# (released code), logging how many lines it dropped; a label >= 5000 is an
+# error naming its list and line
+list_classes = 5000
 
 # encoder input
 weak_view = [
@@ -51,6 +55,7 @@ train_dataloader = dict(
         data_root=data_root,
         split='train',
         num_classes=num_classes,
+        list_classes=list_classes,
         pipeline=train_pipeline))
 # WebVision validation every epoch ...
 val_dataloader = dict(
@@ -65,6 +70,7 @@ val_dataloader = dict(
         data_root=data_root,
         split='val',
         num_classes=num_classes,
+        list_classes=list_classes,
         test_mode=True,
         pipeline={{_base_.test_pipeline}}))
 val_evaluator = dict(type='Accuracy', topk=(1, 5))

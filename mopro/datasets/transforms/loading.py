@@ -9,9 +9,22 @@ from mmcv.transforms import BaseTransform
 from mmpretrain.registry import TRANSFORMS
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+from ...utils.validate import check_int
+
+# Largest image decoded (width x height, read from the header before
+# decoding): 2**26, about 67 megapixels or 192 MiB as RGB, well above web
+# photos (a 24-megapixel camera image is about a third of it). A larger
+# file (a 160 KB PNG can declare 13000 x 13000 pixels, 0.5 GB decoded) is
+# skipped like an undecodable one.
+DEFAULT_MAX_PIXELS = 2**26
+
 
 class ImageDecodeError(OSError):
     """An image file that cannot be decoded at all."""
+
+
+class ImageTooLargeError(ImageDecodeError):
+    """An image whose header declares more pixels than the limit."""
 
 
 def read_image_bytes(path: str) -> bytearray:
@@ -30,7 +43,8 @@ def read_image_bytes(path: str) -> bytearray:
             from None
 
 
-def decode_rgb_bytes(data: bytes, name: str) -> np.ndarray:
+def decode_rgb_bytes(data: bytes, name: str,
+                     max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode the bytes of any image file into an H x W x 3 uint8 RGB array.
 
     Truncated JPEGs (common in WebVision) decode up to the cut; palette,
@@ -38,7 +52,9 @@ def decode_rgb_bytes(data: bytes, name: str) -> np.ndarray:
     scaled to 8 bits).
 
     Raises:
-        ImageDecodeError: empty or undecodable data, naming ``name``.
+        ImageDecodeError: empty or undecodable data, naming ``name``;
+            :class:`ImageTooLargeError` for an image of more than
+            ``max_pixels`` pixels, checked in its header before decoding.
     """
     if len(data) == 0:
         raise ImageDecodeError(f'{name}: image file is empty (0 bytes)')
@@ -48,6 +64,7 @@ def decode_rgb_bytes(data: bytes, name: str) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')  # PIL's EXIF/palette chatter
             with Image.open(io.BytesIO(data)) as img:
+                _check_size(img, name, max_pixels)
                 img.load()
                 if img.mode in ('I;16', 'I;16B', 'I;16L', 'I'):
                     arr = np.asarray(img, dtype=np.float64)
@@ -57,6 +74,8 @@ def decode_rgb_bytes(data: bytes, name: str) -> np.ndarray:
                 # convert() copies even an RGB image: skip it for those
                 return np.asarray(img if img.mode == 'RGB' else
                                   img.convert('RGB'))
+    except ImageDecodeError:
+        raise
     except (UnidentifiedImageError, OSError, ValueError,
             Image.DecompressionBombError) as err:
         raise ImageDecodeError(f'{name}: cannot decode image ({err})') \
@@ -65,14 +84,25 @@ def decode_rgb_bytes(data: bytes, name: str) -> np.ndarray:
         ImageFile.LOAD_TRUNCATED_IMAGES = previous
 
 
-def decode_rgb(path: str) -> np.ndarray:
+def _check_size(img: Image.Image, name: str, max_pixels: int) -> None:
+    width, height = img.size
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f'{name}: {width} x {height} image ({width * height / 1e6:.0f} '
+            f'megapixels, {width * height * 3 / 2**30:.1f} GiB decoded) is '
+            f'larger than max_pixels={max_pixels} of LoadWebImage')
+
+
+def decode_rgb(path: str,
+               max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode any image file into an H x W x 3 uint8 RGB array (see
     :func:`decode_rgb_bytes`).
 
     Raises:
-        ImageDecodeError: missing, empty or undecodable file, naming it.
+        ImageDecodeError: missing, empty, undecodable or too large file,
+            naming it.
     """
-    return decode_rgb_bytes(read_image_bytes(path), path)
+    return decode_rgb_bytes(read_image_bytes(path), path, max_pixels)
 
 
 @TRANSFORMS.register_module()
@@ -80,14 +110,24 @@ class LoadWebImage(BaseTransform):
     """Load ``results['img_path']`` tolerantly (see :func:`decode_rgb`).
 
     Produces a BGR uint8 image like mmcv's ``LoadImageFromFile``, so the
-    rest of an OpenMMLab pipeline is unchanged. An undecodable file raises
-    :class:`ImageDecodeError`; the datasets of this project skip and count
-    such files.
+    rest of an OpenMMLab pipeline is unchanged. An undecodable file, or one
+    of more than ``max_pixels`` pixels (read from its header, before
+    decoding), raises :class:`ImageDecodeError`; the datasets of this
+    project skip and count such training images, with a warning naming the
+    file.
+
+    Args:
+        max_pixels: largest width x height decoded
+            (:data:`DEFAULT_MAX_PIXELS`).
     """
+
+    def __init__(self, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        self.max_pixels = check_int(max_pixels, 'LoadWebImage.max_pixels')
 
     def transform(self, results: dict) -> dict:
         # cvtColor: a fraction of the cost of copying a channel-reversed view
-        img = cv2.cvtColor(decode_rgb(results['img_path']), cv2.COLOR_RGB2BGR)
+        img = cv2.cvtColor(decode_rgb(results['img_path'], self.max_pixels),
+                           cv2.COLOR_RGB2BGR)
         results['img'] = img
         results['img_shape'] = img.shape[:2]
         results['ori_shape'] = img.shape[:2]

@@ -26,6 +26,7 @@ from PIL import Image
 
 from ...datasets.imagenet_variants import CLASS_SUBSETS
 from ...utils import atomic_path
+from ...utils.cli import ConfigError
 
 
 def equal_mass_bins(num: int, bin_size: int) -> List[Tuple[int, int]]:
@@ -117,17 +118,17 @@ class CalibratedAccuracy(BaseMetric):
         super().__init__(collect_device=collect_device, prefix=prefix)
         if isinstance(class_subset, str):
             if class_subset not in CLASS_SUBSETS:
-                raise ValueError(f'CalibratedAccuracy: class_subset must be '
-                                 f'one of {sorted(CLASS_SUBSETS)} or a list, '
-                                 f'got {class_subset!r}')
+                raise ConfigError(f'CalibratedAccuracy: class_subset must be '
+                                  f'one of {sorted(CLASS_SUBSETS)} or a list, '
+                                  f'got {class_subset!r}')
             self.subset_name = class_subset
             class_subset = CLASS_SUBSETS[class_subset]
         else:
             self.subset_name = 'all classes' if class_subset is None \
                 else f'{len(class_subset)} classes'
         if bin_size < 1:
-            raise ValueError(f'CalibratedAccuracy: bin_size must be >= 1, '
-                             f'got {bin_size}')
+            raise ConfigError(f'CalibratedAccuracy: bin_size must be >= 1, '
+                              f'got {bin_size}')
         self.class_indices = None if class_subset is None else \
             [int(i) for i in class_subset]
         self.bin_size = bin_size

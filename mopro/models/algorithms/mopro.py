@@ -10,17 +10,17 @@ from typing import Dict, List, Optional, Tuple, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.dist import (all_gather, all_reduce, broadcast, get_rank,
-                           get_world_size)
+from mmengine.dist import all_gather, broadcast, get_rank, get_world_size
 from mmpretrain.models.selfsup.base import BaseSelfSupervisor
 from mmpretrain.models.utils import batch_unshuffle_ddp
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
+from ...utils.cli import ConfigError
+from ...utils.validate import check_bool, check_int, check_number
 from ..noise_correction import OOD_LABEL, correct_labels, update_prototypes
-from ..utils.compile import compile_submodules
-
-NONFINITE_ACTIONS = ('raise', 'skip')
+from ..nonfinite import NonFiniteGuard
+from ..utils.compile import compile_options, compile_submodules
 
 
 def _gather(tensor: torch.Tensor) -> torch.Tensor:
@@ -43,6 +43,24 @@ def _shuffle_across_ranks(
     broadcast(perm, src=0)
     mine = perm.view(get_world_size(), -1)[get_rank()]
     return gathered[mine], torch.argsort(perm)
+
+
+def _check_arguments(**kwargs) -> None:
+    """Type and range of MoPro's arguments, named by their config keys."""
+    for key in ('num_classes', 'feat_dim', 'embed_dim', 'proj_hidden_dim',
+                'queue_len'):
+        check_int(kwargs[key], f'model.{key}',
+                  minimum=2 if key == 'num_classes' else 1)
+    for key in ('momentum', 'proto_momentum'):
+        check_number(kwargs[key], f'model.{key}', 0, 1, high_open=True)
+    for key in ('alpha', 'threshold'):
+        check_number(kwargs[key], f'model.{key}', 0, 1)
+    for key in ('shuffle_bn', 'channels_last'):
+        check_bool(kwargs[key], f'model.{key}')
+    try:
+        compile_options(kwargs['compile'])
+    except (TypeError, ValueError) as err:
+        raise ConfigError(str(err)) from None
 
 
 @MODELS.register_module()
@@ -76,17 +94,21 @@ class MoPro(BaseSelfSupervisor):
         threshold: pseudo-label confidence threshold T (0.8).
         shuffle_bn: shuffle the key batch across ranks for BatchNorm.
         channels_last: run convolutions in channels-last memory format.
-        nonfinite: what a non-finite loss does. Queue and prototypes are
-            never written from such a batch. ``'raise'`` stops the run with
-            :class:`FloatingPointError` at the start of a later iteration,
-            once the flag's copy to the host has landed, and at the latest
-            before the next checkpoint is saved (:class:`MoProHook`): the
-            step never waits for the device.
+        nonfinite: what a non-finite loss does
+            (:class:`~mopro.models.nonfinite.NonFiniteGuard`, the
+            ``finite_guard`` attribute). Queue and prototypes are never
+            written from such a batch. ``'raise'`` stops the run with
+            :class:`~mopro.models.nonfinite.NonFiniteError` at the start of
+            a later iteration, once the flag's copy to the host has landed,
+            and at the latest before the next checkpoint is saved
+            (:class:`MoProHook`): the step never waits for the device.
             ``'skip'`` gives the batch a zero loss and restores the
             BatchNorm statistics from before its forward passes; it needs the
             flag on the host at once (one sync per step) and a copy of the
             statistics per step. With ``'raise'`` the statistics of the
             failed step are not restored: the run stops.
+        max_consecutive_skips: with ``nonfinite='skip'``, stop the run after
+            this many skipped iterations in a row.
         compile: ``torch.compile`` the encoder's and the momentum
             encoder's backbones in place (:mod:`mopro.models.utils.compile`):
             ``False`` (eager), ``True`` (torch's defaults: inductor, default
@@ -115,10 +137,20 @@ class MoPro(BaseSelfSupervisor):
                  shuffle_bn: bool = True,
                  channels_last: bool = False,
                  nonfinite: str = 'raise',
+                 max_consecutive_skips: int = 10,
                  compile: Union[bool, dict] = False,
                  pretrained: Optional[str] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
+        _check_arguments(
+            num_classes=num_classes, feat_dim=feat_dim, embed_dim=embed_dim,
+            proj_hidden_dim=proj_hidden_dim, queue_len=queue_len,
+            momentum=momentum, proto_momentum=proto_momentum, alpha=alpha,
+            threshold=threshold, shuffle_bn=shuffle_bn,
+            channels_last=channels_last, compile=compile)
+        finite_guard = NonFiniteGuard(
+            nonfinite, max_consecutive_skips, name='MoPro',
+            kept='; queue and prototypes were not updated')
         super().__init__(
             backbone=backbone,
             neck=neck,
@@ -126,9 +158,6 @@ class MoPro(BaseSelfSupervisor):
             pretrained=pretrained,
             data_preprocessor=data_preprocessor,
             init_cfg=init_cfg)
-        if nonfinite not in NONFINITE_ACTIONS:
-            raise ValueError(f'model.nonfinite must be one of '
-                             f'{NONFINITE_ACTIONS}, got {nonfinite!r}')
         self.num_classes = num_classes
         self.queue_len = queue_len
         self.momentum = momentum
@@ -137,7 +166,7 @@ class MoPro(BaseSelfSupervisor):
         self.threshold = threshold
         self.shuffle_bn = shuffle_bn
         self.channels_last = channels_last
-        self.nonfinite = nonfinite
+        self.finite_guard = finite_guard
 
         self.classifier = nn.Linear(feat_dim, num_classes)
         self.projector = nn.Sequential(
@@ -157,10 +186,6 @@ class MoPro(BaseSelfSupervisor):
         # they are derived from the epoch, so a resumed run gets them right).
         self.use_proto_loss = False
         self.correct_noise = False
-        # nonfinite='raise': (host copy of the all-rank finite flag, its
-        # CUDA event or None, losses) of steps not yet checked
-        self._unchecked: List[Tuple[torch.Tensor, Optional[object],
-                                    Dict[str, torch.Tensor]]] = []
 
         if channels_last:
             self.to(memory_format=torch.channels_last)
@@ -176,12 +201,6 @@ class MoPro(BaseSelfSupervisor):
             *self.momentum_backbone.parameters(),
             *self.momentum_projector.parameters()
         ]
-
-    def _running_statistics(self) -> List[torch.Tensor]:
-        """The normalisation layers' buffers (BatchNorm running mean,
-        variance and batch count) of both encoders."""
-        own = ('queue', 'queue_ptr', 'prototypes')
-        return [buf for name, buf in self.named_buffers() if name not in own]
 
     def init_weights(self) -> None:
         """Initialise the encoder, then copy it into the momentum encoder.
@@ -274,58 +293,6 @@ class MoPro(BaseSelfSupervisor):
 
     # ------------------------------------------------------------------
     # training
-    @staticmethod
-    def _all_finite(loss: torch.Tensor) -> torch.Tensor:
-        """Boolean device scalar: the loss is finite on every rank."""
-        flag = torch.isfinite(loss.detach()).all().to(torch.int32)
-        all_reduce(flag, op='min')
-        return flag.bool()
-
-    def _record_finite(self, finite: torch.Tensor,
-                       losses: Dict[str, torch.Tensor]) -> None:
-        """Start copying the step's finite flag to the host, without waiting
-        for it: on CUDA into pinned memory, with an event that tells when
-        the copy has landed."""
-        ready = None
-        if finite.is_cuda:
-            host = torch.empty((), dtype=torch.bool, pin_memory=True)
-            host.copy_(finite, non_blocking=True)
-            ready = torch.cuda.Event()
-            ready.record()
-        else:
-            host = finite
-        self._unchecked.append(
-            (host, ready, {k: v.detach() for k, v in losses.items()}))
-
-    def check_finite(self, wait: bool = True) -> None:
-        """Raise if a recorded step's loss was not finite on some rank.
-
-        With ``nonfinite='raise'`` a step only records its flag
-        (:meth:`_record_finite`). ``wait=False`` (at the start of every step)
-        reads the flags whose copy has landed and leaves the others for
-        later, so the step never waits for the device; ``wait=True``
-        (:class:`MoProHook`, before a checkpoint is saved and at the end of
-        training) waits for all, so a run never saves the weights of a
-        non-finite step.
-        """
-        pending = []
-        for host, ready, losses in self._unchecked:
-            if ready is not None and not ready.query():
-                if not wait:
-                    pending.append((host, ready, losses))
-                    continue
-                ready.synchronize()
-            if not host.numpy():  # a host value: reading it does not sync
-                self._unchecked = []
-                values = ', '.join(f'{k}={v.item():.4g}'
-                                   for k, v in losses.items())
-                raise FloatingPointError(
-                    f'MoPro: non-finite loss in a recent iteration '
-                    f'({values}); queue and prototypes were not updated. '
-                    'Lower the learning rate, check the data, or set '
-                    'model.nonfinite="skip".')
-        self._unchecked = pending
-
     def loss(self, inputs: List[torch.Tensor],
              data_samples: List[DataSample]) -> Dict[str, torch.Tensor]:
         """One MoPro iteration (Algorithm 1): losses, then queue/prototypes.
@@ -334,13 +301,10 @@ class MoPro(BaseSelfSupervisor):
         forward; instance logits against the queue before this batch is
         enqueued; prototype logits against the prototypes before this batch
         updates them. Queue and prototypes are written only where the loss
-        is finite (decided on the device), and the step makes no host-device
-        sync (except with ``nonfinite='skip'``).
+        is finite (decided on the device, :attr:`finite_guard`), and the
+        step makes no host-device sync (except with ``nonfinite='skip'``).
         """
-        self.check_finite(wait=False)
-        if self.nonfinite == 'skip':
-            statistics = self._running_statistics()
-            saved = [buf.clone() for buf in statistics]
+        self.finite_guard.before_step(self)
         img_weak, img_strong = inputs
         labels = torch.cat([ds.gt_label for ds in data_samples]).long()
 
@@ -366,21 +330,7 @@ class MoPro(BaseSelfSupervisor):
         losses['frac_relabelled'] = (
             (pseudo_labels != labels) &
             (pseudo_labels != OOD_LABEL)).float().mean()
-
-        finite = self._all_finite(
-            sum(v for k, v in losses.items() if 'loss' in k))
-        if self.nonfinite == 'skip' and not bool(finite):
-            # the forward passes have updated the BatchNorm statistics
-            torch._foreach_copy_(statistics, saved)
-            # zero loss that still touches every parameter (so that DDP's
-            # gradient reduction sees them all): a zero gradient
-            zero = sum(p.sum() for p in self.parameters()
-                       if p.requires_grad) * 0.0
-            return {k: (zero if 'loss' in k else v.detach())
-                    for k, v in losses.items()}
-        if self.nonfinite == 'raise':
-            self._record_finite(
-                finite, {k: v for k, v in losses.items() if 'loss' in k})
+        losses, finite = self.finite_guard.after_step(self, losses)
 
         self.enqueue(_gather(keys), accept=finite)
         new_prototypes = update_prototypes(self.prototypes, _gather(embed),

@@ -6,6 +6,8 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 
+from ...utils.validate import check_number
+
 
 def _masked_cross_entropy(logits: torch.Tensor,
                           targets: torch.Tensor) -> torch.Tensor:
@@ -54,9 +56,12 @@ class MoProHead(BaseModule):
                  inst_weight: float = 1.0,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        self.temperature = temperature
-        self.proto_weight = proto_weight
-        self.inst_weight = inst_weight
+        self.temperature = check_number(temperature, 'model.head.temperature',
+                                        low=0, low_open=True)
+        self.proto_weight = check_number(proto_weight,
+                                         'model.head.proto_weight', low=0)
+        self.inst_weight = check_number(inst_weight, 'model.head.inst_weight',
+                                        low=0)
 
     def instance_logits(self, query: torch.Tensor, key: torch.Tensor,
                         queue: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,199 @@
+"""What a training step does with a non-finite loss.
+
+:class:`NonFiniteGuard` is the one place that decides it, for MoPro and for
+the classifiers (cross-entropy baselines, cRT, fine-tuning). A model calls
+:meth:`NonFiniteGuard.before_step` before its forward passes and
+:meth:`NonFiniteGuard.after_step` on its losses; a hook
+(:class:`mopro.engine.NonFiniteCheckHook`, which :class:`MoProHook`
+extends) calls :meth:`NonFiniteGuard.check` before every checkpoint and at
+the end of training, so no checkpoint holds the weights of a non-finite
+step.
+
+- ``'raise'`` (default): the step records its all-rank finite flag on the
+  device and starts copying it to the host; a later step reads the flags
+  whose copy has landed, and :meth:`check` waits for the rest. The step
+  itself never waits for the device. The run stops with
+  :class:`NonFiniteError`.
+- ``'skip'``: the flag is read on the host at once (one host-device sync per
+  step); a non-finite step gets zero losses and the BatchNorm statistics of
+  before its forward passes. Skipped steps are counted and logged; a run of
+  ``max_consecutive_skips`` skipped steps in a row stops the run (the
+  weights have diverged: every further step would be skipped too).
+"""
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+from mmengine.dist import all_reduce
+from mmengine.logging import print_log
+
+from ..utils.cli import UserError
+from ..utils.validate import check_choice, check_int
+
+NONFINITE_ACTIONS = ('raise', 'skip')
+Losses = Dict[str, torch.Tensor]
+
+
+class NonFiniteError(UserError, FloatingPointError):
+    """A training loss was not finite (NaN or infinite)."""
+
+
+def normalization_statistics(module: nn.Module) -> List[torch.Tensor]:
+    """The running statistics (mean, variance, batch count) of every
+    BatchNorm-like layer of ``module``: what a forward pass in train mode
+    changes besides the output."""
+    stats = []
+    for layer in module.modules():
+        if isinstance(layer, nn.modules.batchnorm._NormBase) and \
+                layer.track_running_stats:
+            stats.extend(buf for buf in (layer.running_mean,
+                                         layer.running_var,
+                                         layer.num_batches_tracked)
+                         if buf is not None)
+    return stats
+
+
+def _loss_terms(losses: Losses) -> Losses:
+    return {k: v.detach() for k, v in losses.items() if 'loss' in k}
+
+
+def _format(losses: Losses) -> str:
+    return ', '.join(f'{k}={v.item():.4g}' for k, v in losses.items())
+
+
+class NonFiniteGuard:
+    """Watch a model's training losses for NaN and infinity.
+
+    Args:
+        action: ``'raise'`` or ``'skip'`` (see the module docstring); the
+            ``model.nonfinite`` key.
+        max_consecutive_skips: with ``'skip'``, stop after this many skipped
+            steps in a row (``model.max_consecutive_skips``).
+        name: the model, in messages.
+        kept: what a non-finite step leaves untouched, in the message.
+    """
+
+    def __init__(self,
+                 action: str = 'raise',
+                 max_consecutive_skips: int = 10,
+                 name: str = 'model',
+                 kept: str = '') -> None:
+        self.action = check_choice(action, 'model.nonfinite',
+                                   NONFINITE_ACTIONS)
+        self.max_consecutive_skips = check_int(
+            max_consecutive_skips, 'model.max_consecutive_skips')
+        self.name = name
+        self.kept = kept
+        self.num_skipped = 0
+        self.consecutive_skips = 0
+        # 'raise': (host copy of the all-rank finite flag, its CUDA event
+        # or None, loss terms) of steps not yet checked
+        self._unchecked: List[Tuple[torch.Tensor, Optional[object],
+                                    Losses]] = []
+        self._saved: Optional[List[torch.Tensor]] = None
+
+    def before_step(self, model: nn.Module) -> None:
+        """Start of a training step: report the recorded flags that have
+        reached the host (``'raise'``, without waiting); snapshot the
+        BatchNorm statistics (``'skip'``)."""
+        if self.action == 'raise':
+            self.check(wait=False)
+        else:
+            self._saved = [
+                buf.clone() for buf in normalization_statistics(model)
+            ]
+
+    def after_step(self, model: nn.Module,
+                   losses: Losses) -> Tuple[Losses, torch.Tensor]:
+        """Decide on the step's losses.
+
+        Returns the losses to optimise (zero losses for a skipped step) and
+        the all-rank finite flag, a boolean device scalar with which the
+        model gates its own state updates (queue, prototypes) without a
+        host sync.
+        """
+        finite = self._all_finite(
+            sum(v for k, v in losses.items() if 'loss' in k))
+        if self.action == 'raise':
+            self._record(finite, _loss_terms(losses))
+            return losses, finite
+        if bool(finite):  # the one host read of 'skip'
+            self.consecutive_skips = 0
+            return losses, finite
+        self._skip(model, losses)
+        return self._zero_losses(model, losses), finite
+
+    def check(self, wait: bool = True) -> None:
+        """Raise :class:`NonFiniteError` if a recorded step's loss was not
+        finite on some rank.
+
+        ``wait=False`` (at the start of every step) reads the flags whose
+        copy has landed and leaves the others for later, so the step never
+        waits for the device; ``wait=True`` (before a checkpoint is saved
+        and at the end of training) waits for all.
+        """
+        pending = []
+        for host, ready, losses in self._unchecked:
+            if ready is not None and not ready.query():
+                if not wait:
+                    pending.append((host, ready, losses))
+                    continue
+                ready.synchronize()
+            if not host.numpy():  # a host value: reading it does not sync
+                self._unchecked = []
+                raise NonFiniteError(
+                    f'{self.name}: non-finite loss in a recent iteration '
+                    f'({_format(losses)}){self.kept}. Lower the learning '
+                    'rate, check the data, or set model.nonfinite="skip".')
+        self._unchecked = pending
+
+    # ------------------------------------------------------------------
+    @staticmethod
+    def _all_finite(loss: torch.Tensor) -> torch.Tensor:
+        """Boolean device scalar: the loss is finite on every rank."""
+        flag = torch.isfinite(loss.detach()).all().to(torch.int32)
+        all_reduce(flag, op='min')
+        return flag.bool()
+
+    def _record(self, finite: torch.Tensor, losses: Losses) -> None:
+        """Start copying the step's finite flag to the host, without waiting
+        for it: on CUDA into pinned memory, with an event that tells when
+        the copy has landed."""
+        ready = None
+        if finite.is_cuda:
+            host = torch.empty((), dtype=torch.bool, pin_memory=True)
+            host.copy_(finite, non_blocking=True)
+            ready = torch.cuda.Event()
+            ready.record()
+        else:
+            host = finite
+        self._unchecked.append((host, ready, losses))
+
+    def _skip(self, model: nn.Module, losses: Losses) -> None:
+        """Put back the BatchNorm statistics the forward passes changed;
+        count and log the skipped step; stop after too many in a row."""
+        torch._foreach_copy_(normalization_statistics(model), self._saved)
+        self.num_skipped += 1
+        self.consecutive_skips += 1
+        terms = _format(_loss_terms(losses))
+        if self.consecutive_skips >= self.max_consecutive_skips:
+            raise NonFiniteError(
+                f'{self.name}: {self.consecutive_skips} iterations in a row '
+                f'had a non-finite loss (last: {terms}); the weights have '
+                'diverged. Lower the learning rate or check the data '
+                '(model.max_consecutive_skips='
+                f'{self.max_consecutive_skips})')
+        print_log(
+            f'{self.name}: skipped an iteration with a non-finite loss '
+            f'({terms}){self.kept}; {self.num_skipped} skipped so far, '
+            f'{self.consecutive_skips} in a row (the run stops at '
+            f'{self.max_consecutive_skips})', logger='current', level=30)
+
+    @staticmethod
+    def _zero_losses(model: nn.Module, losses: Losses) -> Losses:
+        """Zero losses that still touch every trainable parameter (so that
+        DDP's gradient reduction sees them all): zero gradients."""
+        zero = sum(p.sum() for p in model.parameters()
+                   if p.requires_grad) * 0.0
+        return {k: (zero if 'loss' in k else v.detach())
+                for k, v in losses.items()}

@@ -1,0 +1,58 @@
+"""Run a tool as its ``__main__`` does: ``run_tool(main)``, the error
+boundary that turns a user error into one ``error: ...`` line and exit
+status 1 (``mopro.utils.cli``)."""
+import os
+import subprocess
+import sys
+from typing import Any, List, NamedTuple, Sequence
+
+from mopro.utils.cli import TRACEBACK_ENV, run_tool
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class ToolResult(NamedTuple):
+    code: int
+    stderr: str
+    value: Any = None  # what main returned (in-process runs)
+
+    @property
+    def error(self) -> str:
+        """The one ``error: ...`` line; asserts there is exactly one."""
+        lines = [line for line in self.stderr.splitlines()
+                 if line.startswith('error: ')]
+        assert self.code == 1 and len(lines) == 1, self
+        assert 'Traceback' not in self.stderr, self.stderr
+        return lines[0]
+
+
+def call_tool(tool, argv: Sequence, capsys, monkeypatch) -> ToolResult:
+    """``tool.main(argv)`` inside ``run_tool``, in this process."""
+    monkeypatch.delenv(TRACEBACK_ENV, raising=False)
+    capsys.readouterr()
+    value, code = None, 0
+    try:
+        value = run_tool(tool.main, [str(a) for a in argv])
+    except SystemExit as exit_:
+        code = exit_.code
+    return ToolResult(code, capsys.readouterr().err, value)
+
+
+def run_tools(commands: List[Sequence], timeout: int = 600
+              ) -> List[ToolResult]:
+    """``python tools/<name>.py ARGS`` for each ``[name, *args]``, as a
+    user runs it (the processes run side by side)."""
+    env = {k: v for k, v in os.environ.items() if k != TRACEBACK_ENV}
+    # the package of this checkout, as the in-process tests import it
+    env.update(CUDA_VISIBLE_DEVICES='', OMP_NUM_THREADS='1',
+               PYTHONPATH=os.pathsep.join(
+                   filter(None, [ROOT, env.get('PYTHONPATH')])))
+    procs = [subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, 'tools', f'{name}.py'),
+         *map(str, args)], env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True) for name, *args in commands]
+    results = []
+    for proc in procs:
+        _, err = proc.communicate(timeout=timeout)
+        results.append(ToolResult(proc.returncode, err))
+    return results
