@@ -109,7 +109,7 @@ CASES = {
     'load_from_classes': ('good', ('load_from={five_classes}', ),
                           '{five_classes}: checkpoint has 5 classes'),
     'load_from_depth': ('good', ('load_from={resnet34}', ),
-                        '{resnet34}: architecture mismatch'),
+                        '{resnet34}: checkpoint is a ResNet-34'),
 }
 
 

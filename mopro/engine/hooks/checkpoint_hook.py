@@ -99,6 +99,8 @@ class SafeCheckpointHook(CheckpointHook):
                                             self.filename_tmpl.format(old)))
 
     def _save_best_checkpoint(self, runner, metrics) -> None:
+        if not self.save_best:  # also a val-only run (no file backend yet)
+            return
         backend = self.file_backend
         self.file_backend = deferred = _DeferredRemoval(backend)
         try:
