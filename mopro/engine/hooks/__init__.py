@@ -1,4 +1,5 @@
+from .decode_ahead_hook import DecodeAheadHook
 from .mopro_hook import MoProHook
 from .runtime_info_hook import DeferredRuntimeInfoHook
 
-__all__ = ['DeferredRuntimeInfoHook', 'MoProHook']
+__all__ = ['DecodeAheadHook', 'DeferredRuntimeInfoHook', 'MoProHook']
