@@ -430,10 +430,12 @@ def preprocessor_ops(cfg, paths: List[str], device: torch.device) -> Dict:
     """Operators the GPU path's preprocessor dispatches per batch on the
     training thread, the batch decoded ahead (as ``DecodeAheadHook`` has
     it), and those of the decoding (the background thread's), at each of
-    ``OPS_BATCH_SIZES`` images."""
+    ``OPS_BATCH_SIZES`` images. The views eager (``compile_views`` fuses
+    their colour operators into a few kernels, the same for any batch)."""
     ops, decode_ops = {}, {}
     for num in OPS_BATCH_SIZES:
-        preprocessor = MODELS.build(cfg.model.data_preprocessor).to(device)
+        preprocessor = MODELS.build(
+            dict(cfg.model.data_preprocessor, compile_views=False)).to(device)
         batch = collate_fn(cfg)(load_samples(cfg, paths, num))
         done = Future()
         decode_ops[num] = count_operators(lambda: done.set_result(
@@ -442,7 +444,11 @@ def preprocessor_ops(cfg, paths: List[str], device: torch.device) -> Dict:
         slot.future = done
         ops[num] = count_operators(lambda: preprocessor(batch, True))
     return dict(preprocessor_ops_per_batch=ops,
-                decode_ops_per_batch=decode_ops)
+                decode_ops_per_batch=decode_ops,
+                ops_note='aten operators (TorchDispatchMode) per batch; '
+                'the preprocessor on the training thread with the batch '
+                'decoded ahead, views eager; the decoding in the background '
+                'thread (slicing the packed bytes: one view per image)')
 
 
 def device_name(device: torch.device) -> str:

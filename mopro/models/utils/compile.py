@@ -61,17 +61,24 @@ def compile_options(compile: CompileCfg) -> Optional[dict]:
     return dict(compile)
 
 
-def is_out_of_memory(err: BaseException) -> bool:
-    """Whether ``err``, or an error it was raised from or wraps (dynamo and
-    inductor wrap the errors of a build), is an out-of-memory error."""
-    seen = set()
+def out_of_memory(err: BaseException) -> Optional[BaseException]:
+    """The out-of-memory error that ``err`` is, was raised from or wraps
+    (dynamo and inductor wrap the errors of a build), else None; else
+    ``err`` if it is a RuntimeError that says "out of memory"
+    (torchvision's nvjpeg decoder re-raises CUDA's so)."""
+    chain, seen = [], set()
     while err is not None and id(err) not in seen:
         seen.add(id(err))
-        if isinstance(err, (torch.OutOfMemoryError, MemoryError)):
-            return True
+        chain.append(err)
         err = (getattr(err, 'inner_exception', None) or err.__cause__
                or err.__context__)
-    return False
+    for err in chain:
+        if isinstance(err, (torch.OutOfMemoryError, MemoryError)):
+            return err
+    if isinstance(chain[0], RuntimeError) and 'out of memory' in str(
+            chain[0]):
+        return chain[0]
+    return None
 
 
 def _own_entry(call: Callable, name: str) -> Callable:
@@ -108,8 +115,9 @@ class CompiledCall:
         try:
             return self.compiled(*args, **kwargs)
         except Exception as err:  # noqa: BLE001 (decided by the eager run)
-            if is_out_of_memory(err):
-                raise
+            oom = out_of_memory(err)
+            if oom is not None:
+                raise oom from None
             out = self.eager(*args, **kwargs)  # raises the module's own error
             # the first paragraph names the cause, on one line
             reason = ' '.join(str(err).strip().split('\n\n')[0].split())

@@ -172,11 +172,10 @@ class MoProGPUViewsPreprocessor(MoProDataPreprocessor):
         return {'inputs': views, 'data_samples': labels}
 
     def decode(self, packed: PackedImages) -> DecodedBatch:
-        """Decode a batch on this device (in this thread), counting the
-        images no decoder takes (see the class)."""
-        decoded = self._decode(dict(inputs=packed))
-        self._count(decoded, packed)
-        return decoded
+        """A batch decoded on this device (in this thread), ready to read on
+        the current stream, the images no decoder takes counted (see the
+        class)."""
+        return self._decoded(dict(inputs=packed))
 
     def _decode(self, batch: dict, consumer=None) -> DecodedBatch:
         return decode_packed(batch['inputs'], self.device, consumer)

@@ -41,7 +41,7 @@ from mopro.datasets.collate import (HEIGHT, JPEG, KIND, NBYTES, OFFSET,
                                     WIDTH, PackedImages)
 from mopro.datasets.transforms import (ImageDecodeError, decode_rgb_bytes,
                                        pack_images, rgb_to_chw_tensor)
-from .compile import is_out_of_memory
+from .compile import out_of_memory
 
 Decode = Callable[[List[torch.Tensor]], List[torch.Tensor]]
 
@@ -76,7 +76,7 @@ def decode_isolating(data: List[torch.Tensor],
     try:
         return list(decode(data))
     except RuntimeError as err:
-        if is_out_of_memory(err):
+        if out_of_memory(err) is not None:
             raise
         if len(data) == 1:
             return [None]
@@ -98,18 +98,25 @@ class SideStreams:
     3. ``hand_over``: the consumer waits for that event and records the
        packed tensor.
 
-    The stream calls go through :meth:`use`, :meth:`record` and
-    :meth:`event`, so the protocol runs on the CPU with stand-in streams in
-    the tests.
+    The device and stream calls go through :meth:`on_device`, :meth:`use`,
+    :meth:`record` and :meth:`event`, so the protocol runs on the CPU with
+    stand-in streams in the tests.
     """
 
-    def __init__(self, decode_stream, pack_stream) -> None:
+    def __init__(self, decode_stream, pack_stream,
+                 device: torch.device) -> None:
         self.decode_stream = decode_stream
         self.pack_stream = pack_stream
+        self.device = device
 
     @classmethod
     def for_device(cls, device: torch.device) -> 'SideStreams':
-        return cls(torch.cuda.Stream(device), torch.cuda.Stream(device))
+        return cls(torch.cuda.Stream(device), torch.cuda.Stream(device),
+                   device)
+
+    def on_device(self):
+        """The device made current (a background thread's is device 0)."""
+        return torch.cuda.device(self.device)
 
     @contextmanager
     def use(self, stream) -> Iterator[None]:
@@ -209,16 +216,24 @@ def decode_packed(packed: PackedImages, device,
     device = cuda_device(device)
     decode = decode or _decode_on(device)
     if device.type != 'cuda':
-        images, bad = _decode_entries(packed, lambda d: d(), decode)
+        images, bad = _decode_entries(packed, lambda work: work(), decode)
         return DecodedBatch(*_pack(images, device), bad)
-    streams = streams or side_streams(device)
-    consumer = consumer or torch.cuda.current_stream(device)
-    with torch.cuda.device(device):
+    return decode_on_streams(
+        packed, streams or side_streams(device),
+        consumer or torch.cuda.current_stream(device), decode)
+
+
+def decode_on_streams(packed: PackedImages, streams: SideStreams, consumer,
+                      decode: Decode) -> DecodedBatch:
+    """:func:`decode_packed` on ``streams.device`` through the protocol of
+    :class:`SideStreams`."""
+    device = streams.device
+    with streams.on_device():
         images, bad = _decode_entries(
-            packed, lambda d: streams.decode(d, consumer), decode)
-        on_device = [image for image in images if image.is_cuda]
+            packed, lambda work: streams.decode(work, consumer), decode)
+        decoded = [image for image in images if image.device == device]
         (flat, offsets, sizes), ready = streams.pack(
-            on_device, lambda: _pack(images, device))
+            decoded, lambda: _pack(images, device))
     return DecodedBatch(flat, offsets, sizes, bad, ready)
 
 
