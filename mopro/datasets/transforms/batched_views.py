@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
 import torch
+
 # torchvision's rgb_to_grayscale weights (ITU-R 601-2 luma, as PIL's 'L')
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
 
@@ -218,7 +219,8 @@ def resized_crops(flat: torch.Tensor, offsets: torch.Tensor,
     get weight 0) to the largest box of the batch. The resize is separable:
     the rows by N ``size`` x ``w`` matrices, then the columns by N ``size``
     x ``h`` matrices (:func:`antialias_weights`), two batched matrix
-    products in float32. Transient memory: about 9 bytes per pixel of N x 3
+    products in float32 (call it outside autocast, which would run them in
+    half precision). Transient memory: about 9 bytes per pixel of N x 3
     times the largest box (WebVision's 256-pixel images: boxes up to
     341 x 341, ~0.8 GB for 256 images).
 
