@@ -23,8 +23,10 @@ model = dict(
 
 custom_hooks = []  # no MoPro phases
 
-# one weak view, no momentum encoder
+# one weak view, no momentum encoder; DataSamples for the classifier's head
+# (MoPro's configs hand over the labels as one tensor)
 train_dataloader = dict(
+    collate_fn=dict(type='default_collate'),
     dataset=dict(pipeline=[
         dict(type='LoadWebImage'),
         {{_base_.weak_crop}},
