@@ -26,8 +26,10 @@ model = dict(
 # no MoPro phases; no checkpoint of a non-finite step
 custom_hooks = [dict(type='NonFiniteCheckHook')]
 
-# one weak view, no momentum encoder
+# one weak view, no momentum encoder; DataSamples for the classifier's head
+# (MoPro's configs hand over the labels as one tensor)
 train_dataloader = dict(
+    collate_fn=dict(type='default_collate'),
     dataset=dict(pipeline=[
         dict(type='LoadWebImage'),
         {{_base_.weak_crop}},

@@ -15,3 +15,6 @@ custom_hooks = [
 # bf16 autocast (the schedule's AmpOptimWrapper) and channels-last
 # convolutions on GPU; queue and prototype arithmetic stays in float32.
 model = dict(channels_last=True)
+# both views stacked, the labels as one tensor per batch (MoPro's loss takes
+# it): a few tensors cross from the workers, not one per sample
+train_dataloader = dict(collate_fn=dict(type='multiview_collate'))

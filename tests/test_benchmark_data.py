@@ -3,16 +3,19 @@ consistently (no timing assertion: speed is measured, not tested)."""
 import json
 import math
 import os.path as osp
+import re
 
 import pytest
 
 from conftest import ROOT, load_tool, write_image
+from mopro.utils.cli import run_tool
 
 benchmark_data = load_tool('benchmark_data')
 CONFIG = osp.join(ROOT, 'configs', 'mopro_r50_webvision_v1.py')
 # the GPU path on the CPU (the same code), small: the device is explicit so
 # that the tests read the same on a machine with a GPU
-GPU_PATH = ['--device', 'cpu', '--batch-size', '4', '--gpu-cfg-options',
+GPU_PATH = ['--device', 'cpu', '--batch-size', '4', '--handover-batch', '4',
+            '--handover-repeats', '1', '--gpu-cfg-options',
             'model.data_preprocessor.crop_size=32']
 TINY_MODEL = [
     'model.backbone.depth=18', 'model.feat_dim=512',
@@ -26,8 +29,14 @@ SMALL_CROPS = [
 ]
 
 
+def _int_keys(mapping: dict) -> dict:
+    """JSON writes the batch sizes of the operator counts as strings."""
+    return {int(k) if k.isdigit() else k: v for k, v in mapping.items()}
+
+
 def _check(results: dict, out: str, count: int) -> None:
     assert json.load(open(out)) == json.loads(json.dumps(results))
+    results = json.loads(json.dumps(results), object_hook=_int_keys)
     assert results['threads'] == 1 and results['iters'] == 3
     assert results['block'] == 2
     assert results['images']['count'] == count
@@ -48,6 +57,26 @@ def _check(results: dict, out: str, count: int) -> None:
     assert device['device'] == 'cpu' and device['batch_size'] == 4
     assert device['img_per_s'] > 0
     assert device['main_process_cpu_ms_per_image'] > 0
+    # the GPU path's preprocessor: as many operators for 32 as for 256
+    # images (the decoding, in the background thread, slices per image)
+    gpu = results['gpu_path']
+    assert set(gpu['preprocessor_ops_per_batch']) == {32, 256}
+    ops = gpu['preprocessor_ops_per_batch']
+    assert ops[32] == ops[256] > 0
+    assert gpu['decode_ops_per_batch'][256] > gpu['decode_ops_per_batch'][32]
+    # what crosses from the workers: the config's collate functions hand
+    # over a few tensors per batch, mmengine's one per image or DataSample
+    packed = gpu['handover']['packed_images_collate']
+    assert gpu['handover']['batch_size'] == 4
+    assert packed['tensors'] == 3
+    assert gpu['handover']['pseudo_collate']['tensors'] == 2 * 4
+    cpu = results['cpu_path']['handover']
+    assert cpu['multiview_collate']['tensors'] == 3
+    assert cpu['default_collate']['tensors'] == 2 + 4
+    for entry in (packed, cpu['multiview_collate']):
+        assert entry['tensor_bytes'] > 0 and entry['pickle_bytes'] > 0
+        assert entry['collate_cpu_ms'] >= 0 and entry['transfer_cpu_ms'] > 0
+        assert entry['pin_cpu_ms'] is None  # measured where CUDA is
     cores = results['cores_per_gpu']
     assert cores['img_per_s'] == 4700
     assert cores['cpu_path'] == 4700 / rate
@@ -114,17 +143,20 @@ def test_runner_mode_times_both_paths(tmp_path):
         results['gpu_path']['img_per_s'] / results['cpu_path']['img_per_s'])
 
 
-def test_empty_image_folder_is_an_error(tmp_path):
+def test_empty_image_folder_is_an_error(tmp_path, capsys):
     folder = str(tmp_path / 'empty')
     (tmp_path / 'empty').mkdir()
     with pytest.raises(SystemExit) as err:
-        benchmark_data.main([CONFIG, '--images', folder])
-    message = str(err.value)
+        run_tool(benchmark_data.main, [CONFIG, '--images', folder])
+    assert err.value.code == 1
+    message = capsys.readouterr().err
     assert message.startswith('error: ') and folder in message
-    assert '\n' not in message
+    assert message.count('\n') == 1
 
 
-def test_missing_config_is_an_error(tmp_path):
+def test_missing_config_is_an_error(tmp_path, capsys):
     config = str(tmp_path / 'missing.py')
-    with pytest.raises(SystemExit, match='error: .*missing.py'):
-        benchmark_data.main([config])
+    with pytest.raises(SystemExit) as err:
+        run_tool(benchmark_data.main, [config])
+    assert err.value.code == 1
+    assert re.match('error: .*missing.py', capsys.readouterr().err)

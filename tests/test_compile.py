@@ -25,7 +25,8 @@ from mmpretrain.structures import DataSample
 from torch._dynamo.utils import counters
 
 import mopro.models.algorithms.mopro as mopro_module
-from mopro.models.utils.compile import compile_options, is_compiled
+from mopro.models.utils.compile import (compile_options, compile_submodules,
+                                        is_compiled)
 from mopro.utils.checkpoint import load_checkpoint
 from mopro.utils.runner import adapt_to_device
 from test_mopro_model import B, build, make_noisy, samples, train_data, views
@@ -175,9 +176,9 @@ def _broken_backend(gm, example_inputs):
 
 
 def test_failed_build_warns_once_and_runs_eagerly():
-    # dynamo caches graphs per code object (nn.Module._call_impl), across
-    # modules and backends: without a reset, a graph an earlier test built
-    # would serve this call and the broken backend would never run
+    # dynamo caches graphs per code object, across backends: without a
+    # reset, a graph an earlier test built for ResNet.forward could serve
+    # this call and the broken backend would never run
     torch._dynamo.reset()
     eager = build(seed=2)
     model = build(seed=2, compile=dict(backend=_broken_backend))
@@ -253,3 +254,63 @@ def test_cross_entropy_classifier_compiles_like_mopro():
     eager_loss, eager_state, compiled_loss, compiled_state = logs
     torch.testing.assert_close(compiled_loss, eager_loss, **TOL)
     assert_close_dicts(compiled_state, eager_state)
+
+
+def _out_of_memory_backend(gm, example_inputs):
+    raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate')
+
+
+def test_out_of_memory_is_raised_and_the_module_stays_compiled():
+    """An out-of-memory error, in the build (dynamo wraps it) or in the
+    module's own run, is raised as it is, with no eager re-run, and the
+    module stays compiled: the run may retry with less memory in use."""
+    torch._dynamo.reset()
+    model = build(seed=2, compile=dict(backend=_out_of_memory_backend))
+    model.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', RuntimeWarning)  # no fallback
+        with pytest.raises(torch.OutOfMemoryError):
+            model.extract_feat(views(0)[0])
+    assert is_compiled(model.backbone)
+
+    class Hungry(torch.nn.Module):
+        calls = 0
+
+        def forward(self, x):
+            Hungry.calls += 1
+            raise torch.OutOfMemoryError('CUDA out of memory')
+
+    holder = torch.nn.Module()
+    holder.hungry = Hungry()
+    compile_submodules(holder, ['hungry'], AOT)
+    with pytest.raises(torch.OutOfMemoryError):
+        holder.hungry(torch.ones(2))
+    assert is_compiled(holder.hungry)
+
+
+def test_each_compiled_module_has_its_own_recompile_budget():
+    """The encoder's and the momentum encoder's ResNets share their
+    forward's code; each still gets dynamo's whole recompile limit: when
+    one has used it up, the other still compiles."""
+    torch._dynamo.reset()
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.linear(x).relu()
+
+    holder = torch.nn.Module()
+    holder.first, holder.second = Net(), Net()
+    compile_submodules(holder, ['first', 'second'],
+                       dict(backend='eager', dynamic=False))
+    with torch._dynamo.config.patch(recompile_limit=2):
+        graphs = counters['stats']['unique_graphs']
+        for rows in range(1, 5):  # 4 shapes: 2 compiled, then eager
+            holder.first(torch.randn(rows, 4))
+        assert counters['stats']['unique_graphs'] - graphs == 2
+        for rows in range(1, 3):
+            holder.second(torch.randn(rows, 4))
+        assert counters['stats']['unique_graphs'] - graphs == 4

@@ -1,31 +1,39 @@
 """The GPU data path's semantics, on the CPU (the same code): the released
 torchvision transforms' parameter distributions, views equal to
 torchvision's for fixed parameters (and to PIL's within a stated
-tolerance), tolerant decoding of a batch of dirty web images, seeding, and
-a Runner train through the GPU-data config."""
+tolerance), a fixed number of operators per batch, tolerant decoding of a
+batch of dirty web images, seeding, and Runner trains through the GPU-data
+config (decoding one batch ahead, resuming)."""
+import copy
 import io
 import os.path as osp
+import threading
+from concurrent.futures import Future
 
 import numpy as np
 import pytest
 import torch
 import torchvision.transforms.functional as TF
-from conftest import ROOT, make_webvision, tiny_mopro_options
+from conftest import ROOT, load_tool, make_webvision, tiny_mopro_options
 from mmengine.config import Config
-from mmengine.dataset import pseudo_collate
+from mmengine.dataset import Compose
 from mmengine.logging import MessageHub
 from mmengine.runner import Runner
+from mmpretrain.registry import TRANSFORMS
 from PIL import Image
 from scipy import stats
 from sklearn.datasets import load_sample_images
-from _host_reads import HostReads
 from torchvision import transforms as T
 
-from mopro.datasets import WebVision
+import mopro.models.utils.jpeg_decoding as jpeg_decoding
+from mopro.datasets import WebVision, packed_images_collate
 from mopro.datasets.transforms import (ViewParams, apply_view,
-                                       baseline_jpeg_size, resized_crops,
-                                       sample_view_params)
+                                       baseline_jpeg_size, pack_images,
+                                       resized_crops, sample_view_params)
 from mopro.models.utils import MoProGPUViewsPreprocessor
+from mopro.models.utils.decode_ahead import SLOT_KEY, DecodeSlot
+from mopro.models.utils.gpu_views_preprocessor import (compiled_make_view,
+                                                       make_view)
 from mopro.utils.runner import adapt_to_device
 
 GPU_DATA = osp.join(ROOT, 'configs', 'mopro_r50_webvision_v1_gpu_data.py')
@@ -48,6 +56,24 @@ def photos(num: int, width: int = 64, height: int = 43) -> list:
 
 def to_float(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255
+
+
+def crops_of(images: list, boxes: torch.Tensor, size: int,
+             scale: float = 1.0) -> torch.Tensor:
+    """``resized_crops`` of a list of images (packed as the decoder packs
+    them)."""
+    flat, offsets, sizes = pack_images(images)
+    return resized_crops(flat, offsets, sizes, boxes, size, scale)
+
+
+def mixed_photos(num: int) -> list:
+    """``photos`` of several sizes (a batch of web images differs)."""
+    return [photos(1, 64 - 7 * (i % 3), 43 + 9 * (i % 4))[0]
+            for i in range(num)]
+
+
+def sizes_of(images: list) -> torch.Tensor:
+    return torch.tensor([(im.height, im.width) for im in images])
 
 
 def strong_params(sizes, seed=0) -> ViewParams:
@@ -130,12 +156,13 @@ def test_weak_view_has_no_colour_parameters():
 
 # ------------------------------------------------------ fixed parameters
 def test_views_equal_torchvision_tensor_transforms():
-    """With the same parameters, the batched views equal torchvision's
-    functionals applied image by image on float tensors (to 1e-5)."""
-    images = photos(24)
-    params = strong_params(torch.tensor([[43, 64]] * 24))
+    """With the same parameters, the batched views of images of several
+    sizes (crops up- and downsampled) equal torchvision's functionals
+    applied image by image on float tensors (to 1e-5)."""
+    images = mixed_photos(24)
+    params = strong_params(sizes_of(images))
     floats = [to_float(im) for im in images]
-    views = apply_view(resized_crops(floats, params.boxes, 32), params)
+    views = apply_view(crops_of(floats, params.boxes, 32), params)
     for i, image in enumerate(floats):
         torch.testing.assert_close(
             views[i], reference_view(image, params, i, 32), atol=1e-5,
@@ -152,8 +179,7 @@ def test_jitter_order_is_per_sample():
         gray=torch.tensor([False, False]),
         order=torch.tensor([[0, 1, 2, 3], [3, 2, 1, 0]]),
         factors=torch.tensor([[1.4, 0.6, 1.4, 0.3]] * 2))
-    views = apply_view(resized_crops([image, image], params.boxes, 32),
-                       params)
+    views = apply_view(crops_of([image, image], params.boxes, 32), params)
     assert (views[0] - views[1]).abs().max() > 0.05
     for i in range(2):
         torch.testing.assert_close(
@@ -162,20 +188,23 @@ def test_jitter_order_is_per_sample():
 
 
 def test_views_match_pil_transforms_within_tolerance():
-    """Against the released transforms on PIL images (8-bit): the weak view
-    (crop, resize, flip) within 1.5 grey levels everywhere (torchvision's
+    """Against the released transforms on PIL images (8-bit), from the
+    uint8 pixels as the preprocessor resamples them: the weak view (crop,
+    resize, flip) within 1.5 grey levels everywhere (torchvision's
     antialiased bilinear vs PIL's); the strong view within 2 levels on
     average and 12 at the 99th percentile, PIL rounding to 8 bits after
     each adjustment and shifting hue in 8-bit HSV (up to ~10 levels on
     saturated colours)."""
-    images = photos(32)
-    sizes = torch.tensor([[43, 64]] * 32)
-    floats = [to_float(im) for im in images]
+    images = mixed_photos(32)
+    sizes = sizes_of(images)
+    pixels = [torch.from_numpy(np.array(im)).permute(2, 0, 1).contiguous()
+              for im in images]
     weak = sample_view_params(sizes, torch.Generator().manual_seed(3))
     strong = strong_params(sizes, seed=4)
     diffs = {}
     for name, params in (('weak', weak), ('strong', strong)):
-        views = apply_view(resized_crops(floats, params.boxes, 32), params)
+        views = apply_view(crops_of(pixels, params.boxes, 32, 1 / 255),
+                           params)
         ours = (views * 255).permute(0, 2, 3, 1).numpy()
         ref = np.stack([
             np.asarray(reference_view(im, params, i, 32), dtype=np.float32)
@@ -187,34 +216,93 @@ def test_views_match_pil_transforms_within_tolerance():
     assert np.percentile(diffs['strong'], 99) <= 12
 
 
-def test_augmentation_makes_no_host_reads():
-    """Grayscale, jitter, flip and float conversion only queue device work
-    (the crop boxes are host integers by design: sampled on the CPU)."""
-    images = [to_float(im) for im in photos(4)]
-    params = strong_params(torch.tensor([[43, 64]] * 4))
-    crops = resized_crops(images, params.boxes, 32)
+def test_views_only_queue_device_work():
+    """Resampling, grayscale, jitter, flip, normalisation and conversion
+    read no value of the device's data: with the images on the meta device
+    (tensors without values, where reading one raises) they run, and give
+    the views' shape, dtype and memory format. The crop boxes and the
+    parameters are host tensors by design (sampled on the CPU)."""
+    images = [torch.from_numpy(np.array(im)).permute(2, 0, 1).contiguous()
+              for im in mixed_photos(6)]
+    flat, offsets, sizes = pack_images(images)
+    params = strong_params(sizes)
+    meta = torch.device('meta')
     preprocessor = MoProGPUViewsPreprocessor(mean=MEAN, std=STD)
-    uint8 = [(im * 255).byte() for im in images]
-    with HostReads() as reads:
-        preprocessor._views(crops, params)
-        preprocessor._to_float(uint8)
-    assert reads.seen == []
+    crops = resized_crops(flat.to(meta), offsets, sizes, params.boxes, 32,
+                          1 / 255)
+    view = make_view(crops, params.to(meta), preprocessor.mean.to(meta),
+                     preprocessor.std.to(meta), torch.bfloat16,
+                     torch.channels_last)
+    assert view.shape == (6, 3, 32, 32) and view.dtype == torch.bfloat16
+    assert view.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_compiled_views_equal_eager_views():
     """``compile_views`` (the GPU config's setting) fuses the same
-    computation: equal to eager within float rounding, for both views."""
-    images = [to_float(im) for im in photos(8)]
-    sizes = torch.tensor([[43, 64]] * 8)
-    eager = MoProGPUViewsPreprocessor(mean=MEAN, std=STD)
-    compiled = MoProGPUViewsPreprocessor(mean=MEAN, std=STD,
-                                         compile_views=True)
+    computation: equal to eager within float rounding, for both views, in
+    float32 and converted to bfloat16 channels-last."""
+    images = [to_float(im) for im in mixed_photos(8)]
+    sizes = torch.tensor([im.shape[1:] for im in images])
+    preprocessor = MoProGPUViewsPreprocessor(mean=MEAN, std=STD)
+    mean, std = preprocessor.mean, preprocessor.std
     for params in (sample_view_params(sizes, torch.Generator()),
                    strong_params(sizes)):
-        crops = resized_crops(images, params.boxes, 32)
-        torch.testing.assert_close(compiled._views(crops, params),
-                                   eager._views(crops, params), atol=1e-4,
-                                   rtol=0)
+        crops = crops_of(images, params.boxes, 32)
+        for dtype, layout in ((torch.float32, torch.contiguous_format),
+                              (torch.bfloat16, torch.channels_last)):
+            eager = make_view(crops, params, mean, std, dtype, layout)
+            compiled = compiled_make_view()(crops, params, mean, std,
+                                            dtype, layout)
+            assert compiled.dtype == dtype
+            assert compiled.is_contiguous(memory_format=layout)
+            torch.testing.assert_close(compiled.float(), eager.float(),
+                                       atol=1e-4 if dtype == torch.float32
+                                       else 0.02, rtol=0)
+    assert compiled_make_view().compiled is not None  # no fallback
+
+
+def test_a_copied_preprocessor_uses_its_own_parameters(tmp_path):
+    """A deep copy (e.g. of the model) normalises with its own mean and
+    std, compiled or not."""
+    for compile_views in (False, True):
+        original = MoProGPUViewsPreprocessor(mean=MEAN, std=STD,
+                                             crop_size=16, seed=1,
+                                             compile_views=compile_views)
+        copied = copy.deepcopy(original)
+        copied.mean.zero_()
+        copied.std.fill_(1.0)
+        data = packed_batch([dirty_files()['baseline']] * 2, str(tmp_path))
+        ours = copied(dict(data), True)['inputs'][0]
+        theirs = original(dict(data), True)['inputs'][0]
+        # unnormalised views are in [0, 255]; the original's are not
+        assert ours.min() >= 0 and ours.max() <= 255
+        assert theirs.min() < 0
+        torch.testing.assert_close(
+            ours, theirs * original.std + original.mean, atol=1e-3, rtol=0)
+
+
+def test_preprocessor_dispatches_as_many_operators_for_any_batch(tmp_path):
+    """With the batch decoded ahead (as DecodeAheadHook has it), the
+    preprocessor's work on the training thread is the same operators for
+    32 and for 256 images: no operation per image."""
+    count_operators = load_tool('benchmark_data').count_operators
+    files = dirty_files()
+    counts = []
+    for num in (32, 256):
+        data = packed_batch([files['baseline'], files['png'],
+                             files['baseline']] * (num // 4) +
+                            [files['progressive']] * (num - 3 * (num // 4)),
+                            str(tmp_path))
+        preprocessor = MoProGPUViewsPreprocessor(mean=MEAN, std=STD,
+                                                 crop_size=16)
+        slot = data[SLOT_KEY] = DecodeSlot()  # decoded ahead
+        slot.future = Future()
+        slot.future.set_result(
+            jpeg_decoding.decode_packed(data['inputs'], 'cpu'))
+        ops = count_operators(lambda: preprocessor(data, True))
+        assert preprocessor.num_images == num
+        counts.append(ops)
+    assert counts[0] == counts[1]
 
 
 # --------------------------------------------------------- dirty web images
@@ -269,17 +357,33 @@ def _dirty_webvision(root: str) -> list:
     return [kinds[i % len(kinds)][0] for i in range(len(lines))]
 
 
+def packed_batch(files: list, directory: str) -> dict:
+    """The batch the GPU-data config's workers hand over for these file
+    contents: each written to ``directory``, loaded by its pipeline
+    (``LoadWebImageBytes``, ``PackInputs``) and collated by
+    ``packed_images_collate``."""
+    pipeline = Config.fromfile(GPU_DATA).train_pipeline
+    load = Compose([TRANSFORMS.build(t) for t in pipeline])
+    samples = []
+    for i, data in enumerate(files):
+        path = osp.join(directory, f'{i:04d}.jpg')
+        with open(path, 'wb') as f:
+            f.write(data)
+        samples.append(load(dict(img_path=path, gt_label=i % 3)))
+    return packed_images_collate(samples)
+
+
 def test_mixed_bad_image_batch_never_fails(tmp_path):
-    """One batch of every kind through LoadWebImageBytes, pseudo_collate
-    and the preprocessor: the undecodable and empty files are skipped and
-    counted by the dataset (as with LoadWebImage), the rest decode (bytes
-    or CPU-decoded pixels) and make both views; a JPEG that passes the
-    sniff but that no decoder takes is replaced and counted."""
+    """One batch of every kind through LoadWebImageBytes,
+    packed_images_collate and the preprocessor: the undecodable and empty
+    files are skipped and counted by the dataset (as with LoadWebImage),
+    the rest decode (bytes or CPU-decoded pixels) and make both views; a
+    JPEG that passes the sniff but that no decoder takes is isolated,
+    replaced and counted."""
     kinds = _dirty_webvision(str(tmp_path / 'wv'))
     dataset = WebVision(
         data_root=str(tmp_path / 'wv'), split='train', num_classes=2,
-        pipeline=[dict(type='LoadWebImageBytes'),
-                  dict(type='PackInputs', meta_keys=['img_path'])])
+        pipeline=Config.fromfile(GPU_DATA).train_pipeline)
     samples = [dataset.prepare_data(i) for i in range(len(dataset))]
     assert [s is None for s in samples] == [
         k in ('undecodable', 'empty') for k in kinds]
@@ -292,16 +396,22 @@ def test_mixed_bad_image_batch_never_fails(tmp_path):
     baseline = dirty_files()['baseline']
     broken = baseline[:baseline.index(b'\xff\xda')] + b'\xff\xd9'
     assert baseline_jpeg_size(broken) is not None
-    samples[0]['inputs'] = torch.frombuffer(bytearray(broken),
+    samples[3]['inputs'] = torch.frombuffer(bytearray(broken),
                                             dtype=torch.uint8)
+    batch = packed_images_collate(samples)
     preprocessor = MoProGPUViewsPreprocessor(mean=MEAN, std=STD,
                                              crop_size=32)
-    out = preprocessor(pseudo_collate(samples), True)
+    out = preprocessor(batch, True)
     for view in out['inputs']:
         assert view.shape == (len(samples), 3, 32, 32)
         assert torch.isfinite(view).all()
     assert preprocessor.num_bad == 1
     assert preprocessor.num_images == len(samples)
+    assert torch.equal(out['data_samples'], batch['data_samples'])
+    # the replaced entry is a copy of the first image of the batch
+    decoded = jpeg_decoding.decode_packed(batch['inputs'], 'cpu')
+    assert decoded.bad == [3]
+    assert torch.equal(decoded.sizes[3], decoded.sizes[0])
 
 
 def test_max_bad_fraction_still_stops_a_broken_dataset(tmp_path):
@@ -313,8 +423,7 @@ def test_max_bad_fraction_still_stops_a_broken_dataset(tmp_path):
                 img.write(b'<html></html>')
     dataset = WebVision(
         data_root=root, split='train', num_classes=2, max_bad_fraction=0.1,
-        pipeline=[dict(type='LoadWebImageBytes'),
-                  dict(type='PackInputs')])
+        pipeline=Config.fromfile(GPU_DATA).train_pipeline)
     with pytest.raises(RuntimeError, match='max_bad_fraction=0.1'):
         for i in range(len(dataset)):
             dataset.prepare_data(i)
@@ -323,19 +432,18 @@ def test_max_bad_fraction_still_stops_a_broken_dataset(tmp_path):
     broken = broken[:broken.index(b'\xff\xda')] + b'\xff\xd9'
     good = dirty_files()['baseline']
     preprocessor = MoProGPUViewsPreprocessor(max_bad_fraction=0.1)
-    entries = [torch.frombuffer(bytearray(d), dtype=torch.uint8)
-               for d in [good] + [broken] * 19]
+    batch = packed_batch([good] + [broken] * 19, str(tmp_path))
     with pytest.raises(RuntimeError, match='data_preprocessor.max_bad'):
         for _ in range(6):
-            preprocessor.decode(entries)
+            preprocessor.decode(batch['inputs'])
 
 
 # ------------------------------------------------------------------ seeding
-def test_views_depend_on_seed_rank_and_iteration_only(monkeypatch):
+def test_views_depend_on_seed_rank_and_iteration_only(monkeypatch,
+                                                      tmp_path):
     """Inside a training loop the views of iteration k are the same
     whatever ran before (so a resumed run repeats them); ranks differ."""
-    image = torch.from_numpy(np.array(photos(1)[0])).permute(2, 0, 1)
-    data = dict(inputs=[image.contiguous()] * 4, data_samples=None)
+    data = packed_batch([dirty_files()['baseline']] * 4, str(tmp_path))
     hub = MessageHub.get_instance('test_gpu_views_seed')
     hub.update_info('loop_stage', 'train')
 
@@ -398,33 +506,78 @@ def test_gpu_data_config_trains_through_the_runner(tmp_path):
     assert runner.model.data_preprocessor._calls == 2
 
 
-def _train_recording_views(cfg: Config) -> list:
+def _train_recording(cfg: Config, monkeypatch) -> tuple:
+    """Train; per training iteration its images' paths, whether its
+    decoding had started before the preprocessor took it, and its views;
+    per decoded batch, the thread that decoded it and its paths."""
     runner = Runner.from_cfg(cfg)
     preprocessor = runner.model.data_preprocessor
-    forward, seen = preprocessor.forward, []
+    forward, seen, decoded = preprocessor.forward, [], []
+    decode_packed = jpeg_decoding.decode_packed
 
     def recording(data, training=False):
+        slot = data.get(SLOT_KEY)
+        started = slot is not None and slot.future is not None
         out = forward(data, training)
         if training:  # not the validation at the end
-            seen.append([view.clone() for view in out['inputs']])
+            seen.append((data['inputs'].paths, started,
+                         [view.clone() for view in out['inputs']]))
         return out
 
+    def decoding(packed, *args, **kwargs):
+        decoded.append((threading.current_thread().name, packed.paths))
+        return decode_packed(packed, *args, **kwargs)
+
     preprocessor.forward = recording
+    monkeypatch.setattr(
+        'mopro.models.utils.gpu_views_preprocessor.decode_packed', decoding)
     runner.train()
-    return seen
+    monkeypatch.undo()
+    return seen, decoded
 
 
-def test_resumed_run_makes_the_same_views(tmp_path):
+def test_batches_are_decoded_one_ahead_in_the_background(tmp_path,
+                                                         monkeypatch):
+    """Through the Runner (DecodeAheadHook), each batch after the first is
+    being decoded, in the background thread, before the preprocessor takes
+    it; the views equal those of the same run decoding each batch when it
+    is used (no hook)."""
+    root = make_webvision(str(tmp_path / 'wv'), size=40)
+    ahead, decoded = _train_recording(
+        gpu_data_cfg(root, str(tmp_path / 'ahead'), 3), monkeypatch)
+    assert [started for _, started, _ in ahead] == [False, True, True]
+    # the three batches, then the one after the last (fetched ahead)
+    assert [paths for _, paths in decoded[:3]] == \
+        [paths for paths, _, _ in ahead]
+    assert len(decoded) == 4
+    assert all(name.startswith('decode_ahead') for name, _ in decoded)
+    cfg = gpu_data_cfg(root, str(tmp_path / 'inline'), 3)
+    del cfg.default_hooks.decode_ahead
+    inline, decoded = _train_recording(cfg, monkeypatch)
+    assert [started for _, started, _ in inline] == [False] * 3
+    assert all(name == threading.current_thread().name
+               for name, _ in decoded)
+    for (paths, _, ours), (their_paths, _, theirs) in zip(ahead, inline):
+        assert paths == their_paths
+        for view, other in zip(ours, theirs):
+            torch.testing.assert_close(view, other, atol=0, rtol=0)
+
+
+def test_resumed_run_makes_the_same_views(tmp_path, monkeypatch):
     """Resumed from iteration 2's checkpoint, iteration 3 sees the batch and
     the views of the uninterrupted run (the sampler repeats the order; the
-    views are seeded by iteration)."""
+    views are seeded by iteration); the batches the resumed loop skips are
+    never decoded."""
     root = make_webvision(str(tmp_path / 'wv'), size=40)
     first = str(tmp_path / 'first')
-    full = _train_recording_views(gpu_data_cfg(root, first, 3))
+    full, _ = _train_recording(gpu_data_cfg(root, first, 3), monkeypatch)
     cfg = gpu_data_cfg(root, str(tmp_path / 'second'), 3)
     cfg.resume, cfg.load_from = True, osp.join(first, 'iter_2.pth')
-    resumed = _train_recording_views(cfg)
+    resumed, decoded = _train_recording(cfg, monkeypatch)
     assert len(full) == 3 and len(resumed) == 1
-    for ours, theirs in zip(resumed[0], full[2]):
+    assert resumed[0][0] == full[2][0]
+    for ours, theirs in zip(resumed[0][2], full[2][2]):
         torch.testing.assert_close(ours, theirs, atol=0, rtol=0)
-    assert not torch.equal(full[1][1], full[2][1])
+    assert not torch.equal(full[1][2][1], full[2][2][1])
+    # iteration 2's batch and the one after it; not the skipped 0 and 1
+    assert len(decoded) == 2 and decoded[0][1] == full[2][0]

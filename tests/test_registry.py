@@ -12,6 +12,7 @@ from conftest import make_webvision, tiny_mopro_cfg, write_image
 from mmengine import registry as engine_registry
 from mmengine.fileio import get_file_backend
 from mmpretrain import registry as pretrain_registry
+from mmpretrain.structures import DataSample
 
 import mopro.models
 from mopro.utils import AtomicLocalBackend
@@ -55,6 +56,12 @@ def _tiny_mopro():
     return pretrain_registry.MODELS.build(_tiny_mopro_cfg())
 
 
+def _sample(inputs, label, img_shape=None):
+    meta = {} if img_shape is None else dict(img_shape=img_shape)
+    return dict(inputs=inputs,
+                data_samples=DataSample(metainfo=meta).set_gt_label(label))
+
+
 def build_configs(tmp_path):
     root, cleaned, imagenet, ckpt = _data(tmp_path)
     webvision = dict(type='WebVision', data_root=root, num_classes=3)
@@ -82,6 +89,18 @@ def build_configs(tmp_path):
             dict(type='MoProGPUViewsPreprocessor', mean=[1, 2, 3],
                  std=[1, 1, 1], to_rgb=True, crop_size=32),
             lambda p: p.crop_size == 32 and p._channel_conversion),
+        'DecodeAheadHook': (engine_registry.HOOKS,
+                            dict(type='DecodeAheadHook'),
+                            lambda h: h.priority == 'VERY_LOW'),
+        'multiview_collate': (
+            engine_registry.FUNCTIONS, None,
+            lambda f: f([_sample([torch.zeros(3, 2, 2)] * 2, 2)] * 3)[
+                'data_samples'].tolist() == [2] * 3),
+        'packed_images_collate': (
+            engine_registry.FUNCTIONS, None,
+            lambda f: f([_sample(torch.zeros(3, 2, 2, dtype=torch.uint8),
+                                 1, (2, 2))])[
+                'inputs'].index.tolist() == [[0, 12, 2, 2, 1]]),
         'DeferredRuntimeInfoHook': (engine_registry.HOOKS,
                                     dict(type='DeferredRuntimeInfoHook'),
                                     lambda h: h.priority == 'VERY_HIGH'),
@@ -152,6 +171,9 @@ def test_every_registered_component_builds(tmp_path):
         if entry is None:
             continue
         registry, cfg, check = entry
+        if cfg is None:  # a function: the registered one, called
+            assert check(registry.get(name)), name
+            continue
         obj = registry.build(cfg)
         assert isinstance(obj, registry.get(name))
         assert check(obj), name

@@ -148,3 +148,33 @@ def test_flushed_values_are_item_values(value, expected):
     assert key == 'train/v' and got == expected
     assert type(got) is type(expected)
     assert loss == ('train/loss', 2.0)
+
+
+@pytest.mark.gpu
+def test_cuda_values_reach_the_host_through_pinned_memory():
+    """On CUDA an iteration's values are copied into pinned memory without
+    a synchronising call, and read after the copy's event."""
+    values = dict(loss=torch.tensor(2.5, device='cuda'),
+                  count=torch.tensor(3, device='cuda'), lr=0.1)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode('error')
+    try:
+        entries, host = _snapshot(values)
+    finally:
+        torch.cuda.set_sync_debug_mode('default')
+    ((tensor, ready), ) = host.values()
+    assert tensor.device.type == 'cpu' and tensor.is_pinned()
+    assert isinstance(ready, torch.cuda.Event)
+
+    class _Hub:
+        scalars = []
+
+        def update_scalar(self, key, value):
+            self.scalars.append((key, value))
+
+    runner = type('R', (), {'message_hub': _Hub()})()
+    hook = DeferredRuntimeInfoHook()
+    hook._pending.append((entries, host))
+    hook.flush(runner)
+    assert runner.message_hub.scalars == [
+        ('train/loss', 2.5), ('train/count', 3), ('train/lr', 0.1)]

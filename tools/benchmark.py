@@ -18,7 +18,8 @@ CUDA, eager only elsewhere), each section built and timed alike:
 - ``mopro_runner``: the same MoPro step inside mmengine's Runner loop with
   the config's hooks (``DeferredRuntimeInfoHook``: logged values reach the
   host at the logger's interval), fed one collated batch from (pinned) host
-  memory, so that the copy to the device is counted too;
+  memory (two uint8 views and one label tensor, as ``multiview_collate``
+  hands them over), so that the copy to the device is counted too;
 - ``noise_cleaning``: the noise-cleaning pass's batch (encoder, classifier,
   prototypes and the correction rule), as ``tools/noise_cleaning.py`` runs
   it: bf16 and channels-last on a GPU, ``--eval-batch-size`` images;
@@ -49,7 +50,6 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 from mmpretrain.registry import MODELS
-from mmpretrain.structures import DataSample
 from torch._dynamo.utils import counters
 from torch.utils.data import DataLoader, Dataset
 
@@ -57,6 +57,7 @@ from mopro.evaluation.features import encode_batch, prepare_for_inference
 from mopro.evaluation.noise_cleaning import correct_inputs
 from mopro.models.utils.compile import compile_options
 from mopro.utils import write_json
+from mopro.utils.cli import ConfigError, run_tool
 from mopro.utils.runner import adapt_to_device, load_config
 
 
@@ -170,9 +171,7 @@ def _time_training(model: torch.nn.Module, cfg, args: argparse.Namespace,
                             dtype=torch.uint8).to(device) for _ in range(2)]
     labels = torch.randint(0, cfg.model.num_classes, (batch, ),
                            generator=gen)
-    data = dict(inputs=images,
-                data_samples=[DataSample().set_gt_label(int(y))
-                              for y in labels])
+    data = dict(inputs=images, data_samples=labels.to(device))
     model.train()
     model.use_proto_loss = model.correct_noise = True
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
@@ -232,12 +231,10 @@ def _time_runner(cfg, args: argparse.Namespace, device: torch.device,
     pin = device.type == 'cuda'
     views = [torch.randint(0, 256, (batch, 3, size, size), generator=gen,
                            dtype=torch.uint8) for _ in range(2)]
-    data = dict(
-        inputs=[v.pin_memory() if pin else v for v in views],
-        data_samples=[
-            DataSample().set_gt_label(int(y)) for y in torch.randint(
-                0, cfg.model.num_classes, (batch, ), generator=gen)
-        ])
+    labels = torch.randint(0, cfg.model.num_classes, (batch, ),
+                           generator=gen)
+    data = dict(inputs=[v.pin_memory() if pin else v for v in views],
+                data_samples=labels.pin_memory() if pin else labels)
     iters = args.warmup + args.iters
     stopwatch = _Stopwatch(args.warmup, device)
     hooks = [dict(h) for h in cfg.get('custom_hooks', [])
@@ -320,7 +317,10 @@ def benchmark(args: argparse.Namespace) -> Dict:
         'cuda' if torch.cuda.is_available() else 'cpu'))
     # the config's torch.compile arguments, before adapt_to_device turns
     # compile off off CUDA
-    options = compile_options(cfg.model.get('compile')) or {}
+    try:
+        options = compile_options(cfg.model.get('compile')) or {}
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f'{args.config}: {err}') from None
     if args.compile_backend:
         options['backend'] = args.compile_backend
     cfg = adapt_to_device(cfg, device=str(device))
@@ -370,10 +370,7 @@ def _summary(results: Dict) -> Dict:
 
 def main(argv=None) -> Optional[Dict]:
     args = parse_args(argv)
-    try:
-        results = benchmark(args)
-    except (FileNotFoundError, ValueError) as err:
-        raise SystemExit(f'error: {err}')
+    results = benchmark(args)
     print(json.dumps(results, indent=2))
     if args.out:
         write_json(args.out, results)
@@ -381,4 +378,4 @@ def main(argv=None) -> Optional[Dict]:
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -19,8 +19,19 @@ times:
   pipeline of ``--gpu-config`` (read the file; decode on the CPU only what
   the GPU decoder would not take);
 and then ``gpu_path_device``: that config's data preprocessor (decoding
-and both views per batch) on ``--device``, in img/s and the main process's
-CPU time per image.
+and both views per batch, in one thread) on ``--device``, in img/s and the
+main process's CPU time per image. Per batch, at ``--handover-batch``
+images, it also reports what crosses from the workers to the training
+process for each path, with the config's collate function against
+mmengine's (``pseudo_collate``/``default_collate``, one tensor per image or
+DataSample): ``tensors`` and ``tensor_bytes`` (shared memory),
+``pickle_bytes`` (the rest), and the CPU ms of the collate function and of
+the transfer (``ForkingPickler`` as a dataloader worker sends the batch,
+and the unpickling as the training process receives it; pinning where
+CUDA is available); and ``gpu_path.preprocessor_ops_per_batch``, the
+operators (``TorchDispatchMode``) the GPU path's preprocessor dispatches on
+the training thread for a batch decoded ahead, at 32 and 256 images
+(``decode_ops_per_batch``: the decoding, in the background thread).
 A two-view sample counts as one image. By default the images are real
 photos at WebVision's size: random crops of the two JPEG photos
 scikit-learn ships, resized to a 256-pixel short side and saved as JPEG
@@ -40,30 +51,40 @@ and of the dataloader workers. Speed is reported, never asserted in tests.
 import argparse
 import copy
 import glob
+import io
 import json
 import math
 import os
 import os.path as osp
+import pickle
 import platform
 import tempfile
 import time
+from concurrent.futures import Future
+from multiprocessing.reduction import ForkingPickler
 from typing import Callable, Dict, List, Optional
 
 import mopro  # noqa: F401  (first: mopro.utils.mmpretrain_compat)
 import numpy as np
 import PIL
 import torch
+import torch.multiprocessing  # noqa: F401 (the workers' tensor reductions)
 import torchvision
 from mmengine.config import DictAction
-from mmengine.dataset import Compose, pseudo_collate
+from mmengine.dataset import Compose
 from mmengine.hooks import Hook
-from mmengine.registry import init_default_scope
+from mmengine.registry import FUNCTIONS, init_default_scope
 from mmengine.runner import Runner
 from mmpretrain.registry import MODELS, TRANSFORMS
 from PIL import Image
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.data._utils.pin_memory import pin_memory
 from torchvision import transforms as T
 
+from mopro.models.utils.decode_ahead import SLOT_KEY, DecodeSlot
+from mopro.models.utils.jpeg_decoding import decode_packed
 from mopro.utils import write_json
+from mopro.utils.cli import ConfigError, DataError, run_tool
 from mopro.utils.runner import adapt_to_device, load_config
 
 GPU_IMG_PER_S = 2600  # the training step's goal on one H100 (ResNet-50)
@@ -75,6 +96,7 @@ GPU_CONFIG = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
 SHORT_SIDE = 256  # WebVision's resized images
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 JPEG_SUFFIXES = ('.jpg', '.jpeg')
+OPS_BATCH_SIZES = (32, 256)  # preprocessor_ops_per_batch
 
 
 def _positive(text: str) -> int:
@@ -124,6 +146,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--gpu-workers', type=int, default=None,
                         help='dataloader workers of the GPU path (default: '
                         'the config\'s)')
+    parser.add_argument('--handover-batch', type=_positive, default=256,
+                        help='images per batch of the worker hand-over '
+                        'measurement')
+    parser.add_argument('--handover-repeats', type=_positive, default=5,
+                        help='timed batches of the hand-over measurement')
     args = parser.parse_args(argv)
     if args.device is None:
         args.device = 'cuda' if torch.cuda.is_available() else 'cpu'
@@ -163,12 +190,12 @@ def make_photos(directory: str, num: int, seed: int) -> List[str]:
 def list_jpegs(directory: str, num: int) -> List[str]:
     """The first ``num`` JPEGs in ``directory`` (by name)."""
     if not osp.isdir(directory):
-        raise SystemExit(f'error: {directory}: image folder not found')
+        raise DataError(f'{directory}: image folder not found')
     paths = sorted(p for p in glob.glob(osp.join(directory, '*'))
                    if p.lower().endswith(JPEG_SUFFIXES) and osp.isfile(p))
     if not paths:
-        raise SystemExit(f'error: {directory}: no JPEG files (*.jpg, '
-                         '*.jpeg) in this folder')
+        raise DataError(f'{directory}: no JPEG files (*.jpg, *.jpeg) in '
+                        'this folder')
     return paths[:num]
 
 
@@ -304,10 +331,8 @@ def time_gpu_path_device(cfg, paths: List[str],
     launches, fallbacks)."""
     device = torch.device(args.device)
     preprocessor = MODELS.build(cfg.model.data_preprocessor).to(device)
-    load = project_pipeline(cfg)
     batch_size = args.batch_size or 256
-    samples = [load(i, paths[i % len(paths)]) for i in range(batch_size)]
-    batch = pseudo_collate(samples)
+    batch = collate_fn(cfg)(load_samples(cfg, paths, batch_size))
     batches = max(1, math.ceil(args.iters / batch_size))
     for _ in range(max(1, args.warmup // batch_size + 1)):
         preprocessor(batch, True)
@@ -322,6 +347,108 @@ def time_gpu_path_device(cfg, paths: List[str],
                 batch_size=batch_size, batches=batches,
                 img_per_s=images / wall,
                 main_process_cpu_ms_per_image=1e3 * cpu / images)
+
+
+def collate_fn(cfg) -> Callable[[list], dict]:
+    """The config's ``train_dataloader.collate_fn``."""
+    return FUNCTIONS.get(cfg.train_dataloader.collate_fn.type)
+
+
+def load_samples(cfg, paths: List[str], num: int) -> list:
+    """``num`` samples of the config's training pipeline, cycling over
+    ``paths``."""
+    load = project_pipeline(cfg)
+    return [load(i, paths[i % len(paths)]) for i in range(num)]
+
+
+def count_operators(fn: Callable[[], object]) -> int:
+    """How many operators ``fn()`` dispatches in this thread (ATen calls
+    below autograd, as a ``TorchDispatchMode`` sees them)."""
+    class Count(TorchDispatchMode):
+        calls = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Count.calls += 1
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        fn()
+    return Count.calls
+
+
+class _TensorCount(pickle.Pickler):
+    """Pickles a batch as a dataloader worker sends it, counting its
+    tensors' storages (which cross as shared memory) apart from the rest
+    (which crosses as pickle bytes)."""
+
+    def __init__(self, file) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.storages: Dict[int, int] = {}
+
+    def persistent_id(self, obj) -> Optional[int]:
+        if isinstance(obj, torch.Tensor):
+            storage = obj.untyped_storage()
+            self.storages[storage.data_ptr()] = storage.nbytes()
+            return len(self.storages)
+        return None
+
+
+def handover(collate: Callable[[list], dict], samples: list,
+             repeats: int) -> Dict:
+    """What crosses from a worker per batch of ``samples`` collated by
+    ``collate``, and the CPU ms of the collating and of the transfer (the
+    worker's ``ForkingPickler`` pickling, which moves each tensor to shared
+    memory, and the training process's unpickling; pinning, as the
+    dataloader's pin-memory thread does, where CUDA is available), the mean
+    of ``repeats`` batches after one untimed."""
+    stream = io.BytesIO()
+    counter = _TensorCount(stream)
+    counter.dump(collate(samples))
+    collate_s = transfer_s = pin_s = 0.0
+    for repeat in range(repeats + 1):
+        start = time.process_time()
+        batch = collate(samples)
+        collated = time.process_time()
+        received = pickle.loads(ForkingPickler.dumps(batch))
+        transferred = time.process_time()
+        if torch.cuda.is_available():
+            pin_memory(received)
+        if repeat:  # the first one warms up
+            collate_s += collated - start
+            transfer_s += transferred - collated
+            pin_s += time.process_time() - transferred
+    return dict(tensors=len(counter.storages),
+                tensor_bytes=sum(counter.storages.values()),
+                pickle_bytes=len(stream.getvalue()),
+                collate_cpu_ms=1e3 * collate_s / repeats,
+                transfer_cpu_ms=1e3 * transfer_s / repeats,
+                pin_cpu_ms=(1e3 * pin_s / repeats
+                            if torch.cuda.is_available() else None))
+
+
+def preprocessor_ops(cfg, paths: List[str], device: torch.device) -> Dict:
+    """Operators the GPU path's preprocessor dispatches per batch on the
+    training thread, the batch decoded ahead (as ``DecodeAheadHook`` has
+    it), and those of the decoding (the background thread's), at each of
+    ``OPS_BATCH_SIZES`` images. The views eager (``compile_views`` fuses
+    their colour operators into a few kernels, the same for any batch)."""
+    ops, decode_ops = {}, {}
+    for num in OPS_BATCH_SIZES:
+        preprocessor = MODELS.build(
+            dict(cfg.model.data_preprocessor, compile_views=False)).to(device)
+        batch = collate_fn(cfg)(load_samples(cfg, paths, num))
+        done = Future()
+        decode_ops[num] = count_operators(lambda: done.set_result(
+            decode_packed(batch['inputs'], device)))
+        slot = batch[SLOT_KEY] = DecodeSlot()
+        slot.future = done
+        ops[num] = count_operators(lambda: preprocessor(batch, True))
+    return dict(preprocessor_ops_per_batch=ops,
+                decode_ops_per_batch=decode_ops,
+                ops_note='aten operators (TorchDispatchMode) per batch; '
+                'the preprocessor on the training thread with the batch '
+                'decoded ahead, views eager; the decoding in the background '
+                'thread (slicing the packed bytes: one view per image)')
 
 
 def device_name(device: torch.device) -> str:
@@ -370,6 +497,17 @@ def benchmark(args: argparse.Namespace, paths: List[str],
         'not take); decoding and both views are left to the data '
         'preprocessor on the GPU')
     results['gpu_path_device'] = time_gpu_path_device(gpu_cfg, paths, args)
+    results['gpu_path'] = preprocessor_ops(gpu_cfg, paths,
+                                           torch.device(args.device))
+    for name, config, baseline in (('cpu_path', cfg, 'default_collate'),
+                                   ('gpu_path', gpu_cfg, 'pseudo_collate')):
+        samples = load_samples(config, paths, args.handover_batch)
+        results.setdefault(name, {})['handover'] = dict(
+            batch_size=args.handover_batch,
+            **{fn: handover(FUNCTIONS.get(fn), samples,
+                            args.handover_repeats)
+               for fn in (config.train_dataloader.collate_fn.type,
+                          baseline)})
     rate = results['project']['img_per_s_per_core']
     results['project_vs_released'] = (
         rate / results['released']['img_per_s_per_core'])
@@ -520,7 +658,7 @@ def main(argv=None) -> Optional[Dict]:
     args = parse_args(argv)
     for config in (args.config, args.gpu_config):
         if not osp.isfile(config):
-            raise SystemExit(f'error: {config}: config file not found')
+            raise ConfigError(f'{config}: config file not found')
     run = runner_benchmark if args.runner else benchmark
     if args.images:
         paths = list_jpegs(args.images, args.num_images)
@@ -538,4 +676,4 @@ def main(argv=None) -> Optional[Dict]:
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

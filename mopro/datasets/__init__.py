@@ -1,3 +1,5 @@
+from .collate import (PackedImages, multiview_collate,
+                      packed_images_collate)
 from .file_list import ImageList, read_file_list
 from .image_list_dataset import ImageListDataset
 from .transforms import *  # noqa: F401,F403
@@ -5,7 +7,8 @@ from .webvision import ImageNetVal, WebVision
 
 __all__ = [
     'ImageList', 'read_file_list', 'ImageListDataset', 'WebVision',
-    'ImageNetVal'
+    'ImageNetVal', 'PackedImages', 'multiview_collate',
+    'packed_images_collate'
 ]
 from .imagenet_variants import ImageNet200  # noqa: F401,E402
 from .cleaned_webvision import CleanedWebVision  # noqa: F401,E402

@@ -1,5 +1,6 @@
-from .batched_views import (ViewParams, apply_view, resized_crops,
-                            sample_view_params)
+from .batched_views import (ViewParams, antialias_weights, apply_view,
+                            pack_images, resized_crops, sample_view_params,
+                            to_device)
 from .jpeg_bytes import (LoadWebImageBytes, baseline_jpeg_size,
                          rgb_to_chw_tensor)
 from .loading import (ImageDecodeError, LoadWebImage, decode_rgb,
@@ -7,7 +8,7 @@ from .loading import (ImageDecodeError, LoadWebImage, decode_rgb,
 
 __all__ = [
     'ImageDecodeError', 'LoadWebImage', 'LoadWebImageBytes', 'ViewParams',
-    'apply_view', 'baseline_jpeg_size', 'decode_rgb', 'decode_rgb_bytes',
-    'read_image_bytes', 'resized_crops', 'rgb_to_chw_tensor',
-    'sample_view_params'
+    'antialias_weights', 'apply_view', 'baseline_jpeg_size', 'decode_rgb',
+    'decode_rgb_bytes', 'pack_images', 'read_image_bytes', 'resized_crops',
+    'rgb_to_chw_tensor', 'sample_view_params', 'to_device'
 ]

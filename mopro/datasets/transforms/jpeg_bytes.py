@@ -73,11 +73,14 @@ class LoadWebImageBytes(BaseTransform):
     most of WebVision), decoded later, per batch, by
     ``MoProGPUViewsPreprocessor``; otherwise (PNG, GIF, grey, CMYK,
     progressive or truncated JPEG) it is the 3 x H x W uint8 RGB image,
-    decoded here by the tolerant decoder of :class:`LoadWebImage`. An
-    undecodable file raises ``ImageDecodeError``, which the datasets of this
-    project skip and count as with ``LoadWebImage``.
+    decoded here by the tolerant decoder of :class:`LoadWebImage`.
+    ``results['img_shape']`` is the image's ``(height, width)``, from the
+    JPEG header or the pixels. An undecodable file raises
+    ``ImageDecodeError``, which the datasets of this project skip and count
+    as with ``LoadWebImage``.
 
-    Collate with ``pseudo_collate``: the entries differ in size.
+    Collate with ``packed_images_collate`` (``img_shape`` among
+    ``PackInputs``' meta keys): the entries differ in size and kind.
     """
 
     def transform(self, results: dict) -> dict:

@@ -1,9 +1,10 @@
 from .checkpoint_hook import SafeCheckpointHook
+from .decode_ahead_hook import DecodeAheadHook
 from .mopro_hook import MoProHook
 from .nonfinite_hook import NonFiniteCheckHook
 from .runtime_info_hook import DeferredRuntimeInfoHook
 
 __all__ = [
-    'DeferredRuntimeInfoHook', 'MoProHook', 'NonFiniteCheckHook',
-    'SafeCheckpointHook'
+    'DecodeAheadHook', 'DeferredRuntimeInfoHook', 'MoProHook',
+    'NonFiniteCheckHook', 'SafeCheckpointHook'
 ]

@@ -6,8 +6,8 @@ from mmengine.hooks import LoggerHook, RuntimeInfoHook
 from mmengine.registry import HOOKS
 from mmengine.utils import apply_to
 
-# per logged key: (key, device or None, index in the iteration's tensor on
-# that device or the value itself, Python type of the value)
+# per logged key: (key, device or None, index in the iteration's values
+# from that device or the value itself, Python type of the value)
 _Entry = Tuple[str, Optional[torch.device], object, Optional[type]]
 
 
@@ -18,11 +18,25 @@ def _python_type(value: torch.Tensor) -> type:
     return float if value.is_floating_point() or value.is_complex() else int
 
 
-def _snapshot(outputs: dict
-              ) -> Tuple[List[_Entry], Dict[torch.device, torch.Tensor]]:
-    """The iteration's logged values, the one-element tensors copied into
+def _to_host(values: torch.Tensor
+             ) -> Tuple[torch.Tensor, Optional[torch.cuda.Event]]:
+    """``values`` on the host, and the CUDA event after which they are
+    there (None: already there): a CUDA tensor is copied into pinned
+    memory without waiting for it."""
+    if not values.is_cuda:
+        return values, None
+    host = torch.empty(values.shape, dtype=values.dtype, pin_memory=True)
+    host.copy_(values, non_blocking=True)
+    ready = torch.cuda.Event()
+    ready.record(torch.cuda.current_stream(values.device))
+    return host, ready
+
+
+def _snapshot(outputs: dict) -> Tuple[List[_Entry], Dict[torch.device, tuple]]:
+    """The iteration's logged values: the one-element tensors copied into
     one new tensor per device (one kernel; float64 where a value is an
-    integer, so that every value converts exactly)."""
+    integer, so that every value converts exactly), on its way to the host
+    (:func:`_to_host`)."""
     entries: List[_Entry] = []
     by_device: Dict[torch.device, List[torch.Tensor]] = {}
     for key, value in outputs.items():
@@ -35,7 +49,7 @@ def _snapshot(outputs: dict
                          value.double())
         else:
             entries.append((key, None, value, None))
-    return entries, {d: torch.cat(v) for d, v in by_device.items()}
+    return entries, {d: _to_host(torch.cat(v)) for d, v in by_device.items()}
 
 
 @HOOKS.register_module()
@@ -47,8 +61,11 @@ class DeferredRuntimeInfoHook(RuntimeInfoHook):
     mmengine's hook calls ``.item()`` on every logged tensor of every
     iteration, a host-device sync each, so the host waits for the GPU in
     every iteration. This hook copies an iteration's values into one tensor
-    on the device (no sync) and flushes them, one host transfer per device
-    for all pending iterations, when a ``LoggerHook`` logs (its interval;
+    on the device and from there into pinned host memory, without waiting
+    (an event marks the copy's end), and flushes them, reading each
+    iteration's values once its event has passed (only the latest
+    iterations' may still be on their way), when a ``LoggerHook`` logs (its
+    interval;
     the end of an epoch unless it ignores the last iterations), at the end
     of an epoch, before
     validation, at the end of training and before a checkpoint is saved
@@ -62,8 +79,8 @@ class DeferredRuntimeInfoHook(RuntimeInfoHook):
     """
 
     def __init__(self) -> None:
-        self._pending: List[Tuple[List[_Entry],
-                                  Dict[torch.device, torch.Tensor]]] = []
+        self._pending: List[Tuple[List[_Entry], Dict[torch.device,
+                                                     tuple]]] = []
         self._loggers: List[LoggerHook] = []
 
     def before_train(self, runner) -> None:
@@ -94,21 +111,16 @@ class DeferredRuntimeInfoHook(RuntimeInfoHook):
 
     def flush(self, runner) -> None:
         """Write the pending iterations' values to the message hub."""
-        if not self._pending:
-            return
-        by_device: Dict[torch.device, List[torch.Tensor]] = {}
-        for _, tensors in self._pending:
-            for device, values in tensors.items():
-                by_device.setdefault(device, []).append(values)
-        host = {d: torch.cat(v).cpu().tolist() for d, v in by_device.items()}
-        offsets = dict.fromkeys(host, 0)
-        for entries, tensors in self._pending:
+        for entries, values in self._pending:
+            host = {}
+            for device, (tensor, ready) in values.items():
+                if ready is not None:
+                    ready.synchronize()
+                host[device] = tensor.tolist()
             for key, device, value, kind in entries:
                 if device is not None:
-                    value = kind(host[device][offsets[device] + value])
+                    value = kind(host[device][value])
                 runner.message_hub.update_scalar(f'train/{key}', value)
-            for device, values in tensors.items():
-                offsets[device] += values.numel()
         self._pending = []
 
     def after_train_epoch(self, runner) -> None:

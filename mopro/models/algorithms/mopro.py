@@ -306,7 +306,8 @@ class MoPro(BaseSelfSupervisor):
         """
         self.finite_guard.before_step(self)
         img_weak, img_strong = inputs
-        labels = torch.cat([ds.gt_label for ds in data_samples]).long()
+        labels = (data_samples if isinstance(data_samples, torch.Tensor) else
+                  torch.cat([ds.gt_label for ds in data_samples])).long()
 
         _, cls_logits, embed = self.encode(img_weak)
         self.momentum_update()

@@ -1,4 +1,5 @@
-"""``torch.compile`` of a model's sub-modules in place, with an eager fallback.
+"""``torch.compile`` of a model's sub-modules in place, and of functions,
+with an eager fallback.
 
 The ``model.compile`` switch of :class:`MoPro` and
 :class:`CompilableImageClassifier`. Sub-modules are compiled the way
@@ -10,14 +11,24 @@ call when it copies a module).
 
 torch.compile builds lazily, at the first call (and again for a new mode,
 e.g. eval or no-grad). When that build fails (no dynamo/inductor for this
-Python or platform, no C++ or Triton compiler, a dynamo bug), the module
-warns once and runs eagerly from then on. An error of the module itself
-still surfaces: the eager re-run raises it. Where the failed build follows a
-graph break, the part before it ran already (its BatchNorm statistics are
+Python or platform, no C++ or Triton compiler, a dynamo bug), the module or
+function warns once and runs eagerly from then on. An error of the module
+itself still surfaces: the eager re-run raises it. An out-of-memory error is
+raised as it is and leaves the compiled function in place (a smaller batch,
+or memory freed, lets it run compiled again). Where the failed build follows
+a graph break, the part before it ran already (its BatchNorm statistics are
 updated twice for that one batch). The backward graph is built at the first
 ``backward()``, outside this guard: a failure there (rare: the forward's
 build has exercised the same toolchain) stops the run with torch's error.
+
+Recompile budget: dynamo keeps its graphs, and counts recompilations
+against ``torch._dynamo.config.recompile_limit`` (8), per code object. Two
+modules of one class (the encoder's and the momentum encoder's ResNet) share
+their ``forward``'s code object, so they would share one budget; each
+compiled module and function here enters through its own code object
+(:func:`_own_entry`), so each has its own budget.
 """
+import types
 import warnings
 from typing import Any, Callable, Iterable, Optional, Union
 
@@ -50,15 +61,53 @@ def compile_options(compile: CompileCfg) -> Optional[dict]:
     return dict(compile)
 
 
-class CompiledCall:
-    """The ``_compiled_call_impl`` of a module: ``torch.compile`` of its
-    ``_call_impl``, built at the first call, eager after a failed build."""
+def out_of_memory(err: BaseException) -> Optional[BaseException]:
+    """The out-of-memory error that ``err`` is, was raised from or wraps
+    (dynamo and inductor wrap the errors of a build), else None; else
+    ``err`` if it is a RuntimeError that says "out of memory"
+    (torchvision's nvjpeg decoder re-raises CUDA's so)."""
+    chain, seen = [], set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        chain.append(err)
+        err = (getattr(err, 'inner_exception', None) or err.__cause__
+               or err.__context__)
+    for err in chain:
+        if isinstance(err, (torch.OutOfMemoryError, MemoryError)):
+            return err
+    if isinstance(chain[0], RuntimeError) and 'out of memory' in str(
+            chain[0]):
+        return chain[0]
+    return None
 
-    def __init__(self, module: nn.Module, name: str, options: dict) -> None:
+
+def _own_entry(call: Callable, name: str) -> Callable:
+    """A function that calls ``call``, with a code object of its own (named
+    ``name``): dynamo's graph cache and recompile budget are per code
+    object."""
+    def entry(*args, **kwargs):
+        return call(*args, **kwargs)
+
+    code = entry.__code__.replace(co_name=name, co_qualname=name)
+    return types.FunctionType(code, entry.__globals__, name,
+                              entry.__defaults__, entry.__closure__)
+
+
+class CompiledCall:
+    """``torch.compile`` of ``eager`` (a module's ``_call_impl`` or a
+    function), built at the first call, eager after a failed build.
+
+    Args:
+        eager: what to compile.
+        name: named in the warning of a failed build.
+        options: ``torch.compile`` keyword arguments.
+    """
+
+    def __init__(self, eager: Callable, name: str, options: dict) -> None:
         self.name = name
-        self.compiled: Optional[Callable] = torch.compile(
-            module._call_impl, **options)
-        self.eager = module._call_impl
+        self.eager = eager
+        entry = _own_entry(eager, 'compiled_' + name.replace('.', '_'))
+        self.compiled: Optional[Callable] = torch.compile(entry, **options)
 
     def __call__(self, *args, **kwargs) -> Any:
         if self.compiled is None:
@@ -66,6 +115,9 @@ class CompiledCall:
         try:
             return self.compiled(*args, **kwargs)
         except Exception as err:  # noqa: BLE001 (decided by the eager run)
+            oom = out_of_memory(err)
+            if oom is not None:
+                raise oom from None
             out = self.eager(*args, **kwargs)  # raises the module's own error
             # the first paragraph names the cause, on one line
             reason = ' '.join(str(err).strip().split('\n\n')[0].split())
@@ -95,7 +147,7 @@ def compile_submodules(model: nn.Module, names: Iterable[str],
     for name in names:
         module = getattr(model, name)
         module._compiled_call_impl = CompiledCall(
-            module, f'{type(model).__name__}.{name}', options)
+            module._call_impl, f'{type(model).__name__}.{name}', options)
     return True
 
 

@@ -1,19 +1,57 @@
 """JPEG decoding and the two training views per batch on the device."""
-from typing import List, Optional, Sequence, Tuple
+from functools import partial
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from mmengine.dist import get_rank
 from mmengine.logging import MessageHub, print_log
 from mmpretrain.registry import MODELS
-from torchvision.io import ImageReadMode, decode_jpeg
 
+from mopro.datasets.collate import PackedImages
 from mopro.datasets.image_list_dataset import check_bad_fraction
-from mopro.datasets.transforms import (ImageDecodeError, ViewParams,
-                                       apply_view,
-                                       decode_rgb_bytes, resized_crops,
-                                       rgb_to_chw_tensor, sample_view_params)
+from mopro.datasets.transforms import (ViewParams, apply_view, resized_crops,
+                                       sample_view_params, to_device)
+from .compile import CompiledCall
 from .data_preprocessor import MoProDataPreprocessor
+from .decode_ahead import SLOT_KEY, decode_executor
+from .jpeg_decoding import DecodedBatch, decode_packed, side_streams
+
+
+def make_view(crops: torch.Tensor, params: ViewParams,
+              mean: Optional[torch.Tensor], std: Optional[torch.Tensor],
+              dtype: torch.dtype,
+              memory_format: torch.memory_format) -> torch.Tensor:
+    """One view of N x 3 x S x S float32 RGB crops in [0, 1]: grayscale,
+    colour jitter and flip (:func:`apply_view`), then ``(255 x - mean) /
+    std`` in float32 (``mean`` None: no normalisation), converted once to
+    ``dtype`` and ``memory_format``."""
+    img = apply_view(crops, params) * 255
+    if mean is not None:
+        img = (img - mean) / std
+    return img.to(dtype=dtype, memory_format=memory_format)
+
+
+_COMPILED_VIEW: Optional[CompiledCall] = None
+
+
+def compiled_make_view() -> CompiledCall:
+    """:func:`make_view` through ``torch.compile`` (fixed shapes: one graph
+    per view kind), eager if the build fails; one per process."""
+    global _COMPILED_VIEW
+    if _COMPILED_VIEW is None:
+        _COMPILED_VIEW = CompiledCall(make_view, 'make_view',
+                                      dict(dynamic=False))
+    return _COMPILED_VIEW
+
+
+def step_dtype(device: torch.device) -> torch.dtype:
+    """The dtype the training step computes in: autocast's on ``device``
+    where it is on (the preprocessor runs in the optimizer wrapper's
+    autocast context), else float32."""
+    if torch.is_autocast_enabled(device.type):
+        return torch.get_autocast_dtype(device.type)
+    return torch.float32
 
 
 @MODELS.register_module()
@@ -22,18 +60,28 @@ class MoProGPUViewsPreprocessor(MoProDataPreprocessor):
     each image on the device (GPU, or CPU: the same code).
 
     Training batches come from ``LoadWebImageBytes`` through
-    ``pseudo_collate``: ``inputs`` is a list with, per image, either the
-    bytes of a baseline JPEG (1-D uint8, decoded here with one batched
-    ``torchvision.io.decode_jpeg`` call: nvjpeg on a GPU, libjpeg on the
-    CPU) or a 3 x H x W uint8 RGB image the worker decoded. A JPEG the batch
-    decoder rejects is decoded alone, then by the tolerant CPU decoder; one
-    that none decodes is replaced by another image of the batch and
-    counted, and more than ``max_bad_fraction`` of them (after 100 images)
-    stops the run, as the datasets do for the files their workers cannot
-    decode. Then both views (``mopro.datasets.transforms.batched_views``)
-    and normalisation; the output is ``MoProDataPreprocessor``'s.
-    Other batches (validation: stacked BGR images) go to
-    ``MoProDataPreprocessor``, so ``mean``, ``std`` and ``to_rgb`` keep
+    ``packed_images_collate``: ``inputs`` is one :class:`PackedImages`
+    (per image, the bytes of a baseline JPEG or the RGB pixels of a file
+    the worker decoded, all in one uint8 tensor), ``data_samples`` the
+    labels (one int64 tensor). Decoding
+    (:mod:`mopro.models.utils.jpeg_decoding`): the JPEGs with one batched
+    ``torchvision.io.decode_jpeg`` call (nvjpeg on a GPU, on side streams
+    that keep it from writing memory queued work still reads; libjpeg on
+    the CPU); a JPEG the batch decoder rejects is isolated by bisection and
+    decoded by the tolerant CPU decoder; one that none decodes is replaced
+    by another image of the batch and counted, and more than
+    ``max_bad_fraction`` of them (after 100 images) stops the run, as the
+    datasets do for the files their workers cannot decode. With
+    ``DecodeAheadHook`` (the GPU-data config) each batch is decoded while
+    the step before it runs, in a background thread
+    (:mod:`mopro.models.utils.decode_ahead`); without it, here.
+
+    Then both views, for the whole batch in a fixed number of operations:
+    crop and antialiased resize (:func:`resized_crops`), grayscale, jitter
+    and flip (:func:`apply_view`), normalisation in float32, and one
+    conversion to the step's dtype (autocast's) and memory format
+    (``channels_last``). Other batches (validation: stacked BGR images) go
+    to ``MoProDataPreprocessor``, so ``mean``, ``std`` and ``to_rgb`` keep
     their meaning there; the decoded views are RGB already.
 
     Randomness: the parameters are drawn on the CPU from a generator
@@ -53,11 +101,13 @@ class MoProGPUViewsPreprocessor(MoProDataPreprocessor):
             (strong view).
         seed: base seed; None: ``torch.initial_seed()``.
         max_bad_fraction: tolerated fraction of images no decoder takes.
-        compile_views: run grayscale, jitter, flip and normalisation through
-            ``torch.compile`` (one graph per view kind; batch and crop sizes
-            fixed). Eager, they are ~150 elementwise kernels per batch,
-            about 10 ms of an H200 for 256 images (estimated from their
-            memory traffic); fused, a few.
+        channels_last: views in channels-last memory format (as
+            ``model.channels_last``).
+        compile_views: run grayscale, jitter, flip, normalisation and the
+            conversion through ``torch.compile`` (:func:`make_view`; eager
+            if the build fails). Eager, they are ~150 elementwise kernels
+            per batch, about 10 ms of an H200 for 256 images (estimated
+            from their memory traffic); fused, a few.
         Others: as ``MoProDataPreprocessor``.
     """
 
@@ -73,6 +123,7 @@ class MoProGPUViewsPreprocessor(MoProDataPreprocessor):
                  jitter: Sequence[float] = (0.4, 0.4, 0.4, 0.4),
                  seed: Optional[int] = None,
                  max_bad_fraction: float = 0.01,
+                 channels_last: bool = False,
                  compile_views: bool = False,
                  **kwargs) -> None:
         super().__init__(mean=mean, std=std, to_rgb=to_rgb, **kwargs)
@@ -82,91 +133,85 @@ class MoProGPUViewsPreprocessor(MoProDataPreprocessor):
         self.jitter = tuple(jitter)
         self.seed = seed
         self.max_bad_fraction = max_bad_fraction
+        self.channels_last = channels_last
+        self.compile_views = compile_views
         self.generator = torch.Generator()
         self.num_images = 0
         self.num_bad = 0
         self._calls = 0
-        self._views = torch.compile(self._views_eager, dynamic=False) \
-            if compile_views else self._views_eager
 
     def forward(self, data: dict, training: bool = False) -> dict:
-        """Views of a batch of encoded/decoded images (see the class), or
+        """Views of a batch of :class:`PackedImages` (see the class), or
         ``MoProDataPreprocessor``'s output for stacked images."""
         inputs = data.get('inputs') if isinstance(data, dict) else None
-        if not (isinstance(inputs, (list, tuple)) and inputs
-                and isinstance(inputs[0], torch.Tensor)
-                and inputs[0].ndim in (1, 3)):
+        if not isinstance(inputs, PackedImages):
             return super().forward(data, training)
-        data_samples = self.cast_data(data.get('data_samples'))
-        images = self.decode(inputs, data_samples)
-        sizes = torch.tensor([img.shape[1:] for img in images])
+        labels = data.get('data_samples')
+        if labels is not None:
+            labels = to_device(labels, self.device)
+        decoded = self._decoded(data)
         self.generator.manual_seed(self._batch_seed())
-        weak = sample_view_params(sizes, self.generator, self.scale,
+        weak = sample_view_params(decoded.sizes, self.generator, self.scale,
                                   self.ratio, self.flip_prob)
-        strong = sample_view_params(sizes, self.generator, self.scale,
-                                    self.ratio, self.flip_prob,
+        strong = sample_view_params(decoded.sizes, self.generator,
+                                    self.scale, self.ratio, self.flip_prob,
                                     self.gray_prob, self.jitter)
-        floats = self._to_float(images)
-        views = [
-            self._views(resized_crops(floats, p.boxes, self.crop_size),
-                        p.to(self.device)) for p in (weak, strong)
-        ]
-        return {'inputs': views, 'data_samples': data_samples}
+        dtype = step_dtype(self.device)
+        memory_format = torch.channels_last if self.channels_last else \
+            torch.contiguous_format
+        view = compiled_make_view() if self.compile_views else make_view
+        mean, std = (self.mean, self.std) if self._enable_normalize else \
+            (None, None)
+        with torch.autocast(self.device.type, enabled=False):
+            views = [
+                view(resized_crops(decoded.flat, decoded.offsets,
+                                   decoded.sizes, p.boxes, self.crop_size,
+                                   1 / 255), p.to(self.device), mean, std,
+                     dtype, memory_format) for p in (weak, strong)
+            ]
+        return {'inputs': views, 'data_samples': labels}
 
-    def decode(self, inputs: Sequence[torch.Tensor],
-               data_samples: Optional[list] = None) -> List[torch.Tensor]:
-        """3 x H x W uint8 RGB images on the device, one per entry of
-        ``inputs`` (bytes or pixels); undecodable ones replaced and
-        counted (see the class)."""
-        images: List[Optional[torch.Tensor]] = list(inputs)
-        jpegs = [i for i, entry in enumerate(inputs) if entry.ndim == 1]
-        if jpegs:
-            data = [inputs[i] for i in jpegs]
-            try:
-                decoded = decode_jpeg(data, mode=ImageReadMode.RGB,
-                                      device=self.device)
-            except RuntimeError:
-                decoded = [
-                    self._decode_alone(inputs[i], _name(data_samples, i))
-                    for i in jpegs
-                ]
-            for i, img in zip(jpegs, decoded):
-                images[i] = img
-        bad = [i for i, img in enumerate(images) if img is None]
-        self.num_images += len(images)
-        if bad:
-            self._replace_bad(images, bad, data_samples)
-        return [img.to(self.device, non_blocking=True) for img in images]
+    def decode(self, packed: PackedImages) -> DecodedBatch:
+        """A batch decoded on this device (in this thread), ready to read on
+        the current stream, the images no decoder takes counted (see the
+        class)."""
+        return self._decoded(dict(inputs=packed))
 
-    def _decode_alone(self, data: torch.Tensor,
-                      name: str) -> Optional[torch.Tensor]:
-        """One JPEG: the device decoder, else the tolerant CPU decoder;
-        None if neither takes it."""
-        try:
-            return decode_jpeg(data, mode=ImageReadMode.RGB,
-                               device=self.device)
-        except RuntimeError:
-            pass
-        try:
-            rgb = decode_rgb_bytes(data.numpy().tobytes(), name)
-        except ImageDecodeError as err:
-            print_log(f'skipping undecodable image: {err}', logger='current',
-                      level=30)
-            return None
-        return rgb_to_chw_tensor(rgb)
+    def _decode(self, batch: dict, consumer=None) -> DecodedBatch:
+        return decode_packed(batch['inputs'], self.device, consumer)
 
-    def _replace_bad(self, images: list, bad: List[int],
-                     data_samples: Optional[list]) -> None:
-        self.num_bad += len(bad)
-        good = [i for i, img in enumerate(images) if img is not None]
-        if not good:
-            raise RuntimeError(
-                f'{type(self).__name__}: no image of the batch could be '
-                'decoded, first ' + _name(data_samples, bad[0]))
-        for i in bad:
-            images[i] = images[good[0]]
-        print_log(f'{len(bad)} undecodable image(s) in a batch replaced by '
-                  f'another of the batch ({self.num_bad} so far)',
+    def _decoded(self, data: dict) -> DecodedBatch:
+        """This batch decoded (by the background thread where a
+        ``DecodeAheadHook`` set it up), counted, and ready to read on the
+        current stream; the decoding of the next batch started."""
+        slot = data.get(SLOT_KEY)
+        consumer = None
+        if self.device.type == 'cuda':
+            consumer = torch.cuda.current_stream(self.device)
+        decode = partial(self._decode, consumer=consumer)
+        if slot is None:
+            decoded = decode(data)
+        else:
+            if slot.future is None:  # the first batch, or after a resume
+                slot.future = decode_executor().submit(decode, data)
+            decoded = slot.future.result()
+            slot.future = None
+        if decoded.ready is not None:
+            side_streams(decoded.flat.device).hand_over(
+                decoded.flat, decoded.ready, consumer)
+        if slot is not None:
+            slot.start_next(decode)
+        self._count(decoded, data['inputs'])
+        return decoded
+
+    def _count(self, decoded: DecodedBatch, packed: PackedImages) -> None:
+        self.num_images += len(decoded.sizes)
+        if not decoded.bad:
+            return
+        self.num_bad += len(decoded.bad)
+        print_log(f'{len(decoded.bad)} undecodable image(s) in a batch '
+                  f'replaced by another of the batch ({self.num_bad} so '
+                  f'far), first {packed.paths[decoded.bad[0]]}',
                   logger='current', level=30)
         check_bad_fraction(type(self).__name__, self.num_bad,
                            self.num_images, self.max_bad_fraction,
@@ -185,29 +230,3 @@ class MoProGPUViewsPreprocessor(MoProDataPreprocessor):
         seed = torch.initial_seed() if self.seed is None else self.seed
         entropy = np.random.SeedSequence([seed, get_rank(), step])
         return int(entropy.generate_state(1, dtype=np.uint64)[0])
-
-    @staticmethod
-    def _to_float(images: List[torch.Tensor]) -> List[torch.Tensor]:
-        """float32 [0, 1] copies, converted in one kernel, not one per
-        image."""
-        flat = torch.cat([img.reshape(-1) for img in images]).float()
-        flat = flat.div_(255)
-        return [
-            part.view(img.shape) for part, img in zip(
-                flat.split([img.numel() for img in images]), images)
-        ]
-
-    def _views_eager(self, crops: torch.Tensor,
-                     params: ViewParams) -> torch.Tensor:
-        """One view of [0, 1] RGB crops, normalised as the model takes it."""
-        img = apply_view(crops, params) * 255
-        if self._enable_normalize:
-            img = (img - self.mean) / self.std
-        return img
-
-
-def _name(data_samples: Optional[list], index: int) -> str:
-    """The image's path for messages, else its place in the batch."""
-    if data_samples is not None and 'img_path' in data_samples[index]:
-        return data_samples[index].img_path
-    return f'batch entry {index}'

@@ -1,0 +1,34 @@
+"""The GPU data path's batches decoded one step ahead in the Runner."""
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmengine.registry import HOOKS
+
+from mopro.models.utils import MoProGPUViewsPreprocessor
+from mopro.models.utils.decode_ahead import (DecodeAheadIterator,
+                                             DecodeAheadLoader)
+
+
+@HOOKS.register_module()
+class DecodeAheadHook(Hook):
+    """Before training, wrap the train loop's batches so that
+    ``MoProGPUViewsPreprocessor`` decodes each batch while the step before
+    it runs (:mod:`mopro.models.utils.decode_ahead`): the iterator of
+    ``IterBasedTrainLoop``, the data loader of ``EpochBasedTrainLoop``. With
+    another preprocessor it does nothing. The views, and a resumed run's
+    views, are those of a run without it."""
+
+    priority = 'VERY_LOW'
+
+    def before_train(self, runner) -> None:
+        model = runner.model.module if is_model_wrapper(runner.model) \
+            else runner.model
+        if not isinstance(model.data_preprocessor,
+                          MoProGPUViewsPreprocessor):
+            return
+        loop = runner.train_loop
+        if hasattr(loop, 'dataloader_iterator'):
+            if not isinstance(loop.dataloader_iterator, DecodeAheadIterator):
+                loop.dataloader_iterator = DecodeAheadIterator(
+                    loop.dataloader_iterator)
+        elif not isinstance(loop.dataloader, DecodeAheadLoader):
+            loop.dataloader = DecodeAheadLoader(loop.dataloader)
