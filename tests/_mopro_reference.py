@@ -252,7 +252,8 @@ def choose_labels(soft: torch.Tensor, threshold: float,
     n = soft.shape[0]
     plan = plan or ['argmax' if i % 2 == 0 else 'other' for i in range(n)]
     labels = torch.where(
-        torch.tensor([p == 'argmax' for p in plan]), soft.argmax(1),
+        torch.tensor([p == 'argmax' for p in plan], device=soft.device),
+        soft.argmax(1),
         soft.argmin(1))
     return labels.long()
 

@@ -9,6 +9,7 @@ import io
 import os.path as osp
 import threading
 from concurrent.futures import Future
+from typing import Sequence
 
 import numpy as np
 import pytest
@@ -335,9 +336,23 @@ def dirty_files() -> dict:
         empty=b'')
 
 
+def no_scan(jpeg: bytes) -> bytes:
+    """A JPEG cut before its scan, EOI appended: a header without image
+    data, which nvjpeg decodes without an error (seen on an H200)."""
+    return jpeg[:jpeg.index(b'\xff\xda')] + b'\xff\xd9'
+
+
+# bytes that reach the batch decoder only if injected past the workers'
+# check (baseline_jpeg_size): no decoder, nvjpeg, libjpeg or PIL, takes them
+REJECTED_BY_EVERY_DECODER = b'\xff\xd8' + bytes(64) + b'\xff\xd9'
+
+
 def test_only_complete_baseline_jpegs_go_to_the_gpu_decoder():
     files = dirty_files()
-    assert baseline_jpeg_size(files.pop('baseline')) == (40, 48)
+    baseline = files.pop('baseline')
+    assert baseline_jpeg_size(baseline) == (40, 48)
+    files.update(no_scan=no_scan(baseline),
+                 rejected=REJECTED_BY_EVERY_DECODER)
     for name, data in files.items():
         assert baseline_jpeg_size(data) is None, name
 
@@ -357,11 +372,13 @@ def _dirty_webvision(root: str) -> list:
     return [kinds[i % len(kinds)][0] for i in range(len(lines))]
 
 
-def packed_batch(files: list, directory: str) -> dict:
+def packed_batch(files: list, directory: str,
+                 rejected: Sequence[int] = ()) -> dict:
     """The batch the GPU-data config's workers hand over for these file
     contents: each written to ``directory``, loaded by its pipeline
     (``LoadWebImageBytes``, ``PackInputs``) and collated by
-    ``packed_images_collate``."""
+    ``packed_images_collate``; the entries at ``rejected`` replaced by
+    bytes no decoder takes (``REJECTED_BY_EVERY_DECODER``)."""
     pipeline = Config.fromfile(GPU_DATA).train_pipeline
     load = Compose([TRANSFORMS.build(t) for t in pipeline])
     samples = []
@@ -370,6 +387,9 @@ def packed_batch(files: list, directory: str) -> dict:
         with open(path, 'wb') as f:
             f.write(data)
         samples.append(load(dict(img_path=path, gt_label=i % 3)))
+    for i in rejected:
+        samples[i]['inputs'] = torch.frombuffer(
+            bytearray(REJECTED_BY_EVERY_DECODER), dtype=torch.uint8)
     return packed_images_collate(samples)
 
 
@@ -392,12 +412,9 @@ def test_mixed_bad_image_batch_never_fails(tmp_path):
     samples = [s for s in samples if s is not None]
     as_bytes = [s['inputs'].ndim == 1 for s in samples]
     assert sum(as_bytes) == kinds.count('baseline')
-    # a JPEG whose header passes but which has no scan: no decoder takes it
-    baseline = dirty_files()['baseline']
-    broken = baseline[:baseline.index(b'\xff\xda')] + b'\xff\xd9'
-    assert baseline_jpeg_size(broken) is not None
-    samples[3]['inputs'] = torch.frombuffer(bytearray(broken),
-                                            dtype=torch.uint8)
+    # an entry no decoder takes, injected past the workers' check
+    samples[3]['inputs'] = torch.frombuffer(
+        bytearray(REJECTED_BY_EVERY_DECODER), dtype=torch.uint8)
     batch = packed_images_collate(samples)
     preprocessor = MoProGPUViewsPreprocessor(mean=MEAN, std=STD,
                                              crop_size=32)
@@ -428,11 +445,9 @@ def test_max_bad_fraction_still_stops_a_broken_dataset(tmp_path):
         for i in range(len(dataset)):
             dataset.prepare_data(i)
     # and the preprocessor's own count of images no decoder takes
-    broken = dirty_files()['baseline']
-    broken = broken[:broken.index(b'\xff\xda')] + b'\xff\xd9'
     good = dirty_files()['baseline']
     preprocessor = MoProGPUViewsPreprocessor(max_bad_fraction=0.1)
-    batch = packed_batch([good] + [broken] * 19, str(tmp_path))
+    batch = packed_batch([good] * 20, str(tmp_path), rejected=range(1, 20))
     with pytest.raises(RuntimeError, match='data_preprocessor.max_bad'):
         for _ in range(6):
             preprocessor.decode(batch['inputs'])

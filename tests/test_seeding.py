@@ -17,6 +17,9 @@ def _train_loader_cfg(webvision_root, tmp_path, **loader):
     cfg = Config.fromfile(V1)
     cfg.merge_from_dict(tiny_mopro_options(webvision_root, str(tmp_path)))
     cfg.train_dataloader.update(loader)
+    # DataSamples (not multiview_collate's label tensor): the sample index
+    # keys the views below
+    cfg.train_dataloader.collate_fn = dict(type='default_collate')
     return cfg.train_dataloader
 
 

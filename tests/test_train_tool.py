@@ -84,7 +84,9 @@ def test_a_user_error_is_one_line_on_stderr(bad_inputs):
     result = subprocess.run(
         [sys.executable, osp.join(ROOT, 'tools', 'train.py'),
          *_train_argv(bad_inputs, 'syntax', bad_inputs['broken'])],
-        env=dict(os.environ, CUDA_VISIBLE_DEVICES='', PYTHONPATH=ROOT),
+        env=dict(os.environ, CUDA_VISIBLE_DEVICES='',
+                 PYTHONPATH=os.pathsep.join(
+                     filter(None, [ROOT, os.environ.get('PYTHONPATH')]))),
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 1, result.stderr[-2000:]
     assert result.stderr == (f'error: {bad_inputs["broken"]}:2: syntax '

@@ -210,8 +210,9 @@ def _launch(config, work_dir, options, *extra, device='cpu', umask=None):
     env = (_cpu_env() if device == 'cpu' else dict(
         os.environ, CUBLAS_WORKSPACE_CONFIG=':4096:8'))
     # the tree under test, and tests/ for kill_hook
-    env.update(PYTHONPATH=os.pathsep.join(
-        [ROOT, osp.dirname(osp.abspath(__file__))]), OMP_NUM_THREADS='1')
+    env.update(PYTHONPATH=os.pathsep.join(filter(None, [
+        ROOT, osp.dirname(osp.abspath(__file__)), env.get('PYTHONPATH')])),
+        OMP_NUM_THREADS='1')
     return subprocess.Popen(
         [sys.executable, osp.join(ROOT, 'tools', 'train.py'), str(config),
          '--cfg-options', *_options_as_args(options), 'test_dataloader=None',

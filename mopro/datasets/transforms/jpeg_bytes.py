@@ -20,16 +20,19 @@ def baseline_jpeg_size(data: bytes) -> Optional[Tuple[int, int]]:
     """``(height, width)`` if ``data`` is a complete baseline JPEG in YCbCr
     that a batched GPU decoder (nvjpeg) takes, else None.
 
-    Reads the marker segments up to the frame header: SOI first, an SOF0 or
+    Reads the marker segments up to the first scan: SOI first, one SOF0 or
     SOF1 frame of 8-bit samples with 3 components and a known size, no
-    Adobe marker declaring RGB-coded components, and EOI as the last two
-    bytes (a truncated file never ends in EOI: 0xFF is stuffed in the
-    entropy-coded data). Grey, CMYK/YCCK, progressive, arithmetic-coded and
-    truncated JPEGs, and anything else (PNG, GIF, ...) answer None.
+    Adobe marker declaring RGB-coded components, a start of scan after the
+    frame, and EOI as the last two bytes (a truncated file never ends in
+    EOI: 0xFF is stuffed in the entropy-coded data). Grey, CMYK/YCCK,
+    progressive, arithmetic-coded and truncated JPEGs, headers without a
+    scan (nvjpeg decodes those without an error, libjpeg and PIL refuse
+    them), and anything else (PNG, GIF, ...) answer None.
     """
     if len(data) < 4 or data[:2] != b'\xff\xd8' or data[-2:] != b'\xff\xd9':
         return None
     pos, end = 2, len(data)
+    size = None
     while pos + 4 <= end:
         if data[pos] != 0xFF:
             return None
@@ -40,20 +43,22 @@ def baseline_jpeg_size(data: bytes) -> Optional[Tuple[int, int]]:
         if marker in _STANDALONE:
             pos += 2
             continue
-        if marker in (0xD8, 0xD9, 0xDA) or marker in _OTHER_FRAMES:
-            return None  # a second SOI, or EOI/scan before any frame
+        if marker == 0xDA:  # start of scan: None if no frame came first
+            return size
+        if marker in (0xD8, 0xD9) or marker in _OTHER_FRAMES:
+            return None  # a second SOI, or EOI before any scan
         if marker == 0xEE and data[pos + 4:pos + 9] == b'Adobe' and \
                 pos + 15 < end and data[pos + 15] == 0:
             return None  # Adobe transform 0: RGB (or CMYK) components
         if marker in (0xC0, 0xC1):
-            if pos + 10 > end:
-                return None
+            if size is not None or pos + 10 > end:
+                return None  # a second frame, or a cut frame header
             precision, components = data[pos + 4], data[pos + 9]
             height = (data[pos + 5] << 8) | data[pos + 6]
             width = (data[pos + 7] << 8) | data[pos + 8]
-            if precision == 8 and components == 3 and height and width:
-                return height, width
-            return None
+            if not (precision == 8 and components == 3 and height and width):
+                return None
+            size = (height, width)
         pos += 2 + ((data[pos + 2] << 8) | data[pos + 3])
     return None
 
