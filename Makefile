@@ -4,7 +4,7 @@ PYTHON := .venv/bin/python
 .PHONY: env demo test test-gpu
 
 env:
-	@bash tools/setup_env.sh
+	@bash tools/misc/setup_env.sh
 
 # main job: MoPro vs cross-entropy on the embedded noisy dataset (CPU)
 demo: env

@@ -1,4 +1,4 @@
-# MoPro, ResNet-18, on the embedded noisy digits (tools/make_demo_dataset.py):
+# MoPro, ResNet-18, on the embedded noisy digits (tools/dataset_converters/make_demo_dataset.py):
 # 8 classes, 30% flipped labels, digits 8/9 as OOD images, 32 px images.
 # The released WebVision recipe (mopro_r50_webvision_v1.py), scaled down to a
 # CPU run of a few minutes on 2 cores; only what the demo needs differs.

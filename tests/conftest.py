@@ -131,11 +131,13 @@ def tiny_mopro_options(data_root: str, work_dir: str,
 
 
 def load_tool(name: str):
-    """Import ``tools/<name>.py`` as a module (tools are scripts, not a
+    """Import ``tools/<name>.py`` (``name`` may hold a tool group, e.g.
+    ``analysis_tools/benchmark``) as a module (tools are scripts, not a
     package)."""
     import importlib.util
     spec = importlib.util.spec_from_file_location(
-        f'tools_{name}', osp.join(ROOT, 'tools', f'{name}.py'))
+        'tools_' + name.replace('/', '_'),
+        osp.join(ROOT, 'tools', f'{name}.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -1,4 +1,4 @@
-"""tools/benchmark.py runs on CPU and reports every timing, eager and
+"""tools/analysis_tools/benchmark.py runs on CPU and reports every timing, eager and
 compiled, consistently (no timing assertion: speed is measured, not
 tested)."""
 import json
@@ -8,7 +8,7 @@ import pytest
 
 from conftest import ROOT, load_tool
 
-benchmark = load_tool('benchmark')
+benchmark = load_tool('analysis_tools/benchmark')
 
 STEPS = (('mopro', 4), ('supervised', 4), ('supervised_plus_forward', 4),
          ('mopro_runner', 4), ('noise_cleaning', 6),

@@ -1,4 +1,4 @@
-"""tools/benchmark_data.py times both pipelines and reports them
+"""tools/analysis_tools/benchmark_data.py times both pipelines and reports them
 consistently (no timing assertion: speed is measured, not tested)."""
 import json
 import math
@@ -10,7 +10,7 @@ import pytest
 from conftest import ROOT, load_tool, write_image
 from mopro.utils.cli import run_tool
 
-benchmark_data = load_tool('benchmark_data')
+benchmark_data = load_tool('analysis_tools/benchmark_data')
 CONFIG = osp.join(ROOT, 'configs', 'mopro_r50_webvision_v1.py')
 # the GPU path on the CPU (the same code), small: the device is explicit so
 # that the tests read the same on a machine with a GPU

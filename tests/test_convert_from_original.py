@@ -1,4 +1,4 @@
-"""tools/convert_from_original.py: released checkpoints -> project format."""
+"""tools/model_converters/convert_from_original.py: released checkpoints -> project format."""
 import os
 import os.path as osp
 
@@ -70,7 +70,7 @@ def released(tmp_path_factory):
     return path, enc_q, enc_k, state
 
 
-convert_tool = load_tool('convert_from_original')
+convert_tool = load_tool('model_converters/convert_from_original')
 
 
 @pytest.fixture

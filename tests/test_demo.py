@@ -12,7 +12,7 @@ from mopro.datasets import WebVision
 from mopro.datasets.demo import build_demo_dataset, load_ground_truth
 from mopro.evaluation.noise_quality import noise_quality
 
-make_demo_dataset = load_tool('make_demo_dataset')
+make_demo_dataset = load_tool('dataset_converters/make_demo_dataset')
 run_demo = load_tool('run_demo')
 
 # 20 images of each digit, 4 of each of 0-7 held out: 8 x 16 = 128

@@ -2,7 +2,7 @@
 encoder loads into Mask R-CNN R50-FPN, its bottom-up backbone computes what
 the MoPro encoder computes, tools/train_d2.py trains and evaluates on a tiny
 COCO-format dataset, the configs follow the protocol, and
-tools/install_detectron2.py is idempotent and installs only detectron2/."""
+tools/misc/install_detectron2.py is idempotent and installs only detectron2/."""
 import io
 import json
 import math
@@ -19,7 +19,7 @@ import torch
 import mopro  # noqa: F401  (d2_compat before detectron2)
 
 pytest.importorskip('detectron2',
-                    reason='run tools/install_detectron2.py first')
+                    reason='run tools/misc/install_detectron2.py first')
 from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
 from detectron2.config import get_cfg  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
@@ -37,7 +37,7 @@ BASE = os.path.join(CONFIGS, 'Base-RCNN-FPN-BN.yaml')
 
 
 train_d2 = load_tool('train_d2')
-installer = load_tool('install_detectron2')
+installer = load_tool('misc/install_detectron2')
 
 
 @pytest.fixture(scope='module')
@@ -309,7 +309,7 @@ def test_configs_follow_the_protocol():
 
 
 def test_installer_is_quick_when_installed():
-    result = subprocess.run([sys.executable, 'tools/install_detectron2.py'],
+    result = subprocess.run([sys.executable, 'tools/misc/install_detectron2.py'],
                             cwd=REPO, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0, result.stderr

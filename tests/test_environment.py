@@ -16,7 +16,8 @@ from packaging.version import Version
 
 from conftest import ROOT
 
-TOOLS = sorted(glob.glob(osp.join(ROOT, 'tools', '*.py')))
+TOOLS = sorted(glob.glob(osp.join(ROOT, 'tools', '*.py')) +
+               glob.glob(osp.join(ROOT, 'tools', '*', '*.py')))
 
 # Stands in for transformers 5 as mmpretrain 1.2.0 meets it: the package
 # imports, but the modules mmpretrain's multimodal models import from are not
@@ -89,7 +90,7 @@ def test_every_tool_runs_beside_transformers5(transformers5, tmp_path):
 
 
 def test_no_tool_edits_sys_path():
-    # one way to find the package: it is installed (tools/setup_env.sh:
+    # one way to find the package: it is installed (tools/misc/setup_env.sh:
     # pip install -e .), or on PYTHONPATH (tools/dist_train.sh)
     for tool in TOOLS:
         with open(tool) as f:
@@ -144,7 +145,7 @@ def test_requirements_are_ranges_and_constraints_pin_them():
 
 def test_installed_versions_are_the_constraints():
     # the environment the suite runs in is the tested set (where it was
-    # built by tools/setup_env.sh; skipped in a user's own environment)
+    # built by tools/misc/setup_env.sh; skipped in a user's own environment)
     import importlib.metadata as metadata
     venv = osp.join(ROOT, '.venv')
     if not (osp.isdir(venv) and osp.samefile(sys.prefix, venv)):

@@ -286,7 +286,7 @@ def test_preprocessor_dispatches_as_many_operators_for_any_batch(tmp_path):
     """With the batch decoded ahead (as DecodeAheadHook has it), the
     preprocessor's work on the training thread is the same operators for
     32 and for 256 images: no operation per image."""
-    count_operators = load_tool('benchmark_data').count_operators
+    count_operators = load_tool('analysis_tools/benchmark_data').count_operators
     files = dirty_files()
     counts = []
     for num in (32, 256):

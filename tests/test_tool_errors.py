@@ -67,7 +67,8 @@ def runs(tmp_path_factory):
                   f'val_dataloader.dataset.data_root={root}',
                   f'val_dataloader.dataset.num_classes={K}']
     commands = {
-        'convert_onto_input': ['convert_from_original', released, released],
+        'convert_onto_input': ['model_converters/convert_from_original',
+                               released, released],
         'convert_nan': ['convert_to_d2', nan_ckpt, f'{tmp}/nan.pkl'],
         'svm_nan_features': ['svm_eval', '--dataset', 'places205',
                              '--features', inputs['nan_features'],

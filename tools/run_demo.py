@@ -5,7 +5,7 @@
                              [--data-root data/demo_webvision] [--skip-ce]
 
 1. builds the noisy "web" dataset from scikit-learn's digits if absent
-   (tools/make_demo_dataset.py);
+   (tools/dataset_converters/make_demo_dataset.py);
 2. trains MoPro (configs/mopro_r18_demo.py) and the cross-entropy baseline
    (configs/ce_r18_demo.py) on the same noisy labels with mmengine Runners;
 3. evaluates both on the clean held-out digits;

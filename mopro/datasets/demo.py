@@ -164,7 +164,7 @@ def load_ground_truth(root: str) -> dict:
     path = osp.join(root, GROUND_TRUTH)
     if not osp.isfile(path):
         raise FileNotFoundError(f'{path}: ground truth not found (build the '
-                                'dataset with tools/make_demo_dataset.py)')
+                                'dataset with tools/dataset_converters/make_demo_dataset.py)')
     with open(path) as f:
         try:
             return json.load(f)

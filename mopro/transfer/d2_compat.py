@@ -1,7 +1,7 @@
 """Compatibility for the detectron2 v0.6 Python sources without their C++ ops.
 
 detectron2 is not on the package registry under its own name; where its git
-repository cannot be reached, ``tools/install_detectron2.py`` installs the
+repository cannot be reached, ``tools/misc/install_detectron2.py`` installs the
 v0.6 Python sources from the registry's ``pb1-detectron2`` sdist, which lack
 the compiled ``detectron2._C``. Two things then break at import time, and
 this module (the only place that works around detectron2) mends them:

@@ -176,7 +176,7 @@ def require_format(ckpt: dict, expected: str, path: str) -> None:
         return
     hints = {
         ORIGINAL_FORMAT: 'a checkpoint of the released MoPro code: import it '
-        'with tools/convert_from_original.py first',
+        'with tools/model_converters/convert_from_original.py first',
         MOPRO_FORMAT: 'a checkpoint of this project, not of the released '
         'code',
         None: 'neither a MoPro project nor a released-code checkpoint (no '

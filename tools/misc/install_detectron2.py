@@ -1,6 +1,6 @@
 r"""Install detectron2 into the running Python environment (idempotent).
 
-Run with the environment's interpreter: ``python tools/install_detectron2.py``.
+Run with the environment's interpreter: ``python tools/misc/install_detectron2.py``.
 
 detectron2 is not published on the package registry under its own name.
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Time MoPro's training step against the supervised bounds, on one device.
 
-    python tools/benchmark.py configs/mopro_r50_webvision_v1.py --iters 50 \
+    python tools/analysis_tools/benchmark.py configs/mopro_r50_webvision_v1.py --iters 50 \
         --out benchmarks/mopro_step_h200.json
 
 In one run, on synthetic batches already on the device, it times, once with
@@ -32,7 +32,7 @@ it: 0 where the compiled encoder is reused). ``summary`` holds the ratios
 the goals are stated in. It prints JSON (``--out`` also writes it). Speed is
 reported here, never asserted in tests. Variants are one ``--cfg-options``
 away, e.g. ``optim_wrapper.optimizer.fused=True``.
-Data loading is timed separately, per CPU core: ``tools/benchmark_data.py``.
+Data loading is timed separately, per CPU core: ``tools/analysis_tools/benchmark_data.py``.
 """
 import argparse
 import json

@@ -2,11 +2,11 @@
 # Create or refresh the project's virtual environment (.venv), idempotently:
 # a second run with unchanged install files returns in well under a second.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 VENV=${MOPRO_VENV:-.venv}
 STAMP="$VENV/.mopro-install-stamp"
-want=$(cat setup.cfg pyproject.toml constraints.txt tools/setup_env.sh \
-    tools/install_detectron2.py | sha256sum | cut -d' ' -f1)
+want=$(cat setup.cfg pyproject.toml constraints.txt tools/misc/setup_env.sh \
+    tools/misc/install_detectron2.py | sha256sum | cut -d' ' -f1)
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
     exit 0
 fi
@@ -22,7 +22,7 @@ echo "[setup] installing mopro and the tested dependency set (constraints.txt) i
 quiet "$VENV/bin/python" -m pip install -q -e ".[detectron2,tests]" \
     -c constraints.txt
 echo "[setup] installing detectron2"
-"$VENV/bin/python" tools/install_detectron2.py
+"$VENV/bin/python" tools/misc/install_detectron2.py
 "$VENV/bin/python" -c "import mopro, detectron2.modeling, mmpretrain, liblinear" \
     || { echo "[setup] error: the environment does not import" >&2; exit 1; }
 echo "$want" > "$STAMP"

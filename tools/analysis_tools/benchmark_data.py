@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Time the two-view training pipeline per CPU core, against the original.
 
-    python tools/benchmark_data.py configs/mopro_r50_webvision_v1.py \\
+    python tools/analysis_tools/benchmark_data.py configs/mopro_r50_webvision_v1.py \\
         --iters 6000 --out benchmarks/data_loading_cpu.json
-    python tools/benchmark_data.py configs/mopro_r50_webvision_v1.py \\
+    python tools/analysis_tools/benchmark_data.py configs/mopro_r50_webvision_v1.py \\
         --runner --num-images 8192 --runner-iters 60 --batch-size 256 \\
         --workers 15 --gpu-workers 4 --out benchmarks/data_loading_h200.json
 
@@ -91,8 +91,9 @@ GPU_IMG_PER_S = 2600  # the training step's goal on one H100 (ResNet-50)
 # the compiled step's pace on one H200 (README, Speed): what the data path
 # must feed
 TARGET_IMG_PER_S = 4700
-GPU_CONFIG = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
-                      'configs', 'mopro_r50_webvision_v1_gpu_data.py')
+GPU_CONFIG = osp.join(
+    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs',
+    'mopro_r50_webvision_v1_gpu_data.py')
 SHORT_SIDE = 256  # WebVision's resized images
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 JPEG_SUFFIXES = ('.jpg', '.jpeg')

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Build the embedded noisy-digits "web" dataset in WebVision's layout.
 
-    python tools/make_demo_dataset.py [--out data/demo_webvision] [--seed 0]
+    python tools/dataset_converters/make_demo_dataset.py [--out data/demo_webvision] [--seed 0]
 
 Digits 0-7 of scikit-learn's bundled handwritten digits are the 8 classes;
 30% of their training labels are flipped to another class, and every 8 and 9

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Import a checkpoint of the released MoPro code into this project.
 
-    python tools/convert_from_original.py released.pth.tar mopro_v1.pth
+    python tools/model_converters/convert_from_original.py released.pth.tar mopro_v1.pth
 
 The released checkpoints (``state_dict`` with ``module.encoder_q.*``,
 ``module.encoder_k.*``, ``module.queue``, ``module.queue_ptr``,
