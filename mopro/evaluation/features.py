@@ -20,6 +20,7 @@ from mmpretrain.registry import MODELS, TRANSFORMS
 from torch.utils.data import DataLoader, Dataset
 
 from ..utils.cli import ConfigError, DataError
+from ..utils.device import default_device
 from ..utils.fileio import atomic_path
 from ..utils.runner import compile_only_on_cuda
 from .svm import require_finite_features
@@ -39,7 +40,7 @@ def feature_pipeline(resize: int = 256, crop: int = 224) -> List[dict]:
     ]
 
 
-class ImageList(Dataset):
+class ImagePathDataset(Dataset):
     """Images given by path, through an mmpretrain transform pipeline."""
 
     def __init__(self, img_paths: Sequence[str],
@@ -115,12 +116,11 @@ def extract_features(model: torch.nn.Module,
     """
     if not img_paths:
         raise DataError('no images to extract features from')
-    device = torch.device(
-        device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    device = default_device(device)
     on_gpu = device.type == 'cuda'
     model = prepare_for_inference(model, device)
     loader = DataLoader(
-        ImageList(img_paths, pipeline),
+        ImagePathDataset(img_paths, pipeline),
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,
