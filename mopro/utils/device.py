@@ -12,9 +12,3 @@ def default_device(device: Union[str, torch.device, None] = None
         device = 'cuda' if torch.cuda.is_available() else 'cpu'
     return torch.device(device)
 
-
-def device_name(device: torch.device) -> str:
-    """The GPU's name (``NVIDIA H200``), or ``'cpu'``."""
-    if device.type == 'cuda':
-        return torch.cuda.get_device_name(device)
-    return 'cpu'
