@@ -5,7 +5,8 @@ output v (``MoPro.extract_feat``, 2048-d for ResNet-50) of the image resized
 to 256 pixels on the short side and center-cropped to 224 x 224; the
 model's data preprocessor does the ImageNet normalisation. On a GPU the
 encoder runs in channels-last memory format under bf16 autocast, in large
-batches. Used by ``tools/svm_eval.py``; reusable for speed benchmarks.
+batches. Used by :mod:`mopro.evaluation.low_shot` and the speed
+benchmarks.
 """
 import os
 import zipfile
@@ -54,6 +55,19 @@ class ImagePathDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         return self.pipeline(
             dict(img_path=self.img_paths[index], sample_idx=index))
+
+
+def check_image_files(paths: Sequence[str]) -> None:
+    """Every image exists and is not empty, before any is decoded: else a
+    one-line :class:`DataError` naming the first bad file."""
+    for problem, bad in (('no such image', [p for p in paths
+                                            if not os.path.isfile(p)]),
+                         ('empty image file (0 bytes)',
+                          [p for p in paths if os.path.isfile(p)
+                           and os.path.getsize(p) == 0])):
+        if bad:
+            raise DataError(f'{bad[0]}: {problem} ({len(bad)} of '
+                            f'{len(paths)} images)')
 
 
 def build_feature_model(config: Union[str, Config],
