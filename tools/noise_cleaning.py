@@ -15,15 +15,15 @@ and the PNG report (OOD samples, relabelled samples, per-class changes):
 import argparse
 
 from mopro.apis import clean_noisy_dataset
-from mopro.utils.cli import run_tool
+from mopro.utils.cli import add_checkpoint_args, run_tool
 from mopro.utils.runner import add_config_args, load_config
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_config_args(parser)
-    parser.add_argument('checkpoint', help='MoPro checkpoint (this project '
-                        'or the released code)')
+    add_checkpoint_args(parser, 'MoPro checkpoint (this project or the '
+                        'released code)')
     parser.add_argument('--out', required=True,
                         help='cleaned list (JSON {relative/path: label})')
     parser.add_argument('--batch-size', type=int, default=256,
@@ -34,8 +34,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--device', choices=['cuda', 'cpu'],
                         help='default: cuda when available (the rank\'s GPU '
                         'under a launcher), else cpu')
-    parser.add_argument('--trust-checkpoint', action='store_true',
-                        help='unpickle arbitrary objects in the checkpoint')
     return parser.parse_args(argv)
 
 

@@ -239,6 +239,21 @@ def _check_pair(train_feats: np.ndarray, train_labels: np.ndarray,
                         f'features {test_dim}-d')
 
 
+def _svm_inputs(train_feats: np.ndarray, train_labels: np.ndarray,
+                test_feats: np.ndarray, test_labels: np.ndarray, cost: float,
+                cost_grid: Optional[Sequence[float]],
+                label_ndim: int) -> Tuple[np.ndarray, ...]:
+    """Checked costs, shapes and values; the features L2-normalised
+    (:func:`normalize_features`), the labels as arrays."""
+    check_costs(cost, cost_grid)
+    train_labels = np.asarray(train_labels)
+    test_labels = np.asarray(test_labels)
+    _check_pair(train_feats, train_labels, test_feats, test_labels,
+                label_ndim)
+    return (normalize_features(train_feats), train_labels,
+            normalize_features(test_feats), test_labels)
+
+
 def require_finite_features(feats: np.ndarray, name: str) -> None:
     """Raise a one-line :class:`DataError` if ``feats`` (N x D) hold NaN or
     infinity: an SVM would fit them without complaint and report a
@@ -300,12 +315,9 @@ def voc07_svm(train_feats: np.ndarray,
         ``(per-class AP in percent, per-class cost used)``; the mAP is their
         mean.
     """
-    check_costs(cost, cost_grid)
-    train_labels = np.asarray(train_labels)
-    test_labels = np.asarray(test_labels)
-    _check_pair(train_feats, train_labels, test_feats, test_labels, 2)
-    train_feats = normalize_features(train_feats)
-    test_feats = normalize_features(test_feats)
+    train_feats, train_labels, test_feats, test_labels = _svm_inputs(
+        train_feats, train_labels, test_feats, test_labels, cost, cost_grid,
+        label_ndim=2)
     num_classes = train_labels.shape[1]
     if test_labels.shape[1] != num_classes:
         raise DataError(f'train labels have {num_classes} classes, test '
@@ -406,12 +418,9 @@ def places_svm(train_feats: np.ndarray,
     Returns:
         ``(top-1 accuracy in percent, cost used)``.
     """
-    check_costs(cost, cost_grid)
-    train_labels = np.asarray(train_labels)
-    test_labels = np.asarray(test_labels)
-    _check_pair(train_feats, train_labels, test_feats, test_labels, 1)
-    train_feats = normalize_features(train_feats)
-    test_feats = normalize_features(test_feats)
+    train_feats, train_labels, test_feats, test_labels = _svm_inputs(
+        train_feats, train_labels, test_feats, test_labels, cost, cost_grid,
+        label_ndim=1)
     classes = np.unique(train_labels)
     if classes.size < 2:
         raise DataError('the training set needs at least 2 classes')

@@ -80,6 +80,14 @@ def run_tool(main: Callable[..., T],
         raise SystemExit(1) from None
 
 
+def add_checkpoint_args(parser: argparse.ArgumentParser, help: str) -> None:
+    """The ``checkpoint`` argument and ``--trust-checkpoint``."""
+    parser.add_argument('checkpoint', help=help)
+    parser.add_argument('--trust-checkpoint', action='store_true',
+                        help='unpickle arbitrary objects in the checkpoint '
+                        '(only for files from a source you trust)')
+
+
 def settings_from_args(cls: Callable[..., T], args: Any) -> T:
     """A settings dataclass from the parsed arguments of the same names
     (a tool's flags are its package function's settings)."""

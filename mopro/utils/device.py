@@ -11,4 +11,3 @@ def default_device(device: Union[str, torch.device, None] = None
     if device is None:
         device = 'cuda' if torch.cuda.is_available() else 'cpu'
     return torch.device(device)
-
