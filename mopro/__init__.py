@@ -1,25 +1,16 @@
 """MoPro on OpenMMLab: webly-supervised learning with momentum prototypes.
 
-Importing the package registers every component (model, head, hook,
-datasets, transforms, metrics) into the mmpretrain/mmengine registries, so
-configs may also load it with ``custom_imports=dict(imports=['mopro'])``.
+Importing the package applies its library patches
+(:func:`mopro.utils.environment.setup_environment`, before anything imports
+mmpretrain) and registers every component (model, head, hook, datasets,
+transforms, metrics) into the mmpretrain/mmengine registries, so configs
+may also load it with ``custom_imports=dict(imports=['mopro'])``.
 """
-import warnings
+from .utils.environment import setup_environment
 
-# mmcv-lite has no compiled ops; mmcv says so at import although this
-# project needs none of them.
-warnings.filterwarnings(
-    'ignore', message='Fail to import ``MultiScaleDeformableAttention``')
+setup_environment()
 
-from .version import __version__  # noqa: E402
-from .utils import mmpretrain_compat  # noqa: E402
-
-mmpretrain_compat.install()  # before anything imports mmpretrain
-
-from .transfer import d2_compat  # noqa: E402
-from .utils import checkpoint as _checkpoint  # noqa: F401,E402
 from . import datasets, engine, evaluation, models  # noqa: F401,E402
+from .version import __version__  # noqa: E402
 
-d2_compat.install()
-
-__all__ = ['__version__']
+__all__ = ['__version__', 'setup_environment']

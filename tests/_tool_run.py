@@ -4,7 +4,7 @@ status 1 (``mopro.utils.cli``)."""
 import os
 import subprocess
 import sys
-from typing import Any, List, NamedTuple, Sequence
+from typing import Any, List, NamedTuple, Optional, Sequence
 
 from mopro.utils.cli import TRACEBACK_ENV, run_tool
 
@@ -14,7 +14,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 class ToolResult(NamedTuple):
     code: int
     stderr: str
-    value: Any = None  # what main returned (in-process runs)
+    # what main returned (in-process runs) or printed (processes)
+    value: Any = None
 
     @property
     def error(self) -> str:
@@ -26,13 +27,19 @@ class ToolResult(NamedTuple):
         return lines[0]
 
 
-def call_tool(tool, argv: Sequence, capsys, monkeypatch) -> ToolResult:
-    """``tool.main(argv)`` inside ``run_tool``, in this process."""
+def call_tool(tool, argv: Optional[Sequence], capsys,
+              monkeypatch) -> ToolResult:
+    """``tool.main(argv)`` (``tool``: a module with ``main``) or
+    ``tool()`` (a package function, ``argv`` None) inside ``run_tool``, in
+    this process."""
     monkeypatch.delenv(TRACEBACK_ENV, raising=False)
     capsys.readouterr()
     value, code = None, 0
     try:
-        value = run_tool(tool.main, [str(a) for a in argv])
+        if argv is None:
+            value = run_tool(tool)
+        else:
+            value = run_tool(tool.main, [str(a) for a in argv])
     except SystemExit as exit_:
         code = exit_.code
     return ToolResult(code, capsys.readouterr().err, value)
@@ -49,10 +56,10 @@ def run_tools(commands: List[Sequence], timeout: int = 600
                    filter(None, [ROOT, env.get('PYTHONPATH')])))
     procs = [subprocess.Popen(
         [sys.executable, os.path.join(ROOT, 'tools', f'{name}.py'),
-         *map(str, args)], env=env, stdout=subprocess.DEVNULL,
+         *map(str, args)], env=env, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True) for name, *args in commands]
     results = []
     for proc in procs:
-        _, err = proc.communicate(timeout=timeout)
-        results.append(ToolResult(proc.returncode, err))
+        out, err = proc.communicate(timeout=timeout)
+        results.append(ToolResult(proc.returncode, err, out))
     return results

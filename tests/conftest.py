@@ -130,6 +130,18 @@ def tiny_mopro_options(data_root: str, work_dir: str,
     }
 
 
+def tool_config(config: str, cfg_options: dict = None, **args):
+    """``config`` as the tools load it (:func:`mopro.utils.runner.load_config`
+    with ``--cfg-options`` and the other flags ``args``: ``work_dir``,
+    ``launcher``)."""
+    import argparse
+    from mopro.utils.runner import load_config
+    flags = dict(work_dir=None, launcher='none', local_rank=0)
+    flags.update(args)
+    return load_config(argparse.Namespace(
+        config=str(config), cfg_options=cfg_options, **flags))
+
+
 def load_tool(name: str):
     """Import ``tools/<name>.py`` (``name`` may hold a tool group, e.g.
     ``analysis_tools/benchmark``) as a module (tools are scripts, not a

@@ -1,15 +1,19 @@
-"""tools/analysis_tools/benchmark.py runs on CPU and reports every timing, eager and
-compiled, consistently (no timing assertion: speed is measured, not
-tested)."""
+"""tools/analysis_tools/benchmark.py (mopro.analysis.step_benchmark) runs
+on CPU and reports every timing, eager and compiled, consistently (no
+timing assertion: speed is measured, not tested)."""
 import json
 import os.path as osp
 
 import pytest
+from _tool_run import run_tools
+from conftest import ROOT
+from mmengine.config import Config
 
-from conftest import ROOT, load_tool
+from mopro.analysis.step_benchmark import StepBenchmarkSettings, benchmark_step
 
-benchmark = load_tool('analysis_tools/benchmark')
-
+CONFIG = osp.join(ROOT, 'configs', 'mopro_r50_webvision_v1.py')
+TINY = {'model.backbone.depth': 18, 'model.feat_dim': 512,
+        'model.num_classes': 10, 'model.queue_len': 64}
 STEPS = (('mopro', 4), ('supervised', 4), ('supervised_plus_forward', 4),
          ('mopro_runner', 4), ('noise_cleaning', 6),
          ('feature_extraction', 6))
@@ -17,17 +21,18 @@ STEPS = (('mopro', 4), ('supervised', 4), ('supervised_plus_forward', 4),
 
 def test_benchmark_reports_all_steps(tmp_path):
     """Eager and compiled (aot_eager: a CPU build in seconds) side by
-    side, on the CPU because the test asks for it."""
+    side, on the CPU because the command asks for it."""
     out = str(tmp_path / 'bench.json')
-    results = benchmark.main([
-        osp.join(ROOT, 'configs', 'mopro_r50_webvision_v1.py'), '--iters',
-        '1', '--warmup', '1', '--batch-size', '4', '--eval-batch-size', '6',
-        '--image-size', '32', '--device', 'cpu', '--compile', 'both',
-        '--compile-backend', 'aot_eager',
-        '--out', out, '--cfg-options', 'model.backbone.depth=18',
-        'model.feat_dim=512', 'model.num_classes=10', 'model.queue_len=64'
-    ])
-    assert json.load(open(out)) == json.loads(json.dumps(results))
+    run, = run_tools([[
+        'analysis_tools/benchmark', CONFIG, '--iters', '1', '--warmup', '1',
+        '--batch-size', '4', '--eval-batch-size', '6', '--image-size', '32',
+        '--device', 'cpu', '--compile', 'both', '--compile-backend',
+        'aot_eager', '--out', out, '--cfg-options',
+        *[f'{k}={v}' for k, v in TINY.items()]]])
+    assert run.code == 0, run.stderr[-3000:]
+    results = json.load(open(out))
+    # what it prints is what it writes
+    assert json.loads(run.value[run.value.index('{\n'):]) == results
     assert results['device'] == 'cpu' and results['batch_size'] == 4
     assert results['eval_batch_size'] == 6
     assert results['optimizer']['type'] == 'SGD'
@@ -65,18 +70,15 @@ def test_benchmark_reports_all_steps(tmp_path):
     assert summary['runner_vs_step'] == compiled['runner_vs_step']
 
 
-
 @pytest.mark.gpu
-def test_benchmark_step_on_cuda_makes_no_host_sync(tmp_path):
+def test_benchmark_step_on_cuda_makes_no_host_sync():
     # torch's sync debug mode around one bf16 step of the v1 config (eager:
     # the compiled step is checked in test_compile_gpu.py)
-    results = benchmark.main([
-        osp.join(ROOT, 'configs', 'mopro_r50_webvision_v1.py'), '--iters',
-        '2', '--warmup', '2', '--batch-size', '8', '--eval-batch-size', '8',
-        '--image-size', '64', '--device', 'cuda', '--compile', 'off',
-        '--cfg-options', 'model.backbone.depth=18', 'model.feat_dim=512',
-        'model.num_classes=10', 'model.queue_len=64'
-    ])
+    cfg = Config.fromfile(CONFIG)
+    cfg.merge_from_dict(TINY)
+    results = benchmark_step(cfg, StepBenchmarkSettings(
+        iters=2, warmup=2, batch_size=8, eval_batch_size=8, image_size=64,
+        device='cuda', compile='off'))
     assert results['optim_wrapper'] == 'AmpOptimWrapper'
     eager = results['eager']
     assert eager['mopro']['host_syncs_per_step'] == 0

@@ -1,32 +1,46 @@
-"""tools/analysis_tools/benchmark_data.py times both pipelines and reports them
-consistently (no timing assertion: speed is measured, not tested)."""
+"""tools/analysis_tools/benchmark_data.py (mopro.analysis.data_benchmark)
+times both pipelines and reports them consistently (no timing assertion:
+speed is measured, not tested)."""
 import json
 import math
 import os.path as osp
 import re
 
 import pytest
+from _tool_run import run_tools
+from conftest import ROOT, write_image
+from mmengine.config import Config
 
-from conftest import ROOT, load_tool, write_image
-from mopro.utils.cli import run_tool
+from mopro.analysis.data_benchmark import DataBenchmarkSettings, benchmark_data
+from mopro.analysis.timing import publish
 
-benchmark_data = load_tool('analysis_tools/benchmark_data')
 CONFIG = osp.join(ROOT, 'configs', 'mopro_r50_webvision_v1.py')
+GPU_CONFIG = osp.join(ROOT, 'configs', 'mopro_r50_webvision_v1_gpu_data.py')
 # the GPU path on the CPU (the same code), small: the device is explicit so
 # that the tests read the same on a machine with a GPU
 GPU_PATH = ['--device', 'cpu', '--batch-size', '4', '--handover-batch', '4',
             '--handover-repeats', '1', '--gpu-cfg-options',
             'model.data_preprocessor.crop_size=32']
-TINY_MODEL = [
-    'model.backbone.depth=18', 'model.feat_dim=512',
-    'model.proj_hidden_dim=64', 'model.embed_dim=16', 'model.queue_len=32',
-    'model.num_classes=4', 'model.channels_last=False',
-    'train_dataloader.dataset.num_classes=4'
-]
-SMALL_CROPS = [
-    'train_dataloader.dataset.pipeline.1.transforms.0.0.scale=32',
-    'train_dataloader.dataset.pipeline.1.transforms.1.0.scale=32'
-]
+SMALL_GPU_PATH = dict(device='cpu', batch_size=4, handover_batch=4,
+                      handover_repeats=1)
+GPU_CROPS = {'model.data_preprocessor.crop_size': 32}
+TINY_MODEL = {
+    'model.backbone.depth': 18, 'model.feat_dim': 512,
+    'model.proj_hidden_dim': 64, 'model.embed_dim': 16,
+    'model.queue_len': 32, 'model.num_classes': 4,
+    'model.channels_last': False, 'train_dataloader.dataset.num_classes': 4
+}
+SMALL_CROPS = {
+    'train_dataloader.dataset.pipeline.1.transforms.0.0.scale': 32,
+    'train_dataloader.dataset.pipeline.1.transforms.1.0.scale': 32
+}
+
+
+def _config(path: str, *options: dict) -> Config:
+    cfg = Config.fromfile(path)
+    for changes in options:
+        cfg.merge_from_dict(changes)
+    return cfg
 
 
 def _int_keys(mapping: dict) -> dict:
@@ -88,10 +102,12 @@ def _check(results: dict, out: str, count: int) -> None:
 
 def test_default_photos(tmp_path):
     out = str(tmp_path / 'data.json')
-    results = benchmark_data.main([
-        CONFIG, '--num-images', '3', '--iters', '3', '--warmup', '1',
-        '--block', '2', '--out', out
-    ] + GPU_PATH)
+    run, = run_tools([[
+        'analysis_tools/benchmark_data', CONFIG, '--num-images', '3',
+        '--iters', '3', '--warmup', '1', '--block', '2', '--out', out
+    ] + GPU_PATH])
+    assert run.code == 0, run.stderr[-3000:]
+    results = json.loads(run.value[run.value.index('{\n'):])
     _check(results, out, 3)
     # crops of scikit-learn's photos at WebVision's 256-pixel short side
     images = results['images']
@@ -105,29 +121,28 @@ def test_image_folder(tmp_path):
         write_image(str(folder / f'{i}.jpg'), i, size=48)
     write_image(str(folder / 'skipped.png'), 9, size=48)
     out = str(tmp_path / 'data.json')
-    results = benchmark_data.main([
-        CONFIG, '--images', str(folder), '--iters', '3', '--warmup', '1',
-        '--block', '2', '--out', out, '--cfg-options'
-    ] + SMALL_CROPS + GPU_PATH)
+    settings = DataBenchmarkSettings(images=str(folder), iters=3, warmup=1,
+                                     block=2, **SMALL_GPU_PATH)
+    results = publish(benchmark_data(_config(CONFIG, SMALL_CROPS),
+                                     _config(GPU_CONFIG, GPU_CROPS),
+                                     settings), out)
     _check(results, out, 4)
     assert results['images']['source'] == str(folder)
     assert results['images']['mean_height'] == 48
 
 
 def test_runner_mode_times_both_paths(tmp_path):
-    """--runner: both data paths through the Runner in one run, with
+    """runner=True: both data paths through the Runner in one run, with
     img/s, data_time, workers and CPU time per image for each."""
     folder = tmp_path / 'jpegs'
     for i in range(6):
         write_image(str(folder / f'{i}.jpg'), i, size=48)
-    out = str(tmp_path / 'runner.json')
-    results = benchmark_data.main(
-        [CONFIG, '--runner', '--images', str(folder), '--runner-iters', '2',
-         '--warmup', '1', '--workers', '0', '--gpu-workers', '1', '--out',
-         out, '--cfg-options'] + TINY_MODEL + SMALL_CROPS + GPU_PATH[:4] +
-        ['--gpu-cfg-options', 'model.data_preprocessor.crop_size=32'] +
-        TINY_MODEL)
-    assert json.load(open(out)) == json.loads(json.dumps(results))
+    settings = DataBenchmarkSettings(
+        runner=True, images=str(folder), runner_iters=2, warmup=1,
+        workers=0, gpu_workers=1, device='cpu', batch_size=4)
+    results = benchmark_data(
+        _config(CONFIG, TINY_MODEL, SMALL_CROPS),
+        _config(GPU_CONFIG, GPU_CROPS, TINY_MODEL), settings)
     assert results['mode'] == 'runner' and results['images']['count'] == 6
     for name, workers in (('cpu_path', 0), ('gpu_path', 1)):
         run = results[name]
@@ -143,20 +158,11 @@ def test_runner_mode_times_both_paths(tmp_path):
         results['gpu_path']['img_per_s'] / results['cpu_path']['img_per_s'])
 
 
-def test_empty_image_folder_is_an_error(tmp_path, capsys):
-    folder = str(tmp_path / 'empty')
-    (tmp_path / 'empty').mkdir()
-    with pytest.raises(SystemExit) as err:
-        run_tool(benchmark_data.main, [CONFIG, '--images', folder])
-    assert err.value.code == 1
-    message = capsys.readouterr().err
-    assert message.startswith('error: ') and folder in message
-    assert message.count('\n') == 1
-
-
-def test_missing_config_is_an_error(tmp_path, capsys):
-    config = str(tmp_path / 'missing.py')
-    with pytest.raises(SystemExit) as err:
-        run_tool(benchmark_data.main, [config])
-    assert err.value.code == 1
-    assert re.match('error: .*missing.py', capsys.readouterr().err)
+def test_bad_input_is_a_one_line_error(tmp_path):
+    empty, missing = tmp_path / 'empty', tmp_path / 'missing.py'
+    empty.mkdir()
+    runs = run_tools([
+        ['analysis_tools/benchmark_data', CONFIG, '--images', empty],
+        ['analysis_tools/benchmark_data', missing]])
+    assert str(empty) in runs[0].error
+    assert re.match('error: .*missing.py', runs[1].error)

@@ -97,7 +97,9 @@ def test_robustness_config_end_to_end(tmp_path):
     from mmengine.config import Config
     from mmpretrain.registry import MODELS
 
-    from conftest import ROOT, load_tool, tiny_mopro_options, write_image
+    from conftest import ROOT, tiny_mopro_options, tool_config, write_image
+
+    from mopro.apis import evaluate_checkpoint
 
     root = tmp_path / 'imagenet-r'
     wnids = [f'n{i:08d}' for i in range(200)]
@@ -122,9 +124,8 @@ def test_robustness_config_end_to_end(tmp_path):
         'test_dataloader.dataset.pipeline.1.scale': 32,
         'test_dataloader.dataset.pipeline.2.crop_size': 32,
     })
-    tool = load_tool('test')
-    metrics = tool.main([config, ckpt, '--sets', 'test', '--cfg-options',
-                         *[f'{k}={v}' for k, v in options.items()]])
+    metrics = evaluate_checkpoint(tool_config(config, options), ckpt,
+                                  sets=['test'])
     assert set(metrics) == {'test/robustness/top1',
                             'test/robustness/calibration_error'}
     assert 0 <= metrics['test/robustness/top1'] <= 100

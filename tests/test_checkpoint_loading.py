@@ -1,6 +1,7 @@
 """Strict checkpoint loading (``mopro.utils.checkpoint.load_model_weights``)
-for MoPro and the classifiers, and ``tools/test.py`` on a config without a
-test set (``tests/test_tool_errors.py`` runs the tools as processes)."""
+for MoPro and the classifiers, and ``tools/test.py``'s work
+(``mopro.apis.evaluate_checkpoint``) on a config without a test set
+(``tests/test_tool_errors.py`` runs the tools as processes)."""
 import os.path as osp
 
 import numpy as np
@@ -9,13 +10,13 @@ import torch
 import torchvision
 from mmpretrain.registry import MODELS
 
-from conftest import ROOT, load_tool, make_webvision, tiny_mopro_cfg
+from conftest import ROOT, make_webvision, tiny_mopro_cfg, tool_config
+from mopro.apis import evaluate_checkpoint
 from mopro.utils.checkpoint import CheckpointError, load_model_weights
 from _log_records import log_messages
 from _tool_run import call_tool
 
 K = 4
-test_tool = load_tool('test')
 
 
 def classifier(depth=18, num_classes=K):
@@ -127,12 +128,12 @@ def demo(tmp_path_factory):
     for it, and a checkpoint of that model."""
     tmp = tmp_path_factory.mktemp('demo')
     root = make_webvision(str(tmp / 'data'), num_classes=K, size=32)
-    options = [
-        f'model.head.num_classes={K}',
-        f'model.data_preprocessor.num_classes={K}',
-        f'val_dataloader.dataset.data_root={root}',
-        f'val_dataloader.dataset.num_classes={K}',
-    ]
+    options = {
+        'model.head.num_classes': K,
+        'model.data_preprocessor.num_classes': K,
+        'val_dataloader.dataset.data_root': root,
+        'val_dataloader.dataset.num_classes': K,
+    }
     torch.manual_seed(0)
     ckpt = save(tmp / 'ce.pth', classifier())
     return root, options, ckpt, tmp
@@ -141,13 +142,16 @@ def demo(tmp_path_factory):
 def test_config_without_test_set_evaluates_val(demo, tmp_path, capsys,
                                                monkeypatch):
     _, options, ckpt, _ = demo
-    argv = [DEMO, ckpt, '--work-dir', tmp_path / 'work', '--cfg-options',
-            *options]
-    result = call_tool(test_tool, argv, capsys, monkeypatch)
+
+    def evaluate(sets=None):
+        cfg = tool_config(DEMO, options, work_dir=str(tmp_path / 'work'))
+        return call_tool(lambda: evaluate_checkpoint(cfg, ckpt, sets),
+                         None, capsys, monkeypatch)
+
+    result = evaluate()
     assert result.code == 0, result.stderr
     assert set(result.value) == {'val/accuracy/top1'}
     assert 0 <= result.value['val/accuracy/top1'] <= 100
-    asked = call_tool(test_tool, argv[:2] + ['--sets', 'test'] + argv[2:],
-                      capsys, monkeypatch)
+    asked = evaluate(['test'])
     assert asked.error == (f'error: {DEMO}: --sets test: the config has no '
                            'test_dataloader (it has: val)')

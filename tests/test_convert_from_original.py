@@ -1,4 +1,6 @@
-"""tools/model_converters/convert_from_original.py: released checkpoints -> project format."""
+"""tools/model_converters/convert_from_original.py
+(mopro.apis.convert_original_checkpoint): released checkpoints -> project
+format."""
 import os
 import os.path as osp
 
@@ -7,10 +9,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
-from conftest import load_tool
-from _tool_run import call_tool
+from _tool_run import call_tool, run_tools
 from mmpretrain.registry import MODELS
 
+from mopro.apis import convert_original_checkpoint
 from mopro.utils.checkpoint import load_checkpoint, load_model_weights
 
 K, D, R = 10, 128, 16
@@ -70,13 +72,12 @@ def released(tmp_path_factory):
     return path, enc_q, enc_k, state
 
 
-convert_tool = load_tool('model_converters/convert_from_original')
-
-
 @pytest.fixture
 def run(capsys, monkeypatch):
-    """The tool in-process behind its error boundary: (exit code, stderr)."""
-    return lambda *args: call_tool(convert_tool, args, capsys, monkeypatch)
+    """The conversion behind the tools' error boundary, in-process."""
+    return lambda *args: call_tool(
+        lambda: convert_original_checkpoint(*args), None, capsys,
+        monkeypatch)
 
 
 def _mopro_r50():
@@ -94,8 +95,12 @@ def _mopro_r50():
 def test_converted_model_matches_released(released, tmp_path, run):
     path, enc_q, enc_k, state = released
     out = str(tmp_path / 'mopro.pth')
-    proc = run(path, out)
+    # as a user runs it
+    proc, = run_tools([['model_converters/convert_from_original', path,
+                        out]])
     assert proc.code == 0, proc.stderr
+    assert proc.value == f'{path} -> {out}: {len(state) - 2} tensors, ' \
+        'epoch 90\n'
     ckpt = load_checkpoint(out)
     assert ckpt['meta']['epoch'] == 90
     assert ckpt['meta']['converted_from'] == osp.abspath(path)

@@ -9,15 +9,13 @@ import torch
 from mmengine.config import Config
 from mmpretrain.registry import DATASETS, MODELS
 
-from conftest import (ROOT, load_tool, make_webvision, tiny_mopro_options,
+from conftest import (ROOT, make_webvision, tiny_mopro_options, tool_config,
                       write_image)
+from mopro.apis import train_model
 from mopro.datasets.samplers import SqrtBalancedSampler
 from mopro.utils.checkpoint import CheckpointError, load_checkpoint
 
 K = 4
-
-
-train_tool = load_tool('train')
 
 
 class LabelledDataset:
@@ -108,9 +106,10 @@ def classifier_options(ckpt, work_dir, num_classes=K):
     }
 
 
-def _argv(config, options):
-    return [osp.join(ROOT, 'configs', config), '--cfg-options',
-            *[f'{k}={v}' for k, v in options.items()]]
+def _train(config, options):
+    """tools/train.py's work (mopro.apis.train_model) on a config of
+    configs/ with ``options``."""
+    train_model(tool_config(osp.join(ROOT, 'configs', config), options))
 
 
 def test_crt_trains_classifier_on_frozen_encoder(tmp_path):
@@ -135,7 +134,7 @@ def test_crt_trains_classifier_on_frozen_encoder(tmp_path):
         'val_dataloader.dataset.pipeline.1.scale': 32,
         'val_dataloader.dataset.pipeline.2.crop_size': 32,
     })
-    train_tool.main(_argv('crt_r50_webvision_v1.py', options))
+    _train('crt_r50_webvision_v1.py', options)
     state = load_checkpoint(osp.join(work, 'epoch_1.pth'))['state_dict']
     # the encoder (weights and BatchNorm statistics) is untouched ...
     for key in ('backbone.conv1.weight', 'backbone.layer4.1.bn2.weight',
@@ -225,8 +224,8 @@ def _finetune_options(root, ckpt, work):
 def test_finetune_v1_keeps_classifier(finetune_setup, tmp_path):
     root, ckpt4, pretrained, _, _ = finetune_setup
     work = str(tmp_path / 'ft')
-    train_tool.main(_argv('finetune_r50_imagenet_1pct.py',
-                          _finetune_options(root, ckpt4, work)))
+    _train('finetune_r50_imagenet_1pct.py',
+           _finetune_options(root, ckpt4, work))
     state = load_checkpoint(osp.join(work, 'epoch_1.pth'))['state_dict']
     # whole model fine-tuned (2 tiny steps): close to, not equal to, the
     # pretrained weights, classifier included
@@ -241,7 +240,7 @@ def test_finetune_v2_new_classifier(finetune_setup, tmp_path):
     root, _, _, ckpt5, pretrained5 = finetune_setup
     work = str(tmp_path / 'ft2')
     options = _finetune_options(root, ckpt5, work)
-    train_tool.main(_argv('finetune_r50_imagenet_v2_1pct.py', options))
+    _train('finetune_r50_imagenet_v2_1pct.py', options)
     state = load_checkpoint(osp.join(work, 'epoch_1.pth'))['state_dict']
     assert state['head.fc.weight'].shape == (K, 512)
     diff = (state['backbone.conv1.weight'] -
@@ -258,7 +257,7 @@ def test_class_count_mismatch_is_one_line(finetune_setup, tmp_path):
     root, _, _, ckpt5, _ = finetune_setup
     options = _finetune_options(root, ckpt5, str(tmp_path / 'bad'))
     with pytest.raises(CheckpointError) as info:  # run_tool: one line
-        train_tool.main(_argv('finetune_r50_imagenet_1pct.py', options))
+        _train('finetune_r50_imagenet_1pct.py', options)
     message = str(info.value)
     assert '\n' not in message
     assert 'classifier.weight has shape (5, 512)' in message

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision.transforms.functional as TF
-from conftest import ROOT, load_tool, make_webvision, tiny_mopro_options
+from conftest import ROOT, make_webvision, tiny_mopro_options
 from mmengine.config import Config
 from mmengine.dataset import Compose
 from mmengine.logging import MessageHub
@@ -27,6 +27,7 @@ from sklearn.datasets import load_sample_images
 from torchvision import transforms as T
 
 import mopro.models.utils.jpeg_decoding as jpeg_decoding
+from mopro.analysis.timing import count_operators
 from mopro.datasets import WebVision, packed_images_collate
 from mopro.datasets.transforms import (ViewParams, apply_view,
                                        baseline_jpeg_size, pack_images,
@@ -286,7 +287,6 @@ def test_preprocessor_dispatches_as_many_operators_for_any_batch(tmp_path):
     """With the batch decoded ahead (as DecodeAheadHook has it), the
     preprocessor's work on the training thread is the same operators for
     32 and for 256 images: no operation per image."""
-    count_operators = load_tool('analysis_tools/benchmark_data').count_operators
     files = dirty_files()
     counts = []
     for num in (32, 256):

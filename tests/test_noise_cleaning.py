@@ -1,4 +1,5 @@
-"""tools/noise_cleaning.py and mopro.evaluation.noise_cleaning."""
+"""tools/noise_cleaning.py's work (mopro.apis.clean_noisy_dataset) and
+mopro.evaluation.noise_cleaning."""
 import json
 import os.path as osp
 
@@ -8,7 +9,8 @@ import torch
 from mmengine.config import Config
 from mmpretrain.registry import DATASETS, MODELS
 
-from conftest import ROOT, load_tool, make_webvision, tiny_mopro_options
+import mopro.apis.noise_cleaning as cleaning_api
+from conftest import ROOT, make_webvision, tiny_mopro_options, tool_config
 from _tool_run import call_tool
 from mopro.evaluation.noise_cleaning import (UNREADABLE_LABEL, cleaned_list,
                                              summarize)
@@ -17,13 +19,10 @@ CONFIG = osp.join(ROOT, 'configs', 'mopro_r50_webvision_v1.py')
 K = 4
 
 
-tool = load_tool('noise_cleaning')
-
-
 def _options(data_root, work_dir, **extra):
     opts = tiny_mopro_options(data_root, work_dir, K)
     opts.update(extra)
-    return [f'{k}={v}' for k, v in opts.items()]
+    return opts
 
 
 def save_checkpoint(path, data_root, bias):
@@ -54,11 +53,16 @@ DEVICES = pytest.mark.parametrize(
 
 @pytest.fixture
 def run(capsys, monkeypatch):
-    """The tool behind its error boundary: (its result, '') or (None, its
-    one ``error: ...`` line)."""
+    """clean_noisy_dataset behind the tools' error boundary, on CONFIG with
+    ``options``: (its result, '') or (None, its one ``error: ...``
+    line)."""
 
-    def call(argv):
-        proc = call_tool(tool, argv, capsys, monkeypatch)
+    def call(ckpt, out, options, work_dir=None, **kwargs):
+        def clean():
+            cfg = tool_config(CONFIG, options, work_dir=work_dir)
+            return cleaning_api.clean_noisy_dataset(cfg, ckpt, out, **kwargs)
+
+        proc = call_tool(clean, None, capsys, monkeypatch)
         return (proc.value, '') if proc.code == 0 else (None, proc.error)
 
     return call
@@ -72,12 +76,9 @@ def test_ood_rule(setup, device, run):
     root, ckpt, tmp = setup
     out = str(tmp / device / 'ood' / 'pseudo_label.json')
     work = str(tmp / device / 'ood_work')
-    summary, err = run([CONFIG, ckpt, '--out', out, '--work-dir', work,
-                         '--num-workers', '0', '--batch-size', '5',
-                         '--device', device,
-                         '--cfg-options',
-                         *_options(root, work, **{'model.alpha': 1.0,
-                                                  'model.threshold': 0.99})])
+    summary, err = run(ckpt, out, _options(root, work, **{
+        'model.alpha': 1.0, 'model.threshold': 0.99}), work_dir=work,
+        num_workers=0, batch_size=5, device=device)
     assert err == ''
     with open(out) as f:
         cleaned = json.load(f)
@@ -111,11 +112,9 @@ def test_relabel_rule_and_unreadable(setup, tmp_path, device, run):
     out = str(tmp_path / 'pseudo_label.json')
     work = str(tmp_path / 'work')
     try:
-        summary, err = run([
-            CONFIG, ckpt, '--out', out, '--work-dir', work, '--num-workers',
-            '0', '--device', device, '--cfg-options',
-            *_options(root, work, **{'model.alpha': 1.0,
-                                     'model.threshold': 0.5})])
+        summary, err = run(ckpt, out, _options(root, work, **{
+            'model.alpha': 1.0, 'model.threshold': 0.5}), work_dir=work,
+            num_workers=0, device=device)
     finally:
         with open(bad, 'wb') as f:
             f.write(saved)
@@ -135,11 +134,10 @@ def test_errors_leave_no_output(setup, tmp_path, run):
     out = str(tmp_path / 'pseudo_label.json')
     work = str(tmp_path / 'work')
     opts = _options(root, work)
-    _, err = run([CONFIG, str(tmp_path / 'missing.pth'), '--out', out,
-                   '--num-workers', '0', '--cfg-options', *opts])
+    _, err = run(str(tmp_path / 'missing.pth'), out, opts, num_workers=0)
     assert err.startswith('error: ') and 'missing.pth' in err
-    _, err = run([CONFIG, ckpt, '--out', out, '--num-workers', '0',
-                   '--cfg-options', *opts, 'model.num_classes=5'])
+    _, err = run(ckpt, out, dict(opts, **{'model.num_classes': 5}),
+                 num_workers=0)
     assert err.startswith('error: ') and 'checkpoint has 4 classes' in err
     assert '\n' not in err
     assert not osp.exists(out)
@@ -164,9 +162,10 @@ def test_summary_and_list_helpers():
 
 @pytest.fixture
 def no_pass(monkeypatch):
-    """Fail the test if the tool starts its pass over the images."""
-    monkeypatch.setattr(tool, 'clean_dataset', lambda *a, **k: pytest.fail(
-        'the pass ran before the error'))
+    """Fail the test if the cleaning starts its pass over the images."""
+    monkeypatch.setattr(cleaning_api, 'clean_dataset',
+                        lambda *a, **k: pytest.fail(
+                            'the pass ran before the error'))
 
 
 def test_unwritable_outputs_fail_before_the_pass(setup, tmp_path, run,
@@ -176,16 +175,14 @@ def test_unwritable_outputs_fail_before_the_pass(setup, tmp_path, run,
     blocker.write_text('')
     work = tmp_path / 'work'
     out = str(blocker / 'pseudo_label.json')
-    _, err = run([CONFIG, ckpt, '--out', out, '--work-dir', work,
-                  '--num-workers', '0', '--cfg-options',
-                  *_options(root, str(work))])
+    _, err = run(ckpt, out, _options(root, str(work)), work_dir=str(work),
+                 num_workers=0)
     assert err == (f'error: {out}: cannot write the --out file: {blocker} '
                    'is a file, not a folder')
     # the work dir is a file: no cleaned list is written without its summary
     out = str(tmp_path / 'pseudo_label.json')
-    _, err = run([CONFIG, ckpt, '--out', out, '--work-dir', blocker,
-                  '--num-workers', '0', '--cfg-options',
-                  *_options(root, str(blocker))])
+    _, err = run(ckpt, out, _options(root, str(blocker)),
+                 work_dir=str(blocker), num_workers=0)
     assert err == f'error: {blocker}: the work dir is a file, not a folder'
     assert not osp.exists(out) and not work.exists()
 
@@ -194,25 +191,24 @@ def test_out_is_never_the_checkpoint(setup, tmp_path, run, no_pass):
     root, ckpt, _ = setup
     size = osp.getsize(ckpt)
     work = str(tmp_path / 'work')
-    _, err = run([CONFIG, ckpt, '--out', ckpt, '--num-workers', '0',
-                  '--cfg-options', *_options(root, work)])
+    _, err = run(ckpt, ckpt, _options(root, work), num_workers=0)
     assert err == (f'error: {ckpt}: the --out file is the input {ckpt}; '
                    'write it to another path')
     assert osp.getsize(ckpt) == size
 
 
 @pytest.mark.parametrize('option, message', [
-    ('model.threshold=high',
+    (('model.threshold', 'high'),
      "model.threshold must be a number in [0, 1], got 'high'"),
-    ('model.threshold=5', 'model.threshold must be in [0, 1], got 5'),
-    ('model.alpha=-3', 'model.alpha must be in [0, 1], got -3'),
+    (('model.threshold', 5), 'model.threshold must be in [0, 1], got 5'),
+    (('model.alpha', -3), 'model.alpha must be in [0, 1], got -3'),
 ])
 def test_bad_model_values_fail_before_the_pass(setup, tmp_path, run, no_pass,
                                                option, message):
     root, ckpt, _ = setup
     out = str(tmp_path / 'pseudo_label.json')
-    _, err = run([CONFIG, ckpt, '--out', out, '--num-workers', '0',
-                  '--cfg-options', *_options(root, str(tmp_path / 'w')),
-                  option])
+    key, value = option
+    _, err = run(ckpt, out, _options(root, str(tmp_path / 'w'),
+                                     **{key: value}), num_workers=0)
     assert err == f'error: {message}'
     assert not osp.exists(out)

@@ -8,12 +8,12 @@ import torch
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from conftest import ROOT, load_tool, make_webvision
+from conftest import ROOT, make_webvision, tool_config
+from mopro.apis import train_model
 from mopro.engine import NonFiniteCheckHook
 from mopro.models.nonfinite import NonFiniteError
 from mopro.utils.cli import ConfigError
 
-train_tool = load_tool('train')
 K = 4
 
 
@@ -68,7 +68,9 @@ def test_hook_needs_a_guarded_model():
         NonFiniteCheckHook().before_train(runner)
 
 
-def ce_demo_argv(root, work_dir, **extra):
+def train_ce_demo(root, work_dir, **extra):
+    """tools/train.py's work (mopro.apis.train_model) on the demo's
+    cross-entropy config, shrunk to one epoch of ``root``."""
     options = {
         'model.head.num_classes': K,
         'model.data_preprocessor.num_classes': K,
@@ -82,8 +84,8 @@ def ce_demo_argv(root, work_dir, **extra):
         'work_dir': work_dir,
     }
     options.update(extra)
-    return [osp.join(ROOT, 'configs', 'ce_r18_demo.py'), '--cfg-options',
-            *[f'{k}={v}' for k, v in options.items()]]
+    train_model(tool_config(osp.join(ROOT, 'configs', 'ce_r18_demo.py'),
+                            options))
 
 
 @pytest.fixture(scope='module')
@@ -98,8 +100,8 @@ def test_ce_baseline_at_a_huge_lr_stops_without_a_checkpoint(demo_root,
     # with the guard's error, and no checkpoint of NaN weights is written
     work = tmp_path / 'work'
     with pytest.raises(NonFiniteError, match='non-finite loss'):
-        train_tool.main(ce_demo_argv(demo_root, str(work), **{
-            'optim_wrapper.optimizer.lr': 1e6}))
+        train_ce_demo(demo_root, str(work), **{
+            'optim_wrapper.optimizer.lr': 1e6})
     assert not list(work.glob('*.pth'))
 
 
@@ -107,7 +109,7 @@ def test_ce_baseline_skip_stops_after_consecutive_skips(demo_root,
                                                         tmp_path):
     work = tmp_path / 'work'
     with pytest.raises(NonFiniteError, match='2 iterations in a row'):
-        train_tool.main(ce_demo_argv(demo_root, str(work), **{
+        train_ce_demo(demo_root, str(work), **{
             'optim_wrapper.optimizer.lr': 1e6, 'model.nonfinite': 'skip',
-            'model.max_consecutive_skips': 2}))
+            'model.max_consecutive_skips': 2})
     assert not list(work.glob('*.pth'))

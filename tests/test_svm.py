@@ -1,17 +1,16 @@
-"""mopro.evaluation.svm: the low-shot SVM protocol (paper Sec. 5.1, Table 2)
-and the image-list readers of mopro.datasets.lowshot."""
+"""mopro.evaluation.svm and .low_shot: the low-shot SVM protocol (paper
+Sec. 5.1, Table 2) and the image-list readers of mopro.datasets.lowshot."""
 import math
 
 import numpy as np
 import pytest
 
 from mopro.datasets.lowshot import (VOC07_CLASSES, read_places205, read_voc07)
+from mopro.evaluation.low_shot import (evaluate_low_shot, format_table,
+                                       low_shot_samples, sample_low_shot)
 from mopro.evaluation.svm import (GOYAL_COST_GRID, average_precision,
-                                  evaluate_low_shot, fit_linear_svm,
-                                  format_table, low_shot_samples,
-                                  normalize_features, places_svm,
-                                  places_svm_accuracy, sample_low_shot,
-                                  voc07_svm, voc07_svm_map)
+                                  fit_linear_svm, normalize_features,
+                                  places_svm, voc07_svm)
 from mopro.utils.cli import ConfigError, DataError
 
 C = len(VOC07_CLASSES)
@@ -154,30 +153,30 @@ def test_fit_linear_svm_sign_does_not_depend_on_label_order():
         assert (scores[cls == 1] > 0).all() and (scores[cls == 0] < 0).all()
 
 
-def test_voc07_svm_map_separable_is_100():
+def test_voc07_svm_separable_is_100():
     train, train_cls = separable(3, C, 64, 0)
     test, test_cls = separable(10, C, 64, 1)
-    mean_ap, per_class = voc07_svm_map(
+    per_class, _ = voc07_svm(
         train, voc_labels(train_cls), test, voc_labels(test_cls), cost=0.5)
-    assert mean_ap == pytest.approx(100.0)
+    assert per_class.mean() == pytest.approx(100.0)
     assert per_class.shape == (C, )
     np.testing.assert_allclose(per_class, 100.0)
 
 
-def test_places_svm_accuracy_separable_is_100():
+def test_places_svm_separable_is_100():
     train, train_cls = separable(2, 30, 48, 0)
     test, test_cls = separable(10, 30, 48, 1)
-    acc = places_svm_accuracy(train, train_cls, test, test_cls, cost=0.5)
+    acc, _ = places_svm(train, train_cls, test, test_cls, cost=0.5)
     assert acc == pytest.approx(100.0)
 
 
-def test_places_svm_accuracy_counts_errors():
+def test_places_svm_counts_errors():
     train, train_cls = separable(2, 4, 8, 0)
     test, test_cls = separable(5, 4, 8, 1)
     test_cls = test_cls.copy()
     test_cls[:4] = 3  # 4 of 20 test labels now wrong for their features
-    assert places_svm_accuracy(train, train_cls, test,
-                               test_cls) == pytest.approx(80.0)
+    assert places_svm(train, train_cls, test,
+                      test_cls)[0] == pytest.approx(80.0)
 
 
 def test_voc07_difficult_negative_by_default_or_ignored():
@@ -189,11 +188,11 @@ def test_voc07_difficult_negative_by_default_or_ignored():
     test = np.eye(32)[test_cls]
     test_labels = voc_labels(test_cls)
     test_labels[2, 0] = 0
-    _, released = voc07_svm_map(train, voc_labels(train_cls), test,
-                                test_labels)
+    released, _ = voc07_svm(train, voc_labels(train_cls), test,
+                            test_labels)
     assert released[0] == pytest.approx(100 * 2 / 3)
     np.testing.assert_allclose(released[1:], 100.0)
-    mean_ap, standard = voc07_svm_map(
+    standard, _ = voc07_svm(
         train, voc_labels(train_cls), test, test_labels, ignore_difficult=True)
     np.testing.assert_allclose(standard, 100.0)
 
@@ -207,11 +206,11 @@ def test_svm_results_do_not_depend_on_jobs():
         train @ proj + 3 * rng.standard_normal((120, C)) > 2, 1,
         -1).astype(np.int8)
     test_labels = np.where(test @ proj > 2, 1, -1).astype(np.int8)
-    one = voc07_svm_map(train, train_labels, test, test_labels, jobs=1)
-    two = voc07_svm_map(train, train_labels, test, test_labels, jobs=2)
-    assert one[0] == two[0]
-    np.testing.assert_array_equal(one[1], two[1])
-    assert 0 < one[0] < 100
+    one, _ = voc07_svm(train, train_labels, test, test_labels, jobs=1)
+    two, _ = voc07_svm(train, train_labels, test, test_labels, jobs=2)
+    assert one.mean() == two.mean()
+    np.testing.assert_array_equal(one, two)
+    assert 0 < one.mean() < 100
 
 
 def test_voc07_matches_released_sklearn_linearsvc():
@@ -225,7 +224,7 @@ def test_voc07_matches_released_sklearn_linearsvc():
         train @ proj + 4 * rng.standard_normal((150, C)) > 3, 1,
         -1).astype(np.int8)
     test_labels = np.where(test @ proj > 3, 1, -1).astype(np.int8)
-    _, ours = voc07_svm_map(train, train_labels, test, test_labels, jobs=1)
+    ours, _ = voc07_svm(train, train_labels, test, test_labels, jobs=1)
     for c in range(C):
         clf = svm.LinearSVC(
             C=0.5,
@@ -294,7 +293,7 @@ def test_cost_sweep():
     (dict(train_labels=lambda y: y[:-1]), 'train labels must be N x C'),
     (dict(train_feats=lambda x: x[:, 0]), 'train features must be N x D'),
 ])
-def test_voc07_svm_map_bad_input(change, message):
+def test_voc07_svm_bad_input(change, message):
     train, train_cls = separable(2, C, 64, 0)
     test, test_cls = separable(2, C, 64, 1)
     args = dict(
@@ -305,16 +304,16 @@ def test_voc07_svm_map_bad_input(change, message):
     for key, fn in change.items():
         args[key] = fn(args[key])
     with pytest.raises(ValueError, match=message):
-        voc07_svm_map(**args)
+        voc07_svm(**args)
 
 
-def test_voc07_svm_map_needs_test_positives():
+def test_voc07_svm_needs_test_positives():
     train, train_cls = separable(2, C, 64, 0)
     test, test_cls = separable(2, C, 64, 1)
     test_labels = voc_labels(test_cls)
     test_labels[:, 4] = -1
     with pytest.raises(ValueError, match='class 4: the test set has no pos'):
-        voc07_svm_map(train, voc_labels(train_cls), test, test_labels)
+        voc07_svm(train, voc_labels(train_cls), test, test_labels)
 
 
 def test_evaluate_low_shot_and_table():
@@ -359,8 +358,8 @@ def test_evaluate_low_shot_mean_std_of_runs():
     result = evaluate_low_shot(
         'places205', train, cls, test, test_cls, draws, jobs=1)[2]
     expected = [
-        places_svm_accuracy(train[draws[(2, r)]], cls[draws[(2, r)]], test,
-                            test_cls) for r in range(3)
+        places_svm(train[draws[(2, r)]], cls[draws[(2, r)]], test,
+                   test_cls)[0] for r in range(3)
     ]
     assert result['runs'] == pytest.approx(expected)
     assert result['mean'] == pytest.approx(np.mean(expected))
@@ -443,11 +442,11 @@ def test_non_finite_features_and_costs_are_refused():
     bad[2, 1] = np.inf
     with pytest.raises(DataError, match=r'train features hold 1 non-finite '
                        r'values \(NaN or inf\) in 1 of 6 rows'):
-        places_svm_accuracy(bad, labels, feats, labels, jobs=1)
+        places_svm(bad, labels, feats, labels, jobs=1)
     for cost in (float('nan'), float('inf'), 0.0):
         with pytest.raises(ConfigError, match='cost must be'):
-            places_svm_accuracy(feats, labels, feats, labels, cost, jobs=1)
+            places_svm(feats, labels, feats, labels, cost, jobs=1)
     with pytest.raises(ConfigError, match='cost grid value must be'):
-        voc07_svm_map(feats, np.where(np.eye(6, 3) > 0, 1, -1), feats,
-                      np.where(np.eye(6, 3) > 0, 1, -1),
-                      cost_grid=[0.5, float('nan')], jobs=1)
+        voc07_svm(feats, np.where(np.eye(6, 3) > 0, 1, -1), feats,
+                  np.where(np.eye(6, 3) > 0, 1, -1),
+                  cost_grid=[0.5, float('nan')], jobs=1)

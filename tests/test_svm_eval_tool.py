@@ -1,32 +1,27 @@
-"""tools/svm_eval.py end to end on a tiny VOC layout and a tiny ResNet-18
-MoPro (CPU), the --features SVM stage, and its one-line errors."""
+"""tools/svm_eval.py (mopro.evaluation.low_shot.run_svm_benchmark) end to
+end on a tiny VOC layout and a tiny ResNet-18 MoPro (CPU), the --features
+SVM stage, and its one-line errors."""
 import json
 import os
 
 import numpy as np
 import pytest
 import torch
-from conftest import load_tool, tiny_mopro_cfg
-from _tool_run import call_tool
+from _tool_run import call_tool, run_tools
+from conftest import tiny_mopro_cfg
 from PIL import Image
 
-import mopro  # noqa: F401  (registers the components)
+import mopro.evaluation.low_shot as low_shot
 from mopro.datasets.lowshot import VOC07_CLASSES
+from mopro.evaluation.low_shot import SVMBenchmarkSettings, run_svm_benchmark
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 C = len(VOC07_CLASSES)
 MODEL = tiny_mopro_cfg(
     backbone=dict(type='ResNet', depth=18, zero_init_residual=False),
     num_classes=5, embed_dim=128, proj_hidden_dim=2048, queue_len=64)
-FAST = [
-    '--resize', '40', '--crop', '32', '--batch-size', '4', '--num-workers',
-    '0', '--shots', '1,2', '--runs', '2', '--jobs', '1', '--device', 'cpu'
-]
-
-
-@pytest.fixture(scope='module')
-def tool():
-    return load_tool('svm_eval')
+FAST = dict(resize=40, crop=32, batch_size=4, num_workers=0, shots=[1, 2],
+            runs=2, jobs=1, device='cpu')
 
 
 def voc_labels(num: int, offset: int) -> np.ndarray:
@@ -88,16 +83,19 @@ def tiny_model(tmp_path_factory):
     return str(config), str(ckpt), str(original)
 
 
-def run_tool(tool, *argv):
-    tool.main([str(a) for a in argv])
+def run(dataset, config=None, checkpoint=None, **settings) -> dict:
+    """run_svm_benchmark, paths given as strings (as the tool gives them)."""
+    settings = {k: str(v) if isinstance(v, os.PathLike) else v
+                for k, v in settings.items()}
+    return run_svm_benchmark(SVMBenchmarkSettings(
+        dataset, config=config, checkpoint=checkpoint, **settings))
 
 
-def test_voc07_end_to_end_and_features_rerun(tool, voc_root, tiny_model,
+def test_voc07_end_to_end_and_features_rerun(voc_root, tiny_model,
                                              tmp_path):
     config, ckpt, original = tiny_model
     work = tmp_path / 'work'
-    run_tool(tool, config, ckpt, '--dataset', 'voc07', '--data-root', voc_root,
-             '--work-dir', work, *FAST)
+    run('voc07', config, ckpt, data_root=voc_root, work_dir=work, **FAST)
     assert sorted(os.listdir(work)) == [
         'features_voc07.npz', 'svm_voc07.json', 'svm_voc07.md'
     ]
@@ -135,16 +133,16 @@ def test_voc07_end_to_end_and_features_rerun(tool, voc_root, tiny_model,
 
     # SVM stage alone from the cached features: same numbers
     rerun = tmp_path / 'rerun'
-    run_tool(tool, '--dataset', 'voc07', '--features',
-             work / 'features_voc07.npz', '--work-dir', rerun, *FAST)
+    run('voc07', features=work / 'features_voc07.npz', work_dir=rerun,
+        **FAST)
     assert sorted(os.listdir(rerun)) == ['svm_voc07.json', 'svm_voc07.md']
     again = json.loads((rerun / 'svm_voc07.json').read_text())
     assert again['results'] == report['results']
 
     # the released code's checkpoint gives the same features
     released = tmp_path / 'released'
-    run_tool(tool, config, original, '--dataset', 'voc07', '--data-root',
-             voc_root, '--work-dir', released, *FAST)
+    run('voc07', config, original, data_root=voc_root, work_dir=released,
+        **FAST)
     with np.load(released / 'features_voc07.npz') as npz:
         np.testing.assert_allclose(
             npz['train_feats'], feats['train_feats'], rtol=1e-5, atol=1e-6)
@@ -178,7 +176,7 @@ def one_hot_feats(cls: np.ndarray, dim: int, seed: int) -> np.ndarray:
         (len(cls), dim))).astype(np.float32)
 
 
-def test_features_separable_voc07_is_100(tool, tmp_path):
+def test_features_separable_voc07_is_100(tmp_path):
     train_cls, test_cls = np.repeat(np.arange(C), 3), np.arange(C)
     train_labels = -np.ones((3 * C, C), dtype=np.int8)
     train_labels[np.arange(3 * C), train_cls] = 1
@@ -187,8 +185,8 @@ def test_features_separable_voc07_is_100(tool, tmp_path):
     path = write_features(tmp_path / 'f.npz', 'voc07',
                           one_hot_feats(train_cls, 64, 0), train_labels,
                           one_hot_feats(test_cls, 64, 1), test_labels)
-    run_tool(tool, '--dataset', 'voc07', '--features', path, '--work-dir',
-             tmp_path / 'w', '--shots', '1,2', '--runs', '3', '--jobs', '2')
+    run('voc07', features=path, work_dir=tmp_path / 'w', shots=[1, 2],
+        runs=3, jobs=2)
     report = json.loads((tmp_path / 'w' / 'svm_voc07.json').read_text())
     for entry in report['results'].values():
         assert entry['runs'] == pytest.approx([100.0] * 3)
@@ -197,15 +195,18 @@ def test_features_separable_voc07_is_100(tool, tmp_path):
         '| VOC07 (mAP) | 100.0 ± 0.0 | 100.0 ± 0.0 |'
 
 
-def test_features_separable_places205_is_100_with_cost_sweep(tool, tmp_path):
+def test_features_separable_places205_is_100_with_cost_sweep(tmp_path):
+    # the command line: its flags reach the benchmark
     train_cls, test_cls = np.repeat(np.arange(8),
                                     4), np.repeat(np.arange(8), 2)
     path = write_features(tmp_path / 'f.npz', 'places205',
                           one_hot_feats(train_cls, 16, 0), train_cls,
                           one_hot_feats(test_cls, 16, 1), test_cls)
-    run_tool(tool, '--dataset', 'places205', '--features', path, '--work-dir',
-             tmp_path / 'w', '--shots', '1,4', '--runs', '2', '--jobs', '1',
-             '--cost-sweep', '--costs', '0.1,1')
+    command, = run_tools([[
+        'svm_eval', '--dataset', 'places205', '--features', path,
+        '--work-dir', tmp_path / 'w', '--shots', '1,4', '--runs', '2',
+        '--jobs', '1', '--cost-sweep', '--costs', '0.1,1']])
+    assert command.code == 0, command.stderr
     report = json.loads((tmp_path / 'w' / 'svm_places205.json').read_text())
     assert report['metric'] == 'top-1 accuracy'
     assert report['protocol']['cost_grid'] == [0.1, 1.0]
@@ -216,12 +217,14 @@ def test_features_separable_places205_is_100_with_cost_sweep(tool, tmp_path):
 
 
 @pytest.fixture
-def assert_error(tool, capsys, monkeypatch):
-    """Run the tool behind its error boundary; check its one error line
-    holds ``message`` and that none of ``outputs`` was written."""
+def assert_error(capsys, monkeypatch):
+    """Run the benchmark behind the tools' error boundary; check its one
+    error line holds ``message`` and that none of ``outputs`` was
+    written."""
 
-    def check(argv, message, outputs):
-        text = call_tool(tool, argv, capsys, monkeypatch).error
+    def check(settings, message, outputs):
+        text = call_tool(lambda: run(**settings), None, capsys,
+                         monkeypatch).error
         assert message in text
         assert not any(os.path.exists(p) for p in outputs)
         return text
@@ -229,16 +232,15 @@ def assert_error(tool, capsys, monkeypatch):
     return check
 
 
-def test_missing_data_root(tool, tiny_model, tmp_path, assert_error):
+def test_missing_data_root(tiny_model, tmp_path, assert_error):
     config, ckpt, _ = tiny_model
     work = tmp_path / 'work'
-    assert_error([
-        config, ckpt, '--dataset', 'voc07', '--data-root', tmp_path / 'none',
-        '--work-dir', work
-    ], 'no such data root directory', [work])
+    assert_error(dict(dataset='voc07', config=config, checkpoint=ckpt,
+                      data_root=tmp_path / 'none', work_dir=work),
+                 'no such data root directory', [work])
 
 
-def test_empty_dataset(tool, tiny_model, tmp_path, assert_error):
+def test_empty_dataset(tiny_model, tmp_path, assert_error):
     config, ckpt, _ = tiny_model
     main = tmp_path / 'VOC2007' / 'ImageSets' / 'Main'
     main.mkdir(parents=True)
@@ -246,29 +248,26 @@ def test_empty_dataset(tool, tiny_model, tmp_path, assert_error):
         for split in ('trainval', 'test'):
             (main / f'{name}_{split}.txt').write_text('')
     work = tmp_path / 'work'
-    assert_error([
-        config, ckpt, '--dataset', 'voc07', '--data-root', tmp_path,
-        '--work-dir', work
-    ], 'the trainval split lists no images', [work])
+    assert_error(dict(dataset='voc07', config=config, checkpoint=ckpt,
+                      data_root=tmp_path, work_dir=work),
+                 'the trainval split lists no images', [work])
 
 
-def test_missing_image_and_bad_checkpoint(tool, voc_root, tiny_model, tmp_path,
+def test_missing_image_and_bad_checkpoint(voc_root, tiny_model, tmp_path,
                                           assert_error):
     config, ckpt, _ = tiny_model
     work = tmp_path / 'work'
-    assert_error([
-        config, ckpt, '--dataset', 'voc07', '--data-root', voc_root,
-        '--work-dir', work, '--cfg-options', 'model.backbone.depth=34', *FAST
-    ], 'checkpoint is a ResNet-18 (blocks per stage 2-2-2-2), the config '
-        'builds ResNet-34: set model.backbone.depth=18', [work])
-    assert_error([
-        config, tmp_path / 'no.pth', '--dataset', 'voc07', '--data-root',
-        voc_root, '--work-dir', work, *FAST
-    ], 'no such checkpoint file', [work])
-    assert_error([
-        config, ckpt, '--dataset', 'voc07', '--data-root', voc_root,
-        '--work-dir', work, '--shots', '3'
-    ], 'fewer than k=3', [work])
+    voc = dict(dataset='voc07', config=config, data_root=voc_root,
+               work_dir=work)
+    assert_error(dict(voc, checkpoint=ckpt, **FAST,
+                      cfg_options={'model.backbone.depth': 34}),
+                 'checkpoint is a ResNet-18 (blocks per stage 2-2-2-2), the '
+                 'config builds ResNet-34: set model.backbone.depth=18',
+                 [work])
+    assert_error(dict(voc, checkpoint=tmp_path / 'no.pth', **FAST),
+                 'no such checkpoint file', [work])
+    assert_error(dict(voc, checkpoint=ckpt, shots=[3]), 'fewer than k=3',
+                 [work])
 
 
 @pytest.mark.parametrize('changes, message', [
@@ -281,7 +280,7 @@ def test_missing_image_and_bad_checkpoint(tool, voc_root, tiny_model, tmp_path,
     (dict(train_labels=None), "missing keys ['train_labels']"),
     (dict(train_index=np.arange(5)), 'train_index must hold one integer'),
 ])
-def test_bad_features_file(tool, tmp_path, assert_error, changes, message):
+def test_bad_features_file(tmp_path, assert_error, changes, message):
     arrays = dict(
         train_feats=np.ones((6, 8), np.float32),
         train_labels=np.ones((6, C), np.int8),
@@ -290,23 +289,21 @@ def test_bad_features_file(tool, tmp_path, assert_error, changes, message):
     arrays.update(changes)
     path = write_features(tmp_path / 'f.npz', 'voc07', **arrays)
     work = tmp_path / 'work'
-    assert_error(
-        ['--dataset', 'voc07', '--features', path, '--work-dir', work],
-        f'{path}: {message}', [work])
+    assert_error(dict(dataset='voc07', features=path, work_dir=work),
+                 f'{path}: {message}', [work])
 
 
-def test_features_file_of_another_dataset(tool, tmp_path, assert_error):
+def test_features_file_of_another_dataset(tmp_path, assert_error):
     cls = np.repeat(np.arange(4), 2)
     feats = one_hot_feats(cls, 8, 0)
     path = write_features(tmp_path / 'f.npz', 'places205', feats, cls, feats,
                           cls)
     work = tmp_path / 'work'
-    assert_error(
-        ['--dataset', 'voc07', '--features', path, '--work-dir', work],
-        f"{path}: holds 'places205' features, not 'voc07'", [work])
+    assert_error(dict(dataset='voc07', features=path, work_dir=work),
+                 f"{path}: holds 'places205' features, not 'voc07'", [work])
 
 
-def test_features_file_without_the_drawn_images(tool, tmp_path, assert_error):
+def test_features_file_without_the_drawn_images(tmp_path, assert_error):
     cls = np.repeat(np.arange(4), 2)
     feats = one_hot_feats(cls, 8, 0)
     path = write_features(
@@ -318,33 +315,27 @@ def test_features_file_without_the_drawn_images(tool, tmp_path, assert_error):
         cls,
         train_index=np.arange(1, 8))
     work = tmp_path / 'work'
-    assert_error([
-        '--dataset', 'places205', '--features', path, '--work-dir', work,
-        '--shots', '2'
-    ], 'no features for some training images drawn', [work])
-    assert_error([
-        '--dataset', 'places205', '--features', tmp_path / 'missing.npz',
-        '--work-dir', work
-    ], 'no such features file', [work])
+    places = dict(dataset='places205', work_dir=work)
+    assert_error(dict(places, features=path, shots=[2]),
+                 'no features for some training images drawn', [work])
+    assert_error(dict(places, features=tmp_path / 'missing.npz'),
+                 'no such features file', [work])
     (tmp_path / 'junk.npz').write_text('not a zip')
-    assert_error([
-        '--dataset', 'places205', '--features', tmp_path / 'junk.npz',
-        '--work-dir', work
-    ], 'not a readable .npz features file', [work])
+    assert_error(dict(places, features=tmp_path / 'junk.npz'),
+                 'not a readable .npz features file', [work])
 
 
-def test_arguments_required_without_features(tool, tiny_model, tmp_path,
+def test_arguments_required_without_features(tiny_model, tmp_path,
                                              assert_error):
     config, _, _ = tiny_model
-    assert_error([config, '--dataset', 'voc07'],
+    assert_error(dict(dataset='voc07', config=config),
                  'CKPT is required unless --features is given', [])
-    assert_error([
-        '--dataset', 'places205', '--features', tmp_path / 'f.npz',
-        '--ignore-difficult'
-    ], '--ignore-difficult applies to voc07 only', [])
+    assert_error(dict(dataset='places205', features=tmp_path / 'f.npz',
+                      ignore_difficult=True),
+                 '--ignore-difficult applies to voc07 only', [])
 
 
-def test_places205_layout_end_to_end(tool, tiny_model, tmp_path):
+def test_places205_layout_end_to_end(tiny_model, tmp_path):
     config, ckpt, _ = tiny_model
     root = tmp_path / 'places'
     images = root / 'data/vision/torralba/deeplearning/images256'
@@ -363,8 +354,8 @@ def test_places205_layout_end_to_end(tool, tiny_model, tmp_path):
                 lines.append(f'{rel} {c}\n')
         (lists / f'{split}_places205.csv').write_text(''.join(lines))
     work = tmp_path / 'work'
-    run_tool(tool, config, ckpt, '--dataset', 'places205', '--data-root', root,
-             '--work-dir', work, *FAST, '--shots', '1')
+    run('places205', config, ckpt, data_root=root, work_dir=work,
+        **dict(FAST, shots=[1]))
     with np.load(work / 'features_places205.npz') as npz:
         assert npz['test_feats'].shape == (3, 512)
         np.testing.assert_array_equal(npz['test_labels'], [0, 1, 2])
@@ -378,17 +369,15 @@ def test_places205_layout_end_to_end(tool, tiny_model, tmp_path):
 
 
 @pytest.mark.gpu
-def test_features_on_cuda_match_cpu(tool, voc_root, tiny_model, tmp_path):
+def test_features_on_cuda_match_cpu(voc_root, tiny_model, tmp_path):
     # on CUDA the encoder runs in bf16 and channels-last: the features keep
     # their direction (cosine > 0.99 per image) and the same SVM protocol
     config, ckpt, _ = tiny_model
-    on_cpu = FAST.index('--device') + 1
     feats = {}
     for device in ('cpu', 'cuda'):
-        options = FAST[:on_cpu] + [device] + FAST[on_cpu + 1:]
         work = tmp_path / device
-        run_tool(tool, config, ckpt, '--dataset', 'voc07', '--data-root',
-                 voc_root, '--work-dir', work, *options)
+        run('voc07', config, ckpt, data_root=voc_root, work_dir=work,
+            **dict(FAST, device=device))
         with np.load(work / 'features_voc07.npz') as npz:
             feats[device] = npz['train_feats'], npz['test_feats']
     for cpu, cuda in zip(feats['cpu'], feats['cuda']):
@@ -406,12 +395,17 @@ def separable_places(tmp_path, name='f.npz'):
                           one_hot_feats(test_cls, 8, 1), test_cls)
 
 
-@pytest.mark.parametrize('cost', ['nan', 'inf', '0', '-1'])
-def test_cost_must_be_finite_and_positive(tmp_path, assert_error, cost):
-    work = tmp_path / 'work'
-    assert_error(['--dataset', 'places205', '--features',
-                  separable_places(tmp_path), '--work-dir', work, '--cost',
-                  cost], '--cost must be ', [work])
+def test_cost_must_be_finite_and_positive(tmp_path):
+    # the command line's --cost: one error line naming it, nothing written
+    costs = ['nan', 'inf', '0', '-1']
+    works = [tmp_path / f'work{i}' for i in range(len(costs))]
+    features = separable_places(tmp_path)
+    runs = run_tools([['svm_eval', '--dataset', 'places205', '--features',
+                       features, '--work-dir', work, '--cost', cost]
+                      for cost, work in zip(costs, works)])
+    for result, work in zip(runs, works):
+        assert '--cost must be ' in result.error
+        assert not os.path.exists(work)
 
 
 def test_one_nan_in_cached_features_is_refused(tmp_path, assert_error):
@@ -422,48 +416,48 @@ def test_one_nan_in_cached_features_is_refused(tmp_path, assert_error):
     arrays['test_feats'][3, 5] = np.nan
     np.savez(path, **arrays)
     work = tmp_path / 'work'
-    assert_error(['--dataset', 'places205', '--features', path, '--work-dir',
-                  work, '--shots', '1'],
+    assert_error(dict(dataset='places205', features=path, work_dir=work,
+                      shots=[1]),
                  f'{path}: test_feats hold 1 non-finite values (NaN or inf) '
                  'in 1 of 8 rows', [work])
 
 
-def test_non_finite_encoder_features_are_not_cached(tool, voc_root,
-                                                    tiny_model, tmp_path,
-                                                    assert_error,
+def test_non_finite_encoder_features_are_not_cached(voc_root, tiny_model,
+                                                    tmp_path, assert_error,
                                                     monkeypatch):
     # features of a model that outputs NaN: refused before they are cached
     config, ckpt, _ = tiny_model
-    extract = tool.extract_features
-    monkeypatch.setattr(tool, 'extract_features', lambda *a, **k: np.full_like(
-        extract(*a, **k), np.nan))
+    extract = low_shot.extract_features
+    monkeypatch.setattr(low_shot, 'extract_features',
+                        lambda *a, **k: np.full_like(extract(*a, **k),
+                                                     np.nan))
     work = tmp_path / 'work'
-    assert_error([config, ckpt, '--dataset', 'voc07', '--data-root',
-                  voc_root, '--work-dir', work, *FAST],
+    assert_error(dict(dataset='voc07', config=config, checkpoint=ckpt,
+                      data_root=voc_root, work_dir=work, **FAST),
                  f'features of {ckpt} hold 7680 non-finite values (NaN or '
                  'inf) in 15 of 15 rows', [work])
 
 
-def test_empty_image_is_named_before_encoding(tool, voc_root, tiny_model,
+def test_empty_image_is_named_before_encoding(voc_root, tiny_model,
                                               tmp_path, assert_error,
                                               monkeypatch):
     config, ckpt, _ = tiny_model
     image = voc_root / 'VOC2007' / 'JPEGImages' / '000012.jpg'
     saved = image.read_bytes()
     image.write_bytes(b'')
-    monkeypatch.setattr(tool, 'extract_features', lambda *a, **k: pytest.fail(
-        'encoded images'))
+    monkeypatch.setattr(low_shot, 'extract_features',
+                        lambda *a, **k: pytest.fail('encoded images'))
     work = tmp_path / 'work'
     try:
-        assert_error([config, ckpt, '--dataset', 'voc07', '--data-root',
-                      voc_root, '--work-dir', work, *FAST],
+        assert_error(dict(dataset='voc07', config=config, checkpoint=ckpt,
+                          data_root=voc_root, work_dir=work, **FAST),
                      f'{image}: empty image file (0 bytes) (1 of 15 images)',
                      [work])
     finally:
         image.write_bytes(saved)
 
 
-def test_undecodable_image_is_named(tool, voc_root, tiny_model, tmp_path,
+def test_undecodable_image_is_named(voc_root, tiny_model, tmp_path,
                                     assert_error):
     config, ckpt, _ = tiny_model
     image = voc_root / 'VOC2007' / 'JPEGImages' / '000013.jpg'
@@ -471,8 +465,8 @@ def test_undecodable_image_is_named(tool, voc_root, tiny_model, tmp_path,
     image.write_bytes(b'not a jpeg')
     work = tmp_path / 'work'
     try:
-        assert_error([config, ckpt, '--dataset', 'voc07', '--data-root',
-                      voc_root, '--work-dir', work, *FAST],
+        assert_error(dict(dataset='voc07', config=config, checkpoint=ckpt,
+                          data_root=voc_root, work_dir=work, **FAST),
                      f'{image}: cannot decode image',
                      [work / 'svm_voc07.json'])
     finally:
@@ -486,7 +480,6 @@ def test_outputs_never_overwrite_the_features(tmp_path, assert_error):
     features = work / 'svm_places205.json'
     os.rename(separable_places(tmp_path), features)
     size = os.path.getsize(features)
-    assert_error(['--dataset', 'places205', '--features', features,
-                  '--work-dir', work],
+    assert_error(dict(dataset='places205', features=features, work_dir=work),
                  f'the output is the input {features}', [])
     assert os.path.getsize(features) == size

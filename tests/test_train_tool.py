@@ -1,5 +1,5 @@
-"""tools/train.py: one-line errors before training, what ``--resume``
-resumes."""
+"""tools/train.py (mopro.apis.train_model): one-line errors before
+training, what ``--resume`` resumes."""
 import os
 import os.path as osp
 import subprocess
@@ -7,24 +7,24 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, load_tool, make_webvision, tiny_mopro_options
+from conftest import ROOT, make_webvision, tiny_mopro_options, tool_config
 from mmengine.config import Config
 from mmpretrain.registry import MODELS
 
+from mopro.apis import train_model
 from mopro.utils import runner as runner_utils
 from mopro.utils.cli import ConfigError, is_user_error, one_line
 
 V1 = osp.join(ROOT, 'configs', 'mopro_r50_webvision_v1.py')
 
 
-def _tiny_options(data_root, work_dir) -> list:
+def _tiny_options(data_root, work_dir) -> dict:
     options = tiny_mopro_options(data_root, work_dir)
     options.update({'train_cfg.max_epochs': 1,
-                    'visualizer.vis_backends': None})
-    return [f'{k}={v}' for k, v in options.items()
-            if not isinstance(v, tuple)] + [
-        'val_evaluator.topk=[1]', 'test_dataloader=None',
-        'test_evaluator=None', 'test_cfg=None']
+                    'visualizer.vis_backends': None,
+                    'val_evaluator.topk': [1], 'test_dataloader': None,
+                    'test_evaluator': None, 'test_cfg': None})
+    return options
 
 
 def _save_model(path, data_root, **model_options) -> str:
@@ -36,9 +36,6 @@ def _save_model(path, data_root, **model_options) -> str:
     model = MODELS.build(cfg.model)
     torch.save(dict(meta=dict(), state_dict=model.state_dict()), path)
     return str(path)
-
-
-train_tool = load_tool('train')
 
 
 @pytest.fixture(scope='module')
@@ -74,9 +71,20 @@ def _train_argv(bad_inputs, name, config, *extra) -> list:
     work_dir = str(bad_inputs['tmp'] / name)
     options = [a for a in extra if '=' in a]
     flags = [a for a in extra if '=' not in a]
+    tiny = _tiny_options(bad_inputs['data_root'], work_dir)
     return [str(config), '--cfg-options',
-            *_tiny_options(bad_inputs['data_root'], work_dir), *options,
-            *flags]
+            *[f'{k}={v}' for k, v in tiny.items()], *options, *flags]
+
+
+def _train(bad_inputs, name, config, *extra) -> None:
+    """train_model on ``config`` shrunk as ``_train_argv`` does; ``extra``:
+    ``key=value`` options and ``--resume CKPT``."""
+    options = _tiny_options(bad_inputs['data_root'],
+                            str(bad_inputs['tmp'] / name))
+    options.update(a.split('=', 1) for a in extra if '=' in a)
+    flags = [a for a in extra if '=' not in a]
+    resume = flags[1] if flags[:1] == ['--resume'] else None
+    train_model(tool_config(config, options), resume=resume)
 
 
 def test_a_user_error_is_one_line_on_stderr(bad_inputs):
@@ -123,9 +131,8 @@ def test_user_errors_are_one_line_before_training(bad_inputs, case):
     before any checkpoint is written."""
     config, extra, message = CASES[case]
     extra = [e.format(**bad_inputs) for e in extra]
-    argv = _train_argv(bad_inputs, case, bad_inputs[config], *extra)
     with pytest.raises(Exception) as info:  # noqa: B017 (checked below)
-        train_tool.main(argv)
+        _train(bad_inputs, case, bad_inputs[config], *extra)
     assert is_user_error(info.value), repr(info.value)
     assert message.format(**bad_inputs) in one_line(info.value)
     assert '\n' not in str(info.value)

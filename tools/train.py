@@ -11,12 +11,9 @@ Mistakes in the config, the hooks' arguments, ``--resume CKPT`` or
 """
 import argparse
 
-import mopro  # noqa: F401  (registers the project, safe unpickling)
-from mopro.engine import MoProRunner
+from mopro.apis import train_model
 from mopro.utils.cli import run_tool
-from mopro.utils.runner import (add_config_args, adapt_to_device,
-                                check_hook_args, load_config,
-                                resolve_checkpoints)
+from mopro.utils.runner import add_config_args, load_config
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -37,13 +34,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    cfg = load_config(args)
-    check_hook_args(cfg)
-    adapt_to_device(cfg, amp=args.amp)
-    resolve_checkpoints(cfg, args.resume)
-    if args.auto_scale_lr:
-        cfg.auto_scale_lr.enable = True
-    MoProRunner.from_cfg(cfg).train()
+    train_model(load_config(args), resume=args.resume, amp=args.amp,
+                auto_scale_lr=args.auto_scale_lr)
 
 
 if __name__ == '__main__':

@@ -1,7 +1,7 @@
 """The Runner of ``tools/train.py``: strict checkpoint loading."""
-from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+from mmpretrain.utils import get_ori_model
 
 from mopro.utils.checkpoint import load_model_weights
 
@@ -28,9 +28,7 @@ class MoProRunner(Runner):
         arguments, ignored. The ``after_load_checkpoint`` hooks see the
         checkpoint after the weights are loaded.
         """
-        model = self.model.module if is_model_wrapper(
-            self.model) else self.model
-        checkpoint = load_model_weights(model, filename)
+        checkpoint = load_model_weights(get_ori_model(self.model), filename)
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         self._has_loaded = True
         self.logger.info(f'Load checkpoint from {filename}')

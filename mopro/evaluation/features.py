@@ -5,7 +5,8 @@ output v (``MoPro.extract_feat``, 2048-d for ResNet-50) of the image resized
 to 256 pixels on the short side and center-cropped to 224 x 224; the
 model's data preprocessor does the ImageNet normalisation. On a GPU the
 encoder runs in channels-last memory format under bf16 autocast, in large
-batches. Used by ``tools/svm_eval.py``; reusable for speed benchmarks.
+batches. Used by :mod:`mopro.evaluation.low_shot` and the speed
+benchmarks.
 """
 import os
 import zipfile
@@ -20,6 +21,7 @@ from mmpretrain.registry import MODELS, TRANSFORMS
 from torch.utils.data import DataLoader, Dataset
 
 from ..utils.cli import ConfigError, DataError
+from ..utils.device import default_device
 from ..utils.fileio import atomic_path
 from ..utils.runner import compile_only_on_cuda
 from .svm import require_finite_features
@@ -39,7 +41,7 @@ def feature_pipeline(resize: int = 256, crop: int = 224) -> List[dict]:
     ]
 
 
-class ImageList(Dataset):
+class ImagePathDataset(Dataset):
     """Images given by path, through an mmpretrain transform pipeline."""
 
     def __init__(self, img_paths: Sequence[str],
@@ -53,6 +55,19 @@ class ImageList(Dataset):
     def __getitem__(self, index: int) -> dict:
         return self.pipeline(
             dict(img_path=self.img_paths[index], sample_idx=index))
+
+
+def check_image_files(paths: Sequence[str]) -> None:
+    """Every image exists and is not empty, before any is decoded: else a
+    one-line :class:`DataError` naming the first bad file."""
+    for problem, bad in (('no such image', [p for p in paths
+                                            if not os.path.isfile(p)]),
+                         ('empty image file (0 bytes)',
+                          [p for p in paths if os.path.isfile(p)
+                           and os.path.getsize(p) == 0])):
+        if bad:
+            raise DataError(f'{bad[0]}: {problem} ({len(bad)} of '
+                            f'{len(paths)} images)')
 
 
 def build_feature_model(config: Union[str, Config],
@@ -115,12 +130,11 @@ def extract_features(model: torch.nn.Module,
     """
     if not img_paths:
         raise DataError('no images to extract features from')
-    device = torch.device(
-        device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    device = default_device(device)
     on_gpu = device.type == 'cuda'
     model = prepare_for_inference(model, device)
     loader = DataLoader(
-        ImageList(img_paths, pipeline),
+        ImagePathDataset(img_paths, pipeline),
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,

@@ -13,13 +13,14 @@ random OOD samples and random relabelled samples; a per-class bar chart).
 """
 import contextlib
 import os.path as osp
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from mmengine.dist import all_gather_object, get_dist_info
 from mmengine.dataset import default_collate
 from mmengine.utils import ProgressBar
+from mmpretrain.structures import DataSample
 from torch.utils.data import DataLoader, Dataset
 
 from ..datasets.image_list_dataset import ImageListDataset
@@ -78,16 +79,18 @@ def correct_inputs(model: torch.nn.Module, inputs: torch.Tensor,
                           model.alpha, model.threshold)
 
 
-def _correct_batch(model: torch.nn.Module, batch: dict,
-                   device: torch.device) -> torch.Tensor:
+def correct_batch(model: torch.nn.Module,
+                  batch: dict) -> Tuple[List[DataSample], torch.Tensor]:
+    """The noise-correction pass over one collated batch of test-transformed
+    samples: the model's data preprocessor (the first view where there are
+    two), then :func:`correct_inputs`. Returns the batch's data samples
+    and their corrected labels (on the CPU)."""
     data = model.data_preprocessor(batch, False)
-    inputs = data['inputs']
+    inputs, samples = data['inputs'], data['data_samples']
     if isinstance(inputs, (list, tuple)):
         inputs = inputs[0]
-    inputs = inputs.to(device, non_blocking=True)
-    labels = torch.cat([ds.gt_label for ds in data['data_samples']]).to(
-        device)
-    return correct_inputs(model, inputs, labels).cpu()
+    labels = torch.cat([ds.gt_label for ds in samples]).to(inputs.device)
+    return samples, correct_inputs(model, inputs, labels).cpu()
 
 
 def clean_dataset(model: torch.nn.Module,
@@ -123,7 +126,7 @@ def clean_dataset(model: torch.nn.Module,
     for item in loader:
         if item['batch'] is not None:
             idx_out.extend(item['idx'])
-            label_out.append(_correct_batch(model, item['batch'], device))
+            label_out.append(correct_batch(model, item['batch'])[1])
         idx_out.extend(item['bad'])
         label_out.append(torch.full((len(item['bad']), ), UNREADABLE_LABEL))
         if bar is not None:

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from mmengine.utils import ProgressBar
 
-from ..models.noise_correction import OOD_LABEL, correct_labels
+from ..models.noise_correction import OOD_LABEL
+from .noise_cleaning import correct_batch
 
 
 def _ratio(num: int, den: int) -> Optional[float]:
@@ -90,8 +91,10 @@ def mopro_pseudo_labels(model, dataloader,
                         show_progress: bool = True
                         ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One pass of a trained MoPro model over a dataset: the pseudo-labels
-    that the training-time rule (eq. 4-5, :func:`correct_labels` with the
-    model's prototypes, ``alpha`` and ``threshold``) gives each sample.
+    that the training-time rule (eq. 4-5, with the model's prototypes,
+    ``alpha`` and ``threshold``) gives each sample, batch by batch as the
+    noise-cleaning pass computes them
+    (:func:`mopro.evaluation.noise_cleaning.correct_batch`).
 
     Use a test-style pipeline (no augmentation); this is the pass the
     released ``noise_cleaning.py`` makes before classifier re-training.
@@ -103,18 +106,10 @@ def mopro_pseudo_labels(model, dataloader,
     indices, labels, pseudo = [], [], []
     bar = ProgressBar(len(dataloader.dataset)) if show_progress else None
     for data in dataloader:
-        data = model.data_preprocessor(data, False)
-        inputs, samples = data['inputs'], data['data_samples']
-        if isinstance(inputs, (list, tuple)):
-            inputs = inputs[0]
-        _, cls_logits, embed = model.encode(inputs)
-        given = torch.cat([s.gt_label for s in samples]).long()
-        batch = correct_labels(cls_logits, model.prototype_logits(embed),
-                               given.to(cls_logits.device), model.alpha,
-                               model.threshold)
+        samples, batch = correct_batch(model, data)
         indices += [int(s.sample_idx) for s in samples]
-        labels.append(given.cpu())
-        pseudo.append(batch.cpu())
+        labels.append(torch.cat([s.gt_label for s in samples]).long().cpu())
+        pseudo.append(batch)
         if bar is not None:
             for _ in samples:
                 bar.update()

@@ -17,10 +17,10 @@ learning"; ``fair_self_supervision_benchmark``):
   classes of :func:`average_precision`, in percent;
 - Places205: 205 binary SVMs (no class weight), prediction = arg-max of the
   decision values; metric: top-1 accuracy in percent;
-- low-shot: for each class, k positive images are drawn without
-  replacement, the k-shot training set is the concatenation over classes
-  (:func:`sample_low_shot`); each binary SVM sees the whole k-shot set, so
-  an image drawn for one class can be a positive of another; k in
+- low-shot (:mod:`mopro.evaluation.low_shot`): for each class, k positive
+  images are drawn without replacement, the k-shot training set is the
+  concatenation over classes; each binary SVM sees the whole k-shot set,
+  so an image drawn for one class can be a positive of another; k in
   {1, 2, 4, 8, 16}, 5 independent draws, mean and (population) std.
 
 Difference from the released code: LIBLINEAR itself (``liblinear-official``)
@@ -36,10 +36,9 @@ import math
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from mmengine.logging import print_log
 from scipy import sparse
 
 from liblinear.liblinearutil import parameter, problem, train
@@ -51,8 +50,6 @@ DEFAULT_COST = 0.5
 SVM_TOLERANCE = 1e-4
 SVM_BIAS = 1.0
 VOC_POSITIVE_WEIGHT = 2.0
-DEFAULT_SHOTS = (1, 2, 4, 8, 16)
-DEFAULT_RUNS = 5
 CV_FOLDS = 3
 # Cost grid of Goyal et al. (2019): their default list plus 0.5 ** n for
 # n = 4..19 (``svm_helper.parse_cost_list``).
@@ -119,60 +116,6 @@ def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
     envelope = np.maximum.accumulate(precision[::-1])[::-1]
     steps = np.diff(np.r_[0.0, recall])
     return float(np.sum(steps * envelope))
-
-
-def sample_low_shot(labels: np.ndarray, k: int,
-                    seed: Union[int, Sequence[int]]) -> np.ndarray:
-    """Draw k positive images per class (released ``convert_low_shot``).
-
-    Args:
-        labels: ``N x C`` multi-label matrix (positive = 1; VOC07) or ``N``
-            class indices (Places205; classes are the values present).
-        k: positives per class, drawn without replacement.
-        seed: seed of ``np.random.default_rng`` (e.g. ``(seed, k, run)``).
-
-    Returns:
-        ``C * k`` indices into ``labels``, class by class (block ``c`` holds
-        the k images drawn for class ``c``). An image drawn for two classes
-        appears twice, as in the released code.
-    """
-    if k < 1:
-        raise ValueError(f'k must be >= 1, got {k}')
-    labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    if labels.ndim == 2:
-        positives = [
-            np.flatnonzero(labels[:, c] == 1) for c in range(labels.shape[1])
-        ]
-        names = range(labels.shape[1])
-    elif labels.ndim == 1:
-        names = np.unique(labels)
-        positives = [np.flatnonzero(labels == c) for c in names]
-    else:
-        raise ValueError(f'labels must be N x C or N, got shape '
-                         f'{labels.shape}')
-    blocks = []
-    for name, pos in zip(names, positives):
-        if pos.size < k:
-            raise DataError(f'class {name} has {pos.size} positive training '
-                            f'images, fewer than k={k}')
-        blocks.append(rng.choice(pos, size=k, replace=False))
-    return np.concatenate(blocks).astype(np.int64)
-
-
-def low_shot_samples(labels: np.ndarray,
-                     shots: Sequence[int] = DEFAULT_SHOTS,
-                     runs: int = DEFAULT_RUNS,
-                     seed: int = 0) -> Dict[Tuple[int, int], np.ndarray]:
-    """The k-shot training sets of every (k, run): :func:`sample_low_shot`
-    seeded with ``(seed, k, run)``, so each draw is reproducible alone."""
-    if runs < 1:
-        raise ValueError(f'runs must be >= 1, got {runs}')
-    return {
-        (k, run): sample_low_shot(labels, k, (seed, k, run))
-        for k in shots
-        for run in range(runs)
-    }
 
 
 # ----------------------------------------------------------------------
@@ -296,6 +239,21 @@ def _check_pair(train_feats: np.ndarray, train_labels: np.ndarray,
                         f'features {test_dim}-d')
 
 
+def _svm_inputs(train_feats: np.ndarray, train_labels: np.ndarray,
+                test_feats: np.ndarray, test_labels: np.ndarray, cost: float,
+                cost_grid: Optional[Sequence[float]],
+                label_ndim: int) -> Tuple[np.ndarray, ...]:
+    """Checked costs, shapes and values; the features L2-normalised
+    (:func:`normalize_features`), the labels as arrays."""
+    check_costs(cost, cost_grid)
+    train_labels = np.asarray(train_labels)
+    test_labels = np.asarray(test_labels)
+    _check_pair(train_feats, train_labels, test_feats, test_labels,
+                label_ndim)
+    return (normalize_features(train_feats), train_labels,
+            normalize_features(test_feats), test_labels)
+
+
 def require_finite_features(feats: np.ndarray, name: str) -> None:
     """Raise a one-line :class:`DataError` if ``feats`` (N x D) hold NaN or
     infinity: an SVM would fit them without complaint and report a
@@ -332,18 +290,34 @@ def voc07_svm(train_feats: np.ndarray,
               ignore_difficult: bool = False,
               cost_grid: Optional[Sequence[float]] = None,
               jobs: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
-    """One-vs-rest VOC07 SVMs: per-class AP (percent) and cost used.
+    """VOC07 classification AP of one-vs-rest linear SVMs (paper Table 2).
 
-    See :func:`voc07_svm_map`. With ``cost_grid`` each class picks its cost
-    by 3-fold cross-validated AP on its training set (Goyal et al. 2019);
-    a class with fewer than 2 positives or negatives keeps ``cost``.
+    Trains one LIBLINEAR SVM per class on all given training features (the
+    caller draws the low-shot set), with positive weight 2, and scores the
+    test set with :func:`average_precision`. Features are L2-normalised
+    here (:func:`normalize_features`). With ``cost_grid`` each class picks
+    its cost by 3-fold cross-validated AP on its training set (Goyal et al.
+    2019); a class with fewer than 2 positives or negatives keeps ``cost``.
+
+    Args:
+        train_feats: ``N x D``.
+        train_labels: ``N x C`` in {1, 0 (difficult), -1}.
+        test_feats: ``M x D``.
+        test_labels: ``M x C`` in {1, 0, -1}.
+        cost: SVM cost C (0.5 in the released code).
+        ignore_difficult: drop difficult images from the train and test
+            sets of their class instead of counting them as negatives.
+        cost_grid: pick each class's cost from this grid by 3-fold
+            cross-validation (e.g. :data:`GOYAL_COST_GRID`).
+        jobs: worker processes for the fits (all cores when None).
+
+    Returns:
+        ``(per-class AP in percent, per-class cost used)``; the mAP is their
+        mean.
     """
-    check_costs(cost, cost_grid)
-    train_labels = np.asarray(train_labels)
-    test_labels = np.asarray(test_labels)
-    _check_pair(train_feats, train_labels, test_feats, test_labels, 2)
-    train_feats = normalize_features(train_feats)
-    test_feats = normalize_features(test_feats)
+    train_feats, train_labels, test_feats, test_labels = _svm_inputs(
+        train_feats, train_labels, test_feats, test_labels, cost, cost_grid,
+        label_ndim=2)
     num_classes = train_labels.shape[1]
     if test_labels.shape[1] != num_classes:
         raise DataError(f'train labels have {num_classes} classes, test '
@@ -409,49 +383,6 @@ def _voc07_cv_costs(feats: np.ndarray, rows: List[np.ndarray],
     return costs
 
 
-def voc07_svm_map(train_feats: np.ndarray,
-                  train_labels: np.ndarray,
-                  test_feats: np.ndarray,
-                  test_labels: np.ndarray,
-                  cost: float = DEFAULT_COST,
-                  *,
-                  ignore_difficult: bool = False,
-                  cost_grid: Optional[Sequence[float]] = None,
-                  jobs: Optional[int] = None) -> Tuple[float, np.ndarray]:
-    """VOC07 classification mAP of one-vs-rest linear SVMs (paper Table 2).
-
-    Trains one LIBLINEAR SVM per class on all given training features (the
-    caller draws the low-shot set), with positive weight 2, and scores the
-    test set with :func:`average_precision`. Features are L2-normalised
-    here (:func:`normalize_features`).
-
-    Args:
-        train_feats: ``N x D``.
-        train_labels: ``N x C`` in {1, 0 (difficult), -1}.
-        test_feats: ``M x D``.
-        test_labels: ``M x C`` in {1, 0, -1}.
-        cost: SVM cost C (0.5 in the released code).
-        ignore_difficult: drop difficult images from the train and test
-            sets of their class instead of counting them as negatives.
-        cost_grid: pick each class's cost from this grid by 3-fold
-            cross-validation (e.g. :data:`GOYAL_COST_GRID`).
-        jobs: worker processes for the fits (all cores when None).
-
-    Returns:
-        ``(mean AP, per-class AP)``, both in percent.
-    """
-    aps, _ = voc07_svm(
-        train_feats,
-        train_labels,
-        test_feats,
-        test_labels,
-        cost,
-        ignore_difficult=ignore_difficult,
-        cost_grid=cost_grid,
-        jobs=jobs)
-    return float(aps.mean()), aps
-
-
 # ----------------------------------------------------------------------
 # Places205
 def _one_vs_rest(labels: np.ndarray, classes: np.ndarray) -> List[np.ndarray]:
@@ -466,16 +397,30 @@ def places_svm(train_feats: np.ndarray,
                *,
                cost_grid: Optional[Sequence[float]] = None,
                jobs: Optional[int] = None) -> Tuple[float, float]:
-    """One-vs-rest SVMs on single-label data: (top-1 accuracy in percent,
-    cost used). See :func:`places_svm_accuracy`. With ``cost_grid`` one cost
-    for all classes is picked by 3-fold cross-validated accuracy (needs at
-    least 2 images of every class; else ``cost`` is kept)."""
-    check_costs(cost, cost_grid)
-    train_labels = np.asarray(train_labels)
-    test_labels = np.asarray(test_labels)
-    _check_pair(train_feats, train_labels, test_feats, test_labels, 1)
-    train_feats = normalize_features(train_feats)
-    test_feats = normalize_features(test_feats)
+    """Places205 top-1 accuracy of one-vs-rest linear SVMs (paper Table 2).
+
+    One LIBLINEAR SVM per class present in ``train_labels`` (no class
+    weight, as the released code's ``LinearSVC``); a test image gets the
+    class of the highest decision value. Features are L2-normalised here.
+    With ``cost_grid`` one cost for all classes is picked by 3-fold
+    cross-validated accuracy (needs at least 2 images of every class; else
+    ``cost`` is kept).
+
+    Args:
+        train_feats: ``N x D``.
+        train_labels: ``N`` class indices.
+        test_feats: ``M x D``.
+        test_labels: ``M`` class indices.
+        cost: SVM cost C (0.5 in the released code).
+        cost_grid: pick the cost from this grid by 3-fold cross-validation.
+        jobs: worker processes for the fits (all cores when None).
+
+    Returns:
+        ``(top-1 accuracy in percent, cost used)``.
+    """
+    train_feats, train_labels, test_feats, test_labels = _svm_inputs(
+        train_feats, train_labels, test_feats, test_labels, cost, cost_grid,
+        label_ndim=1)
     classes = np.unique(train_labels)
     if classes.size < 2:
         raise DataError('the training set needs at least 2 classes')
@@ -513,134 +458,3 @@ def _places_cv_cost(feats: np.ndarray, labels: np.ndarray, classes: np.ndarray,
         prediction = classes[np.argmax(held_scores, axis=1)]
         accuracy[g] += np.mean(prediction == labels[held])
     return _pick_cost(cost_grid, accuracy)
-
-
-def places_svm_accuracy(train_feats: np.ndarray,
-                        train_labels: np.ndarray,
-                        test_feats: np.ndarray,
-                        test_labels: np.ndarray,
-                        cost: float = DEFAULT_COST,
-                        *,
-                        cost_grid: Optional[Sequence[float]] = None,
-                        jobs: Optional[int] = None) -> float:
-    """Places205 top-1 accuracy (percent) of one-vs-rest linear SVMs
-    (paper Table 2).
-
-    One LIBLINEAR SVM per class present in ``train_labels`` (no class
-    weight, as the released code's ``LinearSVC``); a test image gets the
-    class of the highest decision value. Features are L2-normalised here.
-
-    Args:
-        train_feats: ``N x D``.
-        train_labels: ``N`` class indices.
-        test_feats: ``M x D``.
-        test_labels: ``M`` class indices.
-        cost: SVM cost C (0.5 in the released code).
-        cost_grid: pick the cost from this grid by 3-fold cross-validation.
-        jobs: worker processes for the fits (all cores when None).
-    """
-    accuracy, _ = places_svm(
-        train_feats,
-        train_labels,
-        test_feats,
-        test_labels,
-        cost,
-        cost_grid=cost_grid,
-        jobs=jobs)
-    return accuracy
-
-
-# ----------------------------------------------------------------------
-# the benchmark
-DATASETS = {'voc07': 'mAP', 'places205': 'top-1 accuracy'}
-
-
-def evaluate_low_shot(dataset: str,
-                      train_feats: np.ndarray,
-                      train_labels: np.ndarray,
-                      test_feats: np.ndarray,
-                      test_labels: np.ndarray,
-                      samples: Dict[Tuple[int, int], np.ndarray],
-                      *,
-                      train_rows: Optional[np.ndarray] = None,
-                      cost: float = DEFAULT_COST,
-                      cost_grid: Optional[Sequence[float]] = None,
-                      ignore_difficult: bool = False,
-                      jobs: Optional[int] = None) -> dict:
-    """Run the low-shot benchmark over the draws of :func:`low_shot_samples`.
-
-    Args:
-        dataset: ``'voc07'`` or ``'places205'``.
-        train_feats: features of the training images that have them.
-        train_labels: labels of the whole training list (what the draws
-            index into).
-        test_feats, test_labels: the test set.
-        samples: ``{(k, run): indices into train_labels}``.
-        train_rows: for every training list index, the row of
-            ``train_feats`` (-1: no feature); None when the rows are the list.
-        cost, cost_grid, ignore_difficult, jobs: see :func:`voc07_svm_map`.
-
-    Returns:
-        ``{k: {'mean', 'std', 'runs'}}`` with metric values in percent, std
-        over runs with ``ddof=0`` as the released code; with ``cost_grid``
-        also ``'costs'``, the cross-validated cost(s) of every run.
-    """
-    if dataset not in DATASETS:
-        raise ValueError(f'unknown dataset {dataset!r}; expected one of '
-                         f'{sorted(DATASETS)}')
-    results: Dict[int, dict] = {}
-    for (k, run), indices in sorted(samples.items()):
-        rows = indices if train_rows is None else train_rows[indices]
-        if (rows < 0).any():
-            raise DataError(
-                f'k={k} run {run}: no features for some drawn training '
-                'images (were they extracted for other --seed/--shots/--runs '
-                'settings?)')
-        feats, labels = train_feats[rows], train_labels[indices]
-        if dataset == 'voc07':
-            aps, costs = voc07_svm(
-                feats,
-                labels,
-                test_feats,
-                test_labels,
-                cost,
-                ignore_difficult=ignore_difficult,
-                cost_grid=cost_grid,
-                jobs=jobs)
-            value, used = float(aps.mean()), costs.tolist()
-        else:
-            value, used = places_svm(
-                feats,
-                labels,
-                test_feats,
-                test_labels,
-                cost,
-                cost_grid=cost_grid,
-                jobs=jobs)
-        entry = results.setdefault(k, {'runs': []})
-        entry['runs'].append(value)
-        if cost_grid:
-            entry.setdefault('costs', []).append(used)
-        print_log(
-            f'{dataset} k={k} run {run}: {DATASETS[dataset]} '
-            f'{value:.2f}',
-            logger='current')
-    for entry in results.values():
-        entry['mean'] = float(np.mean(entry['runs']))
-        entry['std'] = float(np.std(entry['runs']))
-    return results
-
-
-def format_table(rows: Dict[str, Dict[int, dict]]) -> str:
-    """Markdown table shaped like the paper's Table 2: one row per dataset,
-    one column per k, cells ``mean ± std``."""
-    shots = sorted({k for result in rows.values() for k in result})
-    lines = [
-        '| Dataset | ' + ' | '.join(f'k={k}' for k in shots) + ' |',
-        '|---|' + '---|' * len(shots)
-    ]
-    for name, result in rows.items():
-        cells = [(f'{result[k]["mean"]:.1f} ± {result[k]["std"]:.1f}'
-                  if k in result else '-') for k in shots]
-        lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
-    return '\n'.join(lines) + '\n'

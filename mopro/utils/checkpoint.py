@@ -3,7 +3,9 @@
 mmengine 0.10.7 calls ``torch.load`` with the default ``weights_only=True``
 of torch >= 2.6, which rejects the numpy objects and mmengine
 ``HistoryBuffer`` that its checkpoints carry, so ``--resume`` fails. Rather
-than switching the safe unpickler off, importing this module:
+than switching the safe unpickler off,
+:func:`install_checkpoint_pickling` (run by ``import mopro``,
+:func:`mopro.utils.environment.setup_environment`):
 
 - allow-lists exactly the safe globals those checkpoints need (numpy array
   and scalar reconstruction, dtypes, ``HistoryBuffer``), and
@@ -40,7 +42,6 @@ SAFE_GLOBALS = [
     np.dtypes.Float64DType,
     np.dtypes.Int64DType,
 ]
-torch.serialization.add_safe_globals(SAFE_GLOBALS)
 
 
 def _reduce_history_buffer(buffer: HistoryBuffer):
@@ -48,7 +49,12 @@ def _reduce_history_buffer(buffer: HistoryBuffer):
     return HistoryBuffer, (logs.tolist(), counts.tolist(), buffer.max_length)
 
 
-copyreg.pickle(HistoryBuffer, _reduce_history_buffer)
+def install_checkpoint_pickling() -> None:
+    """Allow-list :data:`SAFE_GLOBALS` in torch's weights-only unpickler
+    and pickle ``HistoryBuffer`` as plain lists (idempotent)."""
+    torch.serialization.add_safe_globals(SAFE_GLOBALS)
+    copyreg.pickle(HistoryBuffer, _reduce_history_buffer)
+
 
 MOPRO_FORMAT = 'mopro'
 ORIGINAL_FORMAT = 'original'

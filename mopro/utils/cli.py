@@ -9,9 +9,12 @@ too. Every tool ends with::
     if __name__ == '__main__':
         run_tool(main)
 """
+import argparse
+import math
 import os
 import sys
-from typing import Callable, Optional, TypeVar
+from dataclasses import fields
+from typing import Any, Callable, List, Optional, TypeVar
 
 T = TypeVar('T')
 
@@ -75,3 +78,46 @@ def run_tool(main: Callable[..., T],
             raise
         print(f'error: {one_line(err)}', file=sys.stderr)
         raise SystemExit(1) from None
+
+
+def add_checkpoint_args(parser: argparse.ArgumentParser, help: str) -> None:
+    """The ``checkpoint`` argument and ``--trust-checkpoint``."""
+    parser.add_argument('checkpoint', help=help)
+    parser.add_argument('--trust-checkpoint', action='store_true',
+                        help='unpickle arbitrary objects in the checkpoint '
+                        '(only for files from a source you trust)')
+
+
+def settings_from_args(cls: Callable[..., T], args: Any) -> T:
+    """A settings dataclass from the parsed arguments of the same names
+    (a tool's flags are its package function's settings)."""
+    return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'{text}: must be at least 1')
+    return value
+
+
+def positive_list(cast: Callable[[str], T]) -> Callable[[str], List[T]]:
+    """An argparse type: comma-separated positive finite values of
+    ``cast`` (``int`` or ``float``), e.g. ``--shots 1,2,4``."""
+    kind = 'integers' if cast is int else 'numbers'
+
+    def parse(text: str) -> List[T]:
+        try:
+            values = [cast(v) for v in text.split(',') if v.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f'expected comma-separated {kind}, got {text!r}') from None
+        if not values or not all(math.isfinite(v) and v > 0
+                                 for v in values):
+            finite = 'finite ' if cast is not int else ''
+            raise argparse.ArgumentTypeError(
+                f'expected positive {finite}{kind}, got {text!r}')
+        return values
+
+    return parse

@@ -12,13 +12,13 @@ import zipfile
 from types import TracebackType
 from typing import Iterator, List, Optional, Tuple
 
-import torch
 from mmengine.config import Config, DictAction
 from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
 
 from .checkpoint import CheckpointError, load_checkpoint, mopro_state_dict
 from .cli import ConfigError, UserError
+from .device import default_device
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -196,9 +196,7 @@ def _keyword_arguments(cls: type) -> Optional[List[str]]:
 def _on_cuda(device: Optional[str]) -> bool:
     """Whether a run on ``device`` (default: CUDA when available) is on
     CUDA."""
-    if device is None:
-        return torch.cuda.is_available()
-    return torch.device(device).type == 'cuda'
+    return default_device(device).type == 'cuda'
 
 
 def compile_only_on_cuda(cfg: Config, device: Optional[str] = None) -> Config:

@@ -1,7 +1,7 @@
 """The GPU data path's batches decoded one step ahead in the Runner."""
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
+from mmpretrain.utils import get_ori_model
 
 from mopro.models.utils import MoProGPUViewsPreprocessor
 from mopro.models.utils.decode_ahead import (DecodeAheadIterator,
@@ -20,8 +20,7 @@ class DecodeAheadHook(Hook):
     priority = 'VERY_LOW'
 
     def before_train(self, runner) -> None:
-        model = runner.model.module if is_model_wrapper(runner.model) \
-            else runner.model
+        model = get_ori_model(runner.model)
         if not isinstance(model.data_preprocessor,
                           MoProGPUViewsPreprocessor):
             return

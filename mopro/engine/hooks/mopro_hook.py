@@ -2,6 +2,7 @@
 from typing import Optional
 
 from mmengine.registry import HOOKS
+from mmpretrain.utils import get_ori_model
 
 from ...utils.cli import ConfigError
 from ...utils.validate import check_int
@@ -45,7 +46,7 @@ class MoProHook(NonFiniteCheckHook):
             correct_noise=epoch >= self.start_clean_epoch)
 
     def before_train_epoch(self, runner) -> None:
-        model = self._model(runner)
+        model = get_ori_model(runner.model)
         if not hasattr(model, 'correct_noise'):
             raise ConfigError('custom_hooks: MoProHook needs a MoPro model, '
                               f'got model.type={type(model).__name__}')
@@ -61,7 +62,7 @@ class MoProHook(NonFiniteCheckHook):
                          batch_idx: int,
                          data_batch=None,
                          outputs: Optional[dict] = None) -> None:
-        model = self._model(runner)
+        model = get_ori_model(runner.model)
         runner.message_hub.update_scalar('train/noise_correction',
                                          float(model.correct_noise))
         runner.message_hub.update_scalar('train/proto_loss_on',

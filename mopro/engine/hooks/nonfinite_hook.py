@@ -1,7 +1,7 @@
 """Stop before a checkpoint holds the weights of a non-finite step."""
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
+from mmpretrain.utils import get_ori_model
 
 from ...utils.cli import ConfigError
 
@@ -23,13 +23,8 @@ class NonFiniteCheckHook(Hook):
 
     priority = 'NORMAL'
 
-    @staticmethod
-    def _model(runner):
-        model = runner.model
-        return model.module if is_model_wrapper(model) else model
-
     def _check(self, runner) -> None:
-        model = self._model(runner)
+        model = get_ori_model(runner.model)
         guard = getattr(model, 'finite_guard', None)
         if guard is None:
             raise ConfigError(

@@ -45,6 +45,24 @@ def _shuffle_across_ranks(
     return gathered[mine], torch.argsort(perm)
 
 
+def _gt_labels(data_samples: Union[torch.Tensor, List[DataSample]]
+               ) -> torch.Tensor:
+    """The web labels y of a batch: a label tensor (``multiview_collate``)
+    or the DataSamples' ``gt_label``."""
+    if not isinstance(data_samples, torch.Tensor):
+        data_samples = torch.cat([ds.gt_label for ds in data_samples])
+    return data_samples.long()
+
+
+def _correction_rates(pseudo_labels: torch.Tensor,
+                      labels: torch.Tensor) -> Dict[str, torch.Tensor]:
+    """The batch's fractions of OOD and relabelled samples (logged)."""
+    ood = pseudo_labels == OOD_LABEL
+    return dict(frac_ood=ood.float().mean(),
+                frac_relabelled=((pseudo_labels != labels) &
+                                 ~ood).float().mean())
+
+
 def _check_arguments(**kwargs) -> None:
     """Type and range of MoPro's arguments, named by their config keys."""
     for key in ('num_classes', 'feat_dim', 'embed_dim', 'proj_hidden_dim',
@@ -295,7 +313,7 @@ class MoPro(BaseSelfSupervisor):
     # training
     def loss(self, inputs: List[torch.Tensor],
              data_samples: List[DataSample]) -> Dict[str, torch.Tensor]:
-        """One MoPro iteration (Algorithm 1): losses, then queue/prototypes.
+        """One MoPro iteration: Algorithm 1, its line numbers in comments.
 
         Order follows the released code: momentum update before the key
         forward; instance logits against the queue before this batch is
@@ -305,41 +323,57 @@ class MoPro(BaseSelfSupervisor):
         step makes no host-device sync (except with ``nonfinite='skip'``).
         """
         self.finite_guard.before_step(self)
-        img_weak, img_strong = inputs
-        labels = (data_samples if isinstance(data_samples, torch.Tensor) else
-                  torch.cat([ds.gt_label for ds in data_samples])).long()
-
+        img_weak, img_strong = inputs  # 4-5: weak and strong augmentation
+        labels = _gt_labels(data_samples)
+        # 6, 7, 9: representation v, embedding z, class prediction p
         _, cls_logits, embed = self.encode(img_weak)
+        # 8: momentum embedding z' (released code: the momentum encoder is
+        # updated first)
         self.momentum_update()
         keys = self.momentum_encode(img_strong)
-
-        proto_logits = None
-        if self.use_proto_loss or self.correct_noise:
-            proto_logits = self.prototype_logits(embed)
-        if self.correct_noise:
-            pseudo_labels = correct_labels(
-                cls_logits.detach(), proto_logits.detach(), labels,
-                self.alpha, self.threshold)
-        else:
-            # warm-up: every pseudo-label is the original label
-            pseudo_labels = labels
-
+        proto_logits = self._prototypical_logits(embed)  # 10
+        # 11-19: noise correction
+        pseudo_labels = self._pseudo_labels(cls_logits, proto_logits, labels)
+        # 20-27, 31: cross-entropy, prototypical and instance losses
         losses = self.head.loss(
             cls_logits, proto_logits if self.use_proto_loss else None, embed,
             keys, self.queue.detach().clone(), pseudo_labels)
-        losses['frac_ood'] = (pseudo_labels == OOD_LABEL).float().mean()
-        losses['frac_relabelled'] = (
-            (pseudo_labels != labels) &
-            (pseudo_labels != OOD_LABEL)).float().mean()
+        losses.update(_correction_rates(pseudo_labels, labels))
         losses, finite = self.finite_guard.after_step(self, losses)
+        # 29: momentum prototypes; the queue of momentum embeddings
+        self._update_queue_and_prototypes(keys, embed, pseudo_labels, finite)
+        return losses
 
+    def _prototypical_logits(self, embed: torch.Tensor
+                             ) -> Optional[torch.Tensor]:
+        """``z . c_k / tau`` (Algorithm 1 line 10, before the softmax), or
+        None in the phases that use no prototypes."""
+        if self.use_proto_loss or self.correct_noise:
+            return self.prototype_logits(embed)
+        return None
+
+    def _pseudo_labels(self, cls_logits: torch.Tensor,
+                       proto_logits: Optional[torch.Tensor],
+                       labels: torch.Tensor) -> torch.Tensor:
+        """Corrected labels (Algorithm 1 lines 11-19, eq. 4-5); during the
+        warm-up every pseudo-label is the original label."""
+        if not self.correct_noise:
+            return labels
+        return correct_labels(cls_logits.detach(), proto_logits.detach(),
+                              labels, self.alpha, self.threshold)
+
+    def _update_queue_and_prototypes(self, keys: torch.Tensor,
+                                     embed: torch.Tensor,
+                                     pseudo_labels: torch.Tensor,
+                                     finite: torch.Tensor) -> None:
+        """Enqueue the all-rank keys and move the prototypes (eq. 6) with
+        the all-rank embeddings, where ``finite`` (a device scalar)."""
         self.enqueue(_gather(keys), accept=finite)
         new_prototypes = update_prototypes(self.prototypes, _gather(embed),
                                            _gather(pseudo_labels),
                                            self.proto_momentum)
         self.prototypes.copy_(
             torch.where(finite, new_prototypes, self.prototypes))
-        return losses
 
     # ------------------------------------------------------------------
     # inference

@@ -1,0 +1,536 @@
+"""The two-view training data paths, per CPU core and through the Runner.
+
+:func:`benchmark_data`, in one process and one thread (so the figures are
+per CPU core), over the same JPEG files, cycled through, taking turns in
+blocks of images, times:
+
+- ``project``: the config's ``train_dataloader.dataset.pipeline`` as the
+  dataset runs it (``LoadWebImage``, the weak/strong ``MultiView``,
+  ``PackInputs``), fed the dicts ``get_data_info`` returns;
+- ``released``: the released MoPro code's torchvision transforms on PIL
+  images, both views of each image;
+- ``gpu_path_workers``: the worker side of the GPU data path, the training
+  pipeline of the GPU config (read the file; decode on the CPU only what
+  the GPU decoder would not take);
+
+and then ``gpu_path_device``: that config's data preprocessor (decoding
+and both views per batch, in one thread) on the settings' device, in img/s
+and the main process's CPU time per image. Per batch, at
+``handover_batch`` images, it also reports what crosses from the workers to
+the training process for each path, with the config's collate function
+against mmengine's (``pseudo_collate``/``default_collate``, one tensor per
+image or DataSample): ``tensors`` and ``tensor_bytes`` (shared memory),
+``pickle_bytes`` (the rest), and the CPU ms of the collate function and of
+the transfer (``ForkingPickler`` as a dataloader worker sends the batch,
+and the unpickling as the training process receives it; pinning where
+CUDA is available); and ``gpu_path.preprocessor_ops_per_batch``, the
+operators (``TorchDispatchMode``) the GPU path's preprocessor dispatches on
+the training thread for a batch decoded ahead, at 32 and 256 images
+(``decode_ops_per_batch``: the decoding, in the background thread). A
+two-view sample counts as one image. It reports images/s per core, the
+ratio of the two, the CPU cores one GPU needs at 2600 images/s, and the
+cores per GPU each path needs at ``gpu_img_per_s``.
+
+With ``runner``, it instead trains through mmengine's Runner on those
+images (the config's model and schedule, ``runner_iters`` timed iterations
+after ``warmup`` ones), once with the CPU path and once with the GPU path,
+and reports for each img/s, mean ``data_time`` and iteration time, workers,
+and the CPU time per image of the main process and of the dataloader
+workers.
+
+By default the images are real photos at WebVision's size: random crops of
+the two JPEG photos scikit-learn ships, resized to a 256-pixel short side
+and saved as JPEG (quality 90) in a temporary folder; ``images`` names a
+folder of JPEGs to use instead (e.g. WebVision's own files).
+"""
+import copy
+import glob
+import io
+import math
+import os
+import os.path as osp
+import pickle
+import tempfile
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from multiprocessing.reduction import ForkingPickler
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+import torch
+import torch.multiprocessing  # noqa: F401 (the workers' tensor reductions)
+from mmengine.config import Config
+from mmengine.dataset import Compose
+from mmengine.registry import FUNCTIONS, init_default_scope
+from mmengine.runner import Runner
+from mmpretrain.registry import MODELS, TRANSFORMS
+from PIL import Image
+from torch.utils.data._utils.pin_memory import pin_memory
+from torchvision import transforms as T
+
+from ..models.utils.decode_ahead import SLOT_KEY, DecodeSlot
+from ..models.utils.jpeg_decoding import decode_packed
+from ..utils.cli import DataError
+from ..utils.device import default_device
+from ..utils.runner import adapt_to_device
+from .timing import (RunnerTimer, count_operators, cpu_model, device_name,
+                     model_device, synchronize, versions)
+
+GPU_IMG_PER_S = 2600  # the training step's goal on one H100 (ResNet-50)
+# the compiled step's pace on one H200 (README, Speed): what the data path
+# must feed
+TARGET_IMG_PER_S = 4700
+SHORT_SIDE = 256  # WebVision's resized images
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+JPEG_SUFFIXES = ('.jpg', '.jpeg')
+OPS_BATCH_SIZES = (32, 256)  # preprocessor_ops_per_batch
+SAMPLE_PHOTOS = ('crops of scikit-learn sample photos (china.jpg, '
+                 'flower.jpg), 256 px short side, JPEG q90')
+
+
+@dataclass
+class DataBenchmarkSettings:
+    """What :func:`benchmark_data` times (the tool's flags)."""
+    images: Optional[str] = None  # a folder of JPEGs instead of the photos
+    num_images: int = 64  # images to make (with images: the most to use)
+    iters: int = 200  # timed images per pipeline
+    warmup: int = 10
+    block: int = 100  # images per turn (the pipelines alternate)
+    seed: int = 0
+    device: Optional[str] = None  # of the GPU path (default: cuda if any)
+    batch_size: Optional[int] = None  # default: the config's; else 256
+    gpu_img_per_s: int = TARGET_IMG_PER_S  # the rate cores_per_gpu is for
+    runner: bool = False  # both paths end to end through the Runner
+    runner_iters: int = 20  # timed Runner iterations per path
+    workers: Optional[int] = None  # CPU path workers (default: config's)
+    gpu_workers: Optional[int] = None  # GPU path workers (likewise)
+    handover_batch: int = 256  # images per batch of the hand-over
+    handover_repeats: int = 5  # timed batches of the hand-over
+
+
+def make_photos(directory: str, num: int, seed: int) -> List[str]:
+    """``num`` distinct JPEGs cut from scikit-learn's two sample photos.
+
+    Each is a random crop (a third to all of the photo's area, aspect ratio
+    3:5 to 5:3) resized to a 256-pixel short side and saved at quality 90,
+    as WebVision's resized images are.
+    """
+    from sklearn.datasets import load_sample_images
+    photos = load_sample_images().images  # china.jpg, flower.jpg: 427x640
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(num):
+        photo = photos[i % len(photos)]
+        height, width = photo.shape[:2]
+        area = rng.uniform(1 / 3, 1) * height * width
+        ratio = math.exp(rng.uniform(math.log(3 / 5), math.log(5 / 3)))
+        w = min(width, round(math.sqrt(area * ratio)))
+        h = min(height, round(math.sqrt(area / ratio)))
+        top = int(rng.integers(0, height - h + 1))
+        left = int(rng.integers(0, width - w + 1))
+        crop = Image.fromarray(photo[top:top + h, left:left + w])
+        scale = SHORT_SIDE / min(h, w)
+        crop = crop.resize((round(w * scale), round(h * scale)),
+                           Image.BICUBIC)
+        paths.append(osp.join(directory, f'{i:04d}.jpg'))
+        crop.save(paths[-1], quality=90)
+    return paths
+
+
+def list_jpegs(directory: str, num: int) -> List[str]:
+    """The first ``num`` JPEGs in ``directory`` (by name)."""
+    if not osp.isdir(directory):
+        raise DataError(f'{directory}: image folder not found')
+    paths = sorted(p for p in glob.glob(osp.join(directory, '*'))
+                   if p.lower().endswith(JPEG_SUFFIXES) and osp.isfile(p))
+    if not paths:
+        raise DataError(f'{directory}: no JPEG files (*.jpg, *.jpeg) in '
+                        'this folder')
+    return paths[:num]
+
+
+def describe_images(paths: List[str], source: str) -> Dict:
+    """How many images, and their mean size in pixels and kilobytes."""
+    sizes = []
+    for path in paths:
+        with Image.open(path) as img:
+            sizes.append(img.size)
+    widths, heights = zip(*sizes)
+    return dict(source=source, count=len(paths),
+                mean_height=float(np.mean(heights)),
+                mean_width=float(np.mean(widths)),
+                mean_file_kb=float(np.mean([osp.getsize(p)
+                                            for p in paths])) / 1024)
+
+
+def project_pipeline(cfg: Config) -> Callable[[int, str], object]:
+    """The config's training pipeline, called as the dataset calls it."""
+    pipeline = Compose([
+        TRANSFORMS.build(t) for t in cfg.train_dataloader.dataset.pipeline
+    ])
+
+    def run(idx: int, path: str) -> dict:
+        # ImageListDataset.get_data_info's dict
+        return pipeline(dict(img_path=path, gt_label=0, sample_idx=idx))
+
+    return run
+
+
+def released_pipeline() -> Callable[[int, str], object]:
+    """The released MoPro code's WebVision training transforms (torchvision
+    on PIL images): the weak view for the encoder, the strong view for the
+    momentum encoder, both applied to each image."""
+    normalize = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
+    weak = T.Compose([
+        T.RandomResizedCrop(224, scale=(0.2, 1.)),
+        T.RandomHorizontalFlip(),
+        T.ToTensor(),
+        normalize,
+    ])
+    strong = T.Compose([
+        T.RandomResizedCrop(224, scale=(0.2, 1.)),
+        T.RandomGrayscale(p=0.2),
+        T.ColorJitter(0.4, 0.4, 0.4, 0.4),
+        T.RandomHorizontalFlip(),
+        T.ToTensor(),
+        normalize,
+    ])
+
+    def run(idx: int, path: str) -> tuple:
+        image = Image.open(path).convert('RGB')
+        return weak(image), strong(image)
+
+    return run
+
+
+def time_pipelines(runs: Dict[str, Callable[[int, str], object]],
+                   paths: List[str], settings: DataBenchmarkSettings) -> Dict:
+    """Images per second (one thread) and ms per image of each pipeline,
+    cycling over ``paths`` after ``settings.warmup`` images each.
+
+    The pipelines take turns in blocks of ``settings.block`` images, in
+    alternating order (ABBA...), so that a drift in the machine's speed
+    weighs on both alike.
+    """
+    warmup, iters = settings.warmup, settings.iters
+    for run in runs.values():
+        for i in range(warmup):
+            run(i, paths[i % len(paths)])
+    seconds = dict.fromkeys(runs, 0.0)
+    order = list(runs)
+    for first in range(warmup, warmup + iters, settings.block):
+        last = min(first + settings.block, warmup + iters)
+        for name in order:
+            start = time.perf_counter()
+            for i in range(first, last):
+                runs[name](i, paths[i % len(paths)])
+            seconds[name] += time.perf_counter() - start
+        order.reverse()
+    return {
+        name: dict(img_per_s_per_core=iters / sec,
+                   ms_per_image=1e3 * sec / iters)
+        for name, sec in seconds.items()
+    }
+
+
+def single_thread() -> None:
+    """One CPU core: no intra-op threads in torch or OpenCV."""
+    torch.set_num_threads(1)
+    try:
+        import cv2
+    except ImportError:
+        return
+    cv2.setNumThreads(1)
+
+
+def collate_fn(cfg: Config) -> Callable[[list], dict]:
+    """The config's ``train_dataloader.collate_fn``."""
+    return FUNCTIONS.get(cfg.train_dataloader.collate_fn.type)
+
+
+def load_samples(cfg: Config, paths: List[str], num: int) -> list:
+    """``num`` samples of the config's training pipeline, cycling over
+    ``paths``."""
+    load = project_pipeline(cfg)
+    return [load(i, paths[i % len(paths)]) for i in range(num)]
+
+
+def time_gpu_path_device(cfg: Config, paths: List[str],
+                         settings: DataBenchmarkSettings) -> Dict:
+    """The GPU path's data preprocessor on the settings' device: batches of
+    ``batch_size`` worker outputs (bytes, or CPU-decoded pixels), decoded
+    and made into both views per batch. Reports img/s on the device and
+    the main process's CPU time per image (decode calls, kernel launches,
+    fallbacks)."""
+    device = default_device(settings.device)
+    preprocessor = MODELS.build(cfg.model.data_preprocessor).to(device)
+    batch_size = settings.batch_size or 256
+    batch = collate_fn(cfg)(load_samples(cfg, paths, batch_size))
+    batches = max(1, math.ceil(settings.iters / batch_size))
+    for _ in range(max(1, settings.warmup // batch_size + 1)):
+        preprocessor(batch, True)
+    synchronize(device)
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(batches):
+        preprocessor(batch, True)
+    synchronize(device)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    images = batches * batch_size
+    return dict(device=str(device), device_name=device_name(device),
+                batch_size=batch_size, batches=batches,
+                img_per_s=images / wall,
+                main_process_cpu_ms_per_image=1e3 * cpu / images)
+
+
+class _TensorCount(pickle.Pickler):
+    """Pickles a batch as a dataloader worker sends it, counting its
+    tensors' storages (which cross as shared memory) apart from the rest
+    (which crosses as pickle bytes)."""
+
+    def __init__(self, file) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.storages: Dict[int, int] = {}
+
+    def persistent_id(self, obj) -> Optional[int]:
+        if isinstance(obj, torch.Tensor):
+            storage = obj.untyped_storage()
+            self.storages[storage.data_ptr()] = storage.nbytes()
+            return len(self.storages)
+        return None
+
+
+def handover(collate: Callable[[list], dict], samples: list,
+             repeats: int) -> Dict:
+    """What crosses from a worker per batch of ``samples`` collated by
+    ``collate``, and the CPU ms of the collating and of the transfer (the
+    worker's ``ForkingPickler`` pickling, which moves each tensor to shared
+    memory, and the training process's unpickling; pinning, as the
+    dataloader's pin-memory thread does, where CUDA is available), the mean
+    of ``repeats`` batches after one untimed."""
+    stream = io.BytesIO()
+    counter = _TensorCount(stream)
+    counter.dump(collate(samples))
+    pin = torch.cuda.is_available()
+    collate_s = transfer_s = pin_s = 0.0
+    for repeat in range(repeats + 1):
+        start = time.process_time()
+        batch = collate(samples)
+        collated = time.process_time()
+        received = pickle.loads(ForkingPickler.dumps(batch))
+        transferred = time.process_time()
+        if pin:
+            pin_memory(received)
+        if repeat:  # the first one warms up
+            collate_s += collated - start
+            transfer_s += transferred - collated
+            pin_s += time.process_time() - transferred
+    return dict(tensors=len(counter.storages),
+                tensor_bytes=sum(counter.storages.values()),
+                pickle_bytes=len(stream.getvalue()),
+                collate_cpu_ms=1e3 * collate_s / repeats,
+                transfer_cpu_ms=1e3 * transfer_s / repeats,
+                pin_cpu_ms=1e3 * pin_s / repeats if pin else None)
+
+
+def preprocessor_ops(cfg: Config, paths: List[str],
+                     device: torch.device) -> Dict:
+    """Operators the GPU path's preprocessor dispatches per batch on the
+    training thread, the batch decoded ahead (as ``DecodeAheadHook`` has
+    it), and those of the decoding (the background thread's), at each of
+    ``OPS_BATCH_SIZES`` images. The views eager (``compile_views`` fuses
+    their colour operators into a few kernels, the same for any batch)."""
+    ops, decode_ops = {}, {}
+    for num in OPS_BATCH_SIZES:
+        preprocessor = MODELS.build(
+            dict(cfg.model.data_preprocessor, compile_views=False)).to(device)
+        batch = collate_fn(cfg)(load_samples(cfg, paths, num))
+        done = Future()
+        decode_ops[num] = count_operators(lambda: done.set_result(
+            decode_packed(batch['inputs'], device)))
+        slot = batch[SLOT_KEY] = DecodeSlot()
+        slot.future = done
+        ops[num] = count_operators(lambda: preprocessor(batch, True))
+    return dict(preprocessor_ops_per_batch=ops,
+                decode_ops_per_batch=decode_ops,
+                ops_note='aten operators (TorchDispatchMode) per batch; '
+                'the preprocessor on the training thread with the batch '
+                'decoded ahead, views eager; the decoding in the background '
+                'thread (slicing the packed bytes: one view per image)')
+
+
+def cores_per_gpu(results: Dict, rate: int) -> Dict:
+    """CPU cores one GPU needs to be fed ``rate`` img/s by each path: the
+    workers at their per-core rate, plus, for the GPU path, the main
+    process's share (decode calls and kernel launches)."""
+    device = results['gpu_path_device']
+    gpu = None  # on a CPU "device" the main process does all the work
+    if device['device'].startswith('cuda'):
+        gpu = rate / results['gpu_path_workers']['img_per_s_per_core'] + \
+            rate * device['main_process_cpu_ms_per_image'] / 1e3
+    return dict(img_per_s=rate,
+                cpu_path=rate / results['project']['img_per_s_per_core'],
+                gpu_path=gpu)
+
+
+# where each pipeline's output leaves the work (results[...]['output'])
+OUTPUTS = dict(
+    project='two uint8 CHW tensors; float conversion and normalisation are '
+    'left to the data preprocessor on the GPU (as shipped)',
+    released='two normalised float32 CHW tensors, computed on the CPU (as '
+    'shipped)',
+    gpu_path_workers='the JPEG bytes (or the RGB pixels of a file the GPU '
+    'decoder would not take); decoding and both views are left to the data '
+    'preprocessor on the GPU')
+
+
+def _handovers(cfg: Config, gpu_cfg: Config, paths: List[str],
+               settings: DataBenchmarkSettings) -> Dict:
+    """:func:`handover` of each path's collate function and mmengine's."""
+    results = {}
+    for name, config, baseline in (('cpu_path', cfg, 'default_collate'),
+                                   ('gpu_path', gpu_cfg, 'pseudo_collate')):
+        samples = load_samples(config, paths, settings.handover_batch)
+        functions = (config.train_dataloader.collate_fn.type, baseline)
+        results[name] = dict(
+            batch_size=settings.handover_batch,
+            **{fn: handover(FUNCTIONS.get(fn), samples,
+                            settings.handover_repeats)
+               for fn in functions})
+    return results
+
+
+def per_core_benchmark(cfg: Config, gpu_cfg: Config, paths: List[str],
+                       source: str, settings: DataBenchmarkSettings) -> Dict:
+    """Every per-core figure of the module docstring."""
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    single_thread()
+    runs = dict(project=project_pipeline(cfg), released=released_pipeline(),
+                gpu_path_workers=project_pipeline(gpu_cfg))
+    torch.manual_seed(settings.seed)
+    np.random.seed(settings.seed)
+    results = dict(config=cfg.filename, gpu_config=gpu_cfg.filename,
+                   cpu=cpu_model(), threads=1,
+                   images=describe_images(paths, source),
+                   iters=settings.iters, warmup=settings.warmup,
+                   block=settings.block)
+    results.update(time_pipelines(runs, paths, settings))
+    for name, output in OUTPUTS.items():
+        results[name]['output'] = output
+    results['gpu_path_device'] = time_gpu_path_device(gpu_cfg, paths,
+                                                      settings)
+    results['gpu_path'] = preprocessor_ops(
+        gpu_cfg, paths, default_device(settings.device))
+    for name, entry in _handovers(cfg, gpu_cfg, paths, settings).items():
+        results.setdefault(name, {})['handover'] = entry
+    rate = results['project']['img_per_s_per_core']
+    results['project_vs_released'] = (
+        rate / results['released']['img_per_s_per_core'])
+    results['gpu_img_per_s'] = GPU_IMG_PER_S
+    results['cores_per_gpu_for_2600_img_s'] = math.ceil(GPU_IMG_PER_S / rate)
+    results['cores_per_gpu'] = cores_per_gpu(results, settings.gpu_img_per_s)
+    results['versions'] = versions()
+    return results
+
+
+# ------------------------------------------------------------- runner mode
+def webvision_root(root: str, paths: List[str], copies: int) -> str:
+    """A WebVision layout listing ``paths`` ``copies`` times (under as many
+    links to their folder), all label 0: one epoch must hold the whole
+    timed run, since mmengine's iteration loop sleeps 2 s at each epoch
+    end."""
+    os.makedirs(osp.join(root, 'info'))
+    with open(osp.join(root, 'info', 'train_filelist_google.txt'), 'w') as f:
+        for copy_idx in range(copies):
+            os.symlink(osp.dirname(osp.abspath(paths[0])),
+                       osp.join(root, f'copy{copy_idx}'))
+            for path in paths:
+                f.write(f'copy{copy_idx}/{osp.basename(path)} 0\n')
+    return root
+
+
+def _training_only(cfg: Config, iters: int, work_dir: str,
+                   seed: int) -> None:
+    """``cfg`` trimmed to ``iters`` training iterations: no validation,
+    test, schedule, checkpoints or logging in between."""
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters,
+                         val_interval=10**9)
+    for key in ('val_dataloader', 'val_cfg', 'val_evaluator',
+                'test_dataloader', 'test_cfg', 'test_evaluator'):
+        cfg[key] = None
+    cfg.param_scheduler = []
+    cfg.default_hooks.checkpoint = None
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=10**9)
+    cfg.visualizer.vis_backends = [dict(type='LocalVisBackend')]
+    cfg.work_dir = work_dir
+    cfg.experiment_name = osp.basename(work_dir)
+    cfg.launcher = 'none'
+    cfg.randomness = dict(seed=seed)
+
+
+def run_runner(cfg: Config, paths: List[str], workers: Optional[int],
+               settings: DataBenchmarkSettings, work_dir: str) -> Dict:
+    """Train ``cfg`` on ``paths`` through the Runner."""
+    cfg = copy.deepcopy(cfg)
+    loader = cfg.train_dataloader
+    if workers is not None:
+        loader.num_workers = workers
+        loader.persistent_workers = workers > 0
+    if settings.batch_size:
+        loader.batch_size = settings.batch_size
+    warmup = max(1, settings.warmup)
+    copies = math.ceil((warmup + settings.runner_iters + 1) *
+                       loader.batch_size / len(paths))
+    root = webvision_root(osp.join(work_dir, 'webvision'), paths, copies)
+    loader.dataset.update(data_root=root, sources=('google', ))
+    _training_only(cfg, warmup + settings.runner_iters, work_dir,
+                   settings.seed)
+    runner = Runner.from_cfg(adapt_to_device(cfg))
+    timer = RunnerTimer(warmup)
+    runner.register_hook(timer)
+    runner.train()
+    (_, cpu0, work0), (_, cpu1, work1) = timer.start, timer.stop
+    timed = settings.runner_iters * loader.batch_size
+    return dict(
+        config=cfg.filename, workers=loader.num_workers,
+        batch_size=loader.batch_size, iters=settings.runner_iters,
+        warmup_iters=warmup, device=str(model_device(runner)),
+        img_per_s=loader.batch_size / timer.seconds_per_iter(),
+        iter_time_s=float(np.mean(timer.iter_times)),
+        data_time_s=float(np.mean(timer.data_times)),
+        main_process_cpu_ms_per_image=1e3 * (cpu1 - cpu0) / timed,
+        worker_cpu_ms_per_image=(None if work0 is None or work1 is None
+                                 else 1e3 * (work1 - work0) / timed))
+
+
+def runner_benchmark(cfg: Config, gpu_cfg: Config, paths: List[str],
+                     source: str, settings: DataBenchmarkSettings) -> Dict:
+    """Both data paths end to end through the Runner, in one run."""
+    results = dict(mode='runner', cpu=cpu_model(),
+                   images=describe_images(paths, source), seed=settings.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, config, workers in (
+                ('cpu_path', cfg, settings.workers),
+                ('gpu_path', gpu_cfg, settings.gpu_workers)):
+            init_default_scope(config.get('default_scope', 'mmpretrain'))
+            results[name] = run_runner(config, paths, workers, settings,
+                                       osp.join(tmp, name))
+    results['gpu_vs_cpu_path'] = (results['gpu_path']['img_per_s'] /
+                                  results['cpu_path']['img_per_s'])
+    results['versions'] = versions()
+    return results
+
+
+def benchmark_data(cfg: Config, gpu_cfg: Config,
+                   settings: DataBenchmarkSettings) -> Dict:
+    """The per-core figures, or with ``settings.runner`` the Runner's, of
+    the CPU data path (``cfg``) and the GPU data path (``gpu_cfg``), on the
+    settings' images (by default, crops of scikit-learn's sample photos)."""
+    run = runner_benchmark if settings.runner else per_core_benchmark
+    if settings.images:
+        paths = list_jpegs(settings.images, settings.num_images)
+        return run(cfg, gpu_cfg, paths, osp.abspath(settings.images),
+                   settings)
+    with tempfile.TemporaryDirectory() as directory:
+        paths = make_photos(directory, settings.num_images, settings.seed)
+        return run(cfg, gpu_cfg, paths, SAMPLE_PHOTOS, settings)

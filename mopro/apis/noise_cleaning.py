@@ -1,0 +1,112 @@
+"""Cleaning the noisy training set with a trained MoPro model (paper
+Section 4.3; ``tools/noise_cleaning.py``)."""
+import os
+import os.path as osp
+from typing import Optional
+
+import torch
+from mmengine.config import Config
+from mmengine.dist import get_dist_info, init_dist
+from mmengine.logging import MMLogger
+from mmengine.registry import init_default_scope
+from mmpretrain.registry import DATASETS, MODELS
+
+from ..datasets.image_list_dataset import ImageListDataset
+from ..evaluation.noise_cleaning import (clean_dataset, cleaned_list,
+                                         save_report, summarize)
+from ..utils.checkpoint import load_model_weights
+from ..utils.cli import ConfigError
+from ..utils.device import default_device
+from ..utils.fileio import write_json
+from ..utils.outputs import check_output_dir, check_output_file
+from ..utils.runner import compile_only_on_cuda
+
+SUMMARY_NAME = 'noise_cleaning_summary.json'
+
+
+def build_cleaning_dataset(cfg: Config) -> ImageListDataset:
+    """The training set of the config, with the test (val) pipeline."""
+    dataset_cfg = cfg.train_dataloader.dataset.copy()
+    dataset_cfg.pipeline = cfg.val_dataloader.dataset.pipeline
+    dataset = DATASETS.build(dataset_cfg)
+    dataset.full_init()
+    return dataset
+
+
+def check_outputs(cfg: Config, checkpoint: str, out: str,
+                  num_images: int) -> None:
+    """``out`` (about 100 bytes per image) and the work dir (summary and
+    report) can be written, and neither is an input."""
+    inputs = (cfg.filename, checkpoint)
+    check_output_file(out, inputs=inputs, need_bytes=100 * num_images,
+                      what='--out file')
+    check_output_dir(cfg.work_dir, what='work dir')
+    check_output_file(osp.join(cfg.work_dir, SUMMARY_NAME),
+                      inputs=(*inputs, out), what='summary')
+
+
+def _cleaning_device(device: Optional[str]) -> torch.device:
+    """``device`` (default: CUDA when available); on CUDA the rank's GPU
+    under a launcher."""
+    device = default_device(device)
+    if device.type != 'cuda':
+        return device
+    torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))
+    return torch.device('cuda', torch.cuda.current_device())
+
+
+def clean_noisy_dataset(cfg: Config, checkpoint: str, out: str,
+                        batch_size: int = 256, num_workers: int = 8,
+                        num_show: int = 16, device: Optional[str] = None,
+                        trust_checkpoint: bool = False) -> dict:
+    """Relabel or drop every training image of ``cfg`` with the MoPro model
+    of ``checkpoint`` (the training-time rule, eq. 4-5) and return the
+    summary.
+
+    Writes ``out`` (``{relative/path: label}``, OOD and unreadable images
+    removed: the training list of ``configs/crt_r50_webvision_v1.py``)
+    and, in the work dir, ``noise_cleaning_summary.json`` (counts
+    relabelled / OOD / kept, per class) and the PNG report (OOD samples,
+    relabelled samples, per-class changes). Every output is checked before
+    the pass; the cleaned list is written last, so a run that fails to
+    write leaves none. Under a launcher (``cfg.launcher``) each rank takes
+    a shard and rank 0 writes.
+    """
+    cfg = compile_only_on_cuda(cfg, device=device)
+    if cfg.model.get('type') != 'MoPro':
+        raise ConfigError(f'{cfg.filename}: noise cleaning needs a MoPro '
+                          f'model config, got model.type='
+                          f'{cfg.model.get("type")}')
+    if cfg.get('launcher', 'none') != 'none':
+        init_dist(cfg.launcher,
+                  backend='nccl' if default_device(device).type == 'cuda'
+                  else 'gloo')
+    init_default_scope('mmpretrain')
+    logger = MMLogger.get_instance('noise_cleaning')
+    model = MODELS.build(cfg.model)
+    load_model_weights(model, checkpoint, trust=trust_checkpoint)
+    dataset = build_cleaning_dataset(cfg)
+    check_outputs(cfg, checkpoint, out, len(dataset))
+    device = _cleaning_device(device)
+    model.to(device)
+    logger.info(f'noise cleaning of {len(dataset)} images with '
+                f'{checkpoint} (alpha={model.alpha}, '
+                f'threshold={model.threshold})')
+    pseudo = clean_dataset(model, dataset, batch_size, num_workers, device)
+    original = dataset.get_gt_labels()
+    summary = summarize(original, pseudo, model.num_classes)
+    if get_dist_info()[0] != 0:
+        return summary
+    summary_path = osp.join(cfg.work_dir, SUMMARY_NAME)
+    write_json(summary_path, dict(checkpoint=checkpoint, out=out, **summary),
+               indent=1)
+    figures = save_report(dataset, original, pseudo, summary, cfg.work_dir,
+                          num_show)
+    write_json(out, cleaned_list(dataset, pseudo), indent=None)
+    total = summary['total']
+    logger.info(f'{total["images"]} images: {total["kept"]} kept, '
+                f'{total["relabelled"]} relabelled, {total["ood"]} OOD, '
+                f'{total["unreadable"]} unreadable -> {out} '
+                f'({total["cleaned"]} images); summary {summary_path}; '
+                f'report {", ".join(figures.values())}')
+    return summary
