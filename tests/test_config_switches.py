@@ -143,6 +143,9 @@ def test_max_epochs_moves_the_run_and_names_what_it_leaves():
      "--cfg-options num_classes must be an integer >= 1, got 'three'"),
     ('mopro_r18_demo.py', 'max_epochs=0',
      '--cfg-options max_epochs must be >= 1, got 0'),
+    ('mopro_r50_custom.py', 'num_classes=3',
+     '{path}: data_root is not set: pass --cfg-options data_root=... (the '
+     'folder of the image lists; configs/README.md, Switches)'),
 ])
 def test_switch_errors_name_the_key(config, option, message):
     with pytest.raises(ConfigError) as err:
@@ -191,7 +194,10 @@ def test_config_redefining_a_switch_over_its_base_is_an_error(tmp_path):
 def test_every_config_moves_with_its_switches(config):
     """Each switch a config defines moves at least the key it is checked
     against (train data, the model's classes, the epochs)."""
-    plain = load(config)
+    plain = load(config, 'data_root=/d' if config == 'mopro_r50_custom.py'
+                 else 'work_dir=x', *(['num_classes=2']
+                                      if config == 'mopro_r50_custom.py'
+                                      else []))
     options, expected = [], {}
     if 'data_root' in plain:
         options.append('data_root=/elsewhere')
