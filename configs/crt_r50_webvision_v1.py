@@ -11,9 +11,12 @@
 # the released classifier_retrain.py loads it too) with weight decay 0.
 _base_ = [
     '_base_/datasets/webvision_v1.py',
-    '_base_/schedules/amp_bf16.py',
     '_base_/default_runtime.py',
+    '_base_/runtime_gpu.py',
 ]
+
+# switch: --cfg-options max_epochs=N (configs/README.md, Switches)
+max_epochs = 15
 
 pretrained = 'work_dirs/mopro_r50_webvision_v1/epoch_90.pth'
 pseudo_label_file = 'work_dirs/mopro_r50_webvision_v1/pseudo_label.json'
@@ -21,7 +24,9 @@ pseudo_label_file = 'work_dirs/mopro_r50_webvision_v1/pseudo_label.json'
 model = dict(
     # ImageClassifier with the non-finite guard (NonFiniteCheckHook below)
     type='CompilableImageClassifier',
-    nonfinite='raise',
+    # the encoder is fixed and only the linear classifier trains: not
+    # compiled (the pretraining configs compile)
+    compile=False,
     init_cfg=dict(
         type='MoProPretrained',
         checkpoint=pretrained,
@@ -59,6 +64,7 @@ crt_train_pipeline = [
     dict(type='PackInputs'),
 ]
 train_dataloader = dict(
+    batch_size=32,  # per GPU: 32 x 8 GPUs = 256
     sampler=dict(_delete_=True, type='SqrtBalancedSampler'),
     dataset=dict(
         _delete_=True,
@@ -73,7 +79,5 @@ optim_wrapper = dict(
 param_scheduler = [
     dict(type='MultiStepLR', by_epoch=True, milestones=[5, 10], gamma=0.1)
 ]
-train_cfg = dict(by_epoch=True, max_epochs=15, val_interval=1)
-val_cfg = dict()
-test_cfg = dict()
+train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=1)
 auto_scale_lr = dict(base_batch_size=256, enable=False)

@@ -8,27 +8,52 @@
 # set (the default below), else a seeded random 1% (subset_file=None).
 #   --cfg-options model.init_cfg.checkpoint=CKPT
 _base_ = [
-    '_base_/models/ce_r50.py', '_base_/datasets/imagenet_val.py',
-    '_base_/schedules/amp_bf16.py', '_base_/default_runtime.py'
+    '_base_/datasets/imagenet_val.py', '_base_/default_runtime.py',
+    '_base_/runtime_gpu.py'
 ]
+
+# switch: --cfg-options max_epochs=N (configs/README.md, Switches)
+max_epochs = 40
 
 pretrained = 'work_dirs/mopro_r50_webvision_v1/epoch_90.pth'
 imagenet_root = 'data/imagenet/'
 
-# the cross-entropy ResNet-50 classifier, initialised from a MoPro checkpoint
+# the ResNet-50 classifier, initialised from a MoPro checkpoint: encoder
+# and classifier
 model = dict(
+    # mmpretrain's ImageClassifier with MoPro's model.compile switch and
+    # non-finite guard (_base_/runtime_gpu.py sets both)
+    type='CompilableImageClassifier',
     init_cfg=dict(
         type='MoProPretrained',
         checkpoint=pretrained,
         mapping=[('backbone.', 'backbone.'), ('classifier.', 'head.fc.')]),
-    backbone=dict(init_cfg=None),
-    head=dict(init_cfg=None))
+    backbone=dict(type='ResNet', depth=50, zero_init_residual=False,
+                  init_cfg=None),
+    neck=dict(type='GlobalAveragePooling'),
+    head=dict(
+        type='LinearClsHead',
+        num_classes=1000,
+        in_channels=2048,
+        loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
+        topk=(1, 5),
+        init_cfg=None),
+    data_preprocessor=dict(
+        type='ClsDataPreprocessor',
+        num_classes=1000,
+        mean=[123.675, 116.28, 103.53],
+        std=[58.395, 57.12, 57.375],
+        to_rgb=True))
+# no checkpoint holds the weights of a non-finite step
+custom_hooks = [dict(type='NonFiniteCheckHook')]
 
-# released finetune_imagenet.py: RandomResizedCrop(224) + flip; validation
-# on ImageNet val (_base_/datasets/imagenet_val.py)
+# released finetune_imagenet.py: RandomResizedCrop(224) (torchvision's
+# scale (0.08, 1)) + flip; validation on ImageNet val
+# (_base_/datasets/imagenet_val.py)
 train_pipeline = [
     dict(type='LoadWebImage'),
-    dict(type='RandomResizedCrop', scale=224, backend='pillow'),
+    dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.08, 1.0),
+         backend='pillow'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
@@ -56,7 +81,6 @@ optim_wrapper = dict(
 param_scheduler = [
     dict(type='MultiStepLR', by_epoch=True, milestones=[15, 30], gamma=0.2)
 ]
-train_cfg = dict(by_epoch=True, max_epochs=40, val_interval=5)
+train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=5)
 val_cfg = dict()
-test_cfg = dict()
 auto_scale_lr = dict(base_batch_size=256, enable=False)

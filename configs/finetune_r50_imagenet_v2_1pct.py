@@ -15,4 +15,5 @@ optim_wrapper = dict(optimizer=dict(lr=0.01))
 param_scheduler = [
     dict(type='MultiStepLR', by_epoch=True, milestones=[20, 40], gamma=0.1)
 ]
-train_cfg = dict(max_epochs=50)
+max_epochs = 50
+train_cfg = dict(max_epochs=max_epochs)

@@ -1,4 +1,5 @@
 """Shared fixtures: tiny datasets in the official layouts, tiny configs."""
+import logging
 import os
 import os.path as osp
 import sys
@@ -12,6 +13,7 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import mopro  # noqa: E402,F401
+from mmengine.logging import MMLogger  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
 # as a Runner does: nested transforms (MultiView) resolve in mmpretrain
@@ -32,6 +34,21 @@ def pytest_collection_modifyitems(config, items) -> None:
     for item in items:
         if 'gpu' in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def log_to_a_live_stream():
+    """An mmengine logger made in a test that captured ``sys.stdout``
+    (``capsys``) writes to that test's stream, closed when it ended: its
+    next line would end in a logging error on stderr, in whatever test
+    logs next. Such handlers are pointed at the current ``sys.stdout``."""
+    for logger in list(MMLogger._instance_dict.values()):
+        for handler in logger.handlers:
+            if isinstance(handler, logging.StreamHandler) and getattr(
+                    handler.stream, 'closed', False):
+                # (setStream would flush the closed one)
+                handler.stream = sys.stdout
+    yield
 
 
 def write_image(path: str, seed: int, size: int = 40) -> None:

@@ -134,10 +134,48 @@ def test_file_list_errors_name_file_and_line(tmp_path, content, message):
         osp.join(root, 'info', 'train_filelist_google.txt') + message)
 
 
-def test_missing_file_list(tmp_path):
-    with pytest.raises(FileNotFoundError, match='val_filelist.txt: file '
-                       'list not found'):
-        WebVision(str(tmp_path), split='val')
+@pytest.mark.parametrize('split, missing', [
+    ('train', 'train_filelist_flickr.txt'), ('val', 'val_filelist.txt')])
+def test_missing_official_list_says_which_and_what_to_do(tmp_path, split,
+                                                         missing):
+    # WebVision reads both official training lists: a download without the
+    # Flickr list is an error naming it, data_root and the way to train on
+    # images of one's own
+    root = str(tmp_path)
+    _write(osp.join(root, 'info', 'train_filelist_google.txt'),
+           'google/a.jpg 0\n')
+    with pytest.raises(FileNotFoundError) as err:
+        WebVision(root, split=split)
+    assert str(err.value) == (
+        f'{osp.join(root, "info", missing)}: WebVision list not found; '
+        f'data_root ({root}) must be the WebVision download: info/ with the '
+        'official train_filelist_google.txt, train_filelist_flickr.txt and '
+        'val_filelist.txt beside the images. For a folder of your own '
+        'images use configs/mopro_r50_custom.py (configs/README.md)')
+
+
+def test_each_dataset_logs_what_it_read(webvision_root, tmp_path):
+    with log_messages() as logged:
+        WebVision(webvision_root, split='train', num_classes=4)
+        WebVision(webvision_root, split='val', num_classes=5)
+        WebVision(webvision_root, split='train', num_classes=4,
+                  sources=['google'], subset_size=10)
+    assert logged == [
+        f'WebVision train at {webvision_root}: 32 images of 4 classes from '
+        'google, flickr',
+        # a class without images is counted
+        f'WebVision val at {webvision_root}: 8 images of 5 classes (4 of '
+        'them with images) from val_filelist.txt',
+        f'WebVision train at {webvision_root}: 10 images of 4 classes (3 of '
+        'them with images) from google (subset train_subset_10_seed0.txt)',
+    ]
+    # the thousands separated, as for WebVision's 2,439,574 training images
+    _write(str(tmp_path / 'info' / 'val_filelist.txt'),
+           ''.join(f'{i}.jpg {i % 3}\n' for i in range(1234)))
+    with log_messages() as logged:
+        WebVision(str(tmp_path), split='val', num_classes=3)
+    assert logged == [f'WebVision val at {tmp_path}: 1,234 images of 3 '
+                      'classes from val_filelist.txt']
 
 
 def test_empty_dataset_is_an_error(tmp_path):

@@ -744,7 +744,7 @@ def test_host_read_detector_sees_syncs():
 
 
 def test_bf16_optim_wrapper_has_no_loss_scaler(monkeypatch):
-    # the configs' AmpOptimWrapper (configs/_base_/schedules/amp_bf16.py)
+    # the configs' AmpOptimWrapper (configs/_base_/runtime_gpu.py)
     # runs bf16 without a loss scaler (torch's GradScaler reads its found-inf
     # flag on the host in every step); the step under it, bf16 autocast
     # included, reads nothing on the host and resumes from its state dict.
@@ -756,7 +756,7 @@ def test_bf16_optim_wrapper_has_no_loss_scaler(monkeypatch):
     monkeypatch.setattr(amp_optimizer_wrapper, 'is_cuda_available',
                         lambda: True)
     amp_cfg = Config.fromfile(
-        f'{ROOT}/configs/_base_/schedules/amp_bf16.py').optim_wrapper
+        f'{ROOT}/configs/_base_/runtime_gpu.py').optim_wrapper
     model = build(phase='clean')
     optim_wrapper = build_optim_wrapper(
         model, dict(amp_cfg, optimizer=dict(type='SGD', lr=0.1, momentum=0.9)))
@@ -812,7 +812,7 @@ def test_bf16_amp_step_on_cuda_makes_no_host_sync():
     from mmengine.config import Config
     from mmengine.optim import build_optim_wrapper
     amp_cfg = Config.fromfile(
-        f'{ROOT}/configs/_base_/schedules/amp_bf16.py').optim_wrapper
+        f'{ROOT}/configs/_base_/runtime_gpu.py').optim_wrapper
     model = build(phase='clean').cuda()
     model.prototypes.copy_(random_prototypes().cuda())
     optim_wrapper = build_optim_wrapper(

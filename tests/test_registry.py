@@ -45,7 +45,12 @@ def _data(tmp_path):
                         f'n0000000{i}_1.JPEG'), i, 16)
     ckpt = str(tmp_path / 'mopro.pth')
     torch.save({'state_dict': _tiny_mopro().state_dict()}, ckpt)
-    return root, cleaned, str(tmp_path / 'imagenet'), ckpt
+    custom = tmp_path / 'custom'
+    for i, name in enumerate(('cat', 'dog')):
+        write_image(str(custom / name / '0.jpg'), i, 16)
+    (custom / 'train.txt').write_text('cat/0.jpg 0\ndog/0.jpg 1\n')
+    (custom / 'classes.txt').write_text('cat\ndog\n')
+    return root, cleaned, str(tmp_path / 'imagenet'), ckpt, str(custom)
 
 
 def _tiny_mopro_cfg():
@@ -63,7 +68,7 @@ def _sample(inputs, label, img_shape=None):
 
 
 def build_configs(tmp_path):
-    root, cleaned, imagenet, ckpt = _data(tmp_path)
+    root, cleaned, imagenet, ckpt, custom = _data(tmp_path)
     webvision = dict(type='WebVision', data_root=root, num_classes=3)
     return {
         'MoPro': (pretrain_registry.MODELS, _tiny_mopro_cfg(),
@@ -133,6 +138,12 @@ def build_configs(tmp_path):
                            dict(type='ImageNetSubset', data_root=imagenet,
                                 fraction=1.0), lambda d: len(d) == 2),
         'ImageNet200': None,  # needs the 200 class folders: test_calibration
+        'CustomImageList': (pretrain_registry.DATASETS,
+                            dict(type='CustomImageList', data_root=custom,
+                                 num_classes=2),
+                            lambda d: (list(d.metainfo['classes']),
+                                       d.get_gt_labels().tolist()) == (
+                                           ['cat', 'dog'], [0, 1])),
         'SqrtBalancedSampler': (pretrain_registry.DATA_SAMPLERS,
                                 dict(type='SqrtBalancedSampler', seed=0,
                                      dataset=pretrain_registry.DATASETS.build(

@@ -69,5 +69,8 @@ class CleanedWebVision(ImageListDataset):
                           dict(classes=[str(c) for c in range(num_classes)]))
         super().__init__(data_root=data_root, **kwargs)
 
+    def origin(self) -> str:
+        return self.pseudo_label_file
+
     def load_image_list(self) -> ImageList:
         return read_pseudo_labels(self.pseudo_label_file, self.num_classes)

@@ -30,7 +30,8 @@ class ImageListDataset(BaseDataset):
 
     Subclasses implement :meth:`load_image_list`. Data infos are made on the
     fly (``img_path``, ``gt_label``, ``sample_idx``), so no per-sample Python
-    object lives in the workers.
+    object lives in the workers. Once read, one log line says how many
+    images of how many classes were read, and from where (:meth:`summary`).
 
     A training image that cannot be decoded is skipped (another sample is
     drawn), with a warning naming it and a running count; if more than
@@ -87,14 +88,38 @@ class ImageListDataset(BaseDataset):
     def image_root(self) -> str:
         return self.data_root
 
+    def describe(self) -> str:
+        """What the dataset is, for its log line (``WebVision train at
+        data/webvision/``)."""
+        return f'{type(self).__name__} at {self.data_root}'
+
+    def origin(self) -> str:
+        """Where its images come from (``google, flickr``, a list file),
+        for its log line; empty if nothing to add."""
+        return ''
+
+    def summary(self) -> str:
+        """One line: what was read, e.g. ``WebVision train at
+        data/webvision/: 2,439,574 images of 1000 classes from google,
+        flickr``, with how many classes have images when some have none."""
+        labels = self.images.labels
+        present = len(np.unique(labels))
+        num_classes = len(self.metainfo.get('classes') or ()) or present
+        line = (f'{self.describe()}: {len(labels):,} images of '
+                f'{num_classes} classes')
+        if present < num_classes:
+            line += f' ({present} of them with images)'
+        origin = self.origin()
+        return f'{line} from {origin}' if origin else line
+
     def full_init(self) -> None:
         if self._fully_initialized:
             return
         self.images = self.load_image_list()
         if len(self.images) == 0:
-            raise ValueError(f'{type(self).__name__} at {self.data_root}: '
-                             'the dataset is empty')
+            raise ValueError(f'{self.describe()}: the dataset is empty')
         self._fully_initialized = True
+        print_log(self.summary(), logger='current')
 
     def __len__(self) -> int:
         if not self._fully_initialized:

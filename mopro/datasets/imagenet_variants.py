@@ -84,6 +84,9 @@ class ImageNet200(ImageListDataset):
         metainfo = metainfo or dict(classes=[str(i) for i in indices])
         super().__init__(data_root=data_root, metainfo=metainfo, **kwargs)
 
+    def describe(self) -> str:
+        return f'{self.variant} at {self.data_root}'
+
     def load_image_list(self) -> ImageList:
         root = self.data_root
         if not osp.isdir(root):

@@ -64,6 +64,11 @@ class ImageNetSubset(ImageListDataset):
     def image_root(self) -> str:
         return osp.join(self.data_root, self.data_prefix_dir)
 
+    def origin(self) -> str:
+        if self.subset_file:
+            return self.subset_file
+        return f'a random {self.fraction:g} of {self.data_prefix_dir}/'
+
     def _classes(self) -> List[str]:
         root = self.image_root()
         if not osp.isdir(root):

@@ -88,10 +88,28 @@ class WebVision(ImageListDataset):
             return osp.join(self.data_root, 'val_images_256')
         return self.data_root
 
+    def describe(self) -> str:
+        return f'WebVision {self.split} at {self.data_root}'
+
+    def origin(self) -> str:
+        if self.split == 'val':
+            return 'val_filelist.txt'
+        sources = ', '.join(self.sources)
+        if self.subset_size is None:
+            return sources
+        return f'{sources} (subset {osp.basename(self.subset_file)})'
+
     def _read(self, name: str) -> ImageList:
-        return read_file_list(
-            osp.join(self.data_root, 'info', name), self.num_classes,
-            self.list_classes)
+        path = osp.join(self.data_root, 'info', name)
+        if not osp.isfile(path):
+            raise FileNotFoundError(
+                f'{path}: WebVision list not found; data_root '
+                f'({self.data_root}) must be the WebVision download: '
+                'info/ with the official train_filelist_google.txt, '
+                'train_filelist_flickr.txt and val_filelist.txt beside the '
+                'images. For a folder of your own images use '
+                'configs/mopro_r50_custom.py (configs/README.md)')
+        return read_file_list(path, self.num_classes, self.list_classes)
 
     def load_image_list(self) -> ImageList:
         if self.split == 'val':
@@ -156,6 +174,9 @@ class ImageNetVal(ImageListDataset):
 
     def image_root(self) -> str:
         return osp.join(self.data_root, self.data_prefix_dir)
+
+    def origin(self) -> str:
+        return self.ann_file_name or f'{self.data_prefix_dir}/'
 
     def load_image_list(self) -> ImageList:
         if self.ann_file_name:

@@ -18,6 +18,7 @@ from mmengine.logging import print_log
 
 from .checkpoint import CheckpointError, load_checkpoint, mopro_state_dict
 from .cli import ConfigError, UserError
+from .config_switches import apply_switches, read_switches
 from .device import default_device
 
 
@@ -43,23 +44,29 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
 def load_config(args: argparse.Namespace) -> Config:
     """Read the config, merge ``--cfg-options``, set launcher and work dir.
 
-    The work dir defaults to ``work_dirs/<config name>``, as in OpenMMLab.
+    The top-level switches ``data_root``, ``num_classes`` and
+    ``max_epochs`` set in ``--cfg-options`` move every key the config built
+    from them (:mod:`mopro.utils.config_switches`). The work dir defaults to
+    ``work_dirs/<config name>``, as in OpenMMLab.
 
     Raises:
         FileNotFoundError: no such config file (or base file).
         ConfigError: a config (or base) that cannot be read, naming its file
-            and line, or a ``--cfg-options`` key that cannot be merged.
+            and line, a ``--cfg-options`` key that cannot be merged, or a
+            switch that cannot be applied.
     """
     if not osp.isfile(args.config):
         raise FileNotFoundError(f'{args.config}: config file not found')
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     cfg = read_config(args.config)
+    switches = read_switches(cfg, args.config)
     if args.cfg_options:
         try:
             cfg.merge_from_dict(args.cfg_options)
         except (KeyError, TypeError, ValueError, IndexError) as err:
             raise ConfigError(f'--cfg-options: {_message(err)}') from None
+    apply_switches(cfg, switches, args.cfg_options, args.config)
     cfg.launcher = args.launcher
     if args.work_dir:
         cfg.work_dir = args.work_dir

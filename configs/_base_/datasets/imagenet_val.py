@@ -24,3 +24,4 @@ test_dataloader = dict(
         test_mode=True,
         pipeline=test_pipeline))
 test_evaluator = dict(type='Accuracy', topk=(1, 5))
+test_cfg = dict()

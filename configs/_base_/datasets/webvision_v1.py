@@ -1,9 +1,12 @@
-# WebVision V1.0 (Google + Flickr), 1000 classes; weak/strong views as in
-# the released code's torchvision transforms. ImageNet validation is the
-# test set (tools/test.py runs both).
+# WebVision V1.0 (Google + Flickr), 1000 classes: where the data is and how
+# it is loaded. The views (augmentation recipes) and the batch size are the
+# recipe's: each config sets them. ImageNet validation is the test set
+# (tools/test.py runs both).
 _base_ = ['./imagenet_val.py']
 
 dataset_type = 'WebVision'
+# switches: --cfg-options data_root=... num_classes=... retarget every
+# loader set from them (configs/README.md, Switches)
 data_root = 'data/webvision/'
 num_classes = 1000
 # the V2.0 download's lists hold 5000 classes: V1.0 keeps the first 1000
@@ -11,33 +14,7 @@ num_classes = 1000
 # error naming its list and line
 list_classes = 5000
 
-# encoder input
-weak_view = [
-    dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.2, 1.0),
-         backend='pillow'),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-]
-# momentum-encoder input. Colour jitter runs through torchvision on PIL
-# images: mmcv's adjust_hue overflows under numpy 2 for negative hue factors.
-strong_view = [
-    dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.2, 1.0),
-         backend='pillow'),
-    dict(type='NumpyToPIL', to_rgb=True),
-    dict(type='torchvision/RandomGrayscale', p=0.2),
-    dict(type='torchvision/ColorJitter', brightness=0.4, contrast=0.4,
-         saturation=0.4, hue=0.4),
-    dict(type='PILToNumpy', to_bgr=True),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-]
-train_pipeline = [
-    dict(type='LoadWebImage'),
-    dict(type='MultiView', num_views=[1, 1],
-         transforms=[weak_view, strong_view]),
-    dict(type='PackInputs', meta_keys=['sample_idx', 'img_path']),
-]
-
 train_dataloader = dict(
-    batch_size=32,  # per GPU: 32 x 8 GPUs = 256
     # one worker decodes and augments ~160 two-view images/s on the CPU of
     # benchmarks/data_loading_cpu.json: 8 feed ~1300 img/s per GPU; a GPU at
     # 2600 img/s needs ~16 (README, Speed)
@@ -55,8 +32,7 @@ train_dataloader = dict(
         data_root=data_root,
         split='train',
         num_classes=num_classes,
-        list_classes=list_classes,
-        pipeline=train_pipeline))
+        list_classes=list_classes))
 # WebVision validation every epoch ...
 val_dataloader = dict(
     batch_size=64,
@@ -74,3 +50,4 @@ val_dataloader = dict(
         test_mode=True,
         pipeline={{_base_.test_pipeline}}))
 val_evaluator = dict(type='Accuracy', topk=(1, 5))
+val_cfg = dict()

@@ -1,0 +1,67 @@
+#!/usr/bin/env python
+"""Write the image lists of a folder of class subfolders.
+
+    python tools/dataset_converters/folder_to_lists.py data/my_images \
+        [--out DIR] [--val-fraction 0.1] [--seed 0] [--force]
+
+From ``data/my_images/<class name>/<image>`` it writes ``train.txt``,
+``val.txt`` (a seeded, per-class held-out split) and ``classes.txt`` (the
+class names in label order) into the folder (or ``--out``), the data of
+``configs/mopro_r50_custom.py``::
+
+    python tools/train.py configs/mopro_r50_custom.py \
+        --cfg-options data_root=data/my_images num_classes=<classes>
+
+Existing lists are kept unless ``--force``; files that are not images are
+skipped and counted (``mopro/datasets/folder_lists.py``).
+"""
+import argparse
+from typing import List, Optional
+
+from mopro.datasets.folder_lists import FolderLists, folder_to_lists
+from mopro.utils.cli import run_tool
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('root', help='folder of class subfolders')
+    parser.add_argument('--out', help='folder of the lists (default: root); '
+                        'their paths are relative to it')
+    parser.add_argument('--val-fraction', type=float, default=0.1,
+                        help='fraction of each class held out for val.txt '
+                        '(at least one image of a class with two or more)')
+    parser.add_argument('--seed', type=int, default=0,
+                        help='seed of the held-out split')
+    parser.add_argument('--force', action='store_true',
+                        help='overwrite existing lists')
+    return parser.parse_args(argv)
+
+
+def report(args: argparse.Namespace, lists: FolderLists) -> str:
+    lines = [
+        f'{args.root}: {lists.num_classes} classes, '
+        f'{lists.num_train + lists.num_val} images ({lists.skipped} other '
+        f'files skipped) -> {lists.files["train.txt"]} ({lists.num_train} '
+        f'images), {lists.files["val.txt"]} ({lists.num_val}), '
+        f'{lists.files["classes.txt"]}'
+    ]
+    if lists.without_val:
+        lines.append(f'{len(lists.without_val)} classes have a single '
+                     f'image and none in val.txt (e.g. '
+                     f'{lists.without_val[0]})')
+    lines.append('train: python tools/train.py configs/mopro_r50_custom.py '
+                 f'--cfg-options data_root={lists.out_dir} '
+                 f'num_classes={lists.num_classes}')
+    return '\n'.join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> FolderLists:
+    args = parse_args(argv)
+    lists = folder_to_lists(args.root, args.out, args.val_fraction,
+                            args.seed, args.force)
+    print(report(args, lists))
+    return lists
+
+
+if __name__ == '__main__':
+    run_tool(main)
