@@ -22,8 +22,7 @@ from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 from mmpretrain.registry import DATASETS, MODELS
 
-from mopro.evaluation.noise_cleaning import (clean_dataset,
-                                             cleaned_list, save_report,
+from mopro.evaluation.noise_cleaning import (clean_dataset, cleaned_list,
                                              summarize)
 from mopro.utils import write_json
 from mopro.utils.checkpoint import load_model_weights
@@ -31,6 +30,7 @@ from mopro.utils.cli import ConfigError, run_tool
 from mopro.utils.outputs import check_output_dir, check_output_file
 from mopro.utils.runner import (add_config_args, compile_only_on_cuda,
                                 load_config)
+from mopro.visualization import save_report
 
 SUMMARY_NAME = 'noise_cleaning_summary.json'
 
