@@ -135,10 +135,13 @@ def clean(runner: Runner, cfg: Config, data_root: str, out_dir: str,
     loader_cfg.dataset = dict(cfg.train_dataloader.dataset, test_mode=True,
                               pipeline=cfg.val_dataloader.dataset.pipeline)
     loader = Runner.build_dataloader(loader_cfg, seed=0)
-    indices, labels, pseudo_in_order = mopro_pseudo_labels(
+    indices, _, pseudo_in_order = mopro_pseudo_labels(
         runner.model, _ReportingLoader(loader, progress),
         show_progress=False)
     dataset = loader.dataset
+    if not np.array_equal(np.sort(indices), np.arange(len(dataset))):
+        raise RuntimeError('the cleaning pass did not see every training '
+                           'image exactly once')
     truth = {r['path']: r for r in load_ground_truth(data_root)['train']}
     records = [truth[dataset.images.path(i)] for i in range(len(dataset))]
     original = dataset.get_gt_labels()
@@ -196,6 +199,14 @@ def _plan(stages: List[Stage], data: dict, work_dir: str,
             f'and logs: {work_dir}/ | report: {out_dir}/')
 
 
+def _write_report(results: dict, out_dir: str) -> None:
+    """The accuracy curves of the models trained so far, then the results
+    and the markdown report."""
+    results['pictures']['accuracy_curves'] = osp.basename(
+        save_accuracy_picture(results, out_dir))
+    write_results(results, out_dir)
+
+
 def run_demo(mopro_config: str, ce_config: str,
              work_dir: str = 'work_dirs/demo',
              out_dir: str = 'results/demo',
@@ -237,6 +248,7 @@ def run_demo(mopro_config: str, ce_config: str,
         runner, configs['MoPro'], data_root, out_dir, progress, seed)
     progress.end_stage()
     results['pictures'] = pictures
+    _write_report(results, out_dir)  # MoPro's part, should CE fail
     if not skip_ce:
         progress.start_stage('building the Runner')
         _, results['ce'] = train(configs['cross-entropy'], progress,
@@ -244,9 +256,7 @@ def run_demo(mopro_config: str, ce_config: str,
         results['ce'].update(label='cross-entropy',
                              config=osp.basename(ce_config))
         progress.end_stage()
-    pictures['accuracy_curves'] = osp.basename(
-        save_accuracy_picture(results, out_dir))
-    write_results(results, out_dir)
+        _write_report(results, out_dir)
     progress.message('\n' + markdown(results))
     progress.message(f'report: {osp.join(out_dir, "demo_results.md")} and '
                      f'{", ".join(sorted(pictures.values()))}; run logs: '
