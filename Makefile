@@ -6,7 +6,8 @@ PYTHON := .venv/bin/python
 env:
 	@bash tools/misc/setup_env.sh
 
-# main job: MoPro vs cross-entropy on the embedded noisy dataset (CPU)
+# main job: MoPro vs cross-entropy on the embedded noisy dataset (CPU); the
+# report and its pictures go to results/demo/, the runs to work_dirs/demo/
 demo: env
 	$(PYTHON) tools/run_demo.py
 

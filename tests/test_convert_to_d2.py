@@ -139,6 +139,24 @@ def test_released_checkpoint_names_and_values(tmp_path, encoder, capsys):
     assert '318  momentum encoder' in printed  # 265 + 53 counters
     assert '2  queue and queue pointer' in printed
     assert printed.count('\n') < 20  # a summary, not one line per key
+    # the overrides that load the output, as one copyable last line
+    assert printed.splitlines()[-2:] == [
+        f'wrote {out}, ResNet-50; Detectron2 overrides for '
+        'tools/train_d2.py:',
+        f'MODEL.WEIGHTS {out} MODEL.RESNETS.DEPTH 50']
+
+
+def test_resnet18_output_names_its_depth_and_channels(tmp_path, capsys):
+    from mmpretrain.registry import MODELS
+    state = MODELS.build(dict(type='ResNet', depth=18)).state_dict()
+    src = mopro_checkpoint(state, str(tmp_path / 'r18.pth'))
+    out = tmp_path / 'my weights' / 'r18.pkl'
+    convert_tool.main([src, str(out)])
+    assert capsys.readouterr().out.splitlines()[-2:] == [
+        f'wrote {out}, ResNet-18; Detectron2 overrides for '
+        'tools/train_d2.py:',
+        f"MODEL.WEIGHTS '{out}' MODEL.RESNETS.DEPTH 18 "
+        'MODEL.RESNETS.RES2_OUT_CHANNELS 64']
 
 
 def test_project_checkpoint_gives_same_output(tmp_path, encoder):

@@ -14,7 +14,9 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
 
+from _detectron2_hidden import env_without_detectron2
 from conftest import ROOT
+from mopro.transfer.d2_compat import INSTALL_COMMAND, detectron2_dir
 
 TOOLS = sorted(glob.glob(osp.join(ROOT, 'tools', '*.py')) +
                glob.glob(osp.join(ROOT, 'tools', '*', '*.py')))
@@ -38,7 +40,8 @@ def transformers5(tmp_path_factory) -> dict:
     (info / 'METADATA').write_text(
         'Metadata-Version: 2.1\nName: transformers\nVersion: 5.17.0\n')
     (info / 'RECORD').write_text('')
-    env = dict(os.environ, PYTHONPATH=str(site), CUDA_VISIBLE_DEVICES='')
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES='', PYTHONPATH=os.pathsep.join(
+        filter(None, [str(site), os.environ.get('PYTHONPATH')])))
     return env
 
 
@@ -70,20 +73,45 @@ def test_import_mopro_beside_transformers5(transformers5, tmp_path):
     assert result.stdout.split() == ['False', 'MoPro', 'ResNet']
 
 
-def test_every_tool_runs_beside_transformers5(transformers5, tmp_path):
+# Detectron2 is optional: without it, the tools that need it say in one
+# line how to install it, also for --help; the others run
+DETECTRON2_TOOLS = {'train_d2.py'}
+
+
+def _needs_detectron2_line(name: str) -> str:
+    return (f'error: tools/{name} needs Detectron2, which this Python '
+            f'environment lacks; install it with: {INSTALL_COMMAND}')
+
+
+@pytest.mark.parametrize('detectron2', ['as installed', 'hidden'])
+def test_every_tool_runs_beside_transformers5(transformers5, tmp_path,
+                                              detectron2):
     """``tools/X.py --help`` for every tool, from another directory: each
     finds the installed package (no tool edits sys.path) and imports
-    everything it needs."""
+    everything it needs, or, for a tool that needs a missing Detectron2,
+    says how to install it."""
+    installed = detectron2_dir() is not None
+    env = transformers5
+    if detectron2 == 'hidden':
+        if not installed:
+            pytest.skip('detectron2 is not installed: the other case runs '
+                        'the tools without it')
+        env = env_without_detectron2(tmp_path / 'hide', env)
+    without = detectron2 == 'hidden' or not installed
     procs = {
         osp.basename(tool): subprocess.Popen(
-            [sys.executable, tool, '--help'], env=transformers5,
+            [sys.executable, tool, '--help'], env=env,
             cwd=str(tmp_path), stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True) for tool in TOOLS
     }
     failed = {}
     for name, proc in procs.items():
         out, err = proc.communicate(timeout=300)
-        if proc.returncode != 0 or 'usage:' not in out:
+        if without and name in DETECTRON2_TOOLS:
+            if (proc.returncode, out, err.splitlines()) != (
+                    1, '', [_needs_detectron2_line(name)]):
+                failed[name] = err[-1500:]
+        elif proc.returncode != 0 or 'usage:' not in out:
             failed[name] = err[-1500:]
     assert not failed, failed
     assert len(procs) >= 12

@@ -1,13 +1,16 @@
 r"""Convert a MoPro checkpoint into a Detectron2 backbone checkpoint (.pkl).
 
 Accepts this project's checkpoints and the released original ones; keeps
-the encoder only (see ``mopro/transfer/d2_convert.py``). Example::
+the encoder only (see ``mopro/transfer/d2_convert.py``). Its last line is
+the Detectron2 overrides that load the output (``MODEL.WEIGHTS``, the
+depth, and for ResNet-18/34 ``MODEL.RESNETS.RES2_OUT_CHANNELS 64``), to
+append to ``tools/train_d2.py``. Example::
 
     python tools/convert_to_d2.py work_dirs/mopro_r50/epoch_90.pth \
         mopro_r50.pkl
     python tools/train_d2.py \
         --config-file configs/detectron2/coco_R_50_FPN_1x.yaml \
-        --num-gpus 8 MODEL.WEIGHTS mopro_r50.pkl
+        --num-gpus 8 MODEL.WEIGHTS mopro_r50.pkl MODEL.RESNETS.DEPTH 50
 """
 import argparse
 import os
@@ -44,8 +47,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     check_output_file(args.output, need_bytes=sum(
         value.nbytes for value in model['model'].values()))
     save_detectron2(model, args.output)
-    print(format_summary(summary))
-    print(f'wrote {args.output}')
+    print(format_summary(summary, args.output))
 
 
 if __name__ == '__main__':

@@ -6,224 +6,35 @@ Object detection / instance segmentation transfer of the paper (Section
     python tools/convert_to_d2.py mopro_r50.pth mopro_r50.pkl
     DETECTRON2_DATASETS=/data python tools/train_d2.py \
         --config-file configs/detectron2/coco_R_50_FPN_1x.yaml \
-        --num-gpus 8 MODEL.WEIGHTS mopro_r50.pkl
+        --num-gpus 8 MODEL.WEIGHTS mopro_r50.pkl MODEL.RESNETS.DEPTH 50
+
+A smoke run on CPU (a few minutes; a generated shapes dataset)::
+
+    python tools/train_d2.py \
+        --config-file configs/detectron2/coco_R_50_FPN_smoke_cpu.yaml \
+        --num-gpus 0 MODEL.WEIGHTS mopro_r50.pkl MODEL.RESNETS.DEPTH 50
 
 Options are Detectron2's (``--num-machines``, ``--machine-rank``,
 ``--dist-url``, ``--eval-only``, ``--resume``, trailing ``KEY VALUE``
 config overrides) plus ``--register NAME JSON IMAGE_DIR`` for extra
 COCO-format datasets. COCO 2017 uses Detectron2's built-in
 ``coco_2017_train``/``coco_2017_val`` under ``$DETECTRON2_DATASETS/coco``.
-
-On CPU (``--num-gpus 0`` or ``MODEL.DEVICE cpu``) SyncBN cannot run, so
-every ``SyncBN`` norm of the config becomes plain ``BN`` (for smoke tests;
-the protocol needs GPUs).
-
-A local ``MODEL.WEIGHTS`` .pkl must hold a ResNet of the config's
-``MODEL.RESNETS.DEPTH`` with finite weights: Detectron2 itself would load a
-ResNet-18 into the R-50 config with shape warnings and train a mostly random
-backbone.
+On CPU (``--num-gpus 0`` or ``MODEL.DEVICE cpu``) every ``SyncBN`` becomes
+``BN``. The logic is :mod:`mopro.transfer.d2_train`.
 """
-import argparse
-import os
-import pickle
-from typing import Dict, List, Optional
-
-import numpy as np
+from typing import List, Optional
 
 # first: mopro.transfer.d2_compat.install() must run before detectron2 imports
 import mopro  # noqa: F401 isort:skip
-from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import CfgNode, get_cfg
-from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.data.datasets import register_coco_instances
-from detectron2.engine import (DefaultTrainer, default_argument_parser,
-                               default_setup, launch)
-from detectron2.evaluation import COCOEvaluator
-from detectron2.utils import comm
-from detectron2.utils.logger import setup_logger
-
-from mopro.utils.checkpoint import RESNET_DEPTHS, resnet_layout
-from mopro.utils.cli import ConfigError, UserError, run_tool
-from mopro.utils.outputs import check_output_dir
+from mopro.transfer.d2_compat import require_detectron2
+from mopro.utils.cli import run_tool
 
 
-class Trainer(DefaultTrainer):
-    """Detectron2's default trainer with COCO evaluation through pycocotools
-    (``use_fast_impl=False``: the registry build of detectron2 has no
-    compiled fast COCOeval)."""
-
-    @classmethod
-    def build_evaluator(cls, cfg: CfgNode, dataset_name: str,
-                        output_folder: Optional[str] = None
-                        ) -> COCOEvaluator:
-        if output_folder is None:
-            output_folder = os.path.join(cfg.OUTPUT_DIR, 'inference',
-                                         dataset_name)
-        return COCOEvaluator(
-            dataset_name, output_dir=output_folder, use_fast_impl=False)
-
-
-def sync_bn_to_bn(cfg: CfgNode) -> List[str]:
-    """Replace every ``NORM: "SyncBN"`` of ``cfg`` by ``"BN"`` in place;
-    return the keys changed."""
-    changed = []
-
-    def visit(node: CfgNode, prefix: str) -> None:
-        for key, value in node.items():
-            if isinstance(value, CfgNode):
-                visit(value, f'{prefix}{key}.')
-            elif key == 'NORM' and value == 'SyncBN':
-                node[key] = 'BN'
-                changed.append(prefix + key)
-
-    visit(cfg, '')
-    return changed
-
-
-def _read_pkl_weights(path: str) -> dict:
-    """The ``model`` weights of a Detectron2 .pkl (or the dict itself)."""
-    try:
-        with open(path, 'rb') as f:
-            obj = pickle.load(f, encoding='latin1')
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError,
-            AttributeError, ImportError, IndexError, KeyError) as err:
-        raise UserError(f'{path}: MODEL.WEIGHTS is not a readable .pkl '
-                        f'checkpoint ({type(err).__name__})') from None
-    weights = obj.get('model', obj) if isinstance(obj, dict) else None
-    if not isinstance(weights, dict):
-        raise UserError(f'{path}: MODEL.WEIGHTS holds no weights dict '
-                        "(expected {'model': {name: array}})")
-    return weights
-
-
-def check_weights(cfg: CfgNode) -> None:
-    """A local MODEL.WEIGHTS .pkl of ResNet weights must be of the config's
-    depth and finite (URLs and other formats are Detectron2's to read)."""
-    path = cfg.MODEL.WEIGHTS
-    if not path or '://' in path:
-        return
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'{path}: MODEL.WEIGHTS: no such file')
-    if not path.endswith('.pkl'):
-        return
-    weights = _read_pkl_weights(path)
-    layout = resnet_layout(weights, stage='res', first=2)
-    if layout is None:  # not named like tools/convert_to_d2.py's output
-        return
-    depth, wanted = RESNET_DEPTHS.get(layout), cfg.MODEL.RESNETS.DEPTH
-    if depth != wanted:
-        found = f'ResNet-{depth}' if depth else 'ResNet of blocks ' + \
-            '-'.join(map(str, layout[1]))
-        raise ConfigError(
-            f'{path}: MODEL.WEIGHTS is a {found} (res2.0.conv3 '
-            f'{"present" if layout[0] else "absent"}, blocks per stage '
-            f'{"-".join(map(str, layout[1]))}), the config builds '
-            f'ResNet-{wanted} (MODEL.RESNETS.DEPTH {wanted}): convert a '
-            f'ResNet-{wanted} checkpoint or set MODEL.RESNETS.DEPTH')
-    for name, value in weights.items():
-        value = np.asarray(value)
-        if value.dtype.kind == 'f' and not np.isfinite(value).all():
-            raise UserError(
-                f'{path}: {name} holds {int((~np.isfinite(value)).sum())} '
-                'non-finite values (NaN or inf): the weights of a diverged '
-                'run')
-
-
-def setup(args: argparse.Namespace) -> CfgNode:
-    """Config from file and overrides; CPU runs get BN instead of SyncBN;
-    the weights and the output folder are checked before anything runs."""
-    cfg = get_cfg()
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    if args.num_gpus == 0:
-        cfg.MODEL.DEVICE = 'cpu'
-    changed = sync_bn_to_bn(cfg) if cfg.MODEL.DEVICE == 'cpu' else []
-    if not cfg.MODEL.WEIGHTS and not (args.resume or args.eval_only):
-        raise ConfigError('MODEL.WEIGHTS is not set; pass the .pkl '
-                          'written by tools/convert_to_d2.py (MODEL.WEIGHTS '
-                          'path.pkl)')
-    check_weights(cfg)
-    check_output_dir(cfg.OUTPUT_DIR, what='OUTPUT_DIR')
-    cfg.freeze()
-    default_setup(cfg, args)
-    logger = setup_logger(
-        cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name='mopro')
-    if changed:
-        logger.warning('CPU run: SyncBN replaced by BN in %s',
-                       ', '.join(changed))
-    return cfg
-
-
-def register_datasets(datasets: List[List[str]]) -> None:
-    """Register COCO-format datasets given as ``[name, json, image_dir]``
-    (again in every worker process; a repeated identical registration is
-    a no-op)."""
-    for name, json_file, image_root in datasets:
-        if name in DatasetCatalog.list():
-            meta = MetadataCatalog.get(name)
-            if (meta.get('json_file'), meta.get('image_root')) == (
-                    json_file, image_root):
-                continue
-            raise UserError(f'--register {name}: a dataset of that name is '
-                            'already registered')
-        register_coco_instances(name, {}, json_file, image_root)
-
-
-def main(args: argparse.Namespace) -> Dict[str, dict]:
-    """Train (or with ``--eval-only`` evaluate); return the results of the
-    last evaluation: ``{task: {metric: value}}`` for one test dataset,
-    keyed by dataset name for several (Detectron2's ``DefaultTrainer.test``).
-    """
-    register_datasets(args.register)
-    cfg = setup(args)
-    if args.eval_only:
-        model = Trainer.build_model(cfg)
-        DetectionCheckpointer(
-            model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
-                cfg.MODEL.WEIGHTS, resume=args.resume)
-        return Trainer.test(cfg, model)
-    trainer = Trainer(cfg)
-    trainer.resume_or_load(resume=args.resume)
-    trainer.train()
-    # DefaultTrainer.train() returns them only with TEST.EXPECTED_RESULTS set
-    return getattr(trainer, '_last_eval_results', {})
-
-
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = default_argument_parser()
-    parser.description = __doc__.split('\n')[0]
-    parser.add_argument(
-        '--register',
-        nargs=3,
-        action='append',
-        default=[],
-        metavar=('NAME', 'JSON', 'IMAGE_DIR'),
-        help='register a COCO-format dataset under NAME (repeatable); use '
-        'it in DATASETS.TRAIN / DATASETS.TEST')
-    args = parser.parse_args(argv)
-    if not args.config_file:
-        parser.error('--config-file is required')
-    if not os.path.isfile(args.config_file):
-        parser.error(f'--config-file {args.config_file}: no such file')
-    for name, *paths in args.register:
-        for path in paths:
-            if not os.path.exists(path):
-                parser.error(f'--register {name}: {path}: no such file or '
-                             'directory')
-    return args
-
-
-def cli(argv: Optional[List[str]] = None) -> None:
-    args = parse_args(argv)
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args, ),
-    )
+def main(argv: Optional[List[str]] = None) -> None:
+    require_detectron2('tools/train_d2.py')
+    from mopro.transfer.d2_train import launch_training, parse_args
+    launch_training(parse_args(argv, description=__doc__.split('\n')[0]))
 
 
 if __name__ == '__main__':
-    run_tool(cli)
+    run_tool(main)

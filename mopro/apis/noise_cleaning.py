@@ -13,13 +13,14 @@ from mmpretrain.registry import DATASETS, MODELS
 
 from ..datasets.image_list_dataset import ImageListDataset
 from ..evaluation.noise_cleaning import (clean_dataset, cleaned_list,
-                                         save_report, summarize)
+                                         summarize)
 from ..utils.checkpoint import load_model_weights
 from ..utils.cli import ConfigError
 from ..utils.device import default_device
 from ..utils.fileio import write_json
 from ..utils.outputs import check_output_dir, check_output_file
 from ..utils.runner import compile_only_on_cuda
+from ..visualization import save_report
 
 SUMMARY_NAME = 'noise_cleaning_summary.json'
 

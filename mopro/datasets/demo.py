@@ -21,7 +21,10 @@ WebVision layout so that :class:`~mopro.datasets.WebVision` reads it::
 - exactly ``round(flip_rate * n)`` of the n in-distribution training images
   get a label flipped symmetrically (uniformly to another class): ``flipped``;
 - every image of the digits >= K (8 and 9) is a training image with a
-  uniformly random in-distribution label: ``ood``.
+  uniformly random in-distribution label: ``ood``;
+- the classes are named by their digit (:data:`DIGIT_NAMES`: ``'zero'`` ..
+  ``'seven'``; the OOD images are ``'eight'`` and ``'nine'``), for reports
+  and pictures (:func:`class_names`, a dataset's ``metainfo``).
 
 The build is seeded and deterministic, written to a temporary folder and
 renamed into place (a crash leaves no half-built dataset), and idempotent: a
@@ -37,9 +40,18 @@ from typing import Dict, List, Optional
 import numpy as np
 from PIL import Image
 
+from ..utils.cli import ConfigError, DataError
+
 GROUND_TRUTH = 'info/ground_truth.json'
 KINDS = ('clean', 'flipped', 'ood')
 FORMAT_VERSION = 1
+DIGIT_NAMES = ('zero', 'one', 'two', 'three', 'four', 'five', 'six',
+               'seven', 'eight', 'nine')
+
+
+def class_names(num_classes: int = 8) -> List[str]:
+    """Names of the demo's classes, the digits ``0 .. num_classes - 1``."""
+    return list(DIGIT_NAMES[:num_classes])
 
 
 def _digits():
@@ -88,9 +100,10 @@ def plan_demo_dataset(targets: np.ndarray, seed: int = 0,
         ``val``: list of (source index, digit).
     """
     if not 0.0 <= flip_rate <= 1.0:
-        raise ValueError(f'flip_rate must be in [0, 1], got {flip_rate}')
-    if num_classes < 2:
-        raise ValueError(f'num_classes must be >= 2, got {num_classes}')
+        raise ConfigError(f'flip_rate must be in [0, 1], got {flip_rate}')
+    if not 2 <= num_classes <= len(DIGIT_NAMES):
+        raise ConfigError(f'num_classes must be in [2, 10], got '
+                          f'{num_classes}')
     rng = np.random.default_rng(seed)
     train_idx, val = [], []
     for digit in range(int(targets.max()) + 1):
@@ -99,7 +112,7 @@ def plan_demo_dataset(targets: np.ndarray, seed: int = 0,
             idx = idx[:limit]
         if digit < num_classes:
             if len(idx) <= test_per_class:
-                raise ValueError(
+                raise ConfigError(
                     f'digit {digit}: {len(idx)} images, not more than '
                     f'test_per_class={test_per_class}')
             val += [(int(i), digit) for i in idx[:test_per_class]]
@@ -163,21 +176,22 @@ def load_ground_truth(root: str) -> dict:
     """Read ``info/ground_truth.json`` of a demo dataset."""
     path = osp.join(root, GROUND_TRUTH)
     if not osp.isfile(path):
-        raise FileNotFoundError(f'{path}: ground truth not found (build the '
-                                'dataset with tools/dataset_converters/make_demo_dataset.py)')
+        raise FileNotFoundError(
+            f'{path}: ground truth not found (build the dataset with '
+            'tools/dataset_converters/make_demo_dataset.py)')
     with open(path) as f:
         try:
             return json.load(f)
         except json.JSONDecodeError as err:
-            raise ValueError(f'{path}: not valid JSON ({err})') from None
+            raise DataError(f'{path}: not valid JSON ({err})') from None
 
 
 def _check_complete(root: str, meta: dict) -> dict:
     """Return the summary of a complete dataset at ``root`` built with
-    ``meta``; raise ValueError naming what differs or is missing."""
+    ``meta``; raise DataError naming what differs or is missing."""
     truth = load_ground_truth(root)
     if truth.get('meta') != meta:
-        raise ValueError(f'{root}: a demo dataset with other parameters '
+        raise DataError(f'{root}: a demo dataset with other parameters '
                          f'exists ({truth.get("meta")}); remove it or choose '
                          'another --out')
     with open(osp.join(root, 'info', 'val_filelist.txt')) as f:
@@ -185,7 +199,7 @@ def _check_complete(root: str, meta: dict) -> dict:
                for line in f if line.strip()]
     for rel in [r['path'] for r in truth['train']] + val:
         if not osp.isfile(osp.join(root, rel)):
-            raise ValueError(f'{root}: incomplete demo dataset, {rel} is '
+            raise DataError(f'{root}: incomplete demo dataset, {rel} is '
                              'missing; remove the folder to rebuild it')
     return truth['summary']
 

@@ -7,12 +7,11 @@ from classifier and prototypes, relabel above the threshold T, keep the
 original label above 1/K, otherwise out-of-distribution). The result is a
 cleaned training list for classifier re-training (cRT).
 
-This module holds the reusable parts: the distributed inference pass, the
-summary (counts per class) and the visual report (paper Figures 3 and 4:
-random OOD samples and random relabelled samples; a per-class bar chart).
+This module holds the reusable parts: the distributed inference pass and
+the summary (counts per class); the visual report (paper Figures 3 and 4)
+is :func:`mopro.visualization.save_report`.
 """
 import contextlib
-import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -26,7 +25,6 @@ from torch.utils.data import DataLoader, Dataset
 from ..datasets.image_list_dataset import ImageListDataset
 from ..datasets.transforms import ImageDecodeError
 from ..models.noise_correction import OOD_LABEL, correct_labels
-from ..utils import atomic_path
 
 # a training image that cannot be decoded gets this label (and is left out)
 UNREADABLE_LABEL = -2
@@ -178,90 +176,3 @@ def summarize(original: np.ndarray, pseudo: np.ndarray,
             relabelled_away=per_class(relabelled, original),
             relabelled_into=per_class(relabelled, pseudo.clip(0)),
             ood=per_class(ood, original)))
-
-
-def _thumbnail(path: str, size: int) -> np.ndarray:
-    from PIL import Image, ImageOps
-    with Image.open(path) as img:
-        return np.asarray(ImageOps.fit(img.convert('RGB'), (size, size)))
-
-
-def _grid(dataset: ImageListDataset, indices: Sequence[int],
-          titles: Sequence[str], heading: str, path: str,
-          size: int = 128) -> None:
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
-    cols = max(1, min(4, len(indices)))
-    rows = max(1, -(-len(indices) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.4 * rows),
-                             squeeze=False)
-    for ax in axes.flat:
-        ax.axis('off')
-    for ax, idx, title in zip(axes.flat, indices, titles):
-        ax.imshow(_thumbnail(dataset.get_data_info(idx)['img_path'], size))
-        ax.set_title(title, fontsize=8)
-    if not len(indices):
-        axes[0, 0].text(0.5, 0.5, 'none', ha='center', va='center')
-    fig.suptitle(heading)
-    fig.tight_layout()
-    fig.savefig(path, format='png', dpi=100)
-    plt.close(fig)
-
-
-def _class_name(dataset: ImageListDataset, label: int) -> str:
-    classes = dataset.metainfo.get('classes') or ()
-    return str(classes[label]) if 0 <= label < len(classes) else str(label)
-
-
-def save_report(dataset: ImageListDataset, original: np.ndarray,
-                pseudo: np.ndarray, summary: dict, out_dir: str,
-                num_show: int = 16, seed: int = 0) -> Dict[str, str]:
-    """Write the visual report (atomic PNGs) and return their paths:
-
-    - ``ood_samples.png``: random OOD images with their web labels (Fig. 3);
-    - ``relabelled_samples.png``: random relabelled images, ``old -> new``
-      (Fig. 4);
-    - ``class_changes.png``: per class, images after minus before cleaning.
-    """
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
-    rng = np.random.default_rng(seed)
-
-    def pick(mask):
-        where = np.flatnonzero(mask)
-        return np.sort(rng.choice(where, min(num_show, len(where)),
-                                  replace=False)) if len(where) else where
-
-    ood = pick(pseudo == OOD_LABEL)
-    moved = pick((pseudo >= 0) & (pseudo != original))
-
-    def name(label) -> str:
-        return _class_name(dataset, int(label))
-
-    paths = {k: osp.join(out_dir, f'{k}.png')
-             for k in ('ood_samples', 'relabelled_samples', 'class_changes')}
-    with atomic_path(paths['ood_samples']) as tmp:
-        _grid(dataset, ood, [f'web label: {name(original[i])}' for i in ood],
-              f'out-of-distribution ({summary["total"]["ood"]} images)', tmp)
-    with atomic_path(paths['relabelled_samples']) as tmp:
-        _grid(dataset, moved,
-              [f'{name(original[i])} -> {name(pseudo[i])}' for i in moved],
-              f'relabelled ({summary["total"]["relabelled"]} images)', tmp)
-    change = np.array(summary['per_class']['after']) - np.array(
-        summary['per_class']['before'])
-    fig, ax = plt.subplots(figsize=(max(6, min(len(change) / 40, 30)), 3.5))
-    ax.bar(np.arange(len(change)), change, width=1.0,
-           color=np.where(change >= 0, 'tab:green', 'tab:red'))
-    ax.axhline(0, color='black', linewidth=0.5)
-    ax.set_xlabel('class')
-    ax.set_ylabel('images after - before')
-    ax.set_title('per-class change from noise cleaning')
-    fig.tight_layout()
-    with atomic_path(paths['class_changes']) as tmp:
-        fig.savefig(tmp, format='png', dpi=100)
-    plt.close(fig)
-    return paths

@@ -15,6 +15,11 @@ this module (the only place that works around detectron2) mends them:
 
 With a complete detectron2 (compiled ``_C``, release after 0.6) ``install``
 does nothing.
+
+The probes of an installed detectron2 (:func:`detectron2_dir`,
+:func:`detectron2_version`, :func:`has_compiled_ops`) and the one-line
+hint of a tool that needs a missing detectron2 (:func:`require_detectron2`)
+live here too; none of them imports detectron2.
 """
 import glob
 import importlib.abc
@@ -26,7 +31,11 @@ import sys
 import types
 from typing import Optional
 
+from ..utils.cli import UserError
+
 _STUB_NAME = 'detectron2._C'
+# run from the repository with the environment's interpreter
+INSTALL_COMMAND = 'python tools/misc/install_detectron2.py'
 
 
 class _MissingOps(types.ModuleType):
@@ -71,34 +80,47 @@ class _StubFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         pass
 
 
-def _detectron2_dir() -> Optional[str]:
+def detectron2_dir() -> Optional[str]:
+    """Directory of an importable detectron2 package, or None."""
     spec = importlib.util.find_spec('detectron2')
     if spec is None or not spec.submodule_search_locations:
         return None
     return list(spec.submodule_search_locations)[0]
 
 
-def _version(package_dir: str) -> str:
+def detectron2_version(package_dir: str) -> str:
+    """``__version__`` of the detectron2 sources at ``package_dir``, read
+    without importing them ('' if absent)."""
     with open(os.path.join(package_dir, '__init__.py')) as f:
         match = re.search(r'__version__\s*=\s*["\']([^"\']+)', f.read())
     return match.group(1) if match else ''
 
 
-def has_compiled_ops() -> bool:
-    """Whether the installed detectron2 has its compiled ``_C``."""
-    package_dir = _detectron2_dir()
+def has_compiled_ops(package_dir: Optional[str] = None) -> bool:
+    """Whether the detectron2 at ``package_dir`` (default: the installed
+    one) has its compiled ``_C``."""
+    package_dir = package_dir or detectron2_dir()
     return bool(package_dir and glob.glob(os.path.join(package_dir, '_C*')))
+
+
+def require_detectron2(tool: str) -> None:
+    """Raise a one-line :class:`UserError` telling how to install
+    detectron2 when ``tool`` needs it and it is not installed."""
+    if detectron2_dir() is None:
+        raise UserError(f'{tool} needs Detectron2, which this Python '
+                        f'environment lacks; install it with: '
+                        f'{INSTALL_COMMAND}')
 
 
 def install() -> None:
     """Apply (a) and (b) where needed; cheap, and imports no detectron2."""
-    package_dir = _detectron2_dir()
+    package_dir = detectron2_dir()
     if package_dir is None:
         return
-    if not has_compiled_ops() and not any(
+    if not has_compiled_ops(package_dir) and not any(
             isinstance(f, _StubFinder) for f in sys.meta_path):
         sys.meta_path.append(_StubFinder())
-    if _version(package_dir).startswith('0.6'):
+    if detectron2_version(package_dir).startswith('0.6'):
         from PIL import Image
         if not hasattr(Image, 'LINEAR'):
             Image.LINEAR = Image.BILINEAR

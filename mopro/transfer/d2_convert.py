@@ -25,16 +25,18 @@ Name mapping (torchvision / mmpretrain ResNet -> Detectron2 ResNet)::
 """
 import pickle
 import re
+import shlex
 from collections import Counter, OrderedDict
-from typing import Dict, List, Mapping, NamedTuple, Tuple
+from typing import Dict, List, Mapping, NamedTuple, Optional, Tuple
 
 import numpy as np
 import torch
 
 from mopro.utils import atomic_path
-from mopro.utils.checkpoint import (CheckpointError, encoder_state_dict,
+from mopro.utils.checkpoint import (RESNET_DEPTHS, CheckpointError,
+                                    describe_resnet, encoder_state_dict,
                                     load_checkpoint, mopro_state_dict,
-                                    require_finite)
+                                    require_finite, resnet_layout)
 from mopro.utils.cli import UserError
 
 AUTHOR = 'MoPro'
@@ -58,9 +60,12 @@ _BLOCK = re.compile(r'^layer(?P<stage>[1-4])\.(?P<block>\d+)\.'
 
 
 class Summary(NamedTuple):
-    """What a conversion kept and dropped, counted by kind."""
+    """What a conversion kept and dropped, counted by kind, and the ResNet
+    layout of the converted weights (bottleneck blocks, blocks per stage),
+    None if no ``res{2..5}`` blocks were found."""
     converted: Counter
     dropped: Counter
+    layout: Optional[Tuple[bool, Tuple[int, ...]]] = None
 
 
 def _norm(prefix: str, param: str) -> str:
@@ -161,7 +166,30 @@ def convert_checkpoint(path: str, trust: bool = False
         '__author__': AUTHOR,
         'matching_heuristics': True
     }
-    return model, Summary(converted, dropped)
+    layout = resnet_layout(weights, stage='res', first=2)
+    return model, Summary(converted, dropped, layout)
+
+
+def depth_options(depth: int) -> List[str]:
+    """Detectron2 config overrides that build a ResNet of ``depth``: the
+    depth, and for the basic-block ResNet-18/34 the 64 output channels of
+    ``res2`` (Detectron2's default, 256, is the bottleneck ResNets')."""
+    options = ['MODEL.RESNETS.DEPTH', str(depth)]
+    if depth in (18, 34):
+        options += ['MODEL.RESNETS.RES2_OUT_CHANNELS', '64']
+    return options
+
+
+def weights_options(out_path: str,
+                    layout: Optional[Tuple[bool, Tuple[int, ...]]]) -> str:
+    """The ``KEY VALUE`` overrides of ``tools/train_d2.py`` that load the
+    converted ``out_path`` into a model of its depth, as one copyable
+    line."""
+    options = ['MODEL.WEIGHTS', out_path]
+    depth = RESNET_DEPTHS.get(layout) if layout else None
+    if depth:
+        options += depth_options(depth)
+    return ' '.join(shlex.quote(option) for option in options)
 
 
 def check_output_name(out_path: str) -> None:
@@ -180,8 +208,9 @@ def save_detectron2(model: Dict[str, object], out_path: str) -> None:
             pickle.dump(model, f, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def format_summary(summary: Summary) -> str:
-    """Multi-line human-readable summary of a conversion."""
+def format_summary(summary: Summary, out_path: str) -> str:
+    """Multi-line human-readable summary of a conversion to ``out_path``,
+    ending with the Detectron2 overrides that load it."""
 
     def lines(counter: Counter) -> List[str]:
         return [f'    {count:4d}  {kind}' for kind, count in sorted(
@@ -193,4 +222,16 @@ def format_summary(summary: Summary) -> str:
         f'dropped {sum(summary.dropped.values())} tensors by design '
         '(not part of the backbone):',
         *lines(summary.dropped),
+        f'wrote {out_path}, {_describe_layout(summary.layout)}; '
+        'Detectron2 overrides for tools/train_d2.py:',
+        weights_options(out_path, summary.layout),
     ])
+
+
+def _describe_layout(layout: Optional[Tuple[bool, Tuple[int, ...]]]) -> str:
+    if layout is None:
+        return 'no ResNet stages found'
+    text = describe_resnet(layout)
+    if layout not in RESNET_DEPTHS:
+        text += ', a depth Detectron2 does not build'
+    return text

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Build the embedded noisy-digits "web" dataset in WebVision's layout.
 
-    python tools/dataset_converters/make_demo_dataset.py [--out data/demo_webvision] [--seed 0]
+    python tools/dataset_converters/make_demo_dataset.py \
+        [--out data/demo_webvision] [--seed 0]
 
 Digits 0-7 of scikit-learn's bundled handwritten digits are the 8 classes;
 30% of their training labels are flipped to another class, and every 8 and 9
@@ -9,13 +10,13 @@ is an out-of-distribution image with a random label. A clean test split of
 digits 0-7 goes to ``val_images_256``. See :mod:`mopro.datasets.demo`.
 """
 import argparse
-
-from mmengine.logging import MMLogger, print_log
+from typing import List, Optional
 
 from mopro.datasets.demo import build_demo_dataset
+from mopro.utils.cli import run_tool
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--out', default='data/demo_webvision',
                         help='dataset root to create')
@@ -31,23 +32,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv=None) -> dict:
+def main(argv: Optional[List[str]] = None) -> dict:
     args = parse_args(argv)
-    MMLogger.get_instance('mopro_demo', log_level='INFO')
-    try:
-        summary = build_demo_dataset(
-            args.out, seed=args.seed, flip_rate=args.flip_rate,
-            test_per_class=args.test_per_class, size=args.size,
-            limit=args.limit)
-    except (FileNotFoundError, ValueError) as err:
-        raise SystemExit(f'error: {err}')
+    summary = build_demo_dataset(
+        args.out, seed=args.seed, flip_rate=args.flip_rate,
+        test_per_class=args.test_per_class, size=args.size,
+        limit=args.limit)
     verb = 'built' if summary['built'] else 'already complete, reused'
-    print_log(f'{args.out}: {verb}: {summary["num_train"]} training images '
-              f'({summary["clean"]} clean, {summary["flipped"]} flipped, '
-              f'{summary["ood"]} OOD), {summary["num_val"]} clean test '
-              'images', logger='current')
+    print(f'{args.out}: {verb}: {summary["num_train"]} training images '
+          f'({summary["clean"]} clean, {summary["flipped"]} flipped, '
+          f'{summary["ood"]} OOD), {summary["num_val"]} clean test images')
     return summary
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

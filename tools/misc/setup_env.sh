@@ -6,7 +6,8 @@ cd "$(dirname "$0")/../.."
 VENV=${MOPRO_VENV:-.venv}
 STAMP="$VENV/.mopro-install-stamp"
 want=$(cat setup.cfg pyproject.toml constraints.txt tools/misc/setup_env.sh \
-    tools/misc/install_detectron2.py | sha256sum | cut -d' ' -f1)
+    tools/misc/install_detectron2.py mopro/transfer/d2_install.py \
+    | sha256sum | cut -d' ' -f1)
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
     exit 0
 fi
