@@ -1,7 +1,7 @@
 # The two set-up commands of the README; both create .venv when missing.
 PYTHON := .venv/bin/python
 
-.PHONY: env demo test test-gpu
+.PHONY: env demo test test-gpu lint
 
 env:
 	@bash tools/misc/setup_env.sh
@@ -18,3 +18,11 @@ test: env
 # only the CUDA tests (skipped, not failed, without a GPU)
 test-gpu: env
 	$(PYTHON) -m pytest -q -m gpu
+
+# the house style (settings in setup.cfg; .pre-commit-config.yaml runs the
+# same checks before each commit): fails on any finding, changes nothing
+LINT_PATHS := mopro tools configs tests
+lint: env
+	$(PYTHON) -m flake8 $(LINT_PATHS)
+	$(PYTHON) -m isort --check-only --diff $(LINT_PATHS)
+	$(PYTHON) -m yapf --diff --recursive $(LINT_PATHS)

@@ -20,7 +20,7 @@ if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi
 echo "[setup] installing mopro and the tested dependency set (constraints.txt) into $VENV"
-quiet "$VENV/bin/python" -m pip install -q -e ".[detectron2,tests]" \
+quiet "$VENV/bin/python" -m pip install -q -e ".[detectron2,tests,lint]" \
     -c constraints.txt
 echo "[setup] installing detectron2"
 "$VENV/bin/python" tools/misc/install_detectron2.py
