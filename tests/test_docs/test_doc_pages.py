@@ -23,10 +23,10 @@ from typing import Dict, List, Set
 
 import pytest
 from _detectron2_hidden import env_without_detectron2
+from _user_commands import finish, start
 from conftest import ROOT
 
 from mopro.utils.cli import TRACEBACK_ENV
-from _user_commands import finish, start
 
 PAGES = sorted(
     [osp.join(ROOT, 'README.md'), osp.join(ROOT, 'configs', 'README.md'),

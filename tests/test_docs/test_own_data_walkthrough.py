@@ -26,11 +26,11 @@ from typing import Dict, List, Optional
 
 import pytest
 import torch
+from _user_commands import run
 from conftest import ROOT, write_image
 from mmengine.config import Config
 
 from mopro.utils.checkpoint import load_checkpoint
-from _user_commands import run
 
 DOC = osp.join(ROOT, 'docs', 'own_data.md')
 CONFIG = 'configs/mopro_r50_custom.py'
