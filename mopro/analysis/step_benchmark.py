@@ -51,7 +51,7 @@ from ..utils.cli import ConfigError
 from ..utils.device import default_device
 from ..utils.runner import adapt_to_device
 from .timing import (RunnerTimer, compiled_graphs, count_host_syncs,
-                     device_name, measure, timing_entry)
+                     device_name, measure, shown_path, timing_entry)
 
 
 @dataclass
@@ -255,7 +255,7 @@ def benchmark_step(cfg: Config, settings: StepBenchmarkSettings) -> Dict:
         settings.compile or ('both' if device.type == 'cuda' else 'off')]
     results = dict(
         device=device_name(device) if device.type == 'cuda' else 'cpu',
-        config=cfg.filename, batch_size=settings.batch_size,
+        config=shown_path(cfg.filename), batch_size=settings.batch_size,
         eval_batch_size=settings.eval_batch_size,
         image_size=settings.image_size,
         optim_wrapper=cfg.optim_wrapper.get('type'),

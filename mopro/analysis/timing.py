@@ -217,3 +217,11 @@ class RunnerTimer(Hook):
         synchronize(model_device(runner))
         return (time.perf_counter(), time.process_time(),
                 worker_cpu_seconds(runner))
+
+
+def shown_path(path: str) -> str:
+    """``path`` relative to the working directory when it lies below it
+    (``configs/...`` from the repository root), else as it is: the JSON
+    names no machine's folders."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith('..') else relative
