@@ -7,7 +7,7 @@ from mmpretrain.registry import DATASETS
 from ..utils.cli import DataError
 
 from .file_list import ImageList
-from .image_list_dataset import ImageListDataset
+from .image_list_dataset import ImageListDataset, indexed_metainfo
 
 
 def read_pseudo_labels(path: str, num_classes: int) -> ImageList:
@@ -65,8 +65,7 @@ class CleanedWebVision(ImageListDataset):
                  **kwargs) -> None:
         self.pseudo_label_file = pseudo_label_file
         self.num_classes = num_classes
-        kwargs.setdefault('metainfo',
-                          dict(classes=[str(c) for c in range(num_classes)]))
+        kwargs.setdefault('metainfo', indexed_metainfo(num_classes))
         super().__init__(data_root=data_root, **kwargs)
 
     def origin(self) -> str:

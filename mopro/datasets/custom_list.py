@@ -7,7 +7,7 @@ from mmpretrain.registry import DATASETS
 from ..utils.cli import DataError
 from ..utils.validate import check_int
 from .file_list import ImageList, read_file_list, read_text_lines
-from .image_list_dataset import ImageListDataset
+from .image_list_dataset import ImageListDataset, indexed_metainfo
 
 CONVERTER = 'tools/dataset_converters/folder_to_lists.py'
 
@@ -78,7 +78,7 @@ class CustomImageList(ImageListDataset):
 
     def _class_names(self) -> List[str]:
         if not osp.isfile(self.classes_path):
-            return [str(c) for c in range(self.num_classes)]
+            return indexed_metainfo(self.num_classes)['classes']
         names = read_class_names(self.classes_path)
         if len(names) != self.num_classes:
             raise DataError(

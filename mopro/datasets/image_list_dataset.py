@@ -25,6 +25,12 @@ def check_bad_fraction(owner: str, num_bad: int, attempts: int,
             f'or raise {option}')
 
 
+def indexed_metainfo(num_classes: int) -> dict:
+    """``metainfo`` naming each class by its index (``'0'``, ``'1'``, ...),
+    for lists that come without class names."""
+    return dict(classes=[str(c) for c in range(num_classes)])
+
+
 class ImageListDataset(BaseDataset):
     """A dataset over an :class:`ImageList`, read once in ``full_init``.
 

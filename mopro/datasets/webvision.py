@@ -11,7 +11,7 @@ from ..utils import atomic_path
 from ..utils.cli import ConfigError
 from ..utils.validate import check_int
 from .file_list import ImageList, read_file_list
-from .image_list_dataset import ImageListDataset
+from .image_list_dataset import ImageListDataset, indexed_metainfo
 
 TRAIN_SOURCES = ('google', 'flickr')
 
@@ -79,8 +79,7 @@ class WebVision(ImageListDataset):
         self.subset_file = subset_file or osp.join(
             data_root, 'info',
             f'train_subset_{subset_size}_seed{subset_seed}.txt')
-        kwargs.setdefault('metainfo',
-                          dict(classes=[str(c) for c in range(num_classes)]))
+        kwargs.setdefault('metainfo', indexed_metainfo(num_classes))
         super().__init__(data_root=data_root, **kwargs)
 
     def image_root(self) -> str:
@@ -168,8 +167,7 @@ class ImageNetVal(ImageListDataset):
         self.data_prefix_dir = data_prefix
         self.ann_file_name = ann_file
         self.num_classes = num_classes
-        kwargs.setdefault('metainfo',
-                          dict(classes=[str(c) for c in range(num_classes)]))
+        kwargs.setdefault('metainfo', indexed_metainfo(num_classes))
         super().__init__(data_root=data_root, **kwargs)
 
     def image_root(self) -> str:
