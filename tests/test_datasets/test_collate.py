@@ -77,7 +77,7 @@ def test_gpu_path_hands_over_one_tensor_of_images(tmp_path):
         assert all(t.is_shared() for t in tensors)
         assert packed.index.shape == (8, 5)
         for row, path in zip(packed.index.tolist(), packed.paths):
-            assert row[KIND] == JPEG  # make_webvision's are baseline
+            assert row[KIND] == JPEG  # make_webvision writes baseline JPEGs
             data = packed.data[row[OFFSET]:row[OFFSET] + row[NBYTES]]
             assert bytes(data.numpy()) == bytes(read_image_bytes(path))
         paths += packed.paths
