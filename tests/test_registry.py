@@ -8,7 +8,6 @@ import os.path as osp
 
 import pytest
 import torch
-from conftest import make_webvision, tiny_mopro_cfg, write_image
 from mmengine import registry as engine_registry
 from mmengine.fileio import get_file_backend
 from mmpretrain import registry as pretrain_registry
@@ -16,6 +15,10 @@ from mmpretrain.structures import DataSample
 
 import mopro.models
 from mopro.utils import AtomicLocalBackend
+
+from helpers import ROOT
+from helpers.configs import tiny_mopro_cfg
+from helpers.data import make_webvision, write_image
 
 
 def registered_components():
@@ -215,8 +218,7 @@ def test_atomic_checkpoint_backend_is_registered(tmp_path):
 ])
 def test_configs_read_like_the_paper(config):
     from mmengine.config import Config
-    cfg = Config.fromfile(osp.join(osp.dirname(osp.dirname(__file__)),
-                                   'configs', f'{config}.py'))
+    cfg = Config.fromfile(osp.join(ROOT, 'configs', f'{config}.py'))
     assert cfg.optim_wrapper.optimizer == dict(
         type='SGD', lr=0.1, momentum=0.9, weight_decay=1e-4)
     assert cfg.param_scheduler[0]['milestones'] == [40, 80]

@@ -13,13 +13,10 @@ append to ``tools/train_d2.py``. Example::
         --num-gpus 8 MODEL.WEIGHTS mopro_r50.pkl MODEL.RESNETS.DEPTH 50
 """
 import argparse
-import os
 from typing import List, Optional
 
-from mopro.transfer.d2_convert import (check_output_name, convert_checkpoint,
-                                       format_summary, save_detectron2)
+from mopro.transfer.d2_convert import convert_to_detectron2, format_summary
 from mopro.utils.cli import run_tool
-from mopro.utils.outputs import check_output_file
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -38,15 +35,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
-    check_output_name(args.output)
-    if not os.path.isfile(args.checkpoint):
-        raise FileNotFoundError(f'{args.checkpoint}: no such checkpoint file')
-    check_output_file(args.output, inputs=[args.checkpoint])
-    model, summary = convert_checkpoint(args.checkpoint,
-                                        trust=args.trust_checkpoint)
-    check_output_file(args.output, need_bytes=sum(
-        value.nbytes for value in model['model'].values()))
-    save_detectron2(model, args.output)
+    summary = convert_to_detectron2(args.checkpoint, args.output,
+                                    trust=args.trust_checkpoint)
     print(format_summary(summary, args.output))
 
 

@@ -23,6 +23,7 @@ Name mapping (torchvision / mmpretrain ResNet -> Detectron2 ResNet)::
     layer{i}.{b}.downsample.0.*  -> res{i+1}.{b}.shortcut.*
     layer{i}.{b}.downsample.1.*  -> res{i+1}.{b}.shortcut.norm.*
 """
+import os.path as osp
 import pickle
 import re
 import shlex
@@ -38,6 +39,7 @@ from mopro.utils.checkpoint import (RESNET_DEPTHS, CheckpointError,
                                     load_checkpoint, mopro_state_dict,
                                     require_finite, resnet_layout)
 from mopro.utils.cli import UserError
+from mopro.utils.outputs import check_output_file
 
 AUTHOR = 'MoPro'
 BN_COUNTER = 'num_batches_tracked'
@@ -206,6 +208,27 @@ def save_detectron2(model: Dict[str, object], out_path: str) -> None:
     with atomic_path(out_path) as tmp:
         with open(tmp, 'wb') as f:
             pickle.dump(model, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def convert_to_detectron2(checkpoint: str, out_path: str,
+                          trust: bool = False) -> Summary:
+    """Write the encoder of ``checkpoint`` (this project's or the released
+    code's) to ``out_path`` as a Detectron2 backbone ``.pkl``, atomically,
+    and return the summary of the conversion (``tools/convert_to_d2.py``).
+
+    The output is checked (a ``.pkl``, writable, not the input, room for
+    the weights) before anything is written, and all but the room for the
+    weights before the checkpoint is read.
+    """
+    check_output_name(out_path)
+    if not osp.isfile(checkpoint):
+        raise FileNotFoundError(f'{checkpoint}: no such checkpoint file')
+    check_output_file(out_path, inputs=[checkpoint])
+    model, summary = convert_checkpoint(checkpoint, trust=trust)
+    check_output_file(out_path, need_bytes=sum(
+        value.nbytes for value in model['model'].values()))
+    save_detectron2(model, out_path)
+    return summary
 
 
 def format_summary(summary: Summary, out_path: str) -> str:

@@ -22,10 +22,10 @@ import sys
 from typing import Dict, List, Set
 
 import pytest
-from _detectron2_hidden import env_without_detectron2
-from conftest import ROOT
 
 from mopro.utils.cli import TRACEBACK_ENV
+from helpers import ROOT
+from helpers.detectron2_hidden import env_without_detectron2
 
 PAGES = sorted(
     [osp.join(ROOT, 'README.md'), osp.join(ROOT, 'configs', 'README.md'),

@@ -26,11 +26,12 @@ from typing import Dict, List, Optional
 
 import pytest
 import torch
-from _user_commands import run
-from conftest import ROOT, write_image
 from mmengine.config import Config
 
 from mopro.utils.checkpoint import load_checkpoint
+from helpers import ROOT
+from helpers.commands import run
+from helpers.data import write_image
 
 DOC = osp.join(ROOT, 'docs', 'own_data.md')
 CONFIG = 'configs/mopro_r50_custom.py'

@@ -1,0 +1,71 @@
+"""Tiny configs: a CPU-sized MoPro model, ``--cfg-options`` that shrink the
+v1 config, and configs loaded as the tools load them."""
+import argparse
+
+from mopro.utils.runner import load_config
+
+
+def tiny_mopro_cfg(**overrides) -> dict:
+    """A CPU-sized MoPro model config (ResNet-18 encoder), ``overrides``
+    replacing top-level keys."""
+    cfg = dict(
+        type='MoPro',
+        backbone=dict(type='ResNet', depth=18),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='MoProHead', temperature=0.1),
+        num_classes=3,
+        feat_dim=512,
+        embed_dim=8,
+        proj_hidden_dim=16,
+        queue_len=16,
+        data_preprocessor=dict(
+            type='MoProDataPreprocessor',
+            mean=[123.675, 116.28, 103.53],
+            std=[58.395, 57.12, 57.375],
+            to_rgb=True))
+    cfg.update(overrides)
+    return cfg
+
+
+def tiny_mopro_options(data_root: str, work_dir: str,
+                       num_classes: int = 4) -> dict:
+    """``--cfg-options`` that shrink the v1 config to a CPU-sized run."""
+    small = 32
+    return {
+        'model.backbone.depth': 18,
+        'model.feat_dim': 512,
+        'model.proj_hidden_dim': 64,
+        'model.embed_dim': 16,
+        'model.queue_len': 32,
+        'model.num_classes': num_classes,
+        'model.channels_last': False,
+        # eager on every machine (tests/test_models/test_utils/
+        # test_compile.py tests the switch)
+        'model.compile': False,
+        'train_dataloader.dataset.data_root': data_root,
+        'train_dataloader.dataset.num_classes': num_classes,
+        'train_dataloader.batch_size': 4,
+        'train_dataloader.num_workers': 0,
+        'train_dataloader.persistent_workers': False,
+        'train_dataloader.dataset.pipeline.1.transforms.0.0.scale': small,
+        'train_dataloader.dataset.pipeline.1.transforms.1.0.scale': small,
+        'val_dataloader.dataset.data_root': data_root,
+        'val_dataloader.dataset.num_classes': num_classes,
+        'val_dataloader.num_workers': 0,
+        'val_dataloader.persistent_workers': False,
+        'val_dataloader.dataset.pipeline.1.scale': small,
+        'val_dataloader.dataset.pipeline.2.crop_size': small,
+        'val_evaluator.topk': (1, ),
+        'default_hooks.logger.interval': 1,
+        'work_dir': work_dir,
+    }
+
+
+def tool_config(config: str, cfg_options: dict = None, **args):
+    """``config`` as the tools load it (:func:`mopro.utils.runner.load_config`
+    with ``--cfg-options`` and the other flags ``args``: ``work_dir``,
+    ``launcher``)."""
+    flags = dict(work_dir=None, launcher='none', local_rank=0)
+    flags.update(args)
+    return load_config(argparse.Namespace(
+        config=str(config), cfg_options=cfg_options, **flags))

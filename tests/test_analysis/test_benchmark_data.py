@@ -1,0 +1,170 @@
+"""tools/analysis_tools/benchmark_data.py (mopro.analysis.data_benchmark)
+times both pipelines and reports them consistently (no timing assertion:
+speed is measured, not tested)."""
+import json
+import math
+import os.path as osp
+import re
+
+import pytest
+from mmengine.config import Config
+
+from mopro.analysis.data_benchmark import DataBenchmarkSettings, benchmark_data
+from mopro.analysis.timing import publish
+
+from helpers import ROOT
+from helpers.commands import run_tools
+from helpers.data import write_image
+
+CONFIG = osp.join(ROOT, 'configs', 'mopro_r50_webvision_v1.py')
+GPU_CONFIG = osp.join(ROOT, 'configs', 'mopro_r50_webvision_v1_gpu_data.py')
+# the GPU path on the CPU (the same code), small: the device is explicit so
+# that the tests read the same on a machine with a GPU
+GPU_PATH = ['--device', 'cpu', '--batch-size', '4', '--handover-batch', '4',
+            '--handover-repeats', '1', '--gpu-cfg-options',
+            'model.data_preprocessor.crop_size=32']
+SMALL_GPU_PATH = dict(device='cpu', batch_size=4, handover_batch=4,
+                      handover_repeats=1)
+GPU_CROPS = {'model.data_preprocessor.crop_size': 32}
+TINY_MODEL = {
+    'model.backbone.depth': 18, 'model.feat_dim': 512,
+    'model.proj_hidden_dim': 64, 'model.embed_dim': 16,
+    'model.queue_len': 32, 'model.num_classes': 4,
+    'model.channels_last': False, 'train_dataloader.dataset.num_classes': 4
+}
+SMALL_CROPS = {
+    'train_dataloader.dataset.pipeline.1.transforms.0.0.scale': 32,
+    'train_dataloader.dataset.pipeline.1.transforms.1.0.scale': 32
+}
+
+
+def _config(path: str, *options: dict) -> Config:
+    cfg = Config.fromfile(path)
+    for changes in options:
+        cfg.merge_from_dict(changes)
+    return cfg
+
+
+def _int_keys(mapping: dict) -> dict:
+    """JSON writes the batch sizes of the operator counts as strings."""
+    return {int(k) if k.isdigit() else k: v for k, v in mapping.items()}
+
+
+def _check(results: dict, out: str, count: int) -> None:
+    assert json.load(open(out)) == json.loads(json.dumps(results))
+    results = json.loads(json.dumps(results), object_hook=_int_keys)
+    assert results['threads'] == 1 and results['iters'] == 3
+    assert results['block'] == 2
+    assert results['images']['count'] == count
+    for name in ('project', 'released', 'gpu_path_workers'):
+        rate = results[name]['img_per_s_per_core']
+        assert rate > 0
+        assert rate * results[name]['ms_per_image'] == pytest.approx(1e3)
+    # where normalisation happens, each pipeline as shipped
+    assert 'on the GPU' in results['project']['output']
+    assert 'on the CPU' in results['released']['output']
+    rate = results['project']['img_per_s_per_core']
+    assert results['project_vs_released'] == (
+        rate / results['released']['img_per_s_per_core'])
+    assert results['gpu_img_per_s'] == 2600
+    assert results['cores_per_gpu_for_2600_img_s'] == math.ceil(2600 / rate)
+    # the GPU path: worker side per core, preprocessor on the given device
+    device = results['gpu_path_device']
+    assert device['device'] == 'cpu' and device['batch_size'] == 4
+    assert device['img_per_s'] > 0
+    assert device['main_process_cpu_ms_per_image'] > 0
+    # the GPU path's preprocessor: as many operators for 32 as for 256
+    # images (the decoding, in the background thread, slices per image)
+    gpu = results['gpu_path']
+    assert set(gpu['preprocessor_ops_per_batch']) == {32, 256}
+    ops = gpu['preprocessor_ops_per_batch']
+    assert ops[32] == ops[256] > 0
+    assert gpu['decode_ops_per_batch'][256] > gpu['decode_ops_per_batch'][32]
+    # what crosses from the workers: the config's collate functions hand
+    # over a few tensors per batch, mmengine's one per image or DataSample
+    packed = gpu['handover']['packed_images_collate']
+    assert gpu['handover']['batch_size'] == 4
+    assert packed['tensors'] == 3
+    assert gpu['handover']['pseudo_collate']['tensors'] == 2 * 4
+    cpu = results['cpu_path']['handover']
+    assert cpu['multiview_collate']['tensors'] == 3
+    assert cpu['default_collate']['tensors'] == 2 + 4
+    for entry in (packed, cpu['multiview_collate']):
+        assert entry['tensor_bytes'] > 0 and entry['pickle_bytes'] > 0
+        assert entry['collate_cpu_ms'] >= 0 and entry['transfer_cpu_ms'] > 0
+        assert entry['pin_cpu_ms'] is None  # measured where CUDA is
+    cores = results['cores_per_gpu']
+    assert cores['img_per_s'] == 4700
+    assert cores['cpu_path'] == 4700 / rate
+    assert cores['gpu_path'] is None  # only meaningful on a GPU
+    assert results['cpu']
+    assert set(results['versions']) == {'python', 'torch', 'torchvision',
+                                        'pillow', 'numpy'}
+
+
+def test_default_photos(tmp_path):
+    out = str(tmp_path / 'data.json')
+    run, = run_tools([[
+        'analysis_tools/benchmark_data', CONFIG, '--num-images', '3',
+        '--iters', '3', '--warmup', '1', '--block', '2', '--out', out
+    ] + GPU_PATH])
+    assert run.code == 0, run.stderr[-3000:]
+    results = json.loads(run.value[run.value.index('{\n'):])
+    _check(results, out, 3)
+    # crops of scikit-learn's photos at WebVision's 256-pixel short side
+    images = results['images']
+    assert 'scikit-learn' in images['source']
+    assert min(images['mean_height'], images['mean_width']) >= 256
+
+
+def test_image_folder(tmp_path):
+    folder = tmp_path / 'jpegs'
+    for i in range(4):
+        write_image(str(folder / f'{i}.jpg'), i, size=48)
+    write_image(str(folder / 'skipped.png'), 9, size=48)
+    out = str(tmp_path / 'data.json')
+    settings = DataBenchmarkSettings(images=str(folder), iters=3, warmup=1,
+                                     block=2, **SMALL_GPU_PATH)
+    results = publish(benchmark_data(_config(CONFIG, SMALL_CROPS),
+                                     _config(GPU_CONFIG, GPU_CROPS),
+                                     settings), out)
+    _check(results, out, 4)
+    assert results['images']['source'] == str(folder)
+    assert results['images']['mean_height'] == 48
+
+
+def test_runner_mode_times_both_paths(tmp_path):
+    """runner=True: both data paths through the Runner in one run, with
+    img/s, data_time, workers and CPU time per image for each."""
+    folder = tmp_path / 'jpegs'
+    for i in range(6):
+        write_image(str(folder / f'{i}.jpg'), i, size=48)
+    settings = DataBenchmarkSettings(
+        runner=True, images=str(folder), runner_iters=2, warmup=1,
+        workers=0, gpu_workers=1, device='cpu', batch_size=4)
+    results = benchmark_data(
+        _config(CONFIG, TINY_MODEL, SMALL_CROPS),
+        _config(GPU_CONFIG, GPU_CROPS, TINY_MODEL), settings)
+    assert results['mode'] == 'runner' and results['images']['count'] == 6
+    for name, workers in (('cpu_path', 0), ('gpu_path', 1)):
+        run = results[name]
+        assert run['workers'] == workers and run['batch_size'] == 4
+        assert run['iters'] == 2 and run['device'] == 'cpu'
+        assert run['img_per_s'] > 0 and run['iter_time_s'] > 0
+        assert 0 <= run['data_time_s'] <= run['iter_time_s']
+        assert run['main_process_cpu_ms_per_image'] > 0
+    assert results['cpu_path']['worker_cpu_ms_per_image'] is None
+    assert results['gpu_path']['worker_cpu_ms_per_image'] >= 0
+    assert results['gpu_path']['config'].endswith('_gpu_data.py')
+    assert results['gpu_vs_cpu_path'] == (
+        results['gpu_path']['img_per_s'] / results['cpu_path']['img_per_s'])
+
+
+def test_bad_input_is_a_one_line_error(tmp_path):
+    empty, missing = tmp_path / 'empty', tmp_path / 'missing.py'
+    empty.mkdir()
+    runs = run_tools([
+        ['analysis_tools/benchmark_data', CONFIG, '--images', empty],
+        ['analysis_tools/benchmark_data', missing]])
+    assert str(empty) in runs[0].error
+    assert re.match('error: .*missing.py', runs[1].error)

@@ -1,0 +1,318 @@
+"""``model.compile`` (mopro/models/utils/compile.py) on CPU: the compiled
+MoPro and CE models are the eager ones.
+
+The compiled runs use ``backend='aot_eager'``: dynamo's graph capture and
+AOT autograd's joint forward/backward graphs, executed with ATen's eager
+kernels; inductor's code generation takes over a minute for ResNet-18 on two
+CPU cores and is tested on the GPU (test_compile_gpu.py). Tolerance:
+``rtol=1e-5, atol=1e-6`` on every float (losses, gradients, weights, BN
+statistics, queue, prototypes): on torch 2.14 the two runs are bitwise
+equal, and the tolerance only leaves room for decompositions that reorder a
+reduction in other torch versions; pseudo-labels and the queue pointer are
+compared exactly.
+"""
+import copy
+import os.path as osp
+import warnings
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.optim import OptimWrapper
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+from torch._dynamo.utils import counters
+
+import mopro.models.algorithms.mopro as mopro_module
+from mopro.models.utils.compile import (compile_options, compile_submodules,
+                                        is_compiled)
+from mopro.utils.checkpoint import load_checkpoint
+from mopro.utils.runner import adapt_to_device
+
+from helpers.configs import tiny_mopro_cfg
+from helpers.models import B, build, samples, train_data, views
+from helpers.mopro_reference import make_noisy
+from helpers.training import train_v1
+
+AOT = dict(backend='aot_eager')
+TOL = dict(rtol=1e-5, atol=1e-6)
+
+
+def assert_close_dicts(ours: dict, theirs: dict) -> None:
+    assert ours.keys() == theirs.keys()
+    for key, value in ours.items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, theirs[key], **TOL, msg=key)
+        else:
+            assert torch.equal(value, theirs[key]), key
+
+
+def run_steps(model, labels, monkeypatch, steps: int = 3) -> list:
+    """``steps`` SGD steps; per step the losses, the gradients, the
+    pseudo-labels and the state (weights, BN statistics, queue, pointer,
+    prototypes) after the update."""
+    pseudo = []
+
+    def spy(*args, **kwargs):
+        pseudo.append(correct_labels(*args, **kwargs))
+        return pseudo[-1]
+
+    correct_labels = mopro_module.correct_labels
+    monkeypatch.setattr(mopro_module, 'correct_labels', spy)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad],
+                          lr=0.05, momentum=0.9, weight_decay=1e-4)
+    record = []
+    for step in range(steps):
+        losses = model.loss(views(3 + step), samples(labels))
+        opt.zero_grad()
+        sum(v for k, v in losses.items() if k.startswith('loss')).backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters()
+                 if p.grad is not None}
+        opt.step()
+        record.append((
+            {k: v.detach().clone() for k, v in losses.items()}, grads,
+            {k: v.clone() for k, v in model.state_dict().items()}))
+    monkeypatch.undo()
+    return record, pseudo
+
+
+@pytest.mark.parametrize('phase', ['warmup', 'proto', 'clean'])
+def test_compiled_step_matches_eager(phase, monkeypatch):
+    results = []
+    for compile in (False, AOT):
+        model = build(seed=3, phase=phase, momentum=0.9, proto_momentum=0.8,
+                      compile=compile)
+        assert is_compiled(model.backbone) == bool(compile)
+        assert is_compiled(model.momentum_backbone) == bool(compile)
+        labels = make_noisy(model, views(3)[0])
+        results.append(run_steps(model, labels, monkeypatch))
+    (eager, eager_pseudo), (compiled, compiled_pseudo) = results
+    for (losses, grads, state), (c_losses, c_grads, c_state) in zip(
+            eager, compiled):
+        assert_close_dicts(c_losses, losses)
+        assert_close_dicts(c_grads, grads)
+        assert_close_dicts(c_state, state)  # queue_ptr exactly
+    assert len(compiled_pseudo) == (3 if phase == 'clean' else 0)
+    for ours, theirs in zip(compiled_pseudo, eager_pseudo):
+        assert torch.equal(ours, theirs)
+    if phase == 'clean':  # noise correction did relabel and reject
+        assert (eager_pseudo[0] == -1).any()
+
+
+def test_state_dict_keys_are_eager_keys():
+    eager, compiled = build(), build(compile=AOT)
+    assert list(compiled.state_dict()) == list(eager.state_dict())
+    assert not any('_orig_mod' in k for k in compiled.state_dict())
+    # a deep copy (e.g. an EMA model) is eager, and loads the same state
+    copied = copy.deepcopy(compiled)
+    assert not is_compiled(copied.backbone)
+    copied.load_state_dict(eager.state_dict())
+
+
+def _steps(model, optim_wrapper, seeds) -> None:
+    for seed in seeds:
+        model.train_step(train_data(seed), optim_wrapper)
+
+
+def _model_and_optim(compile, state=None):
+    model = build(seed=1, phase='clean', momentum=0.9, compile=compile)
+    optim_wrapper = OptimWrapper(torch.optim.SGD(
+        model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4))
+    if state is not None:
+        model.load_state_dict(state['state_dict'])
+        optim_wrapper.load_state_dict(state['optimizer'])
+    return model, optim_wrapper
+
+
+def test_resume_compiled_eager_compiled(tmp_path):
+    """6 eager steps == 2 compiled, save, 2 eager, save, 2 compiled."""
+    straight, optim_wrapper = _model_and_optim(False)
+    _steps(straight, optim_wrapper, range(6))
+    state = None
+    for part, compile in enumerate((AOT, False, AOT)):
+        model, optim_wrapper = _model_and_optim(compile, state)
+        _steps(model, optim_wrapper, range(2 * part, 2 * part + 2))
+        path = str(tmp_path / f'part{part}.pth')
+        torch.save({'state_dict': model.state_dict(),
+                    'optimizer': optim_wrapper.state_dict()}, path)
+        state = torch.load(path, weights_only=True)
+    assert_close_dicts(model.state_dict(), straight.state_dict())
+    assert int(model.queue_ptr) == (6 * B) % model.queue_len
+
+
+def test_runner_resume_compiled_eager_compiled(webvision_root, tmp_path):
+    """Through mmengine's Runner and its checkpoints: 3 eager epochs ==
+    1 compiled, --resume eager, --resume compiled (warm-up, then noise
+    correction from epoch 1)."""
+    straight = train_v1(webvision_root, str(tmp_path / 'a'), 'straight', 3)
+    work = str(tmp_path / 'b')
+    train_v1(webvision_root, work, 'part1', 1, compile=AOT)
+    train_v1(webvision_root, work, 'part2', 2,
+             resume=osp.join(work, 'epoch_1.pth'))
+    resumed = train_v1(webvision_root, work, 'part3', 3,
+                       resume=osp.join(work, 'epoch_2.pth'), compile=AOT)
+    assert is_compiled(resumed.model.backbone)
+    saved = load_checkpoint(osp.join(work, 'epoch_1.pth'))['state_dict']
+    assert list(saved) == list(straight.model.state_dict())
+    assert_close_dicts(resumed.model.state_dict(), straight.model.state_dict())
+
+
+def test_eval_batch_sizes_reuse_the_compiled_graph():
+    """Validation, noise cleaning and feature extraction after training:
+    one more graph for the eval mode (its batch dimension dynamic, as
+    dynamo marks a size that changed), none for the next batch sizes."""
+    model = build(compile=AOT)
+    optim_wrapper = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
+    _steps(model, optim_wrapper, [0])
+    model.eval()
+    graphs = []
+    for batch in (6, 5, 3, 7):
+        with torch.no_grad():
+            model.predict(views(0, batch)[0])
+        graphs.append(counters['stats']['unique_graphs'])
+    assert graphs[1:] == graphs[:1] * 3
+
+
+def _broken_backend(gm, example_inputs):
+    raise RuntimeError('no C++ compiler found')
+
+
+def test_failed_build_warns_once_and_runs_eagerly():
+    # dynamo caches graphs per code object, across backends: without a
+    # reset, a graph an earlier test built for ResNet.forward could serve
+    # this call and the broken backend would never run
+    torch._dynamo.reset()
+    eager = build(seed=2)
+    model = build(seed=2, compile=dict(backend=_broken_backend))
+    model.eval()
+    eager.eval()
+    inputs = views(0)[0]
+    with pytest.warns(RuntimeWarning) as caught:
+        feats = model.extract_feat(inputs)
+    messages = [str(w.message) for w in caught
+                if 'torch.compile' in str(w.message)]
+    assert len(messages) == 1
+    assert messages[0].startswith('torch.compile of MoPro.backbone failed')
+    assert 'no C++ compiler found' in messages[0]
+    assert not is_compiled(model.backbone)
+    torch.testing.assert_close(feats, eager.extract_feat(inputs), rtol=0,
+                               atol=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', RuntimeWarning)
+        model.extract_feat(inputs)  # eager now: no second warning
+
+
+def test_module_error_surfaces():
+    model = build(compile=AOT)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', RuntimeWarning)  # no fallback warning
+        with pytest.raises(RuntimeError, match='channels'):
+            model.extract_feat(torch.randn(2, 2, 32, 32))
+
+
+def test_compile_options():
+    assert compile_options(False) is None and compile_options(None) is None
+    assert compile_options(True) == {}
+    assert compile_options(dict(mode='max-autotune')) == dict(
+        mode='max-autotune')
+    with pytest.raises(ValueError, match="unknown keys \\['mod'\\]"):
+        compile_options(dict(mod='default'))
+    with pytest.raises(TypeError, match='bool or a dict'):
+        compile_options('default')
+
+
+def test_adapt_to_device_compiles_only_on_cuda():
+    cfg = Config(dict(model=dict(type='MoPro', compile=True),
+                      optim_wrapper=dict(type='AmpOptimWrapper',
+                                         dtype='bfloat16')))
+    on_gpu = adapt_to_device(copy.deepcopy(cfg), device='cuda')
+    assert on_gpu.model.compile is True
+    assert on_gpu.optim_wrapper.type == 'AmpOptimWrapper'
+    on_cpu = adapt_to_device(copy.deepcopy(cfg), device='cpu')
+    assert on_cpu.model.compile is False
+    assert on_cpu.optim_wrapper.type == 'OptimWrapper'
+
+
+def test_cross_entropy_classifier_compiles_like_mopro():
+    cfg = dict(type='CompilableImageClassifier',
+               backbone=dict(type='ResNet', depth=18),
+               neck=dict(type='GlobalAveragePooling'),
+               head=dict(type='LinearClsHead', num_classes=3,
+                         in_channels=512),
+               data_preprocessor=tiny_mopro_cfg()['data_preprocessor'])
+    cfg['data_preprocessor']['type'] = 'ClsDataPreprocessor'
+    logs = []
+    for compile in (False, AOT):
+        torch.manual_seed(0)
+        model = MODELS.build(dict(cfg, compile=compile))
+        optim_wrapper = OptimWrapper(torch.optim.SGD(model.parameters(),
+                                                     lr=0.1, momentum=0.9))
+        data = dict(inputs=train_data(0)['inputs'][0],
+                    data_samples=[DataSample().set_gt_label(i % 3)
+                                  for i in range(B)])
+        logs.append([model.train_step(data, optim_wrapper)['loss']
+                     for _ in range(2)])
+        logs.append(model.state_dict())
+    eager_loss, eager_state, compiled_loss, compiled_state = logs
+    torch.testing.assert_close(compiled_loss, eager_loss, **TOL)
+    assert_close_dicts(compiled_state, eager_state)
+
+
+def _out_of_memory_backend(gm, example_inputs):
+    raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate')
+
+
+def test_out_of_memory_is_raised_and_the_module_stays_compiled():
+    """An out-of-memory error, in the build (dynamo wraps it) or in the
+    module's own run, is raised as it is, with no eager re-run, and the
+    module stays compiled: the run may retry with less memory in use."""
+    torch._dynamo.reset()
+    model = build(seed=2, compile=dict(backend=_out_of_memory_backend))
+    model.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', RuntimeWarning)  # no fallback
+        with pytest.raises(torch.OutOfMemoryError):
+            model.extract_feat(views(0)[0])
+    assert is_compiled(model.backbone)
+
+    class Hungry(torch.nn.Module):
+        calls = 0
+
+        def forward(self, x):
+            Hungry.calls += 1
+            raise torch.OutOfMemoryError('CUDA out of memory')
+
+    holder = torch.nn.Module()
+    holder.hungry = Hungry()
+    compile_submodules(holder, ['hungry'], AOT)
+    with pytest.raises(torch.OutOfMemoryError):
+        holder.hungry(torch.ones(2))
+    assert is_compiled(holder.hungry)
+
+
+def test_each_compiled_module_has_its_own_recompile_budget():
+    """The encoder's and the momentum encoder's ResNets share their
+    forward's code; each still gets dynamo's whole recompile limit: when
+    one has used it up, the other still compiles."""
+    torch._dynamo.reset()
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.linear(x).relu()
+
+    holder = torch.nn.Module()
+    holder.first, holder.second = Net(), Net()
+    compile_submodules(holder, ['first', 'second'],
+                       dict(backend='eager', dynamic=False))
+    with torch._dynamo.config.patch(recompile_limit=2):
+        graphs = counters['stats']['unique_graphs']
+        for rows in range(1, 5):  # 4 shapes: 2 compiled, then eager
+            holder.first(torch.randn(rows, 4))
+        assert counters['stats']['unique_graphs'] - graphs == 2
+        for rows in range(1, 3):
+            holder.second(torch.randn(rows, 4))
+        assert counters['stats']['unique_graphs'] - graphs == 4

@@ -1,0 +1,228 @@
+"""tools/train.py (mopro.apis.train_model): one-line errors before
+training, what ``--resume`` resumes."""
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmpretrain.registry import MODELS
+
+from mopro.apis import train_model
+from mopro.utils import runner as runner_utils
+from mopro.utils.cli import ConfigError, is_user_error, one_line
+
+from helpers import ROOT
+from helpers.configs import tiny_mopro_options, tool_config
+from helpers.data import make_webvision
+
+V1 = osp.join(ROOT, 'configs', 'mopro_r50_webvision_v1.py')
+
+
+def _tiny_options(data_root, work_dir) -> dict:
+    options = tiny_mopro_options(data_root, work_dir)
+    options.update({'train_cfg.max_epochs': 1,
+                    'visualizer.vis_backends': None,
+                    'val_evaluator.topk': [1], 'test_dataloader': None,
+                    'test_evaluator': None, 'test_cfg': None})
+    return options
+
+
+def _save_model(path, data_root, **model_options) -> str:
+    """A checkpoint of this project's format: the tiny v1 model, changed by
+    ``model_options``."""
+    cfg = Config.fromfile(V1)
+    cfg.merge_from_dict(tiny_mopro_options(data_root, '.'))
+    cfg.merge_from_dict({f'model.{k}': v for k, v in model_options.items()})
+    model = MODELS.build(cfg.model)
+    torch.save(dict(meta=dict(), state_dict=model.state_dict()), path)
+    return str(path)
+
+
+@pytest.fixture(scope='module')
+def bad_inputs(tmp_path_factory):
+    """Configs and checkpoints a user may get wrong."""
+    tmp = tmp_path_factory.mktemp('bad_inputs')
+    data_root = make_webvision(str(tmp / 'webvision'))
+    paths = dict(data_root=data_root, tmp=tmp)
+    paths['good'] = tmp / 'good.py'
+    paths['good'].write_text(f'_base_ = [{V1!r}]\n')
+    paths['broken'] = tmp / 'broken.py'
+    paths['broken'].write_text(
+        f'_base_ = [{V1!r}]\nmodel = dict(momentum=0.99\n')
+    paths['broken_base'] = tmp / 'broken_base.py'
+    paths['broken_base'].write_text("_base_ = ['./broken.py']\n")
+    paths['empty'] = tmp / 'empty.pth'
+    paths['empty'].write_bytes(b'')
+    # a torchvision-style state dict: no meta, no MoPro names
+    paths['torchvision'] = tmp / 'resnet18.pth'
+    torch.save(dict(torch.nn.Conv2d(3, 64, 7).state_dict(),
+                    **{'fc.weight': torch.zeros(10, 512)}),
+               paths['torchvision'])
+    paths['five_classes'] = _save_model(tmp / 'five.pth', data_root,
+                                        num_classes=5)
+    paths['resnet34'] = _save_model(tmp / 'r34.pth', data_root,
+                                    **{'backbone.depth': 34})
+    paths['missing'] = tmp / 'missing.pth'
+    return paths
+
+
+def _train_argv(bad_inputs, name, config, *extra) -> list:
+    """``config`` shrunk to one tiny CPU epoch, work dir per case."""
+    work_dir = str(bad_inputs['tmp'] / name)
+    options = [a for a in extra if '=' in a]
+    flags = [a for a in extra if '=' not in a]
+    tiny = _tiny_options(bad_inputs['data_root'], work_dir)
+    return [str(config), '--cfg-options',
+            *[f'{k}={v}' for k, v in tiny.items()], *options, *flags]
+
+
+def _train(bad_inputs, name, config, *extra) -> None:
+    """train_model on ``config`` shrunk as ``_train_argv`` does; ``extra``:
+    ``key=value`` options and ``--resume CKPT``."""
+    options = _tiny_options(bad_inputs['data_root'],
+                            str(bad_inputs['tmp'] / name))
+    options.update(a.split('=', 1) for a in extra if '=' in a)
+    flags = [a for a in extra if '=' not in a]
+    resume = flags[1] if flags[:1] == ['--resume'] else None
+    train_model(tool_config(config, options), resume=resume)
+
+
+def test_a_user_error_is_one_line_on_stderr(bad_inputs):
+    """As a user meets it: exit status 1, one line on stderr."""
+    result = subprocess.run(
+        [sys.executable, osp.join(ROOT, 'tools', 'train.py'),
+         *_train_argv(bad_inputs, 'syntax', bad_inputs['broken'])],
+        env=dict(os.environ, CUDA_VISIBLE_DEVICES='',
+                 PYTHONPATH=os.pathsep.join(
+                     filter(None, [ROOT, os.environ.get('PYTHONPATH')]))),
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert result.stderr == (f'error: {bad_inputs["broken"]}:2: syntax '
+                             "error: '(' was never closed\n")
+
+
+CASES = {
+    'syntax_in_base': ('broken_base', (), '{broken}:2: syntax error'),
+    'checkpoint_key': (
+        'good', ('default_hooks.checkpoint.max_keep_ckpt=1', ),
+        'default_hooks.checkpoint.max_keep_ckpt: SafeCheckpointHook has no '
+        "argument 'max_keep_ckpt' (did you mean 'max_keep_ckpts'?)"),
+    'resume_missing': ('good', ('--resume', '{missing}'),
+                       '--resume {missing}: no such checkpoint file'),
+    'resume_empty': ('good', ('--resume', '{empty}'),
+                     '{empty}: checkpoint file is empty'),
+    'resume_weights': ('good', ('--resume', '{torchvision}'),
+                       '{torchvision}: not a checkpoint of a training run'),
+    'load_from_torchvision': (
+        'good', ('load_from={torchvision}', ),
+        '{torchvision}: expected a mopro checkpoint, got neither'),
+    'load_from_classes': ('good', ('load_from={five_classes}', ),
+                          '{five_classes}: checkpoint has 5 classes'),
+    'load_from_depth': ('good', ('load_from={resnet34}', ),
+                        '{resnet34}: checkpoint is a ResNet-34'),
+}
+
+
+@pytest.mark.parametrize('case', list(CASES))
+def test_user_errors_are_one_line_before_training(bad_inputs, case):
+    """A config or hook key, ``--resume CKPT`` or ``load_from`` that is
+    wrong: a user error (run_tool prints it as one line and exits with 1,
+    tests/test_utils/test_cli.py) whose message names the file, line or
+    key, raised before any checkpoint is written."""
+    config, extra, message = CASES[case]
+    extra = [e.format(**bad_inputs) for e in extra]
+    with pytest.raises(Exception) as info:  # noqa: B017 (checked below)
+        _train(bad_inputs, case, bad_inputs[config], *extra)
+    assert is_user_error(info.value), repr(info.value)
+    assert message.format(**bad_inputs) in one_line(info.value)
+    assert '\n' not in str(info.value)
+    assert not osp.exists(bad_inputs['tmp'] / case / 'epoch_1.pth')
+
+
+def test_unknown_hook_arguments_name_the_key():
+    cfg = Config.fromfile(V1)
+    runner_utils.check_hook_args(cfg)  # the configs' own hooks pass
+    cfg.custom_hooks[0].start_clean_epch = 3
+    with pytest.raises(ConfigError, match=r"^custom_hooks\.0\."
+                       r"start_clean_epch: MoProHook has no argument "
+                       r"'start_clean_epch' \(did you mean "
+                       r"'start_clean_epoch'\?\)$"):
+        runner_utils.check_hook_args(cfg)
+    cfg = Config.fromfile(V1)
+    cfg.default_hooks.logger.intervall = 5
+    with pytest.raises(ConfigError, match=r'^default_hooks\.logger\.'):
+        runner_utils.check_hook_args(cfg)
+    cfg = Config.fromfile(V1)
+    cfg.default_hooks.checkpoint.type = 'CheckpointHok'
+    with pytest.raises(ConfigError, match=r"^default_hooks\.checkpoint\."
+                       r"type: no hook named 'CheckpointHok'"):
+        runner_utils.check_hook_args(cfg)
+
+
+def _checkpoint(path, epoch) -> str:
+    torch.save(dict(meta=dict(epoch=epoch, iter=8 * epoch),
+                    state_dict=dict(w=torch.zeros(1))), path)
+    return str(path)
+
+
+@pytest.fixture
+def work_dir_cfg(tmp_path):
+    cfg = Config.fromfile(V1)
+    cfg.work_dir = str(tmp_path)
+    return cfg
+
+
+def test_resume_follows_a_valid_pointer(work_dir_cfg, tmp_path):
+    _checkpoint(tmp_path / 'epoch_1.pth', 1)
+    named = _checkpoint(tmp_path / 'epoch_2.pth', 2)
+    _checkpoint(tmp_path / 'epoch_3.pth', 3)  # newer, not named
+    (tmp_path / 'last_checkpoint').write_text(named)
+    assert runner_utils.find_resumable_checkpoint(work_dir_cfg) == named
+    runner_utils.resolve_checkpoints(work_dir_cfg, 'auto')
+    assert work_dir_cfg.resume and work_dir_cfg.load_from == named
+
+
+@pytest.fixture
+def logged(monkeypatch) -> list:
+    """The lines mopro.utils.runner logs."""
+    lines = []
+    monkeypatch.setattr('mopro.utils.runner.print_log',
+                        lambda msg, **kwargs: lines.append(msg))
+    return lines
+
+
+@pytest.mark.parametrize('pointer', [
+    'empty', 'missing file', 'truncated file', 'no pointer'])
+def test_a_broken_pointer_resumes_the_newest_complete_checkpoint(
+        work_dir_cfg, tmp_path, pointer, logged):
+    _checkpoint(tmp_path / 'epoch_1.pth', 1)
+    newest = _checkpoint(tmp_path / 'epoch_2.pth', 2)
+    data = open(newest, 'rb').read()
+    (tmp_path / 'epoch_3.pth').write_bytes(data[:len(data) // 2])
+    text = {'empty': '', 'missing file': str(tmp_path / 'epoch_9.pth'),
+            'truncated file': str(tmp_path / 'epoch_3.pth')}.get(pointer)
+    if text is not None:
+        (tmp_path / 'last_checkpoint').write_text(text)
+    assert runner_utils.find_resumable_checkpoint(work_dir_cfg) == newest
+    expected = {
+        'empty': 'last_checkpoint is empty',
+        'missing file': 'last_checkpoint names a missing file, ',
+        'truncated file': 'last_checkpoint names an incomplete file, ',
+        'no pointer': f'no {tmp_path}/last_checkpoint',
+    }[pointer]
+    assert len(logged) == 1
+    assert expected in logged[0]
+    assert logged[0].endswith(
+        f': resuming from the newest complete checkpoint, {newest}')
+
+
+def test_nothing_to_resume_starts_from_epoch_1(work_dir_cfg, tmp_path,
+                                               logged):
+    (tmp_path / 'last_checkpoint').write_text('')
+    work_dir_cfg.load_from = None
+    runner_utils.resolve_checkpoints(work_dir_cfg, 'auto')
+    assert not work_dir_cfg.resume and work_dir_cfg.load_from is None
+    assert logged[-1] == f'no checkpoint in {tmp_path}: starting from epoch 1'
