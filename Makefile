@@ -25,4 +25,4 @@ LINT_PATHS := mopro tools configs tests
 lint: env
 	$(PYTHON) -m flake8 $(LINT_PATHS)
 	$(PYTHON) -m isort --check-only --diff $(LINT_PATHS)
-	$(PYTHON) -m yapf --diff --recursive $(LINT_PATHS)
+	$(PYTHON) -m yapf --diff --recursive --parallel $(LINT_PATHS)

@@ -39,8 +39,11 @@ train_dataloader = dict(
     batch_size=32,  # per GPU: 32 x 8 GPUs = 256
     dataset=dict(pipeline=[
         dict(type='LoadWebImage'),
-        dict(type='RandomResizedCrop', scale=224,
-             crop_ratio_range=(0.2, 1.0), backend='pillow'),
+        dict(
+            type='RandomResizedCrop',
+            scale=224,
+            crop_ratio_range=(0.2, 1.0),
+            backend='pillow'),
         dict(type='RandomFlip', prob=0.5, direction='horizontal'),
         dict(type='PackInputs', meta_keys=['sample_idx', 'img_path']),
     ]))

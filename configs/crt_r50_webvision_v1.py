@@ -58,8 +58,11 @@ custom_hooks = [dict(type='NonFiniteCheckHook')]
 # released dataloader_balance.py: random resized crop (scale 0.2-1) + flip
 crt_train_pipeline = [
     dict(type='LoadWebImage'),
-    dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.2, 1.0),
-         backend='pillow'),
+    dict(
+        type='RandomResizedCrop',
+        scale=224,
+        crop_ratio_range=(0.2, 1.0),
+        backend='pillow'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]

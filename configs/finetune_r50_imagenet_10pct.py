@@ -4,6 +4,4 @@
 _base_ = ['finetune_r50_imagenet_1pct.py']
 
 train_dataloader = dict(
-    dataset=dict(
-        subset_file='data/imagenet/10percent.txt',
-        fraction=0.1))
+    dataset=dict(subset_file='data/imagenet/10percent.txt', fraction=0.1))

@@ -28,8 +28,8 @@ model = dict(
         type='MoProPretrained',
         checkpoint=pretrained,
         mapping=[('backbone.', 'backbone.'), ('classifier.', 'head.fc.')]),
-    backbone=dict(type='ResNet', depth=50, zero_init_residual=False,
-                  init_cfg=None),
+    backbone=dict(
+        type='ResNet', depth=50, zero_init_residual=False, init_cfg=None),
     neck=dict(type='GlobalAveragePooling'),
     head=dict(
         type='LinearClsHead',
@@ -52,8 +52,11 @@ custom_hooks = [dict(type='NonFiniteCheckHook')]
 # (_base_/datasets/imagenet_val.py)
 train_pipeline = [
     dict(type='LoadWebImage'),
-    dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.08, 1.0),
-         backend='pillow'),
+    dict(
+        type='RandomResizedCrop',
+        scale=224,
+        crop_ratio_range=(0.08, 1.0),
+        backend='pillow'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]

@@ -6,11 +6,9 @@ _base_ = ['finetune_r50_imagenet_1pct.py']
 
 pretrained = 'work_dirs/mopro_r50_webvision_v2/epoch_90.pth'
 model = dict(
-    init_cfg=dict(checkpoint=pretrained,
-                  mapping=[('backbone.', 'backbone.')]),
+    init_cfg=dict(checkpoint=pretrained, mapping=[('backbone.', 'backbone.')]),
     head=dict(
-        init_cfg=dict(_delete_=True, type='Normal', layer='Linear',
-                      std=0.01)))
+        init_cfg=dict(_delete_=True, type='Normal', layer='Linear', std=0.01)))
 optim_wrapper = dict(optimizer=dict(lr=0.01))
 param_scheduler = [
     dict(type='MultiStepLR', by_epoch=True, milestones=[20, 40], gamma=0.1)

@@ -1,4 +1,5 @@
-# MoPro, ResNet-18, on the embedded noisy digits (tools/dataset_converters/make_demo_dataset.py):
+# MoPro, ResNet-18, on the embedded noisy digits
+# (tools/dataset_converters/make_demo_dataset.py):
 # 8 classes, 30% flipped labels, digits 8/9 as OOD images, 32 px images.
 # The released WebVision recipe (mopro_r50_webvision_v1.py), scaled down to a
 # CPU run of a few minutes on 2 cores; only what the demo needs differs.
@@ -33,20 +34,28 @@ custom_hooks = [
 # Digits are grey, centred and not mirror-symmetric: no horizontal flip
 # (a mirrored 2 or 7 is no digit), no hue/saturation jitter (grey images),
 # and milder crops than the photos' (0.2, 1) so that a crop keeps the digit.
-weak_crop = dict(type='RandomResizedCrop', scale=img_size,
-                 crop_ratio_range=(0.6, 1.0), backend='pillow')
+weak_crop = dict(
+    type='RandomResizedCrop',
+    scale=img_size,
+    crop_ratio_range=(0.6, 1.0),
+    backend='pillow')
 weak_view = [weak_crop]
 strong_view = [
-    dict(type='RandomResizedCrop', scale=img_size,
-         crop_ratio_range=(0.4, 1.0), backend='pillow'),
+    dict(
+        type='RandomResizedCrop',
+        scale=img_size,
+        crop_ratio_range=(0.4, 1.0),
+        backend='pillow'),
     dict(type='NumpyToPIL', to_rgb=True),
     dict(type='torchvision/ColorJitter', brightness=0.4, contrast=0.4),
     dict(type='PILToNumpy', to_bgr=True),
 ]
 train_pipeline = [
     dict(type='LoadWebImage'),
-    dict(type='MultiView', num_views=[1, 1],
-         transforms=[weak_view, strong_view]),
+    dict(
+        type='MultiView',
+        num_views=[1, 1],
+        transforms=[weak_view, strong_view]),
     dict(type='PackInputs', meta_keys=['sample_idx', 'img_path']),
 ]
 test_pipeline = [
@@ -90,8 +99,8 @@ test_cfg = None
 optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=5e-4))
 param_scheduler = [
-    dict(type='CosineAnnealingLR', by_epoch=True, T_max=max_epochs,
-         eta_min=0.0)
+    dict(
+        type='CosineAnnealingLR', by_epoch=True, T_max=max_epochs, eta_min=0.0)
 ]
 train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=5)
 auto_scale_lr = dict(base_batch_size=64)

@@ -3,5 +3,4 @@
 # data/webvision/info/ and reused by every later run.
 _base_ = './mopro_r50_webvision_v1.py'
 
-train_dataloader = dict(
-    dataset=dict(subset_size=1281167, subset_seed=0))
+train_dataloader = dict(dataset=dict(subset_size=1281167, subset_seed=0))

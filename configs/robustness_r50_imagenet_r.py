@@ -17,5 +17,7 @@ test_dataloader = dict(
         test_mode=True,
         pipeline={{_base_.test_pipeline}}))
 test_evaluator = dict(
-    _delete_=True, type='CalibratedAccuracy', class_subset=class_subset,
+    _delete_=True,
+    type='CalibratedAccuracy',
+    class_subset=class_subset,
     bin_size=100)

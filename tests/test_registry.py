@@ -15,7 +15,6 @@ from mmpretrain.structures import DataSample
 
 import mopro.models
 from mopro.utils import AtomicLocalBackend
-
 from helpers import ROOT
 from helpers.configs import tiny_mopro_cfg
 from helpers.data import make_webvision, write_image
@@ -36,16 +35,21 @@ def registered_components():
 
 
 def _data(tmp_path):
-    root = make_webvision(str(tmp_path / 'webvision'), num_classes=3,
-                          per_class=2, val_per_class=1, size=16)
+    root = make_webvision(
+        str(tmp_path / 'webvision'),
+        num_classes=3,
+        per_class=2,
+        val_per_class=1,
+        size=16)
     cleaned = str(tmp_path / 'pseudo_label.json')
     with open(cleaned, 'w') as f:
         json.dump({'google/q0000/000.jpg': 1, 'flickr/q0002/000.jpg': 2}, f)
     for i in range(2):
-        write_image(str(tmp_path / 'imagenet' / 'val' / str(i) / 'a.jpg'), i,
-                    16)
-        write_image(str(tmp_path / 'imagenet' / 'train' / f'n0000000{i}' /
-                        f'n0000000{i}_1.JPEG'), i, 16)
+        write_image(
+            str(tmp_path / 'imagenet' / 'val' / str(i) / 'a.jpg'), i, 16)
+        write_image(
+            str(tmp_path / 'imagenet' / 'train' / f'n0000000{i}' /
+                f'n0000000{i}_1.JPEG'), i, 16)
     ckpt = str(tmp_path / 'mopro.pth')
     torch.save({'state_dict': _tiny_mopro().state_dict()}, ckpt)
     custom = tmp_path / 'custom'
@@ -66,8 +70,9 @@ def _tiny_mopro():
 
 def _sample(inputs, label, img_shape=None):
     meta = {} if img_shape is None else dict(img_shape=img_shape)
-    return dict(inputs=inputs,
-                data_samples=DataSample(metainfo=meta).set_gt_label(label))
+    return dict(
+        inputs=inputs,
+        data_samples=DataSample(metainfo=meta).set_gt_label(label))
 
 
 def build_configs(tmp_path):
@@ -76,52 +81,61 @@ def build_configs(tmp_path):
     return {
         'MoPro': (pretrain_registry.MODELS, _tiny_mopro_cfg(),
                   lambda m: m.prototypes.shape == (3, 128)),
-        'CompilableImageClassifier': (
-            pretrain_registry.MODELS,
-            dict(type='CompilableImageClassifier', compile=False,
-                 backbone=dict(type='ResNet', depth=18),
-                 neck=dict(type='GlobalAveragePooling'),
-                 head=dict(type='LinearClsHead', num_classes=3,
-                           in_channels=512)),
-            lambda m: m.head.num_classes == 3),
+        'CompilableImageClassifier':
+        (pretrain_registry.MODELS,
+         dict(
+             type='CompilableImageClassifier',
+             compile=False,
+             backbone=dict(type='ResNet', depth=18),
+             neck=dict(type='GlobalAveragePooling'),
+             head=dict(type='LinearClsHead', num_classes=3,
+                       in_channels=512)), lambda m: m.head.num_classes == 3),
         'MoProHead': (pretrain_registry.MODELS,
-                      dict(type='MoProHead', temperature=0.2),
-                      lambda h: h.temperature == 0.2),
-        'MoProDataPreprocessor': (
-            pretrain_registry.MODELS,
-            dict(type='MoProDataPreprocessor', mean=[1, 2, 3],
-                 std=[1, 1, 1], to_rgb=True),
-            lambda p: p._channel_conversion and p._non_blocking),
-        'MoProGPUViewsPreprocessor': (
-            pretrain_registry.MODELS,
-            dict(type='MoProGPUViewsPreprocessor', mean=[1, 2, 3],
-                 std=[1, 1, 1], to_rgb=True, crop_size=32),
-            lambda p: p.crop_size == 32 and p._channel_conversion),
-        'DecodeAheadHook': (engine_registry.HOOKS,
-                            dict(type='DecodeAheadHook'),
-                            lambda h: h.priority == 'VERY_LOW'),
-        'multiview_collate': (
-            engine_registry.FUNCTIONS, None,
-            lambda f: f([_sample([torch.zeros(3, 2, 2)] * 2, 2)] * 3)[
-                'data_samples'].tolist() == [2] * 3),
-        'packed_images_collate': (
-            engine_registry.FUNCTIONS, None,
-            lambda f: f([_sample(torch.zeros(3, 2, 2, dtype=torch.uint8),
-                                 1, (2, 2))])[
-                'inputs'].index.tolist() == [[0, 12, 2, 2, 1]]),
+                      dict(type='MoProHead',
+                           temperature=0.2), lambda h: h.temperature == 0.2),
+        'MoProDataPreprocessor':
+        (pretrain_registry.MODELS,
+         dict(
+             type='MoProDataPreprocessor',
+             mean=[1, 2, 3],
+             std=[1, 1, 1],
+             to_rgb=True),
+         lambda p: p._channel_conversion and p._non_blocking),
+        'MoProGPUViewsPreprocessor':
+        (pretrain_registry.MODELS,
+         dict(
+             type='MoProGPUViewsPreprocessor',
+             mean=[1, 2, 3],
+             std=[1, 1, 1],
+             to_rgb=True,
+             crop_size=32),
+         lambda p: p.crop_size == 32 and p._channel_conversion),
+        'DecodeAheadHook':
+        (engine_registry.HOOKS, dict(type='DecodeAheadHook'),
+         lambda h: h.priority == 'VERY_LOW'),
+        'multiview_collate':
+        (engine_registry.FUNCTIONS, None,
+         lambda f: f([_sample([torch.zeros(3, 2, 2)] * 2, 2)] * 3)[
+             'data_samples'].tolist() == [2] * 3),
+        'packed_images_collate': (engine_registry.FUNCTIONS, None, lambda f: f(
+            [_sample(torch.zeros(3, 2, 2, dtype=torch.uint8), 1,
+                     (2, 2))])['inputs'].index.tolist() == [[0, 12, 2, 2, 1]]),
         'DeferredRuntimeInfoHook': (engine_registry.HOOKS,
                                     dict(type='DeferredRuntimeInfoHook'),
                                     lambda h: h.priority == 'VERY_HIGH'),
-        'SafeCheckpointHook': (
-            engine_registry.HOOKS,
-            dict(type='SafeCheckpointHook', interval=2, max_keep_ckpts=1),
-            lambda h: (h.interval, h.max_keep_ckpts) == (2, 1)),
-        'MoProRunner': (
-            engine_registry.RUNNERS,
-            dict(runner_type='MoProRunner', model=_tiny_mopro_cfg(),
-                 work_dir=str(tmp_path / 'runner'),
-                 experiment_name='registry', default_scope='mmpretrain'),
-            lambda r: r.model.prototypes.shape == (3, 128)),
+        'SafeCheckpointHook':
+        (engine_registry.HOOKS,
+         dict(type='SafeCheckpointHook', interval=2,
+              max_keep_ckpts=1), lambda h: (h.interval, h.max_keep_ckpts) ==
+         (2, 1)),
+        'MoProRunner': (engine_registry.RUNNERS,
+                        dict(
+                            runner_type='MoProRunner',
+                            model=_tiny_mopro_cfg(),
+                            work_dir=str(tmp_path / 'runner'),
+                            experiment_name='registry',
+                            default_scope='mmpretrain'),
+                        lambda r: r.model.prototypes.shape == (3, 128)),
         'NonFiniteCheckHook': (engine_registry.HOOKS,
                                dict(type='NonFiniteCheckHook'),
                                lambda h: h.priority == 'NORMAL'),
@@ -130,47 +144,56 @@ def build_configs(tmp_path):
                       lambda h: h.phase(3)['correct_noise']),
         'WebVision': (pretrain_registry.DATASETS, webvision,
                       lambda d: len(d) == 6),
-        'ImageNetVal': (pretrain_registry.DATASETS,
-                        dict(type='ImageNetVal', data_root=imagenet,
-                             num_classes=3), lambda d: len(d) == 2),
+        'ImageNetVal':
+        (pretrain_registry.DATASETS,
+         dict(type='ImageNetVal', data_root=imagenet,
+              num_classes=3), lambda d: len(d) == 2),
         'CleanedWebVision': (pretrain_registry.DATASETS,
-                             dict(type='CleanedWebVision', data_root=root,
-                                  pseudo_label_file=cleaned, num_classes=3),
+                             dict(
+                                 type='CleanedWebVision',
+                                 data_root=root,
+                                 pseudo_label_file=cleaned,
+                                 num_classes=3),
                              lambda d: d.get_gt_labels().tolist() == [1, 2]),
-        'ImageNetSubset': (pretrain_registry.DATASETS,
-                           dict(type='ImageNetSubset', data_root=imagenet,
-                                fraction=1.0), lambda d: len(d) == 2),
-        'ImageNet200': None,  # needs the 200 class folders: test_calibration
-        'CustomImageList': (pretrain_registry.DATASETS,
-                            dict(type='CustomImageList', data_root=custom,
-                                 num_classes=2),
-                            lambda d: (list(d.metainfo['classes']),
-                                       d.get_gt_labels().tolist()) == (
-                                           ['cat', 'dog'], [0, 1])),
-        'SqrtBalancedSampler': (pretrain_registry.DATA_SAMPLERS,
-                                dict(type='SqrtBalancedSampler', seed=0,
-                                     dataset=pretrain_registry.DATASETS.build(
-                                         webvision)),
-                                lambda s: len(list(iter(s))) == 6),
-        'ResumableSampler': (
-            pretrain_registry.DATA_SAMPLERS,
-            dict(type='ResumableSampler', seed=0, shuffle=False,
-                 dataset=pretrain_registry.DATASETS.build(webvision)),
-            lambda s: [(int(i), i.rng_key) for i in s] == [
-                (p, (0, 0, p)) for p in range(6)]),
+        'ImageNetSubset':
+        (pretrain_registry.DATASETS,
+         dict(type='ImageNetSubset', data_root=imagenet,
+              fraction=1.0), lambda d: len(d) == 2),
+        'ImageNet200':
+        None,  # needs the 200 class folders: test_calibration
+        'CustomImageList':
+        (pretrain_registry.DATASETS,
+         dict(type='CustomImageList', data_root=custom,
+              num_classes=2), lambda d:
+         (list(d.metainfo['classes']), d.get_gt_labels().tolist()) ==
+         (['cat', 'dog'], [0, 1])),
+        'SqrtBalancedSampler':
+        (pretrain_registry.DATA_SAMPLERS,
+         dict(
+             type='SqrtBalancedSampler',
+             seed=0,
+             dataset=pretrain_registry.DATASETS.build(webvision)),
+         lambda s: len(list(iter(s))) == 6),
+        'ResumableSampler':
+        (pretrain_registry.DATA_SAMPLERS,
+         dict(
+             type='ResumableSampler',
+             seed=0,
+             shuffle=False,
+             dataset=pretrain_registry.DATASETS.build(webvision)),
+         lambda s: [(int(i), i.rng_key) for i in s] == [(p, (0, 0, p))
+                                                        for p in range(6)]),
         'CalibratedAccuracy': (pretrain_registry.METRICS,
-                               dict(type='CalibratedAccuracy', bin_size=10),
-                               lambda m: m.bin_size == 10),
-        'LoadWebImage': (pretrain_registry.TRANSFORMS,
-                         dict(type='LoadWebImage'),
-                         lambda t: t(dict(img_path=osp.join(
-                             root, 'google/q0000/000.jpg')))['img'].shape ==
-                         (16, 16, 3)),
-        'LoadWebImageBytes': (pretrain_registry.TRANSFORMS,
-                              dict(type='LoadWebImageBytes'),
-                              lambda t: t(dict(img_path=osp.join(
-                                  root, 'google/q0000/000.jpg')))['img']
-                              .ndim == 1),
+                               dict(type='CalibratedAccuracy',
+                                    bin_size=10), lambda m: m.bin_size == 10),
+        'LoadWebImage':
+        (pretrain_registry.TRANSFORMS, dict(type='LoadWebImage'),
+         lambda t: t(dict(img_path=osp.join(root, 'google/q0000/000.jpg')))[
+             'img'].shape == (16, 16, 3)),
+        'LoadWebImageBytes':
+        (pretrain_registry.TRANSFORMS, dict(type='LoadWebImageBytes'),
+         lambda t: t(dict(img_path=osp.join(root, 'google/q0000/000.jpg')))[
+             'img'].ndim == 1),
         'MoProPretrained': (engine_registry.WEIGHT_INITIALIZERS,
                             dict(type='MoProPretrained', checkpoint=ckpt),
                             lambda i: i.checkpoint == ckpt),
@@ -206,8 +229,8 @@ def test_public_functions_are_exported():
 
 
 def test_atomic_checkpoint_backend_is_registered(tmp_path):
-    backend = get_file_backend(str(tmp_path),
-                               backend_args=dict(backend='atomic_local'))
+    backend = get_file_backend(
+        str(tmp_path), backend_args=dict(backend='atomic_local'))
     assert isinstance(backend, AtomicLocalBackend)
 
 
@@ -233,7 +256,7 @@ def test_configs_read_like_the_paper(config):
         assert model.threshold == (0.6 if config.endswith('v2') else 0.8)
         assert cfg.custom_hooks[0].start_clean_epoch == 11
     # torch.compile on GPU, torch's defaults
-    assert cfg.model.compile == dict(backend='inductor', mode=None,
-                                     dynamic=None)
+    assert cfg.model.compile == dict(
+        backend='inductor', mode=None, dynamic=None)
     classes = 5000 if config.endswith('v2') else 1000
     assert cfg.train_dataloader.dataset.num_classes == classes

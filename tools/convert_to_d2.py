@@ -35,8 +35,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
-    summary = convert_to_detectron2(args.checkpoint, args.output,
-                                    trust=args.trust_checkpoint)
+    summary = convert_to_detectron2(
+        args.checkpoint, args.output, trust=args.trust_checkpoint)
     print(format_summary(summary, args.output))
 
 

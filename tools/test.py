@@ -20,18 +20,25 @@ from mopro.utils.runner import add_config_args, load_config
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_config_args(parser)
-    add_checkpoint_args(parser, 'checkpoint of this project or of the '
-                        'released MoPro code')
-    parser.add_argument('--sets', nargs='+', choices=SETS,
-                        help='which of val_dataloader / test_dataloader '
-                        '(default: those the config has)')
+    add_checkpoint_args(
+        parser, 'checkpoint of this project or of the '
+        'released MoPro code')
+    parser.add_argument(
+        '--sets',
+        nargs='+',
+        choices=SETS,
+        help='which of val_dataloader / test_dataloader '
+        '(default: those the config has)')
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    return evaluate_checkpoint(load_config(args), args.checkpoint, args.sets,
-                               trust_checkpoint=args.trust_checkpoint)
+    return evaluate_checkpoint(
+        load_config(args),
+        args.checkpoint,
+        args.sets,
+        trust_checkpoint=args.trust_checkpoint)
 
 
 if __name__ == '__main__':

@@ -10,8 +10,11 @@ default_hooks = dict(
     param_scheduler=dict(type='ParamSchedulerHook'),
     # a kill at any moment leaves a complete checkpoint and last_checkpoint
     # pointing at it: atomic writes, outdated ones deleted after the new one
-    checkpoint=dict(type='SafeCheckpointHook', interval=1, max_keep_ckpts=3,
-                    backend_args=dict(backend='atomic_local')),
+    checkpoint=dict(
+        type='SafeCheckpointHook',
+        interval=1,
+        max_keep_ckpts=3,
+        backend_args=dict(backend='atomic_local')),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False),
 )
@@ -22,8 +25,10 @@ env_cfg = dict(
     # instead of hanging forever in a collective
     dist_cfg=dict(backend='nccl', timeout=1800),
 )
-vis_backends = [dict(type='LocalVisBackend'),
-                dict(type='TensorboardVisBackend')]
+vis_backends = [
+    dict(type='LocalVisBackend'),
+    dict(type='TensorboardVisBackend')
+]
 visualizer = dict(type='UniversalVisualizer', vis_backends=vis_backends)
 log_level = 'INFO'
 load_from = None

@@ -132,8 +132,7 @@ def make_photos(directory: str, num: int, seed: int) -> List[str]:
         left = int(rng.integers(0, width - w + 1))
         crop = Image.fromarray(photo[top:top + h, left:left + w])
         scale = SHORT_SIDE / min(h, w)
-        crop = crop.resize((round(w * scale), round(h * scale)),
-                           Image.BICUBIC)
+        crop = crop.resize((round(w * scale), round(h * scale)), Image.BICUBIC)
         paths.append(osp.join(directory, f'{i:04d}.jpg'))
         crop.save(paths[-1], quality=90)
     return paths
@@ -143,8 +142,9 @@ def list_jpegs(directory: str, num: int) -> List[str]:
     """The first ``num`` JPEGs in ``directory`` (by name)."""
     if not osp.isdir(directory):
         raise DataError(f'{directory}: image folder not found')
-    paths = sorted(p for p in glob.glob(osp.join(directory, '*'))
-                   if p.lower().endswith(JPEG_SUFFIXES) and osp.isfile(p))
+    paths = sorted(
+        p for p in glob.glob(osp.join(directory, '*'))
+        if p.lower().endswith(JPEG_SUFFIXES) and osp.isfile(p))
     if not paths:
         raise DataError(f'{directory}: no JPEG files (*.jpg, *.jpeg) in '
                         'this folder')
@@ -158,18 +158,18 @@ def describe_images(paths: List[str], source: str) -> Dict:
         with Image.open(path) as img:
             sizes.append(img.size)
     widths, heights = zip(*sizes)
-    return dict(source=source, count=len(paths),
-                mean_height=float(np.mean(heights)),
-                mean_width=float(np.mean(widths)),
-                mean_file_kb=float(np.mean([osp.getsize(p)
-                                            for p in paths])) / 1024)
+    return dict(
+        source=source,
+        count=len(paths),
+        mean_height=float(np.mean(heights)),
+        mean_width=float(np.mean(widths)),
+        mean_file_kb=float(np.mean([osp.getsize(p) for p in paths])) / 1024)
 
 
 def project_pipeline(cfg: Config) -> Callable[[int, str], object]:
     """The config's training pipeline, called as the dataset calls it."""
-    pipeline = Compose([
-        TRANSFORMS.build(t) for t in cfg.train_dataloader.dataset.pipeline
-    ])
+    pipeline = Compose(
+        [TRANSFORMS.build(t) for t in cfg.train_dataloader.dataset.pipeline])
 
     def run(idx: int, path: str) -> dict:
         # ImageListDataset.get_data_info's dict
@@ -229,8 +229,8 @@ def time_pipelines(runs: Dict[str, Callable[[int, str], object]],
             seconds[name] += time.perf_counter() - start
         order.reverse()
     return {
-        name: dict(img_per_s_per_core=iters / sec,
-                   ms_per_image=1e3 * sec / iters)
+        name:
+        dict(img_per_s_per_core=iters / sec, ms_per_image=1e3 * sec / iters)
         for name, sec in seconds.items()
     }
 
@@ -278,10 +278,13 @@ def time_gpu_path_device(cfg: Config, paths: List[str],
     synchronize(device)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     images = batches * batch_size
-    return dict(device=str(device), device_name=device_name(device),
-                batch_size=batch_size, batches=batches,
-                img_per_s=images / wall,
-                main_process_cpu_ms_per_image=1e3 * cpu / images)
+    return dict(
+        device=str(device),
+        device_name=device_name(device),
+        batch_size=batch_size,
+        batches=batches,
+        img_per_s=images / wall,
+        main_process_cpu_ms_per_image=1e3 * cpu / images)
 
 
 class _TensorCount(pickle.Pickler):
@@ -326,12 +329,13 @@ def handover(collate: Callable[[list], dict], samples: list,
             collate_s += collated - start
             transfer_s += transferred - collated
             pin_s += time.process_time() - transferred
-    return dict(tensors=len(counter.storages),
-                tensor_bytes=sum(counter.storages.values()),
-                pickle_bytes=len(stream.getvalue()),
-                collate_cpu_ms=1e3 * collate_s / repeats,
-                transfer_cpu_ms=1e3 * transfer_s / repeats,
-                pin_cpu_ms=1e3 * pin_s / repeats if pin else None)
+    return dict(
+        tensors=len(counter.storages),
+        tensor_bytes=sum(counter.storages.values()),
+        pickle_bytes=len(stream.getvalue()),
+        collate_cpu_ms=1e3 * collate_s / repeats,
+        transfer_cpu_ms=1e3 * transfer_s / repeats,
+        pin_cpu_ms=1e3 * pin_s / repeats if pin else None)
 
 
 def preprocessor_ops(cfg: Config, paths: List[str],
@@ -347,17 +351,18 @@ def preprocessor_ops(cfg: Config, paths: List[str],
             dict(cfg.model.data_preprocessor, compile_views=False)).to(device)
         batch = collate_fn(cfg)(load_samples(cfg, paths, num))
         done = Future()
-        decode_ops[num] = count_operators(lambda: done.set_result(
-            decode_packed(batch['inputs'], device)))
+        decode_ops[num] = count_operators(
+            lambda: done.set_result(decode_packed(batch['inputs'], device)))
         slot = batch[SLOT_KEY] = DecodeSlot()
         slot.future = done
         ops[num] = count_operators(lambda: preprocessor(batch, True))
-    return dict(preprocessor_ops_per_batch=ops,
-                decode_ops_per_batch=decode_ops,
-                ops_note='aten operators (TorchDispatchMode) per batch; '
-                'the preprocessor on the training thread with the batch '
-                'decoded ahead, views eager; the decoding in the background '
-                'thread (slicing the packed bytes: one view per image)')
+    return dict(
+        preprocessor_ops_per_batch=ops,
+        decode_ops_per_batch=decode_ops,
+        ops_note='aten operators (TorchDispatchMode) per batch; '
+        'the preprocessor on the training thread with the batch '
+        'decoded ahead, views eager; the decoding in the background '
+        'thread (slicing the packed bytes: one view per image)')
 
 
 def cores_per_gpu(results: Dict, rate: int) -> Dict:
@@ -369,9 +374,10 @@ def cores_per_gpu(results: Dict, rate: int) -> Dict:
     if device['device'].startswith('cuda'):
         gpu = rate / results['gpu_path_workers']['img_per_s_per_core'] + \
             rate * device['main_process_cpu_ms_per_image'] / 1e3
-    return dict(img_per_s=rate,
-                cpu_path=rate / results['project']['img_per_s_per_core'],
-                gpu_path=gpu)
+    return dict(
+        img_per_s=rate,
+        cpu_path=rate / results['project']['img_per_s_per_core'],
+        gpu_path=gpu)
 
 
 # where each pipeline's output leaves the work (results[...]['output'])
@@ -395,9 +401,11 @@ def _handovers(cfg: Config, gpu_cfg: Config, paths: List[str],
         functions = (config.train_dataloader.collate_fn.type, baseline)
         results[name] = dict(
             batch_size=settings.handover_batch,
-            **{fn: handover(FUNCTIONS.get(fn), samples,
-                            settings.handover_repeats)
-               for fn in functions})
+            **{
+                fn: handover(
+                    FUNCTIONS.get(fn), samples, settings.handover_repeats)
+                for fn in functions
+            })
     return results
 
 
@@ -406,23 +414,27 @@ def per_core_benchmark(cfg: Config, gpu_cfg: Config, paths: List[str],
     """Every per-core figure of the module docstring."""
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     single_thread()
-    runs = dict(project=project_pipeline(cfg), released=released_pipeline(),
-                gpu_path_workers=project_pipeline(gpu_cfg))
+    runs = dict(
+        project=project_pipeline(cfg),
+        released=released_pipeline(),
+        gpu_path_workers=project_pipeline(gpu_cfg))
     torch.manual_seed(settings.seed)
     np.random.seed(settings.seed)
-    results = dict(config=shown_path(cfg.filename),
-                   gpu_config=shown_path(gpu_cfg.filename),
-                   cpu=cpu_model(), threads=1,
-                   images=describe_images(paths, source),
-                   iters=settings.iters, warmup=settings.warmup,
-                   block=settings.block)
+    results = dict(
+        config=shown_path(cfg.filename),
+        gpu_config=shown_path(gpu_cfg.filename),
+        cpu=cpu_model(),
+        threads=1,
+        images=describe_images(paths, source),
+        iters=settings.iters,
+        warmup=settings.warmup,
+        block=settings.block)
     results.update(time_pipelines(runs, paths, settings))
     for name, output in OUTPUTS.items():
         results[name]['output'] = output
-    results['gpu_path_device'] = time_gpu_path_device(gpu_cfg, paths,
-                                                      settings)
-    results['gpu_path'] = preprocessor_ops(
-        gpu_cfg, paths, default_device(settings.device))
+    results['gpu_path_device'] = time_gpu_path_device(gpu_cfg, paths, settings)
+    results['gpu_path'] = preprocessor_ops(gpu_cfg, paths,
+                                           default_device(settings.device))
     for name, entry in _handovers(cfg, gpu_cfg, paths, settings).items():
         results.setdefault(name, {})['handover'] = entry
     rate = results['project']['img_per_s_per_core']
@@ -444,19 +456,19 @@ def webvision_root(root: str, paths: List[str], copies: int) -> str:
     os.makedirs(osp.join(root, 'info'))
     with open(osp.join(root, 'info', 'train_filelist_google.txt'), 'w') as f:
         for copy_idx in range(copies):
-            os.symlink(osp.dirname(osp.abspath(paths[0])),
-                       osp.join(root, f'copy{copy_idx}'))
+            os.symlink(
+                osp.dirname(osp.abspath(paths[0])),
+                osp.join(root, f'copy{copy_idx}'))
             for path in paths:
                 f.write(f'copy{copy_idx}/{osp.basename(path)} 0\n')
     return root
 
 
-def _training_only(cfg: Config, iters: int, work_dir: str,
-                   seed: int) -> None:
+def _training_only(cfg: Config, iters: int, work_dir: str, seed: int) -> None:
     """``cfg`` trimmed to ``iters`` training iterations: no validation,
     test, schedule, checkpoints or logging in between."""
-    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters,
-                         val_interval=10**9)
+    cfg.train_cfg = dict(
+        type='IterBasedTrainLoop', max_iters=iters, val_interval=10**9)
     for key in ('val_dataloader', 'val_cfg', 'val_evaluator',
                 'test_dataloader', 'test_cfg', 'test_evaluator'):
         cfg[key] = None
@@ -481,8 +493,8 @@ def run_runner(cfg: Config, paths: List[str], workers: Optional[int],
     if settings.batch_size:
         loader.batch_size = settings.batch_size
     warmup = max(1, settings.warmup)
-    copies = math.ceil((warmup + settings.runner_iters + 1) *
-                       loader.batch_size / len(paths))
+    copies = math.ceil(
+        (warmup + settings.runner_iters + 1) * loader.batch_size / len(paths))
     root = webvision_root(osp.join(work_dir, 'webvision'), paths, copies)
     loader.dataset.update(data_root=root, sources=('google', ))
     _training_only(cfg, warmup + settings.runner_iters, work_dir,
@@ -494,31 +506,37 @@ def run_runner(cfg: Config, paths: List[str], workers: Optional[int],
     (_, cpu0, work0), (_, cpu1, work1) = timer.start, timer.stop
     timed = settings.runner_iters * loader.batch_size
     return dict(
-        config=shown_path(cfg.filename), workers=loader.num_workers,
-        batch_size=loader.batch_size, iters=settings.runner_iters,
-        warmup_iters=warmup, device=str(model_device(runner)),
+        config=shown_path(cfg.filename),
+        workers=loader.num_workers,
+        batch_size=loader.batch_size,
+        iters=settings.runner_iters,
+        warmup_iters=warmup,
+        device=str(model_device(runner)),
         img_per_s=loader.batch_size / timer.seconds_per_iter(),
         iter_time_s=float(np.mean(timer.iter_times)),
         data_time_s=float(np.mean(timer.data_times)),
         main_process_cpu_ms_per_image=1e3 * (cpu1 - cpu0) / timed,
-        worker_cpu_ms_per_image=(None if work0 is None or work1 is None
-                                 else 1e3 * (work1 - work0) / timed))
+        worker_cpu_ms_per_image=(None if work0 is None or work1 is None else
+                                 1e3 * (work1 - work0) / timed))
 
 
 def runner_benchmark(cfg: Config, gpu_cfg: Config, paths: List[str],
                      source: str, settings: DataBenchmarkSettings) -> Dict:
     """Both data paths end to end through the Runner, in one run."""
-    results = dict(mode='runner', cpu=cpu_model(),
-                   images=describe_images(paths, source), seed=settings.seed)
+    results = dict(
+        mode='runner',
+        cpu=cpu_model(),
+        images=describe_images(paths, source),
+        seed=settings.seed)
     with tempfile.TemporaryDirectory() as tmp:
-        for name, config, workers in (
-                ('cpu_path', cfg, settings.workers),
-                ('gpu_path', gpu_cfg, settings.gpu_workers)):
+        for name, config, workers in (('cpu_path', cfg, settings.workers),
+                                      ('gpu_path', gpu_cfg,
+                                       settings.gpu_workers)):
             init_default_scope(config.get('default_scope', 'mmpretrain'))
             results[name] = run_runner(config, paths, workers, settings,
                                        osp.join(tmp, name))
-    results['gpu_vs_cpu_path'] = (results['gpu_path']['img_per_s'] /
-                                  results['cpu_path']['img_per_s'])
+    results['gpu_vs_cpu_path'] = (
+        results['gpu_path']['img_per_s'] / results['cpu_path']['img_per_s'])
     results['versions'] = versions()
     return results
 
@@ -531,8 +549,7 @@ def benchmark_data(cfg: Config, gpu_cfg: Config,
     run = runner_benchmark if settings.runner else per_core_benchmark
     if settings.images:
         paths = list_jpegs(settings.images, settings.num_images)
-        return run(cfg, gpu_cfg, paths, osp.abspath(settings.images),
-                   settings)
+        return run(cfg, gpu_cfg, paths, osp.abspath(settings.images), settings)
     with tempfile.TemporaryDirectory() as directory:
         paths = make_photos(directory, settings.num_images, settings.seed)
         return run(cfg, gpu_cfg, paths, SAMPLE_PHOTOS, settings)

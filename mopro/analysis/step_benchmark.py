@@ -68,8 +68,8 @@ class StepBenchmarkSettings:
 
 
 def _images(num: int, size: int, gen: torch.Generator) -> torch.Tensor:
-    return torch.randint(0, 256, (num, 3, size, size), generator=gen,
-                         dtype=torch.uint8)
+    return torch.randint(
+        0, 256, (num, 3, size, size), generator=gen, dtype=torch.uint8)
 
 
 def _supervised_step(model: torch.nn.Module, optim_wrapper, data: dict,
@@ -95,10 +95,11 @@ def _time_training(model: torch.nn.Module, cfg: Config,
                    settings: StepBenchmarkSettings, device: torch.device,
                    gen: torch.Generator) -> Dict:
     batch = settings.batch_size
-    images = [_images(batch, settings.image_size, gen).to(device)
-              for _ in range(2)]
-    labels = torch.randint(0, cfg.model.num_classes, (batch, ),
-                           generator=gen).to(device)
+    images = [
+        _images(batch, settings.image_size, gen).to(device) for _ in range(2)
+    ]
+    labels = torch.randint(
+        0, cfg.model.num_classes, (batch, ), generator=gen).to(device)
     data = dict(inputs=images, data_samples=labels)
     model.train()
     model.use_proto_loss = model.correct_noise = True
@@ -107,18 +108,19 @@ def _time_training(model: torch.nn.Module, cfg: Config,
     def mopro_step() -> None:
         model.train_step(data, optim_wrapper)
 
-    timings = dict(mopro=measure(mopro_step, batch, settings.iters,
-                                 settings.warmup, device))
+    timings = dict(
+        mopro=measure(mopro_step, batch, settings.iters, settings.warmup,
+                      device))
     timings['mopro']['host_syncs_per_step'] = count_host_syncs(
         mopro_step, device)
     unlabelled = dict(inputs=images, data_samples=None)
-    for name, extra in (('supervised', False),
-                        ('supervised_plus_forward', True)):
+    for name, extra in (('supervised', False), ('supervised_plus_forward',
+                                                True)):
         optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
         step = _supervised_step(model, optim_wrapper, unlabelled, labels,
                                 extra)
-        timings[name] = measure(step, batch, settings.iters,
-                                settings.warmup, device)
+        timings[name] = measure(step, batch, settings.iters, settings.warmup,
+                                device)
     return timings
 
 
@@ -141,13 +143,15 @@ def _runner_hooks(cfg: Config, timer: RunnerTimer) -> dict:
     batch) and visualisation; MoPro's phase with noise correction on."""
     default_hooks = {
         name: None if name in ('checkpoint', 'sampler_seed') else hook
-        for name, hook in cfg.default_hooks.items()
-        if name != 'visualization'
+        for name, hook in cfg.default_hooks.items() if name != 'visualization'
     }
-    custom_hooks = [dict(h) for h in cfg.get('custom_hooks', [])
-                    if h.get('type') != 'MoProHook']
-    custom_hooks += [dict(type='MoProHook', start_proto_epoch=0,
-                          start_clean_epoch=0), timer]
+    custom_hooks = [
+        dict(h) for h in cfg.get('custom_hooks', [])
+        if h.get('type') != 'MoProHook'
+    ]
+    custom_hooks += [
+        dict(type='MoProHook', start_proto_epoch=0, start_clean_epoch=0), timer
+    ]
     return dict(default_hooks=default_hooks, custom_hooks=custom_hooks)
 
 
@@ -157,10 +161,10 @@ def _time_runner(cfg: Config, settings: StepBenchmarkSettings,
     batch = settings.batch_size
     pin = device.type == 'cuda'
     views = [_images(batch, settings.image_size, gen) for _ in range(2)]
-    labels = torch.randint(0, cfg.model.num_classes, (batch, ),
-                           generator=gen)
-    data = dict(inputs=[v.pin_memory() if pin else v for v in views],
-                data_samples=labels.pin_memory() if pin else labels)
+    labels = torch.randint(0, cfg.model.num_classes, (batch, ), generator=gen)
+    data = dict(
+        inputs=[v.pin_memory() if pin else v for v in views],
+        data_samples=labels.pin_memory() if pin else labels)
     iters = settings.warmup + settings.iters
     timer = RunnerTimer(settings.warmup)
     graphs = compiled_graphs()
@@ -168,8 +172,8 @@ def _time_runner(cfg: Config, settings: StepBenchmarkSettings,
         runner = Runner(
             model=cfg.model,
             work_dir=work_dir,
-            train_dataloader=DataLoader(_SameBatch(data, iters),
-                                        batch_size=None),
+            train_dataloader=DataLoader(
+                _SameBatch(data, iters), batch_size=None),
             train_cfg=dict(by_epoch=False, max_iters=iters),
             optim_wrapper=cfg.optim_wrapper,
             env_cfg=dict(cfg.env_cfg, dist_cfg=None),
@@ -191,12 +195,13 @@ def _time_inference(model: torch.nn.Module, cfg: Config,
                     gen: torch.Generator) -> Dict:
     batch, size = settings.eval_batch_size, settings.image_size
     inputs = torch.randn(batch, 3, size, size, generator=gen).to(device)
-    labels = torch.randint(0, cfg.model.num_classes, (batch, ),
-                           generator=gen).to(device)
+    labels = torch.randint(
+        0, cfg.model.num_classes, (batch, ), generator=gen).to(device)
     model = prepare_for_inference(model, device)
     model.channels_last = device.type == 'cuda'  # as clean_dataset sets it
-    timed = dict(noise_cleaning=lambda: correct_inputs(model, inputs, labels),
-                 feature_extraction=lambda: encode_batch(model, inputs))
+    timed = dict(
+        noise_cleaning=lambda: correct_inputs(model, inputs, labels),
+        feature_extraction=lambda: encode_batch(model, inputs))
     return {
         name: measure(step, batch, settings.iters, settings.warmup, device)
         for name, step in timed.items()
@@ -210,8 +215,7 @@ def _benchmark_mode(cfg: Config, settings: StepBenchmarkSettings,
     model = MODELS.build(cfg.model).to(device)
     # non-zero prototypes so that noise correction does real work
     model.prototypes.copy_(
-        F.normalize(torch.randn(model.prototypes.shape, generator=gen),
-                    dim=1))
+        F.normalize(torch.randn(model.prototypes.shape, generator=gen), dim=1))
     results = _time_training(model, cfg, settings, device, gen)
     results.update(_time_inference(model, cfg, settings, device, gen))
     del model
@@ -219,16 +223,18 @@ def _benchmark_mode(cfg: Config, settings: StepBenchmarkSettings,
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     results.update(_time_runner(cfg, settings, device, gen))
-    rate = {name: results[name]['img_per_s'] for name in
-            ('mopro', 'supervised', 'supervised_plus_forward', 'mopro_runner')}
+    rate = {
+        name: results[name]['img_per_s']
+        for name in ('mopro', 'supervised', 'supervised_plus_forward',
+                     'mopro_runner')
+    }
     results['mopro_vs_bound'] = rate['mopro'] / rate['supervised_plus_forward']
     results['mopro_vs_supervised'] = rate['mopro'] / rate['supervised']
     results['runner_vs_step'] = rate['mopro_runner'] / rate['mopro']
     return results
 
 
-def _compile_options(cfg: Config,
-                     settings: StepBenchmarkSettings) -> dict:
+def _compile_options(cfg: Config, settings: StepBenchmarkSettings) -> dict:
     """The config's torch.compile arguments (``compile_backend`` replacing
     its backend), read before ``adapt_to_device`` turns compile off off
     CUDA."""
@@ -251,11 +257,15 @@ def benchmark_step(cfg: Config, settings: StepBenchmarkSettings) -> Dict:
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     if device.type == 'cuda':
         torch.backends.cudnn.benchmark = True
-    modes = dict(on=['compiled'], off=['eager'], both=['eager', 'compiled'])[
-        settings.compile or ('both' if device.type == 'cuda' else 'off')]
+    modes = dict(
+        on=['compiled'], off=['eager'],
+        both=['eager',
+              'compiled'])[settings.compile
+                           or ('both' if device.type == 'cuda' else 'off')]
     results = dict(
         device=device_name(device) if device.type == 'cuda' else 'cpu',
-        config=shown_path(cfg.filename), batch_size=settings.batch_size,
+        config=shown_path(cfg.filename),
+        batch_size=settings.batch_size,
         eval_batch_size=settings.eval_batch_size,
         image_size=settings.image_size,
         optim_wrapper=cfg.optim_wrapper.get('type'),
@@ -280,7 +290,8 @@ def _summary(results: Dict) -> Dict:
     mode = 'compiled' if 'compiled' in results else 'eager'
     section = results[mode]
     summary = dict(
-        mode=mode, mopro_img_per_s=section['mopro']['img_per_s'],
+        mode=mode,
+        mopro_img_per_s=section['mopro']['img_per_s'],
         mopro_vs_bound=section['mopro_vs_bound'],
         runner_vs_step=section['runner_vs_step'],
         mopro_first_iters_s=section['mopro']['first_iters_s'])

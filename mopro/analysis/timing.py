@@ -45,15 +45,20 @@ def timing_entry(batch: int, sec: float, first_iters_s: float, warmup: int,
     """One timing: img/s, ms per call, peak device memory (MiB; None on
     CPU), the first calls' seconds and their overhead over as many steady
     calls (compile and autotuning time), new graphs."""
-    peak = (torch.cuda.max_memory_allocated(device) / 2**20
-            if device.type == 'cuda' else None)
-    return dict(img_per_s=batch / sec, ms_per_iter=1e3 * sec,
-                peak_memory_mb=peak, first_iters_s=first_iters_s,
-                overhead_s=first_iters_s - warmup * sec, new_graphs=graphs)
+    peak = (
+        torch.cuda.max_memory_allocated(device) /
+        2**20 if device.type == 'cuda' else None)
+    return dict(
+        img_per_s=batch / sec,
+        ms_per_iter=1e3 * sec,
+        peak_memory_mb=peak,
+        first_iters_s=first_iters_s,
+        overhead_s=first_iters_s - warmup * sec,
+        new_graphs=graphs)
 
 
-def measure(step: Callable[[], object], batch: int, iters: int,
-            warmup: int, device: torch.device) -> Dict:
+def measure(step: Callable[[], object], batch: int, iters: int, warmup: int,
+            device: torch.device) -> Dict:
     """Time ``step``: ``warmup`` calls, then ``iters`` steady calls
     (:func:`timing_entry`)."""
     if device.type == 'cuda':
@@ -125,9 +130,12 @@ def device_name(device: torch.device) -> str:
 
 def versions() -> Dict:
     """The library versions a figure depends on."""
-    return dict(python=platform.python_version(), torch=torch.__version__,
-                torchvision=torchvision.__version__,
-                pillow=PIL.__version__, numpy=np.__version__)
+    return dict(
+        python=platform.python_version(),
+        torch=torch.__version__,
+        torchvision=torchvision.__version__,
+        pillow=PIL.__version__,
+        numpy=np.__version__)
 
 
 def publish(results: Dict, out: Optional[str] = None) -> Dict:
@@ -153,8 +161,7 @@ def worker_cpu_seconds(runner) -> Optional[float]:
                 fields = f.read().rsplit(')', 1)[1].split()
         except OSError:
             return None
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf(
-            'SC_CLK_TCK')
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
     return total
 
 
@@ -186,14 +193,19 @@ class RunnerTimer(Hook):
         self.data_times: List[float] = []
         self.first = self.start = self.stop = None
 
-    def before_train_iter(self, runner, batch_idx: int,
+    def before_train_iter(self,
+                          runner,
+                          batch_idx: int,
                           data_batch=None) -> None:
         if runner.iter == 0:
             self.first = self._clocks(runner)
             if self.warmup == 0:
                 self.start = self.first
 
-    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx: int,
+                         data_batch=None,
                          outputs=None) -> None:
         done = runner.iter + 1
         if done == self.warmup:

@@ -18,8 +18,9 @@ def sets_to_run(cfg: Config,
                 requested: Optional[Sequence[str]] = None) -> List[str]:
     """The requested sets (all the config has when None); a requested set
     the config lacks is an error naming its key."""
-    present = [name for name in SETS
-               if cfg.get(f'{name}_dataloader') is not None]
+    present = [
+        name for name in SETS if cfg.get(f'{name}_dataloader') is not None
+    ]
     if requested is None:
         if not present:
             raise ConfigError(f'{cfg.filename}: neither val_dataloader nor '
@@ -33,7 +34,8 @@ def sets_to_run(cfg: Config,
     return list(requested)
 
 
-def evaluate_checkpoint(cfg: Config, checkpoint: str,
+def evaluate_checkpoint(cfg: Config,
+                        checkpoint: str,
                         sets: Optional[Sequence[str]] = None,
                         trust_checkpoint: bool = False) -> Dict[str, float]:
     """The metrics of ``checkpoint`` on the config's ``sets`` (default:
@@ -55,8 +57,8 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str,
     adapt_to_device(cfg)
     cfg.load_from = None
     runner = Runner.from_cfg(cfg)
-    load_model_weights(get_ori_model(runner.model), checkpoint,
-                       trust=trust_checkpoint)
+    load_model_weights(
+        get_ori_model(runner.model), checkpoint, trust=trust_checkpoint)
     metrics = {}
     for name in sets:
         result = runner.val() if name == 'val' else runner.test()

@@ -1,5 +1,4 @@
-from .collate import (PackedImages, multiview_collate,
-                      packed_images_collate)
+from .collate import PackedImages, multiview_collate, packed_images_collate
 from .custom_list import CustomImageList
 from .file_list import ImageList, read_file_list
 from .folder_lists import folder_to_lists
@@ -12,7 +11,7 @@ __all__ = [
     'ImageNetVal', 'CustomImageList', 'folder_to_lists', 'PackedImages',
     'multiview_collate', 'packed_images_collate'
 ]
-from .imagenet_variants import ImageNet200  # noqa: F401,E402
 from .cleaned_webvision import CleanedWebVision  # noqa: F401,E402
+from .imagenet_variants import ImageNet200  # noqa: F401,E402
 from .samplers import ResumableSampler, SqrtBalancedSampler  # noqa: F401,E402
 from .subset import ImageNetSubset  # noqa: F401,E402

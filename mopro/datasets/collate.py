@@ -47,9 +47,10 @@ def multiview_collate(samples: Sequence[dict]) -> dict:
     the labels as one tensor: ``inputs`` is a list of N x C x H x W views,
     ``data_samples`` an N int64 tensor of the labels."""
     inputs = default_collate([sample['inputs'] for sample in samples])
-    return dict(inputs=inputs,
-                data_samples=batch_labels(
-                    [sample['data_samples'] for sample in samples]))
+    return dict(
+        inputs=inputs,
+        data_samples=batch_labels(
+            [sample['data_samples'] for sample in samples]))
 
 
 @FUNCTIONS.register_module()
@@ -72,6 +73,7 @@ def packed_images_collate(samples: Sequence[dict]) -> dict:
         offset += entry.numel()
         paths.append(meta.get('img_path', ''))
     packed = PackedImages(torch.cat(entries), torch.tensor(rows), paths)
-    return dict(inputs=packed,
-                data_samples=batch_labels(
-                    [sample['data_samples'] for sample in samples]))
+    return dict(
+        inputs=packed,
+        data_samples=batch_labels(
+            [sample['data_samples'] for sample in samples]))

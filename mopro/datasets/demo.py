@@ -45,8 +45,8 @@ from ..utils.cli import ConfigError, DataError
 GROUND_TRUTH = 'info/ground_truth.json'
 KINDS = ('clean', 'flipped', 'ood')
 FORMAT_VERSION = 1
-DIGIT_NAMES = ('zero', 'one', 'two', 'three', 'four', 'five', 'six',
-               'seven', 'eight', 'nine')
+DIGIT_NAMES = ('zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven',
+               'eight', 'nine')
 
 
 def class_names(num_classes: int = 8) -> List[str]:
@@ -71,18 +71,24 @@ def _save_digit(pixels: np.ndarray, path: str, size: int) -> None:
 
 
 def demo_meta(seed: int, num_classes: int, flip_rate: float,
-              test_per_class: int, size: int,
-              limit: Optional[int]) -> dict:
+              test_per_class: int, size: int, limit: Optional[int]) -> dict:
     """The parameters that define a demo dataset (stored in its ground
     truth; a dataset is reused only if they match)."""
     return dict(
-        format_version=FORMAT_VERSION, source='sklearn.datasets.load_digits',
-        seed=seed, num_classes=num_classes, flip_rate=flip_rate,
-        test_per_class=test_per_class, size=size, limit=limit)
+        format_version=FORMAT_VERSION,
+        source='sklearn.datasets.load_digits',
+        seed=seed,
+        num_classes=num_classes,
+        flip_rate=flip_rate,
+        test_per_class=test_per_class,
+        size=size,
+        limit=limit)
 
 
-def plan_demo_dataset(targets: np.ndarray, seed: int = 0,
-                      num_classes: int = 8, flip_rate: float = 0.3,
+def plan_demo_dataset(targets: np.ndarray,
+                      seed: int = 0,
+                      num_classes: int = 8,
+                      flip_rate: float = 0.3,
                       test_per_class: int = 40,
                       limit: Optional[int] = None) -> Dict[str, list]:
     """Decide split, given labels and noise kind of every digit image.
@@ -154,8 +160,7 @@ def _write_dataset(root: str, images: np.ndarray, plan: Dict[str, list],
         rel = train_path(index, given)
         _save_digit(images[index], osp.join(root, rel), size)
         lines.append(f'{rel} {given}')
-        records.append(dict(path=rel, true_digit=true, label=given,
-                            kind=kind))
+        records.append(dict(path=rel, true_digit=true, label=given, kind=kind))
     _write_lines(osp.join(root, 'info', 'train_filelist_google.txt'), lines)
     _write_lines(osp.join(root, 'info', 'train_filelist_flickr.txt'), [])
     val_lines = []
@@ -168,8 +173,7 @@ def _write_dataset(root: str, images: np.ndarray, plan: Dict[str, list],
     counts = {k: sum(r['kind'] == k for r in records) for k in KINDS}
     summary = dict(num_train=len(records), num_val=len(val_lines), **counts)
     with open(osp.join(root, GROUND_TRUTH), 'w') as f:
-        json.dump(dict(meta=meta, summary=summary, train=records), f,
-                  indent=1)
+        json.dump(dict(meta=meta, summary=summary, train=records), f, indent=1)
 
 
 def load_ground_truth(root: str) -> dict:
@@ -192,20 +196,25 @@ def _check_complete(root: str, meta: dict) -> dict:
     truth = load_ground_truth(root)
     if truth.get('meta') != meta:
         raise DataError(f'{root}: a demo dataset with other parameters '
-                         f'exists ({truth.get("meta")}); remove it or choose '
-                         'another --out')
+                        f'exists ({truth.get("meta")}); remove it or choose '
+                        'another --out')
     with open(osp.join(root, 'info', 'val_filelist.txt')) as f:
-        val = [osp.join('val_images_256', line.split()[0])
-               for line in f if line.strip()]
+        val = [
+            osp.join('val_images_256',
+                     line.split()[0]) for line in f if line.strip()
+        ]
     for rel in [r['path'] for r in truth['train']] + val:
         if not osp.isfile(osp.join(root, rel)):
             raise DataError(f'{root}: incomplete demo dataset, {rel} is '
-                             'missing; remove the folder to rebuild it')
+                            'missing; remove the folder to rebuild it')
     return truth['summary']
 
 
-def build_demo_dataset(out: str, seed: int = 0, num_classes: int = 8,
-                       flip_rate: float = 0.3, test_per_class: int = 40,
+def build_demo_dataset(out: str,
+                       seed: int = 0,
+                       num_classes: int = 8,
+                       flip_rate: float = 0.3,
+                       test_per_class: int = 40,
                        size: int = 32,
                        limit: Optional[int] = None) -> dict:
     """Build the noisy digits dataset at ``out`` (see the module docstring)
@@ -216,16 +225,15 @@ def build_demo_dataset(out: str, seed: int = 0, num_classes: int = 8,
         plus ``built`` (False when an existing dataset was reused).
     """
     out = osp.abspath(out)
-    meta = demo_meta(seed, num_classes, flip_rate, test_per_class, size,
-                     limit)
+    meta = demo_meta(seed, num_classes, flip_rate, test_per_class, size, limit)
     if osp.exists(out):
         return dict(_check_complete(out, meta), built=False)
     images, targets = _digits()
     plan = plan_demo_dataset(targets, seed, num_classes, flip_rate,
                              test_per_class, limit)
     os.makedirs(osp.dirname(out), exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=osp.dirname(out),
-                           prefix=f'.{osp.basename(out)}.')
+    tmp = tempfile.mkdtemp(
+        dir=osp.dirname(out), prefix=f'.{osp.basename(out)}.')
     try:
         _write_dataset(tmp, images, plan, meta, size)
         os.chmod(tmp, 0o755)

@@ -34,8 +34,7 @@ class ImageList:
 
     def subset(self, indices: Iterable[int]) -> 'ImageList':
         indices = list(indices)
-        return ImageList([self.path(i) for i in indices],
-                         self.labels[indices])
+        return ImageList([self.path(i) for i in indices], self.labels[indices])
 
     @classmethod
     def concat(cls, lists: List['ImageList']) -> 'ImageList':
@@ -122,8 +121,10 @@ def read_file_list(list_file: str,
         paths.append(path)
         labels.append(label)
     if dropped:
-        print_log(f'{list_file}: kept {len(paths)} images of classes '
-                  f'< num_classes={num_classes}; dropped {dropped} lines of '
-                  f'classes {num_classes}..{list_classes - 1} '
-                  f'(list_classes={list_classes})', logger='current')
+        print_log(
+            f'{list_file}: kept {len(paths)} images of classes '
+            f'< num_classes={num_classes}; dropped {dropped} lines of '
+            f'classes {num_classes}..{list_classes - 1} '
+            f'(list_classes={list_classes})',
+            logger='current')
     return ImageList(paths, labels)

@@ -140,7 +140,8 @@ def _check_fraction(val_fraction: float) -> None:
                         f'{val_fraction}')
 
 
-def split_per_class(images: List[List[str]], val_fraction: float,
+def split_per_class(images: List[List[str]],
+                    val_fraction: float,
                     seed: int = 0) -> Tuple[List[Entry], List[Entry]]:
     """Train and validation entries ``(path, label)``, drawn per class.
 
@@ -212,8 +213,13 @@ def folder_to_lists(root: str,
             with open(tmp, 'w', encoding='utf-8') as f:
                 f.write(texts[name])
     return FolderLists(
-        out_dir=out_dir, files=targets, num_classes=len(folders.classes),
-        num_train=len(train), num_val=len(val), skipped=folders.skipped,
-        without_val=[name for name, paths in zip(folders.classes,
-                                                 folders.images)
-                     if len(paths) < 2])
+        out_dir=out_dir,
+        files=targets,
+        num_classes=len(folders.classes),
+        num_train=len(train),
+        num_val=len(val),
+        skipped=folders.skipped,
+        without_val=[
+            name for name, paths in zip(folders.classes, folders.images)
+            if len(paths) < 2
+        ])

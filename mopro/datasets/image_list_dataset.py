@@ -163,16 +163,18 @@ class ImageListDataset(BaseDataset):
             if self.test_mode:
                 raise
             self.num_bad += 1
-            print_log(f'skipping undecodable image ({self.num_bad} so far in '
-                      f'this worker): {err}', logger='current',
-                      level=30)
+            print_log(
+                f'skipping undecodable image ({self.num_bad} so far in '
+                f'this worker): {err}',
+                logger='current',
+                level=30)
             self._check_bad_fraction()
             return None
         self.num_loaded += 1
         return data
 
     def _check_bad_fraction(self) -> None:
-        check_bad_fraction(
-            f'{type(self).__name__} at {self.data_root}', self.num_bad,
-            self.num_loaded + self.num_bad, self.max_bad_fraction,
-            'train_dataloader.dataset.max_bad_fraction')
+        check_bad_fraction(f'{type(self).__name__} at {self.data_root}',
+                           self.num_bad, self.num_loaded + self.num_bad,
+                           self.max_bad_fraction,
+                           'train_dataloader.dataset.max_bad_fraction')

@@ -27,8 +27,8 @@ from torch.utils.data import Sampler
 from .seeding import SeededIndex
 
 
-def seeded_indices(indices: Iterable[int], seed: int, epoch: int,
-                   rank: int, world_size: int) -> Iterator[SeededIndex]:
+def seeded_indices(indices: Iterable[int], seed: int, epoch: int, rank: int,
+                   world_size: int) -> Iterator[SeededIndex]:
     """A rank's indices ``indices[k]``, which stand at position
     ``rank + k * world_size`` of the epoch's order over all ranks, with the
     RNG key ``(seed, epoch, position)``."""
@@ -110,8 +110,8 @@ class SqrtBalancedSampler(Sampler):
         """All ranks' indices of one epoch (padded to a multiple of W)."""
         rng = np.random.default_rng(self.seed + epoch)
         size = self.num_samples * self.world_size
-        classes = rng.choice(len(self.class_mass), size=size,
-                             p=self.class_mass)
+        classes = rng.choice(
+            len(self.class_mass), size=size, p=self.class_mass)
         offsets = np.floor(rng.random(size) * self.counts[classes]).astype(
             np.int64)
         return self.order[self.starts[classes] + offsets]

@@ -14,7 +14,6 @@ import numpy as np
 from mmpretrain.registry import DATASETS
 
 from ..utils.cli import ConfigError, DataError
-
 from .file_list import ImageList, read_text_lines
 from .image_list_dataset import ImageListDataset
 from .imagenet_variants import IMG_EXTENSIONS
@@ -24,8 +23,7 @@ def read_subset_file(path: str) -> List[str]:
     """Image file names of a SimCLR subset file, in file order."""
     if not osp.isfile(path):
         raise FileNotFoundError(f'{path}: subset file not found')
-    names = [line.strip() for _, line in read_text_lines(path)
-             if line.strip()]
+    names = [line.strip() for _, line in read_text_lines(path) if line.strip()]
     if not names:
         raise DataError(f'{path}: subset file is empty')
     return names
@@ -74,8 +72,8 @@ class ImageNetSubset(ImageListDataset):
         if not osp.isdir(root):
             raise FileNotFoundError(f'{root}: ImageNet training folder not '
                                     'found')
-        return sorted(d for d in os.listdir(root)
-                      if osp.isdir(osp.join(root, d)))
+        return sorted(
+            d for d in os.listdir(root) if osp.isdir(osp.join(root, d)))
 
     def load_image_list(self) -> ImageList:
         classes = self._classes()

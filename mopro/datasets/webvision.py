@@ -127,8 +127,8 @@ class WebVision(ImageListDataset):
                 f'WebVision: subset_size={self.subset_size} exceeds the '
                 f'{len(images)} training images')
         rng = np.random.default_rng(self.subset_seed)
-        chosen = np.sort(rng.choice(len(images), self.subset_size,
-                                    replace=False))
+        chosen = np.sort(
+            rng.choice(len(images), self.subset_size, replace=False))
         subset = images.subset(chosen)
         # every rank draws the same subset; the rename makes the write atomic
         with atomic_path(self.subset_file) as tmp, open(tmp, 'w') as f:
@@ -179,23 +179,24 @@ class ImageNetVal(ImageListDataset):
     def load_image_list(self) -> ImageList:
         if self.ann_file_name:
             return read_file_list(
-                osp.join(self.data_root, self.ann_file_name),
-                self.num_classes)
+                osp.join(self.data_root, self.ann_file_name), self.num_classes)
         root = self.image_root()
         if not osp.isdir(root):
             raise FileNotFoundError(f'{root}: ImageNet validation folder not '
                                     'found')
-        folders = sorted(d for d in os.listdir(root)
-                         if osp.isdir(osp.join(root, d)))
+        folders = sorted(
+            d for d in os.listdir(root) if osp.isdir(osp.join(root, d)))
         if folders and all(d.isdigit() for d in folders):
             index = {d: int(d) for d in folders}
         else:
             index = {d: i for i, d in enumerate(folders)}
         skipped = [d for d in folders if index[d] >= self.num_classes]
         if skipped:
-            print_log(f'{root}: left out {len(skipped)} class folders of '
-                      f'classes >= num_classes={self.num_classes} (e.g. '
-                      f'{skipped[0]})', logger='current')
+            print_log(
+                f'{root}: left out {len(skipped)} class folders of '
+                f'classes >= num_classes={self.num_classes} (e.g. '
+                f'{skipped[0]})',
+                logger='current')
         paths, labels = [], []
         for folder in folders:
             if index[folder] >= self.num_classes:

@@ -47,7 +47,10 @@ VAL_INTERVAL = 2
 NUM_SHOW = 16  # images per sample grid
 
 
-def demo_config(path: str, data_root: str, work_dir: str, seed: int,
+def demo_config(path: str,
+                data_root: str,
+                work_dir: str,
+                seed: int,
                 epochs: Optional[int] = None,
                 cfg_options: Optional[dict] = None) -> Config:
     """A demo config pointed at the data root and ``work_dir``, its
@@ -101,8 +104,10 @@ def train(cfg: Config, progress: JobProgress, cost: float) -> tuple:
     if not epochs or epochs[-1] != cfg.train_cfg.max_epochs:
         raise DataError(f'{runner.log_dir}: no validation of the last '
                         f'epoch ({cfg.train_cfg.max_epochs}) was logged')
-    return runner, dict(top1=top1[-1], train_seconds=round(seconds, 1),
-                        curve=dict(epochs=epochs, top1=top1))
+    return runner, dict(
+        top1=top1[-1],
+        train_seconds=round(seconds, 1),
+        curve=dict(epochs=epochs, top1=top1))
 
 
 class _ReportingLoader:
@@ -132,12 +137,13 @@ def clean(runner: Runner, cfg: Config, data_root: str, out_dir: str,
         names written to ``out_dir``.
     """
     loader_cfg = cfg.val_dataloader.copy()
-    loader_cfg.dataset = dict(cfg.train_dataloader.dataset, test_mode=True,
-                              pipeline=cfg.val_dataloader.dataset.pipeline)
+    loader_cfg.dataset = dict(
+        cfg.train_dataloader.dataset,
+        test_mode=True,
+        pipeline=cfg.val_dataloader.dataset.pipeline)
     loader = Runner.build_dataloader(loader_cfg, seed=0)
     indices, _, pseudo_in_order = mopro_pseudo_labels(
-        runner.model, _ReportingLoader(loader, progress),
-        show_progress=False)
+        runner.model, _ReportingLoader(loader, progress), show_progress=False)
     dataset = loader.dataset
     if not np.array_equal(np.sort(indices), np.arange(len(dataset))):
         raise RuntimeError('the cleaning pass did not see every training '
@@ -155,10 +161,15 @@ def clean(runner: Runner, cfg: Config, data_root: str, out_dir: str,
                             [r['true_digit'] for r in records],
                             [r['kind'] for r in records])
     summary = summarize(original, pseudo, len(dataset.metainfo['classes']))
-    paths = save_report(dataset, original, pseudo, summary, out_dir,
-                        num_show=NUM_SHOW, seed=seed,
-                        truth=[DIGIT_NAMES[r['true_digit']]
-                               for r in records])
+    paths = save_report(
+        dataset,
+        original,
+        pseudo,
+        summary,
+        out_dir,
+        num_show=NUM_SHOW,
+        seed=seed,
+        truth=[DIGIT_NAMES[r['true_digit']] for r in records])
     return quality, {key: osp.basename(path) for key, path in paths.items()}
 
 
@@ -174,23 +185,26 @@ def _dataset(data_root: str, seed: int, stream: TextIO) -> dict:
 def _stages(configs: Dict[str, Config], data: dict) -> List[Stage]:
     """Train MoPro, noise cleaning, train cross-entropy (if configured),
     with their work in forward passes."""
+
     def training(name: str, cost: float) -> Stage:
         cfg = configs[name]
         epochs = cfg.train_cfg.max_epochs
-        return Stage(f'train {name}', _train_work(
-            cfg, data['num_train'], data['num_val'], cost),
+        return Stage(
+            f'train {name}',
+            _train_work(cfg, data['num_train'], data['num_val'], cost),
             f'{epochs} epoch{"s" if epochs != 1 else ""}')
 
-    stages = [training('MoPro', MOPRO_TRAIN_COST),
-              Stage('noise cleaning', data['num_train'] * FORWARD_COST,
-                    f'{data["num_train"]} images')]
+    stages = [
+        training('MoPro', MOPRO_TRAIN_COST),
+        Stage('noise cleaning', data['num_train'] * FORWARD_COST,
+              f'{data["num_train"]} images')
+    ]
     if 'cross-entropy' in configs:
         stages.append(training('cross-entropy', CE_TRAIN_COST))
     return stages
 
 
-def _plan(stages: List[Stage], data: dict, work_dir: str,
-          out_dir: str) -> str:
+def _plan(stages: List[Stage], data: dict, work_dir: str, out_dir: str) -> str:
     """The one-line plan of the job."""
     steps = ', '.join(f'{i}/{len(stages)} {stage.name} ({stage.size})'
                       for i, stage in enumerate(stages, start=1))
@@ -207,36 +221,43 @@ def _write_report(results: dict, out_dir: str) -> None:
     write_results(results, out_dir)
 
 
-def run_demo(mopro_config: str, ce_config: str,
+def run_demo(mopro_config: str,
+             ce_config: str,
              work_dir: str = 'work_dirs/demo',
              out_dir: str = 'results/demo',
-             data_root: str = 'data/demo_webvision', seed: int = 0,
-             epochs: Optional[int] = None, skip_ce: bool = False,
+             data_root: str = 'data/demo_webvision',
+             seed: int = 0,
+             epochs: Optional[int] = None,
+             skip_ce: bool = False,
              cfg_options: Optional[dict] = None,
              stream: TextIO = sys.stdout) -> dict:
     """Run the demo (see the module docstring); return its results (the
     content of ``demo_results.json``)."""
     for folder, what in ((work_dir, 'work dir'), (out_dir, 'output folder'),
-                         (osp.dirname(osp.abspath(data_root)),
-                          'data folder')):
+                         (osp.dirname(osp.abspath(data_root)), 'data folder')):
         check_output_dir(folder, what=what)
     # the demo's own log messages: none on the console (Runners log to
     # their files)
     MMLogger.get_instance('mopro_demo', log_level='WARNING')
     data = _dataset(data_root, seed, stream)
-    configs = {'MoPro': demo_config(mopro_config, data_root,
-                                    osp.join(work_dir, 'mopro'), seed,
-                                    epochs, cfg_options)}
+    configs = {
+        'MoPro':
+        demo_config(mopro_config, data_root, osp.join(work_dir, 'mopro'), seed,
+                    epochs, cfg_options)
+    }
     if not skip_ce:
-        configs['cross-entropy'] = demo_config(
-            ce_config, data_root, osp.join(work_dir, 'ce'), seed, epochs,
-            cfg_options)
+        configs['cross-entropy'] = demo_config(ce_config, data_root,
+                                               osp.join(work_dir, 'ce'), seed,
+                                               epochs, cfg_options)
     progress = JobProgress(_stages(configs, data), stream)
     progress.message(_plan(progress.stages, data, work_dir, out_dir))
     results = dict(
-        dataset={k: data[k] for k in ('num_train', 'num_val', 'clean',
-                                      'flipped', 'ood')},
-        epochs=configs['MoPro'].train_cfg.max_epochs, seed=seed)
+        dataset={
+            k: data[k]
+            for k in ('num_train', 'num_val', 'clean', 'flipped', 'ood')
+        },
+        epochs=configs['MoPro'].train_cfg.max_epochs,
+        seed=seed)
 
     progress.start_stage('building the Runner')
     runner, results['mopro'] = train(configs['MoPro'], progress,
@@ -244,8 +265,9 @@ def run_demo(mopro_config: str, ce_config: str,
     results['mopro'].update(label='MoPro', config=osp.basename(mopro_config))
     progress.end_stage()
     progress.start_stage(f'0/{data["num_train"]} images')
-    results['noise_cleaning'], pictures = clean(
-        runner, configs['MoPro'], data_root, out_dir, progress, seed)
+    results['noise_cleaning'], pictures = clean(runner, configs['MoPro'],
+                                                data_root, out_dir, progress,
+                                                seed)
     progress.end_stage()
     results['pictures'] = pictures
     _write_report(results, out_dir)  # MoPro's part, should CE fail
@@ -253,8 +275,8 @@ def run_demo(mopro_config: str, ce_config: str,
         progress.start_stage('building the Runner')
         _, results['ce'] = train(configs['cross-entropy'], progress,
                                  CE_TRAIN_COST)
-        results['ce'].update(label='cross-entropy',
-                             config=osp.basename(ce_config))
+        results['ce'].update(
+            label='cross-entropy', config=osp.basename(ce_config))
         progress.end_stage()
         _write_report(results, out_dir)
     progress.message('\n' + markdown(results))

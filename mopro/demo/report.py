@@ -18,8 +18,10 @@ def _pct(value: Optional[float]) -> str:
 
 
 def _models_table(results: dict) -> list:
-    lines = ['| model | clean test top-1 | best top-1 (epoch) | training '
-             'time |', '|---|---|---|---|']
+    lines = [
+        '| model | clean test top-1 | best top-1 (epoch) | training '
+        'time |', '|---|---|---|---|'
+    ]
     for name in MODELS:
         if name in results:
             r = results[name]
@@ -32,7 +34,8 @@ def _models_table(results: dict) -> list:
 
 def _cleaning_table(q: dict) -> list:
     return [
-        '| metric | value |', '|---|---|',
+        '| metric | value |',
+        '|---|---|',
         f'| precision of "relabelled or OOD" vs truly noisy | '
         f'{_pct(q["noise_precision"])} |',
         f'| recall of truly noisy (flipped + OOD) | '
@@ -56,21 +59,27 @@ def markdown(results: dict) -> str:
     data, q = results['dataset'], results['noise_cleaning']
     pictures = results.get('pictures', {})
     lines = [
-        '# MoPro demo: noisy digits (CPU)', '',
+        '# MoPro demo: noisy digits (CPU)',
+        '',
         f'Training set: {data["num_train"]} images ({data["clean"]} clean, '
         f'{data["flipped"]} flipped labels, {data["ood"]} OOD digits 8/9); '
         f'clean test set: {data["num_val"]} images of digits 0-7; '
-        f'{results["epochs"]} epochs, ResNet-18, 32 px.', '',
-        *_models_table(results), '',
+        f'{results["epochs"]} epochs, ResNet-18, 32 px.',
+        '',
+        *_models_table(results),
+        '',
     ]
     if 'accuracy_curves' in pictures:
-        lines += [f'![clean test accuracy over epochs]'
-                  f'({pictures["accuracy_curves"]})', '']
+        lines += [
+            f'![clean test accuracy over epochs]'
+            f'({pictures["accuracy_curves"]})', ''
+        ]
     lines += [
         'Noise correction of the final MoPro model over the training set '
         '(paper eq. 4-5): '
         f'{q["num_relabelled"]} images relabelled, {q["num_declared_ood"]} '
-        'declared out-of-distribution.', '', *_cleaning_table(q)]
+        'declared out-of-distribution.', '', *_cleaning_table(q)
+    ]
     captions = (('relabelled_samples', 'relabelled samples, original '
                  '\u2192 corrected label (green: the true digit)'),
                 ('ood_samples', 'samples declared out-of-distribution, '
@@ -86,12 +95,13 @@ def markdown(results: dict) -> str:
 def save_accuracy_picture(results: dict, out_dir: str) -> str:
     """The models' clean test accuracy over epochs (their logged
     validation results) as ``accuracy_curves.png``; return its path."""
-    curves = {results[name]['label']: (results[name]['curve']['epochs'],
-                                        results[name]['curve']['top1'])
-              for name in MODELS if name in results}
-    return save_accuracy_curves(
-        curves, osp.join(out_dir, ACCURACY_PNG),
-        'clean test accuracy, noisy training labels')
+    curves = {
+        results[name]['label']:
+        (results[name]['curve']['epochs'], results[name]['curve']['top1'])
+        for name in MODELS if name in results
+    }
+    return save_accuracy_curves(curves, osp.join(out_dir, ACCURACY_PNG),
+                                'clean test accuracy, noisy training labels')
 
 
 def write_results(results: dict, out_dir: str) -> None:

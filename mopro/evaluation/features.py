@@ -60,11 +60,10 @@ class ImagePathDataset(Dataset):
 def check_image_files(paths: Sequence[str]) -> None:
     """Every image exists and is not empty, before any is decoded: else a
     one-line :class:`DataError` naming the first bad file."""
-    for problem, bad in (('no such image', [p for p in paths
-                                            if not os.path.isfile(p)]),
-                         ('empty image file (0 bytes)',
-                          [p for p in paths if os.path.isfile(p)
-                           and os.path.getsize(p) == 0])):
+    for problem, bad in (('no such image', [
+            p for p in paths if not os.path.isfile(p)
+    ]), ('empty image file (0 bytes)',
+         [p for p in paths if os.path.isfile(p) and os.path.getsize(p) == 0])):
         if bad:
             raise DataError(f'{bad[0]}: {problem} ({len(bad)} of '
                             f'{len(paths)} images)')
@@ -97,15 +96,14 @@ def prepare_for_inference(model: torch.nn.Module,
 
 
 @torch.inference_mode()
-def encode_batch(model: torch.nn.Module,
-                 inputs: torch.Tensor) -> torch.Tensor:
+def encode_batch(model: torch.nn.Module, inputs: torch.Tensor) -> torch.Tensor:
     """Pooled features v (float32, on the device) of a normalised batch;
     channels-last under bf16 autocast on a GPU."""
     on_gpu = inputs.is_cuda
     if on_gpu:
         inputs = inputs.contiguous(memory_format=torch.channels_last)
-    with torch.autocast(inputs.device.type, dtype=torch.bfloat16,
-                        enabled=on_gpu):
+    with torch.autocast(
+            inputs.device.type, dtype=torch.bfloat16, enabled=on_gpu):
         return model.extract_feat(inputs)[-1].float()
 
 

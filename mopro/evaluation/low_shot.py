@@ -229,8 +229,8 @@ class SVMBenchmarkSettings:
         name>``."""
         if self.work_dir:
             return self.work_dir
-        name = os.path.splitext(os.path.basename(self.config
-                                                 or self.features))[0]
+        name = os.path.splitext(
+            os.path.basename(self.config or self.features))[0]
         return os.path.join('work_dirs', 'svm_eval', name)
 
 
@@ -258,8 +258,7 @@ def check_settings(settings: SVMBenchmarkSettings) -> None:
     if not os.path.isfile(s.config):
         raise FileNotFoundError(f'{s.config}: no such config file')
     if not os.path.isdir(s.data_root):
-        raise FileNotFoundError(
-            f'{s.data_root}: no such data root directory')
+        raise FileNotFoundError(f'{s.data_root}: no such data root directory')
 
 
 def _check_outputs(settings: SVMBenchmarkSettings,
@@ -267,20 +266,20 @@ def _check_outputs(settings: SVMBenchmarkSettings,
     """The work dir takes the outputs (about ``num_images`` features of up
     to 2048 float32 values), none of which is an input."""
     work_dir = settings.output_dir()
-    check_output_dir(work_dir, need_bytes=num_images * 2048 * 4,
-                     what='work dir')
+    check_output_dir(
+        work_dir, need_bytes=num_images * 2048 * 4, what='work dir')
     names = [f'svm_{settings.dataset}.json', f'svm_{settings.dataset}.md']
     if not settings.features:
         names.append(f'features_{settings.dataset}.npz')
     for name in names:
-        check_output_file(os.path.join(work_dir, name),
-                          inputs=(settings.features, settings.config,
-                                  settings.checkpoint))
+        check_output_file(
+            os.path.join(work_dir, name),
+            inputs=(settings.features, settings.config, settings.checkpoint))
 
 
 def extract_split_features(settings: SVMBenchmarkSettings,
-                           samples: Dict[Tuple[int, int], np.ndarray],
-                           splits: tuple) -> dict:
+                           samples: Dict[Tuple[int, int],
+                                         np.ndarray], splits: tuple) -> dict:
     """Encode the drawn training images and the test set; cache them in
     the work dir (:func:`~mopro.evaluation.features.save_feature_file`)."""
     (train_paths, train_labels), (test_paths, test_labels) = splits
@@ -288,19 +287,32 @@ def extract_split_features(settings: SVMBenchmarkSettings,
     paths = [train_paths[i] for i in index] + test_paths
     check_image_files(paths)
     model = build_feature_model(settings.config, settings.cfg_options)
-    load_model_weights(model, settings.checkpoint,
-                       trust=settings.trust_checkpoint, submodule='backbone')
-    print_log(f'encoding {len(index)} training and {len(test_paths)} test '
-              'images', logger='current')
+    load_model_weights(
+        model,
+        settings.checkpoint,
+        trust=settings.trust_checkpoint,
+        submodule='backbone')
+    print_log(
+        f'encoding {len(index)} training and {len(test_paths)} test '
+        'images',
+        logger='current')
     feats = extract_features(
-        model, paths, feature_pipeline(settings.resize, settings.crop),
-        batch_size=settings.batch_size, num_workers=settings.num_workers,
+        model,
+        paths,
+        feature_pipeline(settings.resize, settings.crop),
+        batch_size=settings.batch_size,
+        num_workers=settings.num_workers,
         device=settings.device)
     require_finite_features(feats, f'features of {settings.checkpoint}')
-    meta = dict(config=settings.config, checkpoint=settings.checkpoint,
-                data_root=settings.data_root, resize=settings.resize,
-                crop=settings.crop, seed=settings.seed, shots=settings.shots,
-                runs=settings.runs)
+    meta = dict(
+        config=settings.config,
+        checkpoint=settings.checkpoint,
+        data_root=settings.data_root,
+        resize=settings.resize,
+        crop=settings.crop,
+        seed=settings.seed,
+        shots=settings.shots,
+        runs=settings.runs)
     data = dict(
         dataset=np.array(settings.dataset),
         train_feats=feats[:len(index)],
@@ -323,15 +335,15 @@ def _load_features(settings: SVMBenchmarkSettings) -> tuple:
     draw = dict(shots=settings.shots, runs=settings.runs, seed=settings.seed)
     if settings.features:
         _check_outputs(settings)
-        data = load_feature_file(settings.features, settings.dataset,
-                                 columns)
+        data = load_feature_file(settings.features, settings.dataset, columns)
         data['path'] = settings.features
         return data, low_shot_samples(data['train_labels'], **draw)
-    splits = tuple(reader(settings.data_root, split)
-                   for split in (train_split, test_split))
+    splits = tuple(
+        reader(settings.data_root, split)
+        for split in (train_split, test_split))
     samples = low_shot_samples(splits[0][1], **draw)
-    num_images = len(np.unique(np.concatenate(list(
-        samples.values())))) + len(splits[1][0])
+    num_images = len(np.unique(np.concatenate(list(samples.values())))) + len(
+        splits[1][0])
     _check_outputs(settings, num_images)
     return extract_split_features(settings, samples, splits), samples
 
@@ -358,11 +370,17 @@ def run_svm_benchmark(settings: SVMBenchmarkSettings) -> dict:
     check_settings(settings)
     data, samples = _load_features(settings)
     results = evaluate_low_shot(
-        settings.dataset, data['train_feats'], data['train_labels'],
-        data['test_feats'], data['test_labels'], samples,
+        settings.dataset,
+        data['train_feats'],
+        data['train_labels'],
+        data['test_feats'],
+        data['test_labels'],
+        samples,
         train_rows=_feature_rows(data, samples, settings),
-        cost=settings.cost, cost_grid=settings.cost_grid,
-        ignore_difficult=settings.ignore_difficult, jobs=settings.jobs)
+        cost=settings.cost,
+        cost_grid=settings.cost_grid,
+        ignore_difficult=settings.ignore_difficult,
+        jobs=settings.jobs)
     report = dict(
         dataset=settings.dataset,
         metric=DATASETS[settings.dataset],
@@ -375,7 +393,10 @@ def run_svm_benchmark(settings: SVMBenchmarkSettings) -> dict:
         seed=settings.seed,
         runs=settings.runs,
         protocol=protocol(settings),
-        results={str(k): v for k, v in sorted(results.items())})
+        results={
+            str(k): v
+            for k, v in sorted(results.items())
+        })
     table = format_table({TABLE_NAMES[settings.dataset]: results})
     base = os.path.join(settings.output_dir(), f'svm_{settings.dataset}')
     write_json(base + '.json', report)

@@ -16,8 +16,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from mmengine.dist import all_gather_object, get_dist_info
 from mmengine.dataset import default_collate
+from mmengine.dist import all_gather_object, get_dist_info
 from mmengine.utils import ProgressBar
 from mmpretrain.structures import DataSample
 from torch.utils.data import DataLoader, Dataset
@@ -131,8 +131,9 @@ def clean_dataset(model: torch.nn.Module,
             bar.update(world_size * (len(item['idx']) + len(item['bad'])))
     labels = torch.cat(label_out).numpy() if label_out else np.zeros(0)
     pseudo = np.full(len(dataset), UNREADABLE_LABEL, dtype=np.int64)
-    for idx, lab in all_gather_object((np.asarray(idx_out, np.int64),
-                                       labels.astype(np.int64))):
+    gathered = all_gather_object(
+        (np.asarray(idx_out, np.int64), labels.astype(np.int64)))
+    for idx, lab in gathered:
         pseudo[idx] = lab
     return pseudo
 

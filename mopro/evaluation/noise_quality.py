@@ -76,8 +76,7 @@ def noise_quality(pseudo_labels: Sequence[int], labels: Sequence[int],
         noise_recall=_ratio((flagged & noisy).sum(), noisy.sum()),
         ood_recall=_ratio((is_ood & ood).sum(), ood.sum()),
         ood_precision=_ratio((is_ood & ood).sum(), is_ood.sum()),
-        flipped_relabelled=_ratio((relabelled & flipped).sum(),
-                                  flipped.sum()),
+        flipped_relabelled=_ratio((relabelled & flipped).sum(), flipped.sum()),
         flipped_correction_acc=_ratio((relabelled & flipped & right).sum(),
                                       (relabelled & flipped).sum()),
         relabel_acc=_ratio((relabelled & right).sum(), relabelled.sum()),
@@ -87,9 +86,11 @@ def noise_quality(pseudo_labels: Sequence[int], labels: Sequence[int],
 
 
 @torch.no_grad()
-def mopro_pseudo_labels(model, dataloader,
-                        show_progress: bool = True
-                        ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def mopro_pseudo_labels(
+        model,
+        dataloader,
+        show_progress: bool = True
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One pass of a trained MoPro model over a dataset: the pseudo-labels
     that the training-time rule (eq. 4-5, with the model's prototypes,
     ``alpha`` and ``threshold``) gives each sample, batch by batch as the
@@ -113,5 +114,5 @@ def mopro_pseudo_labels(model, dataloader,
         if bar is not None:
             for _ in samples:
                 bar.update()
-    return (np.asarray(indices, dtype=np.int64),
-            torch.cat(labels).numpy(), torch.cat(pseudo).numpy())
+    return (np.asarray(indices, dtype=np.int64), torch.cat(labels).numpy(),
+            torch.cat(pseudo).numpy())

@@ -39,9 +39,8 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from scipy import sparse
-
 from liblinear.liblinearutil import parameter, problem, train
+from scipy import sparse
 
 from ..utils.cli import DataError
 from ..utils.validate import check_number
@@ -248,8 +247,7 @@ def _svm_inputs(train_feats: np.ndarray, train_labels: np.ndarray,
     check_costs(cost, cost_grid)
     train_labels = np.asarray(train_labels)
     test_labels = np.asarray(test_labels)
-    _check_pair(train_feats, train_labels, test_feats, test_labels,
-                label_ndim)
+    _check_pair(train_feats, train_labels, test_feats, test_labels, label_ndim)
     return (normalize_features(train_feats), train_labels,
             normalize_features(test_feats), test_labels)
 
@@ -266,7 +264,8 @@ def require_finite_features(feats: np.ndarray, name: str) -> None:
                         'rows')
 
 
-def check_costs(cost: float, cost_grid: Optional[Sequence[float]],
+def check_costs(cost: float,
+                cost_grid: Optional[Sequence[float]],
                 name: str = 'cost') -> None:
     """SVM costs must be finite and positive (LIBLINEAR takes a NaN)."""
     check_number(cost, name, low=0, low_open=True)
@@ -316,7 +315,12 @@ def voc07_svm(train_feats: np.ndarray,
         mean.
     """
     train_feats, train_labels, test_feats, test_labels = _svm_inputs(
-        train_feats, train_labels, test_feats, test_labels, cost, cost_grid,
+        train_feats,
+        train_labels,
+        test_feats,
+        test_labels,
+        cost,
+        cost_grid,
         label_ndim=2)
     num_classes = train_labels.shape[1]
     if test_labels.shape[1] != num_classes:
@@ -419,7 +423,12 @@ def places_svm(train_feats: np.ndarray,
         ``(top-1 accuracy in percent, cost used)``.
     """
     train_feats, train_labels, test_feats, test_labels = _svm_inputs(
-        train_feats, train_labels, test_feats, test_labels, cost, cost_grid,
+        train_feats,
+        train_labels,
+        test_feats,
+        test_labels,
+        cost,
+        cost_grid,
         label_ndim=1)
     classes = np.unique(train_labels)
     if classes.size < 2:

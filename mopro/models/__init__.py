@@ -5,6 +5,6 @@ from .noise_correction import OOD_LABEL, correct_labels, update_prototypes
 from .utils import MoProDataPreprocessor
 
 __all__ = [
-    'MoPro', 'CompilableImageClassifier', 'MoProHead', 'MoProDataPreprocessor', 'OOD_LABEL',
-    'correct_labels', 'update_prototypes'
+    'MoPro', 'CompilableImageClassifier', 'MoProHead', 'MoProDataPreprocessor',
+    'OOD_LABEL', 'correct_labels', 'update_prototypes'
 ]

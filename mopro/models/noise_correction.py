@@ -76,9 +76,9 @@ def update_prototypes(prototypes: torch.Tensor, feats: torch.Tensor,
     # valid samples instead (``feats[labels >= 0]``, or ``bincount``) would
     # have a data-dependent size, that is a host-device sync on the GPU.
     slot = torch.where(labels >= 0, labels, num_classes)
-    counts = torch.zeros(num_classes + 1, dtype=torch.long,
-                         device=labels.device).index_add_(
-                             0, slot, torch.ones_like(slot))
+    counts = torch.zeros(
+        num_classes + 1, dtype=torch.long,
+        device=labels.device).index_add_(0, slot, torch.ones_like(slot))
     # rank of each sample among the samples of its class, in batch order
     order = torch.argsort(slot, stable=True)
     group_start = torch.cumsum(counts, 0) - counts
@@ -88,7 +88,9 @@ def update_prototypes(prototypes: torch.Tensor, feats: torch.Tensor,
     exponent = (counts[slot] - 1 - rank).float()
     weights = (1 - momentum) * torch.pow(momentum, exponent)
     decay = torch.pow(momentum, counts[:num_classes].float())
-    new = torch.cat([prototypes.float() * decay[:, None],
-                     prototypes.new_zeros(1, dim, dtype=torch.float32)])
+    new = torch.cat([
+        prototypes.float() * decay[:, None],
+        prototypes.new_zeros(1, dim, dtype=torch.float32)
+    ])
     new.index_add_(0, slot, feats.float() * weights[:, None])
     return F.normalize(new[:num_classes], p=2, dim=1)

@@ -46,10 +46,9 @@ def normalization_statistics(module: nn.Module) -> List[torch.Tensor]:
     for layer in module.modules():
         if isinstance(layer, nn.modules.batchnorm._NormBase) and \
                 layer.track_running_stats:
-            stats.extend(buf for buf in (layer.running_mean,
-                                         layer.running_var,
-                                         layer.num_batches_tracked)
-                         if buf is not None)
+            stats.extend(
+                buf for buf in (layer.running_mean, layer.running_var,
+                                layer.num_batches_tracked) if buf is not None)
     return stats
 
 
@@ -80,8 +79,8 @@ class NonFiniteGuard:
                  kept: str = '') -> None:
         self.action = check_choice(action, 'model.nonfinite',
                                    NONFINITE_ACTIONS)
-        self.max_consecutive_skips = check_int(
-            max_consecutive_skips, 'model.max_consecutive_skips')
+        self.max_consecutive_skips = check_int(max_consecutive_skips,
+                                               'model.max_consecutive_skips')
         self.name = name
         self.kept = kept
         self.num_skipped = 0
@@ -187,13 +186,17 @@ class NonFiniteGuard:
             f'{self.name}: skipped an iteration with a non-finite loss '
             f'({terms}){self.kept}; {self.num_skipped} skipped so far, '
             f'{self.consecutive_skips} in a row (the run stops at '
-            f'{self.max_consecutive_skips})', logger='current', level=30)
+            f'{self.max_consecutive_skips})',
+            logger='current',
+            level=30)
 
     @staticmethod
     def _zero_losses(model: nn.Module, losses: Losses) -> Losses:
         """Zero losses that still touch every trainable parameter (so that
         DDP's gradient reduction sees them all): zero gradients."""
-        zero = sum(p.sum() for p in model.parameters()
-                   if p.requires_grad) * 0.0
-        return {k: (zero if 'loss' in k else v.detach())
-                for k, v in losses.items()}
+        zero = sum(p.sum()
+                   for p in model.parameters() if p.requires_grad) * 0.0
+        return {
+            k: (zero if 'loss' in k else v.detach())
+            for k, v in losses.items()
+        }

@@ -110,8 +110,9 @@ def _tensor_kind(name: str) -> str:
     return 'conv weights'
 
 
-def convert_encoder(encoder: Mapping[str, torch.Tensor], path: str = ''
-                    ) -> Tuple['OrderedDict[str, np.ndarray]', List[str]]:
+def convert_encoder(
+        encoder: Mapping[str, torch.Tensor],
+        path: str = '') -> Tuple['OrderedDict[str, np.ndarray]', List[str]]:
     """Rename encoder tensors to Detectron2 names as numpy arrays.
 
     Returns the converted dict and the dropped ``num_batches_tracked`` names.
@@ -144,7 +145,8 @@ def _dropped_kind(name: str) -> str:
     return _DROPPED_KINDS.get(module, module)
 
 
-def convert_checkpoint(path: str, trust: bool = False
+def convert_checkpoint(path: str,
+                       trust: bool = False
                        ) -> Tuple[Dict[str, object], Summary]:
     """Read a MoPro checkpoint (this project's or the released code's) and
     return the Detectron2 checkpoint dict and a summary.
@@ -210,7 +212,8 @@ def save_detectron2(model: Dict[str, object], out_path: str) -> None:
             pickle.dump(model, f, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def convert_to_detectron2(checkpoint: str, out_path: str,
+def convert_to_detectron2(checkpoint: str,
+                          out_path: str,
                           trust: bool = False) -> Summary:
     """Write the encoder of ``checkpoint`` (this project's or the released
     code's) to ``out_path`` as a Detectron2 backbone ``.pkl``, atomically,
@@ -225,8 +228,9 @@ def convert_to_detectron2(checkpoint: str, out_path: str,
         raise FileNotFoundError(f'{checkpoint}: no such checkpoint file')
     check_output_file(out_path, inputs=[checkpoint])
     model, summary = convert_checkpoint(checkpoint, trust=trust)
-    check_output_file(out_path, need_bytes=sum(
-        value.nbytes for value in model['model'].values()))
+    check_output_file(
+        out_path,
+        need_bytes=sum(value.nbytes for value in model['model'].values()))
     save_detectron2(model, out_path)
     return summary
 
@@ -236,8 +240,10 @@ def format_summary(summary: Summary, out_path: str) -> str:
     ending with the Detectron2 overrides that load it."""
 
     def lines(counter: Counter) -> List[str]:
-        return [f'    {count:4d}  {kind}' for kind, count in sorted(
-            counter.items())]
+        return [
+            f'    {count:4d}  {kind}'
+            for kind, count in sorted(counter.items())
+        ]
 
     return '\n'.join([
         f'converted {sum(summary.converted.values())} encoder tensors:',

@@ -119,8 +119,8 @@ def installed_by_us() -> bool:
 def describe(package_dir: str) -> str:
     """``detectron2 0.6 at DIR (Python sources only, no compiled ops)``."""
     version = detectron2_version(package_dir) or 'unknown version'
-    ops = ('with compiled ops' if has_compiled_ops(package_dir)
-           else 'Python sources only, no compiled ops')
+    ops = ('with compiled ops' if has_compiled_ops(package_dir) else
+           'Python sources only, no compiled ops')
     return f'detectron2 {version} at {package_dir} ({ops})'
 
 
@@ -166,8 +166,10 @@ def _dist_info(staging: str, files: List[str]) -> str:
                      f'Version: {VERSION}\nSummary: detectron2 v{VERSION} '
                      f'Python sources (from the {SDIST} sdist; no compiled '
                      f'ops)\n{deps}'),
-        'INSTALLER': f'{INSTALLER}\n',
-        'top_level.txt': 'detectron2\n',
+        'INSTALLER':
+        f'{INSTALLER}\n',
+        'top_level.txt':
+        'detectron2\n',
     }
     for filename, text in contents.items():
         with open(os.path.join(info, filename), 'w') as f:
@@ -205,13 +207,13 @@ def install_from_sdist() -> None:
         raise UserError('torch must be installed first (the '
                         f'{SDIST} setup.py imports it)')
     purelib = sysconfig.get_paths()['purelib']
-    with tempfile.TemporaryDirectory(dir=purelib,
-                                     prefix='.detectron2-install-') as tmp:
+    with tempfile.TemporaryDirectory(
+            dir=purelib, prefix='.detectron2-install-') as tmp:
         step(f'downloading the {SDIST} sdist (detectron2 v{VERSION} Python '
              'sources)')
         pip([
-            'download', '--quiet', '--no-deps', '--no-build-isolation',
-            SDIST, '-d', tmp
+            'download', '--quiet', '--no-deps', '--no-build-isolation', SDIST,
+            '-d', tmp
         ])
         archives = glob.glob(os.path.join(tmp, '*.tar.gz'))
         if len(archives) != 1:

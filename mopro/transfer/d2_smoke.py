@@ -23,18 +23,19 @@ SMOKE_DATASET = 'mopro_smoke_shapes'
 CATEGORIES = ('box', 'triangle')
 
 
-def _shapes_image(rng: np.random.Generator, size: int
-                  ) -> Tuple[Image.Image, list]:
+def _shapes_image(rng: np.random.Generator,
+                  size: int) -> Tuple[Image.Image, list]:
     """A dark noise image with a box and a triangle; their polygons."""
-    img = Image.fromarray(rng.integers(0, 60, (size, size, 3),
-                                       dtype=np.uint8))
+    img = Image.fromarray(rng.integers(0, 60, (size, size, 3), dtype=np.uint8))
     draw = ImageDraw.Draw(img)
     x, y = (int(v) for v in rng.integers(5, size * 5 // 16, 2))
     w, h = size * 25 // 64, size * 5 // 16
     box = [x, y, x + w, y, x + w, y + h, x, y + h]
     x, y = (int(v) for v in rng.integers(size // 2 + 1, size * 2 // 3, 2))
-    triangle = [x, y, x + size * 15 // 64, y + 5, x + size * 15 // 128,
-                y + size * 5 // 16]
+    triangle = [
+        x, y, x + size * 15 // 64, y + 5, x + size * 15 // 128,
+        y + size * 5 // 16
+    ]
     draw.polygon(box, fill=(220, 40, 40))
     draw.polygon(triangle, fill=(40, 220, 40))
     return img, [box, triangle]
@@ -47,23 +48,33 @@ def _write(root: str, num_images: int, size: int, seed: int) -> None:
     for i in range(num_images):
         img, polygons = _shapes_image(rng, size)
         img.save(osp.join(root, 'images', f'{i}.png'))
-        images.append(dict(id=i + 1, file_name=f'{i}.png', width=size,
-                           height=size))
+        images.append(
+            dict(id=i + 1, file_name=f'{i}.png', width=size, height=size))
         for category, polygon in enumerate(polygons, start=1):
             xs, ys = polygon[0::2], polygon[1::2]
             bbox = [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
-            annotations.append(dict(
-                id=len(annotations) + 1, image_id=i + 1,
-                category_id=category, segmentation=[polygon], bbox=bbox,
-                area=bbox[2] * bbox[3] / category, iscrowd=0))
-    categories = [dict(id=i, name=name)
-                  for i, name in enumerate(CATEGORIES, start=1)]
+            annotations.append(
+                dict(
+                    id=len(annotations) + 1,
+                    image_id=i + 1,
+                    category_id=category,
+                    segmentation=[polygon],
+                    bbox=bbox,
+                    area=bbox[2] * bbox[3] / category,
+                    iscrowd=0))
+    categories = [
+        dict(id=i, name=name) for i, name in enumerate(CATEGORIES, start=1)
+    ]
     with open(osp.join(root, 'annotations.json'), 'w') as f:
-        json.dump(dict(images=images, annotations=annotations,
-                       categories=categories), f)
+        json.dump(
+            dict(
+                images=images, annotations=annotations, categories=categories),
+            f)
 
 
-def write_shapes_coco(root: str, num_images: int = 8, size: int = 128,
+def write_shapes_coco(root: str,
+                      num_images: int = 8,
+                      size: int = 128,
                       seed: int = 0) -> Tuple[str, str]:
     """Write the shapes dataset to ``root`` (seeded; written to a temporary
     folder and renamed into place; a complete one is reused) and return

@@ -54,12 +54,12 @@ class Trainer(DefaultTrainer):
     iterations."""
 
     @classmethod
-    def build_evaluator(cls, cfg: CfgNode, dataset_name: str,
-                        output_folder: Optional[str] = None
-                        ) -> COCOEvaluator:
+    def build_evaluator(cls,
+                        cfg: CfgNode,
+                        dataset_name: str,
+                        output_folder: Optional[str] = None) -> COCOEvaluator:
         if output_folder is None:
-            output_folder = osp.join(cfg.OUTPUT_DIR, 'inference',
-                                     dataset_name)
+            output_folder = osp.join(cfg.OUTPUT_DIR, 'inference', dataset_name)
         return COCOEvaluator(
             dataset_name, output_dir=output_folder, use_fast_impl=False)
 
@@ -186,8 +186,8 @@ def register_datasets(datasets: List[List[str]]) -> None:
     for name, json_file, image_root in datasets:
         if name in DatasetCatalog.list():
             meta = MetadataCatalog.get(name)
-            if (meta.get('json_file'), meta.get('image_root')) == (
-                    json_file, image_root):
+            if (meta.get('json_file'), meta.get('image_root')) == (json_file,
+                                                                   image_root):
                 continue
             raise UserError(f'--register {name}: a dataset of that name is '
                             'already registered')

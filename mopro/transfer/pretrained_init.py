@@ -77,8 +77,7 @@ class MoProPretrainedInit:
 
     def __call__(self, module: torch.nn.Module) -> None:
         path = self.checkpoint
-        state = mopro_state_dict(load_checkpoint(path, trust=self.trust),
-                                 path)
+        state = mopro_state_dict(load_checkpoint(path, trust=self.trust), path)
         weights = rename_weights(state, self.mapping)
         own = module.state_dict()
         depth = depth_mismatch(weights, own)
@@ -88,13 +87,16 @@ class MoProPretrainedInit:
             self._check(src, dst, weights, own)
         require_finite(weights, path)
         module.load_state_dict(weights, strict=False)
-        kept = sorted({k.rsplit('.', 1)[0] + '.*' for k in own
-                       if not k.startswith(tuple(self.mapping.values()))})
-        print_log(f'loaded {len(weights)} weights ({", ".join(self.mapping)})'
-                  f' from {path}' + (f'; not in the checkpoint mapping, '
-                                     f'kept at their initialisation: '
-                                     f'{", ".join(kept)}' if kept else ''),
-                  logger='current')
+        kept = sorted({
+            k.rsplit('.', 1)[0] + '.*'
+            for k in own if not k.startswith(tuple(self.mapping.values()))
+        })
+        print_log(
+            f'loaded {len(weights)} weights ({", ".join(self.mapping)})'
+            f' from {path}' + (f'; not in the checkpoint mapping, '
+                               f'kept at their initialisation: '
+                               f'{", ".join(kept)}' if kept else ''),
+            logger='current')
 
     def _check(self, src: str, dst: str, weights: dict, own: dict) -> None:
         path = self.checkpoint
@@ -104,8 +106,8 @@ class MoProPretrainedInit:
             raise CheckpointError(f'{path}: no {src}* weights to load into '
                                   f'{dst}*')
         # weights before biases: the message then shows both dimensions
-        for key in sorted(loaded & wanted,
-                          key=lambda k: (not k.endswith('weight'), k)):
+        for key in sorted(
+                loaded & wanted, key=lambda k: (not k.endswith('weight'), k)):
             if weights[key].shape != own[key].shape:
                 raise CheckpointError(
                     f'{path}: {src}{key[len(dst):]} has shape '

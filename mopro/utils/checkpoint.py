@@ -72,7 +72,6 @@ _ORIGINAL_BUFFERS = {
     'module.prototypes': 'prototypes',
 }
 
-
 # (bottleneck blocks, blocks per stage) -> depth of the standard ResNets
 RESNET_DEPTHS = {
     (False, (2, 2, 2, 2)): 18,
@@ -123,8 +122,8 @@ def load_checkpoint(path: str,
                               'archive nor the pickle that torch.save '
                               'writes)')
     try:
-        ckpt = torch.load(path, map_location=map_location,
-                          weights_only=not trust)
+        ckpt = torch.load(
+            path, map_location=map_location, weights_only=not trust)
     except pickle.UnpicklingError as err:
         first = str(err).strip().splitlines()[0]
         detail = str(err).split('WeightsUnpickler error:', 1)[-1]
@@ -181,11 +180,14 @@ def require_format(ckpt: dict, expected: str, path: str) -> None:
     if found == expected:
         return
     hints = {
-        ORIGINAL_FORMAT: 'a checkpoint of the released MoPro code: import it '
+        ORIGINAL_FORMAT:
+        'a checkpoint of the released MoPro code: import it '
         'with tools/model_converters/convert_from_original.py first',
-        MOPRO_FORMAT: 'a checkpoint of this project, not of the released '
+        MOPRO_FORMAT:
+        'a checkpoint of this project, not of the released '
         'code',
-        None: 'neither a MoPro project nor a released-code checkpoint (no '
+        None:
+        'neither a MoPro project nor a released-code checkpoint (no '
         "'backbone.*' or 'module.encoder_q.*' weights)",
     }
     if found is None and 'conv1.weight' in get_state_dict(ckpt):
@@ -196,8 +198,8 @@ def require_format(ckpt: dict, expected: str, path: str) -> None:
                           f'{hints[found]}')
 
 
-def original_to_mopro(state: Dict[str, torch.Tensor]
-                      ) -> 'OrderedDict[str, torch.Tensor]':
+def original_to_mopro(
+        state: Dict[str, torch.Tensor]) -> 'OrderedDict[str, torch.Tensor]':
     """Rename a released-code state dict into this project's names.
 
     ``encoder_q`` becomes ``backbone``/``classifier``/``projector``,
@@ -241,7 +243,8 @@ def encoder_state_dict(ckpt: dict,
                        if k.startswith('backbone.'))
 
 
-def resnet_layout(keys: Iterable[str], stage: str = 'backbone.layer',
+def resnet_layout(keys: Iterable[str],
+                  stage: str = 'backbone.layer',
                   first: int = 1) -> Optional[Tuple[bool, Tuple[int, ...]]]:
     """(bottleneck blocks, blocks per stage) of the ResNet whose weights
     are named ``{stage}{i}.{block}.conv1.weight``, stages ``first`` to
@@ -268,8 +271,10 @@ def describe_resnet(layout: Tuple[bool, Tuple[int, ...]]) -> str:
     return f'ResNet of {kind} blocks {"-".join(map(str, layout[1]))}'
 
 
-def depth_mismatch(ckpt_keys: Iterable[str], own_keys: Iterable[str],
-                   stage: str = 'backbone.layer', first: int = 1,
+def depth_mismatch(ckpt_keys: Iterable[str],
+                   own_keys: Iterable[str],
+                   stage: str = 'backbone.layer',
+                   first: int = 1,
                    setting: str = 'model.backbone.depth') -> Optional[str]:
     """Why the checkpoint's ResNet is not the model's, or None: e.g.
     ``'checkpoint is a ResNet-50 (backbone.layer1.0.conv3 present), the
@@ -389,8 +394,13 @@ def load_model_weights(model: torch.nn.Module,
             f'{path}: loaded non-strictly into {type(model).__name__}: '
             f'{len(missing)} of its weights keep their initialisation (e.g. '
             f'{missing[:2]}), {len(unexpected)} checkpoint weights unused '
-            f'(e.g. {unexpected[:2]})', logger='current', level=30)
+            f'(e.g. {unexpected[:2]})',
+            logger='current',
+            level=30)
     require_finite(state, path)
-    target.load_state_dict({k[len(prefix):]: v for k, v in state.items()},
+    target.load_state_dict({
+        k[len(prefix):]: v
+        for k, v in state.items()
+    },
                            strict=strict)
     return ckpt

@@ -83,9 +83,11 @@ def run_tool(main: Callable[..., T],
 def add_checkpoint_args(parser: argparse.ArgumentParser, help: str) -> None:
     """The ``checkpoint`` argument and ``--trust-checkpoint``."""
     parser.add_argument('checkpoint', help=help)
-    parser.add_argument('--trust-checkpoint', action='store_true',
-                        help='unpickle arbitrary objects in the checkpoint '
-                        '(only for files from a source you trust)')
+    parser.add_argument(
+        '--trust-checkpoint',
+        action='store_true',
+        help='unpickle arbitrary objects in the checkpoint '
+        '(only for files from a source you trust)')
 
 
 def settings_from_args(cls: Callable[..., T], args: Any) -> T:
@@ -113,8 +115,7 @@ def positive_list(cast: Callable[[str], T]) -> Callable[[str], List[T]]:
         except ValueError:
             raise argparse.ArgumentTypeError(
                 f'expected comma-separated {kind}, got {text!r}') from None
-        if not values or not all(math.isfinite(v) and v > 0
-                                 for v in values):
+        if not values or not all(math.isfinite(v) and v > 0 for v in values):
             finite = 'finite ' if cast is not int else ''
             raise argparse.ArgumentTypeError(
                 f'expected positive {finite}{kind}, got {text!r}')

@@ -85,9 +85,8 @@ def _set_key(cfg: Config, key: str, value: Any) -> None:
 def _dataloaders(cfg: Config) -> List[str]:
     """The top-level ``*_dataloader`` keys whose dataset is a dict."""
     return [
-        name for name in cfg.keys()
-        if name.endswith('_dataloader') and isinstance(
-            get_key(cfg, f'{name}.dataset', None), dict)
+        name for name in cfg.keys() if name.endswith('_dataloader')
+        and isinstance(get_key(cfg, f'{name}.dataset', None), dict)
     ]
 
 
@@ -101,8 +100,7 @@ def candidate_keys(cfg: Config, switch: str) -> List[str]:
         else:
             prefix = 'param_scheduler.{}'
         for i, scheduler in enumerate(schedulers or []):
-            if isinstance(scheduler, dict) and scheduler.get('by_epoch',
-                                                             True):
+            if isinstance(scheduler, dict) and scheduler.get('by_epoch', True):
                 where = prefix.format(i)
                 keys += [f'{where}.T_max', f'{where}.end']
     else:
@@ -133,8 +131,10 @@ def read_switches(cfg: Config, path: str) -> List[Switch]:
         for key in PRIMARY_KEYS[switch]:
             found = get_key(cfg, key)
             if found is not _ABSENT and found != value:
-                built = [k for k in candidate_keys(cfg, switch)
-                         if get_key(cfg, k) == found]
+                built = [
+                    k for k in candidate_keys(cfg, switch)
+                    if get_key(cfg, k) == found
+                ]
                 raise ConfigError(
                     f'{path}: {switch}={value!r} but {key}={found!r}: a '
                     f'config that sets {switch} over a base must set the '
@@ -142,8 +142,10 @@ def read_switches(cfg: Config, path: str) -> List[Switch]:
                     f'mmengine builds them when it reads the base), or '
                     f'leave {switch} to the base and pass --cfg-options '
                     f'{switch}=...')
-        keys = [key for key in candidate_keys(cfg, switch)
-                if get_key(cfg, key) == value]
+        keys = [
+            key for key in candidate_keys(cfg, switch)
+            if get_key(cfg, key) == value
+        ]
         switches.append((switch, value, keys))
     return switches
 
@@ -211,7 +213,8 @@ def _given(key: str, options: Dict[str, Any]) -> bool:
     """Whether ``options`` set ``key`` or a key above it."""
     parts = key.split('.')
     return any('.'.join(parts[:n]) in options
-               for n in range(1, len(parts) + 1))
+               for n in range(1,
+                              len(parts) + 1))
 
 
 def _undefined(cfg: Config, switch: str, path: str) -> str:
@@ -274,18 +277,24 @@ def _warn_beyond_the_run(cfg: Config) -> None:
     milestones, MoPro's phases."""
     max_epochs = cfg.max_epochs
     schedulers = cfg.get('param_scheduler') or []
-    for i, scheduler in enumerate(
-            [schedulers] if isinstance(schedulers, dict) else schedulers):
-        late = [m for m in scheduler.get('milestones') or []
-                if m >= max_epochs]
+    if isinstance(schedulers, dict):
+        schedulers = [schedulers]
+    for i, scheduler in enumerate(schedulers):
+        late = [
+            m for m in scheduler.get('milestones') or [] if m >= max_epochs
+        ]
         if late:
-            print_log(f'param_scheduler.{i}.milestones: {late} lie beyond '
-                      f'max_epochs={max_epochs}; the lr does not decay there',
-                      logger='current', level=30)
+            print_log(
+                f'param_scheduler.{i}.milestones: {late} lie beyond '
+                f'max_epochs={max_epochs}; the lr does not decay there',
+                logger='current',
+                level=30)
     for i, hook in enumerate(cfg.get('custom_hooks') or []):
         for key in ('start_proto_epoch', 'start_clean_epoch'):
             epoch = hook.get(key) if isinstance(hook, dict) else None
             if epoch is not None and epoch >= max_epochs:
-                print_log(f'custom_hooks.{i}.{key}={epoch} (0-based) is not '
-                          f'reached in max_epochs={max_epochs}',
-                          logger='current', level=30)
+                print_log(
+                    f'custom_hooks.{i}.{key}={epoch} (0-based) is not '
+                    f'reached in max_epochs={max_epochs}',
+                    logger='current',
+                    level=30)

@@ -4,8 +4,8 @@ from typing import Union
 import torch
 
 
-def default_device(device: Union[str, torch.device, None] = None
-                   ) -> torch.device:
+def default_device(
+        device: Union[str, torch.device, None] = None) -> torch.device:
     """``device`` if given, else CUDA where torch sees a GPU, else the
     CPU."""
     if device is None:

@@ -57,7 +57,8 @@ def _probe(folder: str, subject: str, what: str, need_bytes: int) -> None:
                         f'{need_bytes / 2**20:.1f} MiB')
 
 
-def check_output_dir(path: str, need_bytes: int = 0,
+def check_output_dir(path: str,
+                     need_bytes: int = 0,
                      what: str = 'output folder') -> None:
     """Make sure files can be written in folder ``path``, without creating
     it: it, or the closest existing folder above it, is probed with a file

@@ -191,8 +191,8 @@ def _keyword_arguments(cls: type) -> Optional[List[str]]:
     (``**kwargs``), except for a ``CheckpointHook``, which passes them to a
     method that takes none of them."""
     params = list(inspect.signature(cls.__init__).parameters.values())[1:]
-    if any(p.kind is p.VAR_KEYWORD for p in params) and not issubclass(
-            cls, CheckpointHook):
+    if any(p.kind is p.VAR_KEYWORD
+           for p in params) and not issubclass(cls, CheckpointHook):
         return None
     return [
         p.name for p in params
@@ -211,13 +211,16 @@ def compile_only_on_cuda(cfg: Config, device: Optional[str] = None) -> Config:
     on CUDA: inductor's C++ build of a ResNet takes minutes on a CPU."""
     model = cfg.get('model')
     if model is not None and model.get('compile') and not _on_cuda(device):
-        print_log('no CUDA device: model.compile=False (torch.compile is '
-                  'for the GPU configs)', logger='current')
+        print_log(
+            'no CUDA device: model.compile=False (torch.compile is '
+            'for the GPU configs)',
+            logger='current')
         model.compile = False
     return cfg
 
 
-def adapt_to_device(cfg: Config, amp: Optional[bool] = None,
+def adapt_to_device(cfg: Config,
+                    amp: Optional[bool] = None,
                     device: Optional[str] = None) -> Config:
     """Make a GPU config run where it is launched, on ``device`` (default:
     CUDA when available).
@@ -238,9 +241,10 @@ def adapt_to_device(cfg: Config, amp: Optional[bool] = None,
     compile_only_on_cuda(cfg, device)
     if not _on_cuda(device):
         if optim is not None and optim.get('type') == 'AmpOptimWrapper':
-            print_log('no CUDA device: training in float32 with '
-                      'OptimWrapper instead of AmpOptimWrapper',
-                      logger='current')
+            print_log(
+                'no CUDA device: training in float32 with '
+                'OptimWrapper instead of AmpOptimWrapper',
+                logger='current')
             optim.type = 'OptimWrapper'
             optim.pop('dtype', None)
             optim.pop('loss_scale', None)
@@ -255,8 +259,8 @@ def adapt_to_device(cfg: Config, amp: Optional[bool] = None,
 def _init_cpu_process_group(cfg: Config) -> None:
     import torch.distributed as dist
     if not dist.is_initialized():
-        timeout = cfg.get('env_cfg', {}).get('dist_cfg', {}).get(
-            'timeout', 1800)
+        timeout = cfg.get('env_cfg', {}).get('dist_cfg',
+                                             {}).get('timeout', 1800)
         dist.init_process_group(
             backend='gloo', timeout=datetime.timedelta(seconds=timeout))
     wrapper = cfg.get('model_wrapper_cfg') or dict(
@@ -295,8 +299,10 @@ def resolve_checkpoints(cfg: Config, resume: Optional[str]) -> None:
     if resume == 'auto':
         resume = find_resumable_checkpoint(cfg)
         if resume is None:
-            print_log(f'no checkpoint in {cfg.work_dir}: starting from '
-                      f'{_first_step(cfg)}', logger='current')
+            print_log(
+                f'no checkpoint in {cfg.work_dir}: starting from '
+                f'{_first_step(cfg)}',
+                logger='current')
     if resume is not None:
         check_resumable(resume)
         cfg.resume, cfg.load_from = True, resume
@@ -356,8 +362,10 @@ def find_resumable_checkpoint(cfg: Config) -> Optional[str]:
         problem = f'no {pointer}'
     newest = _newest_complete_checkpoint(directory)
     if newest is not None:
-        print_log(f'{problem}: resuming from the newest complete '
-                  f'checkpoint, {newest}', logger='current')
+        print_log(
+            f'{problem}: resuming from the newest complete '
+            f'checkpoint, {newest}',
+            logger='current')
     elif osp.isfile(pointer):
         print_log(problem, logger='current')
     return newest

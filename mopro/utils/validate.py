@@ -43,8 +43,7 @@ def check_number(value: Any,
         raise ConfigError(f'{key} must be a number {interval}, got '
                           f'{value!r}')
     below = low is not None and (value <= low if low_open else value < low)
-    above = high is not None and (value >= high
-                                  if high_open else value > high)
+    above = high is not None and (value >= high if high_open else value > high)
     if below or above:
         raise ConfigError(f'{key} must be {interval}, got {value!r}')
     return value

@@ -37,10 +37,13 @@ def _thumbnail(path: str, size: int) -> np.ndarray:
         return np.asarray(ImageOps.fit(img.convert('RGB'), (side, side)))
 
 
-def save_sample_grid(image_paths: Sequence[str], titles: Sequence[str],
-                     heading: str, path: str,
+def save_sample_grid(image_paths: Sequence[str],
+                     titles: Sequence[str],
+                     heading: str,
+                     path: str,
                      colors: Optional[Sequence[str]] = None,
-                     columns: int = 8, size: int = 96) -> str:
+                     columns: int = 8,
+                     size: int = 96) -> str:
     """Write a grid of images with a title each (and an optional title
     colour each) as the PNG ``path``; return ``path``."""
     cols = max(1, min(columns, len(image_paths)))
@@ -50,8 +53,7 @@ def save_sample_grid(image_paths: Sequence[str], titles: Sequence[str],
     for ax in axes.flat:
         ax.axis('off')
     colors = colors or ['black'] * len(image_paths)
-    for ax, image, title, color in zip(axes.flat, image_paths, titles,
-                                       colors):
+    for ax, image, title, color in zip(axes.flat, image_paths, titles, colors):
         ax.imshow(_thumbnail(image, size))
         ax.set_title(title, fontsize=8, color=color)
     if not len(image_paths):
@@ -64,15 +66,17 @@ def save_sample_grid(image_paths: Sequence[str], titles: Sequence[str],
 def _chart_classes(per_class: dict, max_classes: int) -> np.ndarray:
     """The classes the chart shows: all, or the ``max_classes`` whose
     images changed most, in class order."""
-    moved = (np.asarray(per_class['relabelled_away']) +
-             np.asarray(per_class['relabelled_into']) +
-             np.asarray(per_class['ood']))
+    moved = (
+        np.asarray(per_class['relabelled_away']) +
+        np.asarray(per_class['relabelled_into']) +
+        np.asarray(per_class['ood']))
     if len(moved) <= max_classes:
         return np.arange(len(moved))
     return np.sort(np.argsort(-moved, kind='stable')[:max_classes])
 
 
-def class_changes_figure(summary: dict, classes: Sequence[str],
+def class_changes_figure(summary: dict,
+                         classes: Sequence[str],
                          max_classes: int = MAX_CHART_CLASSES) -> Figure:
     """The per-class chart of a cleaning (:func:`summarize`'s
     ``per_class``): one group of bars per class (images relabelled away
@@ -80,16 +84,20 @@ def class_changes_figure(summary: dict, classes: Sequence[str],
     integer counts."""
     per_class = summary['per_class']
     shown = _chart_classes(per_class, max_classes)
-    bars = (('relabelled away', 'relabelled_away', 'tab:orange'),
-            ('declared OOD', 'ood', 'tab:gray'),
+    bars = (('relabelled away', 'relabelled_away',
+             'tab:orange'), ('declared OOD', 'ood', 'tab:gray'),
             ('relabelled into', 'relabelled_into', 'tab:blue'))
     width = 0.8 / len(bars)
     x = np.arange(len(shown))
     fig = new_figure((max(5.0, 0.6 * len(shown) + 1.5), 3.6))
     ax = fig.subplots()
     for i, (label, key, color) in enumerate(bars):
-        ax.bar(x + (i - 1) * width, np.asarray(per_class[key])[shown],
-               width, label=label, color=color)
+        ax.bar(
+            x + (i - 1) * width,
+            np.asarray(per_class[key])[shown],
+            width,
+            label=label,
+            color=color)
     ax.set_xticks(x)
     ax.set_xticklabels([class_name(classes, int(c)) for c in shown],
                        rotation=45 if len(shown) > 10 else 0,
@@ -97,33 +105,44 @@ def class_changes_figure(summary: dict, classes: Sequence[str],
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel('images')
     total = len(per_class['before'])
-    ax.set_title('noise cleaning per class' + (
-        f' ({len(shown)} of {total} classes, those that changed most)'
-        if len(shown) < total else ''), pad=22)
-    ax.legend(fontsize=8, ncol=len(bars), frameon=False, loc='lower center',
-              bbox_to_anchor=(0.5, 1.0))
+    ax.set_title(
+        'noise cleaning per class' +
+        (f' ({len(shown)} of {total} classes, those that changed most)'
+         if len(shown) < total else ''),
+        pad=22)
+    ax.legend(
+        fontsize=8,
+        ncol=len(bars),
+        frameon=False,
+        loc='lower center',
+        bbox_to_anchor=(0.5, 1.0))
     fig.tight_layout()
     return fig
 
 
-def save_class_changes(summary: dict, classes: Sequence[str], path: str,
+def save_class_changes(summary: dict,
+                       classes: Sequence[str],
+                       path: str,
                        max_classes: int = MAX_CHART_CLASSES) -> str:
     """Write :func:`class_changes_figure` as the PNG ``path``; return
     ``path``."""
-    return save_figure(class_changes_figure(summary, classes, max_classes),
-                       path)
+    return save_figure(
+        class_changes_figure(summary, classes, max_classes), path)
 
 
-def _pick(mask: np.ndarray, num: int, rng: np.random.Generator
-          ) -> np.ndarray:
+def _pick(mask: np.ndarray, num: int, rng: np.random.Generator) -> np.ndarray:
     where = np.flatnonzero(mask)
     return np.sort(rng.choice(where, min(num, len(where)),
                               replace=False)) if len(where) else where
 
 
-def save_report(dataset: ImageListDataset, original: np.ndarray,
-                pseudo: np.ndarray, summary: dict, out_dir: str,
-                num_show: int = 16, seed: int = 0,
+def save_report(dataset: ImageListDataset,
+                original: np.ndarray,
+                pseudo: np.ndarray,
+                summary: dict,
+                out_dir: str,
+                num_show: int = 16,
+                seed: int = 0,
                 truth: Optional[Sequence[str]] = None) -> Dict[str, str]:
     """Write the visual report (atomic PNGs) and return their paths:
 
@@ -157,11 +176,12 @@ def save_report(dataset: ImageListDataset, original: np.ndarray,
         return ([f'{n}\n(true: {truth[i]})' for n, i in zip(names, indices)],
                 [CORRECT if is_right(i) else WRONG for i in indices])
 
-    paths = {k: osp.join(out_dir, f'{k}.png')
-             for k in ('ood_samples', 'relabelled_samples', 'class_changes')}
-    titles, colors = captions(
-        [f'web label: {name(original[i])}' for i in ood], ood,
-        lambda i: truth[i] not in classes)
+    paths = {
+        k: osp.join(out_dir, f'{k}.png')
+        for k in ('ood_samples', 'relabelled_samples', 'class_changes')
+    }
+    titles, colors = captions([f'web label: {name(original[i])}' for i in ood],
+                              ood, lambda i: truth[i] not in classes)
     save_sample_grid([image(i) for i in ood], titles,
                      f'declared out-of-distribution ('
                      f'{summary["total"]["ood"]} images)',

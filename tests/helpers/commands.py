@@ -9,7 +9,6 @@ import sys
 from typing import Any, List, NamedTuple, Optional, Sequence
 
 from mopro.utils.cli import TRACEBACK_ENV, run_tool
-
 from . import ROOT
 
 
@@ -22,8 +21,10 @@ class ToolResult(NamedTuple):
     @property
     def error(self) -> str:
         """The one ``error: ...`` line; asserts there is exactly one."""
-        lines = [line for line in self.stderr.splitlines()
-                 if line.startswith('error: ')]
+        lines = [
+            line for line in self.stderr.splitlines()
+            if line.startswith('error: ')
+        ]
         assert self.code == 1 and len(lines) == 1, self
         assert 'Traceback' not in self.stderr, self.stderr
         return lines[0]
@@ -51,44 +52,54 @@ def _env() -> dict:
     """This environment without ``MOPRO_TRACEBACK``, on the CPU, one thread
     per process, and the package of this checkout first."""
     env = {k: v for k, v in os.environ.items() if k != TRACEBACK_ENV}
-    env.update(CUDA_VISIBLE_DEVICES='', OMP_NUM_THREADS='1',
-               PYTHONPATH=os.pathsep.join(
-                   filter(None, [ROOT, env.get('PYTHONPATH')])))
+    env.update(
+        CUDA_VISIBLE_DEVICES='',
+        OMP_NUM_THREADS='1',
+        PYTHONPATH=os.pathsep.join(
+            filter(None, [ROOT, env.get('PYTHONPATH')])))
     return env
 
 
-def start(tool: str, args: Sequence,
+def start(tool: str,
+          args: Sequence,
           cwd: Optional[str] = None) -> subprocess.Popen:
     """``python tools/<tool>.py ARGS`` started in ``cwd`` (default: this
     process's); stdout and stderr apart."""
-    return subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, 'tools', f'{tool}.py'),
-         *map(str, args)], cwd=cwd, env=_env(), stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([
+        sys.executable,
+        os.path.join(ROOT, 'tools', f'{tool}.py'), *map(str, args)
+    ],
+                            cwd=cwd,
+                            env=_env(),
+                            stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE,
+                            text=True)
 
 
-def finish(procs: List[subprocess.Popen], timeout: int = 600
-           ) -> List[subprocess.CompletedProcess]:
+def finish(procs: List[subprocess.Popen],
+           timeout: int = 600) -> List[subprocess.CompletedProcess]:
     """Wait for ``procs`` (started side by side)."""
     results = []
     for proc in procs:
         out, err = proc.communicate(timeout=timeout)
-        results.append(subprocess.CompletedProcess(proc.args,
-                                                   proc.returncode, out,
-                                                   err))
+        results.append(
+            subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
     return results
 
 
-def run(tool: str, args: Sequence, cwd: str,
+def run(tool: str,
+        args: Sequence,
+        cwd: str,
         timeout: int = 600) -> subprocess.CompletedProcess:
     """``python tools/<tool>.py ARGS`` in ``cwd``, to its end."""
     return finish([start(tool, args, cwd)], timeout)[0]
 
 
-def run_tools(commands: List[Sequence], timeout: int = 600
-              ) -> List[ToolResult]:
+def run_tools(commands: List[Sequence],
+              timeout: int = 600) -> List[ToolResult]:
     """``python tools/<name>.py ARGS`` for each ``[name, *args]``, as a
     user runs it (the processes run side by side)."""
     done = finish([start(name, args) for name, *args in commands], timeout)
-    return [ToolResult(proc.returncode, proc.stderr, proc.stdout)
-            for proc in done]
+    return [
+        ToolResult(proc.returncode, proc.stderr, proc.stdout) for proc in done
+    ]

@@ -27,7 +27,8 @@ def tiny_mopro_cfg(**overrides) -> dict:
     return cfg
 
 
-def tiny_mopro_options(data_root: str, work_dir: str,
+def tiny_mopro_options(data_root: str,
+                       work_dir: str,
                        num_classes: int = 4) -> dict:
     """``--cfg-options`` that shrink the v1 config to a CPU-sized run."""
     small = 32
@@ -67,5 +68,6 @@ def tool_config(config: str, cfg_options: dict = None, **args):
     ``launcher``)."""
     flags = dict(work_dir=None, launcher='none', local_rank=0)
     flags.update(args)
-    return load_config(argparse.Namespace(
-        config=str(config), cfg_options=cfg_options, **flags))
+    return load_config(
+        argparse.Namespace(
+            config=str(config), cfg_options=cfg_options, **flags))

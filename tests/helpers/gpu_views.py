@@ -22,7 +22,6 @@ from mopro.datasets.transforms import (ViewParams, pack_images, resized_crops,
                                        sample_view_params)
 from mopro.models.utils.decode_ahead import SLOT_KEY
 from mopro.utils.runner import adapt_to_device
-
 from . import ROOT
 from .configs import tiny_mopro_options
 from .data import make_webvision
@@ -40,8 +39,8 @@ def photos(num: int, width: int = 64, height: int = 43) -> list:
     out = []
     for i in range(num):
         photo = base[i % 2][(i // 2) * 7:, (i // 2) * 11:]
-        out.append(Image.fromarray(photo).resize((width, height),
-                                                 Image.BICUBIC))
+        out.append(
+            Image.fromarray(photo).resize((width, height), Image.BICUBIC))
     return out
 
 
@@ -49,7 +48,9 @@ def to_float(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255
 
 
-def crops_of(images: list, boxes: torch.Tensor, size: int,
+def crops_of(images: list,
+             boxes: torch.Tensor,
+             size: int,
              scale: float = 1.0) -> torch.Tensor:
     """``resized_crops`` of a list of images (packed as the decoder packs
     them)."""
@@ -59,8 +60,9 @@ def crops_of(images: list, boxes: torch.Tensor, size: int,
 
 def mixed_photos(num: int) -> list:
     """``photos`` of several sizes (a batch of web images differs)."""
-    return [photos(1, 64 - 7 * (i % 3), 43 + 9 * (i % 4))[0]
-            for i in range(num)]
+    return [
+        photos(1, 64 - 7 * (i % 3), 43 + 9 * (i % 4))[0] for i in range(num)
+    ]
 
 
 def sizes_of(images: list) -> torch.Tensor:
@@ -68,17 +70,25 @@ def sizes_of(images: list) -> torch.Tensor:
 
 
 def strong_params(sizes, seed=0) -> ViewParams:
-    return sample_view_params(sizes, torch.Generator().manual_seed(seed),
-                              gray_prob=0.2, jitter=JITTER)
+    return sample_view_params(
+        sizes,
+        torch.Generator().manual_seed(seed),
+        gray_prob=0.2,
+        jitter=JITTER)
 
 
 def reference_view(image, params: ViewParams, i: int, size: int):
     """The released transforms, one image, with sample ``i``'s parameters
     (torchvision functionals: on PIL images or on float tensors)."""
     top, left, height, width = params.boxes[i].tolist()
-    out = TF.resized_crop(image, top, left, height, width, [size, size],
-                          interpolation=TF.InterpolationMode.BILINEAR,
-                          antialias=True)
+    out = TF.resized_crop(
+        image,
+        top,
+        left,
+        height,
+        width, [size, size],
+        interpolation=TF.InterpolationMode.BILINEAR,
+        antialias=True)
     if params.gray is not None and params.gray[i]:
         out = TF.rgb_to_grayscale(out, num_output_channels=3)
     if params.order is not None:
@@ -132,8 +142,7 @@ def dirty_webvision(root: str) -> list:
     make_webvision(root, num_classes=2, per_class=10, size=40)
     lines = []
     for source in ('google', 'flickr'):
-        with open(osp.join(root, 'info',
-                           f'train_filelist_{source}.txt')) as f:
+        with open(osp.join(root, 'info', f'train_filelist_{source}.txt')) as f:
             lines += [line.split()[0] for line in f]
     kinds = list(dirty_files().items())
     for i, rel in enumerate(lines):
@@ -168,22 +177,26 @@ def gpu_data_cfg(data_root: str, work_dir: str, max_iters: int,
     """The GPU-data config shrunk to a CPU run of ``max_iters``."""
     cfg = Config.fromfile(GPU_DATA)
     options = tiny_mopro_options(data_root, work_dir)
-    for key in [k for k in options if '.pipeline.1.' in k and
-                k.startswith('train_')]:
+    for key in [
+            k for k in options
+            if '.pipeline.1.' in k and k.startswith('train_')
+    ]:
         del options[key]
     options['model.data_preprocessor.crop_size'] = 32
-    options.update({f'model.data_preprocessor.{k}': v
-                    for k, v in preprocessor.items()})
+    options.update({
+        f'model.data_preprocessor.{k}': v
+        for k, v in preprocessor.items()
+    })
     cfg.merge_from_dict(options)
     cfg.experiment_name = osp.basename(work_dir)
     cfg.test_dataloader = cfg.test_evaluator = cfg.test_cfg = None
     cfg.visualizer.vis_backends = [dict(type='LocalVisBackend')]
     cfg.launcher = 'none'
-    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters,
-                         val_interval=100)
+    cfg.train_cfg = dict(
+        type='IterBasedTrainLoop', max_iters=max_iters, val_interval=100)
     cfg.param_scheduler = []
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1,
-                                        by_epoch=False)
+    cfg.default_hooks.checkpoint = dict(
+        type='CheckpointHook', interval=1, by_epoch=False)
     return adapt_to_device(cfg)
 
 

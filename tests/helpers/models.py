@@ -8,7 +8,6 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 from mopro.models import MoPro
-
 from .configs import tiny_mopro_cfg
 
 K, B, R, D, HIDDEN, SIZE = 4, 8, 16, 16, 32, 32
@@ -21,8 +20,8 @@ LOSS_KEYS = ('loss_cls', 'loss_ins', 'loss_pro')
 
 
 def model_cfg(**overrides) -> dict:
-    sizes = dict(num_classes=K, embed_dim=D, proj_hidden_dim=HIDDEN,
-                 queue_len=R)
+    sizes = dict(
+        num_classes=K, embed_dim=D, proj_hidden_dim=HIDDEN, queue_len=R)
     return tiny_mopro_cfg(**{**sizes, **overrides})
 
 
@@ -76,8 +75,9 @@ def train_data(seed: int = 7) -> dict:
     gen = torch.Generator().manual_seed(seed)
     return dict(
         inputs=[
-            torch.randint(0, 256, (B, 3, SIZE, SIZE), generator=gen,
-                          dtype=torch.uint8) for _ in range(2)
+            torch.randint(
+                0, 256, (B, 3, SIZE, SIZE), generator=gen, dtype=torch.uint8)
+            for _ in range(2)
         ],
         data_samples=samples(torch.arange(B) % K))
 

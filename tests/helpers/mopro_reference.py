@@ -56,8 +56,8 @@ def reference_correct_labels(cls_logits: torch.Tensor,
     return target
 
 
-def reference_update_prototypes(prototypes: torch.Tensor,
-                                feats: torch.Tensor, labels: torch.Tensor,
+def reference_update_prototypes(prototypes: torch.Tensor, feats: torch.Tensor,
+                                labels: torch.Tensor,
                                 momentum: float) -> torch.Tensor:
     """Sequential per-sample momentum update, then one row normalisation."""
     protos = prototypes.clone().float()
@@ -96,11 +96,20 @@ class ReleasedEncoder(nn.Module):
 class ReleasedMoPro(nn.Module):
     """Single-process model of the released ``MoPro`` module and loss."""
 
-    def __init__(self, num_classes: int, feat_dim: int, hidden_dim: int,
-                 low_dim: int, queue_len: int, *, moco_m: float = 0.999,
-                 proto_m: float = 0.999, temperature: float = 0.1,
-                 pseudo_w: float = 0.5, pseudo_th: float = 0.8,
-                 w_proto: float = 1.0, w_inst: float = 1.0) -> None:
+    def __init__(self,
+                 num_classes: int,
+                 feat_dim: int,
+                 hidden_dim: int,
+                 low_dim: int,
+                 queue_len: int,
+                 *,
+                 moco_m: float = 0.999,
+                 proto_m: float = 0.999,
+                 temperature: float = 0.1,
+                 pseudo_w: float = 0.5,
+                 pseudo_th: float = 0.8,
+                 w_proto: float = 1.0,
+                 w_inst: float = 1.0) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.queue_len = queue_len
@@ -131,30 +140,45 @@ class ReleasedMoPro(nn.Module):
         num_classes, feat_dim = model.classifier.weight.shape
         hidden_dim = model.projector[0].weight.shape[0]
         low_dim, queue_len = model.queue.shape
-        ref = cls(num_classes, feat_dim, hidden_dim, low_dim, queue_len,
-                  moco_m=model.momentum, proto_m=model.proto_momentum,
-                  temperature=model.head.temperature, pseudo_w=model.alpha,
-                  pseudo_th=model.threshold,
-                  w_proto=model.head.proto_weight,
-                  w_inst=model.head.inst_weight, **kwargs)
+        ref = cls(
+            num_classes,
+            feat_dim,
+            hidden_dim,
+            low_dim,
+            queue_len,
+            moco_m=model.momentum,
+            proto_m=model.proto_momentum,
+            temperature=model.head.temperature,
+            pseudo_w=model.alpha,
+            pseudo_th=model.threshold,
+            w_proto=model.head.proto_weight,
+            w_inst=model.head.inst_weight,
+            **kwargs)
         sd = model.state_dict()
         ref.load_weights(sd)
         return ref
 
     def load_weights(self, sd: Dict[str, torch.Tensor]) -> None:
+
         def sub(prefix):
-            return {k[len(prefix):]: v.clone() for k, v in sd.items()
-                    if k.startswith(prefix)}
+            return {
+                k[len(prefix):]: v.clone()
+                for k, v in sd.items() if k.startswith(prefix)
+            }
 
         for enc, bb, proj in ((self.encoder_q, 'backbone.', 'projector.'),
                               (self.encoder_k, 'momentum_backbone.',
                                'momentum_projector.')):
             enc.trunk.load_state_dict(sub(bb), strict=True)
             p = sub(proj)
-            enc.fc1.load_state_dict({'weight': p['0.weight'],
-                                     'bias': p['0.bias']})
-            enc.fc2.load_state_dict({'weight': p['2.weight'],
-                                     'bias': p['2.bias']})
+            enc.fc1.load_state_dict({
+                'weight': p['0.weight'],
+                'bias': p['0.bias']
+            })
+            enc.fc2.load_state_dict({
+                'weight': p['2.weight'],
+                'bias': p['2.bias']
+            })
         # The released key encoder also carries a (never used) classifier.
         self.encoder_q.classifier.load_state_dict(sub('classifier.'))
         self.encoder_k.classifier.load_state_dict(sub('classifier.'))
@@ -211,16 +235,20 @@ class ReleasedMoPro(nn.Module):
         ce = F.cross_entropy
         losses = dict(
             loss_cls=ce(output[clean], pseudo[clean]),
-            loss_ins=self.w_inst * ce(
-                inst_logits,
-                torch.zeros(inst_logits.shape[0], dtype=torch.long)))
+            loss_ins=self.w_inst *
+            ce(inst_logits, torch.zeros(
+                inst_logits.shape[0], dtype=torch.long)))
         if is_proto:
             losses['loss_pro'] = self.w_proto * ce(proto_logits[clean],
                                                    pseudo[clean])
-        return dict(losses=losses, pseudo=pseudo, query=q.detach(),
-                    key=k.detach(), cls_logits=output.detach(),
-                    proto_logits=None if proto_logits is None else
-                    proto_logits.detach())
+        return dict(
+            losses=losses,
+            pseudo=pseudo,
+            query=q.detach(),
+            key=k.detach(),
+            cls_logits=output.detach(),
+            proto_logits=None
+            if proto_logits is None else proto_logits.detach())
 
 
 # ----------------------------------------------------------------------
@@ -232,8 +260,8 @@ def branch_of(soft: torch.Tensor, labels: torch.Tensor,
     names = []
     for row, y in zip(soft, labels.tolist()):
         if row.max() > threshold:
-            names.append('confident_same' if int(row.argmax()) == y else
-                         'relabel')
+            names.append('confident_same' if int(row.argmax()) ==
+                         y else 'relabel')
         elif row[y] > 1 / k:
             names.append('keep')
         else:
@@ -241,7 +269,8 @@ def branch_of(soft: torch.Tensor, labels: torch.Tensor,
     return names
 
 
-def choose_labels(soft: torch.Tensor, threshold: float,
+def choose_labels(soft: torch.Tensor,
+                  threshold: float,
                   plan: Optional[Sequence[str]] = None) -> torch.Tensor:
     """Labels that put sample i in branch ``plan[i]`` where possible.
 
@@ -253,19 +282,21 @@ def choose_labels(soft: torch.Tensor, threshold: float,
     plan = plan or ['argmax' if i % 2 == 0 else 'other' for i in range(n)]
     labels = torch.where(
         torch.tensor([p == 'argmax' for p in plan], device=soft.device),
-        soft.argmax(1),
-        soft.argmin(1))
+        soft.argmax(1), soft.argmin(1))
     return labels.long()
 
 
-def soft_labels(cls_logits: torch.Tensor, proto_logits: torch.Tensor,
+def soft_labels(cls_logits: torch.Tensor,
+                proto_logits: torch.Tensor,
                 alpha: float = 0.5) -> torch.Tensor:
     return alpha * F.softmax(cls_logits.float(), 1) + \
         (1 - alpha) * F.softmax(proto_logits.float(), 1)
 
 
 @torch.no_grad()
-def make_noisy(model, weak: torch.Tensor, scale: float = 10.0,
+def make_noisy(model,
+               weak: torch.Tensor,
+               scale: float = 10.0,
                margin: float = 1e-3) -> torch.Tensor:
     """Set weights and prototypes so that noise correction is non-trivial.
 
@@ -294,8 +325,8 @@ def make_noisy(model, weak: torch.Tensor, scale: float = 10.0,
     model.classifier.bias.copy_(-(weight @ centre))
     model.prototypes.copy_(embed[:k])
 
-    soft = soft_labels(model.classifier(feats), model.prototype_logits(embed),
-                       model.alpha)
+    soft = soft_labels(
+        model.classifier(feats), model.prototype_logits(embed), model.alpha)
     labels = choose_labels(soft, model.threshold)
     kinds = branch_of(soft, labels, model.threshold)
     assert {'confident_same', 'relabel', 'keep', 'ood'} <= set(kinds), kinds

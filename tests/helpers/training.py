@@ -6,7 +6,6 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 from mopro.utils.runner import adapt_to_device
-
 from . import ROOT
 from .configs import tiny_mopro_options
 
@@ -26,7 +25,11 @@ def tiny_v1_cfg(data_root, work_dir, name, **extra) -> Config:
     return adapt_to_device(cfg)
 
 
-def train_v1(webvision_root, work_dir, name, max_epochs, resume=None,
+def train_v1(webvision_root,
+             work_dir,
+             name,
+             max_epochs,
+             resume=None,
              compile=False):
     """Train :func:`tiny_v1_cfg` for ``max_epochs`` (seeded, MoPro's
     phases from epoch 1), resuming from ``resume``; return the Runner."""
@@ -35,8 +38,9 @@ def train_v1(webvision_root, work_dir, name, max_epochs, resume=None,
     cfg.train_cfg.max_epochs = max_epochs
     cfg.train_cfg.val_interval = 100
     cfg.randomness = dict(seed=0, deterministic=True)
-    cfg.custom_hooks = [dict(type='MoProHook', start_proto_epoch=1,
-                             start_clean_epoch=1)]
+    cfg.custom_hooks = [
+        dict(type='MoProHook', start_proto_epoch=1, start_clean_epoch=1)
+    ]
     if resume:
         cfg.resume, cfg.load_from = True, resume
     runner = Runner.from_cfg(cfg)

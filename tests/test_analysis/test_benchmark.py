@@ -8,16 +8,18 @@ import pytest
 from mmengine.config import Config
 
 from mopro.analysis.step_benchmark import StepBenchmarkSettings, benchmark_step
-
 from helpers import ROOT
 from helpers.commands import run_tools
 
 CONFIG = osp.join(ROOT, 'configs', 'mopro_r50_webvision_v1.py')
-TINY = {'model.backbone.depth': 18, 'model.feat_dim': 512,
-        'model.num_classes': 10, 'model.queue_len': 64}
+TINY = {
+    'model.backbone.depth': 18,
+    'model.feat_dim': 512,
+    'model.num_classes': 10,
+    'model.queue_len': 64
+}
 STEPS = (('mopro', 4), ('supervised', 4), ('supervised_plus_forward', 4),
-         ('mopro_runner', 4), ('noise_cleaning', 6),
-         ('feature_extraction', 6))
+         ('mopro_runner', 4), ('noise_cleaning', 6), ('feature_extraction', 6))
 
 
 def test_benchmark_reports_all_steps(tmp_path):
@@ -29,7 +31,8 @@ def test_benchmark_reports_all_steps(tmp_path):
         '--batch-size', '4', '--eval-batch-size', '6', '--image-size', '32',
         '--device', 'cpu', '--compile', 'both', '--compile-backend',
         'aot_eager', '--out', out, '--cfg-options',
-        *[f'{k}={v}' for k, v in TINY.items()]]])
+        *[f'{k}={v}' for k, v in TINY.items()]
+    ]])
     assert run.code == 0, run.stderr[-3000:]
     results = json.load(open(out))
     # what it prints is what it writes
@@ -38,8 +41,8 @@ def test_benchmark_reports_all_steps(tmp_path):
     assert results['eval_batch_size'] == 6
     assert results['optimizer']['type'] == 'SGD'
     assert results['optim_wrapper'] == 'OptimWrapper'  # no bf16 on CPU
-    assert results['compile'] == dict(backend='aot_eager', mode=None,
-                                      dynamic=None)
+    assert results['compile'] == dict(
+        backend='aot_eager', mode=None, dynamic=None)
     for mode in ('eager', 'compiled'):
         section = results[mode]
         for step, batch in STEPS:
@@ -77,9 +80,16 @@ def test_benchmark_step_on_cuda_makes_no_host_sync():
     # the compiled step is checked in test_compile_gpu.py)
     cfg = Config.fromfile(CONFIG)
     cfg.merge_from_dict(TINY)
-    results = benchmark_step(cfg, StepBenchmarkSettings(
-        iters=2, warmup=2, batch_size=8, eval_batch_size=8, image_size=64,
-        device='cuda', compile='off'))
+    results = benchmark_step(
+        cfg,
+        StepBenchmarkSettings(
+            iters=2,
+            warmup=2,
+            batch_size=8,
+            eval_batch_size=8,
+            image_size=64,
+            device='cuda',
+            compile='off'))
     assert results['optim_wrapper'] == 'AmpOptimWrapper'
     eager = results['eager']
     assert eager['mopro']['host_syncs_per_step'] == 0

@@ -11,7 +11,6 @@ from mmengine.config import Config
 
 from mopro.analysis.data_benchmark import DataBenchmarkSettings, benchmark_data
 from mopro.analysis.timing import publish
-
 from helpers import ROOT
 from helpers.commands import run_tools
 from helpers.data import write_image
@@ -20,17 +19,23 @@ CONFIG = osp.join(ROOT, 'configs', 'mopro_r50_webvision_v1.py')
 GPU_CONFIG = osp.join(ROOT, 'configs', 'mopro_r50_webvision_v1_gpu_data.py')
 # the GPU path on the CPU (the same code), small: the device is explicit so
 # that the tests read the same on a machine with a GPU
-GPU_PATH = ['--device', 'cpu', '--batch-size', '4', '--handover-batch', '4',
-            '--handover-repeats', '1', '--gpu-cfg-options',
-            'model.data_preprocessor.crop_size=32']
-SMALL_GPU_PATH = dict(device='cpu', batch_size=4, handover_batch=4,
-                      handover_repeats=1)
+GPU_PATH = [
+    '--device', 'cpu', '--batch-size', '4', '--handover-batch', '4',
+    '--handover-repeats', '1', '--gpu-cfg-options',
+    'model.data_preprocessor.crop_size=32'
+]
+SMALL_GPU_PATH = dict(
+    device='cpu', batch_size=4, handover_batch=4, handover_repeats=1)
 GPU_CROPS = {'model.data_preprocessor.crop_size': 32}
 TINY_MODEL = {
-    'model.backbone.depth': 18, 'model.feat_dim': 512,
-    'model.proj_hidden_dim': 64, 'model.embed_dim': 16,
-    'model.queue_len': 32, 'model.num_classes': 4,
-    'model.channels_last': False, 'train_dataloader.dataset.num_classes': 4
+    'model.backbone.depth': 18,
+    'model.feat_dim': 512,
+    'model.proj_hidden_dim': 64,
+    'model.embed_dim': 16,
+    'model.queue_len': 32,
+    'model.num_classes': 4,
+    'model.channels_last': False,
+    'train_dataloader.dataset.num_classes': 4
 }
 SMALL_CROPS = {
     'train_dataloader.dataset.pipeline.1.transforms.0.0.scale': 32,
@@ -98,8 +103,9 @@ def _check(results: dict, out: str, count: int) -> None:
     assert cores['cpu_path'] == 4700 / rate
     assert cores['gpu_path'] is None  # only meaningful on a GPU
     assert results['cpu']
-    assert set(results['versions']) == {'python', 'torch', 'torchvision',
-                                        'pillow', 'numpy'}
+    assert set(results['versions']) == {
+        'python', 'torch', 'torchvision', 'pillow', 'numpy'
+    }
 
 
 def test_default_photos(tmp_path):
@@ -123,11 +129,12 @@ def test_image_folder(tmp_path):
         write_image(str(folder / f'{i}.jpg'), i, size=48)
     write_image(str(folder / 'skipped.png'), 9, size=48)
     out = str(tmp_path / 'data.json')
-    settings = DataBenchmarkSettings(images=str(folder), iters=3, warmup=1,
-                                     block=2, **SMALL_GPU_PATH)
-    results = publish(benchmark_data(_config(CONFIG, SMALL_CROPS),
-                                     _config(GPU_CONFIG, GPU_CROPS),
-                                     settings), out)
+    settings = DataBenchmarkSettings(
+        images=str(folder), iters=3, warmup=1, block=2, **SMALL_GPU_PATH)
+    results = publish(
+        benchmark_data(
+            _config(CONFIG, SMALL_CROPS), _config(GPU_CONFIG, GPU_CROPS),
+            settings), out)
     _check(results, out, 4)
     assert results['images']['source'] == str(folder)
     assert results['images']['mean_height'] == 48
@@ -140,8 +147,14 @@ def test_runner_mode_times_both_paths(tmp_path):
     for i in range(6):
         write_image(str(folder / f'{i}.jpg'), i, size=48)
     settings = DataBenchmarkSettings(
-        runner=True, images=str(folder), runner_iters=2, warmup=1,
-        workers=0, gpu_workers=1, device='cpu', batch_size=4)
+        runner=True,
+        images=str(folder),
+        runner_iters=2,
+        warmup=1,
+        workers=0,
+        gpu_workers=1,
+        device='cpu',
+        batch_size=4)
     results = benchmark_data(
         _config(CONFIG, TINY_MODEL, SMALL_CROPS),
         _config(GPU_CONFIG, GPU_CROPS, TINY_MODEL), settings)
@@ -163,8 +176,8 @@ def test_runner_mode_times_both_paths(tmp_path):
 def test_bad_input_is_a_one_line_error(tmp_path):
     empty, missing = tmp_path / 'empty', tmp_path / 'missing.py'
     empty.mkdir()
-    runs = run_tools([
-        ['analysis_tools/benchmark_data', CONFIG, '--images', empty],
-        ['analysis_tools/benchmark_data', missing]])
+    runs = run_tools(
+        [['analysis_tools/benchmark_data', CONFIG, '--images', empty],
+         ['analysis_tools/benchmark_data', missing]])
     assert str(empty) in runs[0].error
     assert re.match('error: .*missing.py', runs[1].error)

@@ -13,7 +13,6 @@ from mmpretrain.registry import MODELS
 
 from mopro.apis import convert_original_checkpoint
 from mopro.utils.checkpoint import load_checkpoint, load_model_weights
-
 from helpers.commands import call_tool, run_tools
 
 K, D, R = 10, 128, 16
@@ -44,14 +43,13 @@ class OriginalEncoder(nn.Module):
 def _randomise_bn(module: nn.Module, gen: torch.Generator) -> None:
     for m in module.modules():
         if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=gen)
-                                 * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=gen)
-                                + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=gen)
-                                + 0.5)
-            m.bias.data.copy_(torch.randn(m.num_features, generator=gen)
-                              * 0.1)
+            m.running_mean.copy_(
+                torch.randn(m.num_features, generator=gen) * 0.1)
+            m.running_var.copy_(
+                torch.rand(m.num_features, generator=gen) + 0.5)
+            m.weight.data.copy_(
+                torch.rand(m.num_features, generator=gen) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
 
 
 @pytest.fixture(scope='module')
@@ -62,8 +60,8 @@ def released(tmp_path_factory):
     _randomise_bn(enc_q, gen)
     _randomise_bn(enc_k, gen)
     state = {}
-    for prefix, enc in (('module.encoder_q.', enc_q),
-                        ('module.encoder_k.', enc_k)):
+    for prefix, enc in (('module.encoder_q.', enc_q), ('module.encoder_k.',
+                                                       enc_k)):
         state.update({prefix + k: v for k, v in enc.state_dict().items()})
     state['module.queue'] = F.normalize(torch.randn(D, R), dim=0)
     state['module.queue_ptr'] = torch.tensor([6])
@@ -76,20 +74,26 @@ def released(tmp_path_factory):
 @pytest.fixture
 def run(capsys, monkeypatch):
     """The conversion behind the tools' error boundary, in-process."""
-    return lambda *args: call_tool(
-        lambda: convert_original_checkpoint(*args), None, capsys,
-        monkeypatch)
+    return lambda *args: call_tool(lambda: convert_original_checkpoint(*args),
+                                   None, capsys, monkeypatch)
 
 
 def _mopro_r50():
     model = MODELS.build(
-        dict(type='MoPro', backbone=dict(type='ResNet', depth=50,
-                                         zero_init_residual=False),
-             neck=dict(type='GlobalAveragePooling'),
-             head=dict(type='MoProHead', temperature=0.1), num_classes=K,
-             feat_dim=2048, embed_dim=D, proj_hidden_dim=2048, queue_len=R,
-             data_preprocessor=dict(type='SelfSupDataPreprocessor',
-                                    mean=[0., 0., 0.], std=[1., 1., 1.])))
+        dict(
+            type='MoPro',
+            backbone=dict(type='ResNet', depth=50, zero_init_residual=False),
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(type='MoProHead', temperature=0.1),
+            num_classes=K,
+            feat_dim=2048,
+            embed_dim=D,
+            proj_hidden_dim=2048,
+            queue_len=R,
+            data_preprocessor=dict(
+                type='SelfSupDataPreprocessor',
+                mean=[0., 0., 0.],
+                std=[1., 1., 1.])))
     return model.eval()
 
 
@@ -97,8 +101,7 @@ def test_converted_model_matches_released(released, tmp_path, run):
     path, enc_q, enc_k, state = released
     out = str(tmp_path / 'mopro.pth')
     # as a user runs it
-    proc, = run_tools([['model_converters/convert_from_original', path,
-                        out]])
+    proc, = run_tools([['model_converters/convert_from_original', path, out]])
     assert proc.code == 0, proc.stderr
     assert proc.value == f'{path} -> {out}: {len(state) - 2} tensors, ' \
         'epoch 90\n'

@@ -11,7 +11,6 @@ from mmpretrain.registry import MODELS
 
 from mopro.apis import train_model
 from mopro.utils.checkpoint import CheckpointError, load_checkpoint
-
 from helpers import ROOT
 from helpers.configs import tiny_mopro_options, tool_config
 from helpers.data import make_imagenet, make_webvision
@@ -20,15 +19,14 @@ K = 4
 
 
 def save_mopro_checkpoint(path, data_root, num_classes=K):
-    cfg = Config.fromfile(osp.join(ROOT, 'configs',
-                                   'mopro_r50_webvision_v1.py'))
-    cfg.merge_from_dict(tiny_mopro_options(data_root, '/tmp/unused',
-                                           num_classes))
+    cfg = Config.fromfile(
+        osp.join(ROOT, 'configs', 'mopro_r50_webvision_v1.py'))
+    cfg.merge_from_dict(
+        tiny_mopro_options(data_root, '/tmp/unused', num_classes))
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
     model.init_weights()
-    torch.save({'meta': {'epoch': 1}, 'state_dict': model.state_dict()},
-               path)
+    torch.save({'meta': {'epoch': 1}, 'state_dict': model.state_dict()}, path)
     return model.state_dict()
 
 
@@ -66,8 +64,11 @@ def test_crt_trains_classifier_on_frozen_encoder(tmp_path):
     ckpt = str(tmp_path / 'mopro.pth')
     pretrained = save_mopro_checkpoint(ckpt, root)
     # a cleaned list: class 0 dominant, class 3 absent after cleaning
-    cleaned = {f'google/q{c:04d}/{i:03d}.jpg': c
-               for c in range(3) for i in range(4)}
+    cleaned = {
+        f'google/q{c:04d}/{i:03d}.jpg': c
+        for c in range(3)
+        for i in range(4)
+    }
     cleaned.update({f'flickr/q0000/{i:03d}.jpg': 0 for i in range(4)})
     label_file = str(tmp_path / 'pseudo_label.json')
     with open(label_file, 'w') as f:
@@ -106,24 +107,30 @@ def finetune_setup(tmp_path_factory):
         f.write('\n'.join(names[::2]) + '\n')
     ckpt4 = str(tmp / 'mopro_v1.pth')
     ckpt5 = str(tmp / 'mopro_v2.pth')
-    webvision = make_webvision(str(tmp / 'webvision'), num_classes=2,
-                               per_class=2, val_per_class=1)
-    return (root, ckpt4, save_mopro_checkpoint(ckpt4, webvision),
-            ckpt5, save_mopro_checkpoint(ckpt5, webvision, num_classes=5))
+    webvision = make_webvision(
+        str(tmp / 'webvision'), num_classes=2, per_class=2, val_per_class=1)
+    return (root, ckpt4, save_mopro_checkpoint(ckpt4, webvision), ckpt5,
+            save_mopro_checkpoint(ckpt5, webvision, num_classes=5))
 
 
 def _finetune_options(root, ckpt, work):
     options = classifier_options(ckpt, work)
     options.update({
-        'train_dataloader.dataset.data_root': root,
+        'train_dataloader.dataset.data_root':
+        root,
         'train_dataloader.dataset.subset_file':
         osp.join(root, '1percent.txt'),
-        'val_dataloader.dataset.data_root': root,
-        'val_dataloader.dataset.num_classes': K,
-        'val_dataloader.dataset.pipeline.1.scale': 32,
-        'val_dataloader.dataset.pipeline.2.crop_size': 32,
+        'val_dataloader.dataset.data_root':
+        root,
+        'val_dataloader.dataset.num_classes':
+        K,
+        'val_dataloader.dataset.pipeline.1.scale':
+        32,
+        'val_dataloader.dataset.pipeline.2.crop_size':
+        32,
         # tiny steps: the trained weights stay close to the loaded ones
-        'optim_wrapper.optimizer.lr': 1e-5,
+        'optim_wrapper.optimizer.lr':
+        1e-5,
     })
     return options
 
@@ -153,8 +160,8 @@ def test_finetune_v2_new_classifier(finetune_setup, tmp_path):
     diff = (state['backbone.conv1.weight'] -
             pretrained5['backbone.conv1.weight']).abs().max()
     assert 0 < diff < 1e-3
-    cfg = Config.fromfile(osp.join(ROOT, 'configs',
-                                   'finetune_r50_imagenet_v2_10pct.py'))
+    cfg = Config.fromfile(
+        osp.join(ROOT, 'configs', 'finetune_r50_imagenet_v2_10pct.py'))
     assert cfg.optim_wrapper.optimizer.lr == 0.01
     assert cfg.param_scheduler[0].milestones == [20, 40]
     assert cfg.train_dataloader.dataset.subset_file.endswith('10percent.txt')

@@ -18,7 +18,6 @@ from torch.utils.data import DataLoader
 from mopro.datasets import PackedImages, packed_images_collate
 from mopro.datasets.collate import JPEG, KIND, NBYTES, OFFSET, PIXELS
 from mopro.datasets.transforms import read_image_bytes
-
 from helpers import ROOT
 from helpers.configs import tiny_mopro_cfg
 from helpers.data import make_webvision
@@ -50,9 +49,12 @@ def _loader(config: str, root: str) -> DataLoader:
     if cfg.dataset.pipeline[1].type == 'MultiView':
         for view in cfg.dataset.pipeline[1].transforms:
             view[0].scale = 32
-    cfg.update(batch_size=8, num_workers=2, persistent_workers=False,
-               pin_memory=False,
-               sampler=dict(type='DefaultSampler', shuffle=False))
+    cfg.update(
+        batch_size=8,
+        num_workers=2,
+        persistent_workers=False,
+        pin_memory=False,
+        sampler=dict(type='DefaultSampler', shuffle=False))
     return Runner.build_dataloader(cfg)
 
 
@@ -72,8 +74,8 @@ def test_gpu_path_hands_over_one_tensor_of_images(tmp_path):
         packed = batch['inputs']
         assert isinstance(packed, PackedImages)
         tensors = _tensors(batch)
-        assert [t.dtype for t in tensors] == [torch.uint8, torch.int64,
-                                              torch.int64]
+        assert [t.dtype
+                for t in tensors] == [torch.uint8, torch.int64, torch.int64]
         assert all(t.is_shared() for t in tensors)
         assert packed.index.shape == (8, 5)
         for row, path in zip(packed.index.tolist(), packed.paths):
@@ -107,8 +109,9 @@ def test_packed_collate_needs_the_image_shape(tmp_path):
     files = dirty_files()
     batch = packed_batch([files['baseline'], files['png']], str(tmp_path))
     assert batch['inputs'].index[:, KIND].tolist() == [JPEG, PIXELS]
-    sample = dict(inputs=torch.zeros(3, dtype=torch.uint8),
-                  data_samples=DataSample().set_gt_label(1))
+    sample = dict(
+        inputs=torch.zeros(3, dtype=torch.uint8),
+        data_samples=DataSample().set_gt_label(1))
     with pytest.raises(KeyError, match='img_shape'):
         packed_images_collate([sample])
 

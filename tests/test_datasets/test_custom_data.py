@@ -10,7 +10,6 @@ from mopro.datasets import CustomImageList
 from mopro.datasets.folder_lists import (folder_to_lists, scan_class_folders,
                                          split_per_class)
 from mopro.utils.cli import DataError, UserError
-
 from helpers.commands import finish, start
 from helpers.data import write_image
 from helpers.log_records import log_messages
@@ -41,15 +40,22 @@ def read_list(path):
 
 
 def test_folder_to_lists_writes_a_stratified_split(tmp_path):
-    root = make_folder(str(tmp_path / 'images'),
-                       {'cat': 10, 'dog': 5, 'bird': 2, 'single': 1})
+    root = make_folder(
+        str(tmp_path / 'images'), {
+            'cat': 10,
+            'dog': 5,
+            'bird': 2,
+            'single': 1
+        })
     lists = folder_to_lists(root, val_fraction=0.2, seed=3)
     with open(osp.join(root, 'classes.txt')) as f:
         assert f.read() == 'bird\ncat\ndog\nsingle\n'
     train = read_list(osp.join(root, 'train.txt'))
     val = read_list(osp.join(root, 'val.txt'))
-    per_class = {label: sum(1 for _, lab in val if lab == label)
-                 for label in '0123'}
+    per_class = {
+        label: sum(1 for _, lab in val if lab == label)
+        for label in '0123'
+    }
     # round(0.2 n), at least one where a class has two images, never all:
     # bird 3 (the nested image included) -> 1, cat 10 -> 2, dog 5 -> 1,
     # single 1 -> 0
@@ -61,8 +67,8 @@ def test_folder_to_lists_writes_a_stratified_split(tmp_path):
     for path, label in train + val:
         name = path.split('/')[0]
         assert ['bird', 'cat', 'dog', 'single'].index(name) == int(label)
-    assert (lists.num_classes, lists.num_train, lists.num_val,
-            lists.skipped, lists.without_val) == (4, 15, 4, 2, ['single'])
+    assert (lists.num_classes, lists.num_train, lists.num_val, lists.skipped,
+            lists.without_val) == (4, 15, 4, 2, ['single'])
     # seeded: the same split again, another one with another seed
     again = split_per_class(scan_class_folders(root).images, 0.2, seed=3)
     assert [p for p, _ in again[1]] == [p for p, _ in val]
@@ -84,8 +90,7 @@ def test_lists_are_not_overwritten_without_force(tmp_path):
 
 
 def test_lists_in_another_folder_point_at_the_images(tmp_path):
-    root = make_folder(str(tmp_path / 'images'), {'a': 2, 'b': 2},
-                       extra=False)
+    root = make_folder(str(tmp_path / 'images'), {'a': 2, 'b': 2}, extra=False)
     out = str(tmp_path / 'lists')
     folder_to_lists(root, out_dir=out)
     assert sorted(os.listdir(root)) == ['a', 'b']
@@ -99,8 +104,10 @@ def test_lists_in_another_folder_point_at_the_images(tmp_path):
 
 @pytest.mark.parametrize('layout, message', [
     ({}, 'no class folders; expected {root}/<class name>/<image>'),
-    ({'a': 2, 'empty': 0},
-     'no images (.jpg, .jpeg, .png, .bmp, .webp) in this class folder'),
+    ({
+        'a': 2,
+        'empty': 0
+    }, 'no images (.jpg, .jpeg, .png, .bmp, .webp) in this class folder'),
 ])
 def test_folder_errors_are_one_line(tmp_path, layout, message):
     root = str(tmp_path / 'images')
@@ -116,8 +123,7 @@ def test_folder_errors_are_one_line(tmp_path, layout, message):
 
 
 def test_unreadable_folder_is_named(tmp_path, monkeypatch):
-    root = make_folder(str(tmp_path / 'images'), {'a': 2, 'b': 2},
-                       extra=False)
+    root = make_folder(str(tmp_path / 'images'), {'a': 2, 'b': 2}, extra=False)
     locked = osp.join(root, 'b')
     scandir = os.scandir
 
@@ -136,8 +142,9 @@ def test_unreadable_folder_is_named(tmp_path, monkeypatch):
 
 
 def test_val_fraction_is_checked_before_any_work(tmp_path):
-    with pytest.raises(UserError, match=r'--val-fraction must be in \(0, '
-                       r'1\), got 1.0'):
+    with pytest.raises(
+            UserError, match=r'--val-fraction must be in \(0, '
+            r'1\), got 1.0'):
         folder_to_lists(str(tmp_path / 'missing'), val_fraction=1.0)
 
 
@@ -149,7 +156,8 @@ def test_converter_tool_reports_and_errs_in_one_line(tmp_path):
     tool = 'dataset_converters/folder_to_lists'
     result, again = finish([
         start(tool, [root, '--val-fraction', '0.25'], str(tmp_path)),
-        start(tool, [listed], str(tmp_path))])
+        start(tool, [listed], str(tmp_path))
+    ])
     assert result.returncode == 0, result.stderr
     # a: 4 + 1 nested image, b: 4; a quarter of each, rounded: 1 and 1
     assert result.stdout.splitlines() == [
@@ -157,7 +165,8 @@ def test_converter_tool_reports_and_errs_in_one_line(tmp_path):
         f'{root}/train.txt (7 images), {root}/val.txt (2), '
         f'{root}/classes.txt',
         'train: python tools/train.py configs/mopro_r50_custom.py '
-        f'--cfg-options data_root={root} num_classes=2']
+        f'--cfg-options data_root={root} num_classes=2'
+    ]
     assert again.returncode == 1
     assert again.stderr == (f'error: {listed}/train.txt exists; pass '
                             '--force to overwrite the lists\n')
@@ -165,17 +174,23 @@ def test_converter_tool_reports_and_errs_in_one_line(tmp_path):
 
 
 def test_custom_image_list_reads_names_and_logs(tmp_path):
-    root = make_folder(str(tmp_path / 'images'), {'cat': 3, 'dog': 3},
-                       extra=False)
+    root = make_folder(
+        str(tmp_path / 'images'), {
+            'cat': 3,
+            'dog': 3
+        }, extra=False)
     folder_to_lists(root)
     with log_messages() as logged:
         train = CustomImageList(root, ann_file='train.txt', num_classes=2)
-    assert logged == [f'CustomImageList at {root}: 4 images of 2 classes '
-                      'from train.txt']
+    assert logged == [
+        f'CustomImageList at {root}: 4 images of 2 classes '
+        'from train.txt'
+    ]
     assert list(train.metainfo['classes']) == ['cat', 'dog']
     info = train.get_data_info(0)
-    assert info['img_path'] == osp.join(root, 'cat', read_list(
-        osp.join(root, 'train.txt'))[0][0].split('/', 1)[1])
+    assert info['img_path'] == osp.join(
+        root, 'cat',
+        read_list(osp.join(root, 'train.txt'))[0][0].split('/', 1)[1])
     with pytest.raises(DataError) as err:
         CustomImageList(root, ann_file='train.txt', num_classes=3)
     assert str(err.value) == (

@@ -12,7 +12,6 @@ from mopro.datasets import WebVision
 from mopro.datasets.demo import (build_demo_dataset, class_names,
                                  load_ground_truth)
 from mopro.demo.job import demo_config
-
 from helpers import ROOT
 from helpers.commands import run_tools
 
@@ -31,20 +30,20 @@ def _read_list(path):
 @pytest.fixture(scope='module')
 def demo_root(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('demo') / 'demo_webvision')
-    summary = build_demo_dataset(root, seed=0, limit=LIMIT,
-                                 test_per_class=TEST_PER_CLASS)
+    summary = build_demo_dataset(
+        root, seed=0, limit=LIMIT, test_per_class=TEST_PER_CLASS)
     assert summary['built'] is True
     return root
 
 
 def test_builder_layout_and_exact_noise(demo_root):
     truth = load_ground_truth(demo_root)
-    assert truth['summary'] == dict(num_train=168, num_val=32, clean=90,
-                                    flipped=38, ood=40)
-    train = _read_list(osp.join(demo_root, 'info',
-                                'train_filelist_google.txt'))
-    assert _read_list(osp.join(demo_root, 'info',
-                               'train_filelist_flickr.txt')) == []
+    assert truth['summary'] == dict(
+        num_train=168, num_val=32, clean=90, flipped=38, ood=40)
+    train = _read_list(
+        osp.join(demo_root, 'info', 'train_filelist_google.txt'))
+    assert _read_list(
+        osp.join(demo_root, 'info', 'train_filelist_flickr.txt')) == []
     records = truth['train']
     assert [(r['path'], r['label']) for r in records] == train
     for r in records:
@@ -78,19 +77,19 @@ def test_builder_layout_and_exact_noise(demo_root):
 
 def test_builder_deterministic_idempotent(demo_root, tmp_path):
     mtime = os.path.getmtime(osp.join(demo_root, 'info', 'ground_truth.json'))
-    again = build_demo_dataset(demo_root, seed=0, limit=LIMIT,
-                               test_per_class=TEST_PER_CLASS)
+    again = build_demo_dataset(
+        demo_root, seed=0, limit=LIMIT, test_per_class=TEST_PER_CLASS)
     assert again['built'] is False
-    assert os.path.getmtime(
-        osp.join(demo_root, 'info', 'ground_truth.json')) == mtime
+    assert os.path.getmtime(osp.join(demo_root, 'info',
+                                     'ground_truth.json')) == mtime
     other = str(tmp_path / 'copy')
-    build_demo_dataset(other, seed=0, limit=LIMIT,
-                       test_per_class=TEST_PER_CLASS)
+    build_demo_dataset(
+        other, seed=0, limit=LIMIT, test_per_class=TEST_PER_CLASS)
     assert load_ground_truth(other) == load_ground_truth(demo_root)
     # other parameters over an existing dataset: a clear error
     with pytest.raises(ValueError, match='other parameters'):
-        build_demo_dataset(demo_root, seed=1, limit=LIMIT,
-                           test_per_class=TEST_PER_CLASS)
+        build_demo_dataset(
+            demo_root, seed=1, limit=LIMIT, test_per_class=TEST_PER_CLASS)
     # no temporary folder left beside the datasets
     assert sorted(os.listdir(tmp_path)) == ['copy']
 
@@ -102,20 +101,26 @@ def test_builder_incomplete_and_bad_args(tmp_path):
     os.remove(osp.join(root, first))
     with pytest.raises(ValueError, match='incomplete'):
         build_demo_dataset(root, limit=6, test_per_class=2)
-    (result, ) = run_tools([['dataset_converters/make_demo_dataset',
-                             '--out', tmp_path / 'e', '--flip-rate', '1.5']])
+    (result, ) = run_tools([[
+        'dataset_converters/make_demo_dataset', '--out', tmp_path / 'e',
+        '--flip-rate', '1.5'
+    ]])
     assert result.error == 'error: flip_rate must be in [0, 1], got 1.5'
     assert not osp.exists(tmp_path / 'e')
 
 
 def test_demo_configs_name_the_digits(demo_root, tmp_path):
     for config in ('mopro_r18_demo.py', 'ce_r18_demo.py'):
-        cfg = demo_config(osp.join(ROOT, 'configs', config), demo_root,
-                          str(tmp_path), seed=0)
+        cfg = demo_config(
+            osp.join(ROOT, 'configs', config),
+            demo_root,
+            str(tmp_path),
+            seed=0)
         for loader in ('train_dataloader', 'val_dataloader'):
             dataset = dict(cfg[loader].dataset)
             dataset.pop('type')
             names = WebVision(**dataset).metainfo['classes']
-            assert list(names) == ['zero', 'one', 'two', 'three', 'four',
-                                   'five', 'six', 'seven']
+            assert list(names) == [
+                'zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven'
+            ]
     assert class_names(3) == ['zero', 'one', 'two']

@@ -58,16 +58,19 @@ def test_views_do_not_depend_on_the_workers(webvision_root, tmp_path):
     and numpy's global RNGs as they were (torch's DataLoader draws a base
     seed from torch's)."""
     before = _rng_states()
-    in_process = _views_of_two_epochs(_train_loader_cfg(
-        webvision_root, tmp_path, num_workers=0, persistent_workers=False))
+    in_process = _views_of_two_epochs(
+        _train_loader_cfg(
+            webvision_root, tmp_path, num_workers=0, persistent_workers=False))
     after = _rng_states()
     assert before[0] == after[0]
     assert np.array_equal(before[1], after[1])
 
-    persistent = _views_of_two_epochs(_train_loader_cfg(
-        webvision_root, tmp_path, num_workers=2, persistent_workers=True))
-    three = _views_of_two_epochs(_train_loader_cfg(
-        webvision_root, tmp_path, num_workers=3, persistent_workers=False))
+    persistent = _views_of_two_epochs(
+        _train_loader_cfg(
+            webvision_root, tmp_path, num_workers=2, persistent_workers=True))
+    three = _views_of_two_epochs(
+        _train_loader_cfg(
+            webvision_root, tmp_path, num_workers=3, persistent_workers=False))
     assert len(in_process) == 2 * 32
     for other in (persistent, three):
         assert other.keys() == in_process.keys()
@@ -86,9 +89,9 @@ def test_refetch_of_a_bad_image_is_deterministic(webvision_root, tmp_path):
     open(osp.join(webvision_root, 'google/q0000/001.jpg'), 'wb').close()
     loader_cfg = _train_loader_cfg(webvision_root, tmp_path)
     dataset = Runner.build_dataloader(loader_cfg, seed=0).dataset
-    bad = next(i for i in range(len(dataset))
-               if dataset.get_data_info(i)['img_path'].endswith(
-                   'google/q0000/001.jpg'))
+    bad = next(
+        i for i in range(len(dataset)) if dataset.get_data_info(i)
+        ['img_path'].endswith('google/q0000/001.jpg'))
     results = []
     for caller_seed in (1, 2):
         random.seed(caller_seed)
@@ -113,8 +116,8 @@ def test_resumable_sampler_keys_are_positions_over_ranks(monkeypatch):
     dataset = list(range(11))
     keys, indices = {}, {}
     for rank in (0, 1):
-        monkeypatch.setattr(mmengine_sampler, 'get_dist_info',
-                            lambda rank=rank: (rank, 2))
+        monkeypatch.setattr(
+            mmengine_sampler, 'get_dist_info', lambda rank=rank: (rank, 2))
         sampler = ResumableSampler(dataset, shuffle=True, seed=7)
         default = DefaultSampler(dataset, shuffle=True, seed=7)
         sampler.set_epoch(3)
@@ -133,6 +136,7 @@ def test_sqrt_sampler_gives_each_draw_its_own_key():
     from mopro.datasets.samplers import SqrtBalancedSampler
 
     class Labelled:
+
         def __len__(self):
             return 6
 

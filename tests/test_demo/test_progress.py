@@ -7,6 +7,7 @@ from mopro.demo.progress import JobProgress, Stage
 
 
 class FakeClock:
+
     def __init__(self):
         self.now = 100.0
 
@@ -18,8 +19,8 @@ def test_progress_line_plan_eta_and_log_pacing(monkeypatch):
     clock = FakeClock()
     monkeypatch.setattr(progress_module.time, 'monotonic', clock)
     out = io.StringIO()  # a log: new lines, not a rewritten one
-    progress = JobProgress([Stage('train', 100.0), Stage('clean', 50.0)],
-                           out, log_interval=15.0)
+    progress = JobProgress(
+        [Stage('train', 100.0), Stage('clean', 50.0)], out, log_interval=15.0)
     progress.start_stage('building')
     clock.now += 10
     progress.step(20.0, 'epoch 1/5')  # 2 per second: (150 - 20) / 2 = 65

@@ -27,10 +27,11 @@ from mopro.utils.cli import TRACEBACK_ENV
 from helpers import ROOT
 from helpers.detectron2_hidden import env_without_detectron2
 
-PAGES = sorted(
-    [osp.join(ROOT, 'README.md'), osp.join(ROOT, 'configs', 'README.md'),
-     osp.join(ROOT, 'benchmarks', 'README.md')] +
-    glob.glob(osp.join(ROOT, 'docs', '*.md')))
+PAGES = sorted([
+    osp.join(ROOT, 'README.md'),
+    osp.join(ROOT, 'configs', 'README.md'),
+    osp.join(ROOT, 'benchmarks', 'README.md')
+] + glob.glob(osp.join(ROOT, 'docs', '*.md')))
 README_MAX_LINES = 200
 REPO_PATH = re.compile(
     r'(?<![\w./$-])(?:tools|configs|docs|results|benchmarks|mopro)/'
@@ -77,8 +78,10 @@ def anchors(path: str) -> Set[str]:
     """The anchors of the headings of the markdown file ``path`` (those
     outside code blocks)."""
     text = FENCE.sub('', read(path))
-    return {slug(line.lstrip('#'))
-            for line in text.splitlines() if re.match(r'#{1,6} ', line)}
+    return {
+        slug(line.lstrip('#'))
+        for line in text.splitlines() if re.match(r'#{1,6} ', line)
+    }
 
 
 def tools_named() -> Dict[str, List[str]]:
@@ -92,8 +95,8 @@ def tools_named() -> Dict[str, List[str]]:
 
 @pytest.mark.parametrize('page', PAGES, ids=page_id)
 def test_named_paths_exist(page):
-    missing = sorted(p for p in repo_paths(read(page))
-                     if not osp.exists(osp.join(ROOT, p)))
+    missing = sorted(
+        p for p in repo_paths(read(page)) if not osp.exists(osp.join(ROOT, p)))
     assert not missing, f'{page_id(page)} names missing paths: {missing}'
 
 
@@ -117,7 +120,8 @@ def test_relative_links_resolve(page):
 def test_make_targets_exist():
     makefile = read(osp.join(ROOT, 'Makefile'))
     targets = set(re.findall(r'^([\w-]+):', makefile, re.MULTILINE))
-    named = {(page_id(page), target) for page in PAGES
+    named = {(page_id(page), target)
+             for page in PAGES
              for target in MAKE_TARGET.findall(read(page))}
     assert {t for _, t in named} >= {'env', 'demo', 'test'}
     unknown = sorted((p, t) for p, t in named if t not in targets)
@@ -164,17 +168,25 @@ def test_every_tool_named_answers_help():
     env = {k: v for k, v in os.environ.items() if k != TRACEBACK_ENV}
     env.update(CUDA_VISIBLE_DEVICES='', OMP_NUM_THREADS='1')
     result = subprocess.run([sys.executable, '-c', HELP_DRIVER, *tools],
-                            cwd=ROOT, env=env, capture_output=True,
-                            text=True, timeout=600)
+                            cwd=ROOT,
+                            env=env,
+                            capture_output=True,
+                            text=True,
+                            timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     outputs = HELP_END.split(result.stdout)
     # [output, tool, status, output, tool, status, ..., rest]
-    answered = {tool: (status, output) for output, tool, status in zip(
-        outputs[0::3], outputs[1::3], outputs[2::3])}
+    answered = {
+        tool: (status, output)
+        for output, tool, status in zip(outputs[0::3], outputs[1::3],
+                                        outputs[2::3])
+    }
     assert sorted(answered) == tools, result.stderr[-2000:]
-    failed = [f'{tool} (exit {status}): {output[-500:]}'
-              for tool, (status, output) in answered.items()
-              if status != '0' or 'usage:' not in output]
+    failed = [
+        f'{tool} (exit {status}): {output[-500:]}'
+        for tool, (status, output) in answered.items()
+        if status != '0' or 'usage:' not in output
+    ]
     assert not failed, '\n'.join(failed)
 
 
@@ -184,13 +196,17 @@ def test_train_d2_without_detectron2_prints_the_documented_hint(tmp_path):
     documented = D2_HINT.search(read(osp.join(ROOT, 'docs', 'install.md')))
     assert documented, 'docs/install.md quotes no install hint'
     env = {k: v for k, v in os.environ.items() if k != TRACEBACK_ENV}
-    env.update(CUDA_VISIBLE_DEVICES='',
-               PYTHONPATH=os.pathsep.join(
-                   filter(None, [ROOT, os.environ.get('PYTHONPATH')])))
+    env.update(
+        CUDA_VISIBLE_DEVICES='',
+        PYTHONPATH=os.pathsep.join(
+            filter(None, [ROOT, os.environ.get('PYTHONPATH')])))
     result = subprocess.run(
-        [sys.executable, osp.join(ROOT, D2_TOOL), '--help'], cwd=ROOT,
+        [sys.executable, osp.join(ROOT, D2_TOOL), '--help'],
+        cwd=ROOT,
         env=env_without_detectron2(tmp_path / 'site', env),
-        capture_output=True, text=True, timeout=300)
+        capture_output=True,
+        text=True,
+        timeout=300)
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.stderr.strip() == documented.group(0)
     assert result.stdout == ''

@@ -37,29 +37,43 @@ DOC = osp.join(ROOT, 'docs', 'own_data.md')
 CONFIG = 'configs/mopro_r50_custom.py'
 CLASSES = ['bird', 'cat', 'dog']
 # the tools of the walkthrough, in the page's order
-STEPS = {'dataset_converters/folder_to_lists': 'lists', 'train': 'train',
-         'test': 'test', 'noise_cleaning': 'clean', 'convert_to_d2': 'd2'}
+STEPS = {
+    'dataset_converters/folder_to_lists': 'lists',
+    'train': 'train',
+    'test': 'test',
+    'noise_cleaning': 'clean',
+    'convert_to_d2': 'd2'
+}
 CI_EPOCHS = 2
 # the CI's: a ResNet-18 on 32 px views, eager, in the main process
 SMALL = [
-    'model.backbone.depth=18', 'model.feat_dim=512',
-    'model.proj_hidden_dim=64', 'model.embed_dim=16', 'model.queue_len=32',
-    'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
+    'model.backbone.depth=18',
+    'model.feat_dim=512',
+    'model.proj_hidden_dim=64',
+    'model.embed_dim=16',
+    'model.queue_len=32',
+    'val_dataloader.num_workers=0',
+    'val_dataloader.persistent_workers=False',
     'val_dataloader.dataset.pipeline.1.scale=32',
     'val_dataloader.dataset.pipeline.2.crop_size=32',
     'visualizer.vis_backends=None',
 ]
 SMALL_TRAINING = [
-    f'max_epochs={CI_EPOCHS}', 'train_dataloader.batch_size=4',
+    f'max_epochs={CI_EPOCHS}',
+    'train_dataloader.batch_size=4',
     'train_dataloader.num_workers=0',
     'train_dataloader.persistent_workers=False',
     'train_dataloader.dataset.pipeline.1.transforms.0.0.scale=32',
     'train_dataloader.dataset.pipeline.1.transforms.1.0.scale=32',
     # MoPro's phases within the 2 epochs: noise correction in epoch 2
-    'custom_hooks.0.start_clean_epoch=1', 'default_hooks.logger.interval=1',
+    'custom_hooks.0.start_clean_epoch=1',
+    'default_hooks.logger.interval=1',
 ]
-CI_OPTIONS = {'train': SMALL + SMALL_TRAINING, 'test': SMALL,
-              'noise_cleaning': SMALL}
+CI_OPTIONS = {
+    'train': SMALL + SMALL_TRAINING,
+    'test': SMALL,
+    'noise_cleaning': SMALL
+}
 CI_FLAGS = {'noise_cleaning': ['--num-workers', '0', '--batch-size', '8']}
 FENCED_BASH = re.compile(r'^```bash\n(.*?)^```', re.MULTILINE | re.DOTALL)
 
@@ -116,9 +130,10 @@ def with_cfg_options(args: List[str], extra: List[str]) -> List[str]:
 def ci_args(tool: str, argv: List[str]) -> List[str]:
     """The page's arguments, with the substitutions of the module
     docstring."""
-    args = [osp.join(ROOT, a) if a.startswith('configs/') else
-            a.replace('epoch_90.pth', f'epoch_{CI_EPOCHS}.pth')
-            for a in argv[2:]]
+    args = [
+        osp.join(ROOT, a) if a.startswith('configs/') else a.replace(
+            'epoch_90.pth', f'epoch_{CI_EPOCHS}.pth') for a in argv[2:]
+    ]
     return with_cfg_options(args, CI_OPTIONS.get(tool, [])) + \
         CI_FLAGS.get(tool, [])
 
@@ -214,8 +229,7 @@ def test_pretraining_reads_the_folder_and_says_so(page, walkthrough):
             'val.txt') in log
     assert 'no checkpoint' not in log  # a fresh work dir, no --resume
     work_dir = option(page['train'], '--work-dir')
-    ckpt = load_checkpoint(osp.join(cwd, work_dir,
-                                    f'epoch_{CI_EPOCHS}.pth'))
+    ckpt = load_checkpoint(osp.join(cwd, work_dir, f'epoch_{CI_EPOCHS}.pth'))
     # 21 images, 4 a batch, the last one dropped: 5 iterations an epoch
     assert ckpt['meta']['iter'] == 10
     assert ckpt['meta']['dataset_meta'] == {'classes': CLASSES}
@@ -240,12 +254,14 @@ def test_noise_cleaning_lists_the_folder_images(page, walkthrough):
     _ok(results, 'clean')
     with open(osp.join(cwd, option(page['clean'], '--out'))) as f:
         cleaned = json.load(f)
-    train = dict(line.rsplit(' ', 1) for line in lines_of(
-        osp.join(cwd, data, 'train.txt')))
+    train = dict(
+        line.rsplit(' ', 1)
+        for line in lines_of(osp.join(cwd, data, 'train.txt')))
     assert set(cleaned) <= set(train)
     assert set(cleaned.values()) <= {0, 1, 2}
-    with open(osp.join(cwd, option(page['clean'], '--work-dir'),
-                       'noise_cleaning_summary.json')) as f:
+    with open(
+            osp.join(cwd, option(page['clean'], '--work-dir'),
+                     'noise_cleaning_summary.json')) as f:
         summary = json.load(f)
     assert summary['total']['images'] == 21
     assert summary['total']['cleaned'] == len(cleaned)
@@ -260,19 +276,22 @@ def test_checkpoint_converts_for_detectron2(page, walkthrough):
         model = pickle.load(f)['model']
     assert model['stem.conv1.weight'].shape == (64, 3, 7, 7)
     # ResNet-18: two basic blocks a stage
-    assert sorted({k.split('.')[1] for k in model
-                   if k.startswith('res5.')}) == ['0', '1']
-    assert not any(k.startswith(('momentum', 'classifier', 'queue'))
-                   for k in model)
+    assert sorted({k.split('.')[1]
+                   for k in model if k.startswith('res5.')}) == ['0', '1']
+    assert not any(
+        k.startswith(('momentum', 'classifier', 'queue')) for k in model)
 
 
 def test_work_dirs_are_where_the_user_said(page, walkthrough):
     cwd, results = walkthrough
     for step in STEPS.values():
         _ok(results, step)
-    said = {option(page[step], '--work-dir')
-            for step in ('train', 'test', 'clean')}
+    said = {
+        option(page[step], '--work-dir')
+        for step in ('train', 'test', 'clean')
+    }
     assert sorted(said) == [
-        'work_dirs/cleaning', 'work_dirs/mine', 'work_dirs/test']
-    assert sorted(os.listdir(osp.join(cwd, 'work_dirs'))) == [
-        'cleaning', 'mine', 'test']
+        'work_dirs/cleaning', 'work_dirs/mine', 'work_dirs/test'
+    ]
+    assert sorted(os.listdir(osp.join(
+        cwd, 'work_dirs'))) == ['cleaning', 'mine', 'test']

@@ -24,8 +24,8 @@ def test_gpu_data_config_trains_through_the_runner(tmp_path):
     assert runner.model.data_preprocessor._calls == 2
 
 
-def test_batches_are_decoded_one_ahead_in_the_background(tmp_path,
-                                                         monkeypatch):
+def test_batches_are_decoded_one_ahead_in_the_background(
+        tmp_path, monkeypatch):
     """Through the Runner (DecodeAheadHook), each batch after the first is
     being decoded, in the background thread, before the preprocessor takes
     it; the views equal those of the same run decoding each batch when it
@@ -43,8 +43,7 @@ def test_batches_are_decoded_one_ahead_in_the_background(tmp_path,
     del cfg.default_hooks.decode_ahead
     inline, decoded = train_recording(cfg, monkeypatch)
     assert [started for _, started, _ in inline] == [False] * 3
-    assert all(name == threading.current_thread().name
-               for name, _ in decoded)
+    assert all(name == threading.current_thread().name for name, _ in decoded)
     for (paths, _, ours), (their_paths, _, theirs) in zip(ahead, inline):
         assert paths == their_paths
         for view, other in zip(ours, theirs):

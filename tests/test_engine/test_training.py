@@ -11,7 +11,6 @@ import torch
 from mmengine.runner import Runner
 
 from mopro.utils.checkpoint import load_checkpoint
-
 from helpers import ROOT
 from helpers.configs import tiny_mopro_options
 from helpers.data import make_webvision
@@ -19,10 +18,12 @@ from helpers.training import V1, tiny_v1_cfg, train_v1
 
 
 def _options_as_args(options: dict) -> list:
+
     def fmt(value):
         if isinstance(value, tuple):
             return '[' + ','.join(map(str, value)) + ']'
         return str(value)
+
     return [f'{k}={fmt(v)}' for k, v in options.items()]
 
 
@@ -35,18 +36,17 @@ def _cpu_env(**extra) -> dict:
 
 def test_v1_config_runs_one_iteration(webvision_root, tmp_path):
     cfg = tiny_v1_cfg(webvision_root, str(tmp_path / 'work'), 'v1_one_iter')
-    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=1,
-                         val_interval=100)
+    cfg.train_cfg = dict(
+        type='IterBasedTrainLoop', max_iters=1, val_interval=100)
     cfg.param_scheduler = []
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1,
-                                        by_epoch=False)
+    cfg.default_hooks.checkpoint = dict(
+        type='CheckpointHook', interval=1, by_epoch=False)
     runner = Runner.from_cfg(cfg)
     queue_before = runner.model.queue.clone()
     runner.train()
     assert int(runner.model.queue_ptr) == 4
     assert not torch.equal(runner.model.queue[:, :4], queue_before[:, :4])
-    torch.testing.assert_close(runner.model.queue[:, 4:],
-                               queue_before[:, 4:])
+    torch.testing.assert_close(runner.model.queue[:, 4:], queue_before[:, 4:])
     # the paper's ResNet-50 setting was kept, only shrunk by cfg options
     assert runner.cfg.model.momentum == 0.999
     assert runner.cfg.model.threshold == 0.8
@@ -58,14 +58,13 @@ def test_resume_is_exact(webvision_root, tmp_path):
     encoder, queue, pointer, prototypes, optimizer state, lr and phase.
     Random views loaded in the process, three Runners one after the other
     in it."""
-    straight = train_v1(webvision_root, str(tmp_path / 'a'), 'straight',
-                        2)
+    straight = train_v1(webvision_root, str(tmp_path / 'a'), 'straight', 2)
     train_v1(webvision_root, str(tmp_path / 'b'), 'first_half', 1)
     # the Runner's checkpoint loads under torch's weights-only unpickler
     half = str(tmp_path / 'b' / 'epoch_1.pth')
     assert load_checkpoint(half)['meta']['epoch'] == 1
-    resumed = train_v1(webvision_root, str(tmp_path / 'b'), 'second_half',
-                       2, resume=half)
+    resumed = train_v1(
+        webvision_root, str(tmp_path / 'b'), 'second_half', 2, resume=half)
 
     assert resumed.epoch == straight.epoch == 2
     model_a, model_b = straight.model, resumed.model
@@ -74,15 +73,17 @@ def test_resume_is_exact(webvision_root, tmp_path):
     state_a, state_b = model_a.state_dict(), model_b.state_dict()
     assert state_a.keys() == state_b.keys()
     for key in state_a:
-        torch.testing.assert_close(state_a[key], state_b[key], rtol=0,
-                                   atol=0, msg=key)
+        torch.testing.assert_close(
+            state_a[key], state_b[key], rtol=0, atol=0, msg=key)
     opt_a = straight.optim_wrapper.state_dict()
     opt_b = resumed.optim_wrapper.state_dict()
     assert opt_a['param_groups'][0]['lr'] == opt_b['param_groups'][0]['lr']
     for idx, state in opt_a['state'].items():
-        torch.testing.assert_close(state['momentum_buffer'],
-                                   opt_b['state'][idx]['momentum_buffer'],
-                                   rtol=0, atol=0)
+        torch.testing.assert_close(
+            state['momentum_buffer'],
+            opt_b['state'][idx]['momentum_buffer'],
+            rtol=0,
+            atol=0)
 
 
 @pytest.mark.skipif(sys.platform != 'linux', reason='torchrun on linux')
@@ -90,14 +91,21 @@ def test_dist_train_two_cpu_processes(webvision_root, tmp_path):
     """tools/dist_train.sh with 2 processes (gloo) trains and checkpoints."""
     work_dir = str(tmp_path / 'work')
     options = tiny_mopro_options(webvision_root, work_dir)
-    options.update({'train_cfg.max_epochs': 1,
-                    'visualizer.vis_backends': None})
+    options.update({
+        'train_cfg.max_epochs': 1,
+        'visualizer.vis_backends': None
+    })
     env = _cpu_env(PYTHON=sys.executable, PORT='29517', OMP_NUM_THREADS='1')
-    result = subprocess.run(
-        ['bash', osp.join(ROOT, 'tools', 'dist_train.sh'), V1, '2',
-         '--cfg-options', *_options_as_args(options), 'test_dataloader=None',
-         'test_evaluator=None', 'test_cfg=None'],
-        env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run([
+        'bash',
+        osp.join(ROOT, 'tools', 'dist_train.sh'), V1, '2', '--cfg-options',
+        *_options_as_args(options), 'test_dataloader=None',
+        'test_evaluator=None', 'test_cfg=None'
+    ],
+                            env=env,
+                            capture_output=True,
+                            text=True,
+                            timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     ckpt = load_checkpoint(osp.join(work_dir, 'epoch_1.pth'))
     # 32 images, 2 ranks x 4 per batch: 4 iterations (1 process: 8), and the
@@ -115,19 +123,26 @@ def test_worker_crash_on_one_rank_stops_every_rank(webvision_root, tmp_path):
     open(osp.join(webvision_root, 'google/q0000/001.jpg'), 'wb').close()
     work_dir = str(tmp_path / 'work')
     options = tiny_mopro_options(webvision_root, work_dir)
-    options.update({'train_cfg.max_epochs': 1,
-                    'train_dataloader.num_workers': 1,
-                    'train_dataloader.sampler.shuffle': False,
-                    'train_dataloader.dataset.max_refetch': 0,
-                    'env_cfg.dist_cfg.timeout': 60,
-                    'visualizer.vis_backends': None})
+    options.update({
+        'train_cfg.max_epochs': 1,
+        'train_dataloader.num_workers': 1,
+        'train_dataloader.sampler.shuffle': False,
+        'train_dataloader.dataset.max_refetch': 0,
+        'env_cfg.dist_cfg.timeout': 60,
+        'visualizer.vis_backends': None
+    })
     env = _cpu_env(PYTHON=sys.executable, PORT='29533', OMP_NUM_THREADS='1')
     start = time.monotonic()
-    result = subprocess.run(
-        ['bash', osp.join(ROOT, 'tools', 'dist_train.sh'), V1, '2',
-         '--cfg-options', *_options_as_args(options), 'test_dataloader=None',
-         'test_evaluator=None', 'test_cfg=None'],
-        env=env, capture_output=True, text=True, timeout=280)
+    result = subprocess.run([
+        'bash',
+        osp.join(ROOT, 'tools', 'dist_train.sh'), V1, '2', '--cfg-options',
+        *_options_as_args(options), 'test_dataloader=None',
+        'test_evaluator=None', 'test_cfg=None'
+    ],
+                            env=env,
+                            capture_output=True,
+                            text=True,
+                            timeout=280)
     assert result.returncode != 0
     assert time.monotonic() - start < 240
     log = result.stdout + result.stderr
@@ -139,12 +154,18 @@ def test_worker_crash_on_one_rank_stops_every_rank(webvision_root, tmp_path):
 # shrunk by tiny_mopro_options (random crops, flips, colour jitter), workers
 # as configured. 32 images, 4 per batch: 8 iterations per epoch, 2 epochs.
 GPU_DATA = osp.join(ROOT, 'configs', 'mopro_r50_webvision_v1_gpu_data.py')
-PERSISTENT = {'train_dataloader.num_workers': 2,
-              'train_dataloader.persistent_workers': True}
-NON_PERSISTENT = {'train_dataloader.num_workers': 2,
-                  'train_dataloader.persistent_workers': False}
-IN_PROCESS = {'train_dataloader.num_workers': 0,
-              'train_dataloader.persistent_workers': False}
+PERSISTENT = {
+    'train_dataloader.num_workers': 2,
+    'train_dataloader.persistent_workers': True
+}
+NON_PERSISTENT = {
+    'train_dataloader.num_workers': 2,
+    'train_dataloader.persistent_workers': False
+}
+IN_PROCESS = {
+    'train_dataloader.num_workers': 0,
+    'train_dataloader.persistent_workers': False
+}
 KILL_MID_EPOCH_2 = "dict(type='KillAtIter', iteration=11)"
 KILL_SAVING_EPOCH_2 = "dict(type='KillDuringSave', epoch=2)"
 
@@ -166,34 +187,48 @@ def _tiny_gpu_data_options(data_root, work_dir) -> dict:
     """tiny_mopro_options for the GPU data path config: its views are made
     by the data preprocessor (32 px, eager), not by the pipeline."""
     options = {
-        k: v for k, v in tiny_mopro_options(data_root, work_dir).items()
-        if not k.startswith('train_dataloader.dataset.pipeline')}
-    options.update({'model.data_preprocessor.crop_size': 32,
-                    'model.data_preprocessor.compile_views': False})
+        k: v
+        for k, v in tiny_mopro_options(data_root, work_dir).items()
+        if not k.startswith('train_dataloader.dataset.pipeline')
+    }
+    options.update({
+        'model.data_preprocessor.crop_size': 32,
+        'model.data_preprocessor.compile_views': False
+    })
     return options
 
 
 def _launch(config, work_dir, options, *extra, device='cpu', umask=None):
     """tools/train.py in a subprocess, 2 epochs, output in ``.log``."""
-    options = dict(options, **{
-        'train_cfg.max_epochs': 2,
-        'train_cfg.val_interval': 100,
-        'visualizer.vis_backends': None,
-        'default_hooks.checkpoint.max_keep_ckpts': 1,
-    })
-    env = (_cpu_env() if device == 'cpu' else dict(
-        os.environ, CUBLAS_WORKSPACE_CONFIG=':4096:8'))
+    options = dict(
+        options, **{
+            'train_cfg.max_epochs': 2,
+            'train_cfg.val_interval': 100,
+            'visualizer.vis_backends': None,
+            'default_hooks.checkpoint.max_keep_ckpts': 1,
+        })
+    env = (
+        _cpu_env() if device == 'cpu' else dict(
+            os.environ, CUBLAS_WORKSPACE_CONFIG=':4096:8'))
     # the tree under test, and tests/ for helpers.kill_hook
-    env.update(PYTHONPATH=os.pathsep.join(filter(None, [
-        ROOT, osp.join(ROOT, 'tests'), env.get('PYTHONPATH')])),
+    env.update(
+        PYTHONPATH=os.pathsep.join(
+            filter(None,
+                   [ROOT, osp.join(ROOT, 'tests'),
+                    env.get('PYTHONPATH')])),
         OMP_NUM_THREADS='1')
-    return subprocess.Popen(
-        [sys.executable, osp.join(ROOT, 'tools', 'train.py'), str(config),
-         '--cfg-options', *_options_as_args(options), 'test_dataloader=None',
-         'test_evaluator=None', 'test_cfg=None', *extra],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, preexec_fn=None if umask is None else
-        (lambda: os.umask(umask)))
+    return subprocess.Popen([
+        sys.executable,
+        osp.join(ROOT, 'tools', 'train.py'),
+        str(config), '--cfg-options', *_options_as_args(options),
+        'test_dataloader=None', 'test_evaluator=None', 'test_cfg=None', *extra
+    ],
+                            env=env,
+                            stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT,
+                            text=True,
+                            preexec_fn=None if umask is None else
+                            (lambda: os.umask(umask)))
 
 
 def _finish(runs: dict, results: dict) -> None:
@@ -203,8 +238,9 @@ def _finish(runs: dict, results: dict) -> None:
 
 def _listing(directory) -> list:
     """The checkpoints, their temporaries and the pointer in a work dir."""
-    return sorted(n for n in os.listdir(directory) if n.endswith(
-        ('.pth', '.tmp')) or n == 'last_checkpoint')
+    return sorted(
+        n for n in os.listdir(directory)
+        if n.endswith(('.pth', '.tmp')) or n == 'last_checkpoint')
 
 
 class ResumeRuns:
@@ -255,39 +291,53 @@ def resume_runs(tmp_path_factory):
         tiny = _tiny_gpu_data_options if gpu_data else tiny_mopro_options
         return dict(tiny(root, str(tmp / name)), **loader)
 
-    _finish({
-        'straight': _launch(plain, tmp / 'straight',
-                            options('straight', PERSISTENT), '--resume'),
-        'killed': _launch(
-            _resume_config(tmp, 'killed', V1, KILL_MID_EPOCH_2),
-            tmp / 'killed', options('killed', PERSISTENT)),
-        'saving': _launch(
-            _resume_config(tmp, 'saving', V1, KILL_SAVING_EPOCH_2),
-            tmp / 'saving', options('saving', NON_PERSISTENT), umask=0o027),
-        'gpu_straight': _launch(
-            gpu_plain, tmp / 'gpu_straight',
-            options('gpu_straight', PERSISTENT, gpu_data=True)),
-        'gpu_killed': _launch(
-            _resume_config(tmp, 'gpu_killed', GPU_DATA, KILL_MID_EPOCH_2),
-            tmp / 'gpu_killed',
-            options('gpu_killed', PERSISTENT, gpu_data=True)),
-    }, runs.results)
+    _finish(
+        {
+            'straight':
+            _launch(plain, tmp / 'straight', options('straight', PERSISTENT),
+                    '--resume'),
+            'killed':
+            _launch(
+                _resume_config(tmp, 'killed', V1, KILL_MID_EPOCH_2),
+                tmp / 'killed', options('killed', PERSISTENT)),
+            'saving':
+            _launch(
+                _resume_config(tmp, 'saving', V1, KILL_SAVING_EPOCH_2),
+                tmp / 'saving',
+                options('saving', NON_PERSISTENT),
+                umask=0o027),
+            'gpu_straight':
+            _launch(gpu_plain, tmp / 'gpu_straight',
+                    options('gpu_straight', PERSISTENT, gpu_data=True)),
+            'gpu_killed':
+            _launch(
+                _resume_config(tmp, 'gpu_killed', GPU_DATA, KILL_MID_EPOCH_2),
+                tmp / 'gpu_killed',
+                options('gpu_killed', PERSISTENT, gpu_data=True)),
+        }, runs.results)
     for name in ('killed', 'saving', 'gpu_killed'):
         pointer = tmp / name / 'last_checkpoint'
         runs.after_kill[name] = dict(
             listing=_listing(tmp / name),
             pointer=pointer.read_text() if pointer.exists() else None)
     (tmp / 'gpu_killed' / 'last_checkpoint').write_text('')
-    _finish({
-        'killed_resumed': _launch(plain, tmp / 'killed',
-                                  options('killed', PERSISTENT), '--resume'),
-        'saving_resumed': _launch(plain, tmp / 'saving',
-                                  options('saving', IN_PROCESS), '--resume',
-                                  umask=0o027),
-        'gpu_killed_resumed': _launch(
-            gpu_plain, tmp / 'gpu_killed',
-            options('gpu_killed', PERSISTENT, gpu_data=True), '--resume'),
-    }, runs.results)
+    _finish(
+        {
+            'killed_resumed':
+            _launch(plain, tmp / 'killed', options('killed', PERSISTENT),
+                    '--resume'),
+            'saving_resumed':
+            _launch(
+                plain,
+                tmp / 'saving',
+                options('saving', IN_PROCESS),
+                '--resume',
+                umask=0o027),
+            'gpu_killed_resumed':
+            _launch(gpu_plain, tmp / 'gpu_killed',
+                    options('gpu_killed', PERSISTENT, gpu_data=True),
+                    '--resume'),
+        }, runs.results)
     return runs
 
 
@@ -299,12 +349,15 @@ def _assert_same_training_state(again: dict, straight: dict) -> None:
     assert state_a.keys() == state_b.keys()
     assert state_a['prototypes'].abs().sum() > 0  # noise correction ran
     for key in state_a:
-        torch.testing.assert_close(state_b[key], state_a[key], rtol=0,
-                                   atol=0, msg=key)
+        torch.testing.assert_close(
+            state_b[key], state_a[key], rtol=0, atol=0, msg=key)
     opt_a, opt_b = straight['optimizer'], again['optimizer']
     for idx, state in opt_a['state'].items():
-        torch.testing.assert_close(opt_b['state'][idx]['momentum_buffer'],
-                                   state['momentum_buffer'], rtol=0, atol=0)
+        torch.testing.assert_close(
+            opt_b['state'][idx]['momentum_buffer'],
+            state['momentum_buffer'],
+            rtol=0,
+            atol=0)
 
 
 def test_resume_in_an_empty_work_dir_starts_from_epoch_1(resume_runs):
@@ -322,12 +375,13 @@ def test_resume_with_persistent_workers_is_exact(resume_runs):
     workers carried on from epoch 1 to 2."""
     assert resume_runs.returncode('killed') == -9
     assert resume_runs.after_kill['killed']['listing'] == [
-        'epoch_1.pth', 'last_checkpoint']
+        'epoch_1.pth', 'last_checkpoint'
+    ]
     log = resume_runs.log('killed_resumed')
     assert resume_runs.returncode('killed_resumed') == 0, log[-3000:]
     assert 'resumed epoch: 1' in log
-    _assert_same_training_state(resume_runs.epoch_2('killed'),
-                                resume_runs.epoch_2('straight'))
+    _assert_same_training_state(
+        resume_runs.epoch_2('killed'), resume_runs.epoch_2('straight'))
 
 
 def test_empty_last_checkpoint_resumes_the_newest_checkpoint(resume_runs):
@@ -373,8 +427,8 @@ def test_resume_loading_in_process_is_exact(resume_runs):
     the seed, the epoch and the sample's position only."""
     log = resume_runs.log('saving_resumed')
     assert resume_runs.returncode('saving_resumed') == 0, log[-3000:]
-    _assert_same_training_state(resume_runs.epoch_2('saving'),
-                                resume_runs.epoch_2('straight'))
+    _assert_same_training_state(
+        resume_runs.epoch_2('saving'), resume_runs.epoch_2('straight'))
 
 
 def test_gpu_data_path_resume_is_exact(resume_runs):
@@ -385,8 +439,8 @@ def test_gpu_data_path_resume_is_exact(resume_runs):
         assert resume_runs.returncode(name) == 0, log[-3000:]
     assert resume_runs.returncode('gpu_killed') == -9
     assert 'resumed epoch: 1' in resume_runs.log('gpu_killed_resumed')
-    _assert_same_training_state(resume_runs.epoch_2('gpu_killed'),
-                                resume_runs.epoch_2('gpu_straight'))
+    _assert_same_training_state(
+        resume_runs.epoch_2('gpu_killed'), resume_runs.epoch_2('gpu_straight'))
 
 
 @pytest.mark.gpu
@@ -399,18 +453,26 @@ def test_kill_and_resume_on_cuda_is_exact(webvision_root, tmp_path):
     killed = _resume_config(tmp_path, 'killed', V1, KILL_MID_EPOCH_2)
 
     def options(name):
-        return dict(tiny_mopro_options(webvision_root, str(tmp_path / name)),
-                    **PERSISTENT)
+        return dict(
+            tiny_mopro_options(webvision_root, str(tmp_path / name)),
+            **PERSISTENT)
 
     results = {}
-    _finish({'straight': _launch(plain, tmp_path / 'a', options('a'),
-                                 device='cuda'),
-             'killed': _launch(killed, tmp_path / 'b', options('b'),
-                               device='cuda')}, results)
+    _finish(
+        {
+            'straight': _launch(
+                plain, tmp_path / 'a', options('a'), device='cuda'),
+            'killed': _launch(
+                killed, tmp_path / 'b', options('b'), device='cuda')
+        }, results)
     assert results['straight'][1] == 0, results['straight'][0][-3000:]
     assert results['killed'][1] == -9, results['killed'][0][-3000:]
-    _finish({'resumed': _launch(plain, tmp_path / 'b', options('b'),
-                                '--resume', device='cuda')}, results)
+    _finish(
+        {
+            'resumed':
+            _launch(
+                plain, tmp_path / 'b', options('b'), '--resume', device='cuda')
+        }, results)
     log, returncode = results['resumed']
     assert returncode == 0, log[-3000:]
     assert 'resumed epoch: 1' in log

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from mopro.datasets.lowshot import (VOC07_CLASSES, read_places205, read_voc07)
+from mopro.datasets.lowshot import VOC07_CLASSES, read_places205, read_voc07
 from mopro.evaluation.low_shot import (evaluate_low_shot, format_table,
                                        low_shot_samples, sample_low_shot)
 from mopro.evaluation.svm import (GOYAL_COST_GRID, average_precision,
@@ -188,8 +188,7 @@ def test_voc07_difficult_negative_by_default_or_ignored():
     test = np.eye(32)[test_cls]
     test_labels = voc_labels(test_cls)
     test_labels[2, 0] = 0
-    released, _ = voc07_svm(train, voc_labels(train_cls), test,
-                            test_labels)
+    released, _ = voc07_svm(train, voc_labels(train_cls), test, test_labels)
     assert released[0] == pytest.approx(100 * 2 / 3)
     np.testing.assert_allclose(released[1:], 100.0)
     standard, _ = voc07_svm(
@@ -358,8 +357,8 @@ def test_evaluate_low_shot_mean_std_of_runs():
     result = evaluate_low_shot(
         'places205', train, cls, test, test_cls, draws, jobs=1)[2]
     expected = [
-        places_svm(train[draws[(2, r)]], cls[draws[(2, r)]], test,
-                   test_cls)[0] for r in range(3)
+        places_svm(train[draws[(2, r)]], cls[draws[(2, r)]], test, test_cls)[0]
+        for r in range(3)
     ]
     assert result['runs'] == pytest.approx(expected)
     assert result['mean'] == pytest.approx(np.mean(expected))
@@ -440,13 +439,19 @@ def test_non_finite_features_and_costs_are_refused():
     labels = np.array([0, 0, 1, 1, 2, 2])
     bad = feats.copy()
     bad[2, 1] = np.inf
-    with pytest.raises(DataError, match=r'train features hold 1 non-finite '
-                       r'values \(NaN or inf\) in 1 of 6 rows'):
+    with pytest.raises(
+            DataError,
+            match=r'train features hold 1 non-finite '
+            r'values \(NaN or inf\) in 1 of 6 rows'):
         places_svm(bad, labels, feats, labels, jobs=1)
     for cost in (float('nan'), float('inf'), 0.0):
         with pytest.raises(ConfigError, match='cost must be'):
             places_svm(feats, labels, feats, labels, cost, jobs=1)
     with pytest.raises(ConfigError, match='cost grid value must be'):
-        voc07_svm(feats, np.where(np.eye(6, 3) > 0, 1, -1), feats,
-                  np.where(np.eye(6, 3) > 0, 1, -1),
-                  cost_grid=[0.5, float('nan')], jobs=1)
+        voc07_svm(
+            feats,
+            np.where(np.eye(6, 3) > 0, 1, -1),
+            feats,
+            np.where(np.eye(6, 3) > 0, 1, -1),
+            cost_grid=[0.5, float('nan')],
+            jobs=1)

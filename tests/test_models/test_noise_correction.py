@@ -13,7 +13,6 @@ import torch
 import torch.nn.functional as F
 
 from mopro.models import OOD_LABEL, correct_labels, update_prototypes
-
 from helpers.mopro_reference import (reference_correct_labels,
                                      reference_update_prototypes)
 
@@ -39,8 +38,7 @@ def run(cls_rows, proto_rows, labels, **kwargs):
     proto_logits = torch.stack(proto_rows)
     labels = torch.tensor(labels)
     out = correct_labels(cls_logits, proto_logits, labels, **kwargs)
-    ref = reference_correct_labels(cls_logits, proto_logits, labels,
-                                   **kwargs)
+    ref = reference_correct_labels(cls_logits, proto_logits, labels, **kwargs)
     assert torch.equal(out, ref), (out, ref)
     return out.tolist()
 
@@ -70,11 +68,13 @@ def test_exactly_at_threshold_is_not_confident():
     k = 4
     cls, proto = onehot_logits(0, k), onehot_logits(1, k)
     # max q == T (0.75): not confident; label 1 has q == 1/K exactly -> OOD
-    assert run([cls] * 3, [proto] * 3, [0, 1, 2], alpha=0.75,
-               threshold=0.75) == [0, -1, -1]
+    assert run(
+        [cls] * 3, [proto] * 3, [0, 1, 2], alpha=0.75,
+        threshold=0.75) == [0, -1, -1]
     # just below T: confident, everything becomes class 0
-    assert run([cls] * 3, [proto] * 3, [0, 1, 2], alpha=0.75,
-               threshold=0.7499) == [0, 0, 0]
+    assert run(
+        [cls] * 3, [proto] * 3, [0, 1, 2], alpha=0.75,
+        threshold=0.7499) == [0, 0, 0]
 
 
 def test_exactly_uniform_score_is_ood():
@@ -197,15 +197,15 @@ def test_update_prototypes_matches_sequential_loop(seed, momentum,
     if zero_protos:
         assert torch.equal(out[untouched], torch.zeros(2, protos.shape[1]))
     else:
-        torch.testing.assert_close(out[untouched], before[untouched],
-                                   rtol=0, atol=1e-6)
+        torch.testing.assert_close(
+            out[untouched], before[untouched], rtol=0, atol=1e-6)
 
 
 def test_update_prototypes_first_sample_on_zero_prototype_is_its_embedding():
     # c = 0: (1 - m) z normalised is z itself
     feats = F.normalize(torch.randn(3, 8), dim=1)
-    out = update_prototypes(torch.zeros(4, 8), feats, torch.tensor([2, 0, 3]),
-                            0.999)
+    out = update_prototypes(
+        torch.zeros(4, 8), feats, torch.tensor([2, 0, 3]), 0.999)
     torch.testing.assert_close(out[[2, 0, 3]], feats)
     assert torch.equal(out[1], torch.zeros(8))
 
@@ -236,7 +236,7 @@ def test_update_prototypes_long_runs_of_one_class(momentum):
 def test_update_prototypes_bf16_features():
     protos, feats, labels = random_case(7)
     out = update_prototypes(protos, feats.bfloat16(), labels, 0.9)
-    ref = reference_update_prototypes(protos, feats.bfloat16().float(),
-                                      labels, 0.9)
+    ref = reference_update_prototypes(protos,
+                                      feats.bfloat16().float(), labels, 0.9)
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)

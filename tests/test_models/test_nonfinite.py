@@ -12,7 +12,6 @@ from mopro.apis import train_model
 from mopro.engine import NonFiniteCheckHook
 from mopro.models.nonfinite import NonFiniteError
 from mopro.utils.cli import ConfigError
-
 from helpers import ROOT
 from helpers.configs import tool_config
 from helpers.data import make_webvision
@@ -42,8 +41,10 @@ def batch(seed, nan=False):
 def test_raise_reports_at_the_next_step_and_on_check():
     model = classifier()
     model.loss(*batch(0, nan=True))  # only records the device flag
-    with pytest.raises(NonFiniteError, match='CompilableImageClassifier: '
-                       'non-finite loss in a recent iteration'):
+    with pytest.raises(
+            NonFiniteError,
+            match='CompilableImageClassifier: '
+            'non-finite loss in a recent iteration'):
         model.loss(*batch(1))
     model.loss(*batch(2, nan=True))
     with pytest.raises(NonFiniteError, match='loss=nan'):
@@ -57,8 +58,9 @@ def test_skip_gives_zero_loss_and_restores_batchnorm():
     losses = model.loss(*batch(1, nan=True))
     assert losses['loss'].item() == 0.0
     losses['loss'].backward()
-    assert all(torch.isfinite(p.grad).all() and not p.grad.any()
-               for p in model.parameters() if p.grad is not None)
+    assert all(
+        torch.isfinite(p.grad).all() and not p.grad.any()
+        for p in model.parameters() if p.grad is not None)
     for name, buf in model.named_buffers():
         assert torch.equal(buf, before[name]), name
     assert model.finite_guard.num_skipped == 1
@@ -66,8 +68,10 @@ def test_skip_gives_zero_loss_and_restores_batchnorm():
 
 def test_hook_needs_a_guarded_model():
     runner = type('Runner', (), dict(model=torch.nn.Linear(2, 2)))
-    with pytest.raises(ConfigError, match='NonFiniteCheckHook needs a model '
-                       'with a finite_guard'):
+    with pytest.raises(
+            ConfigError,
+            match='NonFiniteCheckHook needs a model '
+            'with a finite_guard'):
         NonFiniteCheckHook().before_train(runner)
 
 
@@ -87,32 +91,36 @@ def train_ce_demo(root, work_dir, **extra):
         'work_dir': work_dir,
     }
     options.update(extra)
-    train_model(tool_config(osp.join(ROOT, 'configs', 'ce_r18_demo.py'),
-                            options))
+    train_model(
+        tool_config(osp.join(ROOT, 'configs', 'ce_r18_demo.py'), options))
 
 
 @pytest.fixture(scope='module')
 def demo_root(tmp_path_factory):
-    return make_webvision(str(tmp_path_factory.mktemp('ce') / 'webvision'),
-                          num_classes=K, size=32)
+    return make_webvision(
+        str(tmp_path_factory.mktemp('ce') / 'webvision'),
+        num_classes=K,
+        size=32)
 
 
-def test_ce_baseline_at_a_huge_lr_stops_without_a_checkpoint(demo_root,
-                                                              tmp_path):
+def test_ce_baseline_at_a_huge_lr_stops_without_a_checkpoint(
+        demo_root, tmp_path):
     # the demo's cross-entropy baseline diverges at lr=1e6: the run stops
     # with the guard's error, and no checkpoint of NaN weights is written
     work = tmp_path / 'work'
     with pytest.raises(NonFiniteError, match='non-finite loss'):
-        train_ce_demo(demo_root, str(work), **{
-            'optim_wrapper.optimizer.lr': 1e6})
+        train_ce_demo(demo_root, str(work),
+                      **{'optim_wrapper.optimizer.lr': 1e6})
     assert not list(work.glob('*.pth'))
 
 
-def test_ce_baseline_skip_stops_after_consecutive_skips(demo_root,
-                                                        tmp_path):
+def test_ce_baseline_skip_stops_after_consecutive_skips(demo_root, tmp_path):
     work = tmp_path / 'work'
     with pytest.raises(NonFiniteError, match='2 iterations in a row'):
-        train_ce_demo(demo_root, str(work), **{
-            'optim_wrapper.optimizer.lr': 1e6, 'model.nonfinite': 'skip',
-            'model.max_consecutive_skips': 2})
+        train_ce_demo(
+            demo_root, str(work), **{
+                'optim_wrapper.optimizer.lr': 1e6,
+                'model.nonfinite': 'skip',
+                'model.max_consecutive_skips': 2
+            })
     assert not list(work.glob('*.pth'))

@@ -12,16 +12,25 @@ from PIL import Image
 import mopro.evaluation.low_shot as low_shot
 from mopro.datasets.lowshot import VOC07_CLASSES
 from mopro.evaluation.low_shot import SVMBenchmarkSettings, run_svm_benchmark
-
 from helpers.commands import call_tool, run_tools
 from helpers.configs import tiny_mopro_cfg
 
 C = len(VOC07_CLASSES)
 MODEL = tiny_mopro_cfg(
     backbone=dict(type='ResNet', depth=18, zero_init_residual=False),
-    num_classes=5, embed_dim=128, proj_hidden_dim=2048, queue_len=64)
-FAST = dict(resize=40, crop=32, batch_size=4, num_workers=0, shots=[1, 2],
-            runs=2, jobs=1, device='cpu')
+    num_classes=5,
+    embed_dim=128,
+    proj_hidden_dim=2048,
+    queue_len=64)
+FAST = dict(
+    resize=40,
+    crop=32,
+    batch_size=4,
+    num_workers=0,
+    shots=[1, 2],
+    runs=2,
+    jobs=1,
+    device='cpu')
 
 
 def voc_labels(num: int, offset: int) -> np.ndarray:
@@ -85,14 +94,16 @@ def tiny_model(tmp_path_factory):
 
 def run(dataset, config=None, checkpoint=None, **settings) -> dict:
     """run_svm_benchmark, paths given as strings (as the tool gives them)."""
-    settings = {k: str(v) if isinstance(v, os.PathLike) else v
-                for k, v in settings.items()}
-    return run_svm_benchmark(SVMBenchmarkSettings(
-        dataset, config=config, checkpoint=checkpoint, **settings))
+    settings = {
+        k: str(v) if isinstance(v, os.PathLike) else v
+        for k, v in settings.items()
+    }
+    return run_svm_benchmark(
+        SVMBenchmarkSettings(
+            dataset, config=config, checkpoint=checkpoint, **settings))
 
 
-def test_voc07_end_to_end_and_features_rerun(voc_root, tiny_model,
-                                             tmp_path):
+def test_voc07_end_to_end_and_features_rerun(voc_root, tiny_model, tmp_path):
     config, ckpt, original = tiny_model
     work = tmp_path / 'work'
     run('voc07', config, ckpt, data_root=voc_root, work_dir=work, **FAST)
@@ -133,15 +144,18 @@ def test_voc07_end_to_end_and_features_rerun(voc_root, tiny_model,
 
     # SVM stage alone from the cached features: same numbers
     rerun = tmp_path / 'rerun'
-    run('voc07', features=work / 'features_voc07.npz', work_dir=rerun,
-        **FAST)
+    run('voc07', features=work / 'features_voc07.npz', work_dir=rerun, **FAST)
     assert sorted(os.listdir(rerun)) == ['svm_voc07.json', 'svm_voc07.md']
     again = json.loads((rerun / 'svm_voc07.json').read_text())
     assert again['results'] == report['results']
 
     # the released code's checkpoint gives the same features
     released = tmp_path / 'released'
-    run('voc07', config, original, data_root=voc_root, work_dir=released,
+    run('voc07',
+        config,
+        original,
+        data_root=voc_root,
+        work_dir=released,
         **FAST)
     with np.load(released / 'features_voc07.npz') as npz:
         np.testing.assert_allclose(
@@ -185,8 +199,12 @@ def test_features_separable_voc07_is_100(tmp_path):
     path = write_features(tmp_path / 'f.npz', 'voc07',
                           one_hot_feats(train_cls, 64, 0), train_labels,
                           one_hot_feats(test_cls, 64, 1), test_labels)
-    run('voc07', features=path, work_dir=tmp_path / 'w', shots=[1, 2],
-        runs=3, jobs=2)
+    run('voc07',
+        features=path,
+        work_dir=tmp_path / 'w',
+        shots=[1, 2],
+        runs=3,
+        jobs=2)
     report = json.loads((tmp_path / 'w' / 'svm_voc07.json').read_text())
     for entry in report['results'].values():
         assert entry['runs'] == pytest.approx([100.0] * 3)
@@ -203,9 +221,10 @@ def test_features_separable_places205_is_100_with_cost_sweep(tmp_path):
                           one_hot_feats(train_cls, 16, 0), train_cls,
                           one_hot_feats(test_cls, 16, 1), test_cls)
     command, = run_tools([[
-        'svm_eval', '--dataset', 'places205', '--features', path,
-        '--work-dir', tmp_path / 'w', '--shots', '1,4', '--runs', '2',
-        '--jobs', '1', '--cost-sweep', '--costs', '0.1,1']])
+        'svm_eval', '--dataset', 'places205', '--features', path, '--work-dir',
+        tmp_path / 'w', '--shots', '1,4', '--runs', '2', '--jobs', '1',
+        '--cost-sweep', '--costs', '0.1,1'
+    ]])
     assert command.code == 0, command.stderr
     report = json.loads((tmp_path / 'w' / 'svm_places205.json').read_text())
     assert report['metric'] == 'top-1 accuracy'
@@ -235,9 +254,13 @@ def assert_error(capsys, monkeypatch):
 def test_missing_data_root(tiny_model, tmp_path, assert_error):
     config, ckpt, _ = tiny_model
     work = tmp_path / 'work'
-    assert_error(dict(dataset='voc07', config=config, checkpoint=ckpt,
-                      data_root=tmp_path / 'none', work_dir=work),
-                 'no such data root directory', [work])
+    assert_error(
+        dict(
+            dataset='voc07',
+            config=config,
+            checkpoint=ckpt,
+            data_root=tmp_path / 'none',
+            work_dir=work), 'no such data root directory', [work])
 
 
 def test_empty_dataset(tiny_model, tmp_path, assert_error):
@@ -248,26 +271,34 @@ def test_empty_dataset(tiny_model, tmp_path, assert_error):
         for split in ('trainval', 'test'):
             (main / f'{name}_{split}.txt').write_text('')
     work = tmp_path / 'work'
-    assert_error(dict(dataset='voc07', config=config, checkpoint=ckpt,
-                      data_root=tmp_path, work_dir=work),
-                 'the trainval split lists no images', [work])
+    assert_error(
+        dict(
+            dataset='voc07',
+            config=config,
+            checkpoint=ckpt,
+            data_root=tmp_path,
+            work_dir=work), 'the trainval split lists no images', [work])
 
 
 def test_missing_image_and_bad_checkpoint(voc_root, tiny_model, tmp_path,
                                           assert_error):
     config, ckpt, _ = tiny_model
     work = tmp_path / 'work'
-    voc = dict(dataset='voc07', config=config, data_root=voc_root,
-               work_dir=work)
-    assert_error(dict(voc, checkpoint=ckpt, **FAST,
-                      cfg_options={'model.backbone.depth': 34}),
-                 'checkpoint is a ResNet-18 (blocks per stage 2-2-2-2), the '
-                 'config builds ResNet-34: set model.backbone.depth=18',
-                 [work])
-    assert_error(dict(voc, checkpoint=tmp_path / 'no.pth', **FAST),
-                 'no such checkpoint file', [work])
-    assert_error(dict(voc, checkpoint=ckpt, shots=[3]), 'fewer than k=3',
-                 [work])
+    voc = dict(
+        dataset='voc07', config=config, data_root=voc_root, work_dir=work)
+    assert_error(
+        dict(
+            voc,
+            checkpoint=ckpt,
+            **FAST,
+            cfg_options={'model.backbone.depth': 34}),
+        'checkpoint is a ResNet-18 (blocks per stage 2-2-2-2), the '
+        'config builds ResNet-34: set model.backbone.depth=18', [work])
+    assert_error(
+        dict(voc, checkpoint=tmp_path / 'no.pth', **FAST),
+        'no such checkpoint file', [work])
+    assert_error(
+        dict(voc, checkpoint=ckpt, shots=[3]), 'fewer than k=3', [work])
 
 
 @pytest.mark.parametrize('changes, message', [
@@ -289,8 +320,9 @@ def test_bad_features_file(tmp_path, assert_error, changes, message):
     arrays.update(changes)
     path = write_features(tmp_path / 'f.npz', 'voc07', **arrays)
     work = tmp_path / 'work'
-    assert_error(dict(dataset='voc07', features=path, work_dir=work),
-                 f'{path}: {message}', [work])
+    assert_error(
+        dict(dataset='voc07', features=path, work_dir=work),
+        f'{path}: {message}', [work])
 
 
 def test_features_file_of_another_dataset(tmp_path, assert_error):
@@ -299,8 +331,9 @@ def test_features_file_of_another_dataset(tmp_path, assert_error):
     path = write_features(tmp_path / 'f.npz', 'places205', feats, cls, feats,
                           cls)
     work = tmp_path / 'work'
-    assert_error(dict(dataset='voc07', features=path, work_dir=work),
-                 f"{path}: holds 'places205' features, not 'voc07'", [work])
+    assert_error(
+        dict(dataset='voc07', features=path, work_dir=work),
+        f"{path}: holds 'places205' features, not 'voc07'", [work])
 
 
 def test_features_file_without_the_drawn_images(tmp_path, assert_error):
@@ -316,23 +349,30 @@ def test_features_file_without_the_drawn_images(tmp_path, assert_error):
         train_index=np.arange(1, 8))
     work = tmp_path / 'work'
     places = dict(dataset='places205', work_dir=work)
-    assert_error(dict(places, features=path, shots=[2]),
-                 'no features for some training images drawn', [work])
-    assert_error(dict(places, features=tmp_path / 'missing.npz'),
-                 'no such features file', [work])
+    assert_error(
+        dict(places, features=path, shots=[2]),
+        'no features for some training images drawn', [work])
+    assert_error(
+        dict(places, features=tmp_path / 'missing.npz'),
+        'no such features file', [work])
     (tmp_path / 'junk.npz').write_text('not a zip')
-    assert_error(dict(places, features=tmp_path / 'junk.npz'),
-                 'not a readable .npz features file', [work])
+    assert_error(
+        dict(places, features=tmp_path / 'junk.npz'),
+        'not a readable .npz features file', [work])
 
 
 def test_arguments_required_without_features(tiny_model, tmp_path,
                                              assert_error):
     config, _, _ = tiny_model
-    assert_error(dict(dataset='voc07', config=config),
-                 'CKPT is required unless --features is given', [])
-    assert_error(dict(dataset='places205', features=tmp_path / 'f.npz',
-                      ignore_difficult=True),
-                 '--ignore-difficult applies to voc07 only', [])
+    assert_error(
+        dict(dataset='voc07', config=config),
+        'CKPT is required unless --features is given', [])
+    assert_error(
+        dict(
+            dataset='places205',
+            features=tmp_path / 'f.npz',
+            ignore_difficult=True), '--ignore-difficult applies to voc07 only',
+        [])
 
 
 def test_places205_layout_end_to_end(tiny_model, tmp_path):
@@ -354,7 +394,11 @@ def test_places205_layout_end_to_end(tiny_model, tmp_path):
                 lines.append(f'{rel} {c}\n')
         (lists / f'{split}_places205.csv').write_text(''.join(lines))
     work = tmp_path / 'work'
-    run('places205', config, ckpt, data_root=root, work_dir=work,
+    run('places205',
+        config,
+        ckpt,
+        data_root=root,
+        work_dir=work,
         **dict(FAST, shots=[1]))
     with np.load(work / 'features_places205.npz') as npz:
         assert npz['test_feats'].shape == (3, 512)
@@ -376,7 +420,11 @@ def test_features_on_cuda_match_cpu(voc_root, tiny_model, tmp_path):
     feats = {}
     for device in ('cpu', 'cuda'):
         work = tmp_path / device
-        run('voc07', config, ckpt, data_root=voc_root, work_dir=work,
+        run('voc07',
+            config,
+            ckpt,
+            data_root=voc_root,
+            work_dir=work,
             **dict(FAST, device=device))
         with np.load(work / 'features_voc07.npz') as npz:
             feats[device] = npz['train_feats'], npz['test_feats']
@@ -388,8 +436,8 @@ def test_features_on_cuda_match_cpu(voc_root, tiny_model, tmp_path):
 
 
 def separable_places(tmp_path, name='f.npz'):
-    train_cls, test_cls = np.repeat(np.arange(4), 3), np.repeat(np.arange(4),
-                                                                2)
+    train_cls, test_cls = np.repeat(np.arange(4),
+                                    3), np.repeat(np.arange(4), 2)
     return write_features(tmp_path / name, 'places205',
                           one_hot_feats(train_cls, 8, 0), train_cls,
                           one_hot_feats(test_cls, 8, 1), test_cls)
@@ -400,9 +448,10 @@ def test_cost_must_be_finite_and_positive(tmp_path):
     costs = ['nan', 'inf', '0', '-1']
     works = [tmp_path / f'work{i}' for i in range(len(costs))]
     features = separable_places(tmp_path)
-    runs = run_tools([['svm_eval', '--dataset', 'places205', '--features',
-                       features, '--work-dir', work, '--cost', cost]
-                      for cost, work in zip(costs, works)])
+    runs = run_tools([[
+        'svm_eval', '--dataset', 'places205', '--features', features,
+        '--work-dir', work, '--cost', cost
+    ] for cost, work in zip(costs, works)])
     for result, work in zip(runs, works):
         assert '--cost must be ' in result.error
         assert not os.path.exists(work)
@@ -416,10 +465,10 @@ def test_one_nan_in_cached_features_is_refused(tmp_path, assert_error):
     arrays['test_feats'][3, 5] = np.nan
     np.savez(path, **arrays)
     work = tmp_path / 'work'
-    assert_error(dict(dataset='places205', features=path, work_dir=work,
-                      shots=[1]),
-                 f'{path}: test_feats hold 1 non-finite values (NaN or inf) '
-                 'in 1 of 8 rows', [work])
+    assert_error(
+        dict(dataset='places205', features=path, work_dir=work, shots=[1]),
+        f'{path}: test_feats hold 1 non-finite values (NaN or inf) '
+        'in 1 of 8 rows', [work])
 
 
 def test_non_finite_encoder_features_are_not_cached(voc_root, tiny_model,
@@ -429,18 +478,21 @@ def test_non_finite_encoder_features_are_not_cached(voc_root, tiny_model,
     config, ckpt, _ = tiny_model
     extract = low_shot.extract_features
     monkeypatch.setattr(low_shot, 'extract_features',
-                        lambda *a, **k: np.full_like(extract(*a, **k),
-                                                     np.nan))
+                        lambda *a, **k: np.full_like(extract(*a, **k), np.nan))
     work = tmp_path / 'work'
-    assert_error(dict(dataset='voc07', config=config, checkpoint=ckpt,
-                      data_root=voc_root, work_dir=work, **FAST),
-                 f'features of {ckpt} hold 7680 non-finite values (NaN or '
-                 'inf) in 15 of 15 rows', [work])
+    assert_error(
+        dict(
+            dataset='voc07',
+            config=config,
+            checkpoint=ckpt,
+            data_root=voc_root,
+            work_dir=work,
+            **FAST), f'features of {ckpt} hold 7680 non-finite values (NaN or '
+        'inf) in 15 of 15 rows', [work])
 
 
-def test_empty_image_is_named_before_encoding(voc_root, tiny_model,
-                                              tmp_path, assert_error,
-                                              monkeypatch):
+def test_empty_image_is_named_before_encoding(voc_root, tiny_model, tmp_path,
+                                              assert_error, monkeypatch):
     config, ckpt, _ = tiny_model
     image = voc_root / 'VOC2007' / 'JPEGImages' / '000012.jpg'
     saved = image.read_bytes()
@@ -449,10 +501,15 @@ def test_empty_image_is_named_before_encoding(voc_root, tiny_model,
                         lambda *a, **k: pytest.fail('encoded images'))
     work = tmp_path / 'work'
     try:
-        assert_error(dict(dataset='voc07', config=config, checkpoint=ckpt,
-                          data_root=voc_root, work_dir=work, **FAST),
-                     f'{image}: empty image file (0 bytes) (1 of 15 images)',
-                     [work])
+        assert_error(
+            dict(
+                dataset='voc07',
+                config=config,
+                checkpoint=ckpt,
+                data_root=voc_root,
+                work_dir=work,
+                **FAST),
+            f'{image}: empty image file (0 bytes) (1 of 15 images)', [work])
     finally:
         image.write_bytes(saved)
 
@@ -465,10 +522,15 @@ def test_undecodable_image_is_named(voc_root, tiny_model, tmp_path,
     image.write_bytes(b'not a jpeg')
     work = tmp_path / 'work'
     try:
-        assert_error(dict(dataset='voc07', config=config, checkpoint=ckpt,
-                          data_root=voc_root, work_dir=work, **FAST),
-                     f'{image}: cannot decode image',
-                     [work / 'svm_voc07.json'])
+        assert_error(
+            dict(
+                dataset='voc07',
+                config=config,
+                checkpoint=ckpt,
+                data_root=voc_root,
+                work_dir=work,
+                **FAST), f'{image}: cannot decode image',
+            [work / 'svm_voc07.json'])
     finally:
         image.write_bytes(saved)
 
@@ -480,6 +542,7 @@ def test_outputs_never_overwrite_the_features(tmp_path, assert_error):
     features = work / 'svm_places205.json'
     os.rename(separable_places(tmp_path), features)
     size = os.path.getsize(features)
-    assert_error(dict(dataset='places205', features=features, work_dir=work),
-                 f'the output is the input {features}', [])
+    assert_error(
+        dict(dataset='places205', features=features, work_dir=work),
+        f'the output is the input {features}', [])
     assert os.path.getsize(features) == size

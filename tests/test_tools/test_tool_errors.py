@@ -24,9 +24,14 @@ def _write_nan_features(path):
     feats = np.eye(8, dtype=np.float32)[cls]
     test = feats.copy()
     test[5, 2] = np.nan
-    np.savez(path, dataset=np.array('places205'), train_feats=feats,
-             train_index=np.arange(len(cls)), train_labels=cls,
-             test_feats=test, test_labels=cls)
+    np.savez(
+        path,
+        dataset=np.array('places205'),
+        train_feats=feats,
+        train_index=np.arange(len(cls)),
+        train_labels=cls,
+        test_feats=test,
+        test_labels=cls)
     return str(path)
 
 
@@ -37,8 +42,8 @@ def runs(tmp_path_factory):
     root = make_webvision(str(tmp / 'webvision'), num_classes=K, size=32)
     work = str(tmp / 'work')
     # a tiny MoPro checkpoint of the v1 config shrunk to ResNet-18
-    cfg = Config.fromfile(osp.join(ROOT, 'configs',
-                                   'mopro_r50_webvision_v1.py'))
+    cfg = Config.fromfile(
+        osp.join(ROOT, 'configs', 'mopro_r50_webvision_v1.py'))
     options = tiny_mopro_options(root, work, K)
     cfg.merge_from_dict(options)
     mopro = MODELS.build(cfg.model)
@@ -46,9 +51,14 @@ def runs(tmp_path_factory):
     torch.save({'meta': {}, 'state_dict': mopro.state_dict()}, ckpt)
     # ... the same in the released format, and a diverged one
     released = str(tmp / 'released.pth.tar')
-    torch.save({'epoch': 1, 'state_dict': {
-        f'module.encoder_q.{k}': v
-        for k, v in mopro.backbone.state_dict().items()}}, released)
+    torch.save(
+        {
+            'epoch': 1,
+            'state_dict': {
+                f'module.encoder_q.{k}': v
+                for k, v in mopro.backbone.state_dict().items()
+            }
+        }, released)
     diverged = dict(mopro.state_dict())
     diverged['backbone.layer4.1.conv2.weight'] = torch.full_like(
         diverged['backbone.layer4.1.conv2.weight'], float('nan'))
@@ -60,31 +70,41 @@ def runs(tmp_path_factory):
     blocker = str(tmp / 'a_file')
     open(blocker, 'w').close()
     inputs = dict(
-        root=root, ckpt=ckpt, released=released, nan_ckpt=nan_ckpt, tv=tv,
-        blocker=blocker, tmp=str(tmp),
+        root=root,
+        ckpt=ckpt,
+        released=released,
+        nan_ckpt=nan_ckpt,
+        tv=tv,
+        blocker=blocker,
+        tmp=str(tmp),
         released_bytes=open(released, 'rb').read(),
         nan_features=_write_nan_features(tmp / 'nan.npz'))
-    ce_options = [f'model.head.num_classes={K}',
-                  f'model.data_preprocessor.num_classes={K}',
-                  f'val_dataloader.dataset.data_root={root}',
-                  f'val_dataloader.dataset.num_classes={K}']
+    ce_options = [
+        f'model.head.num_classes={K}',
+        f'model.data_preprocessor.num_classes={K}',
+        f'val_dataloader.dataset.data_root={root}',
+        f'val_dataloader.dataset.num_classes={K}'
+    ]
     commands = {
-        'convert_onto_input': ['model_converters/convert_from_original',
-                               released, released],
+        'convert_onto_input':
+        ['model_converters/convert_from_original', released, released],
         'convert_nan': ['convert_to_d2', nan_ckpt, f'{tmp}/nan.pkl'],
-        'svm_nan_features': ['svm_eval', '--dataset', 'places205',
-                             '--features', inputs['nan_features'],
-                             '--work-dir', f'{tmp}/svm_nan'],
+        'svm_nan_features': [
+            'svm_eval', '--dataset', 'places205', '--features',
+            inputs['nan_features'], '--work-dir', f'{tmp}/svm_nan'
+        ],
         'cleaning_unwritable': [
-            'noise_cleaning', osp.join(ROOT, 'configs',
-                                       'mopro_r50_webvision_v1.py'), ckpt,
+            'noise_cleaning',
+            osp.join(ROOT, 'configs', 'mopro_r50_webvision_v1.py'), ckpt,
             '--out', f'{blocker}/pseudo_label.json', '--num-workers', '0',
             '--work-dir', f'{tmp}/cleaning', '--cfg-options',
-            *[f'{k}={v}' for k, v in options.items() if k != 'work_dir']],
-        'test_torchvision': ['test', osp.join(ROOT, 'configs',
-                                              'ce_r18_demo.py'), tv,
-                             '--work-dir', f'{tmp}/test_tv', '--cfg-options',
-                             *ce_options],
+            *[f'{k}={v}' for k, v in options.items() if k != 'work_dir']
+        ],
+        'test_torchvision': [
+            'test',
+            osp.join(ROOT, 'configs', 'ce_r18_demo.py'), tv, '--work-dir',
+            f'{tmp}/test_tv', '--cfg-options', *ce_options
+        ],
     }
     results = dict(zip(commands, run_tools(list(commands.values()))))
     return inputs, results

@@ -13,7 +13,6 @@ from mmpretrain.registry import MODELS
 from mopro.apis import train_model
 from mopro.utils import runner as runner_utils
 from mopro.utils.cli import ConfigError, is_user_error, one_line
-
 from helpers import ROOT
 from helpers.configs import tiny_mopro_options, tool_config
 from helpers.data import make_webvision
@@ -23,10 +22,14 @@ V1 = osp.join(ROOT, 'configs', 'mopro_r50_webvision_v1.py')
 
 def _tiny_options(data_root, work_dir) -> dict:
     options = tiny_mopro_options(data_root, work_dir)
-    options.update({'train_cfg.max_epochs': 1,
-                    'visualizer.vis_backends': None,
-                    'val_evaluator.topk': [1], 'test_dataloader': None,
-                    'test_evaluator': None, 'test_cfg': None})
+    options.update({
+        'train_cfg.max_epochs': 1,
+        'visualizer.vis_backends': None,
+        'val_evaluator.topk': [1],
+        'test_dataloader': None,
+        'test_evaluator': None,
+        'test_cfg': None
+    })
     return options
 
 
@@ -58,11 +61,12 @@ def bad_inputs(tmp_path_factory):
     paths['empty'].write_bytes(b'')
     # a torchvision-style state dict: no meta, no MoPro names
     paths['torchvision'] = tmp / 'resnet18.pth'
-    torch.save(dict(torch.nn.Conv2d(3, 64, 7).state_dict(),
-                    **{'fc.weight': torch.zeros(10, 512)}),
-               paths['torchvision'])
-    paths['five_classes'] = _save_model(tmp / 'five.pth', data_root,
-                                        num_classes=5)
+    torch.save(
+        dict(
+            torch.nn.Conv2d(3, 64, 7).state_dict(),
+            **{'fc.weight': torch.zeros(10, 512)}), paths['torchvision'])
+    paths['five_classes'] = _save_model(
+        tmp / 'five.pth', data_root, num_classes=5)
     paths['resnet34'] = _save_model(tmp / 'r34.pth', data_root,
                                     **{'backbone.depth': 34})
     paths['missing'] = tmp / 'missing.pth'
@@ -75,8 +79,10 @@ def _train_argv(bad_inputs, name, config, *extra) -> list:
     options = [a for a in extra if '=' in a]
     flags = [a for a in extra if '=' not in a]
     tiny = _tiny_options(bad_inputs['data_root'], work_dir)
-    return [str(config), '--cfg-options',
-            *[f'{k}={v}' for k, v in tiny.items()], *options, *flags]
+    return [
+        str(config), '--cfg-options', *[f'{k}={v}' for k, v in tiny.items()],
+        *options, *flags
+    ]
 
 
 def _train(bad_inputs, name, config, *extra) -> None:
@@ -93,12 +99,19 @@ def _train(bad_inputs, name, config, *extra) -> None:
 def test_a_user_error_is_one_line_on_stderr(bad_inputs):
     """As a user meets it: exit status 1, one line on stderr."""
     result = subprocess.run(
-        [sys.executable, osp.join(ROOT, 'tools', 'train.py'),
-         *_train_argv(bad_inputs, 'syntax', bad_inputs['broken'])],
-        env=dict(os.environ, CUDA_VISIBLE_DEVICES='',
-                 PYTHONPATH=os.pathsep.join(
-                     filter(None, [ROOT, os.environ.get('PYTHONPATH')]))),
-        capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            osp.join(ROOT, 'tools', 'train.py'),
+            *_train_argv(bad_inputs, 'syntax', bad_inputs['broken'])
+        ],
+        env=dict(
+            os.environ,
+            CUDA_VISIBLE_DEVICES='',
+            PYTHONPATH=os.pathsep.join(
+                filter(None, [ROOT, os.environ.get('PYTHONPATH')]))),
+        capture_output=True,
+        text=True,
+        timeout=300)
     assert result.returncode == 1, result.stderr[-2000:]
     assert result.stderr == (f'error: {bad_inputs["broken"]}:2: syntax '
                              "error: '(' was never closed\n")
@@ -106,19 +119,19 @@ def test_a_user_error_is_one_line_on_stderr(bad_inputs):
 
 CASES = {
     'syntax_in_base': ('broken_base', (), '{broken}:2: syntax error'),
-    'checkpoint_key': (
-        'good', ('default_hooks.checkpoint.max_keep_ckpt=1', ),
-        'default_hooks.checkpoint.max_keep_ckpt: SafeCheckpointHook has no '
-        "argument 'max_keep_ckpt' (did you mean 'max_keep_ckpts'?)"),
+    'checkpoint_key':
+    ('good', ('default_hooks.checkpoint.max_keep_ckpt=1', ),
+     'default_hooks.checkpoint.max_keep_ckpt: SafeCheckpointHook has no '
+     "argument 'max_keep_ckpt' (did you mean 'max_keep_ckpts'?)"),
     'resume_missing': ('good', ('--resume', '{missing}'),
                        '--resume {missing}: no such checkpoint file'),
-    'resume_empty': ('good', ('--resume', '{empty}'),
-                     '{empty}: checkpoint file is empty'),
+    'resume_empty':
+    ('good', ('--resume', '{empty}'), '{empty}: checkpoint file is empty'),
     'resume_weights': ('good', ('--resume', '{torchvision}'),
                        '{torchvision}: not a checkpoint of a training run'),
-    'load_from_torchvision': (
-        'good', ('load_from={torchvision}', ),
-        '{torchvision}: expected a mopro checkpoint, got neither'),
+    'load_from_torchvision':
+    ('good', ('load_from={torchvision}', ),
+     '{torchvision}: expected a mopro checkpoint, got neither'),
     'load_from_classes': ('good', ('load_from={five_classes}', ),
                           '{five_classes}: checkpoint has 5 classes'),
     'load_from_depth': ('good', ('load_from={resnet34}', ),
@@ -146,10 +159,12 @@ def test_unknown_hook_arguments_name_the_key():
     cfg = Config.fromfile(V1)
     runner_utils.check_hook_args(cfg)  # the configs' own hooks pass
     cfg.custom_hooks[0].start_clean_epch = 3
-    with pytest.raises(ConfigError, match=r"^custom_hooks\.0\."
-                       r"start_clean_epch: MoProHook has no argument "
-                       r"'start_clean_epch' \(did you mean "
-                       r"'start_clean_epoch'\?\)$"):
+    with pytest.raises(
+            ConfigError,
+            match=r"^custom_hooks\.0\."
+            r"start_clean_epch: MoProHook has no argument "
+            r"'start_clean_epch' \(did you mean "
+            r"'start_clean_epoch'\?\)$"):
         runner_utils.check_hook_args(cfg)
     cfg = Config.fromfile(V1)
     cfg.default_hooks.logger.intervall = 5
@@ -157,14 +172,18 @@ def test_unknown_hook_arguments_name_the_key():
         runner_utils.check_hook_args(cfg)
     cfg = Config.fromfile(V1)
     cfg.default_hooks.checkpoint.type = 'CheckpointHok'
-    with pytest.raises(ConfigError, match=r"^default_hooks\.checkpoint\."
-                       r"type: no hook named 'CheckpointHok'"):
+    with pytest.raises(
+            ConfigError,
+            match=r"^default_hooks\.checkpoint\."
+            r"type: no hook named 'CheckpointHok'"):
         runner_utils.check_hook_args(cfg)
 
 
 def _checkpoint(path, epoch) -> str:
-    torch.save(dict(meta=dict(epoch=epoch, iter=8 * epoch),
-                    state_dict=dict(w=torch.zeros(1))), path)
+    torch.save(
+        dict(
+            meta=dict(epoch=epoch, iter=8 * epoch),
+            state_dict=dict(w=torch.zeros(1))), path)
     return str(path)
 
 
@@ -194,16 +213,19 @@ def logged(monkeypatch) -> list:
     return lines
 
 
-@pytest.mark.parametrize('pointer', [
-    'empty', 'missing file', 'truncated file', 'no pointer'])
+@pytest.mark.parametrize(
+    'pointer', ['empty', 'missing file', 'truncated file', 'no pointer'])
 def test_a_broken_pointer_resumes_the_newest_complete_checkpoint(
         work_dir_cfg, tmp_path, pointer, logged):
     _checkpoint(tmp_path / 'epoch_1.pth', 1)
     newest = _checkpoint(tmp_path / 'epoch_2.pth', 2)
     data = open(newest, 'rb').read()
     (tmp_path / 'epoch_3.pth').write_bytes(data[:len(data) // 2])
-    text = {'empty': '', 'missing file': str(tmp_path / 'epoch_9.pth'),
-            'truncated file': str(tmp_path / 'epoch_3.pth')}.get(pointer)
+    text = {
+        'empty': '',
+        'missing file': str(tmp_path / 'epoch_9.pth'),
+        'truncated file': str(tmp_path / 'epoch_3.pth')
+    }.get(pointer)
     if text is not None:
         (tmp_path / 'last_checkpoint').write_text(text)
     assert runner_utils.find_resumable_checkpoint(work_dir_cfg) == newest
@@ -219,8 +241,7 @@ def test_a_broken_pointer_resumes_the_newest_complete_checkpoint(
         f': resuming from the newest complete checkpoint, {newest}')
 
 
-def test_nothing_to_resume_starts_from_epoch_1(work_dir_cfg, tmp_path,
-                                               logged):
+def test_nothing_to_resume_starts_from_epoch_1(work_dir_cfg, tmp_path, logged):
     (tmp_path / 'last_checkpoint').write_text('')
     work_dir_cfg.load_from = None
     runner_utils.resolve_checkpoints(work_dir_cfg, 'auto')

@@ -18,7 +18,6 @@ import torch
 import mopro  # noqa: F401
 from mopro.transfer import d2_convert
 from mopro.transfer.d2_convert import convert_to_detectron2, detectron2_name
-
 from helpers.commands import call_tool, run_tools
 
 R50_BLOCKS = (3, 4, 6, 3)
@@ -86,15 +85,22 @@ def released_checkpoint(encoder, path):
         'module.queue_ptr': torch.zeros(1, dtype=torch.long),
         'module.prototypes': torch.randn(5, 8),
     })
-    torch.save({'epoch': 90, 'arch': 'resnet50', 'state_dict': state,
-                'optimizer': {}}, path)
+    torch.save(
+        {
+            'epoch': 90,
+            'arch': 'resnet50',
+            'state_dict': state,
+            'optimizer': {}
+        }, path)
     return path
 
 
 def mopro_checkpoint(encoder, path):
     state = {'backbone.' + k: v for k, v in encoder.items()}
-    state.update({'momentum_backbone.' + k: v.clone()
-                  for k, v in encoder.items()})
+    state.update({
+        'momentum_backbone.' + k: v.clone()
+        for k, v in encoder.items()
+    })
     state.update({
         'classifier.weight': torch.randn(5, 2048),
         'classifier.bias': torch.randn(5),
@@ -144,8 +150,8 @@ def test_released_checkpoint_names_and_values(tmp_path, encoder):
     # the overrides that load the output, as one copyable last line
     assert printed.splitlines()[-2:] == [
         f'wrote {out}, ResNet-50; Detectron2 overrides for '
-        'tools/train_d2.py:',
-        f'MODEL.WEIGHTS {out} MODEL.RESNETS.DEPTH 50']
+        'tools/train_d2.py:', f'MODEL.WEIGHTS {out} MODEL.RESNETS.DEPTH 50'
+    ]
 
 
 def test_resnet18_output_names_its_depth_and_channels(tmp_path):
@@ -157,9 +163,9 @@ def test_resnet18_output_names_its_depth_and_channels(tmp_path):
     assert result.code == 0, result.stderr
     assert result.value.splitlines()[-2:] == [
         f'wrote {out}, ResNet-18; Detectron2 overrides for '
-        'tools/train_d2.py:',
-        f"MODEL.WEIGHTS '{out}' MODEL.RESNETS.DEPTH 18 "
-        'MODEL.RESNETS.RES2_OUT_CHANNELS 64']
+        'tools/train_d2.py:', f"MODEL.WEIGHTS '{out}' MODEL.RESNETS.DEPTH 18 "
+        'MODEL.RESNETS.RES2_OUT_CHANNELS 64'
+    ]
 
 
 def test_project_checkpoint_gives_same_output(tmp_path, encoder):
@@ -205,10 +211,12 @@ def test_missing_input(tmp_path, run_error):
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.parametrize('content,reason', [
-    ('text', ''),  # wording is load_checkpoint's
-    ('list', 'expected a dict checkpoint'),
-])
+@pytest.mark.parametrize(
+    'content,reason',
+    [
+        ('text', ''),  # wording is load_checkpoint's
+        ('list', 'expected a dict checkpoint'),
+    ])
 def test_not_a_checkpoint(tmp_path, content, reason, run_error):
     src = tmp_path / 'notes.pth'
     if content == 'text':
@@ -222,8 +230,7 @@ def test_not_a_checkpoint(tmp_path, content, reason, run_error):
 
 def test_unknown_format(tmp_path, run_error):
     src = tmp_path / 'other.pth'
-    torch.save({'state_dict': {'encoder.conv1.weight': torch.zeros(1)}},
-               src)
+    torch.save({'state_dict': {'encoder.conv1.weight': torch.zeros(1)}}, src)
     message = run_error([str(src), str(tmp_path / 'out.pkl')])
     assert 'other.pth' in message and 'neither' in message
     assert os.listdir(tmp_path) == ['other.pth']
@@ -247,7 +254,7 @@ def test_output_must_be_pkl(tmp_path, encoder, run_error):
 
 
 def test_failed_write_leaves_previous_output(tmp_path, encoder, monkeypatch,
-                                            run_error):
+                                             run_error):
     src = mopro_checkpoint(encoder, str(tmp_path / 'a.pth'))
     out = tmp_path / 'out.pkl'
     out.write_bytes(b'previous')
@@ -265,15 +272,19 @@ def test_trust_checkpoint_flag(tmp_path, encoder, run_error):
     """A checkpoint holding a pickled object outside the weights-only
     allow-list needs --trust-checkpoint."""
     src = tmp_path / 'with_args.pth'
-    torch.save({'state_dict': {'backbone.' + k: v
-                               for k, v in encoder.items()},
-                'args': argparse.Namespace(lr=0.1)}, src)
+    torch.save(
+        {
+            'state_dict': {
+                'backbone.' + k: v
+                for k, v in encoder.items()
+            },
+            'args': argparse.Namespace(lr=0.1)
+        }, src)
     out = tmp_path / 'out.pkl'
     message = run_error([str(src), str(out)])
     assert '--trust-checkpoint' in message
     assert not out.exists()
-    (result, ) = run_tools([['convert_to_d2', src, out,
-                             '--trust-checkpoint']])
+    (result, ) = run_tools([['convert_to_d2', src, out, '--trust-checkpoint']])
     assert result.code == 0, result.stderr
     assert_matches_mapping(read_pkl(out)['model'], encoder)
 
@@ -295,10 +306,11 @@ def test_refuses_non_finite_weights(tmp_path, encoder, run_error):
         encoder['layer3.1.bn2.running_var'], float('inf'))
     src = mopro_checkpoint(bad, str(tmp_path / 'diverged.pth'))
     out = tmp_path / 'out.pkl'
-    assert run_error([src, str(out)]) == (
-        f'error: {src}: backbone.layer3.1.bn2.running_var holds 256 '
-        'non-finite values (NaN or inf) of 256: the weights of a diverged '
-        'run')
+    assert run_error([
+        src, str(out)
+    ]) == (f'error: {src}: backbone.layer3.1.bn2.running_var holds 256 '
+           'non-finite values (NaN or inf) of 256: the weights of a diverged '
+           'run')
     assert not out.exists()
 
 

@@ -18,21 +18,19 @@ import torch
 
 import mopro  # noqa: F401  (d2_compat before detectron2)
 
-pytest.importorskip('detectron2',
-                    reason='run tools/misc/install_detectron2.py first')
-from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
-from detectron2.config import get_cfg  # noqa: E402
-from detectron2.modeling import build_model  # noqa: E402
-from mmpretrain.registry import MODELS  # noqa: E402
+pytest.importorskip(
+    'detectron2', reason='run tools/misc/install_detectron2.py first')
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import get_cfg
+from detectron2.modeling import build_model
+from mmpretrain.registry import MODELS
 
-from mopro.transfer import d2_train  # noqa: E402
-from mopro.transfer.d2_convert import (convert_checkpoint,  # noqa: E402
-                                       save_detectron2)
-from mopro.transfer.d2_smoke import write_shapes_coco  # noqa: E402
-from mopro.utils.cli import ConfigError, UserError  # noqa: E402
-
-from helpers import ROOT  # noqa: E402
-from helpers.commands import run_tools  # noqa: E402
+from mopro.transfer import d2_train
+from mopro.transfer.d2_convert import convert_checkpoint, save_detectron2
+from mopro.transfer.d2_smoke import write_shapes_coco
+from mopro.utils.cli import ConfigError, UserError
+from helpers import ROOT
+from helpers.commands import run_tools
 
 CONFIGS = os.path.join(ROOT, 'configs', 'detectron2')
 BASE = os.path.join(CONFIGS, 'Base-RCNN-FPN-BN.yaml')
@@ -60,11 +58,15 @@ def converted(encoder, tmp_path_factory):
     """The encoder in a MoPro checkpoint, converted to a Detectron2 .pkl."""
     root = tmp_path_factory.mktemp('convert')
     state = {'backbone.' + k: v for k, v in encoder.state_dict().items()}
-    state.update({'momentum_backbone.' + k: v.clone()
-                  for k, v in encoder.state_dict().items()})
-    state.update({'classifier.weight': torch.zeros(2, 2048),
-                  'queue': torch.zeros(8, 4),
-                  'prototypes': torch.zeros(2, 8)})
+    state.update({
+        'momentum_backbone.' + k: v.clone()
+        for k, v in encoder.state_dict().items()
+    })
+    state.update({
+        'classifier.weight': torch.zeros(2, 2048),
+        'queue': torch.zeros(8, 4),
+        'prototypes': torch.zeros(2, 8)
+    })
     src = root / 'mopro.pth'
     torch.save({'state_dict': state, 'meta': {}}, src)
     out = str(root / 'mopro.pkl')
@@ -76,8 +78,9 @@ def cpu_cfg():
     cfg = get_cfg()
     cfg.merge_from_file(BASE)
     cfg.MODEL.DEVICE = 'cpu'
-    assert d2_train.sync_bn_to_bn(cfg) == ['MODEL.FPN.NORM',
-                                           'MODEL.RESNETS.NORM']
+    assert d2_train.sync_bn_to_bn(cfg) == [
+        'MODEL.FPN.NORM', 'MODEL.RESNETS.NORM'
+    ]
     return cfg
 
 
@@ -118,9 +121,14 @@ def test_backbone_output_equals_encoder(d2_model, encoder, converted):
 
 def save_mopro_checkpoint(encoder_state, path):
     """A MoPro checkpoint holding ``encoder_state`` as its encoder."""
-    torch.save({'state_dict': {'backbone.' + k: v
-                               for k, v in encoder_state.items()},
-                'meta': {}}, path)
+    torch.save(
+        {
+            'state_dict': {
+                'backbone.' + k: v
+                for k, v in encoder_state.items()
+            },
+            'meta': {}
+        }, path)
     return str(path)
 
 
@@ -135,9 +143,11 @@ def test_printed_overrides_load_the_conversion(tmp_path, depth):
     (result, ) = run_tools([['convert_to_d2', src, out]])
     assert result.code == 0, result.stderr
     line = result.value.splitlines()[-1]
-    expected = {18: f'MODEL.WEIGHTS {out} MODEL.RESNETS.DEPTH 18 '
-                    'MODEL.RESNETS.RES2_OUT_CHANNELS 64',
-                50: f'MODEL.WEIGHTS {out} MODEL.RESNETS.DEPTH 50'}
+    expected = {
+        18: f'MODEL.WEIGHTS {out} MODEL.RESNETS.DEPTH 18 '
+        'MODEL.RESNETS.RES2_OUT_CHANNELS 64',
+        50: f'MODEL.WEIGHTS {out} MODEL.RESNETS.DEPTH 50'
+    }
     assert line == expected[depth]
     cfg = cpu_cfg()
     cfg.merge_from_list(shlex.split(line))
@@ -155,8 +165,10 @@ def test_printed_overrides_load_the_conversion(tmp_path, depth):
 
 
 # the smoke config, shortened further: 2 iterations, 1 precise-BN batch
-SHORT_OPTS = ['SOLVER.MAX_ITER', '2', 'SOLVER.STEPS', '()',
-              'TEST.PRECISE_BN.NUM_ITER', '1']
+SHORT_OPTS = [
+    'SOLVER.MAX_ITER', '2', 'SOLVER.STEPS', '()', 'TEST.PRECISE_BN.NUM_ITER',
+    '1'
+]
 
 
 def metric_iterations(out_dir):
@@ -165,16 +177,18 @@ def metric_iterations(out_dir):
         return [json.loads(line).get('iteration') for line in f]
 
 
-@pytest.mark.parametrize('num_gpus', [
-    0, pytest.param(1, marks=pytest.mark.gpu)])
+@pytest.mark.parametrize('num_gpus',
+                         [0, pytest.param(1, marks=pytest.mark.gpu)])
 def test_smoke_config_trains_and_evaluates(tmp_path, converted, num_gpus):
     # on CPU with BN; on one GPU with the protocol's SyncBN (one process:
     # torch's SyncBatchNorm then normalises with the local batch)
     out = tmp_path / 'out'
     device = ['MODEL.DEVICE', 'cuda'] if num_gpus else []
     argv = ['--config-file', SMOKE, '--num-gpus', str(num_gpus)]
-    args = d2_train.parse_args(argv + SHORT_OPTS + device + [
-        'MODEL.WEIGHTS', converted, 'OUTPUT_DIR', str(out)])
+    args = d2_train.parse_args(
+        argv + SHORT_OPTS + device +
+        ['MODEL.WEIGHTS', converted, 'OUTPUT_DIR',
+         str(out)])
     cfg = d2_train.setup(args)
     assert cfg.MODEL.DEVICE == ('cuda' if num_gpus else 'cpu')
     assert cfg.MODEL.RESNETS.NORM == ('SyncBN' if num_gpus else 'BN')
@@ -193,22 +207,26 @@ def test_smoke_config_trains_and_evaluates(tmp_path, converted, num_gpus):
     # hand (--register), reproduces the final evaluation
     data = tmp_path / 'copy'
     shutil.copytree(out / 'smoke_data', data)
-    again = d2_train.train_or_evaluate(d2_train.parse_args(
-        argv + ['--eval-only', '--register', 'copy',
-                str(data / 'annotations.json'), str(data / 'images')] +
-        SHORT_OPTS + device + [
-            'DATASETS.TEST', '("copy",)',
-            'MODEL.WEIGHTS', str(out / 'model_final.pth'),
-            'OUTPUT_DIR', str(tmp_path / 'eval')]))
+    again = d2_train.train_or_evaluate(
+        d2_train.parse_args(argv + [
+            '--eval-only', '--register', 'copy',
+            str(data / 'annotations.json'),
+            str(data / 'images')
+        ] + SHORT_OPTS + device + [
+            'DATASETS.TEST', '("copy",)', 'MODEL.WEIGHTS',
+            str(out / 'model_final.pth'), 'OUTPUT_DIR',
+            str(tmp_path / 'eval')
+        ]))
     for task in ('bbox', 'segm'):
-        assert again[task]['AP'] == pytest.approx(results[task]['AP'],
-                                                  abs=1e-6)
+        assert again[task]['AP'] == pytest.approx(
+            results[task]['AP'], abs=1e-6)
 
 
 def test_train_d2_tool_reports_user_errors(tmp_path):
-    (result, ) = run_tools([['train_d2', '--config-file', SMOKE,
-                             '--num-gpus', '0', 'OUTPUT_DIR',
-                             tmp_path / 'out']])
+    (result, ) = run_tools([[
+        'train_d2', '--config-file', SMOKE, '--num-gpus', '0', 'OUTPUT_DIR',
+        tmp_path / 'out'
+    ]])
     assert result.error == ('error: MODEL.WEIGHTS is not set; pass the .pkl '
                             'written by tools/convert_to_d2.py '
                             '(MODEL.WEIGHTS path.pkl)')
@@ -234,8 +252,11 @@ def test_smoke_dataset_is_seeded_and_reused(tmp_path):
 
 def setup_cfg(tmp_path, *extra, num_gpus=0):
     args = d2_train.parse_args([
-        '--config-file', os.path.join(CONFIGS, 'coco_R_50_FPN_1x.yaml'),
-        '--num-gpus', str(num_gpus), 'OUTPUT_DIR', str(tmp_path), *extra])
+        '--config-file',
+        os.path.join(CONFIGS, 'coco_R_50_FPN_1x.yaml'), '--num-gpus',
+        str(num_gpus), 'OUTPUT_DIR',
+        str(tmp_path), *extra
+    ])
     return d2_train.setup(args)
 
 
@@ -245,15 +266,15 @@ def test_setup_uses_bn_only_on_cpu(tmp_path, converted):
     assert (cfg.MODEL.RESNETS.NORM, cfg.MODEL.FPN.NORM) == ('BN', 'BN')
     cfg = setup_cfg(tmp_path, 'MODEL.WEIGHTS', converted, num_gpus=1)
     assert cfg.MODEL.DEVICE == 'cuda'
-    assert (cfg.MODEL.RESNETS.NORM, cfg.MODEL.FPN.NORM) == ('SyncBN',
-                                                            'SyncBN')
+    assert (cfg.MODEL.RESNETS.NORM, cfg.MODEL.FPN.NORM) == ('SyncBN', 'SyncBN')
 
 
 def test_setup_requires_weights(tmp_path):
     with pytest.raises(ConfigError, match='MODEL.WEIGHTS is not set'):
         setup_cfg(tmp_path)
-    with pytest.raises(FileNotFoundError, match='x.pkl: MODEL.WEIGHTS: no '
-                       'such file'):
+    with pytest.raises(
+            FileNotFoundError, match='x.pkl: MODEL.WEIGHTS: no '
+            'such file'):
         setup_cfg(tmp_path, 'MODEL.WEIGHTS', str(tmp_path / 'x.pkl'))
 
 
@@ -262,8 +283,14 @@ def test_setup_refuses_weights_of_another_depth(tmp_path):
     # with shape warnings and train a mostly random backbone
     r18 = MODELS.build(dict(type='ResNet', depth=18)).state_dict()
     src = tmp_path / 'r18.pth'
-    torch.save({'state_dict': {'backbone.' + k: v for k, v in r18.items()},
-                'meta': {}}, src)
+    torch.save(
+        {
+            'state_dict': {
+                'backbone.' + k: v
+                for k, v in r18.items()
+            },
+            'meta': {}
+        }, src)
     out = str(tmp_path / 'r18.pkl')
     save_detectron2(convert_checkpoint(str(src))[0], out)
     with pytest.raises(ConfigError) as err:
@@ -296,15 +323,20 @@ def test_setup_refuses_non_finite_weights(tmp_path, converted):
     bad = str(tmp_path / 'nan.pkl')
     with open(bad, 'wb') as f:
         pickle.dump(obj, f)
-    with pytest.raises(UserError, match=r'res4.2.conv1.weight holds 262144 '
-                       r'non-finite values'):
+    with pytest.raises(
+            UserError,
+            match=r'res4.2.conv1.weight holds 262144 '
+            r'non-finite values'):
         setup_cfg(tmp_path, 'MODEL.WEIGHTS', bad)
 
 
 def test_register_rejects_missing_paths(tmp_path):
     with pytest.raises(SystemExit):
-        d2_train.parse_args(['--config-file', BASE, '--register', 'x',
-                             str(tmp_path / 'no.json'), str(tmp_path)])
+        d2_train.parse_args([
+            '--config-file', BASE, '--register', 'x',
+            str(tmp_path / 'no.json'),
+            str(tmp_path)
+        ])
 
 
 def flat(cfg, prefix=''):
@@ -343,8 +375,10 @@ def test_configs_follow_the_protocol():
     assert base.SOLVER.BASE_LR == 0.02
     assert base.DATASETS.TRAIN == ('coco_2017_train', )
     assert base.DATASETS.TEST == ('coco_2017_val', )
-    schedules = {'coco_R_50_FPN_1x.yaml': ((60000, 80000), 90000),
-                 'coco_R_50_FPN_2x.yaml': ((120000, 160000), 180000)}
+    schedules = {
+        'coco_R_50_FPN_1x.yaml': ((60000, 80000), 90000),
+        'coco_R_50_FPN_2x.yaml': ((120000, 160000), 180000)
+    }
     for name, (steps, max_iter) in schedules.items():
         cfg = load_cfg(name)
         assert (cfg.SOLVER.STEPS, cfg.SOLVER.MAX_ITER) == (steps, max_iter)
@@ -359,12 +393,12 @@ def test_configs_follow_the_protocol():
         'MODEL.RPN.POST_NMS_TOPK_TRAIN', 'MODEL.RPN.PRE_NMS_TOPK_TEST',
         'MODEL.RPN.POST_NMS_TOPK_TEST', 'MODEL.ROI_HEADS.NUM_CLASSES',
         'MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE',
-        'MODEL.ROI_HEADS.SCORE_THRESH_TEST', 'DATASETS.TRAIN',
-        'DATASETS.TEST', 'INPUT.MIN_SIZE_TRAIN', 'INPUT.MAX_SIZE_TRAIN',
-        'INPUT.MIN_SIZE_TEST', 'INPUT.MAX_SIZE_TEST',
-        'DATALOADER.NUM_WORKERS', 'SOLVER.IMS_PER_BATCH', 'SOLVER.BASE_LR',
-        'SOLVER.WARMUP_ITERS', 'SOLVER.STEPS', 'SOLVER.MAX_ITER',
-        'TEST.EVAL_PERIOD', 'TEST.PRECISE_BN.NUM_ITER', 'MOPRO.LOG_PERIOD',
-        'SEED', 'OUTPUT_DIR'}
+        'MODEL.ROI_HEADS.SCORE_THRESH_TEST', 'DATASETS.TRAIN', 'DATASETS.TEST',
+        'INPUT.MIN_SIZE_TRAIN', 'INPUT.MAX_SIZE_TRAIN', 'INPUT.MIN_SIZE_TEST',
+        'INPUT.MAX_SIZE_TEST', 'DATALOADER.NUM_WORKERS',
+        'SOLVER.IMS_PER_BATCH', 'SOLVER.BASE_LR', 'SOLVER.WARMUP_ITERS',
+        'SOLVER.STEPS', 'SOLVER.MAX_ITER', 'TEST.EVAL_PERIOD',
+        'TEST.PRECISE_BN.NUM_ITER', 'MOPRO.LOG_PERIOD', 'SEED', 'OUTPUT_DIR'
+    }
     assert smoke['DATASETS.TRAIN'] == ('mopro_smoke_shapes', )
     assert smoke['MOPRO.LOG_PERIOD'] == 1

@@ -12,7 +12,6 @@ import pytest
 
 from mopro.transfer import d2_compat, d2_install
 from mopro.utils.cli import UserError
-
 from helpers import ROOT
 
 
@@ -20,8 +19,11 @@ def test_installer_is_quick_when_installed():
     if d2_compat.detectron2_dir() is None:
         pytest.skip('detectron2 is not installed')
     result = subprocess.run(
-        [sys.executable, 'tools/misc/install_detectron2.py'], cwd=ROOT,
-        capture_output=True, text=True, timeout=120)
+        [sys.executable, 'tools/misc/install_detectron2.py'],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120)
     assert result.returncode == 0, result.stderr
     assert 'already installed: detectron2 ' in result.stdout
     assert 'installing' not in result.stdout
@@ -59,18 +61,18 @@ def test_installer_extracts_only_the_package(tmp_path, monkeypatch):
     monkeypatch.setattr(d2_install.sysconfig, 'get_paths',
                         lambda: {'purelib': str(purelib)})
     d2_install.install_from_sdist()
-    assert calls[0][:4] == ['download', '--quiet', '--no-deps',
-                            '--no-build-isolation']
+    assert calls[0][:4] == [
+        'download', '--quiet', '--no-deps', '--no-build-isolation'
+    ]
     assert 'pb1-detectron2==0.6' in calls[0]
-    assert sorted(os.listdir(purelib)) == ['detectron2',
-                                           'detectron2-0.6.dist-info']
+    assert sorted(
+        os.listdir(purelib)) == ['detectron2', 'detectron2-0.6.dist-info']
     assert (purelib / 'detectron2' / 'layers' / 'nms.py').read_text() == \
         'X = 1\n'
     record = (purelib / 'detectron2-0.6.dist-info' / 'RECORD').read_text()
     assert 'detectron2/layers/nms.py,,' in record
     assert 'setup.py' not in record
-    metadata = (purelib / 'detectron2-0.6.dist-info' /
-                'METADATA').read_text()
+    metadata = (purelib / 'detectron2-0.6.dist-info' / 'METADATA').read_text()
     assert 'Name: detectron2\nVersion: 0.6\n' in metadata
     assert 'Requires-Dist: iopath==0.1.9' in metadata
     # the installed sources, as the installer and d2_compat describe them

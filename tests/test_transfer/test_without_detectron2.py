@@ -12,15 +12,21 @@ from helpers.detectron2_hidden import env_without_detectron2
 def test_detectron2_tests_skip_without_it(tmp_path):
     env = env_without_detectron2(tmp_path / 'hide')
     env.update(CUDA_VISIBLE_DEVICES='', OMP_NUM_THREADS='1')
-    result = subprocess.run(
-        [sys.executable, '-m', 'pytest', '-q', '-rs', '-p',
-         'no:cacheprovider', 'tests/test_transfer/test_detectron2.py',
-         'tests/test_transfer/test_install_detectron2.py',
-         'tests/test_transfer/test_convert_to_d2.py'],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run([
+        sys.executable, '-m', 'pytest', '-q', '-rs', '-p', 'no:cacheprovider',
+        'tests/test_transfer/test_detectron2.py',
+        'tests/test_transfer/test_install_detectron2.py',
+        'tests/test_transfer/test_convert_to_d2.py'
+    ],
+                            cwd=ROOT,
+                            env=env,
+                            capture_output=True,
+                            text=True,
+                            timeout=600)
     assert result.returncode == 0, result.stdout[-3000:]
-    skipped = sorted(re.findall(r'^SKIPPED \[1\] (tests/\S+?):\d+: (.*)$',
-                                result.stdout, re.M))
+    skipped = sorted(
+        re.findall(r'^SKIPPED \[1\] (tests/\S+?):\d+: (.*)$', result.stdout,
+                   re.M))
     assert skipped == [
         ('tests/test_transfer/test_detectron2.py',
          'run tools/misc/install_detectron2.py first'),

@@ -12,7 +12,6 @@ from mmpretrain.registry import MODELS
 
 from mopro.apis import evaluate_checkpoint
 from mopro.utils.checkpoint import CheckpointError, load_model_weights
-
 from helpers import ROOT
 from helpers.commands import call_tool
 from helpers.configs import tiny_mopro_cfg, tool_config
@@ -23,12 +22,15 @@ K = 4
 
 
 def classifier(depth=18, num_classes=K):
-    return MODELS.build(dict(
-        type='CompilableImageClassifier',
-        backbone=dict(type='ResNet', depth=depth),
-        neck=dict(type='GlobalAveragePooling'),
-        head=dict(type='LinearClsHead', num_classes=num_classes,
-                  in_channels=512 if depth < 50 else 2048)))
+    return MODELS.build(
+        dict(
+            type='CompilableImageClassifier',
+            backbone=dict(type='ResNet', depth=depth),
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(
+                type='LinearClsHead',
+                num_classes=num_classes,
+                in_channels=512 if depth < 50 else 2048)))
 
 
 def mopro(**overrides):
@@ -47,8 +49,10 @@ def r50_checkpoint(tmp_path_factory):
     """A ResNet-50 MoPro-format checkpoint (encoder and classifier)."""
     backbone = MODELS.build(dict(type='ResNet', depth=50)).state_dict()
     state = {f'backbone.{k}': v for k, v in backbone.items()}
-    state.update({'classifier.weight': torch.zeros(K, 2048),
-                  'classifier.bias': torch.zeros(K)})
+    state.update({
+        'classifier.weight': torch.zeros(K, 2048),
+        'classifier.bias': torch.zeros(K)
+    })
     return save(tmp_path_factory.mktemp('r50') / 'r50.pth', state)
 
 
@@ -66,9 +70,11 @@ def test_depth_mismatch_names_the_depths(r50_checkpoint):
 
 def test_class_count_mismatch_names_the_key(tmp_path):
     path = save(tmp_path / 'five.pth', mopro(num_classes=5))
-    with pytest.raises(CheckpointError, match=r'checkpoint has 5 classes '
-                       r'\(classifier.weight \(5, 512\)\) but the config '
-                       r'builds 4 \(\(4, 512\)\); set model.num_classes=5'):
+    with pytest.raises(
+            CheckpointError,
+            match=r'checkpoint has 5 classes '
+            r'\(classifier.weight \(5, 512\)\) but the config '
+            r'builds 4 \(\(4, 512\)\); set model.num_classes=5'):
         load_model_weights(mopro(), path)
     path = save(tmp_path / 'ce.pth', classifier(num_classes=5))
     with pytest.raises(CheckpointError, match='set model.head.num_classes=5'):
@@ -78,12 +84,16 @@ def test_class_count_mismatch_names_the_key(tmp_path):
 def test_other_formats_say_what_they_are(tmp_path):
     tv = str(tmp_path / 'resnet18.pth')
     torch.save(torchvision.models.resnet18().state_dict(), tv)
-    with pytest.raises(CheckpointError, match='got a bare ResNet state dict '
-                       r'\(conv1.weight at the top level'):
+    with pytest.raises(
+            CheckpointError,
+            match='got a bare ResNet state dict '
+            r'\(conv1.weight at the top level'):
         load_model_weights(classifier(), tv)
     ours = save(tmp_path / 'mopro.pth', mopro())
-    with pytest.raises(CheckpointError, match='it is a MoPro checkpoint: '
-                       'evaluate it with a MoPro config'):
+    with pytest.raises(
+            CheckpointError,
+            match='it is a MoPro checkpoint: '
+            'evaluate it with a MoPro config'):
         load_model_weights(classifier(), ours)
     noise = tmp_path / 'noise.pth'
     noise.write_bytes(np.random.default_rng(1).bytes(1000))
@@ -98,16 +108,19 @@ def test_non_finite_weights_are_refused(tmp_path):
     state = model.state_dict()
     state['head.fc.weight'][1, 7] = float('nan')
     path = save(tmp_path / 'nan.pth', state)
-    with pytest.raises(CheckpointError, match=r'head.fc.weight holds 1 '
-                       r'non-finite values \(NaN or inf\) of 2048'):
+    with pytest.raises(
+            CheckpointError,
+            match=r'head.fc.weight holds 1 '
+            r'non-finite values \(NaN or inf\) of 2048'):
         load_model_weights(classifier(), path)
 
 
 def test_loose_loading_is_logged(tmp_path):
     source = classifier()
     path = save(tmp_path / 'ce.pth', {
-        k: v for k, v in source.state_dict().items()
-        if not k.startswith('head.')})
+        k: v
+        for k, v in source.state_dict().items() if not k.startswith('head.')
+    })
     target = classifier()
     with pytest.raises(CheckpointError, match='2 weights missing'):
         load_model_weights(target, path)
@@ -148,8 +161,8 @@ def test_config_without_test_set_evaluates_val(demo, tmp_path, capsys,
 
     def evaluate(sets=None):
         cfg = tool_config(DEMO, options, work_dir=str(tmp_path / 'work'))
-        return call_tool(lambda: evaluate_checkpoint(cfg, ckpt, sets),
-                         None, capsys, monkeypatch)
+        return call_tool(lambda: evaluate_checkpoint(cfg, ckpt, sets), None,
+                         capsys, monkeypatch)
 
     result = evaluate()
     assert result.code == 0, result.stderr

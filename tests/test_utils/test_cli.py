@@ -10,8 +10,10 @@ from mopro.utils.cli import ConfigError, DataError, one_line, run_tool
 
 
 def _raise(err):
+
     def main():
         raise err
+
     return main
 
 
@@ -59,6 +61,8 @@ def test_run_tool_in_a_process_prints_one_line(tmp_path):
         '    raise ConfigError("c.py: model.alpha must be in [0, 1]")\n'
         'run_tool(main)\n')
     result = subprocess.run([sys.executable, str(script)],
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True,
+                            text=True,
+                            timeout=120)
     assert result.returncode == 1
     assert result.stderr == 'error: c.py: model.alpha must be in [0, 1]\n'

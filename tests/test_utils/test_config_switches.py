@@ -10,7 +10,6 @@ import pytest
 from mopro.utils.cli import ConfigError
 from mopro.utils.config_switches import get_key
 from mopro.utils.runner import add_config_args, load_config
-
 from helpers import ROOT
 from helpers.log_records import log_messages
 
@@ -30,9 +29,10 @@ def load(config, *options, work_dir='work'):
 
 
 def loader_roots(cfg):
-    return {name: get_key(cfg, f'{name}_dataloader.dataset.data_root')
-            for name in ('train', 'val', 'test')
-            if cfg.get(f'{name}_dataloader')}
+    return {
+        name: get_key(cfg, f'{name}_dataloader.dataset.data_root')
+        for name in ('train', 'val', 'test') if cfg.get(f'{name}_dataloader')
+    }
 
 
 def test_demo_config_retargets_everything_at_once():
@@ -40,8 +40,8 @@ def test_demo_config_retargets_everything_at_once():
     config trained on the demo digits; now both loaders, the model and the
     schedule follow, with one line per switch."""
     with log_messages() as logged:
-        cfg = load('mopro_r18_demo.py', 'data_root=/my/data',
-                   'num_classes=3', 'max_epochs=2')
+        cfg = load('mopro_r18_demo.py', 'data_root=/my/data', 'num_classes=3',
+                   'max_epochs=2')
     assert loader_roots(cfg) == {'train': '/my/data', 'val': '/my/data'}
     assert cfg.model.num_classes == 3
     assert cfg.train_dataloader.dataset.num_classes == 3
@@ -60,8 +60,10 @@ def test_demo_config_retargets_everything_at_once():
     ]
     # the warm-up of 8 epochs is the user's to shorten: said, not changed
     assert cfg.custom_hooks[0].start_clean_epoch == 8
-    assert logged[3:] == ['custom_hooks.0.start_clean_epoch=8 (0-based) is '
-                          'not reached in max_epochs=2']
+    assert logged[3:] == [
+        'custom_hooks.0.start_clean_epoch=8 (0-based) is '
+        'not reached in max_epochs=2'
+    ]
 
 
 def test_a_key_given_beside_its_switch_keeps_its_value():
@@ -69,16 +71,20 @@ def test_a_key_given_beside_its_switch_keeps_its_value():
         cfg = load('mopro_r18_demo.py', 'data_root=/my/data',
                    'val_dataloader.dataset.data_root=/my/val')
     assert loader_roots(cfg) == {'train': '/my/data', 'val': '/my/val'}
-    assert logged == ['--cfg-options data_root=/my/data set '
-                      'train_dataloader.dataset.data_root '
-                      '(val_dataloader.dataset.data_root as given)']
+    assert logged == [
+        '--cfg-options data_root=/my/data set '
+        'train_dataloader.dataset.data_root '
+        '(val_dataloader.dataset.data_root as given)'
+    ]
 
 
 def test_webvision_moved_keeps_the_imagenet_test_set():
     cfg = load('mopro_r50_webvision_v1.py', 'data_root=/fast/webvision')
-    assert loader_roots(cfg) == {'train': '/fast/webvision',
-                                 'val': '/fast/webvision',
-                                 'test': 'data/imagenet/'}
+    assert loader_roots(cfg) == {
+        'train': '/fast/webvision',
+        'val': '/fast/webvision',
+        'test': 'data/imagenet/'
+    }
 
 
 def test_classes_and_root_switched_with_a_test_set_elsewhere_fail():
@@ -110,10 +116,12 @@ def test_top5_needs_five_classes():
 
 def test_classifier_classes_move_with_num_classes():
     cfg = load('ce_r50_webvision_v2.py', 'num_classes=300')
-    assert (cfg.model.head.num_classes, cfg.model.data_preprocessor
-            .num_classes) == (300, 300)
-    assert [cfg[f'{s}_dataloader'].dataset.num_classes
-            for s in ('train', 'val', 'test')] == [300, 300, 300]
+    assert (cfg.model.head.num_classes,
+            cfg.model.data_preprocessor.num_classes) == (300, 300)
+    assert [
+        cfg[f'{s}_dataloader'].dataset.num_classes
+        for s in ('train', 'val', 'test')
+    ] == [300, 300, 300]
 
 
 def test_max_epochs_moves_the_run_and_names_what_it_leaves():
@@ -187,28 +195,32 @@ def test_config_redefining_a_switch_over_its_base_is_an_error(tmp_path):
                      'data_root=data_root))\n'
                      'val_dataloader = dict(dataset=dict('
                      'data_root=data_root))\n')
-    assert loader_roots(load(str(child))) == {'train': '/my/data',
-                                              'val': '/my/data'}
+    assert loader_roots(load(str(child))) == {
+        'train': '/my/data',
+        'val': '/my/data'
+    }
 
 
 @pytest.mark.parametrize('config', ALL_CONFIGS)
 def test_every_config_moves_with_its_switches(config):
     """Each switch a config defines moves at least the key it is checked
     against (train data, the model's classes, the epochs)."""
-    plain = load(config, 'data_root=/d' if config == 'mopro_r50_custom.py'
-                 else 'work_dir=x', *(['num_classes=2']
-                                      if config == 'mopro_r50_custom.py'
-                                      else []))
+    plain = load(
+        config,
+        'data_root=/d' if config == 'mopro_r50_custom.py' else 'work_dir=x',
+        *(['num_classes=2'] if config == 'mopro_r50_custom.py' else []))
     options, expected = [], {}
     if 'data_root' in plain:
         options.append('data_root=/elsewhere')
         expected['train_dataloader.dataset.data_root'] = '/elsewhere'
     if 'num_classes' in plain:
         options.append('num_classes=7')
-        expected['model.num_classes' if plain.model.type == 'MoPro'
-                 else 'model.head.num_classes'] = 7
-        options += ['test_dataloader=None', 'test_evaluator=None',
-                    'test_cfg=None', 'val_evaluator.topk=[1]']
+        expected['model.num_classes' if plain.model.type ==
+                 'MoPro' else 'model.head.num_classes'] = 7
+        options += [
+            'test_dataloader=None', 'test_evaluator=None', 'test_cfg=None',
+            'val_evaluator.topk=[1]'
+        ]
     if 'max_epochs' in plain:
         options.append('max_epochs=3')
         expected['train_cfg.max_epochs'] = 3

@@ -15,12 +15,12 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 from mopro.transfer.d2_compat import INSTALL_COMMAND, detectron2_dir
-
 from helpers import ROOT
 from helpers.detectron2_hidden import env_without_detectron2
 
-TOOLS = sorted(glob.glob(osp.join(ROOT, 'tools', '*.py')) +
-               glob.glob(osp.join(ROOT, 'tools', '*', '*.py')))
+TOOLS = sorted(
+    glob.glob(osp.join(ROOT, 'tools', '*.py')) +
+    glob.glob(osp.join(ROOT, 'tools', '*', '*.py')))
 
 # Stands in for transformers 5 as mmpretrain 1.2.0 meets it: the package
 # imports, but the modules mmpretrain's multimodal models import from are not
@@ -41,23 +41,28 @@ def transformers5(tmp_path_factory) -> dict:
     (info / 'METADATA').write_text(
         'Metadata-Version: 2.1\nName: transformers\nVersion: 5.17.0\n')
     (info / 'RECORD').write_text('')
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES='', PYTHONPATH=os.pathsep.join(
-        filter(None, [str(site), os.environ.get('PYTHONPATH')])))
+    env = dict(
+        os.environ,
+        CUDA_VISIBLE_DEVICES='',
+        PYTHONPATH=os.pathsep.join(
+            filter(None, [str(site), os.environ.get('PYTHONPATH')])))
     return env
 
 
 def _python(code: str, env: dict, cwd: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, '-c', code], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, '-c', code],
+                          env=env,
+                          cwd=cwd,
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
 
 
-def test_mmpretrain_alone_fails_beside_transformers5(transformers5,
-                                                     tmp_path):
+def test_mmpretrain_alone_fails_beside_transformers5(transformers5, tmp_path):
     # the stand-in reproduces the trap: mmpretrain on its own imports its
     # multimodal models (pycocotools and transformers>=4.28 are installed)
     pytest.importorskip('pycocotools')
-    result = _python('import mmpretrain.models', transformers5,
-                     str(tmp_path))
+    result = _python('import mmpretrain.models', transformers5, str(tmp_path))
     assert result.returncode != 0
     assert 'transformers' in result.stderr.splitlines()[-1]
 
@@ -100,17 +105,22 @@ def test_every_tool_runs_beside_transformers5(transformers5, tmp_path,
         env = env_without_detectron2(tmp_path / 'hide', env)
     without = detectron2 == 'hidden' or not installed
     procs = {
-        osp.basename(tool): subprocess.Popen(
-            [sys.executable, tool, '--help'], env=env,
-            cwd=str(tmp_path), stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True) for tool in TOOLS
+        osp.basename(tool):
+        subprocess.Popen([sys.executable, tool, '--help'],
+                         env=env,
+                         cwd=str(tmp_path),
+                         stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE,
+                         text=True)
+        for tool in TOOLS
     }
     failed = {}
     for name, proc in procs.items():
         out, err = proc.communicate(timeout=300)
         if without and name in DETECTRON2_TOOLS:
-            if (proc.returncode, out, err.splitlines()) != (
-                    1, '', [_needs_detectron2_line(name)]):
+            if (proc.returncode, out,
+                    err.splitlines()) != (1, '',
+                                          [_needs_detectron2_line(name)]):
                 failed[name] = err[-1500:]
         elif proc.returncode != 0 or 'usage:' not in out:
             failed[name] = err[-1500:]
@@ -129,8 +139,10 @@ def test_no_tool_edits_sys_path():
 def _setup_cfg_requirements() -> dict:
     parser = configparser.ConfigParser()
     parser.read(osp.join(ROOT, 'setup.cfg'))
-    lines = [line.strip() for line in
-             parser['options']['install_requires'].splitlines()]
+    lines = [
+        line.strip()
+        for line in parser['options']['install_requires'].splitlines()
+    ]
     return {
         Requirement(line).name.lower(): Requirement(line)
         for line in lines if line and not line.startswith('#')
@@ -146,8 +158,8 @@ def _constraints() -> dict:
                 req = Requirement(line)
                 (spec, ) = req.specifier
                 assert spec.operator == '==', line
-                pins[req.name.lower().replace('_', '-')] = Version(
-                    spec.version)
+                pins[req.name.lower().replace('_',
+                                              '-')] = Version(spec.version)
     return pins
 
 
@@ -160,16 +172,17 @@ def test_requirements_are_ranges_and_constraints_pin_them():
         assert req.specifier.contains(pins[name]), (req, pins[name])
     # torch, torchvision and numpy: from the oldest release run to below
     # the next major
-    for name, oldest, below in (('torch', '2.11', '3'),
-                                ('torchvision', '0.26', '1'),
-                                ('numpy', '2.4', '3')):
+    for name, oldest, below in (('torch', '2.11', '3'), ('torchvision', '0.26',
+                                                         '1'), ('numpy', '2.4',
+                                                                '3')):
         spec = requirements[name].specifier
         assert spec.contains(oldest) and not spec.contains(below), name
     parser = configparser.ConfigParser()
     parser.read(osp.join(ROOT, 'setup.cfg'))
     python = parser['options']['python_requires']
-    assert all(Requirement(f'python{python}').specifier.contains(v)
-               for v in ('3.11', '3.12'))
+    assert all(
+        Requirement(f'python{python}').specifier.contains(v)
+        for v in ('3.11', '3.12'))
 
 
 def test_installed_versions_are_the_constraints():

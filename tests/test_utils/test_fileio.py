@@ -31,8 +31,8 @@ def test_atomic_path_leaves_nothing_on_error(tmp_path):
 
 
 def test_checkpoint_backend_is_atomic(tmp_path, monkeypatch):
-    backend = get_file_backend(str(tmp_path),
-                               backend_args=dict(backend='atomic_local'))
+    backend = get_file_backend(
+        str(tmp_path), backend_args=dict(backend='atomic_local'))
     assert isinstance(backend, AtomicLocalBackend)
     ckpt = tmp_path / 'epoch_1.pth'
     backend.put(b'complete checkpoint', str(ckpt))
@@ -47,9 +47,11 @@ def test_checkpoint_backend_is_atomic(tmp_path, monkeypatch):
     def dying_open(path, mode='r', *args, **kwargs):
         handle = real_open(path, mode, *args, **kwargs)
         if 'w' in mode:
+
             def write(data):
                 real_open(path, 'ab').write(data[:5])
                 raise Killed
+
             handle.write = write
         return handle
 
@@ -90,8 +92,8 @@ def test_outputs_get_the_umask_permissions(tmp_path, umask):
     with atomic_path(str(tmp_path / 'sub' / 'features.npy')) as tmp:
         with open(tmp, 'wb') as f:
             f.write(b'x')
-    backend = get_file_backend(str(tmp_path),
-                               backend_args=dict(backend='atomic_local'))
+    backend = get_file_backend(
+        str(tmp_path), backend_args=dict(backend='atomic_local'))
     backend.put(b'checkpoint', str(tmp_path / 'epoch_1.pth'))
     backend.put_text('epoch_1.pth', str(tmp_path / 'last_checkpoint'))
     for path in (json_path, tmp_path / 'sub' / 'features.npy',
@@ -126,14 +128,14 @@ def test_stale_temporaries_of_a_killed_write_are_removed(tmp_path):
 
     removed = remove_stale_temporaries(str(tmp_path), '*.pth')
     assert sorted(os.path.basename(p) for p in removed) == [
-        n for n in names
-        if n.startswith(('.epoch_2.pth.', '.epoch_3.pth.'))]
+        n for n in names if n.startswith(('.epoch_2.pth.', '.epoch_3.pth.'))
+    ]
     assert len(removed) == 2
     removed = remove_stale_temporaries(str(tmp_path), 'last_checkpoint')
     assert len(removed) == 1
     left = sorted(os.listdir(tmp_path))
     assert len(left) == 4, left
     assert left[2].startswith('.pseudo_labels.json.'), left
-    assert [left[0], left[1], left[3]] == [
-        '.epoch_1.pth.swp', '.notes.tmp', 'epoch_1.pth']
+    assert [left[0], left[1],
+            left[3]] == ['.epoch_1.pth.swp', '.notes.tmp', 'epoch_1.pth']
     assert remove_stale_temporaries(str(tmp_path / 'missing'), '*') == []

@@ -11,7 +11,6 @@ from mmengine.logging import HistoryBuffer
 
 import mopro
 from mopro.utils.checkpoint import SAFE_GLOBALS
-
 from helpers import ROOT
 
 
@@ -42,7 +41,10 @@ def test_import_silences_mmcv_ops_warning():
     # mmcv-lite warns at import that its compiled ops are missing
     env = dict(os.environ, PYTHONPATH=ROOT)
     code = 'import mopro, mmpretrain.models'
-    result = subprocess.run([sys.executable, '-c', code], env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, '-c', code],
+                            env=env,
+                            capture_output=True,
+                            text=True,
+                            timeout=300)
     assert result.returncode == 0, result.stderr
     assert 'MultiScaleDeformableAttention' not in result.stderr

@@ -48,37 +48,52 @@ def test_report_captions_name_classes_and_truth(images, monkeypatch):
 
     monkeypatch.setattr(noise_cleaning, 'save_sample_grid', capture)
     summary = summarize(ORIGINAL, PSEUDO, len(NAMES))
-    paths = save_report(FakeDataset(images), ORIGINAL, PSEUDO, summary,
-                        str(images / 'out'), truth=TRUTH)
-    assert sorted(paths) == ['class_changes', 'ood_samples',
-                             'relabelled_samples']
+    paths = save_report(
+        FakeDataset(images),
+        ORIGINAL,
+        PSEUDO,
+        summary,
+        str(images / 'out'),
+        truth=TRUTH)
+    assert sorted(paths) == [
+        'class_changes', 'ood_samples', 'relabelled_samples'
+    ]
     moved, titles, colors = grids['relabelled_samples.png']
     assert moved == [str(images / '1.png'), str(images / '4.png')]
-    assert titles == ['one \u2192 two\n(true: two)',
-                      'three \u2192 one\n(true: three)']
+    assert titles == [
+        'one \u2192 two\n(true: two)', 'three \u2192 one\n(true: three)'
+    ]
     assert colors == ['tab:green', 'tab:red']
     ood, titles, colors = grids['ood_samples.png']
     assert ood == [str(images / '2.png'), str(images / '6.png')]
-    assert titles == ['web label: one\n(true: eight)',
-                      'web label: zero\n(true: zero)']
+    assert titles == [
+        'web label: one\n(true: eight)', 'web label: zero\n(true: zero)'
+    ]
     assert colors == ['tab:green', 'tab:red']
     # without the truth: the plain captions, no colours
     grids.clear()
-    save_report(FakeDataset(images), ORIGINAL, PSEUDO, summary,
-                str(images / 'out'))
-    assert grids['relabelled_samples.png'][1:] == (
-        ['one \u2192 two', 'three \u2192 one'], None)
+    save_report(
+        FakeDataset(images), ORIGINAL, PSEUDO, summary, str(images / 'out'))
+    assert grids['relabelled_samples.png'][1:] == ([
+        'one \u2192 two', 'three \u2192 one'
+    ], None)
     # a dataset without class names: the numbers
     grids.clear()
-    save_report(FakeDataset(images, classes=None), ORIGINAL, PSEUDO,
-                summary, str(images / 'out'))
+    save_report(
+        FakeDataset(images, classes=None), ORIGINAL, PSEUDO, summary,
+        str(images / 'out'))
     assert grids['ood_samples.png'][1] == ['web label: 1', 'web label: 0']
 
 
 def test_report_writes_small_pngs(images):
     summary = summarize(ORIGINAL, PSEUDO, len(NAMES))
-    paths = save_report(FakeDataset(images), ORIGINAL, PSEUDO, summary,
-                        str(images / 'out'), truth=TRUTH)
+    paths = save_report(
+        FakeDataset(images),
+        ORIGINAL,
+        PSEUDO,
+        summary,
+        str(images / 'out'),
+        truth=TRUTH)
     for path in paths.values():
         with open(path, 'rb') as f:
             data = f.read()
@@ -91,7 +106,8 @@ def _bars(ax):
     heights = {}
     for container in ax.containers:
         heights[container.get_label()] = [
-            int(round(bar.get_height())) for bar in container]
+            int(round(bar.get_height())) for bar in container
+        ]
     return heights
 
 
@@ -100,9 +116,11 @@ def test_class_changes_one_group_per_class_with_names():
     ax = class_changes_figure(summary, NAMES).axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == NAMES
     assert list(ax.get_xticks()) == [0, 1, 2, 3]
-    assert _bars(ax) == {'relabelled away': [0, 1, 0, 1],
-                         'declared OOD': [1, 1, 0, 0],
-                         'relabelled into': [0, 1, 1, 0]}
+    assert _bars(ax) == {
+        'relabelled away': [0, 1, 0, 1],
+        'declared OOD': [1, 1, 0, 0],
+        'relabelled into': [0, 1, 1, 0]
+    }
     assert all(float(t).is_integer() for t in ax.get_yticks())
 
 
@@ -129,13 +147,32 @@ def _scalars(log_dir, lines):
 
 
 def test_read_val_curve(tmp_path):
-    _scalars(tmp_path, [
-        {'lr': 0.1, 'loss': 2.0, 'step': 5},
-        {'accuracy/top1': 40.0, 'step': 2},
-        {'lr': 0.1, 'loss': 1.0, 'step': 10},
-        {'accuracy/top1': 55.5, 'step': 4},
-        {'accuracy/top1': 56.0, 'step': 4},  # logged again: the last counts
-    ])
+    _scalars(
+        tmp_path,
+        [
+            {
+                'lr': 0.1,
+                'loss': 2.0,
+                'step': 5
+            },
+            {
+                'accuracy/top1': 40.0,
+                'step': 2
+            },
+            {
+                'lr': 0.1,
+                'loss': 1.0,
+                'step': 10
+            },
+            {
+                'accuracy/top1': 55.5,
+                'step': 4
+            },
+            {
+                'accuracy/top1': 56.0,
+                'step': 4
+            },  # logged again: the last counts
+        ])
     assert read_val_curve(str(tmp_path)) == ([2, 4], [40.0, 56.0])
 
 
@@ -149,8 +186,10 @@ def test_read_val_curve_errors(tmp_path):
 
 
 def test_accuracy_curves_png(tmp_path):
-    path = save_accuracy_curves({'MoPro': ([2, 4], [50.0, 70.0]),
-                                 'CE': ([2, 4], [45.0, 40.0])},
-                                str(tmp_path / 'acc.png'))
+    path = save_accuracy_curves(
+        {
+            'MoPro': ([2, 4], [50.0, 70.0]),
+            'CE': ([2, 4], [45.0, 40.0])
+        }, str(tmp_path / 'acc.png'))
     with open(path, 'rb') as f:
         assert f.read(8) == b'\x89PNG\r\n\x1a\n'

@@ -25,15 +25,20 @@ from mopro.utils.cli import run_tool
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('root', help='folder of class subfolders')
-    parser.add_argument('--out', help='folder of the lists (default: root); '
-                        'their paths are relative to it')
-    parser.add_argument('--val-fraction', type=float, default=0.1,
-                        help='fraction of each class held out for val.txt '
-                        '(at least one image of a class with two or more)')
-    parser.add_argument('--seed', type=int, default=0,
-                        help='seed of the held-out split')
-    parser.add_argument('--force', action='store_true',
-                        help='overwrite existing lists')
+    parser.add_argument(
+        '--out',
+        help='folder of the lists (default: root); '
+        'their paths are relative to it')
+    parser.add_argument(
+        '--val-fraction',
+        type=float,
+        default=0.1,
+        help='fraction of each class held out for val.txt '
+        '(at least one image of a class with two or more)')
+    parser.add_argument(
+        '--seed', type=int, default=0, help='seed of the held-out split')
+    parser.add_argument(
+        '--force', action='store_true', help='overwrite existing lists')
     return parser.parse_args(argv)
 
 
@@ -57,8 +62,8 @@ def report(args: argparse.Namespace, lists: FolderLists) -> str:
 
 def main(argv: Optional[List[str]] = None) -> FolderLists:
     args = parse_args(argv)
-    lists = folder_to_lists(args.root, args.out, args.val_fraction,
-                            args.seed, args.force)
+    lists = folder_to_lists(args.root, args.out, args.val_fraction, args.seed,
+                            args.force)
     print(report(args, lists))
     return lists
 

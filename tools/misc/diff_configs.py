@@ -34,10 +34,14 @@ MISSING = '<absent>'
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('base', help='git revision to compare against')
-    parser.add_argument('--rev', help='git revision to compare (default: '
-                        'the working tree)')
-    parser.add_argument('--allow', nargs='+', default=[],
-                        help='key patterns whose differences are expected')
+    parser.add_argument(
+        '--rev', help='git revision to compare (default: '
+        'the working tree)')
+    parser.add_argument(
+        '--allow',
+        nargs='+',
+        default=[],
+        help='key patterns whose differences are expected')
     return parser.parse_args(argv)
 
 
@@ -47,7 +51,8 @@ def export_configs(rev: str, dest: str) -> str:
     archive = osp.join(dest, 'configs.tar')
     result = subprocess.run(
         ['git', '-C', ROOT, 'archive', '-o', archive, rev, 'configs'],
-        capture_output=True, text=True)
+        capture_output=True,
+        text=True)
     if result.returncode != 0:
         raise UserError(f'git archive {rev}: {result.stderr.strip()}')
     with tarfile.open(archive) as tar:
@@ -67,7 +72,8 @@ def short(value: Any, width: int = 60) -> str:
     return text if len(text) <= width else text[:width - 3] + '...'
 
 
-def differences(before: Any, after: Any,
+def differences(before: Any,
+                after: Any,
                 prefix: str = '') -> Iterator[Tuple[str, str, str]]:
     """``(dotted key, before, after)`` of every difference of two resolved
     configs; list items are keyed by index, a key present on one side
@@ -105,8 +111,10 @@ def compare(base_dir: str, new_dir: str, allow: List[str]) -> int:
     for name in sorted(new - base):
         print(f'{name}: new')
     for name in sorted(base & new):
-        found = list(differences(resolve(osp.join(base_dir, name)),
-                                 resolve(osp.join(new_dir, name))))
+        found = list(
+            differences(
+                resolve(osp.join(base_dir, name)),
+                resolve(osp.join(new_dir, name))))
         if not found:
             print(f'{name}: identical')
             continue
@@ -123,11 +131,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         base_dir = export_configs(args.base, osp.join(tmp, 'base'))
-        new_dir = (export_configs(args.rev, osp.join(tmp, 'new'))
-                   if args.rev else osp.join(ROOT, 'configs'))
+        new_dir = (
+            export_configs(args.rev, osp.join(tmp, 'new'))
+            if args.rev else osp.join(ROOT, 'configs'))
         unexpected = compare(base_dir, new_dir, args.allow)
-    print(f'{unexpected} unexpected differences' if unexpected else
-          'no unexpected differences')
+    print(f'{unexpected} unexpected differences'
+          if unexpected else 'no unexpected differences')
     if unexpected:
         raise SystemExit(1)
 

@@ -20,16 +20,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('input', help='checkpoint of the released code')
     parser.add_argument('output', help='checkpoint to write')
-    parser.add_argument('--trust-checkpoint', action='store_true',
-                        help='unpickle arbitrary objects in the input (only '
-                        'for files from a source you trust)')
+    parser.add_argument(
+        '--trust-checkpoint',
+        action='store_true',
+        help='unpickle arbitrary objects in the input (only '
+        'for files from a source you trust)')
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    converted = convert_original_checkpoint(args.input, args.output,
-                                            trust=args.trust_checkpoint)
+    converted = convert_original_checkpoint(
+        args.input, args.output, trust=args.trust_checkpoint)
     print(f'{args.input} -> {args.output}: '
           f'{len(converted["state_dict"])} tensors, epoch '
           f'{converted["meta"]["epoch"]}')

@@ -58,6 +58,7 @@ class ViewParams:
     def to(self, device: torch.device) -> 'ViewParams':
         """The flip, grayscale and jitter parameters on ``device`` (the
         boxes stay on the CPU: crops are sized on the host)."""
+
         def move(t):
             return None if t is None else to_device(t, device)
 
@@ -77,8 +78,9 @@ def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 def _uniform(shape: Tuple[int, ...], low: float, high: float,
              generator: torch.Generator) -> torch.Tensor:
-    return torch.empty(shape, dtype=torch.float64).uniform_(
-        low, high, generator=generator)
+    return torch.empty(
+        shape, dtype=torch.float64).uniform_(
+            low, high, generator=generator)
 
 
 def sample_crop_boxes(sizes: torch.Tensor,
@@ -101,8 +103,8 @@ def sample_crop_boxes(sizes: torch.Tensor,
     n = sizes.shape[0]
     height, width = sizes[:, 0:1].double(), sizes[:, 1:2].double()
     area = height * width * _uniform((n, attempts), *scale, generator)
-    log_ratio = _uniform((n, attempts), math.log(ratio[0]),
-                         math.log(ratio[1]), generator)
+    log_ratio = _uniform((n, attempts), math.log(ratio[0]), math.log(ratio[1]),
+                         generator)
     aspect = torch.exp(log_ratio)
     w = torch.round(torch.sqrt(area * aspect))
     h = torch.round(torch.sqrt(area / aspect))
@@ -131,8 +133,7 @@ def sample_view_params(sizes: torch.Tensor,
                        ratio: Tuple[float, float] = (3 / 4, 4 / 3),
                        flip_prob: float = 0.5,
                        gray_prob: Optional[float] = None,
-                       jitter: Optional[Sequence[float]] = None
-                       ) -> ViewParams:
+                       jitter: Optional[Sequence[float]] = None) -> ViewParams:
     """Parameters of ``RandomResizedCrop(scale, ratio)``,
     ``RandomGrayscale(gray_prob)``, ``ColorJitter(*jitter)`` and
     ``RandomHorizontalFlip(flip_prob)`` for each of N images, drawn as
@@ -141,8 +142,7 @@ def sample_view_params(sizes: torch.Tensor,
     and a uniformly random order of the four adjustments, per image."""
     n = sizes.shape[0]
     boxes = sample_crop_boxes(sizes, scale, ratio, generator)
-    params = ViewParams(boxes,
-                        torch.rand(n, generator=generator) < flip_prob)
+    params = ViewParams(boxes, torch.rand(n, generator=generator) < flip_prob)
     if gray_prob is not None:
         params.gray = torch.rand(n, generator=generator) < gray_prob
     if jitter is not None:
@@ -179,19 +179,20 @@ def antialias_weights(in_sizes: torch.Tensor, out_size: int,
     length = in_sizes.to(torch.float32).view(-1, 1, 1)
     scale = length / out_size
     support = torch.clamp(scale, min=1.0)
-    centre = scale * (torch.arange(out_size, dtype=torch.float32,
-                                   device=device).view(1, -1, 1) + 0.5)
+    centre = scale * (
+        torch.arange(out_size, dtype=torch.float32, device=device).view(
+            1, -1, 1) + 0.5)
     j = torch.arange(width, dtype=torch.float32, device=device).view(1, 1, -1)
     first = torch.clamp(torch.trunc(centre - support + 0.5), min=0.0)
     stop = torch.minimum(torch.trunc(centre + support + 0.5), length)
-    weights = torch.clamp(1 - torch.abs((j - centre + 0.5) / support),
-                          min=0.0)
+    weights = torch.clamp(1 - torch.abs((j - centre + 0.5) / support), min=0.0)
     weights = torch.where((j >= first) & (j < stop), weights, 0.0)
     return weights / weights.sum(dim=-1, keepdim=True)
 
 
-def pack_images(images: Sequence[torch.Tensor]
-                ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def pack_images(
+    images: Sequence[torch.Tensor]
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """C x H x W images as :func:`resized_crops` reads them: one flat
     tensor (the images back to back, then ``max(W)`` zeros), their offsets
     into it and their sizes (N x 2 ``(H, W)``; offsets and sizes on the
@@ -204,8 +205,11 @@ def pack_images(images: Sequence[torch.Tensor]
     return flat, offsets, sizes
 
 
-def resized_crops(flat: torch.Tensor, offsets: torch.Tensor,
-                  sizes: torch.Tensor, boxes: torch.Tensor, size: int,
+def resized_crops(flat: torch.Tensor,
+                  offsets: torch.Tensor,
+                  sizes: torch.Tensor,
+                  boxes: torch.Tensor,
+                  size: int,
                   scale: float = 1.0) -> torch.Tensor:
     """Crop each of N RGB images to its box and resize it to ``size`` x
     ``size`` with torchvision's antialiased bilinear resize (as
@@ -239,28 +243,27 @@ def resized_crops(flat: torch.Tensor, offsets: torch.Tensor,
     num = boxes.shape[0]
     top, left, height, width = boxes.unbind(dim=1)
     rows, cols = int(height.max()), int(width.max())
-    starts = (offsets.view(-1, 1, 1) +
-              torch.arange(3).view(1, 3, 1) * (sizes[:, 0] * sizes[:, 1]
-                                               ).view(-1, 1, 1) +
-              (top.view(-1, 1, 1) + torch.minimum(
-                  torch.arange(rows).view(1, 1, -1), (height - 1).view(
-                      -1, 1, 1))) * sizes[:, 1].view(-1, 1, 1) +
-              left.view(-1, 1, 1))
+    starts = (
+        offsets.view(-1, 1, 1) + torch.arange(3).view(1, 3, 1) *
+        (sizes[:, 0] * sizes[:, 1]).view(-1, 1, 1) +
+        (top.view(-1, 1, 1) + torch.minimum(
+            torch.arange(rows).view(1, 1, -1),
+            (height - 1).view(-1, 1, 1))) * sizes[:, 1].view(-1, 1, 1) +
+        left.view(-1, 1, 1))
     if int(starts.max()) + cols > flat.numel():
         raise ValueError('resized_crops: flat ends before the last crop '
                          'row (pad it by the widest image, as pack_images '
                          'does)')
     device = flat.device
-    geometry = to_device(torch.cat([starts.view(-1), height, width]),
-                         device)
+    geometry = to_device(torch.cat([starts.view(-1), height, width]), device)
     starts, height, width = geometry.split([starts.numel(), num, num])
     crops = flat.unfold(0, cols, 1).index_select(0, starts)
     crops = crops.view(num, 3 * rows, cols).to(torch.float32)
     across = antialias_weights(width, size, cols)
     down = antialias_weights(height, size, rows) * scale
     resized_rows = torch.bmm(crops, across.transpose(1, 2))
-    return torch.matmul(down.unsqueeze(1),
-                        resized_rows.view(num, 3, rows, size))
+    return torch.matmul(
+        down.unsqueeze(1), resized_rows.view(num, 3, rows, size))
 
 
 def rgb_to_gray(img: torch.Tensor) -> torch.Tensor:
@@ -279,9 +282,10 @@ def adjust_hue(img: torch.Tensor, hue: torch.Tensor) -> torch.Tensor:
     delta = maxc - minc
     safe_delta = torch.where(delta > 0, delta, torch.ones_like(delta))
     r, g, b = img.unbind(dim=1)
-    h = torch.where(maxc == r, (g - b) / safe_delta,
-                    torch.where(maxc == g, (b - r) / safe_delta + 2,
-                                (r - g) / safe_delta + 4))
+    h = torch.where(
+        maxc == r, (g - b) / safe_delta,
+        torch.where(maxc == g, (b - r) / safe_delta + 2,
+                    (r - g) / safe_delta + 4))
     h = torch.where(delta > 0, h / 6, torch.zeros_like(h))
     h = torch.remainder(h + hue.view(-1, 1, 1), 1.0)
     s = delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc))
@@ -312,8 +316,7 @@ def color_jitter(img: torch.Tensor, order: torch.Tensor,
         gray = rgb_to_gray(img)
         ref = torch.where(
             op == 0, torch.zeros_like(gray),
-            torch.where(op == 1, gray.mean(dim=(1, 2, 3), keepdim=True),
-                        gray))
+            torch.where(op == 1, gray.mean(dim=(1, 2, 3), keepdim=True), gray))
         blended = (f * img + (1 - f) * ref).clamp(0.0, 1.0)
         hued = adjust_hue(img, torch.where(op == 3, f, 0.0).view(n))
         img = torch.where(op == 3, hued, blended)
@@ -326,8 +329,9 @@ def apply_view(crops: torch.Tensor, params: ViewParams) -> torch.Tensor:
     img = crops
     n = img.shape[0]
     if params.gray is not None:
-        img = torch.where(params.gray.view(n, 1, 1, 1),
-                          rgb_to_gray(img).expand_as(img), img)
+        img = torch.where(
+            params.gray.view(n, 1, 1, 1),
+            rgb_to_gray(img).expand_as(img), img)
     if params.order is not None:
         img = color_jitter(img, params.order, params.factors)
     return torch.where(params.flip.view(n, 1, 1, 1), img.flip(-1), img)

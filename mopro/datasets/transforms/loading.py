@@ -43,7 +43,8 @@ def read_image_bytes(path: str) -> bytearray:
             from None
 
 
-def decode_rgb_bytes(data: bytes, name: str,
+def decode_rgb_bytes(data: bytes,
+                     name: str,
                      max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode the bytes of any image file into an H x W x 3 uint8 RGB array.
 
@@ -72,8 +73,8 @@ def decode_rgb_bytes(data: bytes, name: str,
                     img = Image.fromarray(
                         np.clip(arr / scale, 0, 255).astype(np.uint8))
                 # convert() copies even an RGB image: skip it for those
-                return np.asarray(img if img.mode == 'RGB' else
-                                  img.convert('RGB'))
+                return np.asarray(img if img.mode ==
+                                  'RGB' else img.convert('RGB'))
     except ImageDecodeError:
         raise
     except (UnidentifiedImageError, OSError, ValueError,
@@ -93,8 +94,7 @@ def _check_size(img: Image.Image, name: str, max_pixels: int) -> None:
             f'larger than max_pixels={max_pixels} of LoadWebImage')
 
 
-def decode_rgb(path: str,
-               max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def decode_rgb(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode any image file into an H x W x 3 uint8 RGB array (see
     :func:`decode_rgb_bytes`).
 
@@ -126,8 +126,9 @@ class LoadWebImage(BaseTransform):
 
     def transform(self, results: dict) -> dict:
         # cvtColor: a fraction of the cost of copying a channel-reversed view
-        img = cv2.cvtColor(decode_rgb(results['img_path'], self.max_pixels),
-                           cv2.COLOR_RGB2BGR)
+        img = cv2.cvtColor(
+            decode_rgb(results['img_path'], self.max_pixels),
+            cv2.COLOR_RGB2BGR)
         results['img'] = img
         results['img_shape'] = img.shape[:2]
         results['ori_shape'] = img.shape[:2]

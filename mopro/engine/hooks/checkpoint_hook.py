@@ -91,8 +91,7 @@ class SafeCheckpointHook(CheckpointHook):
                                            list(self.keep_ckpt_ids))
         if not is_main_process():
             return
-        write_text(osp.join(runner.work_dir, LAST_CHECKPOINT),
-                   self.last_ckpt)
+        write_text(osp.join(runner.work_dir, LAST_CHECKPOINT), self.last_ckpt)
         for old in outdated:
             self._remove(
                 self.file_backend.join_path(self.out_dir,

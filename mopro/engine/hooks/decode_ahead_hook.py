@@ -21,8 +21,7 @@ class DecodeAheadHook(Hook):
 
     def before_train(self, runner) -> None:
         model = get_ori_model(runner.model)
-        if not isinstance(model.data_preprocessor,
-                          MoProGPUViewsPreprocessor):
+        if not isinstance(model.data_preprocessor, MoProGPUViewsPreprocessor):
             return
         loop = runner.train_loop
         if hasattr(loop, 'dataloader_iterator'):

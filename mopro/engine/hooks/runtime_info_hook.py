@@ -18,8 +18,9 @@ def _python_type(value: torch.Tensor) -> type:
     return float if value.is_floating_point() or value.is_complex() else int
 
 
-def _to_host(values: torch.Tensor
-             ) -> Tuple[torch.Tensor, Optional[torch.cuda.Event]]:
+def _to_host(
+        values: torch.Tensor
+) -> Tuple[torch.Tensor, Optional[torch.cuda.Event]]:
     """``values`` on the host, and the CUDA event after which they are
     there (None: already there): a CUDA tensor is copied into pinned
     memory without waiting for it."""
@@ -42,11 +43,11 @@ def _snapshot(outputs: dict) -> Tuple[List[_Entry], Dict[torch.device, tuple]]:
     for key, value in outputs.items():
         if isinstance(value, torch.Tensor) and value.numel() == 1:
             group = by_device.setdefault(value.device, [])
-            entries.append((key, value.device, len(group),
-                            _python_type(value)))
+            entries.append(
+                (key, value.device, len(group), _python_type(value)))
             value = value.detach().reshape(1)
-            group.append(value if value.is_floating_point() else
-                         value.double())
+            group.append(
+                value if value.is_floating_point() else value.double())
         else:
             entries.append((key, None, value, None))
     return entries, {d: _to_host(torch.cat(v)) for d, v in by_device.items()}
@@ -104,8 +105,8 @@ class DeferredRuntimeInfoHook(RuntimeInfoHook):
             return True
         loader = runner.train_dataloader
         return any(
-            hook.every_n_inner_iters(batch_idx, hook.interval)
-            or (hook.end_of_epoch(loader, batch_idx) and
+            hook.every_n_inner_iters(batch_idx, hook.interval) or (
+                hook.end_of_epoch(loader, batch_idx) and
                 (not hook.ignore_last or len(loader) <= hook.interval))
             for hook in self._loggers)
 
@@ -140,5 +141,5 @@ class DeferredRuntimeInfoHook(RuntimeInfoHook):
         if self._pending:
             self.flush(runner)
             checkpoint['message_hub'] = apply_to(
-                runner.message_hub.state_dict(),
-                lambda x: hasattr(x, 'cpu'), lambda x: x.cpu())
+                runner.message_hub.state_dict(), lambda x: hasattr(x, 'cpu'),
+                lambda x: x.cpu())

@@ -45,8 +45,8 @@ def _shuffle_across_ranks(
     return gathered[mine], torch.argsort(perm)
 
 
-def _gt_labels(data_samples: Union[torch.Tensor, List[DataSample]]
-               ) -> torch.Tensor:
+def _gt_labels(
+        data_samples: Union[torch.Tensor, List[DataSample]]) -> torch.Tensor:
     """The web labels y of a batch: a label tensor (``multiview_collate``)
     or the DataSamples' ``gt_label``."""
     if not isinstance(data_samples, torch.Tensor):
@@ -58,17 +58,19 @@ def _correction_rates(pseudo_labels: torch.Tensor,
                       labels: torch.Tensor) -> Dict[str, torch.Tensor]:
     """The batch's fractions of OOD and relabelled samples (logged)."""
     ood = pseudo_labels == OOD_LABEL
-    return dict(frac_ood=ood.float().mean(),
-                frac_relabelled=((pseudo_labels != labels) &
-                                 ~ood).float().mean())
+    return dict(
+        frac_ood=ood.float().mean(),
+        frac_relabelled=((pseudo_labels != labels) & ~ood).float().mean())
 
 
 def _check_arguments(**kwargs) -> None:
     """Type and range of MoPro's arguments, named by their config keys."""
     for key in ('num_classes', 'feat_dim', 'embed_dim', 'proj_hidden_dim',
                 'queue_len'):
-        check_int(kwargs[key], f'model.{key}',
-                  minimum=2 if key == 'num_classes' else 1)
+        check_int(
+            kwargs[key],
+            f'model.{key}',
+            minimum=2 if key == 'num_classes' else 1)
     for key in ('momentum', 'proto_momentum'):
         check_number(kwargs[key], f'model.{key}', 0, 1, high_open=True)
     for key in ('alpha', 'threshold'):
@@ -161,13 +163,22 @@ class MoPro(BaseSelfSupervisor):
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         _check_arguments(
-            num_classes=num_classes, feat_dim=feat_dim, embed_dim=embed_dim,
-            proj_hidden_dim=proj_hidden_dim, queue_len=queue_len,
-            momentum=momentum, proto_momentum=proto_momentum, alpha=alpha,
-            threshold=threshold, shuffle_bn=shuffle_bn,
-            channels_last=channels_last, compile=compile)
+            num_classes=num_classes,
+            feat_dim=feat_dim,
+            embed_dim=embed_dim,
+            proj_hidden_dim=proj_hidden_dim,
+            queue_len=queue_len,
+            momentum=momentum,
+            proto_momentum=proto_momentum,
+            alpha=alpha,
+            threshold=threshold,
+            shuffle_bn=shuffle_bn,
+            channels_last=channels_last,
+            compile=compile)
         finite_guard = NonFiniteGuard(
-            nonfinite, max_consecutive_skips, name='MoPro',
+            nonfinite,
+            max_consecutive_skips,
+            name='MoPro',
             kept='; queue and prototypes were not updated')
         super().__init__(
             backbone=backbone,
@@ -251,8 +262,9 @@ class MoPro(BaseSelfSupervisor):
         """The representation v: pooled backbone features, ``(N x C,)``."""
         return self.neck(self.backbone(self._prepare(inputs)))
 
-    def encode(self, inputs: torch.Tensor
-               ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def encode(
+        self, inputs: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Return (v, classifier logits, normalised embedding z)."""
         feats = self.extract_feat(inputs)[-1]
         embed = F.normalize(self.projector(feats), dim=1)
@@ -278,7 +290,8 @@ class MoPro(BaseSelfSupervisor):
     # ------------------------------------------------------------------
     # queue and prototypes
     @torch.no_grad()
-    def enqueue(self, keys: torch.Tensor,
+    def enqueue(self,
+                keys: torch.Tensor,
                 accept: Optional[torch.Tensor] = None) -> None:
         """Write the (all-rank) keys at the queue pointer, FIFO.
 
@@ -291,8 +304,8 @@ class MoPro(BaseSelfSupervisor):
         if batch > self.queue_len:
             raise ValueError(f'the global batch ({batch}) is larger than the '
                              f'queue (model.queue_len={self.queue_len})')
-        idx = (self.queue_ptr + torch.arange(
-            batch, device=keys.device)) % self.queue_len
+        idx = (self.queue_ptr +
+               torch.arange(batch, device=keys.device)) % self.queue_len
         new = keys.t().to(self.queue.dtype)
         step = batch
         if accept is not None:
@@ -335,17 +348,18 @@ class MoPro(BaseSelfSupervisor):
         # 11-19: noise correction
         pseudo_labels = self._pseudo_labels(cls_logits, proto_logits, labels)
         # 20-27, 31: cross-entropy, prototypical and instance losses
-        losses = self.head.loss(
-            cls_logits, proto_logits if self.use_proto_loss else None, embed,
-            keys, self.queue.detach().clone(), pseudo_labels)
+        losses = self.head.loss(cls_logits,
+                                proto_logits if self.use_proto_loss else None,
+                                embed, keys,
+                                self.queue.detach().clone(), pseudo_labels)
         losses.update(_correction_rates(pseudo_labels, labels))
         losses, finite = self.finite_guard.after_step(self, losses)
         # 29: momentum prototypes; the queue of momentum embeddings
         self._update_queue_and_prototypes(keys, embed, pseudo_labels, finite)
         return losses
 
-    def _prototypical_logits(self, embed: torch.Tensor
-                             ) -> Optional[torch.Tensor]:
+    def _prototypical_logits(self,
+                             embed: torch.Tensor) -> Optional[torch.Tensor]:
         """``z . c_k / tau`` (Algorithm 1 line 10, before the softmax), or
         None in the phases that use no prototypes."""
         if self.use_proto_loss or self.correct_noise:
@@ -387,10 +401,11 @@ class MoPro(BaseSelfSupervisor):
             return self.predict(inputs, data_samples)
         return super().forward(inputs, data_samples, mode)
 
-    def predict(self,
-                inputs: torch.Tensor,
-                data_samples: Optional[List[DataSample]] = None
-                ) -> List[DataSample]:
+    def predict(
+            self,
+            inputs: torch.Tensor,
+            data_samples: Optional[List[DataSample]] = None
+    ) -> List[DataSample]:
         """Softmax of the classifier, one DataSample per image."""
         _, cls_logits, _ = self.encode(inputs)
         scores = F.softmax(cls_logits.float(), dim=1)

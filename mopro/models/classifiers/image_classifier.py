@@ -44,8 +44,8 @@ class CompilableImageClassifier(ImageClassifier):
             compile_options(compile)
         except (TypeError, ValueError) as err:
             raise ConfigError(str(err)) from None
-        finite_guard = NonFiniteGuard(nonfinite, max_consecutive_skips,
-                                      name=type(self).__name__)
+        finite_guard = NonFiniteGuard(
+            nonfinite, max_consecutive_skips, name=type(self).__name__)
         super().__init__(**kwargs)
         self.finite_guard = finite_guard
         compile_submodules(self, ('backbone', ), compile)

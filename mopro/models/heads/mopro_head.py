@@ -56,12 +56,12 @@ class MoProHead(BaseModule):
                  inst_weight: float = 1.0,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        self.temperature = check_number(temperature, 'model.head.temperature',
-                                        low=0, low_open=True)
-        self.proto_weight = check_number(proto_weight,
-                                         'model.head.proto_weight', low=0)
-        self.inst_weight = check_number(inst_weight, 'model.head.inst_weight',
-                                        low=0)
+        self.temperature = check_number(
+            temperature, 'model.head.temperature', low=0, low_open=True)
+        self.proto_weight = check_number(
+            proto_weight, 'model.head.proto_weight', low=0)
+        self.inst_weight = check_number(
+            inst_weight, 'model.head.inst_weight', low=0)
 
     def instance_logits(self, query: torch.Tensor, key: torch.Tensor,
                         queue: torch.Tensor) -> torch.Tensor:
@@ -90,7 +90,8 @@ class MoProHead(BaseModule):
             inst_logits = self.instance_logits(query.float(), key.float(),
                                                queue.float())
             inst_targets = torch.zeros(
-                inst_logits.shape[0], dtype=torch.long,
+                inst_logits.shape[0],
+                dtype=torch.long,
                 device=inst_logits.device)
             losses = dict(
                 loss_cls=_masked_cross_entropy(cls_logits, pseudo_labels),

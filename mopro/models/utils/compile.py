@@ -70,13 +70,13 @@ def out_of_memory(err: BaseException) -> Optional[BaseException]:
     while err is not None and id(err) not in seen:
         seen.add(id(err))
         chain.append(err)
-        err = (getattr(err, 'inner_exception', None) or err.__cause__
-               or err.__context__)
+        err = (
+            getattr(err, 'inner_exception', None) or err.__cause__
+            or err.__context__)
     for err in chain:
         if isinstance(err, (torch.OutOfMemoryError, MemoryError)):
             return err
-    if isinstance(chain[0], RuntimeError) and 'out of memory' in str(
-            chain[0]):
+    if isinstance(chain[0], RuntimeError) and 'out of memory' in str(chain[0]):
         return chain[0]
     return None
 
@@ -85,6 +85,7 @@ def _own_entry(call: Callable, name: str) -> Callable:
     """A function that calls ``call``, with a code object of its own (named
     ``name``): dynamo's graph cache and recompile budget are per code
     object."""
+
     def entry(*args, **kwargs):
         return call(*args, **kwargs)
 
@@ -124,7 +125,9 @@ class CompiledCall:
             warnings.warn(
                 f'torch.compile of {self.name} failed '
                 f'({type(err).__name__}: {reason[:300]}); {self.name} runs '
-                'eagerly', RuntimeWarning, stacklevel=2)
+                'eagerly',
+                RuntimeWarning,
+                stacklevel=2)
             self.compiled = None
             return out
 
@@ -141,8 +144,9 @@ def compile_submodules(model: nn.Module, names: Iterable[str],
     if options is None:
         return False
     if not hasattr(torch, 'compile'):
-        warnings.warn(f'model.compile: torch {torch.__version__} has no '
-                      'torch.compile; the model runs eagerly', RuntimeWarning)
+        warnings.warn(
+            f'model.compile: torch {torch.__version__} has no '
+            'torch.compile; the model runs eagerly', RuntimeWarning)
         return False
     for name in names:
         module = getattr(model, name)

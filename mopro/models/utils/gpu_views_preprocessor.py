@@ -153,9 +153,9 @@ class MoProGPUViewsPreprocessor(MoProDataPreprocessor):
         self.generator.manual_seed(self._batch_seed())
         weak = sample_view_params(decoded.sizes, self.generator, self.scale,
                                   self.ratio, self.flip_prob)
-        strong = sample_view_params(decoded.sizes, self.generator,
-                                    self.scale, self.ratio, self.flip_prob,
-                                    self.gray_prob, self.jitter)
+        strong = sample_view_params(decoded.sizes, self.generator, self.scale,
+                                    self.ratio, self.flip_prob, self.gray_prob,
+                                    self.jitter)
         dtype = step_dtype(self.device)
         memory_format = torch.channels_last if self.channels_last else \
             torch.contiguous_format
@@ -164,10 +164,11 @@ class MoProGPUViewsPreprocessor(MoProDataPreprocessor):
             (None, None)
         with torch.autocast(self.device.type, enabled=False):
             views = [
-                view(resized_crops(decoded.flat, decoded.offsets,
-                                   decoded.sizes, p.boxes, self.crop_size,
-                                   1 / 255), p.to(self.device), mean, std,
-                     dtype, memory_format) for p in (weak, strong)
+                view(
+                    resized_crops(decoded.flat, decoded.offsets, decoded.sizes,
+                                  p.boxes, self.crop_size, 1 / 255),
+                    p.to(self.device), mean, std, dtype, memory_format)
+                for p in (weak, strong)
             ]
         return {'inputs': views, 'data_samples': labels}
 
@@ -209,13 +210,15 @@ class MoProGPUViewsPreprocessor(MoProDataPreprocessor):
         if not decoded.bad:
             return
         self.num_bad += len(decoded.bad)
-        print_log(f'{len(decoded.bad)} undecodable image(s) in a batch '
-                  f'replaced by another of the batch ({self.num_bad} so '
-                  f'far), first {packed.paths[decoded.bad[0]]}',
-                  logger='current', level=30)
-        check_bad_fraction(type(self).__name__, self.num_bad,
-                           self.num_images, self.max_bad_fraction,
-                           'model.data_preprocessor.max_bad_fraction')
+        print_log(
+            f'{len(decoded.bad)} undecodable image(s) in a batch '
+            f'replaced by another of the batch ({self.num_bad} so '
+            f'far), first {packed.paths[decoded.bad[0]]}',
+            logger='current',
+            level=30)
+        check_bad_fraction(
+            type(self).__name__, self.num_bad, self.num_images,
+            self.max_bad_fraction, 'model.data_preprocessor.max_bad_fraction')
 
     def _batch_seed(self) -> int:
         """The generator's seed for this batch, from (seed, rank,

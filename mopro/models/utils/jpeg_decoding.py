@@ -37,8 +37,8 @@ import torch
 from mmengine.logging import print_log
 from torchvision.io import ImageReadMode, decode_jpeg
 
-from mopro.datasets.collate import (HEIGHT, JPEG, KIND, NBYTES, OFFSET,
-                                    WIDTH, PackedImages)
+from mopro.datasets.collate import (HEIGHT, JPEG, KIND, NBYTES, OFFSET, WIDTH,
+                                    PackedImages)
 from mopro.datasets.transforms import (ImageDecodeError, decode_rgb_bytes,
                                        pack_images, rgb_to_chw_tensor)
 from .compile import out_of_memory
@@ -111,8 +111,8 @@ class SideStreams:
 
     @classmethod
     def for_device(cls, device: torch.device) -> 'SideStreams':
-        return cls(torch.cuda.Stream(device), torch.cuda.Stream(device),
-                   device)
+        return cls(
+            torch.cuda.Stream(device), torch.cuda.Stream(device), device)
 
     def on_device(self):
         """The device made current (a background thread's is device 0)."""
@@ -175,6 +175,7 @@ def cuda_device(device) -> torch.device:
 
 
 def _decode_on(device: torch.device) -> Decode:
+
     def decode(data: List[torch.Tensor]) -> List[torch.Tensor]:
         out = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
         return out if isinstance(out, list) else [out]
@@ -185,15 +186,16 @@ def _decode_on(device: torch.device) -> Decode:
 def _decode_on_cpu(data: torch.Tensor, name: str) -> Optional[torch.Tensor]:
     """The tolerant CPU decoder's 3 x H x W image, or None."""
     try:
-        return rgb_to_chw_tensor(decode_rgb_bytes(data.numpy().tobytes(),
-                                                  name))
+        return rgb_to_chw_tensor(
+            decode_rgb_bytes(data.numpy().tobytes(), name))
     except ImageDecodeError as err:
-        print_log(f'skipping undecodable image: {err}', logger='current',
-                  level=30)
+        print_log(
+            f'skipping undecodable image: {err}', logger='current', level=30)
         return None
 
 
-def decode_packed(packed: PackedImages, device,
+def decode_packed(packed: PackedImages,
+                  device,
                   consumer=None,
                   streams: Optional[SideStreams] = None,
                   decode: Optional[Decode] = None) -> DecodedBatch:
@@ -218,9 +220,8 @@ def decode_packed(packed: PackedImages, device,
     if device.type != 'cuda':
         images, bad = _decode_entries(packed, lambda work: work(), decode)
         return DecodedBatch(*_pack(images, device), bad)
-    return decode_on_streams(
-        packed, streams or side_streams(device),
-        consumer or torch.cuda.current_stream(device), decode)
+    return decode_on_streams(packed, streams or side_streams(device), consumer
+                             or torch.cuda.current_stream(device), decode)
 
 
 def decode_on_streams(packed: PackedImages, streams: SideStreams, consumer,
@@ -232,13 +233,13 @@ def decode_on_streams(packed: PackedImages, streams: SideStreams, consumer,
         images, bad = _decode_entries(
             packed, lambda work: streams.decode(work, consumer), decode)
         decoded = [image for image in images if image.device == device]
-        (flat, offsets, sizes), ready = streams.pack(
-            decoded, lambda: _pack(images, device))
+        (flat, offsets,
+         sizes), ready = streams.pack(decoded, lambda: _pack(images, device))
     return DecodedBatch(flat, offsets, sizes, bad, ready)
 
 
-def _decode_entries(packed: PackedImages,
-                    run: Callable[[Callable[[], list]], list],
+def _decode_entries(packed: PackedImages, run: Callable[[Callable[[], list]],
+                                                        list],
                     decode: Decode) -> tuple:
     """The batch's 3 x H x W images (decoded JPEGs on the device, the rest
     on the CPU; undecodable ones replaced) and the replaced entries.
@@ -247,8 +248,8 @@ def _decode_entries(packed: PackedImages,
     data = packed.data
     entries = [data[row[OFFSET]:row[OFFSET] + row[NBYTES]] for row in rows]
     jpegs = [i for i, row in enumerate(rows) if row[KIND] == JPEG]
-    decoded = run(lambda: decode_isolating([entries[i] for i in jpegs],
-                                           decode)) if jpegs else []
+    decoded = run(lambda: decode_isolating([entries[i] for i in jpegs], decode)
+                  ) if jpegs else []
     images: List[Optional[torch.Tensor]] = []
     results = dict(zip(jpegs, decoded))
     for i, row in enumerate(rows):
@@ -260,8 +261,8 @@ def _decode_entries(packed: PackedImages,
             images.append(_decode_on_cpu(entries[i], packed.paths[i]))
     bad = [i for i, image in enumerate(images) if image is None]
     if len(bad) == len(images):
-        raise RuntimeError('no image of the batch could be decoded, first '
-                           + (packed.paths[0] or 'batch entry 0'))
+        raise RuntimeError('no image of the batch could be decoded, first ' +
+                           (packed.paths[0] or 'batch entry 0'))
     good = next(image for image in images if image is not None)
     return [good if image is None else image for image in images], bad
 
@@ -271,9 +272,12 @@ def _pack(images: List[torch.Tensor], device: torch.device) -> tuple:
     uploaded in one copy."""
     host = [image for image in images if image.device != device]
     if host:
-        parts = iter(torch.cat([image.reshape(-1) for image in host]).to(
-            device, non_blocking=True).split([image.numel()
-                                              for image in host]))
-        images = [image if image.device == device else
-                  next(parts).view(image.shape) for image in images]
+        parts = iter(
+            torch.cat([image.reshape(-1) for image in host]).to(
+                device,
+                non_blocking=True).split([image.numel() for image in host]))
+        images = [
+            image if image.device == device else next(parts).view(image.shape)
+            for image in images
+        ]
     return pack_images(images)

@@ -10,7 +10,6 @@ from torchvision import transforms as T
 
 from mopro.datasets.transforms import (ViewParams, apply_view,
                                        sample_view_params)
-
 from helpers.gpu_views import (crops_of, mixed_photos, photos, reference_view,
                                sizes_of, strong_params, to_float)
 
@@ -24,18 +23,20 @@ def test_crop_boxes_follow_torchvision_distribution():
     n = 4000
     torch.manual_seed(0)
     for height, width in ((43, 64), (12, 200)):
-        ours = sample_view_params(torch.tensor([[height, width]] * n),
-                                  torch.Generator().manual_seed(1)).boxes
+        ours = sample_view_params(
+            torch.tensor([[height, width]] * n),
+            torch.Generator().manual_seed(1)).boxes
         theirs = torch.tensor([
             T.RandomResizedCrop.get_params(
                 torch.empty(1, height, width), (0.2, 1.0), (3 / 4, 4 / 3))
             for _ in range(n)
         ])
         for stat in (lambda b: b[:, 2] * b[:, 3],
-                     lambda b: torch.log(b[:, 3] / b[:, 2]),
-                     lambda b: b[:, 0], lambda b: b[:, 1]):
-            p = stats.ks_2samp(stat(ours.double()).numpy(),
-                               stat(theirs.double()).numpy()).pvalue
+                     lambda b: torch.log(b[:, 3] / b[:, 2]), lambda b: b[:, 0],
+                     lambda b: b[:, 1]):
+            p = stats.ks_2samp(
+                stat(ours.double()).numpy(),
+                stat(theirs.double()).numpy()).pvalue
             assert p > 1e-3, (height, width, p)
         assert (ours[:, 0] + ours[:, 2] <= height).all()
         assert (ours[:, 1] + ours[:, 3] <= width).all()
@@ -68,8 +69,9 @@ def test_flip_grayscale_and_jitter_parameters():
 
 
 def test_weak_view_has_no_colour_parameters():
-    params = sample_view_params(torch.tensor([[43, 64]] * 4),
-                                torch.Generator().manual_seed(0))
+    params = sample_view_params(
+        torch.tensor([[43, 64]] * 4),
+        torch.Generator().manual_seed(0))
     assert params.gray is None and params.order is None
 
 
@@ -84,8 +86,7 @@ def test_views_equal_torchvision_tensor_transforms():
     views = apply_view(crops_of(floats, params.boxes, 32), params)
     for i, image in enumerate(floats):
         torch.testing.assert_close(
-            views[i], reference_view(image, params, i, 32), atol=1e-5,
-            rtol=0)
+            views[i], reference_view(image, params, i, 32), atol=1e-5, rtol=0)
 
 
 def test_jitter_order_is_per_sample():
@@ -102,8 +103,7 @@ def test_jitter_order_is_per_sample():
     assert (views[0] - views[1]).abs().max() > 0.05
     for i in range(2):
         torch.testing.assert_close(
-            views[i], reference_view(image, params, i, 32), atol=1e-5,
-            rtol=0)
+            views[i], reference_view(image, params, i, 32), atol=1e-5, rtol=0)
 
 
 def test_views_match_pil_transforms_within_tolerance():
@@ -116,14 +116,15 @@ def test_views_match_pil_transforms_within_tolerance():
     saturated colours)."""
     images = mixed_photos(32)
     sizes = sizes_of(images)
-    pixels = [torch.from_numpy(np.array(im)).permute(2, 0, 1).contiguous()
-              for im in images]
+    pixels = [
+        torch.from_numpy(np.array(im)).permute(2, 0, 1).contiguous()
+        for im in images
+    ]
     weak = sample_view_params(sizes, torch.Generator().manual_seed(3))
     strong = strong_params(sizes, seed=4)
     diffs = {}
     for name, params in (('weak', weak), ('strong', strong)):
-        views = apply_view(crops_of(pixels, params.boxes, 32, 1 / 255),
-                           params)
+        views = apply_view(crops_of(pixels, params.boxes, 32, 1 / 255), params)
         ours = (views * 255).permute(0, 2, 3, 1).numpy()
         ref = np.stack([
             np.asarray(reference_view(im, params, i, 32), dtype=np.float32)

@@ -16,7 +16,6 @@ from torch.utils.data import DataLoader, Dataset
 
 from mopro.engine import MoProHook
 from mopro.utils.cli import ConfigError
-
 from helpers.configs import tiny_mopro_cfg
 
 
@@ -33,10 +32,12 @@ class FakeMoPro:
     correct_noise = None
 
 
-@pytest.mark.parametrize(
-    'epoch, proto, clean',
-    [(0, False, False), (1, True, False), (10, True, False),
-     (11, True, True), (12, True, True), (89, True, True)])
+@pytest.mark.parametrize('epoch, proto, clean', [(0, False, False),
+                                                 (1, True, False),
+                                                 (10, True, False),
+                                                 (11, True, True),
+                                                 (12, True, True),
+                                                 (89, True, True)])
 def test_default_schedule(epoch, proto, clean):
     model = FakeMoPro()
     MoProHook().before_train_epoch(fake_runner(model, epoch))
@@ -48,8 +49,7 @@ def test_default_schedule(epoch, proto, clean):
                                                  (3, True, True)])
 def test_custom_start_epochs(epoch, proto, clean):
     hook = MoProHook(start_proto_epoch=0, start_clean_epoch=3)
-    assert hook.phase(epoch) == dict(use_proto_loss=proto,
-                                     correct_noise=clean)
+    assert hook.phase(epoch) == dict(use_proto_loss=proto, correct_noise=clean)
     model = FakeMoPro()
     hook.before_train_epoch(fake_runner(model, epoch))
     assert (model.use_proto_loss, model.correct_noise) == (proto, clean)
@@ -76,14 +76,20 @@ def test_real_mopro_and_wrapped_model():
 
 
 def test_rejects_other_models_and_negative_epochs():
-    with pytest.raises(ConfigError, match='MoProHook needs a MoPro model, '
-                       'got model.type=Linear'):
+    with pytest.raises(
+            ConfigError,
+            match='MoProHook needs a MoPro model, '
+            'got model.type=Linear'):
         MoProHook().before_train_epoch(fake_runner(torch.nn.Linear(2, 2), 0))
-    with pytest.raises(ConfigError, match=r'MoProHook.start_clean_epoch must '
-                       r'be >= 0, got -1'):
+    with pytest.raises(
+            ConfigError,
+            match=r'MoProHook.start_clean_epoch must '
+            r'be >= 0, got -1'):
         MoProHook(start_clean_epoch=-1)
-    with pytest.raises(ConfigError, match='MoProHook.start_proto_epoch must '
-                       "be an integer >= 0, got 'one'"):
+    with pytest.raises(
+            ConfigError,
+            match='MoProHook.start_proto_epoch must '
+            "be an integer >= 0, got 'one'"):
         MoProHook(start_proto_epoch='one')
 
 
@@ -105,17 +111,17 @@ class TwoViews(Dataset):
 
     def __init__(self, n=8, num_classes=3):
         gen = torch.Generator().manual_seed(0)
-        self.images = torch.randint(0, 256, (n, 2, 3, 32, 32), generator=gen,
-                                    dtype=torch.uint8)
+        self.images = torch.randint(
+            0, 256, (n, 2, 3, 32, 32), generator=gen, dtype=torch.uint8)
         self.labels = torch.arange(n) % num_classes
 
     def __len__(self):
         return len(self.labels)
 
     def __getitem__(self, i):
-        return dict(inputs=[self.images[i, 0], self.images[i, 1]],
-                    data_samples=DataSample().set_gt_label(
-                        int(self.labels[i])))
+        return dict(
+            inputs=[self.images[i, 0], self.images[i, 1]],
+            data_samples=DataSample().set_gt_label(int(self.labels[i])))
 
 
 class PhaseRecorder(Hook):
@@ -132,8 +138,8 @@ class PhaseRecorder(Hook):
 
 def make_runner(work_dir, max_epochs, recorder, **kwargs):
     from mmengine.dataset import default_collate
-    loader = DataLoader(TwoViews(), batch_size=4, shuffle=False,
-                        collate_fn=default_collate)
+    loader = DataLoader(
+        TwoViews(), batch_size=4, shuffle=False, collate_fn=default_collate)
     return Runner(
         model=tiny_mopro_cfg(),
         work_dir=str(work_dir),
@@ -161,15 +167,21 @@ def test_runner_sets_phases_and_resume_keeps_them(tmp_path):
         [(1, True, False)] * 2 + [(2, True, True)] * 2
     assert runner.message_hub.get_scalar(
         'train/noise_correction').current() == 1.0
-    state = {k: v.clone() for k, v in runner.model.state_dict().items()
-             if k in ('queue', 'queue_ptr', 'prototypes')}
+    state = {
+        k: v.clone()
+        for k, v in runner.model.state_dict().items()
+        if k in ('queue', 'queue_ptr', 'prototypes')
+    }
     assert state['queue_ptr'].item() == (3 * 8) % 16
 
     # resume from the end of epoch 2 (0-based epochs 0, 1 done)
     resumed_recorder = PhaseRecorder()
-    resumed = make_runner(tmp_path / 'resumed', 3, resumed_recorder,
-                          load_from=str(tmp_path / 'epoch_2.pth'),
-                          resume=True)
+    resumed = make_runner(
+        tmp_path / 'resumed',
+        3,
+        resumed_recorder,
+        load_from=str(tmp_path / 'epoch_2.pth'),
+        resume=True)
     resumed.train()
     assert resumed_recorder.seen == [(2, True, True)] * 2
     # queue pointer restored from the checkpoint, then advanced by 8

@@ -13,7 +13,6 @@ from torch.utils.data import DataLoader
 from mopro.engine.hooks import DeferredRuntimeInfoHook
 from mopro.engine.hooks.runtime_info_hook import _snapshot
 from mopro.utils.checkpoint import load_checkpoint
-
 from helpers.host_reads import HostReads
 from helpers.models import model_cfg, train_data
 
@@ -33,7 +32,10 @@ class _Probe(Hook):
     def before_train(self, runner) -> None:
         self._seen = len(self.reads.seen)  # not the weight initialisation
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
                          outputs=None) -> None:
         self.per_iter.append(len(self.reads.seen) - self._seen)
         self._seen = len(self.reads.seen)
@@ -54,14 +56,16 @@ def _run(tmp_path, runtime_info: str, monkeypatch=None):
         default_hooks=dict(
             runtime_info=dict(type=runtime_info),
             logger=dict(type='LoggerHook', interval=INTERVAL),
-            checkpoint=dict(type='CheckpointHook', interval=CKPT_INTERVAL,
-                            by_epoch=False),
+            checkpoint=dict(
+                type='CheckpointHook', interval=CKPT_INTERVAL, by_epoch=False),
             sampler_seed=None),
-        custom_hooks=[dict(type='MoProHook', start_proto_epoch=0,
-                           start_clean_epoch=0), probe],
+        custom_hooks=[
+            dict(type='MoProHook', start_proto_epoch=0, start_clean_epoch=0),
+            probe
+        ],
         log_processor=dict(by_epoch=False),
-        visualizer=dict(type='Visualizer',
-                        vis_backends=[dict(type='LocalVisBackend')]),
+        visualizer=dict(
+            type='Visualizer', vis_backends=[dict(type='LocalVisBackend')]),
         log_level='WARNING',
         default_scope='mmpretrain',
         randomness=dict(seed=0))
@@ -82,20 +86,24 @@ def _run(tmp_path, runtime_info: str, monkeypatch=None):
 
 
 def _history(message_hub) -> dict:
-    return {key: [a.tolist() for a in buf.data]
-            for key, buf in message_hub.log_scalars.items()
-            if key.startswith('train/') and not key.endswith(TIMES)}
+    return {
+        key: [a.tolist() for a in buf.data]
+        for key, buf in message_hub.log_scalars.items()
+        if key.startswith('train/') and not key.endswith(TIMES)
+    }
 
 
 def _logged(work_dir) -> list:
     (path, ) = glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))
     with open(path) as f:
-        return [{k: v for k, v in json.loads(line).items()
-                 if not k.endswith(TIMES)} for line in f]
+        return [{
+            k: v
+            for k, v in json.loads(line).items() if not k.endswith(TIMES)
+        } for line in f]
 
 
-def test_deferred_logging_is_stock_logging_without_syncs(tmp_path,
-                                                         monkeypatch):
+def test_deferred_logging_is_stock_logging_without_syncs(
+        tmp_path, monkeypatch):
     stock, stock_reads, _, stock_dir = _run(tmp_path, 'RuntimeInfoHook')
     ours, our_reads, flushes, our_dir = _run(tmp_path,
                                              'DeferredRuntimeInfoHook',
@@ -109,8 +117,11 @@ def test_deferred_logging_is_stock_logging_without_syncs(tmp_path,
     assert logged == _logged(stock_dir)
     # the checkpoint at iteration 5 holds the message hub up to iteration 5
     # (flushed before it was saved), as with the stock hook
-    hubs = [load_checkpoint(osp.join(d, f'iter_{CKPT_INTERVAL}.pth'))
-            ['message_hub']['log_scalars'] for d in (our_dir, stock_dir)]
+    hubs = [
+        load_checkpoint(osp.join(
+            d, f'iter_{CKPT_INTERVAL}.pth'))['message_hub']['log_scalars']
+        for d in (our_dir, stock_dir)
+    ]
     for key, buf in hubs[1].items():
         if key.startswith('train/') and not key.endswith(TIMES):
             assert [a.tolist() for a in hubs[0][key].data] == \
@@ -134,7 +145,9 @@ def test_deferred_logging_is_stock_logging_without_syncs(tmp_path,
     (0.25, 0.25),
 ])
 def test_flushed_values_are_item_values(value, expected):
+
     class _Hub:
+
         def __init__(self):
             self.scalars = []
 
@@ -155,8 +168,10 @@ def test_flushed_values_are_item_values(value, expected):
 def test_cuda_values_reach_the_host_through_pinned_memory():
     """On CUDA an iteration's values are copied into pinned memory without
     a synchronising call, and read after the copy's event."""
-    values = dict(loss=torch.tensor(2.5, device='cuda'),
-                  count=torch.tensor(3, device='cuda'), lr=0.1)
+    values = dict(
+        loss=torch.tensor(2.5, device='cuda'),
+        count=torch.tensor(3, device='cuda'),
+        lr=0.1)
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode('error')
     try:
@@ -177,5 +192,6 @@ def test_cuda_values_reach_the_host_through_pinned_memory():
     hook = DeferredRuntimeInfoHook()
     hook._pending.append((entries, host))
     hook.flush(runner)
-    assert runner.message_hub.scalars == [
-        ('train/loss', 2.5), ('train/count', 3), ('train/lr', 0.1)]
+    assert runner.message_hub.scalars == [('train/loss', 2.5),
+                                          ('train/count', 3),
+                                          ('train/lr', 0.1)]

@@ -14,27 +14,31 @@ from mopro.evaluation.metrics.calibration import (calibration_error,
 
 
 def _samples(scores, labels):
-    return [dict(pred_score=torch.tensor(s, dtype=torch.float64),
-                 gt_label=torch.tensor([y]))
-            for s, y in zip(scores, labels)]
+    return [
+        dict(
+            pred_score=torch.tensor(s, dtype=torch.float64),
+            gt_label=torch.tensor([y])) for s, y in zip(scores, labels)
+    ]
 
 
 def test_hand_computed_example(tmp_path):
     # 3 classes, 5 samples; bin_size 2 -> bins of sorted confidences
     # [0.4, 0.5] and [0.6, 0.7, 0.9] (the last bin takes the remainder)
-    scores = [[0.9, 0.05, 0.05],  # conf .9, pred 0, label 0: correct
-              [0.2, 0.7, 0.1],  # conf .7, pred 1, label 2: wrong
-              [0.3, 0.3, 0.4],  # conf .4, pred 2, label 2: correct
-              [0.5, 0.25, 0.25],  # conf .5, pred 0, label 1: wrong
-              [0.1, 0.6, 0.3]]  # conf .6, pred 1, label 1: correct
+    scores = [
+        [0.9, 0.05, 0.05],  # conf .9, pred 0, label 0: correct
+        [0.2, 0.7, 0.1],  # conf .7, pred 1, label 2: wrong
+        [0.3, 0.3, 0.4],  # conf .4, pred 2, label 2: correct
+        [0.5, 0.25, 0.25],  # conf .5, pred 0, label 1: wrong
+        [0.1, 0.6, 0.3]
+    ]  # conf .6, pred 1, label 1: correct
     labels = [0, 2, 2, 1, 1]
-    metric = METRICS.build(dict(type='CalibratedAccuracy', bin_size=2,
-                                out_dir=str(tmp_path)))
+    metric = METRICS.build(
+        dict(type='CalibratedAccuracy', bin_size=2, out_dir=str(tmp_path)))
     metric.process(None, _samples(scores, labels))
     result = metric.evaluate(5)
     # bin 1: conf (0.4+0.5)/2 = 0.45, acc 1/2; bin 2: conf 2.2/3, acc 2/3
-    expected = math.sqrt(2 / 5 * (0.5 - 0.45)**2 +
-                         3 / 5 * (2 / 3 - 2.2 / 3)**2)
+    expected = math.sqrt(2 / 5 * (0.5 - 0.45)**2 + 3 / 5 *
+                         (2 / 3 - 2.2 / 3)**2)
     assert result['robustness/top1'] == pytest.approx(60.0)
     assert result['robustness/calibration_error'] == pytest.approx(
         expected * 100, abs=1e-9)
@@ -55,8 +59,8 @@ def test_class_subset_restricts_scores():
     # 6 model classes, subset [1, 4]: label 0 means class 1, label 1 class 4
     logits = torch.tensor([[5.0, 1.0, 0.0, 0.0, 2.0, 0.0]])
     scores = logits.softmax(-1)
-    metric = METRICS.build(dict(type='CalibratedAccuracy',
-                                class_subset=[1, 4], bin_size=1))
+    metric = METRICS.build(
+        dict(type='CalibratedAccuracy', class_subset=[1, 4], bin_size=1))
     metric.process(None, _samples(scores.tolist(), [1]))
     result = metric.evaluate(1)
     conf = logits[0, [1, 4]].softmax(-1).max().item()  # softmax of 2 logits
@@ -80,14 +84,20 @@ def test_imagenet200_dataset(tmp_path):
         os.makedirs(root / f'n{i:08d}')
     (root / 'n00000003' / 'a.jpg').write_bytes(b'x')
     (root / 'n00000199' / 'b.JPEG').write_bytes(b'x')
-    ds = DATASETS.build(dict(type='ImageNet200', data_root=str(root),
-                             variant='imagenet-a', test_mode=True))
+    ds = DATASETS.build(
+        dict(
+            type='ImageNet200',
+            data_root=str(root),
+            variant='imagenet-a',
+            test_mode=True))
     assert len(ds) == 2
     assert ds.get_gt_labels().tolist() == [3, 199]
     os.rmdir(root / 'n00000010')
     with pytest.raises(ValueError, match='200 class folders, found 199'):
-        DATASETS.build(dict(type='ImageNet200', data_root=str(root),
-                            variant='imagenet-a')).full_init()
+        DATASETS.build(
+            dict(
+                type='ImageNet200', data_root=str(root),
+                variant='imagenet-a')).full_init()
 
 
 def test_robustness_config_end_to_end(tmp_path):
@@ -98,7 +108,6 @@ def test_robustness_config_end_to_end(tmp_path):
     from mmpretrain.registry import MODELS
 
     from mopro.apis import evaluate_checkpoint
-
     from helpers import ROOT
     from helpers.configs import tiny_mopro_options, tool_config
     from helpers.data import write_image
@@ -112,13 +121,17 @@ def test_robustness_config_end_to_end(tmp_path):
         os.makedirs(root / wnid, exist_ok=True)
     config = osp.join(ROOT, 'configs', 'robustness_r50_imagenet_r.py')
     options = tiny_mopro_options('unused', str(tmp_path / 'work'), 1000)
-    options = {k: v for k, v in options.items()
-               if k.startswith(('model.', 'work_dir'))}
+    options = {
+        k: v
+        for k, v in options.items() if k.startswith(('model.', 'work_dir'))
+    }
     cfg = Config.fromfile(config)
     cfg.merge_from_dict(options)
     ckpt = str(tmp_path / 'mopro.pth')
-    torch.save({'meta': {}, 'state_dict': MODELS.build(cfg.model)
-                .state_dict()}, ckpt)
+    torch.save({
+        'meta': {},
+        'state_dict': MODELS.build(cfg.model).state_dict()
+    }, ckpt)
     options.update({
         'test_dataloader.dataset.data_root': str(root),
         'test_dataloader.num_workers': 0,
@@ -126,12 +139,15 @@ def test_robustness_config_end_to_end(tmp_path):
         'test_dataloader.dataset.pipeline.1.scale': 32,
         'test_dataloader.dataset.pipeline.2.crop_size': 32,
     })
-    metrics = evaluate_checkpoint(tool_config(config, options), ckpt,
-                                  sets=['test'])
-    assert set(metrics) == {'test/robustness/top1',
-                            'test/robustness/calibration_error'}
+    metrics = evaluate_checkpoint(
+        tool_config(config, options), ckpt, sets=['test'])
+    assert set(metrics) == {
+        'test/robustness/top1', 'test/robustness/calibration_error'
+    }
     assert 0 <= metrics['test/robustness/top1'] <= 100
     assert 0 <= metrics['test/robustness/calibration_error'] <= 100
-    pngs = [osp.join(d, f) for d, _, fs in os.walk(tmp_path / 'work')
-            for f in fs if f.startswith('reliability_diagram')]
+    pngs = [
+        osp.join(d, f) for d, _, fs in os.walk(tmp_path / 'work') for f in fs
+        if f.startswith('reliability_diagram')
+    ]
     assert pngs and all(f.endswith('.png') for f in pngs)

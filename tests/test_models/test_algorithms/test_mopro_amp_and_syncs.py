@@ -8,7 +8,7 @@ from mmengine.optim import OptimWrapper
 
 from helpers import ROOT
 from helpers.host_reads import HostReads
-from helpers.models import (B, D, K, LOSS_KEYS, PHASES, R, build,
+from helpers.models import (LOSS_KEYS, PHASES, B, D, K, R, build,
                             cuda_train_data, random_prototypes, record_head,
                             samples, train_data, views)
 from helpers.mopro_reference import make_noisy
@@ -50,9 +50,11 @@ def test_bf16_autocast_prototype_logits_are_float32(monkeypatch):
         model.loss([weak, strong], samples(labels))
     call = calls[-1]
     assert call['proto_logits'].dtype == torch.float32
-    torch.testing.assert_close(call['proto_logits'],
-                               call['query'].float() @ protos.t() / 0.1,
-                               rtol=0, atol=1e-5)
+    torch.testing.assert_close(
+        call['proto_logits'],
+        call['query'].float() @ protos.t() / 0.1,
+        rtol=0,
+        atol=1e-5)
 
 
 def test_channels_last_model_matches_default_layout():
@@ -68,8 +70,8 @@ def test_channels_last_model_matches_default_layout():
     b = fast.loss([weak, strong], labels)
     for key in LOSS_KEYS:
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(plain.prototypes, fast.prototypes, rtol=1e-4,
-                               atol=1e-4)
+    torch.testing.assert_close(
+        plain.prototypes, fast.prototypes, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize('phase', list(PHASES))
@@ -77,8 +79,8 @@ def test_train_step_makes_no_host_reads(phase):
     model = build(phase=phase)
     model.prototypes.copy_(random_prototypes())
     optim_wrapper = OptimWrapper(
-        torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9,
-                        weight_decay=1e-4))
+        torch.optim.SGD(
+            model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4))
     batches = [train_data(seed) for seed in range(3)]
     with HostReads() as reads:
         for data in batches:
@@ -96,13 +98,16 @@ def test_host_read_detector_sees_syncs():
     with HostReads() as reads:
         valid = labels >= 0
         feats[valid], torch.bincount(labels[valid]), torch.tensor(0.5)
-    assert reads.seen == ['aten.index.Tensor', 'aten.index.Tensor',
-                          'aten.bincount.default', 'aten.lift_fresh.default']
+    assert reads.seen == [
+        'aten.index.Tensor', 'aten.index.Tensor', 'aten.bincount.default',
+        'aten.lift_fresh.default'
+    ]
     model = build(phase='proto', nonfinite='skip')
     data = train_data()
     with HostReads() as reads:
-        model.loss(model.data_preprocessor(data, True)['inputs'],
-                   data['data_samples'])
+        model.loss(
+            model.data_preprocessor(data, True)['inputs'],
+            data['data_samples'])
     assert reads.seen == ['aten._local_scalar_dense.default']
 
 

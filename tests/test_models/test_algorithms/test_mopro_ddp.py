@@ -20,7 +20,6 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 import mopro  # noqa: F401  (registers the components)
-
 from helpers.configs import tiny_mopro_cfg
 from helpers.mopro_reference import make_noisy
 
@@ -68,20 +67,26 @@ def run_steps(model, inputs, labels, rank=0, world=1):
     part = slice(rank * B // world, (rank + 1) * B // world)
     inst = []
     for weak, strong in inputs:
-        losses = model.loss([weak[part], strong[part]],
-                            [DataSample().set_gt_label(int(y))
-                             for y in labels[part]])
+        losses = model.loss(
+            [weak[part], strong[part]],
+            [DataSample().set_gt_label(int(y)) for y in labels[part]])
         inst.append(losses['loss_ins'].detach())
-    return dict(queue=model.queue.clone(), queue_ptr=model.queue_ptr.clone(),
-                prototypes=model.prototypes.clone(),
-                pseudo=torch.stack(pseudo), loss_ins=torch.stack(inst))
+    return dict(
+        queue=model.queue.clone(),
+        queue_ptr=model.queue_ptr.clone(),
+        prototypes=model.prototypes.clone(),
+        pseudo=torch.stack(pseudo),
+        loss_ins=torch.stack(inst))
 
 
 def _worker(rank, port, setup_path, out_path):
     torch.set_num_threads(1)
     dist.init_process_group(
-        'gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank,
-        world_size=WORLD, timeout=datetime.timedelta(seconds=60))
+        'gloo',
+        init_method=f'tcp://127.0.0.1:{port}',
+        rank=rank,
+        world_size=WORLD,
+        timeout=datetime.timedelta(seconds=60))
     try:
         setup = torch.load(setup_path)
         results = {}
@@ -103,22 +108,23 @@ def free_port() -> int:
 
 def check_parity(single, ranks, labels):
     for r in ranks:  # every rank holds the same shared state
-        torch.testing.assert_close(r['queue'], single['queue'], rtol=0,
-                                   atol=1e-5)
+        torch.testing.assert_close(
+            r['queue'], single['queue'], rtol=0, atol=1e-5)
         assert torch.equal(r['queue_ptr'], single['queue_ptr'])
-        torch.testing.assert_close(r['prototypes'], single['prototypes'],
-                                   rtol=0, atol=1e-5)
+        torch.testing.assert_close(
+            r['prototypes'], single['prototypes'], rtol=0, atol=1e-5)
     assert single['queue_ptr'].item() == (STEPS * B) % R
     pseudo = torch.cat([r['pseudo'] for r in ranks], dim=1)
     assert torch.equal(pseudo, single['pseudo'])
     # the batch exercises the OOD and relabel branches
     assert (single['pseudo'][0] == -1).any()
-    assert ((single['pseudo'][0] != labels) &
-            (single['pseudo'][0] >= 0)).any()
+    assert ((single['pseudo'][0] != labels) & (single['pseudo'][0] >= 0)).any()
     # L_ins keeps every sample: the mean of the two halves is the global mean
     torch.testing.assert_close(
         torch.stack([r['loss_ins'] for r in ranks]).mean(0),
-        single['loss_ins'], rtol=1e-5, atol=1e-5)
+        single['loss_ins'],
+        rtol=1e-5,
+        atol=1e-5)
 
 
 def test_two_ranks_match_one_process(tmp_path):
@@ -126,12 +132,16 @@ def test_two_ranks_match_one_process(tmp_path):
     inputs = batches()
     labels = make_noisy(model, inputs[0][0])  # non-zero prototypes
     setup_path = tmp_path / 'setup.pth'
-    torch.save(dict(state=model.state_dict(), inputs=inputs, labels=labels),
-               setup_path)
+    torch.save(
+        dict(state=model.state_dict(), inputs=inputs, labels=labels),
+        setup_path)
     out_path = str(tmp_path / 'rank{}.pth')
 
-    mp.spawn(_worker, args=(free_port(), str(setup_path), out_path),
-             nprocs=WORLD, join=True)
+    mp.spawn(
+        _worker,
+        args=(free_port(), str(setup_path), out_path),
+        nprocs=WORLD,
+        join=True)
 
     single = run_steps(model, inputs, labels)
     outputs = [torch.load(out_path.format(r)) for r in range(WORLD)]

@@ -43,7 +43,8 @@ def test_warmup_step(monkeypatch):
         probe = copy.deepcopy(model)
         keys = F.normalize(
             probe.momentum_projector(
-                probe.neck(probe.momentum_backbone(strong))[-1]), dim=1)
+                probe.neck(probe.momentum_backbone(strong))[-1]),
+            dim=1)
     torch.testing.assert_close(call['key'], keys)
     # negatives: the queue before this batch
     torch.testing.assert_close(call['queue'], old_queue)
@@ -54,9 +55,10 @@ def test_warmup_step(monkeypatch):
     # prototypes: every sample with its original label
     torch.testing.assert_close(
         model.prototypes,
-        reference_update_prototypes(torch.zeros(K, D), call['query'], labels,
-                                    model.proto_momentum),
-        rtol=0, atol=1e-5)
+        reference_update_prototypes(
+            torch.zeros(K, D), call['query'], labels, model.proto_momentum),
+        rtol=0,
+        atol=1e-5)
     torch.testing.assert_close(model.prototypes.norm(dim=1), torch.ones(K))
 
 
@@ -81,7 +83,8 @@ def test_proto_phase_adds_prototype_loss(monkeypatch):
     torch.testing.assert_close(
         model.prototypes,
         update_prototypes(old_protos, call['query'], labels, 0.999),
-        rtol=0, atol=1e-6)
+        rtol=0,
+        atol=1e-6)
 
 
 def test_noise_correction_phase(monkeypatch):
@@ -95,15 +98,14 @@ def test_noise_correction_phase(monkeypatch):
 
     (call, ) = calls
     pseudo = call['pseudo_labels']
-    expected = correct_labels(call['cls_logits'], call['proto_logits'],
-                              labels)
+    expected = correct_labels(call['cls_logits'], call['proto_logits'], labels)
     assert torch.equal(pseudo, expected)
     assert (pseudo == -1).any() and ((pseudo != labels) & (pseudo >= 0)).any()
     torch.testing.assert_close(losses['frac_ood'],
                                (pseudo == -1).float().mean())
-    torch.testing.assert_close(
-        losses['frac_relabelled'],
-        ((pseudo != labels) & (pseudo >= 0)).float().mean())
+    torch.testing.assert_close(losses['frac_relabelled'],
+                               ((pseudo != labels) &
+                                (pseudo >= 0)).float().mean())
     keep = pseudo >= 0
     torch.testing.assert_close(
         losses['loss_cls'],
@@ -116,7 +118,8 @@ def test_noise_correction_phase(monkeypatch):
         model.prototypes,
         reference_update_prototypes(old_protos, call['query'], pseudo,
                                     model.proto_momentum),
-        rtol=0, atol=1e-5)
+        rtol=0,
+        atol=1e-5)
     with_labels = update_prototypes(old_protos, call['query'], labels,
                                     model.proto_momentum)
     assert not torch.allclose(model.prototypes, with_labels, atol=1e-6)
@@ -134,8 +137,8 @@ def test_train_step_with_optim_wrapper():
 
     assert {'loss', 'loss_cls', 'loss_ins', 'loss_pro'} <= set(log_vars)
     total = log_vars['loss_cls'] + log_vars['loss_ins'] + log_vars['loss_pro']
-    torch.testing.assert_close(torch.as_tensor(log_vars['loss']),
-                               torch.as_tensor(total))
+    torch.testing.assert_close(
+        torch.as_tensor(log_vars['loss']), torch.as_tensor(total))
     after = model.state_dict()
     for name in ('backbone.conv1.weight', 'classifier.weight',
                  'projector.2.weight'):
@@ -145,8 +148,8 @@ def test_train_step_with_optim_wrapper():
         if name.startswith('momentum_'):
             assert param.grad is None
             online = before[name[len('momentum_'):]]
-            torch.testing.assert_close(
-                param.detach(), 0.9 * before[name] + 0.1 * online)
+            torch.testing.assert_close(param.detach(),
+                                       0.9 * before[name] + 0.1 * online)
     assert model.queue_ptr.item() == B
     assert not torch.equal(after['prototypes'], before['prototypes'])
 

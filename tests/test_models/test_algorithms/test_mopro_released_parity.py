@@ -10,12 +10,12 @@ from helpers.mopro_reference import ReleasedMoPro, make_noisy
 
 # ----------------------------------------------------------------------
 # against the independent model of the released code
-NAME_MAP = (('backbone.', 'encoder_q.trunk.'),
-            ('classifier.', 'encoder_q.classifier.'),
+NAME_MAP = (('backbone.', 'encoder_q.trunk.'), ('classifier.',
+                                                'encoder_q.classifier.'),
             ('projector.0.', 'encoder_q.fc1.'), ('projector.2.',
                                                  'encoder_q.fc2.'),
-            ('momentum_backbone.', 'encoder_k.trunk.'),
-            ('momentum_projector.0.', 'encoder_k.fc1.'),
+            ('momentum_backbone.',
+             'encoder_k.trunk.'), ('momentum_projector.0.', 'encoder_k.fc1.'),
             ('momentum_projector.2.', 'encoder_k.fc2.'))
 
 
@@ -31,8 +31,8 @@ def assert_same_state(model, ref, atol=1e-5):
     for name, value in model.state_dict().items():
         other = theirs[reference_name(name)]
         if value.is_floating_point():
-            torch.testing.assert_close(value, other, rtol=1e-4, atol=atol,
-                                       msg=name)
+            torch.testing.assert_close(
+                value, other, rtol=1e-4, atol=atol, msg=name)
         else:
             assert torch.equal(value, other), name
 
@@ -53,12 +53,12 @@ def test_matches_released_reference(monkeypatch, phase):
     is_proto, is_clean = phase != 'warmup', phase == 'clean'
     calls = record_head(monkeypatch, model)
     lr, momentum = 0.01, 0.9
-    opt = torch.optim.SGD(
-        [p for p in model.parameters() if p.requires_grad], lr=lr,
-        momentum=momentum)
-    ref_opt = torch.optim.SGD(
-        [p for p in ref.parameters() if p.requires_grad], lr=lr,
-        momentum=momentum)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad],
+                          lr=lr,
+                          momentum=momentum)
+    ref_opt = torch.optim.SGD([p for p in ref.parameters() if p.requires_grad],
+                              lr=lr,
+                              momentum=momentum)
     # what the gradient tolerance below admits in SGD's momentum buffers
     buffer_tol = {}
 
@@ -70,8 +70,8 @@ def test_matches_released_reference(monkeypatch, phase):
         assert set(k for k in losses if k.startswith('loss')) == \
             set(out['losses'])
         for key, value in out['losses'].items():
-            torch.testing.assert_close(losses[key], value, rtol=1e-4,
-                                       atol=1e-5)
+            torch.testing.assert_close(
+                losses[key], value, rtol=1e-4, atol=1e-5)
         assert_same_state(model, ref)
         # one SGD step on both: the gradients must agree too
         opt.zero_grad()
@@ -82,8 +82,8 @@ def test_matches_released_reference(monkeypatch, phase):
         for name, param in model.named_parameters():
             if param.requires_grad:
                 ref_grad = ref_params[reference_name(name)].grad
-                torch.testing.assert_close(param.grad, ref_grad, rtol=1e-3,
-                                           atol=1e-4, msg=name)
+                torch.testing.assert_close(
+                    param.grad, ref_grad, rtol=1e-3, atol=1e-4, msg=name)
                 buffer_tol[name] = momentum * buffer_tol.get(name, 0) + \
                     1e-4 + 1e-3 * ref_grad.abs()
         opt.step()

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from mopro.utils.cli import ConfigError
-from helpers.models import (B, D, K, LOSS_KEYS, R, build, random_prototypes,
+from helpers.models import (LOSS_KEYS, B, D, K, R, build, random_prototypes,
                             record_head, samples, views)
 
 
@@ -60,8 +60,8 @@ def test_momentum_update_formula():
         if name.startswith('momentum_'):
             expected = 0.9 * online[name] + 0.1 * online[
                 name[len('momentum_'):]]
-            torch.testing.assert_close(param.detach(), expected, rtol=0,
-                                       atol=1e-6, msg=name)
+            torch.testing.assert_close(
+                param.detach(), expected, rtol=0, atol=1e-6, msg=name)
         else:
             assert torch.equal(param, online[name]), name
     for name, buf in model.momentum_backbone.named_buffers():
@@ -95,8 +95,10 @@ def test_momentum_encoder_keeps_its_own_bn_statistics():
 def test_init_weights_copies_encoder_into_momentum_encoder():
     model = build()
     with torch.no_grad():
-        for p in [*model.momentum_backbone.parameters(),
-                  *model.momentum_projector.parameters()]:
+        for p in [
+                *model.momentum_backbone.parameters(),
+                *model.momentum_projector.parameters()
+        ]:
             p.add_(1.0)
         model.momentum_backbone.bn1.running_mean.add_(3.0)
     model.init_weights()
@@ -153,8 +155,8 @@ def test_state_dict_holds_queue_pointer_prototypes_and_momentum_encoder():
      "'skip'), got 'ignore'"),
     ('max_consecutive_skips', 0, 'model.max_consecutive_skips must be >= 1'),
     ('compile', 'yes', 'model.compile must be a bool or a dict'),
-    ('head', dict(type='MoProHead', temperature=0),
-     'model.head.temperature must be > 0, got 0'),
+    ('head', dict(type='MoProHead',
+                  temperature=0), 'model.head.temperature must be > 0, got 0'),
     ('head', dict(type='MoProHead', inst_weight=-1),
      'model.head.inst_weight must be >= 0, got -1'),
 ])

@@ -7,9 +7,9 @@ correction for L_ce/L_pro, mean over the whole batch for L_ins.
 import pytest
 import torch
 import torch.nn.functional as F
+from mmpretrain.registry import MODELS
 
 from mopro.models import MoProHead
-from mmpretrain.registry import MODELS
 
 N, K, D, R = 6, 4, 8, 10
 
@@ -34,8 +34,11 @@ def expected_inst_loss(query, key, queue, temperature):
 
 def test_build_from_registry():
     head = MODELS.build(
-        dict(type='MoProHead', temperature=0.2, proto_weight=0.5,
-             inst_weight=2.0))
+        dict(
+            type='MoProHead',
+            temperature=0.2,
+            proto_weight=0.5,
+            inst_weight=2.0))
     assert isinstance(head, MoProHead)
     assert (head.temperature, head.proto_weight, head.inst_weight) == \
         (0.2, 0.5, 2.0)
@@ -54,12 +57,10 @@ def test_losses_match_cross_entropy_with_weights(batch):
         0.5 * F.cross_entropy(batch['proto_logits'][keep], y[keep]))
     # OOD samples stay in the instance loss: mean over all N samples
     torch.testing.assert_close(
-        losses['loss_ins'],
-        2.0 * expected_inst_loss(batch['query'], batch['key'],
-                                 batch['queue'], 0.2))
+        losses['loss_ins'], 2.0 *
+        expected_inst_loss(batch['query'], batch['key'], batch['queue'], 0.2))
     partial = 2.0 * expected_inst_loss(batch['query'][keep],
-                                       batch['key'][keep], batch['queue'],
-                                       0.2)
+                                       batch['key'][keep], batch['queue'], 0.2)
     assert not torch.allclose(losses['loss_ins'], partial)
 
 
@@ -68,8 +69,7 @@ def test_default_weights_and_temperature(batch):
     losses = head.loss(**batch)
     torch.testing.assert_close(
         losses['loss_ins'],
-        expected_inst_loss(batch['query'], batch['key'], batch['queue'],
-                           0.1))
+        expected_inst_loss(batch['query'], batch['key'], batch['queue'], 0.1))
     y = batch['pseudo_labels']
     torch.testing.assert_close(
         losses['loss_pro'],
@@ -78,11 +78,10 @@ def test_default_weights_and_temperature(batch):
 
 def test_instance_logits_layout(batch):
     head = MoProHead(temperature=0.5)
-    logits = head.instance_logits(batch['query'], batch['key'],
-                                  batch['queue'])
+    logits = head.instance_logits(batch['query'], batch['key'], batch['queue'])
     assert logits.shape == (N, 1 + R)
-    torch.testing.assert_close(
-        logits[:, 0], (batch['query'] * batch['key']).sum(1) / 0.5)
+    torch.testing.assert_close(logits[:, 0],
+                               (batch['query'] * batch['key']).sum(1) / 0.5)
     torch.testing.assert_close(logits[:, 1:],
                                batch['query'] @ batch['queue'] / 0.5)
 
@@ -98,14 +97,12 @@ def test_ood_rows_get_no_gradient_from_ce_and_pro(batch):
     cls_logits = batch['cls_logits'].clone().requires_grad_()
     proto_logits = batch['proto_logits'].clone().requires_grad_()
     query = batch['query'].clone().requires_grad_()
-    batch.update(cls_logits=cls_logits, proto_logits=proto_logits,
-                 query=query)
+    batch.update(cls_logits=cls_logits, proto_logits=proto_logits, query=query)
     losses = MoProHead().loss(**batch)
     (losses['loss_cls'] + losses['loss_pro']).backward()
     ood = batch['pseudo_labels'] < 0
     assert torch.equal(cls_logits.grad[ood], torch.zeros(int(ood.sum()), K))
-    assert torch.equal(proto_logits.grad[ood],
-                       torch.zeros(int(ood.sum()), K))
+    assert torch.equal(proto_logits.grad[ood], torch.zeros(int(ood.sum()), K))
     assert (cls_logits.grad[~ood].abs().sum(1) > 0).all()
     # ... but they do get one from the instance loss
     losses = MoProHead().loss(**batch)
@@ -137,8 +134,8 @@ def test_accuracies():
     # instance: the positive (column 0) wins for rows 0, 1 only
     query = torch.tensor([[1., 0., 0.], [0., 1., 0.], [0., 0., 1.],
                           [0., 0., 1.]])
-    key = torch.tensor([[1., 0., 0.], [0., 1., 0.], [1., 0., 0.],
-                        [1., 0., 0.]])
+    key = torch.tensor([[1., 0., 0.], [0., 1., 0.], [1., 0., 0.], [1., 0.,
+                                                                   0.]])
     queue = torch.tensor([[0.], [0.], [1.]])
     losses = head.loss(cls_logits, proto_logits, query, key, queue, labels)
     # cls: rows 0, 1 right, row 2 wrong, row 3 OOD -> 2 / 3

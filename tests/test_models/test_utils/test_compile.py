@@ -28,7 +28,6 @@ from mopro.models.utils.compile import (compile_options, compile_submodules,
                                         is_compiled)
 from mopro.utils.checkpoint import load_checkpoint
 from mopro.utils.runner import adapt_to_device
-
 from helpers.configs import tiny_mopro_cfg
 from helpers.models import B, build, samples, train_data, views
 from helpers.mopro_reference import make_noisy
@@ -60,18 +59,26 @@ def run_steps(model, labels, monkeypatch, steps: int = 3) -> list:
     correct_labels = mopro_module.correct_labels
     monkeypatch.setattr(mopro_module, 'correct_labels', spy)
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad],
-                          lr=0.05, momentum=0.9, weight_decay=1e-4)
+                          lr=0.05,
+                          momentum=0.9,
+                          weight_decay=1e-4)
     record = []
     for step in range(steps):
         losses = model.loss(views(3 + step), samples(labels))
         opt.zero_grad()
         sum(v for k, v in losses.items() if k.startswith('loss')).backward()
-        grads = {n: p.grad.clone() for n, p in model.named_parameters()
-                 if p.grad is not None}
+        grads = {
+            n: p.grad.clone()
+            for n, p in model.named_parameters() if p.grad is not None
+        }
         opt.step()
-        record.append((
-            {k: v.detach().clone() for k, v in losses.items()}, grads,
-            {k: v.clone() for k, v in model.state_dict().items()}))
+        record.append(({
+            k: v.detach().clone()
+            for k, v in losses.items()
+        }, grads, {
+            k: v.clone()
+            for k, v in model.state_dict().items()
+        }))
     monkeypatch.undo()
     return record, pseudo
 
@@ -80,15 +87,19 @@ def run_steps(model, labels, monkeypatch, steps: int = 3) -> list:
 def test_compiled_step_matches_eager(phase, monkeypatch):
     results = []
     for compile in (False, AOT):
-        model = build(seed=3, phase=phase, momentum=0.9, proto_momentum=0.8,
-                      compile=compile)
+        model = build(
+            seed=3,
+            phase=phase,
+            momentum=0.9,
+            proto_momentum=0.8,
+            compile=compile)
         assert is_compiled(model.backbone) == bool(compile)
         assert is_compiled(model.momentum_backbone) == bool(compile)
         labels = make_noisy(model, views(3)[0])
         results.append(run_steps(model, labels, monkeypatch))
     (eager, eager_pseudo), (compiled, compiled_pseudo) = results
-    for (losses, grads, state), (c_losses, c_grads, c_state) in zip(
-            eager, compiled):
+    for (losses, grads, state), (c_losses, c_grads,
+                                 c_state) in zip(eager, compiled):
         assert_close_dicts(c_losses, losses)
         assert_close_dicts(c_grads, grads)
         assert_close_dicts(c_state, state)  # queue_ptr exactly
@@ -116,8 +127,9 @@ def _steps(model, optim_wrapper, seeds) -> None:
 
 def _model_and_optim(compile, state=None):
     model = build(seed=1, phase='clean', momentum=0.9, compile=compile)
-    optim_wrapper = OptimWrapper(torch.optim.SGD(
-        model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4))
+    optim_wrapper = OptimWrapper(
+        torch.optim.SGD(
+            model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4))
     if state is not None:
         model.load_state_dict(state['state_dict'])
         optim_wrapper.load_state_dict(state['optimizer'])
@@ -133,8 +145,11 @@ def test_resume_compiled_eager_compiled(tmp_path):
         model, optim_wrapper = _model_and_optim(compile, state)
         _steps(model, optim_wrapper, range(2 * part, 2 * part + 2))
         path = str(tmp_path / f'part{part}.pth')
-        torch.save({'state_dict': model.state_dict(),
-                    'optimizer': optim_wrapper.state_dict()}, path)
+        torch.save(
+            {
+                'state_dict': model.state_dict(),
+                'optimizer': optim_wrapper.state_dict()
+            }, path)
         state = torch.load(path, weights_only=True)
     assert_close_dicts(model.state_dict(), straight.state_dict())
     assert int(model.queue_ptr) == (6 * B) % model.queue_len
@@ -147,10 +162,15 @@ def test_runner_resume_compiled_eager_compiled(webvision_root, tmp_path):
     straight = train_v1(webvision_root, str(tmp_path / 'a'), 'straight', 3)
     work = str(tmp_path / 'b')
     train_v1(webvision_root, work, 'part1', 1, compile=AOT)
-    train_v1(webvision_root, work, 'part2', 2,
-             resume=osp.join(work, 'epoch_1.pth'))
-    resumed = train_v1(webvision_root, work, 'part3', 3,
-                       resume=osp.join(work, 'epoch_2.pth'), compile=AOT)
+    train_v1(
+        webvision_root, work, 'part2', 2, resume=osp.join(work, 'epoch_1.pth'))
+    resumed = train_v1(
+        webvision_root,
+        work,
+        'part3',
+        3,
+        resume=osp.join(work, 'epoch_2.pth'),
+        compile=AOT)
     assert is_compiled(resumed.model.backbone)
     saved = load_checkpoint(osp.join(work, 'epoch_1.pth'))['state_dict']
     assert list(saved) == list(straight.model.state_dict())
@@ -189,14 +209,15 @@ def test_failed_build_warns_once_and_runs_eagerly():
     inputs = views(0)[0]
     with pytest.warns(RuntimeWarning) as caught:
         feats = model.extract_feat(inputs)
-    messages = [str(w.message) for w in caught
-                if 'torch.compile' in str(w.message)]
+    messages = [
+        str(w.message) for w in caught if 'torch.compile' in str(w.message)
+    ]
     assert len(messages) == 1
     assert messages[0].startswith('torch.compile of MoPro.backbone failed')
     assert 'no C++ compiler found' in messages[0]
     assert not is_compiled(model.backbone)
-    torch.testing.assert_close(feats, eager.extract_feat(inputs), rtol=0,
-                               atol=0)
+    torch.testing.assert_close(
+        feats, eager.extract_feat(inputs), rtol=0, atol=0)
     with warnings.catch_warnings():
         warnings.simplefilter('error', RuntimeWarning)
         model.extract_feat(inputs)  # eager now: no second warning
@@ -213,8 +234,8 @@ def test_module_error_surfaces():
 def test_compile_options():
     assert compile_options(False) is None and compile_options(None) is None
     assert compile_options(True) == {}
-    assert compile_options(dict(mode='max-autotune')) == dict(
-        mode='max-autotune')
+    assert compile_options(
+        dict(mode='max-autotune')) == dict(mode='max-autotune')
     with pytest.raises(ValueError, match="unknown keys \\['mod'\\]"):
         compile_options(dict(mod='default'))
     with pytest.raises(TypeError, match='bool or a dict'):
@@ -222,9 +243,10 @@ def test_compile_options():
 
 
 def test_adapt_to_device_compiles_only_on_cuda():
-    cfg = Config(dict(model=dict(type='MoPro', compile=True),
-                      optim_wrapper=dict(type='AmpOptimWrapper',
-                                         dtype='bfloat16')))
+    cfg = Config(
+        dict(
+            model=dict(type='MoPro', compile=True),
+            optim_wrapper=dict(type='AmpOptimWrapper', dtype='bfloat16')))
     on_gpu = adapt_to_device(copy.deepcopy(cfg), device='cuda')
     assert on_gpu.model.compile is True
     assert on_gpu.optim_wrapper.type == 'AmpOptimWrapper'
@@ -234,24 +256,24 @@ def test_adapt_to_device_compiles_only_on_cuda():
 
 
 def test_cross_entropy_classifier_compiles_like_mopro():
-    cfg = dict(type='CompilableImageClassifier',
-               backbone=dict(type='ResNet', depth=18),
-               neck=dict(type='GlobalAveragePooling'),
-               head=dict(type='LinearClsHead', num_classes=3,
-                         in_channels=512),
-               data_preprocessor=tiny_mopro_cfg()['data_preprocessor'])
+    cfg = dict(
+        type='CompilableImageClassifier',
+        backbone=dict(type='ResNet', depth=18),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=3, in_channels=512),
+        data_preprocessor=tiny_mopro_cfg()['data_preprocessor'])
     cfg['data_preprocessor']['type'] = 'ClsDataPreprocessor'
     logs = []
     for compile in (False, AOT):
         torch.manual_seed(0)
         model = MODELS.build(dict(cfg, compile=compile))
-        optim_wrapper = OptimWrapper(torch.optim.SGD(model.parameters(),
-                                                     lr=0.1, momentum=0.9))
-        data = dict(inputs=train_data(0)['inputs'][0],
-                    data_samples=[DataSample().set_gt_label(i % 3)
-                                  for i in range(B)])
-        logs.append([model.train_step(data, optim_wrapper)['loss']
-                     for _ in range(2)])
+        optim_wrapper = OptimWrapper(
+            torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
+        data = dict(
+            inputs=train_data(0)['inputs'][0],
+            data_samples=[DataSample().set_gt_label(i % 3) for i in range(B)])
+        logs.append(
+            [model.train_step(data, optim_wrapper)['loss'] for _ in range(2)])
         logs.append(model.state_dict())
     eager_loss, eager_state, compiled_loss, compiled_state = logs
     torch.testing.assert_close(compiled_loss, eager_loss, **TOL)
@@ -297,6 +319,7 @@ def test_each_compiled_module_has_its_own_recompile_budget():
     torch._dynamo.reset()
 
     class Net(torch.nn.Module):
+
         def __init__(self):
             super().__init__()
             self.linear = torch.nn.Linear(4, 4)

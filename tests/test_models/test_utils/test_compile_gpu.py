@@ -7,10 +7,10 @@ rounding) and inductor fuses and rounds at other places than eager, so one
 step's losses agree to ``rtol=0.05, atol=0.02`` and the float32 queue and
 prototypes (written from bf16 embeddings) to ``atol=0.05``; the models are
 re-synchronised after every step (the tiny net amplifies weight differences,
-see test_mopro_released_parity.test_matches_released_reference). The queue pointer is
-compared exactly; pseudo-labels, which flip where bf16 moves a score across
-a threshold, agree on at least 3 of 4 samples (both models train on the
-eager model's, so that the losses compare).
+see test_mopro_released_parity.test_matches_released_reference). The
+queue pointer is compared exactly; pseudo-labels, which flip where bf16
+moves a score across a threshold, agree on at least 3 of 4 samples (both
+models train on the eager model's, so that the losses compare).
 """
 import copy
 import warnings
@@ -24,7 +24,6 @@ from torch.utils.data import DataLoader
 
 import mopro.models.algorithms.mopro as mopro_module
 from mopro.models.utils.compile import is_compiled
-
 from helpers.models import B, build, model_cfg, random_prototypes, train_data
 from helpers.mopro_reference import make_noisy
 
@@ -33,29 +32,38 @@ pytestmark = pytest.mark.gpu
 DEVICE = 'cuda'
 COMPILE = True  # inductor, torch's defaults, as the configs
 SIZE = 64  # 2 x 2 maps in layer4
-AMP = dict(type='AmpOptimWrapper', dtype='bfloat16',
-           loss_scale=dict(enabled=False),
-           optimizer=dict(type='SGD', lr=0.05, momentum=0.9,
-                          weight_decay=1e-4))
+AMP = dict(
+    type='AmpOptimWrapper',
+    dtype='bfloat16',
+    loss_scale=dict(enabled=False),
+    optimizer=dict(type='SGD', lr=0.05, momentum=0.9, weight_decay=1e-4))
 
 
 def _views(seed: int) -> list:
     gen = torch.Generator().manual_seed(1000 + seed)
-    return [torch.randn(B, 3, SIZE, SIZE, generator=gen).to(DEVICE)
-            for _ in '12']
+    return [
+        torch.randn(B, 3, SIZE, SIZE, generator=gen).to(DEVICE) for _ in '12'
+    ]
 
 
 def _model(compile, **overrides):
-    return build(seed=3, phase='clean', momentum=0.9, proto_momentum=0.8,
-                 channels_last=True, compile=compile, **overrides).to(DEVICE)
+    return build(
+        seed=3,
+        phase='clean',
+        momentum=0.9,
+        proto_momentum=0.8,
+        channels_last=True,
+        compile=compile,
+        **overrides).to(DEVICE)
 
 
 def test_compiled_bf16_step_matches_eager(monkeypatch):
     eager, compiled = _model(False), _model(COMPILE)
     labels = make_noisy(eager, _views(0)[0])
     compiled.load_state_dict(eager.state_dict())
-    wrappers = [build_optim_wrapper(m, copy.deepcopy(AMP))
-                for m in (eager, compiled)]
+    wrappers = [
+        build_optim_wrapper(m, copy.deepcopy(AMP)) for m in (eager, compiled)
+    ]
     pseudo = []
     correct_labels = mopro_module.correct_labels
 
@@ -80,12 +88,19 @@ def test_compiled_bf16_step_matches_eager(monkeypatch):
         losses = [k for k in results[0] if k.startswith('loss')]
         assert len(losses) == 4  # total, cls, pro, ins
         for key in losses:
-            torch.testing.assert_close(results[1][key], results[0][key],
-                                       rtol=0.05, atol=0.02, msg=key)
+            torch.testing.assert_close(
+                results[1][key],
+                results[0][key],
+                rtol=0.05,
+                atol=0.02,
+                msg=key)
         for name in ('queue', 'prototypes'):
-            torch.testing.assert_close(getattr(compiled, name),
-                                       getattr(eager, name), rtol=0,
-                                       atol=0.05, msg=name)
+            torch.testing.assert_close(
+                getattr(compiled, name),
+                getattr(eager, name),
+                rtol=0,
+                atol=0.05,
+                msg=name)
         assert torch.equal(compiled.queue_ptr, eager.queue_ptr)
         agree = (pseudo[-1] == pseudo[-2]).float().mean().item()
         assert agree >= 0.75, (step, pseudo[-2], pseudo[-1])
@@ -97,10 +112,11 @@ def test_compiled_bf16_step_matches_eager(monkeypatch):
 
 def _batch(pin: bool = False) -> dict:
     data = train_data(0)
-    views = [torch.nn.functional.interpolate(v.float(), size=SIZE).byte()
-             for v in data['inputs']]
-    data['inputs'] = [v.pin_memory() if pin else v.to(DEVICE)
-                      for v in views]
+    views = [
+        torch.nn.functional.interpolate(v.float(), size=SIZE).byte()
+        for v in data['inputs']
+    ]
+    data['inputs'] = [v.pin_memory() if pin else v.to(DEVICE) for v in views]
     return data
 
 
@@ -137,7 +153,10 @@ class _SyncsPerIter(Hook):
     def before_train(self, runner) -> None:
         self.seen = self._count()
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
                          outputs=None) -> None:
         count = self._count()
         self.per_iter.append(count - self.seen)
@@ -164,9 +183,13 @@ def test_runner_loop_makes_no_synchronizing_call_after_warmup(tmp_path):
             default_hooks=dict(
                 runtime_info=dict(type='DeferredRuntimeInfoHook'),
                 logger=dict(type='LoggerHook', interval=interval),
-                checkpoint=None, sampler_seed=None),
-            custom_hooks=[dict(type='MoProHook', start_proto_epoch=0,
-                               start_clean_epoch=0), probe],
+                checkpoint=None,
+                sampler_seed=None),
+            custom_hooks=[
+                dict(
+                    type='MoProHook', start_proto_epoch=0,
+                    start_clean_epoch=0), probe
+            ],
             log_processor=dict(by_epoch=False),
             env_cfg=dict(cudnn_benchmark=True),
             log_level='WARNING',

@@ -14,7 +14,6 @@ from mopro.datasets.transforms import apply_view
 from mopro.models.utils import MoProGPUViewsPreprocessor
 from mopro.models.utils.decode_ahead import SLOT_KEY, DecodeSlot
 from mopro.models.utils.jpeg_decoding import decode_packed
-
 from helpers.data import make_webvision
 from helpers.gpu_views import (MEAN, STD, crops_of, dirty_files, gpu_data_cfg,
                                mixed_photos, packed_batch, photos,
@@ -38,8 +37,10 @@ def _jpeg_bytes(num: int) -> list:
 
 
 def _jpegs(num: int) -> list:
-    return [torch.frombuffer(bytearray(data), dtype=torch.uint8)
-            for data in _jpeg_bytes(num)]
+    return [
+        torch.frombuffer(bytearray(data), dtype=torch.uint8)
+        for data in _jpeg_bytes(num)
+    ]
 
 
 def test_nvjpeg_decodes_as_libjpeg():
@@ -78,7 +79,10 @@ def test_preprocessor_on_gpu_matches_cpu_for_the_same_seed(tmp_path):
     views = {}
     for device in ('cpu', 'cuda'):  # on the GPU as configured: compiled
         preprocessor = MoProGPUViewsPreprocessor(
-            mean=MEAN, std=STD, crop_size=64, seed=3,
+            mean=MEAN,
+            std=STD,
+            crop_size=64,
+            seed=3,
             compile_views=device == 'cuda').to(device)
         out = preprocessor(dict(data), True)
         assert out['data_samples'].device.type == device
@@ -96,7 +100,11 @@ def test_views_take_the_steps_dtype_and_layout(tmp_path):
     out = {}
     for autocast in (False, True):
         preprocessor = MoProGPUViewsPreprocessor(
-            mean=MEAN, std=STD, crop_size=32, seed=3, channels_last=True,
+            mean=MEAN,
+            std=STD,
+            crop_size=32,
+            seed=3,
+            channels_last=True,
             compile_views=True).cuda()
         with torch.autocast('cuda', dtype=torch.bfloat16, enabled=autocast):
             out[autocast] = preprocessor(dict(data), True)['inputs']
@@ -115,10 +123,11 @@ def test_mixed_bad_batch_on_gpu(tmp_path):
     # the dataset skips undecodable and empty files
     # (test_gpu_views_preprocessor.py); the last entry, bytes no decoder
     # takes, is injected past the workers' check
-    entries = [data for name, data in files.items()
-               if name not in ('undecodable', 'empty')] + [files['baseline']]
-    data = packed_batch(entries, str(tmp_path),
-                        rejected=[len(entries) - 1])
+    entries = [
+        data
+        for name, data in files.items() if name not in ('undecodable', 'empty')
+    ] + [files['baseline']]
+    data = packed_batch(entries, str(tmp_path), rejected=[len(entries) - 1])
     preprocessor = MoProGPUViewsPreprocessor(
         mean=MEAN, std=STD, crop_size=32).cuda()
     out = preprocessor(data, True)
@@ -137,8 +146,10 @@ def _queue_reads_of_freed_buffers(count: int) -> tuple:
     buffers freed while the sums are still queued. Returns the sums (read
     them after a synchronize) and the value each must have."""
     numel = 3 * JPEG_SIZE[0] * JPEG_SIZE[1]
-    buffers = [torch.full((numel, ), 7, dtype=torch.uint8, device='cuda')
-               for _ in range(count)]
+    buffers = [
+        torch.full((numel, ), 7, dtype=torch.uint8, device='cuda')
+        for _ in range(count)
+    ]
     torch.cuda.synchronize()
     torch.cuda._sleep(SPIN_CYCLES)
     sums = torch.stack([b.sum(dtype=torch.int64) for b in buffers])
@@ -168,8 +179,8 @@ def test_raw_decoder_writes_memory_queued_work_reads():
     read them. If this fails, the reproduction does not reach the hazard
     on this GPU, and the next test proves nothing here."""
     data = _jpegs(16)
-    assert _corrupted_sums(lambda: decode_jpeg(
-        data, mode=ImageReadMode.RGB, device='cuda')) > 0
+    assert _corrupted_sums(
+        lambda: decode_jpeg(data, mode=ImageReadMode.RGB, device='cuda')) > 0
 
 
 @pytest.mark.parametrize('ahead', [False, True])
@@ -190,8 +201,10 @@ def test_decoding_never_writes_memory_queued_work_reads(tmp_path, ahead):
             previous = dict(data)
             previous[SLOT_KEY] = DecodeSlot()
             previous[SLOT_KEY].following = batch
-            previous[SLOT_KEY].start_next(partial(
-                preprocessor._decode, consumer=torch.cuda.current_stream()))
+            previous[SLOT_KEY].start_next(
+                partial(
+                    preprocessor._decode,
+                    consumer=torch.cuda.current_stream()))
             results.append(preprocessor._decoded(batch))
         else:
             results.append(preprocessor.decode(data['inputs']))
@@ -202,8 +215,8 @@ def test_decoding_never_writes_memory_queued_work_reads(tmp_path, ahead):
     assert isinstance(reference.ready, torch.cuda.Event)
 
 
-def test_decoding_ahead_through_the_runner_changes_no_view(tmp_path,
-                                                           monkeypatch):
+def test_decoding_ahead_through_the_runner_changes_no_view(
+        tmp_path, monkeypatch):
     """The GPU-data config on the GPU (views compiled), shrunk: with
     DecodeAheadHook each batch after the first is decoded before its step,
     in the background thread, and the views equal those of decoding each

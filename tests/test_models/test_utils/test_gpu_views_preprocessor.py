@@ -21,9 +21,8 @@ from mopro.models.utils import MoProGPUViewsPreprocessor
 from mopro.models.utils.decode_ahead import SLOT_KEY, DecodeSlot
 from mopro.models.utils.gpu_views_preprocessor import (compiled_make_view,
                                                        make_view)
-
 from helpers.data import make_webvision
-from helpers.gpu_views import (GPU_DATA, MEAN, STD, REJECTED_BY_EVERY_DECODER,
+from helpers.gpu_views import (GPU_DATA, MEAN, REJECTED_BY_EVERY_DECODER, STD,
                                crops_of, dirty_files, dirty_webvision,
                                mixed_photos, packed_batch, strong_params,
                                to_float)
@@ -35,14 +34,16 @@ def test_views_only_queue_device_work():
     (tensors without values, where reading one raises) they run, and give
     the views' shape, dtype and memory format. The crop boxes and the
     parameters are host tensors by design (sampled on the CPU)."""
-    images = [torch.from_numpy(np.array(im)).permute(2, 0, 1).contiguous()
-              for im in mixed_photos(6)]
+    images = [
+        torch.from_numpy(np.array(im)).permute(2, 0, 1).contiguous()
+        for im in mixed_photos(6)
+    ]
     flat, offsets, sizes = pack_images(images)
     params = strong_params(sizes)
     meta = torch.device('meta')
     preprocessor = MoProGPUViewsPreprocessor(mean=MEAN, std=STD)
-    crops = resized_crops(flat.to(meta), offsets, sizes, params.boxes, 32,
-                          1 / 255)
+    crops = resized_crops(
+        flat.to(meta), offsets, sizes, params.boxes, 32, 1 / 255)
     view = make_view(crops, params.to(meta), preprocessor.mean.to(meta),
                      preprocessor.std.to(meta), torch.bfloat16,
                      torch.channels_last)
@@ -64,13 +65,15 @@ def test_compiled_views_equal_eager_views():
         for dtype, layout in ((torch.float32, torch.contiguous_format),
                               (torch.bfloat16, torch.channels_last)):
             eager = make_view(crops, params, mean, std, dtype, layout)
-            compiled = compiled_make_view()(crops, params, mean, std,
-                                            dtype, layout)
+            compiled = compiled_make_view()(crops, params, mean, std, dtype,
+                                            layout)
             assert compiled.dtype == dtype
             assert compiled.is_contiguous(memory_format=layout)
-            torch.testing.assert_close(compiled.float(), eager.float(),
-                                       atol=1e-4 if dtype == torch.float32
-                                       else 0.02, rtol=0)
+            torch.testing.assert_close(
+                compiled.float(),
+                eager.float(),
+                atol=1e-4 if dtype == torch.float32 else 0.02,
+                rtol=0)
     assert compiled_make_view().compiled is not None  # no fallback
 
 
@@ -78,9 +81,12 @@ def test_a_copied_preprocessor_uses_its_own_parameters(tmp_path):
     """A deep copy (e.g. of the model) normalises with its own mean and
     std, compiled or not."""
     for compile_views in (False, True):
-        original = MoProGPUViewsPreprocessor(mean=MEAN, std=STD,
-                                             crop_size=16, seed=1,
-                                             compile_views=compile_views)
+        original = MoProGPUViewsPreprocessor(
+            mean=MEAN,
+            std=STD,
+            crop_size=16,
+            seed=1,
+            compile_views=compile_views)
         copied = copy.deepcopy(original)
         copied.mean.zero_()
         copied.std.fill_(1.0)
@@ -101,12 +107,11 @@ def test_preprocessor_dispatches_as_many_operators_for_any_batch(tmp_path):
     files = dirty_files()
     counts = []
     for num in (32, 256):
-        data = packed_batch([files['baseline'], files['png'],
-                             files['baseline']] * (num // 4) +
-                            [files['progressive']] * (num - 3 * (num // 4)),
-                            str(tmp_path))
-        preprocessor = MoProGPUViewsPreprocessor(mean=MEAN, std=STD,
-                                                 crop_size=16)
+        data = packed_batch(
+            [files['baseline'], files['png'], files['baseline']] * (num // 4) +
+            [files['progressive']] * (num - 3 * (num // 4)), str(tmp_path))
+        preprocessor = MoProGPUViewsPreprocessor(
+            mean=MEAN, std=STD, crop_size=16)
         slot = data[SLOT_KEY] = DecodeSlot()  # decoded ahead
         slot.future = Future()
         slot.future.set_result(
@@ -126,13 +131,14 @@ def test_mixed_bad_image_batch_never_fails(tmp_path):
     replaced and counted."""
     kinds = dirty_webvision(str(tmp_path / 'wv'))
     dataset = WebVision(
-        data_root=str(tmp_path / 'wv'), split='train', num_classes=2,
+        data_root=str(tmp_path / 'wv'),
+        split='train',
+        num_classes=2,
         pipeline=Config.fromfile(GPU_DATA).train_pipeline)
     samples = [dataset.prepare_data(i) for i in range(len(dataset))]
-    assert [s is None for s in samples] == [
-        k in ('undecodable', 'empty') for k in kinds]
-    assert dataset.num_bad == kinds.count('undecodable') + kinds.count(
-        'empty')
+    assert [s is None for s in samples
+            ] == [k in ('undecodable', 'empty') for k in kinds]
+    assert dataset.num_bad == kinds.count('undecodable') + kinds.count('empty')
     samples = [s for s in samples if s is not None]
     as_bytes = [s['inputs'].ndim == 1 for s in samples]
     assert sum(as_bytes) == kinds.count('baseline')
@@ -140,8 +146,7 @@ def test_mixed_bad_image_batch_never_fails(tmp_path):
     samples[3]['inputs'] = torch.frombuffer(
         bytearray(REJECTED_BY_EVERY_DECODER), dtype=torch.uint8)
     batch = packed_images_collate(samples)
-    preprocessor = MoProGPUViewsPreprocessor(mean=MEAN, std=STD,
-                                             crop_size=32)
+    preprocessor = MoProGPUViewsPreprocessor(mean=MEAN, std=STD, crop_size=32)
     out = preprocessor(batch, True)
     for view in out['inputs']:
         assert view.shape == (len(samples), 3, 32, 32)
@@ -163,7 +168,10 @@ def test_max_bad_fraction_still_stops_a_broken_dataset(tmp_path):
             with open(osp.join(root, line.split()[0]), 'wb') as img:
                 img.write(b'<html></html>')
     dataset = WebVision(
-        data_root=root, split='train', num_classes=2, max_bad_fraction=0.1,
+        data_root=root,
+        split='train',
+        num_classes=2,
+        max_bad_fraction=0.1,
         pipeline=Config.fromfile(GPU_DATA).train_pipeline)
     with pytest.raises(RuntimeError, match='max_bad_fraction=0.1'):
         for i in range(len(dataset)):
@@ -178,8 +186,7 @@ def test_max_bad_fraction_still_stops_a_broken_dataset(tmp_path):
 
 
 # ------------------------------------------------------------------ seeding
-def test_views_depend_on_seed_rank_and_iteration_only(monkeypatch,
-                                                      tmp_path):
+def test_views_depend_on_seed_rank_and_iteration_only(monkeypatch, tmp_path):
     """Inside a training loop the views of iteration k are the same
     whatever ran before (so a resumed run repeats them); ranks differ."""
     data = packed_batch([dirty_files()['baseline']] * 4, str(tmp_path))
@@ -188,10 +195,9 @@ def test_views_depend_on_seed_rank_and_iteration_only(monkeypatch,
 
     def views_at(iteration, rank=0, warmup=0):
         monkeypatch.setattr(
-            'mopro.models.utils.gpu_views_preprocessor.get_rank',
-            lambda: rank)
-        preprocessor = MoProGPUViewsPreprocessor(mean=MEAN, std=STD,
-                                                 crop_size=16, seed=7)
+            'mopro.models.utils.gpu_views_preprocessor.get_rank', lambda: rank)
+        preprocessor = MoProGPUViewsPreprocessor(
+            mean=MEAN, std=STD, crop_size=16, seed=7)
         for step in range(warmup):
             hub.update_info('iter', step)
             preprocessor(data, True)

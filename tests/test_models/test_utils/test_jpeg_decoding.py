@@ -12,11 +12,8 @@ from mmengine.runner import Runner
 from mopro.engine.hooks import DecodeAheadHook
 from mopro.models.utils.decode_ahead import (SLOT_KEY, DecodeAheadIterator,
                                              DecodeAheadLoader)
-from mopro.models.utils.jpeg_decoding import (SideStreams,
-                                              decode_isolating,
-                                              decode_on_streams,
-                                              decode_packed)
-
+from mopro.models.utils.jpeg_decoding import (SideStreams, decode_isolating,
+                                              decode_on_streams, decode_packed)
 from helpers.data import make_webvision
 from helpers.gpu_views import dirty_files, gpu_data_cfg, packed_batch
 
@@ -52,6 +49,7 @@ def test_bisection_isolates_bad_entries_in_few_calls(bad):
 
 
 def test_bisection_raises_out_of_memory():
+
     def decode(data):
         raise torch.OutOfMemoryError('CUDA out of memory')
 
@@ -61,6 +59,7 @@ def test_bisection_raises_out_of_memory():
 
 # ------------------------------------------------- side-stream protocol
 class FakeStream:
+
     def __init__(self, name, log):
         self.name, self.log = name, log
 
@@ -78,8 +77,8 @@ class FakeStreams(SideStreams):
     """SideStreams on the meta device whose stream calls are logged."""
 
     def __init__(self, log):
-        super().__init__(FakeStream('decode', log), FakeStream('pack', log),
-                         META)
+        super().__init__(
+            FakeStream('decode', log), FakeStream('pack', log), META)
         self.log, self.current = log, 'consumer'
 
     @contextmanager
@@ -110,16 +109,18 @@ def test_side_stream_protocol(tmp_path):
     the packed tensor. The pixels of CPU-decoded files join on the pack
     stream."""
     files = dirty_files()
-    packed = packed_batch([files['baseline'], files['png'],
-                           files['baseline']], str(tmp_path))['inputs']
+    packed = packed_batch([files['baseline'], files['png'], files['baseline']],
+                          str(tmp_path))['inputs']
     log = []
     streams = FakeStreams(log)
     outputs = []
 
     def decode(data):  # stands in for nvjpeg: outputs on the device
         log.append(('decode', streams.current))
-        out = [torch.empty(3, 40, 48, dtype=torch.uint8, device=META)
-               for _ in data]
+        out = [
+            torch.empty(3, 40, 48, dtype=torch.uint8, device=META)
+            for _ in data
+        ]
         outputs.extend(out)
         return out
 
@@ -148,14 +149,14 @@ def test_cpu_decoding_matches_image_by_image(tmp_path):
     batch = packed_batch([files[k] for k in kinds], str(tmp_path))
     decoded = decode_packed(batch['inputs'], 'cpu')
     for i, kind in enumerate(kinds):
-        one = decode_packed(packed_batch([files[kind]], str(tmp_path))[
-            'inputs'], 'cpu')
+        one = decode_packed(
+            packed_batch([files[kind]], str(tmp_path))['inputs'], 'cpu')
         start = int(decoded.offsets[i])
         numel = one.flat.numel() - int(one.sizes[0, 1])  # less padding
-        assert torch.equal(decoded.flat[start:start + numel],
-                           one.flat[:numel])
-    assert decoded.flat.numel() == int(decoded.offsets[-1]) + 3 * int(
-        decoded.sizes[-1].prod()) + int(decoded.sizes[:, 1].max())
+        assert torch.equal(decoded.flat[start:start + numel], one.flat[:numel])
+    assert decoded.flat.numel() == int(
+        decoded.offsets[-1]) + 3 * int(decoded.sizes[-1].prod()) + int(
+            decoded.sizes[:, 1].max())
 
 
 # ------------------------------------------------------- decoding ahead
@@ -191,6 +192,7 @@ def test_start_next_decodes_the_next_batch_once_in_the_background():
 
 
 def test_decode_ahead_loader_is_the_loader_per_epoch():
+
     class Loader(list):
         sampler = 'the sampler'
 
