@@ -3,10 +3,11 @@ subprocess, on the CPU, with the package of this checkout; or a tool's work
 in this process inside ``run_tool(main)``, the error boundary that turns a
 user error into one ``error: ...`` line and exit status 1
 (``mopro.utils.cli``)."""
+import json
 import os
 import subprocess
 import sys
-from typing import Any, List, NamedTuple, Optional, Sequence
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence
 
 from mopro.utils.cli import TRACEBACK_ENV, run_tool
 from . import ROOT
@@ -103,3 +104,48 @@ def run_tools(commands: List[Sequence],
     return [
         ToolResult(proc.returncode, proc.stderr, proc.stdout) for proc in done
     ]
+
+
+# ``python TOOL --help`` for each tool, one after the other in one
+# interpreter (``runpy``, as ``__main__``): the libraries are imported once.
+# Prints {tool: [exit status, stdout, stderr]} as JSON.
+_HELP_DRIVER = r"""
+import contextlib, io, json, runpy, sys, traceback
+answers = {}
+for tool in sys.argv[1:]:
+    out, err = io.StringIO(), io.StringIO()
+    sys.argv = [tool, '--help']
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            runpy.run_path(tool, run_name='__main__')
+            status = 0
+        except SystemExit as exit:
+            status = exit.code if isinstance(exit.code, int) else int(
+                exit.code is not None)
+        except Exception:  # what an uncaught exception does to a process
+            traceback.print_exc()
+            status = 1
+    answers[tool] = [status, out.getvalue(), err.getvalue()]
+print(json.dumps(answers))
+"""
+
+
+def tools_help(tools: Sequence[str], env: dict,
+               cwd: str) -> Dict[str, ToolResult]:
+    """What ``python TOOL --help`` does for each of ``tools`` (paths), run
+    in one process with ``env`` from ``cwd``: exit status, stderr, and
+    stdout as the value. Use it where importing the libraries once per
+    tool adds nothing to the check; a tool's own imports are checked one
+    process per tool (``tests/test_utils/test_environment.py``)."""
+    result = subprocess.run([sys.executable, '-c', _HELP_DRIVER, *tools],
+                            env=env,
+                            cwd=cwd,
+                            capture_output=True,
+                            text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    answers = json.loads(result.stdout.splitlines()[-1])
+    return {
+        tool: ToolResult(status, err, out)
+        for tool, (status, out, err) in answers.items()
+    }

@@ -25,6 +25,7 @@ import pytest
 
 from mopro.utils.cli import TRACEBACK_ENV
 from helpers import ROOT
+from helpers.commands import tools_help
 from helpers.detectron2_hidden import env_without_detectron2
 
 PAGES = sorted([
@@ -141,24 +142,6 @@ def test_pages_name_the_main_tools():
         set(tools_named())
 
 
-# Runs each tool as ``python TOOL --help`` would (``runpy``, as
-# ``__main__``), one after the other in one interpreter: the libraries are
-# imported once instead of once per tool. Each tool's output ends with a
-# line naming the tool and its exit status.
-HELP_DRIVER = r"""
-import runpy, sys
-for tool in sys.argv[1:]:
-    sys.argv = [tool, '--help']
-    try:
-        runpy.run_path(tool, run_name='__main__')
-        status = 0
-    except SystemExit as exit:
-        status = exit.code
-    print(f'\n@@ {tool} exit {status}', flush=True)
-"""
-HELP_END = re.compile(r'^@@ (\S+) exit (\S+)$', re.MULTILINE)
-
-
 def test_every_tool_named_answers_help():
     """Each tool the pages name prints its usage and exits 0 on ``--help``
     (``tools/train_d2.py`` without Detectron2: the next test)."""
@@ -167,25 +150,12 @@ def test_every_tool_named_answers_help():
         tools.remove(D2_TOOL)
     env = {k: v for k, v in os.environ.items() if k != TRACEBACK_ENV}
     env.update(CUDA_VISIBLE_DEVICES='', OMP_NUM_THREADS='1')
-    result = subprocess.run([sys.executable, '-c', HELP_DRIVER, *tools],
-                            cwd=ROOT,
-                            env=env,
-                            capture_output=True,
-                            text=True,
-                            timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
-    outputs = HELP_END.split(result.stdout)
-    # [output, tool, status, output, tool, status, ..., rest]
-    answered = {
-        tool: (status, output)
-        for output, tool, status in zip(outputs[0::3], outputs[1::3],
-                                        outputs[2::3])
-    }
-    assert sorted(answered) == tools, result.stderr[-2000:]
+    answers = tools_help(tools, env, ROOT)
+    assert sorted(answers) == tools
     failed = [
-        f'{tool} (exit {status}): {output[-500:]}'
-        for tool, (status, output) in answered.items()
-        if status != '0' or 'usage:' not in output
+        f'{tool} (exit {answer.code}): {(answer.value + answer.stderr)[-500:]}'
+        for tool, answer in answers.items()
+        if answer.code != 0 or 'usage:' not in answer.value
     ]
     assert not failed, '\n'.join(failed)
 

@@ -16,6 +16,7 @@ from packaging.version import Version
 
 from mopro.transfer.d2_compat import INSTALL_COMMAND, detectron2_dir
 from helpers import ROOT
+from helpers.commands import tools_help
 from helpers.detectron2_hidden import env_without_detectron2
 
 TOOLS = sorted(
@@ -89,25 +90,24 @@ def _needs_detectron2_line(name: str) -> str:
             f'environment lacks; install it with: {INSTALL_COMMAND}')
 
 
-@pytest.mark.parametrize('detectron2', ['as installed', 'hidden'])
-def test_every_tool_runs_beside_transformers5(transformers5, tmp_path,
-                                              detectron2):
-    """``tools/X.py --help`` for every tool, from another directory: each
-    finds the installed package (no tool edits sys.path) and imports
-    everything it needs, or, for a tool that needs a missing Detectron2,
-    says how to install it."""
-    installed = detectron2_dir() is not None
-    env = transformers5
-    if detectron2 == 'hidden':
-        if not installed:
-            pytest.skip('detectron2 is not installed: the other case runs '
-                        'the tools without it')
-        env = env_without_detectron2(tmp_path / 'hide', env)
-    without = detectron2 == 'hidden' or not installed
+def _answers_help(name: str, code: int, out: str, err: str,
+                  without_detectron2: bool) -> bool:
+    if without_detectron2 and name in DETECTRON2_TOOLS:
+        return (code, out,
+                err.splitlines()) == (1, '', [_needs_detectron2_line(name)])
+    return code == 0 and 'usage:' in out
+
+
+def test_every_tool_runs_beside_transformers5(transformers5, tmp_path):
+    """``tools/X.py --help`` for every tool, one process each, from another
+    directory: each finds the installed package (no tool edits sys.path)
+    and imports everything it needs, or, for a tool that needs a missing
+    Detectron2, says how to install it."""
+    without = detectron2_dir() is None
     procs = {
         osp.basename(tool):
         subprocess.Popen([sys.executable, tool, '--help'],
-                         env=env,
+                         env=transformers5,
                          cwd=str(tmp_path),
                          stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE,
@@ -117,15 +117,33 @@ def test_every_tool_runs_beside_transformers5(transformers5, tmp_path,
     failed = {}
     for name, proc in procs.items():
         out, err = proc.communicate(timeout=300)
-        if without and name in DETECTRON2_TOOLS:
-            if (proc.returncode, out,
-                    err.splitlines()) != (1, '',
-                                          [_needs_detectron2_line(name)]):
-                failed[name] = err[-1500:]
-        elif proc.returncode != 0 or 'usage:' not in out:
+        if not _answers_help(name, proc.returncode, out, err, without):
             failed[name] = err[-1500:]
     assert not failed, failed
     assert len(procs) >= 12
+
+
+def test_every_tool_runs_without_detectron2(transformers5, tmp_path):
+    """The same with Detectron2 hidden, the tools run in one process (each
+    tool's own imports are checked above, one process each): only the
+    tools that need Detectron2 stop, with the line that says how to
+    install it."""
+    if detectron2_dir() is None:
+        pytest.skip('detectron2 is not installed: the test above runs the '
+                    'tools without it')
+    env = env_without_detectron2(tmp_path / 'hide', transformers5)
+    answers = tools_help(TOOLS, env, str(tmp_path))
+    assert sorted(answers) == TOOLS
+    failed = {
+        osp.basename(tool): answer.stderr[-1500:]
+        for tool, answer in answers.items() if not _answers_help(
+            osp.basename(tool),
+            answer.code,
+            answer.value,
+            answer.stderr,
+            without_detectron2=True)
+    }
+    assert not failed, failed
 
 
 def test_no_tool_edits_sys_path():
