@@ -11,9 +11,10 @@ env:
 demo: env
 	$(PYTHON) tools/run_demo.py
 
-# the whole suite; tests marked `gpu` run where CUDA is available
+# the whole suite, its files spread over the cores (one thread each); tests
+# marked `gpu` run where CUDA is available
 test: env
-	$(PYTHON) -m pytest -q
+	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -q -n auto --dist loadfile
 
 # only the CUDA tests (skipped, not failed, without a GPU)
 test-gpu: env
