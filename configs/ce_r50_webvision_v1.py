@@ -19,18 +19,14 @@ model = dict(
     type='CompilableImageClassifier',
     backbone=dict(type='ResNet', depth=50, zero_init_residual=False),
     neck=dict(type='GlobalAveragePooling'),
-    head=dict(
-        type='LinearClsHead',
-        num_classes={{_base_.num_classes}},
-        in_channels=2048,
-        loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
-        topk=(1, 5)),
-    data_preprocessor=dict(
-        type='ClsDataPreprocessor',
-        num_classes={{_base_.num_classes}},
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375],
-        to_rgb=True))
+    head=dict(type='LinearClsHead', num_classes={{_base_.num_classes}},
+              in_channels=2048, loss=dict(type='CrossEntropyLoss',
+                                          loss_weight=1.0), topk=(1, 5)),
+    data_preprocessor=dict(type='ClsDataPreprocessor',
+                           num_classes={{_base_.num_classes}},
+                           mean=[123.675, 116.28,
+                                 103.53], std=[58.395, 57.12,
+                                               57.375], to_rgb=True))
 # no checkpoint holds the weights of a non-finite step
 custom_hooks = [dict(type='NonFiniteCheckHook')]
 
@@ -39,11 +35,8 @@ train_dataloader = dict(
     batch_size=32,  # per GPU: 32 x 8 GPUs = 256
     dataset=dict(pipeline=[
         dict(type='LoadWebImage'),
-        dict(
-            type='RandomResizedCrop',
-            scale=224,
-            crop_ratio_range=(0.2, 1.0),
-            backend='pillow'),
+        dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(
+            0.2, 1.0), backend='pillow'),
         dict(type='RandomFlip', prob=0.5, direction='horizontal'),
         dict(type='PackInputs', meta_keys=['sample_idx', 'img_path']),
     ]))

@@ -28,8 +28,7 @@ model = dict(
     # compiled (the pretraining configs compile)
     compile=False,
     init_cfg=dict(
-        type='MoProPretrained',
-        checkpoint=pretrained,
+        type='MoProPretrained', checkpoint=pretrained,
         mapping=[('backbone.', 'backbone.'), ('classifier.', 'head.fc.')]),
     backbone=dict(
         type='ResNet',
@@ -39,43 +38,34 @@ model = dict(
         norm_eval=True,  # BatchNorm statistics fixed too
         init_cfg=None),
     neck=dict(type='GlobalAveragePooling'),
-    head=dict(
-        type='LinearClsHead',
-        num_classes={{_base_.num_classes}},
-        in_channels=2048,
-        loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
-        topk=(1, 5),
-        init_cfg=None),
-    data_preprocessor=dict(
-        type='ClsDataPreprocessor',
-        num_classes={{_base_.num_classes}},
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375],
-        to_rgb=True))
+    head=dict(type='LinearClsHead', num_classes={{_base_.num_classes}},
+              in_channels=2048, loss=dict(type='CrossEntropyLoss',
+                                          loss_weight=1.0), topk=(1, 5),
+              init_cfg=None),
+    data_preprocessor=dict(type='ClsDataPreprocessor',
+                           num_classes={{_base_.num_classes}},
+                           mean=[123.675, 116.28,
+                                 103.53], std=[58.395, 57.12,
+                                               57.375], to_rgb=True))
 
 custom_hooks = [dict(type='NonFiniteCheckHook')]
 
 # released dataloader_balance.py: random resized crop (scale 0.2-1) + flip
 crt_train_pipeline = [
     dict(type='LoadWebImage'),
-    dict(
-        type='RandomResizedCrop',
-        scale=224,
-        crop_ratio_range=(0.2, 1.0),
-        backend='pillow'),
+    dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.2, 1.0),
+         backend='pillow'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
 train_dataloader = dict(
     batch_size=32,  # per GPU: 32 x 8 GPUs = 256
     sampler=dict(_delete_=True, type='SqrtBalancedSampler'),
-    dataset=dict(
-        _delete_=True,
-        type='CleanedWebVision',
-        data_root={{_base_.data_root}},
-        pseudo_label_file=pseudo_label_file,
-        num_classes={{_base_.num_classes}},
-        pipeline=crt_train_pipeline))
+    dataset=dict(_delete_=True, type='CleanedWebVision',
+                 data_root={{_base_.data_root}},
+                 pseudo_label_file=pseudo_label_file,
+                 num_classes={{_base_.num_classes}},
+                 pipeline=crt_train_pipeline))
 
 optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=0.0))

@@ -25,25 +25,17 @@ model = dict(
     # non-finite guard (_base_/runtime_gpu.py sets both)
     type='CompilableImageClassifier',
     init_cfg=dict(
-        type='MoProPretrained',
-        checkpoint=pretrained,
+        type='MoProPretrained', checkpoint=pretrained,
         mapping=[('backbone.', 'backbone.'), ('classifier.', 'head.fc.')]),
-    backbone=dict(
-        type='ResNet', depth=50, zero_init_residual=False, init_cfg=None),
+    backbone=dict(type='ResNet', depth=50, zero_init_residual=False,
+                  init_cfg=None),
     neck=dict(type='GlobalAveragePooling'),
-    head=dict(
-        type='LinearClsHead',
-        num_classes=1000,
-        in_channels=2048,
-        loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
-        topk=(1, 5),
-        init_cfg=None),
-    data_preprocessor=dict(
-        type='ClsDataPreprocessor',
-        num_classes=1000,
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375],
-        to_rgb=True))
+    head=dict(type='LinearClsHead', num_classes=1000, in_channels=2048,
+              loss=dict(type='CrossEntropyLoss',
+                        loss_weight=1.0), topk=(1, 5), init_cfg=None),
+    data_preprocessor=dict(type='ClsDataPreprocessor', num_classes=1000,
+                           mean=[123.675, 116.28, 103.53],
+                           std=[58.395, 57.12, 57.375], to_rgb=True))
 # no checkpoint holds the weights of a non-finite step
 custom_hooks = [dict(type='NonFiniteCheckHook')]
 
@@ -52,11 +44,8 @@ custom_hooks = [dict(type='NonFiniteCheckHook')]
 # (_base_/datasets/imagenet_val.py)
 train_pipeline = [
     dict(type='LoadWebImage'),
-    dict(
-        type='RandomResizedCrop',
-        scale=224,
-        crop_ratio_range=(0.08, 1.0),
-        backend='pillow'),
+    dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.08, 1.0),
+         backend='pillow'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
@@ -68,14 +57,10 @@ train_dataloader = dict(
     drop_last=False,
     sampler=dict(type='ResumableSampler', shuffle=True),  # exact --resume
     collate_fn=dict(type='default_collate'),
-    dataset=dict(
-        type='ImageNetSubset',
-        data_root=imagenet_root,
-        data_prefix='train',
-        subset_file=imagenet_root + '1percent.txt',
-        fraction=0.01,
-        seed=0,
-        pipeline=train_pipeline))
+    dataset=dict(type='ImageNetSubset', data_root=imagenet_root,
+                 data_prefix='train',
+                 subset_file=imagenet_root + '1percent.txt', fraction=0.01,
+                 seed=0, pipeline=train_pipeline))
 val_dataloader = {{_base_.test_dataloader}}
 val_evaluator = {{_base_.test_evaluator}}
 

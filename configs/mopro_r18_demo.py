@@ -34,28 +34,20 @@ custom_hooks = [
 # Digits are grey, centred and not mirror-symmetric: no horizontal flip
 # (a mirrored 2 or 7 is no digit), no hue/saturation jitter (grey images),
 # and milder crops than the photos' (0.2, 1) so that a crop keeps the digit.
-weak_crop = dict(
-    type='RandomResizedCrop',
-    scale=img_size,
-    crop_ratio_range=(0.6, 1.0),
-    backend='pillow')
+weak_crop = dict(type='RandomResizedCrop', scale=img_size,
+                 crop_ratio_range=(0.6, 1.0), backend='pillow')
 weak_view = [weak_crop]
 strong_view = [
-    dict(
-        type='RandomResizedCrop',
-        scale=img_size,
-        crop_ratio_range=(0.4, 1.0),
-        backend='pillow'),
+    dict(type='RandomResizedCrop', scale=img_size, crop_ratio_range=(0.4, 1.0),
+         backend='pillow'),
     dict(type='NumpyToPIL', to_rgb=True),
     dict(type='torchvision/ColorJitter', brightness=0.4, contrast=0.4),
     dict(type='PILToNumpy', to_bgr=True),
 ]
 train_pipeline = [
     dict(type='LoadWebImage'),
-    dict(
-        type='MultiView',
-        num_views=[1, 1],
-        transforms=[weak_view, strong_view]),
+    dict(type='MultiView', num_views=[1, 1],
+         transforms=[weak_view, strong_view]),
     dict(type='PackInputs', meta_keys=['sample_idx', 'img_path']),
 ]
 test_pipeline = [
@@ -77,13 +69,9 @@ train_dataloader = dict(
         pipeline=train_pipeline))
 # the clean held-out digits 0-7 (val_images_256)
 val_dataloader = dict(
-    batch_size=128,
-    **_loader,
-    dataset=dict(
-        data_root=data_root,
-        num_classes=num_classes,
-        list_classes=None,
-        pipeline=test_pipeline))
+    batch_size=128, **_loader,
+    dataset=dict(data_root=data_root, num_classes=num_classes,
+                 list_classes=None, pipeline=test_pipeline))
 val_evaluator = dict(type='Accuracy', topk=(1, ))
 # no test set (no ImageNet): the clean split is evaluated by ``val``
 test_dataloader = None
@@ -99,8 +87,8 @@ test_cfg = None
 optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=5e-4))
 param_scheduler = [
-    dict(
-        type='CosineAnnealingLR', by_epoch=True, T_max=max_epochs, eta_min=0.0)
+    dict(type='CosineAnnealingLR', by_epoch=True, T_max=max_epochs,
+         eta_min=0.0)
 ]
 train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=5)
 auto_scale_lr = dict(base_batch_size=64)

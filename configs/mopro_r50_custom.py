@@ -21,22 +21,13 @@ num_classes = None  # the lines of classes.txt
 model = dict(num_classes=num_classes)
 
 train_dataloader = dict(
-    dataset=dict(
-        _delete_=True,
-        type='CustomImageList',
-        data_root=data_root,
-        ann_file='train.txt',
-        num_classes=num_classes,
-        pipeline={{_base_.train_pipeline}}))
+    dataset=dict(_delete_=True, type='CustomImageList', data_root=data_root,
+                 ann_file='train.txt', num_classes=num_classes,
+                 pipeline={{_base_.train_pipeline}}))
 val_dataloader = dict(
-    dataset=dict(
-        _delete_=True,
-        type='CustomImageList',
-        data_root=data_root,
-        ann_file='val.txt',
-        num_classes=num_classes,
-        test_mode=True,
-        pipeline={{_base_.test_pipeline}}))
+    dataset=dict(_delete_=True, type='CustomImageList', data_root=data_root,
+                 ann_file='val.txt', num_classes=num_classes, test_mode=True,
+                 pipeline={{_base_.test_pipeline}}))
 # top-5 needs 5 classes or more: --cfg-options val_evaluator.topk=[1,5]
 val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_dataloader = None

@@ -41,11 +41,9 @@ model = dict(
     # the momentum encoder's batch shuffled across GPUs (MoCo's shuffling
     # BN; released code)
     shuffle_bn=True,
-    data_preprocessor=dict(
-        type='MoProDataPreprocessor',
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375],
-        to_rgb=True))
+    data_preprocessor=dict(type='MoProDataPreprocessor',
+                           mean=[123.675, 116.28, 103.53],
+                           std=[58.395, 57.12, 57.375], to_rgb=True))
 
 custom_hooks = [
     # L_pro from epoch 1; noise correction from epoch 11 (0-based), as in
@@ -56,39 +54,27 @@ custom_hooks = [
 # views as the released code's torchvision transforms: crop (scale 0.2-1)
 # and flip for the encoder ...
 weak_view = [
-    dict(
-        type='RandomResizedCrop',
-        scale=224,
-        crop_ratio_range=(0.2, 1.0),
-        backend='pillow'),
+    dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.2, 1.0),
+         backend='pillow'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
 ]
 # ... and MoCo's colour changes for the momentum encoder. Colour jitter runs
 # through torchvision on PIL images: mmcv's adjust_hue overflows under
 # numpy 2 for negative hue factors.
 strong_view = [
-    dict(
-        type='RandomResizedCrop',
-        scale=224,
-        crop_ratio_range=(0.2, 1.0),
-        backend='pillow'),
+    dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.2, 1.0),
+         backend='pillow'),
     dict(type='NumpyToPIL', to_rgb=True),
     dict(type='torchvision/RandomGrayscale', p=0.2),
-    dict(
-        type='torchvision/ColorJitter',
-        brightness=0.4,
-        contrast=0.4,
-        saturation=0.4,
-        hue=0.4),
+    dict(type='torchvision/ColorJitter', brightness=0.4, contrast=0.4,
+         saturation=0.4, hue=0.4),
     dict(type='PILToNumpy', to_bgr=True),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
 ]
 train_pipeline = [
     dict(type='LoadWebImage'),
-    dict(
-        type='MultiView',
-        num_views=[1, 1],
-        transforms=[weak_view, strong_view]),
+    dict(type='MultiView', num_views=[1, 1],
+         transforms=[weak_view, strong_view]),
     dict(type='PackInputs', meta_keys=['sample_idx', 'img_path']),
 ]
 train_dataloader = dict(

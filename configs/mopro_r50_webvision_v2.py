@@ -8,11 +8,7 @@ model = dict(num_classes=num_classes, threshold=0.6)
 train_dataloader = dict(dataset=dict(num_classes=num_classes))
 val_dataloader = dict(dataset=dict(num_classes=num_classes))
 test_dataloader = dict(
-    dataset=dict(
-        _delete_=True,
-        type='WebVision',
-        data_root={{_base_.data_root}},
-        split='val',
-        num_classes=num_classes,
-        test_mode=True,
-        pipeline={{_base_.test_pipeline}}))
+    dataset=dict(_delete_=True, type='WebVision', data_root={{
+        _base_.data_root
+    }}, split='val', num_classes=num_classes, test_mode=True,
+                 pipeline={{_base_.test_pipeline}}))

@@ -9,15 +9,8 @@ robustness_root = 'data/imagenet-r/'
 class_subset = 'imagenet-r'
 
 test_dataloader = dict(
-    dataset=dict(
-        _delete_=True,
-        type='ImageNet200',
-        data_root=robustness_root,
-        variant=class_subset,
-        test_mode=True,
-        pipeline={{_base_.test_pipeline}}))
-test_evaluator = dict(
-    _delete_=True,
-    type='CalibratedAccuracy',
-    class_subset=class_subset,
-    bin_size=100)
+    dataset=dict(_delete_=True, type='ImageNet200', data_root=robustness_root,
+                 variant=class_subset, test_mode=True,
+                 pipeline={{_base_.test_pipeline}}))
+test_evaluator = dict(_delete_=True, type='CalibratedAccuracy',
+                      class_subset=class_subset, bin_size=100)

@@ -36,11 +36,8 @@ def registered_components():
 
 def _data(tmp_path):
     root = make_webvision(
-        str(tmp_path / 'webvision'),
-        num_classes=3,
-        per_class=2,
-        val_per_class=1,
-        size=16)
+        str(tmp_path / 'webvision'), num_classes=3, per_class=2,
+        val_per_class=1, size=16)
     cleaned = str(tmp_path / 'pseudo_label.json')
     with open(cleaned, 'w') as f:
         json.dump({'google/q0000/000.jpg': 1, 'flickr/q0002/000.jpg': 2}, f)
@@ -70,9 +67,8 @@ def _tiny_mopro():
 
 def _sample(inputs, label, img_shape=None):
     meta = {} if img_shape is None else dict(img_shape=img_shape)
-    return dict(
-        inputs=inputs,
-        data_samples=DataSample(metainfo=meta).set_gt_label(label))
+    return dict(inputs=inputs,
+                data_samples=DataSample(metainfo=meta).set_gt_label(label))
 
 
 def build_configs(tmp_path):
@@ -83,32 +79,23 @@ def build_configs(tmp_path):
                   lambda m: m.prototypes.shape == (3, 128)),
         'CompilableImageClassifier':
         (pretrain_registry.MODELS,
-         dict(
-             type='CompilableImageClassifier',
-             compile=False,
-             backbone=dict(type='ResNet', depth=18),
-             neck=dict(type='GlobalAveragePooling'),
-             head=dict(type='LinearClsHead', num_classes=3,
-                       in_channels=512)), lambda m: m.head.num_classes == 3),
+         dict(type='CompilableImageClassifier', compile=False,
+              backbone=dict(type='ResNet',
+                            depth=18), neck=dict(type='GlobalAveragePooling'),
+              head=dict(type='LinearClsHead', num_classes=3,
+                        in_channels=512)), lambda m: m.head.num_classes == 3),
         'MoProHead': (pretrain_registry.MODELS,
                       dict(type='MoProHead',
                            temperature=0.2), lambda h: h.temperature == 0.2),
         'MoProDataPreprocessor':
         (pretrain_registry.MODELS,
-         dict(
-             type='MoProDataPreprocessor',
-             mean=[1, 2, 3],
-             std=[1, 1, 1],
-             to_rgb=True),
+         dict(type='MoProDataPreprocessor', mean=[1, 2, 3], std=[1, 1, 1],
+              to_rgb=True),
          lambda p: p._channel_conversion and p._non_blocking),
         'MoProGPUViewsPreprocessor':
         (pretrain_registry.MODELS,
-         dict(
-             type='MoProGPUViewsPreprocessor',
-             mean=[1, 2, 3],
-             std=[1, 1, 1],
-             to_rgb=True,
-             crop_size=32),
+         dict(type='MoProGPUViewsPreprocessor', mean=[1, 2, 3], std=[1, 1, 1],
+              to_rgb=True, crop_size=32),
          lambda p: p.crop_size == 32 and p._channel_conversion),
         'DecodeAheadHook':
         (engine_registry.HOOKS, dict(type='DecodeAheadHook'),
@@ -123,19 +110,16 @@ def build_configs(tmp_path):
         'DeferredRuntimeInfoHook': (engine_registry.HOOKS,
                                     dict(type='DeferredRuntimeInfoHook'),
                                     lambda h: h.priority == 'VERY_HIGH'),
-        'SafeCheckpointHook':
-        (engine_registry.HOOKS,
-         dict(type='SafeCheckpointHook', interval=2,
-              max_keep_ckpts=1), lambda h: (h.interval, h.max_keep_ckpts) ==
-         (2, 1)),
-        'MoProRunner': (engine_registry.RUNNERS,
-                        dict(
-                            runner_type='MoProRunner',
-                            model=_tiny_mopro_cfg(),
-                            work_dir=str(tmp_path / 'runner'),
-                            experiment_name='registry',
-                            default_scope='mmpretrain'),
-                        lambda r: r.model.prototypes.shape == (3, 128)),
+        'SafeCheckpointHook': (engine_registry.HOOKS,
+                               dict(type='SafeCheckpointHook', interval=2,
+                                    max_keep_ckpts=1), lambda h:
+                               (h.interval, h.max_keep_ckpts) == (2, 1)),
+        'MoProRunner':
+        (engine_registry.RUNNERS,
+         dict(runner_type='MoProRunner', model=_tiny_mopro_cfg(),
+              work_dir=str(tmp_path / 'runner'), experiment_name='registry',
+              default_scope='mmpretrain'),
+         lambda r: r.model.prototypes.shape == (3, 128)),
         'NonFiniteCheckHook': (engine_registry.HOOKS,
                                dict(type='NonFiniteCheckHook'),
                                lambda h: h.priority == 'NORMAL'),
@@ -144,21 +128,16 @@ def build_configs(tmp_path):
                       lambda h: h.phase(3)['correct_noise']),
         'WebVision': (pretrain_registry.DATASETS, webvision,
                       lambda d: len(d) == 6),
-        'ImageNetVal':
-        (pretrain_registry.DATASETS,
-         dict(type='ImageNetVal', data_root=imagenet,
-              num_classes=3), lambda d: len(d) == 2),
+        'ImageNetVal': (pretrain_registry.DATASETS,
+                        dict(type='ImageNetVal', data_root=imagenet,
+                             num_classes=3), lambda d: len(d) == 2),
         'CleanedWebVision': (pretrain_registry.DATASETS,
-                             dict(
-                                 type='CleanedWebVision',
-                                 data_root=root,
-                                 pseudo_label_file=cleaned,
-                                 num_classes=3),
+                             dict(type='CleanedWebVision', data_root=root,
+                                  pseudo_label_file=cleaned, num_classes=3),
                              lambda d: d.get_gt_labels().tolist() == [1, 2]),
-        'ImageNetSubset':
-        (pretrain_registry.DATASETS,
-         dict(type='ImageNetSubset', data_root=imagenet,
-              fraction=1.0), lambda d: len(d) == 2),
+        'ImageNetSubset': (pretrain_registry.DATASETS,
+                           dict(type='ImageNetSubset', data_root=imagenet,
+                                fraction=1.0), lambda d: len(d) == 2),
         'ImageNet200':
         None,  # needs the 200 class folders: test_calibration
         'CustomImageList':
@@ -169,18 +148,13 @@ def build_configs(tmp_path):
          (['cat', 'dog'], [0, 1])),
         'SqrtBalancedSampler':
         (pretrain_registry.DATA_SAMPLERS,
-         dict(
-             type='SqrtBalancedSampler',
-             seed=0,
-             dataset=pretrain_registry.DATASETS.build(webvision)),
+         dict(type='SqrtBalancedSampler', seed=0,
+              dataset=pretrain_registry.DATASETS.build(webvision)),
          lambda s: len(list(iter(s))) == 6),
         'ResumableSampler':
         (pretrain_registry.DATA_SAMPLERS,
-         dict(
-             type='ResumableSampler',
-             seed=0,
-             shuffle=False,
-             dataset=pretrain_registry.DATASETS.build(webvision)),
+         dict(type='ResumableSampler', seed=0, shuffle=False,
+              dataset=pretrain_registry.DATASETS.build(webvision)),
          lambda s: [(int(i), i.rng_key) for i in s] == [(p, (0, 0, p))
                                                         for p in range(6)]),
         'CalibratedAccuracy': (pretrain_registry.METRICS,
@@ -242,8 +216,8 @@ def test_atomic_checkpoint_backend_is_registered(tmp_path):
 def test_configs_read_like_the_paper(config):
     from mmengine.config import Config
     cfg = Config.fromfile(osp.join(ROOT, 'configs', f'{config}.py'))
-    assert cfg.optim_wrapper.optimizer == dict(
-        type='SGD', lr=0.1, momentum=0.9, weight_decay=1e-4)
+    assert cfg.optim_wrapper.optimizer == dict(type='SGD', lr=0.1,
+                                               momentum=0.9, weight_decay=1e-4)
     assert cfg.param_scheduler[0]['milestones'] == [40, 80]
     assert cfg.train_cfg.max_epochs == 90
     assert cfg.train_dataloader.batch_size == 32  # x 8 GPUs = 256
@@ -256,7 +230,7 @@ def test_configs_read_like_the_paper(config):
         assert model.threshold == (0.6 if config.endswith('v2') else 0.8)
         assert cfg.custom_hooks[0].start_clean_epoch == 11
     # torch.compile on GPU, torch's defaults
-    assert cfg.model.compile == dict(
-        backend='inductor', mode=None, dynamic=None)
+    assert cfg.model.compile == dict(backend='inductor', mode=None,
+                                     dynamic=None)
     classes = 5000 if config.endswith('v2') else 1000
     assert cfg.train_dataloader.dataset.num_classes == classes

@@ -16,27 +16,22 @@ import argparse
 from typing import List, Optional
 
 from mopro.transfer.d2_convert import convert_to_detectron2, format_summary
-from mopro.utils.cli import run_tool
+from mopro.utils.cli import add_checkpoint_args, run_tool
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Convert a MoPro checkpoint (this project or the '
         'released code) into a Detectron2 ResNet backbone .pkl')
-    parser.add_argument('checkpoint', help='MoPro checkpoint (.pth)')
+    add_checkpoint_args(parser, 'MoPro checkpoint (.pth)')
     parser.add_argument('output', help='Detectron2 checkpoint to write (.pkl)')
-    parser.add_argument(
-        '--trust-checkpoint',
-        action='store_true',
-        help='unpickle arbitrary objects in the checkpoint (only for files '
-        'from a source you trust)')
     return parser.parse_args(argv)
 
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
-    summary = convert_to_detectron2(
-        args.checkpoint, args.output, trust=args.trust_checkpoint)
+    summary = convert_to_detectron2(args.checkpoint, args.output,
+                                    trust=args.trust_checkpoint)
     print(format_summary(summary, args.output))
 
 

@@ -25,21 +25,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_checkpoint_args(
         parser, 'MoPro checkpoint (this project or the '
         'released code)')
-    parser.add_argument(
-        '--out',
-        required=True,
-        help='cleaned list (JSON {relative/path: label})')
-    parser.add_argument(
-        '--batch-size', type=int, default=256, help='images per batch and GPU')
+    parser.add_argument('--out', required=True,
+                        help='cleaned list (JSON {relative/path: label})')
+    parser.add_argument('--batch-size', type=int, default=256,
+                        help='images per batch and GPU')
     parser.add_argument('--num-workers', type=int, default=8)
+    parser.add_argument('--num-show', type=int, default=16,
+                        help='images per sample grid of the report')
     parser.add_argument(
-        '--num-show',
-        type=int,
-        default=16,
-        help='images per sample grid of the report')
-    parser.add_argument(
-        '--device',
-        choices=['cuda', 'cpu'],
+        '--device', choices=['cuda', 'cpu'],
         help='default: cuda when available (the rank\'s GPU '
         'under a launcher), else cpu')
     return parser.parse_args(argv)
@@ -48,13 +42,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     return clean_noisy_dataset(
-        load_config(args),
-        args.checkpoint,
-        args.out,
-        batch_size=args.batch_size,
-        num_workers=args.num_workers,
-        num_show=args.num_show,
-        device=args.device,
+        load_config(args), args.checkpoint, args.out,
+        batch_size=args.batch_size, num_workers=args.num_workers,
+        num_show=args.num_show, device=args.device,
         trust_checkpoint=args.trust_checkpoint)
 
 

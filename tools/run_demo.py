@@ -26,32 +26,19 @@ CONFIGS = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs')
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        '--work-dir',
-        default='work_dirs/demo',
-        help='runs: checkpoints and logs')
-    parser.add_argument(
-        '--out-dir',
-        default='results/demo',
-        help='the report: results and pictures')
+    parser.add_argument('--work-dir', default='work_dirs/demo',
+                        help='runs: checkpoints and logs')
+    parser.add_argument('--out-dir', default='results/demo',
+                        help='the report: results and pictures')
     parser.add_argument('--data-root', default='data/demo_webvision')
-    parser.add_argument(
-        '--seed',
-        type=int,
-        default=0,
-        help='seed of the dataset and of training')
-    parser.add_argument(
-        '--epochs',
-        type=int,
-        default=None,
-        help='override the configs\' number of epochs')
-    parser.add_argument(
-        '--skip-ce', action='store_true', help='train MoPro only')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='overrides applied to both configs')
+    parser.add_argument('--seed', type=int, default=0,
+                        help='seed of the dataset and of training')
+    parser.add_argument('--epochs', type=int, default=None,
+                        help='override the configs\' number of epochs')
+    parser.add_argument('--skip-ce', action='store_true',
+                        help='train MoPro only')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='overrides applied to both configs')
     return parser.parse_args(argv)
 
 
@@ -59,14 +46,9 @@ def main(argv: Optional[List[str]] = None) -> dict:
     args = parse_args(argv)
     return run_demo(
         osp.join(CONFIGS, 'mopro_r18_demo.py'),
-        osp.join(CONFIGS, 'ce_r18_demo.py'),
-        work_dir=args.work_dir,
-        out_dir=args.out_dir,
-        data_root=args.data_root,
-        seed=args.seed,
-        epochs=args.epochs,
-        skip_ce=args.skip_ce,
-        cfg_options=args.cfg_options)
+        osp.join(CONFIGS, 'ce_r18_demo.py'), work_dir=args.work_dir,
+        out_dir=args.out_dir, data_root=args.data_root, seed=args.seed,
+        epochs=args.epochs, skip_ce=args.skip_ce, cfg_options=args.cfg_options)
 
 
 if __name__ == '__main__':

@@ -32,62 +32,49 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         'encoder')
     add = parser.add_argument
     add('config', nargs='?', help='model config file')
-    add('checkpoint',
-        nargs='?',
+    add('checkpoint', nargs='?',
         help='checkpoint (this project or the released code)')
     add('--dataset', required=True, choices=sorted(SPLITS))
     add('--data-root', help='dataset root (see README)')
-    add('--work-dir',
-        help='output folder (default: '
+    add(
+        '--work-dir', help='output folder (default: '
         'work_dirs/svm_eval/<config or features name>)')
-    add('--features',
-        help='cached features (.npz) of an earlier run: run '
+    add(
+        '--features', help='cached features (.npz) of an earlier run: run '
         'the SVM stage alone (CONFIG, CKPT and --data-root are then not '
         'needed)')
-    add('--trust-checkpoint',
-        action='store_true',
+    add(
+        '--trust-checkpoint', action='store_true',
         help='unpickle arbitrary objects in the checkpoint (only for files '
         'from a source you trust)')
-    add('--cost',
-        type=float,
-        default=DEFAULT_COST,
+    add('--cost', type=float, default=DEFAULT_COST,
         help='SVM cost C (default: %(default)s)')
-    add('--cost-sweep',
-        action='store_true',
+    add(
+        '--cost-sweep', action='store_true',
         help='choose the cost by 3-fold cross-validation on each k-shot '
         'training set (Goyal et al. 2019); --cost is kept where too few '
         'samples')
-    add('--costs',
-        type=positive_list(float),
+    add('--costs', type=positive_list(float),
         help='cost grid of --cost-sweep (default: Goyal et al. 2019 grid)')
-    add('--ignore-difficult',
-        action='store_true',
+    add(
+        '--ignore-difficult', action='store_true',
         help='VOC07: drop "difficult" images from the train and test sets '
         'of their class (standard protocol) instead of counting them as '
         'negatives (released code)')
-    add('--shots',
-        type=positive_list(int),
-        default=list(DEFAULT_SHOTS),
+    add('--shots', type=positive_list(int), default=list(DEFAULT_SHOTS),
         help='comma-separated k values (default: 1,2,4,8,16)')
-    add('--runs',
-        type=int,
-        default=DEFAULT_RUNS,
+    add('--runs', type=int, default=DEFAULT_RUNS,
         help='independent draws per k (default: 5)')
     add('--seed', type=int, default=0, help='seed of the low-shot draws')
-    add('--jobs',
-        type=int,
+    add('--jobs', type=int,
         help='processes for the SVM fits (default: all cores)')
     add('--batch-size', type=int, default=256)
     add('--num-workers', type=int, default=min(8, os.cpu_count() or 1))
-    add('--resize',
-        type=int,
-        default=256,
+    add('--resize', type=int, default=256,
         help='short side of the resized image')
     add('--crop', type=int, default=224, help='center crop size')
     add('--device', help='cuda or cpu (default: cuda when available)')
-    add('--cfg-options',
-        nargs='+',
-        action=DictAction,
+    add('--cfg-options', nargs='+', action=DictAction,
         help='override config settings, key=value (e.g. model.feat_dim=512)')
     return parser.parse_args(argv)
 

@@ -24,9 +24,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser, 'checkpoint of this project or of the '
         'released MoPro code')
     parser.add_argument(
-        '--sets',
-        nargs='+',
-        choices=SETS,
+        '--sets', nargs='+', choices=SETS,
         help='which of val_dataloader / test_dataloader '
         '(default: those the config has)')
     return parser.parse_args(argv)
@@ -35,9 +33,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     return evaluate_checkpoint(
-        load_config(args),
-        args.checkpoint,
-        args.sets,
+        load_config(args), args.checkpoint, args.sets,
         trust_checkpoint=args.trust_checkpoint)
 
 

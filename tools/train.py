@@ -20,26 +20,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_config_args(parser)
     parser.add_argument(
-        '--resume',
-        nargs='?',
-        const='auto',
+        '--resume', nargs='?', const='auto',
         help='resume from CKPT, or from the latest checkpoint of the work '
         'dir when given alone (from the start if it has none)')
-    parser.add_argument(
-        '--amp', action='store_true', help='bf16 automatic mixed precision')
-    parser.add_argument(
-        '--auto-scale-lr',
-        action='store_true',
-        help='scale the lr to the actual total batch size')
+    parser.add_argument('--amp', action='store_true',
+                        help='bf16 automatic mixed precision')
+    parser.add_argument('--auto-scale-lr', action='store_true',
+                        help='scale the lr to the actual total batch size')
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
     train_model(
-        load_config(args),
-        resume=args.resume,
-        amp=args.amp,
+        load_config(args), resume=args.resume, amp=args.amp,
         auto_scale_lr=args.auto_scale_lr)
 
 

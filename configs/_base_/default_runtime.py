@@ -10,11 +10,8 @@ default_hooks = dict(
     param_scheduler=dict(type='ParamSchedulerHook'),
     # a kill at any moment leaves a complete checkpoint and last_checkpoint
     # pointing at it: atomic writes, outdated ones deleted after the new one
-    checkpoint=dict(
-        type='SafeCheckpointHook',
-        interval=1,
-        max_keep_ckpts=3,
-        backend_args=dict(backend='atomic_local')),
+    checkpoint=dict(type='SafeCheckpointHook', interval=1, max_keep_ckpts=3,
+                    backend_args=dict(backend='atomic_local')),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False),
 )

@@ -7,8 +7,8 @@
 # scaling: the scaler is off. mmengine's default (dynamic) GradScaler would
 # unscale every gradient and read its found-inf flag on the host, a
 # host-device sync, in every step.
-optim_wrapper = dict(
-    type='AmpOptimWrapper', dtype='bfloat16', loss_scale=dict(enabled=False))
+optim_wrapper = dict(type='AmpOptimWrapper', dtype='bfloat16',
+                     loss_scale=dict(enabled=False))
 
 model = dict(
     # torch.compile of the backbone(s) in place, with these torch.compile

@@ -159,9 +159,7 @@ def describe_images(paths: List[str], source: str) -> Dict:
             sizes.append(img.size)
     widths, heights = zip(*sizes)
     return dict(
-        source=source,
-        count=len(paths),
-        mean_height=float(np.mean(heights)),
+        source=source, count=len(paths), mean_height=float(np.mean(heights)),
         mean_width=float(np.mean(widths)),
         mean_file_kb=float(np.mean([osp.getsize(p) for p in paths])) / 1024)
 
@@ -229,8 +227,8 @@ def time_pipelines(runs: Dict[str, Callable[[int, str], object]],
             seconds[name] += time.perf_counter() - start
         order.reverse()
     return {
-        name:
-        dict(img_per_s_per_core=iters / sec, ms_per_image=1e3 * sec / iters)
+        name: dict(img_per_s_per_core=iters / sec,
+                   ms_per_image=1e3 * sec / iters)
         for name, sec in seconds.items()
     }
 
@@ -279,11 +277,8 @@ def time_gpu_path_device(cfg: Config, paths: List[str],
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     images = batches * batch_size
     return dict(
-        device=str(device),
-        device_name=device_name(device),
-        batch_size=batch_size,
-        batches=batches,
-        img_per_s=images / wall,
+        device=str(device), device_name=device_name(device),
+        batch_size=batch_size, batches=batches, img_per_s=images / wall,
         main_process_cpu_ms_per_image=1e3 * cpu / images)
 
 
@@ -357,8 +352,7 @@ def preprocessor_ops(cfg: Config, paths: List[str],
         slot.future = done
         ops[num] = count_operators(lambda: preprocessor(batch, True))
     return dict(
-        preprocessor_ops_per_batch=ops,
-        decode_ops_per_batch=decode_ops,
+        preprocessor_ops_per_batch=ops, decode_ops_per_batch=decode_ops,
         ops_note='aten operators (TorchDispatchMode) per batch; '
         'the preprocessor on the training thread with the batch '
         'decoded ahead, views eager; the decoding in the background '
@@ -374,10 +368,9 @@ def cores_per_gpu(results: Dict, rate: int) -> Dict:
     if device['device'].startswith('cuda'):
         gpu = rate / results['gpu_path_workers']['img_per_s_per_core'] + \
             rate * device['main_process_cpu_ms_per_image'] / 1e3
-    return dict(
-        img_per_s=rate,
-        cpu_path=rate / results['project']['img_per_s_per_core'],
-        gpu_path=gpu)
+    return dict(img_per_s=rate,
+                cpu_path=rate / results['project']['img_per_s_per_core'],
+                gpu_path=gpu)
 
 
 # where each pipeline's output leaves the work (results[...]['output'])
@@ -400,8 +393,7 @@ def _handovers(cfg: Config, gpu_cfg: Config, paths: List[str],
         samples = load_samples(config, paths, settings.handover_batch)
         functions = (config.train_dataloader.collate_fn.type, baseline)
         results[name] = dict(
-            batch_size=settings.handover_batch,
-            **{
+            batch_size=settings.handover_batch, **{
                 fn: handover(
                     FUNCTIONS.get(fn), samples, settings.handover_repeats)
                 for fn in functions
@@ -415,20 +407,15 @@ def per_core_benchmark(cfg: Config, gpu_cfg: Config, paths: List[str],
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     single_thread()
     runs = dict(
-        project=project_pipeline(cfg),
-        released=released_pipeline(),
+        project=project_pipeline(cfg), released=released_pipeline(),
         gpu_path_workers=project_pipeline(gpu_cfg))
     torch.manual_seed(settings.seed)
     np.random.seed(settings.seed)
     results = dict(
         config=shown_path(cfg.filename),
-        gpu_config=shown_path(gpu_cfg.filename),
-        cpu=cpu_model(),
-        threads=1,
-        images=describe_images(paths, source),
-        iters=settings.iters,
-        warmup=settings.warmup,
-        block=settings.block)
+        gpu_config=shown_path(gpu_cfg.filename), cpu=cpu_model(), threads=1,
+        images=describe_images(paths, source), iters=settings.iters,
+        warmup=settings.warmup, block=settings.block)
     results.update(time_pipelines(runs, paths, settings))
     for name, output in OUTPUTS.items():
         results[name]['output'] = output
@@ -467,8 +454,8 @@ def webvision_root(root: str, paths: List[str], copies: int) -> str:
 def _training_only(cfg: Config, iters: int, work_dir: str, seed: int) -> None:
     """``cfg`` trimmed to ``iters`` training iterations: no validation,
     test, schedule, checkpoints or logging in between."""
-    cfg.train_cfg = dict(
-        type='IterBasedTrainLoop', max_iters=iters, val_interval=10**9)
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters,
+                         val_interval=10**9)
     for key in ('val_dataloader', 'val_cfg', 'val_evaluator',
                 'test_dataloader', 'test_cfg', 'test_evaluator'):
         cfg[key] = None
@@ -506,12 +493,9 @@ def run_runner(cfg: Config, paths: List[str], workers: Optional[int],
     (_, cpu0, work0), (_, cpu1, work1) = timer.start, timer.stop
     timed = settings.runner_iters * loader.batch_size
     return dict(
-        config=shown_path(cfg.filename),
-        workers=loader.num_workers,
-        batch_size=loader.batch_size,
-        iters=settings.runner_iters,
-        warmup_iters=warmup,
-        device=str(model_device(runner)),
+        config=shown_path(cfg.filename), workers=loader.num_workers,
+        batch_size=loader.batch_size, iters=settings.runner_iters,
+        warmup_iters=warmup, device=str(model_device(runner)),
         img_per_s=loader.batch_size / timer.seconds_per_iter(),
         iter_time_s=float(np.mean(timer.iter_times)),
         data_time_s=float(np.mean(timer.data_times)),
@@ -523,11 +507,8 @@ def run_runner(cfg: Config, paths: List[str], workers: Optional[int],
 def runner_benchmark(cfg: Config, gpu_cfg: Config, paths: List[str],
                      source: str, settings: DataBenchmarkSettings) -> Dict:
     """Both data paths end to end through the Runner, in one run."""
-    results = dict(
-        mode='runner',
-        cpu=cpu_model(),
-        images=describe_images(paths, source),
-        seed=settings.seed)
+    results = dict(mode='runner', cpu=cpu_model(),
+                   images=describe_images(paths, source), seed=settings.seed)
     with tempfile.TemporaryDirectory() as tmp:
         for name, config, workers in (('cpu_path', cfg, settings.workers),
                                       ('gpu_path', gpu_cfg,

@@ -68,8 +68,8 @@ class StepBenchmarkSettings:
 
 
 def _images(num: int, size: int, gen: torch.Generator) -> torch.Tensor:
-    return torch.randint(
-        0, 256, (num, 3, size, size), generator=gen, dtype=torch.uint8)
+    return torch.randint(0, 256, (num, 3, size, size), generator=gen,
+                         dtype=torch.uint8)
 
 
 def _supervised_step(model: torch.nn.Module, optim_wrapper, data: dict,
@@ -98,8 +98,8 @@ def _time_training(model: torch.nn.Module, cfg: Config,
     images = [
         _images(batch, settings.image_size, gen).to(device) for _ in range(2)
     ]
-    labels = torch.randint(
-        0, cfg.model.num_classes, (batch, ), generator=gen).to(device)
+    labels = torch.randint(0, cfg.model.num_classes, (batch, ),
+                           generator=gen).to(device)
     data = dict(inputs=images, data_samples=labels)
     model.train()
     model.use_proto_loss = model.correct_noise = True
@@ -162,25 +162,21 @@ def _time_runner(cfg: Config, settings: StepBenchmarkSettings,
     pin = device.type == 'cuda'
     views = [_images(batch, settings.image_size, gen) for _ in range(2)]
     labels = torch.randint(0, cfg.model.num_classes, (batch, ), generator=gen)
-    data = dict(
-        inputs=[v.pin_memory() if pin else v for v in views],
-        data_samples=labels.pin_memory() if pin else labels)
+    data = dict(inputs=[v.pin_memory() if pin else v for v in views],
+                data_samples=labels.pin_memory() if pin else labels)
     iters = settings.warmup + settings.iters
     timer = RunnerTimer(settings.warmup)
     graphs = compiled_graphs()
     with tempfile.TemporaryDirectory() as work_dir:
         runner = Runner(
-            model=cfg.model,
-            work_dir=work_dir,
-            train_dataloader=DataLoader(
+            model=cfg.model, work_dir=work_dir, train_dataloader=DataLoader(
                 _SameBatch(data, iters), batch_size=None),
-            train_cfg=dict(by_epoch=False, max_iters=iters),
-            optim_wrapper=cfg.optim_wrapper,
+            train_cfg=dict(by_epoch=False,
+                           max_iters=iters), optim_wrapper=cfg.optim_wrapper,
             env_cfg=dict(cfg.env_cfg, dist_cfg=None),
-            log_processor=cfg.get('log_processor'),
-            log_level='WARNING',
-            default_scope=cfg.get('default_scope', 'mmpretrain'),
-            randomness=dict(seed=0),
+            log_processor=cfg.get('log_processor'), log_level='WARNING',
+            default_scope=cfg.get('default_scope',
+                                  'mmpretrain'), randomness=dict(seed=0),
             **_runner_hooks(cfg, timer))
         runner.model.to(device)
         runner.train()
@@ -195,13 +191,12 @@ def _time_inference(model: torch.nn.Module, cfg: Config,
                     gen: torch.Generator) -> Dict:
     batch, size = settings.eval_batch_size, settings.image_size
     inputs = torch.randn(batch, 3, size, size, generator=gen).to(device)
-    labels = torch.randint(
-        0, cfg.model.num_classes, (batch, ), generator=gen).to(device)
+    labels = torch.randint(0, cfg.model.num_classes, (batch, ),
+                           generator=gen).to(device)
     model = prepare_for_inference(model, device)
     model.channels_last = device.type == 'cuda'  # as clean_dataset sets it
-    timed = dict(
-        noise_cleaning=lambda: correct_inputs(model, inputs, labels),
-        feature_extraction=lambda: encode_batch(model, inputs))
+    timed = dict(noise_cleaning=lambda: correct_inputs(model, inputs, labels),
+                 feature_extraction=lambda: encode_batch(model, inputs))
     return {
         name: measure(step, batch, settings.iters, settings.warmup, device)
         for name, step in timed.items()
@@ -257,15 +252,13 @@ def benchmark_step(cfg: Config, settings: StepBenchmarkSettings) -> Dict:
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     if device.type == 'cuda':
         torch.backends.cudnn.benchmark = True
-    modes = dict(
-        on=['compiled'], off=['eager'],
-        both=['eager',
-              'compiled'])[settings.compile
-                           or ('both' if device.type == 'cuda' else 'off')]
+    modes = dict(on=['compiled'], off=['eager'],
+                 both=['eager', 'compiled'
+                       ])[settings.compile
+                          or ('both' if device.type == 'cuda' else 'off')]
     results = dict(
         device=device_name(device) if device.type == 'cuda' else 'cpu',
-        config=shown_path(cfg.filename),
-        batch_size=settings.batch_size,
+        config=shown_path(cfg.filename), batch_size=settings.batch_size,
         eval_batch_size=settings.eval_batch_size,
         image_size=settings.image_size,
         optim_wrapper=cfg.optim_wrapper.get('type'),
@@ -289,12 +282,10 @@ def _summary(results: Dict) -> Dict:
     where there is one."""
     mode = 'compiled' if 'compiled' in results else 'eager'
     section = results[mode]
-    summary = dict(
-        mode=mode,
-        mopro_img_per_s=section['mopro']['img_per_s'],
-        mopro_vs_bound=section['mopro_vs_bound'],
-        runner_vs_step=section['runner_vs_step'],
-        mopro_first_iters_s=section['mopro']['first_iters_s'])
+    summary = dict(mode=mode, mopro_img_per_s=section['mopro']['img_per_s'],
+                   mopro_vs_bound=section['mopro_vs_bound'],
+                   runner_vs_step=section['runner_vs_step'],
+                   mopro_first_iters_s=section['mopro']['first_iters_s'])
     if 'compiled' in results and 'eager' in results:
         summary['compiled_vs_eager'] = (
             section['mopro']['img_per_s'] /

@@ -48,13 +48,9 @@ def timing_entry(batch: int, sec: float, first_iters_s: float, warmup: int,
     peak = (
         torch.cuda.max_memory_allocated(device) /
         2**20 if device.type == 'cuda' else None)
-    return dict(
-        img_per_s=batch / sec,
-        ms_per_iter=1e3 * sec,
-        peak_memory_mb=peak,
-        first_iters_s=first_iters_s,
-        overhead_s=first_iters_s - warmup * sec,
-        new_graphs=graphs)
+    return dict(img_per_s=batch / sec, ms_per_iter=1e3 * sec,
+                peak_memory_mb=peak, first_iters_s=first_iters_s,
+                overhead_s=first_iters_s - warmup * sec, new_graphs=graphs)
 
 
 def measure(step: Callable[[], object], batch: int, iters: int, warmup: int,
@@ -130,12 +126,9 @@ def device_name(device: torch.device) -> str:
 
 def versions() -> Dict:
     """The library versions a figure depends on."""
-    return dict(
-        python=platform.python_version(),
-        torch=torch.__version__,
-        torchvision=torchvision.__version__,
-        pillow=PIL.__version__,
-        numpy=np.__version__)
+    return dict(python=platform.python_version(), torch=torch.__version__,
+                torchvision=torchvision.__version__, pillow=PIL.__version__,
+                numpy=np.__version__)
 
 
 def publish(results: Dict, out: Optional[str] = None) -> Dict:
@@ -193,19 +186,14 @@ class RunnerTimer(Hook):
         self.data_times: List[float] = []
         self.first = self.start = self.stop = None
 
-    def before_train_iter(self,
-                          runner,
-                          batch_idx: int,
+    def before_train_iter(self, runner, batch_idx: int,
                           data_batch=None) -> None:
         if runner.iter == 0:
             self.first = self._clocks(runner)
             if self.warmup == 0:
                 self.start = self.first
 
-    def after_train_iter(self,
-                         runner,
-                         batch_idx: int,
-                         data_batch=None,
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs=None) -> None:
         done = runner.iter + 1
         if done == self.warmup:

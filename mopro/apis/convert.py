@@ -25,8 +25,7 @@ def convert_original(ckpt: dict, source: str) -> dict:
     }
 
 
-def convert_original_checkpoint(source: str,
-                                output: str,
+def convert_original_checkpoint(source: str, output: str,
                                 trust: bool = False) -> dict:
     """Write ``source`` (a released-code checkpoint: ``state_dict`` with
     ``module.encoder_q.*``, ``module.encoder_k.*``, ``module.queue``,
@@ -42,9 +41,8 @@ def convert_original_checkpoint(source: str,
     check_output_file(output, inputs=[source])
     converted = convert_original(load_checkpoint(source, trust=trust), source)
     check_output_file(
-        output,
-        need_bytes=sum(v.numel() * v.element_size()
-                       for v in converted['state_dict'].values()))
+        output, need_bytes=sum(v.numel() * v.element_size()
+                               for v in converted['state_dict'].values()))
     with atomic_path(output) as tmp:
         torch.save(converted, tmp)
     return converted

@@ -34,8 +34,7 @@ def sets_to_run(cfg: Config,
     return list(requested)
 
 
-def evaluate_checkpoint(cfg: Config,
-                        checkpoint: str,
+def evaluate_checkpoint(cfg: Config, checkpoint: str,
                         sets: Optional[Sequence[str]] = None,
                         trust_checkpoint: bool = False) -> Dict[str, float]:
     """The metrics of ``checkpoint`` on the config's ``sets`` (default:

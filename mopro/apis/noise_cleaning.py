@@ -38,12 +38,11 @@ def check_outputs(cfg: Config, checkpoint: str, out: str,
     """``out`` (about 100 bytes per image) and the work dir (summary and
     report) can be written, and neither is an input."""
     inputs = (cfg.filename, checkpoint)
-    check_output_file(
-        out, inputs=inputs, need_bytes=100 * num_images, what='--out file')
+    check_output_file(out, inputs=inputs, need_bytes=100 * num_images,
+                      what='--out file')
     check_output_dir(cfg.work_dir, what='work dir')
     check_output_file(
-        osp.join(cfg.work_dir, SUMMARY_NAME),
-        inputs=(*inputs, out),
+        osp.join(cfg.work_dir, SUMMARY_NAME), inputs=(*inputs, out),
         what='summary')
 
 
@@ -57,13 +56,9 @@ def _cleaning_device(device: Optional[str]) -> torch.device:
     return torch.device('cuda', torch.cuda.current_device())
 
 
-def clean_noisy_dataset(cfg: Config,
-                        checkpoint: str,
-                        out: str,
-                        batch_size: int = 256,
-                        num_workers: int = 8,
-                        num_show: int = 16,
-                        device: Optional[str] = None,
+def clean_noisy_dataset(cfg: Config, checkpoint: str, out: str,
+                        batch_size: int = 256, num_workers: int = 8,
+                        num_show: int = 16, device: Optional[str] = None,
                         trust_checkpoint: bool = False) -> dict:
     """Relabel or drop every training image of ``cfg`` with the MoPro model
     of ``checkpoint`` (the training-time rule, eq. 4-5) and return the
@@ -85,8 +80,7 @@ def clean_noisy_dataset(cfg: Config,
                           f'{cfg.model.get("type")}')
     if cfg.get('launcher', 'none') != 'none':
         init_dist(
-            cfg.launcher,
-            backend='nccl'
+            cfg.launcher, backend='nccl'
             if default_device(device).type == 'cuda' else 'gloo')
     init_default_scope('mmpretrain')
     logger = MMLogger.get_instance('noise_cleaning')
@@ -105,10 +99,8 @@ def clean_noisy_dataset(cfg: Config,
     if get_dist_info()[0] != 0:
         return summary
     summary_path = osp.join(cfg.work_dir, SUMMARY_NAME)
-    write_json(
-        summary_path,
-        dict(checkpoint=checkpoint, out=out, **summary),
-        indent=1)
+    write_json(summary_path, dict(checkpoint=checkpoint, out=out, **summary),
+               indent=1)
     figures = save_report(dataset, original, pseudo, summary, cfg.work_dir,
                           num_show)
     write_json(out, cleaned_list(dataset, pseudo), indent=None)

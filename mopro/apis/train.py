@@ -8,9 +8,7 @@ from ..utils.runner import (adapt_to_device, check_hook_args,
                             resolve_checkpoints)
 
 
-def train_model(cfg: Config,
-                resume: Optional[str] = None,
-                amp: bool = False,
+def train_model(cfg: Config, resume: Optional[str] = None, amp: bool = False,
                 auto_scale_lr: bool = False) -> MoProRunner:
     """Train ``cfg`` with :class:`~mopro.engine.MoProRunner` and return the
     runner.

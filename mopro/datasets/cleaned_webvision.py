@@ -57,11 +57,8 @@ class CleanedWebVision(ImageListDataset):
         num_classes: number of classes.
     """
 
-    def __init__(self,
-                 data_root: str,
-                 pseudo_label_file: str,
-                 num_classes: int = 1000,
-                 **kwargs) -> None:
+    def __init__(self, data_root: str, pseudo_label_file: str,
+                 num_classes: int = 1000, **kwargs) -> None:
         self.pseudo_label_file = pseudo_label_file
         self.num_classes = num_classes
         kwargs.setdefault('metainfo', indexed_metainfo(num_classes))

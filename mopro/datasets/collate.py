@@ -48,8 +48,7 @@ def multiview_collate(samples: Sequence[dict]) -> dict:
     ``data_samples`` an N int64 tensor of the labels."""
     inputs = default_collate([sample['inputs'] for sample in samples])
     return dict(
-        inputs=inputs,
-        data_samples=batch_labels(
+        inputs=inputs, data_samples=batch_labels(
             [sample['data_samples'] for sample in samples]))
 
 
@@ -74,6 +73,5 @@ def packed_images_collate(samples: Sequence[dict]) -> dict:
         paths.append(meta.get('img_path', ''))
     packed = PackedImages(torch.cat(entries), torch.tensor(rows), paths)
     return dict(
-        inputs=packed,
-        data_samples=batch_labels(
+        inputs=packed, data_samples=batch_labels(
             [sample['data_samples'] for sample in samples]))

@@ -61,13 +61,10 @@ class CustomImageList(ImageListDataset):
             ``'0'``, ``'1'``, ...
     """
 
-    def __init__(self,
-                 data_root: str,
-                 ann_file: str = 'train.txt',
+    def __init__(self, data_root: str, ann_file: str = 'train.txt',
                  num_classes: Optional[int] = None,
                  classes_file: str = 'classes.txt',
-                 metainfo: Optional[dict] = None,
-                 **kwargs) -> None:
+                 metainfo: Optional[dict] = None, **kwargs) -> None:
         check_int(num_classes, 'dataset num_classes')
         self.ann_file_path = osp.join(data_root, ann_file)
         self.num_classes = num_classes

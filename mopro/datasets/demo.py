@@ -74,22 +74,14 @@ def demo_meta(seed: int, num_classes: int, flip_rate: float,
               test_per_class: int, size: int, limit: Optional[int]) -> dict:
     """The parameters that define a demo dataset (stored in its ground
     truth; a dataset is reused only if they match)."""
-    return dict(
-        format_version=FORMAT_VERSION,
-        source='sklearn.datasets.load_digits',
-        seed=seed,
-        num_classes=num_classes,
-        flip_rate=flip_rate,
-        test_per_class=test_per_class,
-        size=size,
-        limit=limit)
+    return dict(format_version=FORMAT_VERSION,
+                source='sklearn.datasets.load_digits', seed=seed,
+                num_classes=num_classes, flip_rate=flip_rate,
+                test_per_class=test_per_class, size=size, limit=limit)
 
 
-def plan_demo_dataset(targets: np.ndarray,
-                      seed: int = 0,
-                      num_classes: int = 8,
-                      flip_rate: float = 0.3,
-                      test_per_class: int = 40,
+def plan_demo_dataset(targets: np.ndarray, seed: int = 0, num_classes: int = 8,
+                      flip_rate: float = 0.3, test_per_class: int = 40,
                       limit: Optional[int] = None) -> Dict[str, list]:
     """Decide split, given labels and noise kind of every digit image.
 
@@ -210,13 +202,9 @@ def _check_complete(root: str, meta: dict) -> dict:
     return truth['summary']
 
 
-def build_demo_dataset(out: str,
-                       seed: int = 0,
-                       num_classes: int = 8,
-                       flip_rate: float = 0.3,
-                       test_per_class: int = 40,
-                       size: int = 32,
-                       limit: Optional[int] = None) -> dict:
+def build_demo_dataset(out: str, seed: int = 0, num_classes: int = 8,
+                       flip_rate: float = 0.3, test_per_class: int = 40,
+                       size: int = 32, limit: Optional[int] = None) -> dict:
     """Build the noisy digits dataset at ``out`` (see the module docstring)
     unless a complete one with the same parameters is there.
 

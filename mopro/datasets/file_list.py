@@ -77,8 +77,7 @@ def _parse_line(line: str, where: str) -> Tuple[str, int]:
     return parts[0], label
 
 
-def read_file_list(list_file: str,
-                   num_classes: Optional[int] = None,
+def read_file_list(list_file: str, num_classes: Optional[int] = None,
                    list_classes: Optional[int] = None) -> ImageList:
     """Read ``relative/path label`` lines (UTF-8) into an
     :class:`ImageList`.
@@ -125,6 +124,5 @@ def read_file_list(list_file: str,
             f'{list_file}: kept {len(paths)} images of classes '
             f'< num_classes={num_classes}; dropped {dropped} lines of '
             f'classes {num_classes}..{list_classes - 1} '
-            f'(list_classes={list_classes})',
-            logger='current')
+            f'(list_classes={list_classes})', logger='current')
     return ImageList(paths, labels)

@@ -140,8 +140,7 @@ def _check_fraction(val_fraction: float) -> None:
                         f'{val_fraction}')
 
 
-def split_per_class(images: List[List[str]],
-                    val_fraction: float,
+def split_per_class(images: List[List[str]], val_fraction: float,
                     seed: int = 0) -> Tuple[List[Entry], List[Entry]]:
     """Train and validation entries ``(path, label)``, drawn per class.
 
@@ -174,10 +173,8 @@ def _list_text(entries: List[Entry], root: str, out_dir: str) -> str:
     return ''.join(lines)
 
 
-def folder_to_lists(root: str,
-                    out_dir: Optional[str] = None,
-                    val_fraction: float = 0.1,
-                    seed: int = 0,
+def folder_to_lists(root: str, out_dir: Optional[str] = None,
+                    val_fraction: float = 0.1, seed: int = 0,
                     force: bool = False) -> FolderLists:
     """Write ``train.txt``, ``val.txt`` and ``classes.txt`` for the images
     of ``root/<class name>/`` into ``out_dir`` (default ``root``).
@@ -213,12 +210,8 @@ def folder_to_lists(root: str,
             with open(tmp, 'w', encoding='utf-8') as f:
                 f.write(texts[name])
     return FolderLists(
-        out_dir=out_dir,
-        files=targets,
-        num_classes=len(folders.classes),
-        num_train=len(train),
-        num_val=len(val),
-        skipped=folders.skipped,
+        out_dir=out_dir, files=targets, num_classes=len(folders.classes),
+        num_train=len(train), num_val=len(val), skipped=folders.skipped,
         without_val=[
             name for name, paths in zip(folders.classes, folders.images)
             if len(paths) < 2

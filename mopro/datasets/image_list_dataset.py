@@ -59,13 +59,9 @@ class ImageListDataset(BaseDataset):
         max_bad_fraction: tolerated fraction of undecodable training images.
     """
 
-    def __init__(self,
-                 data_root: str,
-                 pipeline: Sequence = (),
-                 test_mode: bool = False,
-                 max_bad_fraction: float = 0.01,
-                 lazy_init: bool = False,
-                 metainfo: Optional[dict] = None,
+    def __init__(self, data_root: str, pipeline: Sequence = (),
+                 test_mode: bool = False, max_bad_fraction: float = 0.01,
+                 lazy_init: bool = False, metainfo: Optional[dict] = None,
                  max_refetch: int = 1000) -> None:
         self.max_bad_fraction = check_number(
             max_bad_fraction, 'train_dataloader.dataset.max_bad_fraction', 0,
@@ -135,8 +131,7 @@ class ImageListDataset(BaseDataset):
     def get_data_info(self, idx: int) -> dict:
         return dict(
             img_path=osp.join(self.image_root(), self.images.path(idx)),
-            gt_label=int(self.images.labels[idx]),
-            sample_idx=idx)
+            gt_label=int(self.images.labels[idx]), sample_idx=idx)
 
     def get_gt_labels(self) -> np.ndarray:
         """All labels, as mmpretrain datasets provide them."""
@@ -165,9 +160,7 @@ class ImageListDataset(BaseDataset):
             self.num_bad += 1
             print_log(
                 f'skipping undecodable image ({self.num_bad} so far in '
-                f'this worker): {err}',
-                logger='current',
-                level=30)
+                f'this worker): {err}', logger='current', level=30)
             self._check_bad_fraction()
             return None
         self.num_loaded += 1

@@ -78,11 +78,8 @@ class ImageNet200(ImageListDataset):
         variant: ``'imagenet-r'`` or ``'imagenet-a'``.
     """
 
-    def __init__(self,
-                 data_root: str,
-                 variant: str = 'imagenet-r',
-                 metainfo: Optional[dict] = None,
-                 **kwargs) -> None:
+    def __init__(self, data_root: str, variant: str = 'imagenet-r',
+                 metainfo: Optional[dict] = None, **kwargs) -> None:
         if variant not in CLASS_SUBSETS:
             raise ConfigError(f'ImageNet200: variant must be one of '
                               f'{sorted(CLASS_SUBSETS)}, got {variant!r}')

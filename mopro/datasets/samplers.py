@@ -86,9 +86,7 @@ class SqrtBalancedSampler(Sampler):
         num_samples: draws per epoch over all ranks.
     """
 
-    def __init__(self,
-                 dataset: Sized,
-                 seed: Optional[int] = None,
+    def __init__(self, dataset: Sized, seed: Optional[int] = None,
                  num_samples: Optional[int] = None) -> None:
         self.dataset = dataset
         self.rank, self.world_size = get_dist_info()

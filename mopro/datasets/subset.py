@@ -43,12 +43,9 @@ class ImageNetSubset(ImageListDataset):
         seed: seed of the random fraction.
     """
 
-    def __init__(self,
-                 data_root: str,
-                 data_prefix: str = 'train',
+    def __init__(self, data_root: str, data_prefix: str = 'train',
                  subset_file: Optional[str] = None,
-                 fraction: Optional[float] = None,
-                 seed: int = 0,
+                 fraction: Optional[float] = None, seed: int = 0,
                  **kwargs) -> None:
         if subset_file is None and not (fraction and 0 < fraction <= 1):
             raise ConfigError('ImageNetSubset: give subset_file or a fraction '

@@ -48,15 +48,11 @@ class WebVision(ImageListDataset):
         subset_seed: seed of the subset draw.
     """
 
-    def __init__(self,
-                 data_root: str,
-                 split: str = 'train',
-                 num_classes: int = 1000,
-                 list_classes: Optional[int] = None,
+    def __init__(self, data_root: str, split: str = 'train',
+                 num_classes: int = 1000, list_classes: Optional[int] = None,
                  sources: Sequence[str] = TRAIN_SOURCES,
                  subset_size: Optional[int] = None,
-                 subset_file: Optional[str] = None,
-                 subset_seed: int = 0,
+                 subset_file: Optional[str] = None, subset_seed: int = 0,
                  **kwargs) -> None:
         if split not in ('train', 'val'):
             raise ConfigError(f"WebVision: split must be 'train' or 'val', "
@@ -158,11 +154,8 @@ class ImageNetVal(ImageListDataset):
 
     IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 
-    def __init__(self,
-                 data_root: str,
-                 data_prefix: str = 'val',
-                 ann_file: Optional[str] = None,
-                 num_classes: int = 1000,
+    def __init__(self, data_root: str, data_prefix: str = 'val',
+                 ann_file: Optional[str] = None, num_classes: int = 1000,
                  **kwargs) -> None:
         self.data_prefix_dir = data_prefix
         self.ann_file_name = ann_file
@@ -195,8 +188,7 @@ class ImageNetVal(ImageListDataset):
             print_log(
                 f'{root}: left out {len(skipped)} class folders of '
                 f'classes >= num_classes={self.num_classes} (e.g. '
-                f'{skipped[0]})',
-                logger='current')
+                f'{skipped[0]})', logger='current')
         paths, labels = [], []
         for folder in folders:
             if index[folder] >= self.num_classes:

@@ -47,10 +47,7 @@ VAL_INTERVAL = 2
 NUM_SHOW = 16  # images per sample grid
 
 
-def demo_config(path: str,
-                data_root: str,
-                work_dir: str,
-                seed: int,
+def demo_config(path: str, data_root: str, work_dir: str, seed: int,
                 epochs: Optional[int] = None,
                 cfg_options: Optional[dict] = None) -> Config:
     """A demo config pointed at the data root and ``work_dir``, its
@@ -104,10 +101,8 @@ def train(cfg: Config, progress: JobProgress, cost: float) -> tuple:
     if not epochs or epochs[-1] != cfg.train_cfg.max_epochs:
         raise DataError(f'{runner.log_dir}: no validation of the last '
                         f'epoch ({cfg.train_cfg.max_epochs}) was logged')
-    return runner, dict(
-        top1=top1[-1],
-        train_seconds=round(seconds, 1),
-        curve=dict(epochs=epochs, top1=top1))
+    return runner, dict(top1=top1[-1], train_seconds=round(seconds, 1),
+                        curve=dict(epochs=epochs, top1=top1))
 
 
 class _ReportingLoader:
@@ -137,10 +132,8 @@ def clean(runner: Runner, cfg: Config, data_root: str, out_dir: str,
         names written to ``out_dir``.
     """
     loader_cfg = cfg.val_dataloader.copy()
-    loader_cfg.dataset = dict(
-        cfg.train_dataloader.dataset,
-        test_mode=True,
-        pipeline=cfg.val_dataloader.dataset.pipeline)
+    loader_cfg.dataset = dict(cfg.train_dataloader.dataset, test_mode=True,
+                              pipeline=cfg.val_dataloader.dataset.pipeline)
     loader = Runner.build_dataloader(loader_cfg, seed=0)
     indices, _, pseudo_in_order = mopro_pseudo_labels(
         runner.model, _ReportingLoader(loader, progress), show_progress=False)
@@ -161,15 +154,9 @@ def clean(runner: Runner, cfg: Config, data_root: str, out_dir: str,
                             [r['true_digit'] for r in records],
                             [r['kind'] for r in records])
     summary = summarize(original, pseudo, len(dataset.metainfo['classes']))
-    paths = save_report(
-        dataset,
-        original,
-        pseudo,
-        summary,
-        out_dir,
-        num_show=NUM_SHOW,
-        seed=seed,
-        truth=[DIGIT_NAMES[r['true_digit']] for r in records])
+    paths = save_report(dataset, original, pseudo, summary, out_dir,
+                        num_show=NUM_SHOW, seed=seed,
+                        truth=[DIGIT_NAMES[r['true_digit']] for r in records])
     return quality, {key: osp.basename(path) for key, path in paths.items()}
 
 
@@ -221,14 +208,10 @@ def _write_report(results: dict, out_dir: str) -> None:
     write_results(results, out_dir)
 
 
-def run_demo(mopro_config: str,
-             ce_config: str,
-             work_dir: str = 'work_dirs/demo',
-             out_dir: str = 'results/demo',
-             data_root: str = 'data/demo_webvision',
-             seed: int = 0,
-             epochs: Optional[int] = None,
-             skip_ce: bool = False,
+def run_demo(mopro_config: str, ce_config: str,
+             work_dir: str = 'work_dirs/demo', out_dir: str = 'results/demo',
+             data_root: str = 'data/demo_webvision', seed: int = 0,
+             epochs: Optional[int] = None, skip_ce: bool = False,
              cfg_options: Optional[dict] = None,
              stream: TextIO = sys.stdout) -> dict:
     """Run the demo (see the module docstring); return its results (the
@@ -255,9 +238,7 @@ def run_demo(mopro_config: str,
         dataset={
             k: data[k]
             for k in ('num_train', 'num_val', 'clean', 'flipped', 'ood')
-        },
-        epochs=configs['MoPro'].train_cfg.max_epochs,
-        seed=seed)
+        }, epochs=configs['MoPro'].train_cfg.max_epochs, seed=seed)
 
     progress.start_stage('building the Runner')
     runner, results['mopro'] = train(configs['MoPro'], progress,
@@ -275,8 +256,8 @@ def run_demo(mopro_config: str,
         progress.start_stage('building the Runner')
         _, results['ce'] = train(configs['cross-entropy'], progress,
                                  CE_TRAIN_COST)
-        results['ce'].update(
-            label='cross-entropy', config=osp.basename(ce_config))
+        results['ce'].update(label='cross-entropy',
+                             config=osp.basename(ce_config))
         progress.end_stage()
         _write_report(results, out_dir)
     progress.message('\n' + markdown(results))

@@ -52,9 +52,7 @@ class JobProgress:
     ``log_interval`` seconds, and at the start and end of each stage.
     """
 
-    def __init__(self,
-                 stages: List[Stage],
-                 stream: TextIO = sys.stdout,
+    def __init__(self, stages: List[Stage], stream: TextIO = sys.stdout,
                  log_interval: float = 15.0) -> None:
         self.stages = stages
         self.stream = stream
@@ -154,19 +152,13 @@ class ProgressHook(Hook):
             status += f' | val top-1 {self.val_top1:.1f}%'
         return status
 
-    def after_train_iter(self,
-                         runner,
-                         batch_idx: int,
-                         data_batch=None,
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs=None) -> None:
         loader = runner.train_dataloader
         self.progress.step(self.train_cost * len(loader.dataset) / len(loader),
                            self._status(runner, batch_idx, len(loader)))
 
-    def after_val_iter(self,
-                       runner,
-                       batch_idx: int,
-                       data_batch=None,
+    def after_val_iter(self, runner, batch_idx: int, data_batch=None,
                        outputs=None) -> None:
         loader = runner.val_dataloader
         self.progress.step(
@@ -193,9 +185,7 @@ class QuietConsoleRunner(MoProRunner):
     deprecation notices); its log file keeps everything (environment,
     config, metric lines, notices)."""
 
-    def build_logger(self,
-                     log_level='INFO',
-                     log_file=None,
+    def build_logger(self, log_level='INFO', log_file=None,
                      **kwargs) -> MMLogger:
         logger = super().build_logger(log_level, log_file, **kwargs)
         for handler in logger.handlers:

@@ -18,11 +18,8 @@ class MoProRunner(Runner):
     Checkpoints of the released MoPro code are converted on loading.
     """
 
-    def load_checkpoint(self,
-                        filename: str,
-                        map_location='cpu',
-                        strict: bool = True,
-                        revise_keys=None) -> dict:
+    def load_checkpoint(self, filename: str, map_location='cpu',
+                        strict: bool = True, revise_keys=None) -> dict:
         """Load the model weights of ``filename``, always strictly, and
         return the checkpoint (its tensors on the CPU: the optimizer puts
         its state on the parameters' device when it loads it).

@@ -102,18 +102,15 @@ def encode_batch(model: torch.nn.Module, inputs: torch.Tensor) -> torch.Tensor:
     on_gpu = inputs.is_cuda
     if on_gpu:
         inputs = inputs.contiguous(memory_format=torch.channels_last)
-    with torch.autocast(
-            inputs.device.type, dtype=torch.bfloat16, enabled=on_gpu):
+    with torch.autocast(inputs.device.type, dtype=torch.bfloat16,
+                        enabled=on_gpu):
         return model.extract_feat(inputs)[-1].float()
 
 
 @torch.inference_mode()
-def extract_features(model: torch.nn.Module,
-                     img_paths: Sequence[str],
-                     pipeline: Sequence[dict],
-                     batch_size: int = 256,
-                     num_workers: int = 8,
-                     device: Optional[str] = None,
+def extract_features(model: torch.nn.Module, img_paths: Sequence[str],
+                     pipeline: Sequence[dict], batch_size: int = 256,
+                     num_workers: int = 8, device: Optional[str] = None,
                      progress: bool = True) -> np.ndarray:
     """Pooled encoder features of images, ``N x D`` float32, in order.
 
@@ -132,12 +129,9 @@ def extract_features(model: torch.nn.Module,
     on_gpu = device.type == 'cuda'
     model = prepare_for_inference(model, device)
     loader = DataLoader(
-        ImagePathDataset(img_paths, pipeline),
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        collate_fn=default_collate,
-        pin_memory=on_gpu)
+        ImagePathDataset(img_paths,
+                         pipeline), batch_size=batch_size, shuffle=False,
+        num_workers=num_workers, collate_fn=default_collate, pin_memory=on_gpu)
     bar = ProgressBar(len(img_paths)) if progress else None
     chunks = []
     for batch in loader:
@@ -164,8 +158,7 @@ def save_feature_file(path: str, arrays: dict) -> None:
         np.savez(f, **arrays)
 
 
-def load_feature_file(path: str,
-                      dataset: str,
+def load_feature_file(path: str, dataset: str,
                       label_columns: Optional[int] = None) -> dict:
     """Read and validate a feature file written by :func:`save_feature_file`.
 

@@ -83,8 +83,7 @@ def sample_low_shot(labels: np.ndarray, k: int,
     return np.concatenate(blocks).astype(np.int64)
 
 
-def low_shot_samples(labels: np.ndarray,
-                     shots: Sequence[int] = DEFAULT_SHOTS,
+def low_shot_samples(labels: np.ndarray, shots: Sequence[int] = DEFAULT_SHOTS,
                      runs: int = DEFAULT_RUNS,
                      seed: int = 0) -> Dict[Tuple[int, int], np.ndarray]:
     """The k-shot training sets of every (k, run): :func:`sample_low_shot`
@@ -98,13 +97,10 @@ def low_shot_samples(labels: np.ndarray,
     }
 
 
-def evaluate_low_shot(dataset: str,
-                      train_feats: np.ndarray,
-                      train_labels: np.ndarray,
-                      test_feats: np.ndarray,
-                      test_labels: np.ndarray,
-                      samples: Dict[Tuple[int, int], np.ndarray],
-                      *,
+def evaluate_low_shot(dataset: str, train_feats: np.ndarray,
+                      train_labels: np.ndarray, test_feats: np.ndarray,
+                      test_labels: np.ndarray, samples: Dict[Tuple[int, int],
+                                                             np.ndarray], *,
                       train_rows: Optional[np.ndarray] = None,
                       cost: float = DEFAULT_COST,
                       cost_grid: Optional[Sequence[float]] = None,
@@ -141,33 +137,20 @@ def evaluate_low_shot(dataset: str,
                 'settings?)')
         feats, labels = train_feats[rows], train_labels[indices]
         if dataset == 'voc07':
-            aps, costs = voc07_svm(
-                feats,
-                labels,
-                test_feats,
-                test_labels,
-                cost,
-                ignore_difficult=ignore_difficult,
-                cost_grid=cost_grid,
-                jobs=jobs)
+            aps, costs = voc07_svm(feats, labels, test_feats, test_labels,
+                                   cost, ignore_difficult=ignore_difficult,
+                                   cost_grid=cost_grid, jobs=jobs)
             value, used = float(aps.mean()), costs.tolist()
         else:
-            value, used = places_svm(
-                feats,
-                labels,
-                test_feats,
-                test_labels,
-                cost,
-                cost_grid=cost_grid,
-                jobs=jobs)
+            value, used = places_svm(feats, labels, test_feats, test_labels,
+                                     cost, cost_grid=cost_grid, jobs=jobs)
         entry = results.setdefault(k, {'runs': []})
         entry['runs'].append(value)
         if cost_grid:
             entry.setdefault('costs', []).append(used)
         print_log(
             f'{dataset} k={k} run {run}: {DATASETS[dataset]} '
-            f'{value:.2f}',
-            logger='current')
+            f'{value:.2f}', logger='current')
     for entry in results.values():
         entry['mean'] = float(np.mean(entry['runs']))
         entry['std'] = float(np.std(entry['runs']))
@@ -266,8 +249,8 @@ def _check_outputs(settings: SVMBenchmarkSettings,
     """The work dir takes the outputs (about ``num_images`` features of up
     to 2048 float32 values), none of which is an input."""
     work_dir = settings.output_dir()
-    check_output_dir(
-        work_dir, need_bytes=num_images * 2048 * 4, what='work dir')
+    check_output_dir(work_dir, need_bytes=num_images * 2048 * 4,
+                     what='work dir')
     names = [f'svm_{settings.dataset}.json', f'svm_{settings.dataset}.md']
     if not settings.features:
         names.append(f'features_{settings.dataset}.npz')
@@ -287,39 +270,25 @@ def extract_split_features(settings: SVMBenchmarkSettings,
     paths = [train_paths[i] for i in index] + test_paths
     check_image_files(paths)
     model = build_feature_model(settings.config, settings.cfg_options)
-    load_model_weights(
-        model,
-        settings.checkpoint,
-        trust=settings.trust_checkpoint,
-        submodule='backbone')
+    load_model_weights(model, settings.checkpoint,
+                       trust=settings.trust_checkpoint, submodule='backbone')
     print_log(
         f'encoding {len(index)} training and {len(test_paths)} test '
-        'images',
-        logger='current')
-    feats = extract_features(
-        model,
-        paths,
-        feature_pipeline(settings.resize, settings.crop),
-        batch_size=settings.batch_size,
-        num_workers=settings.num_workers,
-        device=settings.device)
+        'images', logger='current')
+    feats = extract_features(model, paths,
+                             feature_pipeline(settings.resize, settings.crop),
+                             batch_size=settings.batch_size,
+                             num_workers=settings.num_workers,
+                             device=settings.device)
     require_finite_features(feats, f'features of {settings.checkpoint}')
-    meta = dict(
-        config=settings.config,
-        checkpoint=settings.checkpoint,
-        data_root=settings.data_root,
-        resize=settings.resize,
-        crop=settings.crop,
-        seed=settings.seed,
-        shots=settings.shots,
-        runs=settings.runs)
+    meta = dict(config=settings.config, checkpoint=settings.checkpoint,
+                data_root=settings.data_root, resize=settings.resize,
+                crop=settings.crop, seed=settings.seed, shots=settings.shots,
+                runs=settings.runs)
     data = dict(
-        dataset=np.array(settings.dataset),
-        train_feats=feats[:len(index)],
-        train_index=index,
-        train_labels=train_labels,
-        test_feats=feats[len(index):],
-        test_labels=test_labels,
+        dataset=np.array(settings.dataset), train_feats=feats[:len(index)],
+        train_index=index, train_labels=train_labels,
+        test_feats=feats[len(index):], test_labels=test_labels,
         meta=np.array(json.dumps(meta)))
     path = os.path.join(settings.output_dir(),
                         f'features_{settings.dataset}.npz')
@@ -370,33 +339,22 @@ def run_svm_benchmark(settings: SVMBenchmarkSettings) -> dict:
     check_settings(settings)
     data, samples = _load_features(settings)
     results = evaluate_low_shot(
-        settings.dataset,
-        data['train_feats'],
-        data['train_labels'],
-        data['test_feats'],
-        data['test_labels'],
-        samples,
-        train_rows=_feature_rows(data, samples, settings),
-        cost=settings.cost,
+        settings.dataset, data['train_feats'], data['train_labels'],
+        data['test_feats'], data['test_labels'], samples,
+        train_rows=_feature_rows(data, samples, settings), cost=settings.cost,
         cost_grid=settings.cost_grid,
-        ignore_difficult=settings.ignore_difficult,
-        jobs=settings.jobs)
-    report = dict(
-        dataset=settings.dataset,
-        metric=DATASETS[settings.dataset],
-        config=settings.config,
-        checkpoint=settings.checkpoint,
-        features=data['path'],
-        feature_dim=int(data['train_feats'].shape[1]),
-        num_train_images=int(len(data['train_labels'])),
-        num_test_images=int(len(data['test_labels'])),
-        seed=settings.seed,
-        runs=settings.runs,
-        protocol=protocol(settings),
-        results={
-            str(k): v
-            for k, v in sorted(results.items())
-        })
+        ignore_difficult=settings.ignore_difficult, jobs=settings.jobs)
+    report = dict(dataset=settings.dataset, metric=DATASETS[settings.dataset],
+                  config=settings.config, checkpoint=settings.checkpoint,
+                  features=data['path'],
+                  feature_dim=int(data['train_feats'].shape[1]),
+                  num_train_images=int(len(data['train_labels'])),
+                  num_test_images=int(len(data['test_labels'])),
+                  seed=settings.seed, runs=settings.runs,
+                  protocol=protocol(settings), results={
+                      str(k): v
+                      for k, v in sorted(results.items())
+                  })
     table = format_table({TABLE_NAMES[settings.dataset]: results})
     base = os.path.join(settings.output_dir(), f'svm_{settings.dataset}')
     write_json(base + '.json', report)
@@ -411,12 +369,9 @@ def protocol(settings: SVMBenchmarkSettings) -> dict:
     return dict(
         svm='LIBLINEAR -s 1 (L2-regularised L2-loss SVC, dual), one-vs-rest',
         cost='cross-validated' if settings.cost_sweep else settings.cost,
-        cost_grid=settings.cost_grid,
-        tolerance=SVM_TOLERANCE,
-        bias=SVM_BIAS,
-        positive_weight=(VOC_POSITIVE_WEIGHT
-                         if settings.dataset == 'voc07' else 1.0),
-        ignore_difficult=settings.ignore_difficult,
+        cost_grid=settings.cost_grid, tolerance=SVM_TOLERANCE, bias=SVM_BIAS,
+        positive_weight=(VOC_POSITIVE_WEIGHT if settings.dataset == 'voc07'
+                         else 1.0), ignore_difficult=settings.ignore_difficult,
         feature_normalisation='x / (||x|| + 1e-5)',
         average_precision='area under the interpolated precision-recall '
         'curve, all points (not 11-point)')

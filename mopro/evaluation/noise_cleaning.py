@@ -91,10 +91,8 @@ def correct_batch(model: torch.nn.Module,
     return samples, correct_inputs(model, inputs, labels).cpu()
 
 
-def clean_dataset(model: torch.nn.Module,
-                  dataset: ImageListDataset,
-                  batch_size: int = 256,
-                  num_workers: int = 8,
+def clean_dataset(model: torch.nn.Module, dataset: ImageListDataset,
+                  batch_size: int = 256, num_workers: int = 8,
                   device: Optional[torch.device] = None,
                   progress: bool = True) -> np.ndarray:
     """Corrected label of every training image (all ranks).
@@ -114,11 +112,9 @@ def clean_dataset(model: torch.nn.Module,
         model.channels_last = True
     shard = range(rank, len(dataset), world_size)
     loader = DataLoader(
-        _InferenceView(dataset, shard),
-        batch_size=batch_size,
-        num_workers=num_workers,
-        collate_fn=_collate,
-        pin_memory=device.type == 'cuda')
+        _InferenceView(dataset,
+                       shard), batch_size=batch_size, num_workers=num_workers,
+        collate_fn=_collate, pin_memory=device.type == 'cuda')
     bar = ProgressBar(len(dataset)) if progress and rank == 0 else None
     idx_out, label_out = [], []
     for item in loader:
@@ -164,16 +160,15 @@ def summarize(original: np.ndarray, pseudo: np.ndarray,
 
     return dict(
         total=dict(
-            images=int(len(original)),
-            kept=int(kept.sum()),
-            relabelled=int(relabelled.sum()),
-            ood=int(ood.sum()),
-            unreadable=int(unreadable.sum()),
-            cleaned=int((pseudo >= 0).sum())),
+            images=int(len(original)), kept=int(kept.sum()),
+            relabelled=int(relabelled.sum()), ood=int(ood.sum()),
+            unreadable=int(unreadable.sum()), cleaned=int((pseudo
+                                                           >= 0).sum())),
         per_class=dict(
             before=per_class(np.ones_like(kept), original),
-            after=per_class(pseudo >= 0, np.where(pseudo >= 0, pseudo, 0)),
-            kept=per_class(kept, original),
+            after=per_class(pseudo >= 0,
+                            np.where(pseudo >= 0, pseudo,
+                                     0)), kept=per_class(kept, original),
             relabelled_away=per_class(relabelled, original),
             relabelled_into=per_class(relabelled, pseudo.clip(0)),
             ood=per_class(ood, original)))

@@ -87,9 +87,7 @@ def noise_quality(pseudo_labels: Sequence[int], labels: Sequence[int],
 
 @torch.no_grad()
 def mopro_pseudo_labels(
-        model,
-        dataloader,
-        show_progress: bool = True
+        model, dataloader, show_progress: bool = True
 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One pass of a trained MoPro model over a dataset: the pseudo-labels
     that the training-time rule (eq. 4-5, with the model's prototypes,

@@ -130,8 +130,7 @@ def _dense_csr(feats: np.ndarray) -> sparse.csr_matrix:
                              shape=(num, dim))
 
 
-def fit_linear_svm(feats: np.ndarray,
-                   labels: np.ndarray,
+def fit_linear_svm(feats: np.ndarray, labels: np.ndarray,
                    cost: float = DEFAULT_COST,
                    positive_weight: float = 1.0) -> Tuple[np.ndarray, float]:
     """Train one binary LIBLINEAR SVM (``-s 1 -e 1e-4 -B 1``).
@@ -192,9 +191,9 @@ def _run_tasks(feats: np.ndarray, tasks: List[_Task],
     fork = 'fork' in multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context('fork' if fork else None)
     chunk = max(1, len(tasks) // (4 * jobs))
-    with ProcessPoolExecutor(
-            jobs, mp_context=context, initializer=_init_worker,
-            initargs=(feats, )) as pool:
+    with ProcessPoolExecutor(jobs, mp_context=context,
+                             initializer=_init_worker,
+                             initargs=(feats, )) as pool:
         return list(pool.map(_run_task, tasks, chunksize=chunk))
 
 
@@ -264,8 +263,7 @@ def require_finite_features(feats: np.ndarray, name: str) -> None:
                         'rows')
 
 
-def check_costs(cost: float,
-                cost_grid: Optional[Sequence[float]],
+def check_costs(cost: float, cost_grid: Optional[Sequence[float]],
                 name: str = 'cost') -> None:
     """SVM costs must be finite and positive (LIBLINEAR takes a NaN)."""
     check_number(cost, name, low=0, low_open=True)
@@ -280,13 +278,9 @@ def _used_rows(column: np.ndarray, ignore_difficult: bool) -> np.ndarray:
     return np.ones(len(column), dtype=bool)
 
 
-def voc07_svm(train_feats: np.ndarray,
-              train_labels: np.ndarray,
-              test_feats: np.ndarray,
-              test_labels: np.ndarray,
-              cost: float = DEFAULT_COST,
-              *,
-              ignore_difficult: bool = False,
+def voc07_svm(train_feats: np.ndarray, train_labels: np.ndarray,
+              test_feats: np.ndarray, test_labels: np.ndarray,
+              cost: float = DEFAULT_COST, *, ignore_difficult: bool = False,
               cost_grid: Optional[Sequence[float]] = None,
               jobs: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
     """VOC07 classification AP of one-vs-rest linear SVMs (paper Table 2).
@@ -315,12 +309,7 @@ def voc07_svm(train_feats: np.ndarray,
         mean.
     """
     train_feats, train_labels, test_feats, test_labels = _svm_inputs(
-        train_feats,
-        train_labels,
-        test_feats,
-        test_labels,
-        cost,
-        cost_grid,
+        train_feats, train_labels, test_feats, test_labels, cost, cost_grid,
         label_ndim=2)
     num_classes = train_labels.shape[1]
     if test_labels.shape[1] != num_classes:
@@ -393,12 +382,9 @@ def _one_vs_rest(labels: np.ndarray, classes: np.ndarray) -> List[np.ndarray]:
     return [np.where(labels == c, 1, -1).astype(np.int8) for c in classes]
 
 
-def places_svm(train_feats: np.ndarray,
-               train_labels: np.ndarray,
-               test_feats: np.ndarray,
-               test_labels: np.ndarray,
-               cost: float = DEFAULT_COST,
-               *,
+def places_svm(train_feats: np.ndarray, train_labels: np.ndarray,
+               test_feats: np.ndarray, test_labels: np.ndarray,
+               cost: float = DEFAULT_COST, *,
                cost_grid: Optional[Sequence[float]] = None,
                jobs: Optional[int] = None) -> Tuple[float, float]:
     """Places205 top-1 accuracy of one-vs-rest linear SVMs (paper Table 2).
@@ -423,12 +409,7 @@ def places_svm(train_feats: np.ndarray,
         ``(top-1 accuracy in percent, cost used)``.
     """
     train_feats, train_labels, test_feats, test_labels = _svm_inputs(
-        train_feats,
-        train_labels,
-        test_feats,
-        test_labels,
-        cost,
-        cost_grid,
+        train_feats, train_labels, test_feats, test_labels, cost, cost_grid,
         label_ndim=1)
     classes = np.unique(train_labels)
     if classes.size < 2:

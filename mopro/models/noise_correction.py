@@ -10,10 +10,8 @@ OOD_LABEL = -1
 
 
 @torch.no_grad()
-def correct_labels(cls_logits: torch.Tensor,
-                   proto_logits: torch.Tensor,
-                   labels: torch.Tensor,
-                   alpha: float = 0.5,
+def correct_labels(cls_logits: torch.Tensor, proto_logits: torch.Tensor,
+                   labels: torch.Tensor, alpha: float = 0.5,
                    threshold: float = 0.8) -> torch.Tensor:
     """Return the corrected pseudo-labels of a batch (paper eq. 4-5).
 
@@ -76,15 +74,15 @@ def update_prototypes(prototypes: torch.Tensor, feats: torch.Tensor,
     # valid samples instead (``feats[labels >= 0]``, or ``bincount``) would
     # have a data-dependent size, that is a host-device sync on the GPU.
     slot = torch.where(labels >= 0, labels, num_classes)
-    counts = torch.zeros(
-        num_classes + 1, dtype=torch.long,
-        device=labels.device).index_add_(0, slot, torch.ones_like(slot))
+    counts = torch.zeros(num_classes + 1, dtype=torch.long,
+                         device=labels.device).index_add_(
+                             0, slot, torch.ones_like(slot))
     # rank of each sample among the samples of its class, in batch order
     order = torch.argsort(slot, stable=True)
     group_start = torch.cumsum(counts, 0) - counts
     rank = torch.empty_like(slot)
-    rank[order] = torch.arange(
-        slot.numel(), device=slot.device) - group_start[slot[order]]
+    rank[order] = torch.arange(slot.numel(),
+                               device=slot.device) - group_start[slot[order]]
     exponent = (counts[slot] - 1 - rank).float()
     weights = (1 - momentum) * torch.pow(momentum, exponent)
     decay = torch.pow(momentum, counts[:num_classes].float())

@@ -72,11 +72,8 @@ class NonFiniteGuard:
         kept: what a non-finite step leaves untouched, in the message.
     """
 
-    def __init__(self,
-                 action: str = 'raise',
-                 max_consecutive_skips: int = 10,
-                 name: str = 'model',
-                 kept: str = '') -> None:
+    def __init__(self, action: str = 'raise', max_consecutive_skips: int = 10,
+                 name: str = 'model', kept: str = '') -> None:
         self.action = check_choice(action, 'model.nonfinite',
                                    NONFINITE_ACTIONS)
         self.max_consecutive_skips = check_int(max_consecutive_skips,
@@ -186,9 +183,7 @@ class NonFiniteGuard:
             f'{self.name}: skipped an iteration with a non-finite loss '
             f'({terms}){self.kept}; {self.num_skipped} skipped so far, '
             f'{self.consecutive_skips} in a row (the run stops at '
-            f'{self.max_consecutive_skips})',
-            logger='current',
-            level=30)
+            f'{self.max_consecutive_skips})', logger='current', level=30)
 
     @staticmethod
     def _zero_losses(model: nn.Module, losses: Losses) -> Losses:

@@ -145,9 +145,8 @@ def _dropped_kind(name: str) -> str:
     return _DROPPED_KINDS.get(module, module)
 
 
-def convert_checkpoint(path: str,
-                       trust: bool = False
-                       ) -> Tuple[Dict[str, object], Summary]:
+def convert_checkpoint(
+        path: str, trust: bool = False) -> Tuple[Dict[str, object], Summary]:
     """Read a MoPro checkpoint (this project's or the released code's) and
     return the Detectron2 checkpoint dict and a summary.
 
@@ -212,8 +211,7 @@ def save_detectron2(model: Dict[str, object], out_path: str) -> None:
             pickle.dump(model, f, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def convert_to_detectron2(checkpoint: str,
-                          out_path: str,
+def convert_to_detectron2(checkpoint: str, out_path: str,
                           trust: bool = False) -> Summary:
     """Write the encoder of ``checkpoint`` (this project's or the released
     code's) to ``out_path`` as a Detectron2 backbone ``.pkl``, atomically,

@@ -140,8 +140,8 @@ def git_reachable() -> bool:
         result = subprocess.run(['git', 'ls-remote', '--heads', GIT_URL],
                                 stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL,
-                                env=dict(os.environ, GIT_TERMINAL_PROMPT='0'),
-                                timeout=20)
+                                env=dict(os.environ,
+                                         GIT_TERMINAL_PROMPT='0'), timeout=20)
     except subprocess.TimeoutExpired:
         return False
     return result.returncode == 0
@@ -207,8 +207,8 @@ def install_from_sdist() -> None:
         raise UserError('torch must be installed first (the '
                         f'{SDIST} setup.py imports it)')
     purelib = sysconfig.get_paths()['purelib']
-    with tempfile.TemporaryDirectory(
-            dir=purelib, prefix='.detectron2-install-') as tmp:
+    with tempfile.TemporaryDirectory(dir=purelib,
+                                     prefix='.detectron2-install-') as tmp:
         step(f'downloading the {SDIST} sdist (detectron2 v{VERSION} Python '
              'sources)')
         pip([

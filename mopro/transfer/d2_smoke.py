@@ -55,26 +55,19 @@ def _write(root: str, num_images: int, size: int, seed: int) -> None:
             bbox = [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
             annotations.append(
                 dict(
-                    id=len(annotations) + 1,
-                    image_id=i + 1,
-                    category_id=category,
-                    segmentation=[polygon],
-                    bbox=bbox,
-                    area=bbox[2] * bbox[3] / category,
-                    iscrowd=0))
+                    id=len(annotations) + 1, image_id=i + 1,
+                    category_id=category, segmentation=[polygon], bbox=bbox,
+                    area=bbox[2] * bbox[3] / category, iscrowd=0))
     categories = [
         dict(id=i, name=name) for i, name in enumerate(CATEGORIES, start=1)
     ]
     with open(osp.join(root, 'annotations.json'), 'w') as f:
         json.dump(
-            dict(
-                images=images, annotations=annotations, categories=categories),
-            f)
+            dict(images=images, annotations=annotations,
+                 categories=categories), f)
 
 
-def write_shapes_coco(root: str,
-                      num_images: int = 8,
-                      size: int = 128,
+def write_shapes_coco(root: str, num_images: int = 8, size: int = 128,
                       seed: int = 0) -> Tuple[str, str]:
     """Write the shapes dataset to ``root`` (seeded; written to a temporary
     folder and renamed into place; a complete one is reused) and return

@@ -54,14 +54,12 @@ class Trainer(DefaultTrainer):
     iterations."""
 
     @classmethod
-    def build_evaluator(cls,
-                        cfg: CfgNode,
-                        dataset_name: str,
+    def build_evaluator(cls, cfg: CfgNode, dataset_name: str,
                         output_folder: Optional[str] = None) -> COCOEvaluator:
         if output_folder is None:
             output_folder = osp.join(cfg.OUTPUT_DIR, 'inference', dataset_name)
-        return COCOEvaluator(
-            dataset_name, output_dir=output_folder, use_fast_impl=False)
+        return COCOEvaluator(dataset_name, output_dir=output_folder,
+                             use_fast_impl=False)
 
     def build_hooks(self) -> list:
         built = super().build_hooks()
@@ -171,8 +169,8 @@ def setup(args: argparse.Namespace) -> CfgNode:
     check_output_dir(cfg.OUTPUT_DIR, what='OUTPUT_DIR')
     cfg.freeze()
     default_setup(cfg, args)
-    logger = setup_logger(
-        cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name='mopro')
+    logger = setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(),
+                          name='mopro')
     if changed:
         logger.warning('CPU run: SyncBN replaced by BN in %s',
                        ', '.join(changed))
@@ -217,9 +215,8 @@ def train_or_evaluate(args: argparse.Namespace) -> Dict[str, dict]:
     register_smoke_dataset(cfg)
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        DetectionCheckpointer(
-            model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
-                cfg.MODEL.WEIGHTS, resume=args.resume)
+        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume)
         return Trainer.test(cfg, model)
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
@@ -237,10 +234,7 @@ def parse_args(argv: Optional[List[str]] = None,
     parser = default_argument_parser()
     parser.description = description
     parser.add_argument(
-        '--register',
-        nargs=3,
-        action='append',
-        default=[],
+        '--register', nargs=3, action='append', default=[],
         metavar=('NAME', 'JSON', 'IMAGE_DIR'),
         help='register a COCO-format dataset under NAME (repeatable); use '
         'it in DATASETS.TRAIN / DATASETS.TEST')

@@ -67,9 +67,7 @@ class MoProPretrainedInit:
         trust: unpickle arbitrary objects (only for trusted files).
     """
 
-    def __init__(self,
-                 checkpoint: str,
-                 mapping: Optional[Mapping] = None,
+    def __init__(self, checkpoint: str, mapping: Optional[Mapping] = None,
                  trust: bool = False) -> None:
         self.checkpoint = checkpoint
         self.mapping = dict(mapping or ENCODER_ONLY)
@@ -106,8 +104,8 @@ class MoProPretrainedInit:
             raise CheckpointError(f'{path}: no {src}* weights to load into '
                                   f'{dst}*')
         # weights before biases: the message then shows both dimensions
-        for key in sorted(
-                loaded & wanted, key=lambda k: (not k.endswith('weight'), k)):
+        for key in sorted(loaded & wanted, key=lambda k:
+                          (not k.endswith('weight'), k)):
             if weights[key].shape != own[key].shape:
                 raise CheckpointError(
                     f'{path}: {src}{key[len(dst):]} has shape '

@@ -97,8 +97,7 @@ def _is_torch_file(path: str) -> bool:
         return f.read(1) == b'\x80'  # pickle protocol >= 2
 
 
-def load_checkpoint(path: str,
-                    map_location: str = 'cpu',
+def load_checkpoint(path: str, map_location: str = 'cpu',
                     trust: bool = False) -> dict:
     """Load a checkpoint file with the weights-only unpickler.
 
@@ -122,8 +121,8 @@ def load_checkpoint(path: str,
                               'archive nor the pickle that torch.save '
                               'writes)')
     try:
-        ckpt = torch.load(
-            path, map_location=map_location, weights_only=not trust)
+        ckpt = torch.load(path, map_location=map_location,
+                          weights_only=not trust)
     except pickle.UnpicklingError as err:
         first = str(err).strip().splitlines()[0]
         detail = str(err).split('WeightsUnpickler error:', 1)[-1]
@@ -243,8 +242,7 @@ def encoder_state_dict(ckpt: dict,
                        if k.startswith('backbone.'))
 
 
-def resnet_layout(keys: Iterable[str],
-                  stage: str = 'backbone.layer',
+def resnet_layout(keys: Iterable[str], stage: str = 'backbone.layer',
                   first: int = 1) -> Optional[Tuple[bool, Tuple[int, ...]]]:
     """(bottleneck blocks, blocks per stage) of the ResNet whose weights
     are named ``{stage}{i}.{block}.conv1.weight``, stages ``first`` to
@@ -271,10 +269,8 @@ def describe_resnet(layout: Tuple[bool, Tuple[int, ...]]) -> str:
     return f'ResNet of {kind} blocks {"-".join(map(str, layout[1]))}'
 
 
-def depth_mismatch(ckpt_keys: Iterable[str],
-                   own_keys: Iterable[str],
-                   stage: str = 'backbone.layer',
-                   first: int = 1,
+def depth_mismatch(ckpt_keys: Iterable[str], own_keys: Iterable[str],
+                   stage: str = 'backbone.layer', first: int = 1,
                    setting: str = 'model.backbone.depth') -> Optional[str]:
     """Why the checkpoint's ResNet is not the model's, or None: e.g.
     ``'checkpoint is a ResNet-50 (backbone.layer1.0.conv3 present), the
@@ -309,8 +305,7 @@ def _kind_hint(missing: List[str], unexpected: List[str]) -> str:
 
 
 def check_weights_match(own: Dict[str, torch.Tensor],
-                        state: Dict[str, torch.Tensor],
-                        path: str,
+                        state: Dict[str, torch.Tensor], path: str,
                         strict: bool = True) -> Tuple[List[str], List[str]]:
     """Raise a one-line :class:`CheckpointError` unless ``state`` fits the
     model state ``own``: ResNet depth, class count, every shape and, when
@@ -355,9 +350,7 @@ def require_finite(state: Dict[str, torch.Tensor], path: str) -> None:
                     'run')
 
 
-def load_model_weights(model: torch.nn.Module,
-                       path: str,
-                       trust: bool = False,
+def load_model_weights(model: torch.nn.Module, path: str, trust: bool = False,
                        strict: bool = True,
                        submodule: Optional[str] = None) -> dict:
     """Load a checkpoint of either format into a model built from a config
@@ -394,13 +387,10 @@ def load_model_weights(model: torch.nn.Module,
             f'{path}: loaded non-strictly into {type(model).__name__}: '
             f'{len(missing)} of its weights keep their initialisation (e.g. '
             f'{missing[:2]}), {len(unexpected)} checkpoint weights unused '
-            f'(e.g. {unexpected[:2]})',
-            logger='current',
-            level=30)
+            f'(e.g. {unexpected[:2]})', logger='current', level=30)
     require_finite(state, path)
     target.load_state_dict({
         k[len(prefix):]: v
         for k, v in state.items()
-    },
-                           strict=strict)
+    }, strict=strict)
     return ckpt

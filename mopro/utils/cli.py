@@ -84,8 +84,7 @@ def add_checkpoint_args(parser: argparse.ArgumentParser, help: str) -> None:
     """The ``checkpoint`` argument and ``--trust-checkpoint``."""
     parser.add_argument('checkpoint', help=help)
     parser.add_argument(
-        '--trust-checkpoint',
-        action='store_true',
+        '--trust-checkpoint', action='store_true',
         help='unpickle arbitrary objects in the checkpoint '
         '(only for files from a source you trust)')
 

@@ -287,14 +287,12 @@ def _warn_beyond_the_run(cfg: Config) -> None:
             print_log(
                 f'param_scheduler.{i}.milestones: {late} lie beyond '
                 f'max_epochs={max_epochs}; the lr does not decay there',
-                logger='current',
-                level=30)
+                logger='current', level=30)
     for i, hook in enumerate(cfg.get('custom_hooks') or []):
         for key in ('start_proto_epoch', 'start_clean_epoch'):
             epoch = hook.get(key) if isinstance(hook, dict) else None
             if epoch is not None and epoch >= max_epochs:
                 print_log(
                     f'custom_hooks.{i}.{key}={epoch} (0-based) is not '
-                    f'reached in max_epochs={max_epochs}',
-                    logger='current',
+                    f'reached in max_epochs={max_epochs}', logger='current',
                     level=30)

@@ -106,8 +106,6 @@ class AtomicLocalBackend(LocalBackend):
         with atomic_path(str(filepath)) as tmp, open(tmp, 'wb') as f:
             f.write(obj)
 
-    def put_text(self,
-                 obj: str,
-                 filepath: Union[str, Path],
+    def put_text(self, obj: str, filepath: Union[str, Path],
                  encoding: str = 'utf-8') -> None:
         self.put(obj.encode(encoding), filepath)

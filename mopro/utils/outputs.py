@@ -57,8 +57,7 @@ def _probe(folder: str, subject: str, what: str, need_bytes: int) -> None:
                         f'{need_bytes / 2**20:.1f} MiB')
 
 
-def check_output_dir(path: str,
-                     need_bytes: int = 0,
+def check_output_dir(path: str, need_bytes: int = 0,
                      what: str = 'output folder') -> None:
     """Make sure files can be written in folder ``path``, without creating
     it: it, or the closest existing folder above it, is probed with a file
@@ -79,10 +78,8 @@ def check_output_dir(path: str,
     _probe(path, path, what, need_bytes)
 
 
-def check_output_file(path: str,
-                      inputs: Iterable[Optional[str]] = (),
-                      need_bytes: int = 0,
-                      what: str = 'output') -> None:
+def check_output_file(path: str, inputs: Iterable[Optional[str]] = (),
+                      need_bytes: int = 0, what: str = 'output') -> None:
     """Check that file ``path`` can be written (see
     :func:`check_output_dir`) and is none of ``inputs``; an existing
     ``path`` must be a file (it is replaced atomically).

@@ -27,16 +27,12 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('config', help='config file')
     parser.add_argument('--work-dir', help='where logs and outputs go')
     parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
+        '--cfg-options', nargs='+', action=DictAction,
         help='override config keys, e.g. model.threshold=0.6 '
         'train_dataloader.batch_size=64')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
+    parser.add_argument('--launcher',
+                        choices=['none', 'pytorch', 'slurm',
+                                 'mpi'], default='none', help='job launcher')
     # torchrun passes --local-rank (or --local_rank on older versions)
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
@@ -213,14 +209,12 @@ def compile_only_on_cuda(cfg: Config, device: Optional[str] = None) -> Config:
     if model is not None and model.get('compile') and not _on_cuda(device):
         print_log(
             'no CUDA device: model.compile=False (torch.compile is '
-            'for the GPU configs)',
-            logger='current')
+            'for the GPU configs)', logger='current')
         model.compile = False
     return cfg
 
 
-def adapt_to_device(cfg: Config,
-                    amp: Optional[bool] = None,
+def adapt_to_device(cfg: Config, amp: Optional[bool] = None,
                     device: Optional[str] = None) -> Config:
     """Make a GPU config run where it is launched, on ``device`` (default:
     CUDA when available).
@@ -243,8 +237,7 @@ def adapt_to_device(cfg: Config,
         if optim is not None and optim.get('type') == 'AmpOptimWrapper':
             print_log(
                 'no CUDA device: training in float32 with '
-                'OptimWrapper instead of AmpOptimWrapper',
-                logger='current')
+                'OptimWrapper instead of AmpOptimWrapper', logger='current')
             optim.type = 'OptimWrapper'
             optim.pop('dtype', None)
             optim.pop('loss_scale', None)
@@ -261,8 +254,8 @@ def _init_cpu_process_group(cfg: Config) -> None:
     if not dist.is_initialized():
         timeout = cfg.get('env_cfg', {}).get('dist_cfg',
                                              {}).get('timeout', 1800)
-        dist.init_process_group(
-            backend='gloo', timeout=datetime.timedelta(seconds=timeout))
+        dist.init_process_group(backend='gloo',
+                                timeout=datetime.timedelta(seconds=timeout))
     wrapper = cfg.get('model_wrapper_cfg') or dict(
         type='MMDistributedDataParallel')
     wrapper.update(device_ids=None, broadcast_buffers=False)
@@ -301,8 +294,7 @@ def resolve_checkpoints(cfg: Config, resume: Optional[str]) -> None:
         if resume is None:
             print_log(
                 f'no checkpoint in {cfg.work_dir}: starting from '
-                f'{_first_step(cfg)}',
-                logger='current')
+                f'{_first_step(cfg)}', logger='current')
     if resume is not None:
         check_resumable(resume)
         cfg.resume, cfg.load_from = True, resume
@@ -364,8 +356,7 @@ def find_resumable_checkpoint(cfg: Config) -> Optional[str]:
     if newest is not None:
         print_log(
             f'{problem}: resuming from the newest complete '
-            f'checkpoint, {newest}',
-            logger='current')
+            f'checkpoint, {newest}', logger='current')
     elif osp.isfile(pointer):
         print_log(problem, logger='current')
     return newest

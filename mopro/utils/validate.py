@@ -24,11 +24,8 @@ def _interval(low: Optional[float], high: Optional[float], low_open: bool,
             f'{")" if high_open else "]"}')
 
 
-def check_number(value: Any,
-                 key: str,
-                 low: Optional[float] = None,
-                 high: Optional[float] = None,
-                 low_open: bool = False,
+def check_number(value: Any, key: str, low: Optional[float] = None,
+                 high: Optional[float] = None, low_open: bool = False,
                  high_open: bool = False) -> float:
     """``value`` if it is a finite real number within the interval; else a
     :class:`ConfigError` naming ``key`` and the interval.

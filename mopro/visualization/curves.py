@@ -33,8 +33,7 @@ def read_val_curve(log_dir: str, key: str = 'accuracy/top1') -> Curve:
     return epochs, [values[e] for e in epochs]
 
 
-def save_accuracy_curves(curves: Mapping[str, Curve],
-                         path: str,
+def save_accuracy_curves(curves: Mapping[str, Curve], path: str,
                          title: str = 'clean test accuracy') -> str:
     """Plot ``{label: (epochs, top-1 %)}`` as one line each into the PNG
     ``path``; return ``path``."""

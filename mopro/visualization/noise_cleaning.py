@@ -37,12 +37,9 @@ def _thumbnail(path: str, size: int) -> np.ndarray:
         return np.asarray(ImageOps.fit(img.convert('RGB'), (side, side)))
 
 
-def save_sample_grid(image_paths: Sequence[str],
-                     titles: Sequence[str],
-                     heading: str,
-                     path: str,
-                     colors: Optional[Sequence[str]] = None,
-                     columns: int = 8,
+def save_sample_grid(image_paths: Sequence[str], titles: Sequence[str],
+                     heading: str, path: str,
+                     colors: Optional[Sequence[str]] = None, columns: int = 8,
                      size: int = 96) -> str:
     """Write a grid of images with a title each (and an optional title
     colour each) as the PNG ``path``; return ``path``."""
@@ -75,8 +72,7 @@ def _chart_classes(per_class: dict, max_classes: int) -> np.ndarray:
     return np.sort(np.argsort(-moved, kind='stable')[:max_classes])
 
 
-def class_changes_figure(summary: dict,
-                         classes: Sequence[str],
+def class_changes_figure(summary: dict, classes: Sequence[str],
                          max_classes: int = MAX_CHART_CLASSES) -> Figure:
     """The per-class chart of a cleaning (:func:`summarize`'s
     ``per_class``): one group of bars per class (images relabelled away
@@ -92,12 +88,9 @@ def class_changes_figure(summary: dict,
     fig = new_figure((max(5.0, 0.6 * len(shown) + 1.5), 3.6))
     ax = fig.subplots()
     for i, (label, key, color) in enumerate(bars):
-        ax.bar(
-            x + (i - 1) * width,
-            np.asarray(per_class[key])[shown],
-            width,
-            label=label,
-            color=color)
+        ax.bar(x + (i - 1) * width,
+               np.asarray(per_class[key])[shown], width, label=label,
+               color=color)
     ax.set_xticks(x)
     ax.set_xticklabels([class_name(classes, int(c)) for c in shown],
                        rotation=45 if len(shown) > 10 else 0,
@@ -108,21 +101,14 @@ def class_changes_figure(summary: dict,
     ax.set_title(
         'noise cleaning per class' +
         (f' ({len(shown)} of {total} classes, those that changed most)'
-         if len(shown) < total else ''),
-        pad=22)
-    ax.legend(
-        fontsize=8,
-        ncol=len(bars),
-        frameon=False,
-        loc='lower center',
-        bbox_to_anchor=(0.5, 1.0))
+         if len(shown) < total else ''), pad=22)
+    ax.legend(fontsize=8, ncol=len(bars), frameon=False, loc='lower center',
+              bbox_to_anchor=(0.5, 1.0))
     fig.tight_layout()
     return fig
 
 
-def save_class_changes(summary: dict,
-                       classes: Sequence[str],
-                       path: str,
+def save_class_changes(summary: dict, classes: Sequence[str], path: str,
                        max_classes: int = MAX_CHART_CLASSES) -> str:
     """Write :func:`class_changes_figure` as the PNG ``path``; return
     ``path``."""
@@ -136,13 +122,9 @@ def _pick(mask: np.ndarray, num: int, rng: np.random.Generator) -> np.ndarray:
                               replace=False)) if len(where) else where
 
 
-def save_report(dataset: ImageListDataset,
-                original: np.ndarray,
-                pseudo: np.ndarray,
-                summary: dict,
-                out_dir: str,
-                num_show: int = 16,
-                seed: int = 0,
+def save_report(dataset: ImageListDataset, original: np.ndarray,
+                pseudo: np.ndarray, summary: dict, out_dir: str,
+                num_show: int = 16, seed: int = 0,
                 truth: Optional[Sequence[str]] = None) -> Dict[str, str]:
     """Write the visual report (atomic PNGs) and return their paths:
 

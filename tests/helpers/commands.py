@@ -54,26 +54,20 @@ def _env() -> dict:
     per process, and the package of this checkout first."""
     env = {k: v for k, v in os.environ.items() if k != TRACEBACK_ENV}
     env.update(
-        CUDA_VISIBLE_DEVICES='',
-        OMP_NUM_THREADS='1',
+        CUDA_VISIBLE_DEVICES='', OMP_NUM_THREADS='1',
         PYTHONPATH=os.pathsep.join(
             filter(None, [ROOT, env.get('PYTHONPATH')])))
     return env
 
 
-def start(tool: str,
-          args: Sequence,
+def start(tool: str, args: Sequence,
           cwd: Optional[str] = None) -> subprocess.Popen:
     """``python tools/<tool>.py ARGS`` started in ``cwd`` (default: this
     process's); stdout and stderr apart."""
     return subprocess.Popen([
         sys.executable,
         os.path.join(ROOT, 'tools', f'{tool}.py'), *map(str, args)
-    ],
-                            cwd=cwd,
-                            env=_env(),
-                            stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE,
+    ], cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
 
 
@@ -88,9 +82,7 @@ def finish(procs: List[subprocess.Popen],
     return results
 
 
-def run(tool: str,
-        args: Sequence,
-        cwd: str,
+def run(tool: str, args: Sequence, cwd: str,
         timeout: int = 600) -> subprocess.CompletedProcess:
     """``python tools/<tool>.py ARGS`` in ``cwd``, to its end."""
     return finish([start(tool, args, cwd)], timeout)[0]
@@ -138,10 +130,7 @@ def tools_help(tools: Sequence[str], env: dict,
     tool adds nothing to the check; a tool's own imports are checked one
     process per tool (``tests/test_utils/test_environment.py``)."""
     result = subprocess.run([sys.executable, '-c', _HELP_DRIVER, *tools],
-                            env=env,
-                            cwd=cwd,
-                            capture_output=True,
-                            text=True,
+                            env=env, cwd=cwd, capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     answers = json.loads(result.stdout.splitlines()[-1])

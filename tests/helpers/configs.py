@@ -9,26 +9,18 @@ def tiny_mopro_cfg(**overrides) -> dict:
     """A CPU-sized MoPro model config (ResNet-18 encoder), ``overrides``
     replacing top-level keys."""
     cfg = dict(
-        type='MoPro',
-        backbone=dict(type='ResNet', depth=18),
+        type='MoPro', backbone=dict(type='ResNet', depth=18),
         neck=dict(type='GlobalAveragePooling'),
-        head=dict(type='MoProHead', temperature=0.1),
-        num_classes=3,
-        feat_dim=512,
-        embed_dim=8,
-        proj_hidden_dim=16,
-        queue_len=16,
-        data_preprocessor=dict(
-            type='MoProDataPreprocessor',
-            mean=[123.675, 116.28, 103.53],
-            std=[58.395, 57.12, 57.375],
-            to_rgb=True))
+        head=dict(type='MoProHead', temperature=0.1), num_classes=3,
+        feat_dim=512, embed_dim=8, proj_hidden_dim=16, queue_len=16,
+        data_preprocessor=dict(type='MoProDataPreprocessor',
+                               mean=[123.675, 116.28, 103.53],
+                               std=[58.395, 57.12, 57.375], to_rgb=True))
     cfg.update(overrides)
     return cfg
 
 
-def tiny_mopro_options(data_root: str,
-                       work_dir: str,
+def tiny_mopro_options(data_root: str, work_dir: str,
                        num_classes: int = 4) -> dict:
     """``--cfg-options`` that shrink the v1 config to a CPU-sized run."""
     small = 32

@@ -14,11 +14,8 @@ def write_image(path: str, seed: int, size: int = 40) -> None:
     Image.fromarray(img).save(path, quality=90)
 
 
-def make_webvision(root: str,
-                   num_classes: int = 4,
-                   per_class: int = 8,
-                   val_per_class: int = 2,
-                   size: int = 40) -> str:
+def make_webvision(root: str, num_classes: int = 4, per_class: int = 8,
+                   val_per_class: int = 2, size: int = 40) -> str:
     """A fake WebVision tree (google + flickr lists, val_images_256)."""
     os.makedirs(osp.join(root, 'info'), exist_ok=True)
     seed = 0
@@ -45,9 +42,7 @@ def make_webvision(root: str,
     return root
 
 
-def make_imagenet(root: str,
-                  wnids: list,
-                  per_class: int = 4,
+def make_imagenet(root: str, wnids: list, per_class: int = 4,
                   val_per_class: int = 2) -> list:
     """A fake ImageNet tree (``train/<wnid>/<wnid>_<i>.JPEG``,
     ``val/<wnid>/v<i>.JPEG``); returns the training file names."""

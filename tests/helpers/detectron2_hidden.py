@@ -27,8 +27,8 @@ importlib.machinery.PathFinder.find_spec = classmethod(
 
 
 def env_without_detectron2(
-        directory: Path,
-        env: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+        directory: Path, env: Optional[Dict[str,
+                                            str]] = None) -> Dict[str, str]:
     """``env`` (default: this process's) for a process that sees no
     detectron2; writes the ``sitecustomize.py`` into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)

@@ -48,9 +48,7 @@ def to_float(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255
 
 
-def crops_of(images: list,
-             boxes: torch.Tensor,
-             size: int,
+def crops_of(images: list, boxes: torch.Tensor, size: int,
              scale: float = 1.0) -> torch.Tensor:
     """``resized_crops`` of a list of images (packed as the decoder packs
     them)."""
@@ -70,25 +68,18 @@ def sizes_of(images: list) -> torch.Tensor:
 
 
 def strong_params(sizes, seed=0) -> ViewParams:
-    return sample_view_params(
-        sizes,
-        torch.Generator().manual_seed(seed),
-        gray_prob=0.2,
-        jitter=JITTER)
+    return sample_view_params(sizes,
+                              torch.Generator().manual_seed(seed),
+                              gray_prob=0.2, jitter=JITTER)
 
 
 def reference_view(image, params: ViewParams, i: int, size: int):
     """The released transforms, one image, with sample ``i``'s parameters
     (torchvision functionals: on PIL images or on float tensors)."""
     top, left, height, width = params.boxes[i].tolist()
-    out = TF.resized_crop(
-        image,
-        top,
-        left,
-        height,
-        width, [size, size],
-        interpolation=TF.InterpolationMode.BILINEAR,
-        antialias=True)
+    out = TF.resized_crop(image, top, left, height, width, [size, size],
+                          interpolation=TF.InterpolationMode.BILINEAR,
+                          antialias=True)
     if params.gray is not None and params.gray[i]:
         out = TF.rgb_to_grayscale(out, num_output_channels=3)
     if params.order is not None:
@@ -115,15 +106,12 @@ def dirty_files() -> dict:
     rgb = np.asarray(photos(1, 48, 40)[0])
     baseline = encode_image(rgb, 'JPEG', quality=90)
     return dict(
-        baseline=baseline,
-        progressive=encode_image(rgb, 'JPEG', quality=90, progressive=True),
-        cmyk=encode_image(rgb, 'CMYK'),
-        grey=encode_image(rgb, 'GREY'),
-        png=encode_image(rgb, 'PNG'),
-        gif=encode_image(rgb, 'GIF'),
+        baseline=baseline, progressive=encode_image(rgb, 'JPEG', quality=90,
+                                                    progressive=True),
+        cmyk=encode_image(rgb, 'CMYK'), grey=encode_image(rgb, 'GREY'),
+        png=encode_image(rgb, 'PNG'), gif=encode_image(rgb, 'GIF'),
         truncated=baseline[:len(baseline) * 2 // 3],
-        undecodable=b'<html>404 not found</html>',
-        empty=b'')
+        undecodable=b'<html>404 not found</html>', empty=b'')
 
 
 def no_scan(jpeg: bytes) -> bytes:
@@ -192,11 +180,11 @@ def gpu_data_cfg(data_root: str, work_dir: str, max_iters: int,
     cfg.test_dataloader = cfg.test_evaluator = cfg.test_cfg = None
     cfg.visualizer.vis_backends = [dict(type='LocalVisBackend')]
     cfg.launcher = 'none'
-    cfg.train_cfg = dict(
-        type='IterBasedTrainLoop', max_iters=max_iters, val_interval=100)
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters,
+                         val_interval=100)
     cfg.param_scheduler = []
-    cfg.default_hooks.checkpoint = dict(
-        type='CheckpointHook', interval=1, by_epoch=False)
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1,
+                                        by_epoch=False)
     return adapt_to_device(cfg)
 
 

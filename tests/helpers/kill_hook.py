@@ -20,9 +20,7 @@ class KillAtIter(Hook):
     def __init__(self, iteration: int) -> None:
         self.iteration = iteration
 
-    def before_train_iter(self,
-                          runner,
-                          batch_idx: int,
+    def before_train_iter(self, runner, batch_idx: int,
                           data_batch=None) -> None:
         if runner.iter == self.iteration:
             _die()

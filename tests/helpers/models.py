@@ -20,8 +20,8 @@ LOSS_KEYS = ('loss_cls', 'loss_ins', 'loss_pro')
 
 
 def model_cfg(**overrides) -> dict:
-    sizes = dict(
-        num_classes=K, embed_dim=D, proj_hidden_dim=HIDDEN, queue_len=R)
+    sizes = dict(num_classes=K, embed_dim=D, proj_hidden_dim=HIDDEN,
+                 queue_len=R)
     return tiny_mopro_cfg(**{**sizes, **overrides})
 
 
@@ -75,11 +75,9 @@ def train_data(seed: int = 7) -> dict:
     gen = torch.Generator().manual_seed(seed)
     return dict(
         inputs=[
-            torch.randint(
-                0, 256, (B, 3, SIZE, SIZE), generator=gen, dtype=torch.uint8)
-            for _ in range(2)
-        ],
-        data_samples=samples(torch.arange(B) % K))
+            torch.randint(0, 256, (B, 3, SIZE, SIZE), generator=gen,
+                          dtype=torch.uint8) for _ in range(2)
+        ], data_samples=samples(torch.arange(B) % K))
 
 
 def cuda_train_data(seed: int) -> dict:

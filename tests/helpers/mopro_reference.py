@@ -32,8 +32,7 @@ OOD = -1
 # ----------------------------------------------------------------------
 # pure functions, written as loops / boolean indexing on purpose
 def reference_correct_labels(cls_logits: torch.Tensor,
-                             proto_logits: torch.Tensor,
-                             labels: torch.Tensor,
+                             proto_logits: torch.Tensor, labels: torch.Tensor,
                              alpha: float = 0.5,
                              threshold: float = 0.8) -> torch.Tensor:
     """Pseudo-labels of eq. 5 the way the released forward derives them.
@@ -96,20 +95,11 @@ class ReleasedEncoder(nn.Module):
 class ReleasedMoPro(nn.Module):
     """Single-process model of the released ``MoPro`` module and loss."""
 
-    def __init__(self,
-                 num_classes: int,
-                 feat_dim: int,
-                 hidden_dim: int,
-                 low_dim: int,
-                 queue_len: int,
-                 *,
-                 moco_m: float = 0.999,
-                 proto_m: float = 0.999,
-                 temperature: float = 0.1,
-                 pseudo_w: float = 0.5,
-                 pseudo_th: float = 0.8,
-                 w_proto: float = 1.0,
-                 w_inst: float = 1.0) -> None:
+    def __init__(self, num_classes: int, feat_dim: int, hidden_dim: int,
+                 low_dim: int, queue_len: int, *, moco_m: float = 0.999,
+                 proto_m: float = 0.999, temperature: float = 0.1,
+                 pseudo_w: float = 0.5, pseudo_th: float = 0.8,
+                 w_proto: float = 1.0, w_inst: float = 1.0) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.queue_len = queue_len
@@ -140,20 +130,11 @@ class ReleasedMoPro(nn.Module):
         num_classes, feat_dim = model.classifier.weight.shape
         hidden_dim = model.projector[0].weight.shape[0]
         low_dim, queue_len = model.queue.shape
-        ref = cls(
-            num_classes,
-            feat_dim,
-            hidden_dim,
-            low_dim,
-            queue_len,
-            moco_m=model.momentum,
-            proto_m=model.proto_momentum,
-            temperature=model.head.temperature,
-            pseudo_w=model.alpha,
-            pseudo_th=model.threshold,
-            w_proto=model.head.proto_weight,
-            w_inst=model.head.inst_weight,
-            **kwargs)
+        ref = cls(num_classes, feat_dim, hidden_dim, low_dim, queue_len,
+                  moco_m=model.momentum, proto_m=model.proto_momentum,
+                  temperature=model.head.temperature, pseudo_w=model.alpha,
+                  pseudo_th=model.threshold, w_proto=model.head.proto_weight,
+                  w_inst=model.head.inst_weight, **kwargs)
         sd = model.state_dict()
         ref.load_weights(sd)
         return ref
@@ -234,20 +215,15 @@ class ReleasedMoPro(nn.Module):
         # train.py: mean cross-entropies over the kept samples
         ce = F.cross_entropy
         losses = dict(
-            loss_cls=ce(output[clean], pseudo[clean]),
-            loss_ins=self.w_inst *
-            ce(inst_logits, torch.zeros(
-                inst_logits.shape[0], dtype=torch.long)))
+            loss_cls=ce(output[clean], pseudo[clean]), loss_ins=self.w_inst *
+            ce(inst_logits, torch.zeros(inst_logits.shape[0],
+                                        dtype=torch.long)))
         if is_proto:
             losses['loss_pro'] = self.w_proto * ce(proto_logits[clean],
                                                    pseudo[clean])
         return dict(
-            losses=losses,
-            pseudo=pseudo,
-            query=q.detach(),
-            key=k.detach(),
-            cls_logits=output.detach(),
-            proto_logits=None
+            losses=losses, pseudo=pseudo, query=q.detach(), key=k.detach(),
+            cls_logits=output.detach(), proto_logits=None
             if proto_logits is None else proto_logits.detach())
 
 
@@ -269,8 +245,7 @@ def branch_of(soft: torch.Tensor, labels: torch.Tensor,
     return names
 
 
-def choose_labels(soft: torch.Tensor,
-                  threshold: float,
+def choose_labels(soft: torch.Tensor, threshold: float,
                   plan: Optional[Sequence[str]] = None) -> torch.Tensor:
     """Labels that put sample i in branch ``plan[i]`` where possible.
 
@@ -286,17 +261,14 @@ def choose_labels(soft: torch.Tensor,
     return labels.long()
 
 
-def soft_labels(cls_logits: torch.Tensor,
-                proto_logits: torch.Tensor,
+def soft_labels(cls_logits: torch.Tensor, proto_logits: torch.Tensor,
                 alpha: float = 0.5) -> torch.Tensor:
     return alpha * F.softmax(cls_logits.float(), 1) + \
         (1 - alpha) * F.softmax(proto_logits.float(), 1)
 
 
 @torch.no_grad()
-def make_noisy(model,
-               weak: torch.Tensor,
-               scale: float = 10.0,
+def make_noisy(model, weak: torch.Tensor, scale: float = 10.0,
                margin: float = 1e-3) -> torch.Tensor:
     """Set weights and prototypes so that noise correction is non-trivial.
 

@@ -25,11 +25,7 @@ def tiny_v1_cfg(data_root, work_dir, name, **extra) -> Config:
     return adapt_to_device(cfg)
 
 
-def train_v1(webvision_root,
-             work_dir,
-             name,
-             max_epochs,
-             resume=None,
+def train_v1(webvision_root, work_dir, name, max_epochs, resume=None,
              compile=False):
     """Train :func:`tiny_v1_cfg` for ``max_epochs`` (seeded, MoPro's
     phases from epoch 1), resuming from ``resume``; return the Runner."""

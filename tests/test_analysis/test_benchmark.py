@@ -41,8 +41,8 @@ def test_benchmark_reports_all_steps(tmp_path):
     assert results['eval_batch_size'] == 6
     assert results['optimizer']['type'] == 'SGD'
     assert results['optim_wrapper'] == 'OptimWrapper'  # no bf16 on CPU
-    assert results['compile'] == dict(
-        backend='aot_eager', mode=None, dynamic=None)
+    assert results['compile'] == dict(backend='aot_eager', mode=None,
+                                      dynamic=None)
     for mode in ('eager', 'compiled'):
         section = results[mode]
         for step, batch in STEPS:
@@ -82,14 +82,9 @@ def test_benchmark_step_on_cuda_makes_no_host_sync():
     cfg.merge_from_dict(TINY)
     results = benchmark_step(
         cfg,
-        StepBenchmarkSettings(
-            iters=2,
-            warmup=2,
-            batch_size=8,
-            eval_batch_size=8,
-            image_size=64,
-            device='cuda',
-            compile='off'))
+        StepBenchmarkSettings(iters=2, warmup=2, batch_size=8,
+                              eval_batch_size=8, image_size=64, device='cuda',
+                              compile='off'))
     assert results['optim_wrapper'] == 'AmpOptimWrapper'
     eager = results['eager']
     assert eager['mopro']['host_syncs_per_step'] == 0

@@ -24,8 +24,8 @@ GPU_PATH = [
     '--handover-repeats', '1', '--gpu-cfg-options',
     'model.data_preprocessor.crop_size=32'
 ]
-SMALL_GPU_PATH = dict(
-    device='cpu', batch_size=4, handover_batch=4, handover_repeats=1)
+SMALL_GPU_PATH = dict(device='cpu', batch_size=4, handover_batch=4,
+                      handover_repeats=1)
 GPU_CROPS = {'model.data_preprocessor.crop_size': 32}
 TINY_MODEL = {
     'model.backbone.depth': 18,
@@ -146,15 +146,9 @@ def test_runner_mode_times_both_paths(tmp_path):
     folder = tmp_path / 'jpegs'
     for i in range(6):
         write_image(str(folder / f'{i}.jpg'), i, size=48)
-    settings = DataBenchmarkSettings(
-        runner=True,
-        images=str(folder),
-        runner_iters=2,
-        warmup=1,
-        workers=0,
-        gpu_workers=1,
-        device='cpu',
-        batch_size=4)
+    settings = DataBenchmarkSettings(runner=True, images=str(folder),
+                                     runner_iters=2, warmup=1, workers=0,
+                                     gpu_workers=1, device='cpu', batch_size=4)
     results = benchmark_data(
         _config(CONFIG, TINY_MODEL, SMALL_CROPS),
         _config(GPU_CONFIG, GPU_CROPS, TINY_MODEL), settings)

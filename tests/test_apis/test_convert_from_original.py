@@ -81,19 +81,13 @@ def run(capsys, monkeypatch):
 def _mopro_r50():
     model = MODELS.build(
         dict(
-            type='MoPro',
-            backbone=dict(type='ResNet', depth=50, zero_init_residual=False),
+            type='MoPro', backbone=dict(type='ResNet', depth=50,
+                                        zero_init_residual=False),
             neck=dict(type='GlobalAveragePooling'),
-            head=dict(type='MoProHead', temperature=0.1),
-            num_classes=K,
-            feat_dim=2048,
-            embed_dim=D,
-            proj_hidden_dim=2048,
-            queue_len=R,
-            data_preprocessor=dict(
-                type='SelfSupDataPreprocessor',
-                mean=[0., 0., 0.],
-                std=[1., 1., 1.])))
+            head=dict(type='MoProHead', temperature=0.1), num_classes=K,
+            feat_dim=2048, embed_dim=D, proj_hidden_dim=2048, queue_len=R,
+            data_preprocessor=dict(type='SelfSupDataPreprocessor',
+                                   mean=[0., 0., 0.], std=[1., 1., 1.])))
     return model.eval()
 
 

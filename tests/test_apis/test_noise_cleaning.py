@@ -79,24 +79,19 @@ def test_ood_rule(setup, device, run):
     out = str(tmp / device / 'ood' / 'pseudo_label.json')
     work = str(tmp / device / 'ood_work')
     summary, err = run(
-        ckpt,
-        out,
+        ckpt, out,
         _options(root, work, **{
             'model.alpha': 1.0,
             'model.threshold': 0.99
-        }),
-        work_dir=work,
-        num_workers=0,
-        batch_size=5,
-        device=device)
+        }), work_dir=work, num_workers=0, batch_size=5, device=device)
     assert err == ''
     with open(out) as f:
         cleaned = json.load(f)
     assert sorted(set(cleaned.values())) == [1]
     assert len(cleaned) == 8
     assert all('/q0001/' in p for p in cleaned)
-    assert summary['total'] == dict(
-        images=32, kept=8, relabelled=0, ood=24, unreadable=0, cleaned=8)
+    assert summary['total'] == dict(images=32, kept=8, relabelled=0, ood=24,
+                                    unreadable=0, cleaned=8)
     assert summary['per_class']['ood'] == [8, 0, 8, 8]
     with open(osp.join(work, 'noise_cleaning_summary.json')) as f:
         assert json.load(f)['total']['ood'] == 24
@@ -104,11 +99,8 @@ def test_ood_rule(setup, device, run):
         assert osp.getsize(osp.join(work, f'{name}.png')) > 1000
     # the cleaned list is a training set for cRT
     ds = DATASETS.build(
-        dict(
-            type='CleanedWebVision',
-            data_root=root,
-            pseudo_label_file=out,
-            num_classes=K))
+        dict(type='CleanedWebVision', data_root=root, pseudo_label_file=out,
+             num_classes=K))
     assert len(ds) == 8 and set(ds.get_gt_labels().tolist()) == {1}
     assert osp.isfile(ds.get_data_info(0)['img_path'])
 
@@ -127,15 +119,11 @@ def test_relabel_rule_and_unreadable(setup, tmp_path, device, run):
     work = str(tmp_path / 'work')
     try:
         summary, err = run(
-            ckpt,
-            out,
+            ckpt, out,
             _options(root, work, **{
                 'model.alpha': 1.0,
                 'model.threshold': 0.5
-            }),
-            work_dir=work,
-            num_workers=0,
-            device=device)
+            }), work_dir=work, num_workers=0, device=device)
     finally:
         with open(bad, 'wb') as f:
             f.write(saved)
@@ -144,8 +132,8 @@ def test_relabel_rule_and_unreadable(setup, tmp_path, device, run):
         cleaned = json.load(f)
     assert len(cleaned) == 31 and set(cleaned.values()) == {1}
     assert 'google/q0002/000.jpg' not in cleaned
-    assert summary['total'] == dict(
-        images=32, kept=8, relabelled=23, ood=0, unreadable=1, cleaned=31)
+    assert summary['total'] == dict(images=32, kept=8, relabelled=23, ood=0,
+                                    unreadable=1, cleaned=31)
     assert summary['per_class']['after'] == [0, 31, 0, 0]
     assert summary['per_class']['relabelled_into'] == [0, 23, 0, 0]
 
@@ -157,8 +145,8 @@ def test_errors_leave_no_output(setup, tmp_path, run):
     opts = _options(root, work)
     _, err = run(str(tmp_path / 'missing.pth'), out, opts, num_workers=0)
     assert err.startswith('error: ') and 'missing.pth' in err
-    _, err = run(
-        ckpt, out, dict(opts, **{'model.num_classes': 5}), num_workers=0)
+    _, err = run(ckpt, out, dict(opts, **{'model.num_classes': 5}),
+                 num_workers=0)
     assert err.startswith('error: ') and 'checkpoint has 4 classes' in err
     assert '\n' not in err
     assert not osp.exists(out)
@@ -168,8 +156,8 @@ def test_summary_and_list_helpers():
     original = np.array([0, 0, 1, 2, 2])
     pseudo = np.array([0, 1, -1, 2, UNREADABLE_LABEL])
     s = summarize(original, pseudo, 3)
-    assert s['total'] == dict(
-        images=5, kept=2, relabelled=1, ood=1, unreadable=1, cleaned=3)
+    assert s['total'] == dict(images=5, kept=2, relabelled=1, ood=1,
+                              unreadable=1, cleaned=3)
     assert s['per_class']['before'] == [2, 1, 2]
     assert s['per_class']['after'] == [1, 1, 1]
     assert s['per_class']['relabelled_away'] == [1, 0, 0]
@@ -201,22 +189,14 @@ def test_unwritable_outputs_fail_before_the_pass(setup, tmp_path, run,
     blocker.write_text('')
     work = tmp_path / 'work'
     out = str(blocker / 'pseudo_label.json')
-    _, err = run(
-        ckpt,
-        out,
-        _options(root, str(work)),
-        work_dir=str(work),
-        num_workers=0)
+    _, err = run(ckpt, out, _options(root, str(work)), work_dir=str(work),
+                 num_workers=0)
     assert err == (f'error: {out}: cannot write the --out file: {blocker} '
                    'is a file, not a folder')
     # the work dir is a file: no cleaned list is written without its summary
     out = str(tmp_path / 'pseudo_label.json')
-    _, err = run(
-        ckpt,
-        out,
-        _options(root, str(blocker)),
-        work_dir=str(blocker),
-        num_workers=0)
+    _, err = run(ckpt, out, _options(root, str(blocker)),
+                 work_dir=str(blocker), num_workers=0)
     assert err == f'error: {blocker}: the work dir is a file, not a folder'
     assert not osp.exists(out) and not work.exists()
 
@@ -242,10 +222,7 @@ def test_bad_model_values_fail_before_the_pass(setup, tmp_path, run, no_pass,
     root, ckpt, _ = setup
     out = str(tmp_path / 'pseudo_label.json')
     key, value = option
-    _, err = run(
-        ckpt,
-        out,
-        _options(root, str(tmp_path / 'w'), **{key: value}),
-        num_workers=0)
+    _, err = run(ckpt, out, _options(root, str(tmp_path / 'w'),
+                                     **{key: value}), num_workers=0)
     assert err == f'error: {message}'
     assert not osp.exists(out)

@@ -74,8 +74,8 @@ def test_readme_has_the_recipe_tables():
     assert len(ROWS) == 3 * 35 + 3 * 7 + 9 + 4 * 9
 
 
-@pytest.mark.parametrize(
-    'config, key, cell', ROWS, ids=[f'{c}:{k}' for c, k, _ in ROWS])
+@pytest.mark.parametrize('config, key, cell', ROWS,
+                         ids=[f'{c}:{k}' for c, k, _ in ROWS])
 def test_readme_values_are_the_configs(config, key, cell):
     value = get_key(resolved(config), key, ABSENT)
     if cell == '-':  # not set: the class's default

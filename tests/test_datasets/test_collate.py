@@ -49,12 +49,9 @@ def _loader(config: str, root: str) -> DataLoader:
     if cfg.dataset.pipeline[1].type == 'MultiView':
         for view in cfg.dataset.pipeline[1].transforms:
             view[0].scale = 32
-    cfg.update(
-        batch_size=8,
-        num_workers=2,
-        persistent_workers=False,
-        pin_memory=False,
-        sampler=dict(type='DefaultSampler', shuffle=False))
+    cfg.update(batch_size=8, num_workers=2, persistent_workers=False,
+               pin_memory=False, sampler=dict(type='DefaultSampler',
+                                              shuffle=False))
     return Runner.build_dataloader(cfg)
 
 

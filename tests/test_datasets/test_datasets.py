@@ -38,8 +38,8 @@ def test_webvision_reads_official_layout(webvision_root):
 def test_webvision_keeps_classes_below_num_classes(webvision_root):
     # the V1-of-V2 filter (list_classes): dropped lines are logged
     with log_messages() as logged:
-        train = WebVision(
-            webvision_root, split='train', num_classes=2, list_classes=5000)
+        train = WebVision(webvision_root, split='train', num_classes=2,
+                          list_classes=5000)
     assert len(train) == 16
     assert set(train.get_gt_labels().tolist()) == {0, 1}
     assert any('train_filelist_google.txt: kept 8 images of classes < '
@@ -66,12 +66,8 @@ def test_list_with_byte_order_mark(webvision_root):
         text = f.read()
     with open(path, 'wb') as f:
         f.write(b'\xef\xbb\xbf' + text)
-    val = WebVision(
-        webvision_root,
-        split='val',
-        num_classes=4,
-        test_mode=True,
-        pipeline=[dict(type='LoadWebImage')])
+    val = WebVision(webvision_root, split='val', num_classes=4, test_mode=True,
+                    pipeline=[dict(type='LoadWebImage')])
     assert val.images.path(0) == 'val00000.jpg'
     assert val[0]['img'].shape == (40, 40, 3)  # the first image is found
 
@@ -87,16 +83,16 @@ def test_list_in_another_encoding_names_file_and_line(webvision_root):
 
 
 def test_webvision_subset_is_written_once_and_reused(webvision_root):
-    first = WebVision(
-        webvision_root, num_classes=4, subset_size=10, subset_seed=3)
+    first = WebVision(webvision_root, num_classes=4, subset_size=10,
+                      subset_seed=3)
     subset_file = first.subset_file
     assert osp.isfile(subset_file)
     paths = [first.images.path(i) for i in range(len(first))]
     assert len(set(paths)) == 10
     # a later run reads the file, even if the full lists changed
     os.remove(osp.join(webvision_root, 'info', 'train_filelist_flickr.txt'))
-    again = WebVision(
-        webvision_root, num_classes=4, subset_size=10, subset_seed=3)
+    again = WebVision(webvision_root, num_classes=4, subset_size=10,
+                      subset_seed=3)
     assert [again.images.path(i) for i in range(10)] == paths
 
 
@@ -105,18 +101,12 @@ def test_webvision_pipeline_yields_two_views(webvision_root):
              [
                  dict(type='RandomResizedCrop', scale=16),
                  dict(type='NumpyToPIL', to_rgb=True),
-                 dict(
-                     type='torchvision/ColorJitter',
-                     brightness=0.4,
-                     contrast=0.4,
-                     saturation=0.4,
-                     hue=0.4),
+                 dict(type='torchvision/ColorJitter', brightness=0.4,
+                      contrast=0.4, saturation=0.4, hue=0.4),
                  dict(type='PILToNumpy', to_bgr=True)
              ]]
     dataset = WebVision(
-        webvision_root,
-        num_classes=4,
-        pipeline=[
+        webvision_root, num_classes=4, pipeline=[
             dict(type='LoadWebImage'),
             dict(type='MultiView', num_views=[1, 1], transforms=views),
             dict(type='PackInputs', meta_keys=['sample_idx']),
@@ -172,12 +162,8 @@ def test_each_dataset_logs_what_it_read(webvision_root, tmp_path):
     with log_messages() as logged:
         WebVision(webvision_root, split='train', num_classes=4)
         WebVision(webvision_root, split='val', num_classes=5)
-        WebVision(
-            webvision_root,
-            split='train',
-            num_classes=4,
-            sources=['google'],
-            subset_size=10)
+        WebVision(webvision_root, split='train', num_classes=4,
+                  sources=['google'], subset_size=10)
     assert logged == [
         f'WebVision train at {webvision_root}: 32 images of 4 classes from '
         'google, flickr',
@@ -257,8 +243,7 @@ def test_decodes_every_mode_to_rgb(tmp_path):
 
 def test_truncated_jpeg_decodes(tmp_path):
     path = _rgb(
-        tmp_path,
-        'full.jpg',
+        tmp_path, 'full.jpg',
         Image.fromarray(
             np.random.default_rng(1).integers(0, 255, (64, 64, 3), np.uint8)),
         quality=95)
@@ -293,8 +278,8 @@ def test_load_web_image_is_bgr(tmp_path):
 def test_bad_training_images_are_skipped_and_counted(webvision_root):
     bad = osp.join(webvision_root, 'google/q0001/000.jpg')
     open(bad, 'wb').close()
-    dataset = WebVision(
-        webvision_root, num_classes=4, pipeline=[dict(type='LoadWebImage')])
+    dataset = WebVision(webvision_root, num_classes=4,
+                        pipeline=[dict(type='LoadWebImage')])
     idx = next(
         i for i in range(len(dataset))
         if dataset.get_data_info(i)['img_path'] == bad)
@@ -306,18 +291,15 @@ def test_bad_training_images_are_skipped_and_counted(webvision_root):
 
 
 def test_too_many_bad_images_stop_the_run(webvision_root):
-    dataset = WebVision(
-        webvision_root,
-        num_classes=4,
-        pipeline=[dict(type='LoadWebImage')],
-        max_bad_fraction=0.01)
+    dataset = WebVision(webvision_root, num_classes=4,
+                        pipeline=[dict(type='LoadWebImage')],
+                        max_bad_fraction=0.01)
     dataset.num_loaded = 99
     open(osp.join(webvision_root, 'google/q0000/000.jpg'), 'wb').close()
     open(osp.join(webvision_root, 'google/q0000/001.jpg'), 'wb').close()
     dataset.prepare_data(0)
-    with pytest.raises(
-            RuntimeError, match='2 of 101 images could not be '
-            'decoded'):
+    with pytest.raises(RuntimeError, match='2 of 101 images could not be '
+                       'decoded'):
         dataset.prepare_data(1)
 
 
@@ -340,10 +322,8 @@ def test_oversized_image_is_refused_before_decoding(tmp_path, monkeypatch):
 
 
 def test_oversized_training_image_is_skipped_and_counted(webvision_root):
-    dataset = WebVision(
-        webvision_root,
-        num_classes=4,
-        pipeline=[dict(type='LoadWebImage', max_pixels=1000)])
+    dataset = WebVision(webvision_root, num_classes=4,
+                        pipeline=[dict(type='LoadWebImage', max_pixels=1000)])
     with log_messages() as logged:
         assert dataset.prepare_data(0) is None  # 40 x 40 = 1600 pixels
     assert dataset.num_bad == 1
@@ -367,12 +347,8 @@ def test_bad_max_bad_fraction_is_refused_when_built(webvision_root, value,
 
 
 def test_bad_test_image_is_an_error(webvision_root):
-    dataset = WebVision(
-        webvision_root,
-        split='val',
-        num_classes=4,
-        test_mode=True,
-        pipeline=[dict(type='LoadWebImage')])
+    dataset = WebVision(webvision_root, split='val', num_classes=4,
+                        test_mode=True, pipeline=[dict(type='LoadWebImage')])
     open(dataset.get_data_info(0)['img_path'], 'wb').close()
     with pytest.raises(ImageDecodeError, match='empty'):
         dataset[0]

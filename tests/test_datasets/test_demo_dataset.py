@@ -30,16 +30,16 @@ def _read_list(path):
 @pytest.fixture(scope='module')
 def demo_root(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('demo') / 'demo_webvision')
-    summary = build_demo_dataset(
-        root, seed=0, limit=LIMIT, test_per_class=TEST_PER_CLASS)
+    summary = build_demo_dataset(root, seed=0, limit=LIMIT,
+                                 test_per_class=TEST_PER_CLASS)
     assert summary['built'] is True
     return root
 
 
 def test_builder_layout_and_exact_noise(demo_root):
     truth = load_ground_truth(demo_root)
-    assert truth['summary'] == dict(
-        num_train=168, num_val=32, clean=90, flipped=38, ood=40)
+    assert truth['summary'] == dict(num_train=168, num_val=32, clean=90,
+                                    flipped=38, ood=40)
     train = _read_list(
         osp.join(demo_root, 'info', 'train_filelist_google.txt'))
     assert _read_list(
@@ -77,19 +77,19 @@ def test_builder_layout_and_exact_noise(demo_root):
 
 def test_builder_deterministic_idempotent(demo_root, tmp_path):
     mtime = os.path.getmtime(osp.join(demo_root, 'info', 'ground_truth.json'))
-    again = build_demo_dataset(
-        demo_root, seed=0, limit=LIMIT, test_per_class=TEST_PER_CLASS)
+    again = build_demo_dataset(demo_root, seed=0, limit=LIMIT,
+                               test_per_class=TEST_PER_CLASS)
     assert again['built'] is False
     assert os.path.getmtime(osp.join(demo_root, 'info',
                                      'ground_truth.json')) == mtime
     other = str(tmp_path / 'copy')
-    build_demo_dataset(
-        other, seed=0, limit=LIMIT, test_per_class=TEST_PER_CLASS)
+    build_demo_dataset(other, seed=0, limit=LIMIT,
+                       test_per_class=TEST_PER_CLASS)
     assert load_ground_truth(other) == load_ground_truth(demo_root)
     # other parameters over an existing dataset: a clear error
     with pytest.raises(ValueError, match='other parameters'):
-        build_demo_dataset(
-            demo_root, seed=1, limit=LIMIT, test_per_class=TEST_PER_CLASS)
+        build_demo_dataset(demo_root, seed=1, limit=LIMIT,
+                           test_per_class=TEST_PER_CLASS)
     # no temporary folder left beside the datasets
     assert sorted(os.listdir(tmp_path)) == ['copy']
 
@@ -112,9 +112,7 @@ def test_builder_incomplete_and_bad_args(tmp_path):
 def test_demo_configs_name_the_digits(demo_root, tmp_path):
     for config in ('mopro_r18_demo.py', 'ce_r18_demo.py'):
         cfg = demo_config(
-            osp.join(ROOT, 'configs', config),
-            demo_root,
-            str(tmp_path),
+            osp.join(ROOT, 'configs', config), demo_root, str(tmp_path),
             seed=0)
         for loader in ('train_dataloader', 'val_dataloader'):
             dataset = dict(cfg[loader].dataset)

@@ -59,18 +59,18 @@ def test_views_do_not_depend_on_the_workers(webvision_root, tmp_path):
     seed from torch's)."""
     before = _rng_states()
     in_process = _views_of_two_epochs(
-        _train_loader_cfg(
-            webvision_root, tmp_path, num_workers=0, persistent_workers=False))
+        _train_loader_cfg(webvision_root, tmp_path, num_workers=0,
+                          persistent_workers=False))
     after = _rng_states()
     assert before[0] == after[0]
     assert np.array_equal(before[1], after[1])
 
     persistent = _views_of_two_epochs(
-        _train_loader_cfg(
-            webvision_root, tmp_path, num_workers=2, persistent_workers=True))
+        _train_loader_cfg(webvision_root, tmp_path, num_workers=2,
+                          persistent_workers=True))
     three = _views_of_two_epochs(
-        _train_loader_cfg(
-            webvision_root, tmp_path, num_workers=3, persistent_workers=False))
+        _train_loader_cfg(webvision_root, tmp_path, num_workers=3,
+                          persistent_workers=False))
     assert len(in_process) == 2 * 32
     for other in (persistent, three):
         assert other.keys() == in_process.keys()
@@ -116,8 +116,8 @@ def test_resumable_sampler_keys_are_positions_over_ranks(monkeypatch):
     dataset = list(range(11))
     keys, indices = {}, {}
     for rank in (0, 1):
-        monkeypatch.setattr(
-            mmengine_sampler, 'get_dist_info', lambda rank=rank: (rank, 2))
+        monkeypatch.setattr(mmengine_sampler, 'get_dist_info',
+                            lambda rank=rank: (rank, 2))
         sampler = ResumableSampler(dataset, shuffle=True, seed=7)
         default = DefaultSampler(dataset, shuffle=True, seed=7)
         sampler.set_epoch(3)

@@ -18,19 +18,11 @@ def test_imagenet_subset(tmp_path):
             ] == ['train/n03/n03_4.JPEG', 'train/n01/n01_0.JPEG']
     assert ds.get_gt_labels().tolist() == [2, 0]  # sorted wnid order
     frac = DATASETS.build(
-        dict(
-            type='ImageNetSubset',
-            data_root=root,
-            subset_file=None,
-            fraction=0.2,
-            seed=1))
+        dict(type='ImageNetSubset', data_root=root, subset_file=None,
+             fraction=0.2, seed=1))
     again = DATASETS.build(
-        dict(
-            type='ImageNetSubset',
-            data_root=root,
-            subset_file=None,
-            fraction=0.2,
-            seed=1))
+        dict(type='ImageNetSubset', data_root=root, subset_file=None,
+             fraction=0.2, seed=1))
     assert len(frac) == 6 == len(again)
     paths = [frac.get_data_info(i)['img_path'] for i in range(6)]
     assert paths == [again.get_data_info(i)['img_path'] for i in range(6)]

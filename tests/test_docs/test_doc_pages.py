@@ -167,16 +167,12 @@ def test_train_d2_without_detectron2_prints_the_documented_hint(tmp_path):
     assert documented, 'docs/install.md quotes no install hint'
     env = {k: v for k, v in os.environ.items() if k != TRACEBACK_ENV}
     env.update(
-        CUDA_VISIBLE_DEVICES='',
-        PYTHONPATH=os.pathsep.join(
+        CUDA_VISIBLE_DEVICES='', PYTHONPATH=os.pathsep.join(
             filter(None, [ROOT, os.environ.get('PYTHONPATH')])))
     result = subprocess.run(
-        [sys.executable, osp.join(ROOT, D2_TOOL), '--help'],
-        cwd=ROOT,
+        [sys.executable, osp.join(ROOT, D2_TOOL), '--help'], cwd=ROOT,
         env=env_without_detectron2(tmp_path / 'site', env),
-        capture_output=True,
-        text=True,
-        timeout=300)
+        capture_output=True, text=True, timeout=300)
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.stderr.strip() == documented.group(0)
     assert result.stdout == ''

@@ -36,11 +36,11 @@ def _cpu_env(**extra) -> dict:
 
 def test_v1_config_runs_one_iteration(webvision_root, tmp_path):
     cfg = tiny_v1_cfg(webvision_root, str(tmp_path / 'work'), 'v1_one_iter')
-    cfg.train_cfg = dict(
-        type='IterBasedTrainLoop', max_iters=1, val_interval=100)
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=1,
+                         val_interval=100)
     cfg.param_scheduler = []
-    cfg.default_hooks.checkpoint = dict(
-        type='CheckpointHook', interval=1, by_epoch=False)
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1,
+                                        by_epoch=False)
     runner = Runner.from_cfg(cfg)
     queue_before = runner.model.queue.clone()
     runner.train()
@@ -63,8 +63,8 @@ def test_resume_is_exact(webvision_root, tmp_path):
     # the Runner's checkpoint loads under torch's weights-only unpickler
     half = str(tmp_path / 'b' / 'epoch_1.pth')
     assert load_checkpoint(half)['meta']['epoch'] == 1
-    resumed = train_v1(
-        webvision_root, str(tmp_path / 'b'), 'second_half', 2, resume=half)
+    resumed = train_v1(webvision_root, str(tmp_path / 'b'), 'second_half', 2,
+                       resume=half)
 
     assert resumed.epoch == straight.epoch == 2
     model_a, model_b = straight.model, resumed.model
@@ -73,17 +73,15 @@ def test_resume_is_exact(webvision_root, tmp_path):
     state_a, state_b = model_a.state_dict(), model_b.state_dict()
     assert state_a.keys() == state_b.keys()
     for key in state_a:
-        torch.testing.assert_close(
-            state_a[key], state_b[key], rtol=0, atol=0, msg=key)
+        torch.testing.assert_close(state_a[key], state_b[key], rtol=0, atol=0,
+                                   msg=key)
     opt_a = straight.optim_wrapper.state_dict()
     opt_b = resumed.optim_wrapper.state_dict()
     assert opt_a['param_groups'][0]['lr'] == opt_b['param_groups'][0]['lr']
     for idx, state in opt_a['state'].items():
-        torch.testing.assert_close(
-            state['momentum_buffer'],
-            opt_b['state'][idx]['momentum_buffer'],
-            rtol=0,
-            atol=0)
+        torch.testing.assert_close(state['momentum_buffer'],
+                                   opt_b['state'][idx]['momentum_buffer'],
+                                   rtol=0, atol=0)
 
 
 @pytest.mark.skipif(sys.platform != 'linux', reason='torchrun on linux')
@@ -101,11 +99,7 @@ def test_dist_train_two_cpu_processes(webvision_root, tmp_path):
         osp.join(ROOT, 'tools', 'dist_train.sh'), V1, '2', '--cfg-options',
         *_options_as_args(options), 'test_dataloader=None',
         'test_evaluator=None', 'test_cfg=None'
-    ],
-                            env=env,
-                            capture_output=True,
-                            text=True,
-                            timeout=300)
+    ], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     ckpt = load_checkpoint(osp.join(work_dir, 'epoch_1.pth'))
     # 32 images, 2 ranks x 4 per batch: 4 iterations (1 process: 8), and the
@@ -138,11 +132,7 @@ def test_worker_crash_on_one_rank_stops_every_rank(webvision_root, tmp_path):
         osp.join(ROOT, 'tools', 'dist_train.sh'), V1, '2', '--cfg-options',
         *_options_as_args(options), 'test_dataloader=None',
         'test_evaluator=None', 'test_cfg=None'
-    ],
-                            env=env,
-                            capture_output=True,
-                            text=True,
-                            timeout=280)
+    ], env=env, capture_output=True, text=True, timeout=280)
     assert result.returncode != 0
     assert time.monotonic() - start < 240
     log = result.stdout + result.stderr
@@ -215,18 +205,13 @@ def _launch(config, work_dir, options, *extra, device='cpu', umask=None):
         PYTHONPATH=os.pathsep.join(
             filter(None,
                    [ROOT, osp.join(ROOT, 'tests'),
-                    env.get('PYTHONPATH')])),
-        OMP_NUM_THREADS='1')
+                    env.get('PYTHONPATH')])), OMP_NUM_THREADS='1')
     return subprocess.Popen([
         sys.executable,
         osp.join(ROOT, 'tools', 'train.py'),
         str(config), '--cfg-options', *_options_as_args(options),
         'test_dataloader=None', 'test_evaluator=None', 'test_cfg=None', *extra
-    ],
-                            env=env,
-                            stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT,
-                            text=True,
+    ], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             preexec_fn=None if umask is None else
                             (lambda: os.umask(umask)))
 
@@ -302,10 +287,8 @@ def resume_runs(tmp_path_factory):
                 tmp / 'killed', options('killed', PERSISTENT)),
             'saving':
             _launch(
-                _resume_config(tmp, 'saving', V1, KILL_SAVING_EPOCH_2),
-                tmp / 'saving',
-                options('saving', NON_PERSISTENT),
-                umask=0o027),
+                _resume_config(tmp, 'saving', V1, KILL_SAVING_EPOCH_2), tmp /
+                'saving', options('saving', NON_PERSISTENT), umask=0o027),
             'gpu_straight':
             _launch(gpu_plain, tmp / 'gpu_straight',
                     options('gpu_straight', PERSISTENT, gpu_data=True)),
@@ -327,12 +310,8 @@ def resume_runs(tmp_path_factory):
             _launch(plain, tmp / 'killed', options('killed', PERSISTENT),
                     '--resume'),
             'saving_resumed':
-            _launch(
-                plain,
-                tmp / 'saving',
-                options('saving', IN_PROCESS),
-                '--resume',
-                umask=0o027),
+            _launch(plain, tmp / 'saving', options('saving', IN_PROCESS),
+                    '--resume', umask=0o027),
             'gpu_killed_resumed':
             _launch(gpu_plain, tmp / 'gpu_killed',
                     options('gpu_killed', PERSISTENT, gpu_data=True),
@@ -349,15 +328,12 @@ def _assert_same_training_state(again: dict, straight: dict) -> None:
     assert state_a.keys() == state_b.keys()
     assert state_a['prototypes'].abs().sum() > 0  # noise correction ran
     for key in state_a:
-        torch.testing.assert_close(
-            state_b[key], state_a[key], rtol=0, atol=0, msg=key)
+        torch.testing.assert_close(state_b[key], state_a[key], rtol=0, atol=0,
+                                   msg=key)
     opt_a, opt_b = straight['optimizer'], again['optimizer']
     for idx, state in opt_a['state'].items():
-        torch.testing.assert_close(
-            opt_b['state'][idx]['momentum_buffer'],
-            state['momentum_buffer'],
-            rtol=0,
-            atol=0)
+        torch.testing.assert_close(opt_b['state'][idx]['momentum_buffer'],
+                                   state['momentum_buffer'], rtol=0, atol=0)
 
 
 def test_resume_in_an_empty_work_dir_starts_from_epoch_1(resume_runs):
@@ -460,18 +436,18 @@ def test_kill_and_resume_on_cuda_is_exact(webvision_root, tmp_path):
     results = {}
     _finish(
         {
-            'straight': _launch(
-                plain, tmp_path / 'a', options('a'), device='cuda'),
-            'killed': _launch(
-                killed, tmp_path / 'b', options('b'), device='cuda')
+            'straight': _launch(plain, tmp_path / 'a', options('a'),
+                                device='cuda'),
+            'killed': _launch(killed, tmp_path / 'b', options('b'),
+                              device='cuda')
         }, results)
     assert results['straight'][1] == 0, results['straight'][0][-3000:]
     assert results['killed'][1] == -9, results['killed'][0][-3000:]
     _finish(
         {
             'resumed':
-            _launch(
-                plain, tmp_path / 'b', options('b'), '--resume', device='cuda')
+            _launch(plain, tmp_path / 'b', options('b'), '--resume',
+                    device='cuda')
         }, results)
     log, returncode = results['resumed']
     assert returncode == 0, log[-3000:]

@@ -125,10 +125,7 @@ def test_sample_low_shot_too_few_positives():
 
 # ----------------------------------------------------------------------
 # SVMs
-def separable(n_per_class: int,
-              classes: int,
-              dim: int,
-              seed: int,
+def separable(n_per_class: int, classes: int, dim: int, seed: int,
               noise: float = 0.05):
     """Single-label features: one-hot class direction plus noise."""
     rng = np.random.default_rng(seed)
@@ -156,8 +153,8 @@ def test_fit_linear_svm_sign_does_not_depend_on_label_order():
 def test_voc07_svm_separable_is_100():
     train, train_cls = separable(3, C, 64, 0)
     test, test_cls = separable(10, C, 64, 1)
-    per_class, _ = voc07_svm(
-        train, voc_labels(train_cls), test, voc_labels(test_cls), cost=0.5)
+    per_class, _ = voc07_svm(train, voc_labels(train_cls), test,
+                             voc_labels(test_cls), cost=0.5)
     assert per_class.mean() == pytest.approx(100.0)
     assert per_class.shape == (C, )
     np.testing.assert_allclose(per_class, 100.0)
@@ -191,8 +188,8 @@ def test_voc07_difficult_negative_by_default_or_ignored():
     released, _ = voc07_svm(train, voc_labels(train_cls), test, test_labels)
     assert released[0] == pytest.approx(100 * 2 / 3)
     np.testing.assert_allclose(released[1:], 100.0)
-    standard, _ = voc07_svm(
-        train, voc_labels(train_cls), test, test_labels, ignore_difficult=True)
+    standard, _ = voc07_svm(train, voc_labels(train_cls), test, test_labels,
+                            ignore_difficult=True)
     np.testing.assert_allclose(standard, 100.0)
 
 
@@ -225,17 +222,11 @@ def test_voc07_matches_released_sklearn_linearsvc():
     test_labels = np.where(test @ proj > 3, 1, -1).astype(np.int8)
     ours, _ = voc07_svm(train, train_labels, test, test_labels, jobs=1)
     for c in range(C):
-        clf = svm.LinearSVC(
-            C=0.5,
-            class_weight={
-                1: 2,
-                -1: 1
-            },
-            tol=1e-4,
-            intercept_scaling=1.0,
-            dual=True,
-            max_iter=2000,
-            random_state=0)
+        clf = svm.LinearSVC(C=0.5, class_weight={
+            1: 2,
+            -1: 1
+        }, tol=1e-4, intercept_scaling=1.0, dual=True, max_iter=2000,
+                            random_state=0)
         clf.fit(normalize_features(train), train_labels[:, c])
         ref = 100 * average_precision(
             test_labels[:, c], clf.decision_function(normalize_features(test)))
@@ -246,41 +237,23 @@ def test_cost_sweep():
     train, train_cls = separable(3, C, 32, 0)
     test, test_cls = separable(4, C, 32, 1)
     labels = voc_labels(train_cls)
-    aps, costs = voc07_svm(
-        train,
-        labels,
-        test,
-        voc_labels(test_cls),
-        cost=0.5,
-        cost_grid=GOYAL_COST_GRID,
-        jobs=1)
+    aps, costs = voc07_svm(train, labels, test, voc_labels(test_cls), cost=0.5,
+                           cost_grid=GOYAL_COST_GRID, jobs=1)
     np.testing.assert_allclose(aps, 100.0)
     assert set(costs.tolist()) <= set(GOYAL_COST_GRID)
     # one positive: no cross-validation, the given cost is kept
     one = np.r_[0, np.arange(0, 3 * C, 3)[1:]]
-    _, costs = voc07_svm(
-        train[one],
-        labels[one],
-        test,
-        voc_labels(test_cls),
-        cost=0.5,
-        cost_grid=(0.1, 1.0),
-        jobs=1)
+    _, costs = voc07_svm(train[one], labels[one], test, voc_labels(test_cls),
+                         cost=0.5, cost_grid=(0.1, 1.0), jobs=1)
     np.testing.assert_array_equal(costs, 0.5)
 
     ptrain, pcls = separable(3, 6, 16, 0)
     ptest, ptest_cls = separable(4, 6, 16, 1)
-    acc, cost = places_svm(
-        ptrain, pcls, ptest, ptest_cls, cost_grid=(0.01, 1.0), jobs=2)
+    acc, cost = places_svm(ptrain, pcls, ptest, ptest_cls,
+                           cost_grid=(0.01, 1.0), jobs=2)
     assert acc == pytest.approx(100.0) and cost in (0.01, 1.0)
-    _, cost = places_svm(
-        ptrain[::3],
-        pcls[::3],
-        ptest,
-        ptest_cls,
-        cost=0.5,
-        cost_grid=(0.01, 1.0),
-        jobs=1)
+    _, cost = places_svm(ptrain[::3], pcls[::3], ptest, ptest_cls, cost=0.5,
+                         cost_grid=(0.01, 1.0), jobs=1)
     assert cost == 0.5
 
 
@@ -295,11 +268,8 @@ def test_cost_sweep():
 def test_voc07_svm_bad_input(change, message):
     train, train_cls = separable(2, C, 64, 0)
     test, test_cls = separable(2, C, 64, 1)
-    args = dict(
-        train_feats=train,
-        train_labels=voc_labels(train_cls),
-        test_feats=test,
-        test_labels=voc_labels(test_cls))
+    args = dict(train_feats=train, train_labels=voc_labels(train_cls),
+                test_feats=test, test_labels=voc_labels(test_cls))
     for key, fn in change.items():
         args[key] = fn(args[key])
     with pytest.raises(ValueError, match=message):
@@ -320,8 +290,8 @@ def test_evaluate_low_shot_and_table():
     test, test_cls = separable(3, C, 32, 1)
     labels = voc_labels(train_cls)
     draws = low_shot_samples(labels, shots=(1, 2), runs=2, seed=0)
-    result = evaluate_low_shot(
-        'voc07', train, labels, test, voc_labels(test_cls), draws, jobs=1)
+    result = evaluate_low_shot('voc07', train, labels, test,
+                               voc_labels(test_cls), draws, jobs=1)
     assert sorted(result) == [1, 2]
     for entry in result.values():
         assert entry['runs'] == pytest.approx([100.0, 100.0])
@@ -335,15 +305,8 @@ def test_evaluate_low_shot_and_table():
     ]
     rows = np.full(len(labels), -1)
     with pytest.raises(ValueError, match='no features for some drawn'):
-        evaluate_low_shot(
-            'voc07',
-            train,
-            labels,
-            test,
-            voc_labels(test_cls),
-            draws,
-            train_rows=rows,
-            jobs=1)
+        evaluate_low_shot('voc07', train, labels, test, voc_labels(test_cls),
+                          draws, train_rows=rows, jobs=1)
 
 
 def test_evaluate_low_shot_mean_std_of_runs():
@@ -354,8 +317,8 @@ def test_evaluate_low_shot_mean_std_of_runs():
     test = rng.standard_normal((30, 16))
     test_cls = np.repeat(np.arange(3), 10)
     draws = low_shot_samples(cls, shots=(2, ), runs=3, seed=0)
-    result = evaluate_low_shot(
-        'places205', train, cls, test, test_cls, draws, jobs=1)[2]
+    result = evaluate_low_shot('places205', train, cls, test, test_cls, draws,
+                               jobs=1)[2]
     expected = [
         places_svm(train[draws[(2, r)]], cls[draws[(2, r)]], test, test_cls)[0]
         for r in range(3)
@@ -440,18 +403,13 @@ def test_non_finite_features_and_costs_are_refused():
     bad = feats.copy()
     bad[2, 1] = np.inf
     with pytest.raises(
-            DataError,
-            match=r'train features hold 1 non-finite '
+            DataError, match=r'train features hold 1 non-finite '
             r'values \(NaN or inf\) in 1 of 6 rows'):
         places_svm(bad, labels, feats, labels, jobs=1)
     for cost in (float('nan'), float('inf'), 0.0):
         with pytest.raises(ConfigError, match='cost must be'):
             places_svm(feats, labels, feats, labels, cost, jobs=1)
     with pytest.raises(ConfigError, match='cost grid value must be'):
-        voc07_svm(
-            feats,
-            np.where(np.eye(6, 3) > 0, 1, -1),
-            feats,
-            np.where(np.eye(6, 3) > 0, 1, -1),
-            cost_grid=[0.5, float('nan')],
-            jobs=1)
+        voc07_svm(feats, np.where(np.eye(6, 3) > 0, 1, -1), feats,
+                  np.where(np.eye(6, 3) > 0, 1, -1),
+                  cost_grid=[0.5, float('nan')], jobs=1)

@@ -68,13 +68,11 @@ def test_exactly_at_threshold_is_not_confident():
     k = 4
     cls, proto = onehot_logits(0, k), onehot_logits(1, k)
     # max q == T (0.75): not confident; label 1 has q == 1/K exactly -> OOD
-    assert run(
-        [cls] * 3, [proto] * 3, [0, 1, 2], alpha=0.75,
-        threshold=0.75) == [0, -1, -1]
+    assert run([cls] * 3, [proto] * 3, [0, 1, 2], alpha=0.75,
+               threshold=0.75) == [0, -1, -1]
     # just below T: confident, everything becomes class 0
-    assert run(
-        [cls] * 3, [proto] * 3, [0, 1, 2], alpha=0.75,
-        threshold=0.7499) == [0, 0, 0]
+    assert run([cls] * 3, [proto] * 3, [0, 1, 2], alpha=0.75,
+               threshold=0.7499) == [0, 0, 0]
 
 
 def test_exactly_uniform_score_is_ood():
@@ -197,8 +195,8 @@ def test_update_prototypes_matches_sequential_loop(seed, momentum,
     if zero_protos:
         assert torch.equal(out[untouched], torch.zeros(2, protos.shape[1]))
     else:
-        torch.testing.assert_close(
-            out[untouched], before[untouched], rtol=0, atol=1e-6)
+        torch.testing.assert_close(out[untouched], before[untouched], rtol=0,
+                                   atol=1e-6)
 
 
 def test_update_prototypes_first_sample_on_zero_prototype_is_its_embedding():

@@ -20,11 +20,10 @@ K = 4
 
 
 def classifier(**overrides):
-    cfg = dict(
-        type='CompilableImageClassifier',
-        backbone=dict(type='ResNet', depth=18),
-        neck=dict(type='GlobalAveragePooling'),
-        head=dict(type='LinearClsHead', num_classes=K, in_channels=512))
+    cfg = dict(type='CompilableImageClassifier',
+               backbone=dict(type='ResNet',
+                             depth=18), neck=dict(type='GlobalAveragePooling'),
+               head=dict(type='LinearClsHead', num_classes=K, in_channels=512))
     cfg.update(overrides)
     torch.manual_seed(0)
     return MODELS.build(cfg).train()
@@ -42,8 +41,7 @@ def test_raise_reports_at_the_next_step_and_on_check():
     model = classifier()
     model.loss(*batch(0, nan=True))  # only records the device flag
     with pytest.raises(
-            NonFiniteError,
-            match='CompilableImageClassifier: '
+            NonFiniteError, match='CompilableImageClassifier: '
             'non-finite loss in a recent iteration'):
         model.loss(*batch(1))
     model.loss(*batch(2, nan=True))
@@ -69,8 +67,7 @@ def test_skip_gives_zero_loss_and_restores_batchnorm():
 def test_hook_needs_a_guarded_model():
     runner = type('Runner', (), dict(model=torch.nn.Linear(2, 2)))
     with pytest.raises(
-            ConfigError,
-            match='NonFiniteCheckHook needs a model '
+            ConfigError, match='NonFiniteCheckHook needs a model '
             'with a finite_guard'):
         NonFiniteCheckHook().before_train(runner)
 
@@ -98,8 +95,7 @@ def train_ce_demo(root, work_dir, **extra):
 @pytest.fixture(scope='module')
 def demo_root(tmp_path_factory):
     return make_webvision(
-        str(tmp_path_factory.mktemp('ce') / 'webvision'),
-        num_classes=K,
+        str(tmp_path_factory.mktemp('ce') / 'webvision'), num_classes=K,
         size=32)
 
 

@@ -40,15 +40,9 @@ def test_run_demo_tiny_end_to_end(tmp_path):
         str(out), '--epochs', '1', '--cfg-options',
         'train_dataloader.batch_size=16', 'val_dataloader.batch_size=32',
         'default_hooks.logger.interval=1'
-    ],
-                            cwd=str(tmp_path),
-                            capture_output=True,
-                            text=True,
-                            timeout=900,
-                            env=dict(
-                                os.environ,
-                                OMP_NUM_THREADS='1',
-                                CUDA_VISIBLE_DEVICES=''))
+    ], cwd=str(tmp_path), capture_output=True, text=True, timeout=900,
+                            env=dict(os.environ, OMP_NUM_THREADS='1',
+                                     CUDA_VISIBLE_DEVICES=''))
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stderr == ''
     lines = result.stdout.splitlines()
@@ -70,8 +64,8 @@ def test_run_demo_tiny_end_to_end(tmp_path):
         assert dump not in result.stdout, dump
     with open(out / 'demo_results.json') as f:
         saved = json.load(f)
-    assert saved['dataset'] == dict(
-        num_train=104, num_val=16, clean=56, flipped=24, ood=24)
+    assert saved['dataset'] == dict(num_train=104, num_val=16, clean=56,
+                                    flipped=24, ood=24)
     q = saved['noise_cleaning']
     assert q['num_samples'] == 104 and q['num_flipped'] == 24
     for name, label in (('mopro', 'MoPro'), ('ce', 'cross-entropy')):

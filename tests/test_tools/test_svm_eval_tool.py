@@ -18,19 +18,9 @@ from helpers.configs import tiny_mopro_cfg
 C = len(VOC07_CLASSES)
 MODEL = tiny_mopro_cfg(
     backbone=dict(type='ResNet', depth=18, zero_init_residual=False),
-    num_classes=5,
-    embed_dim=128,
-    proj_hidden_dim=2048,
-    queue_len=64)
-FAST = dict(
-    resize=40,
-    crop=32,
-    batch_size=4,
-    num_workers=0,
-    shots=[1, 2],
-    runs=2,
-    jobs=1,
-    device='cpu')
+    num_classes=5, embed_dim=128, proj_hidden_dim=2048, queue_len=64)
+FAST = dict(resize=40, crop=32, batch_size=4, num_workers=0, shots=[1, 2],
+            runs=2, jobs=1, device='cpu')
 
 
 def voc_labels(num: int, offset: int) -> np.ndarray:
@@ -99,8 +89,8 @@ def run(dataset, config=None, checkpoint=None, **settings) -> dict:
         for k, v in settings.items()
     }
     return run_svm_benchmark(
-        SVMBenchmarkSettings(
-            dataset, config=config, checkpoint=checkpoint, **settings))
+        SVMBenchmarkSettings(dataset, config=config, checkpoint=checkpoint,
+                             **settings))
 
 
 def test_voc07_end_to_end_and_features_rerun(voc_root, tiny_model, tmp_path):
@@ -151,34 +141,22 @@ def test_voc07_end_to_end_and_features_rerun(voc_root, tiny_model, tmp_path):
 
     # the released code's checkpoint gives the same features
     released = tmp_path / 'released'
-    run('voc07',
-        config,
-        original,
-        data_root=voc_root,
-        work_dir=released,
+    run('voc07', config, original, data_root=voc_root, work_dir=released,
         **FAST)
     with np.load(released / 'features_voc07.npz') as npz:
-        np.testing.assert_allclose(
-            npz['train_feats'], feats['train_feats'], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(npz['train_feats'], feats['train_feats'],
+                                   rtol=1e-5, atol=1e-6)
 
 
-def write_features(path,
-                   dataset,
-                   train_feats,
-                   train_labels,
-                   test_feats,
-                   test_labels,
-                   train_index=None):
+def write_features(path, dataset, train_feats, train_labels, test_feats,
+                   test_labels, train_index=None):
     """A features file as tools/svm_eval.py writes it (None: key left
     out); ``dataset`` may be an array to override it."""
     arrays = dict(
-        dataset=np.array(dataset),
-        train_feats=train_feats,
-        train_index=(np.arange(len(train_feats))
-                     if train_index is None else train_index),
-        train_labels=train_labels,
-        test_feats=test_feats,
-        test_labels=test_labels)
+        dataset=np.array(dataset), train_feats=train_feats,
+        train_index=(np.arange(len(train_feats)) if train_index is None else
+                     train_index), train_labels=train_labels,
+        test_feats=test_feats, test_labels=test_labels)
     arrays = {k: v for k, v in arrays.items() if v is not None}
     np.savez(path, **arrays)
     return path
@@ -199,11 +177,7 @@ def test_features_separable_voc07_is_100(tmp_path):
     path = write_features(tmp_path / 'f.npz', 'voc07',
                           one_hot_feats(train_cls, 64, 0), train_labels,
                           one_hot_feats(test_cls, 64, 1), test_labels)
-    run('voc07',
-        features=path,
-        work_dir=tmp_path / 'w',
-        shots=[1, 2],
-        runs=3,
+    run('voc07', features=path, work_dir=tmp_path / 'w', shots=[1, 2], runs=3,
         jobs=2)
     report = json.loads((tmp_path / 'w' / 'svm_voc07.json').read_text())
     for entry in report['results'].values():
@@ -255,12 +229,9 @@ def test_missing_data_root(tiny_model, tmp_path, assert_error):
     config, ckpt, _ = tiny_model
     work = tmp_path / 'work'
     assert_error(
-        dict(
-            dataset='voc07',
-            config=config,
-            checkpoint=ckpt,
-            data_root=tmp_path / 'none',
-            work_dir=work), 'no such data root directory', [work])
+        dict(dataset='voc07', config=config, checkpoint=ckpt,
+             data_root=tmp_path / 'none', work_dir=work),
+        'no such data root directory', [work])
 
 
 def test_empty_dataset(tiny_model, tmp_path, assert_error):
@@ -272,26 +243,20 @@ def test_empty_dataset(tiny_model, tmp_path, assert_error):
             (main / f'{name}_{split}.txt').write_text('')
     work = tmp_path / 'work'
     assert_error(
-        dict(
-            dataset='voc07',
-            config=config,
-            checkpoint=ckpt,
-            data_root=tmp_path,
-            work_dir=work), 'the trainval split lists no images', [work])
+        dict(dataset='voc07', config=config, checkpoint=ckpt,
+             data_root=tmp_path, work_dir=work),
+        'the trainval split lists no images', [work])
 
 
 def test_missing_image_and_bad_checkpoint(voc_root, tiny_model, tmp_path,
                                           assert_error):
     config, ckpt, _ = tiny_model
     work = tmp_path / 'work'
-    voc = dict(
-        dataset='voc07', config=config, data_root=voc_root, work_dir=work)
+    voc = dict(dataset='voc07', config=config, data_root=voc_root,
+               work_dir=work)
     assert_error(
-        dict(
-            voc,
-            checkpoint=ckpt,
-            **FAST,
-            cfg_options={'model.backbone.depth': 34}),
+        dict(voc, checkpoint=ckpt, **FAST,
+             cfg_options={'model.backbone.depth': 34}),
         'checkpoint is a ResNet-18 (blocks per stage 2-2-2-2), the '
         'config builds ResNet-34: set model.backbone.depth=18', [work])
     assert_error(
@@ -313,9 +278,8 @@ def test_missing_image_and_bad_checkpoint(voc_root, tiny_model, tmp_path,
 ])
 def test_bad_features_file(tmp_path, assert_error, changes, message):
     arrays = dict(
-        train_feats=np.ones((6, 8), np.float32),
-        train_labels=np.ones((6, C), np.int8),
-        test_feats=np.ones((4, 8), np.float32),
+        train_feats=np.ones((6, 8), np.float32), train_labels=np.ones(
+            (6, C), np.int8), test_feats=np.ones((4, 8), np.float32),
         test_labels=np.ones((4, C), np.int8))
     arrays.update(changes)
     path = write_features(tmp_path / 'f.npz', 'voc07', **arrays)
@@ -339,14 +303,8 @@ def test_features_file_of_another_dataset(tmp_path, assert_error):
 def test_features_file_without_the_drawn_images(tmp_path, assert_error):
     cls = np.repeat(np.arange(4), 2)
     feats = one_hot_feats(cls, 8, 0)
-    path = write_features(
-        tmp_path / 'f.npz',
-        'places205',
-        feats[1:],
-        cls,
-        feats,
-        cls,
-        train_index=np.arange(1, 8))
+    path = write_features(tmp_path / 'f.npz', 'places205', feats[1:], cls,
+                          feats, cls, train_index=np.arange(1, 8))
     work = tmp_path / 'work'
     places = dict(dataset='places205', work_dir=work)
     assert_error(
@@ -368,11 +326,9 @@ def test_arguments_required_without_features(tiny_model, tmp_path,
         dict(dataset='voc07', config=config),
         'CKPT is required unless --features is given', [])
     assert_error(
-        dict(
-            dataset='places205',
-            features=tmp_path / 'f.npz',
-            ignore_difficult=True), '--ignore-difficult applies to voc07 only',
-        [])
+        dict(dataset='places205', features=tmp_path / 'f.npz',
+             ignore_difficult=True),
+        '--ignore-difficult applies to voc07 only', [])
 
 
 def test_places205_layout_end_to_end(tiny_model, tmp_path):
@@ -394,11 +350,7 @@ def test_places205_layout_end_to_end(tiny_model, tmp_path):
                 lines.append(f'{rel} {c}\n')
         (lists / f'{split}_places205.csv').write_text(''.join(lines))
     work = tmp_path / 'work'
-    run('places205',
-        config,
-        ckpt,
-        data_root=root,
-        work_dir=work,
+    run('places205', config, ckpt, data_root=root, work_dir=work,
         **dict(FAST, shots=[1]))
     with np.load(work / 'features_places205.npz') as npz:
         assert npz['test_feats'].shape == (3, 512)
@@ -420,11 +372,7 @@ def test_features_on_cuda_match_cpu(voc_root, tiny_model, tmp_path):
     feats = {}
     for device in ('cpu', 'cuda'):
         work = tmp_path / device
-        run('voc07',
-            config,
-            ckpt,
-            data_root=voc_root,
-            work_dir=work,
+        run('voc07', config, ckpt, data_root=voc_root, work_dir=work,
             **dict(FAST, device=device))
         with np.load(work / 'features_voc07.npz') as npz:
             feats[device] = npz['train_feats'], npz['test_feats']
@@ -481,13 +429,9 @@ def test_non_finite_encoder_features_are_not_cached(voc_root, tiny_model,
                         lambda *a, **k: np.full_like(extract(*a, **k), np.nan))
     work = tmp_path / 'work'
     assert_error(
-        dict(
-            dataset='voc07',
-            config=config,
-            checkpoint=ckpt,
-            data_root=voc_root,
-            work_dir=work,
-            **FAST), f'features of {ckpt} hold 7680 non-finite values (NaN or '
+        dict(dataset='voc07', config=config, checkpoint=ckpt,
+             data_root=voc_root, work_dir=work, **FAST),
+        f'features of {ckpt} hold 7680 non-finite values (NaN or '
         'inf) in 15 of 15 rows', [work])
 
 
@@ -502,13 +446,8 @@ def test_empty_image_is_named_before_encoding(voc_root, tiny_model, tmp_path,
     work = tmp_path / 'work'
     try:
         assert_error(
-            dict(
-                dataset='voc07',
-                config=config,
-                checkpoint=ckpt,
-                data_root=voc_root,
-                work_dir=work,
-                **FAST),
+            dict(dataset='voc07', config=config, checkpoint=ckpt,
+                 data_root=voc_root, work_dir=work, **FAST),
             f'{image}: empty image file (0 bytes) (1 of 15 images)', [work])
     finally:
         image.write_bytes(saved)
@@ -523,14 +462,9 @@ def test_undecodable_image_is_named(voc_root, tiny_model, tmp_path,
     work = tmp_path / 'work'
     try:
         assert_error(
-            dict(
-                dataset='voc07',
-                config=config,
-                checkpoint=ckpt,
-                data_root=voc_root,
-                work_dir=work,
-                **FAST), f'{image}: cannot decode image',
-            [work / 'svm_voc07.json'])
+            dict(dataset='voc07', config=config, checkpoint=ckpt,
+                 data_root=voc_root, work_dir=work, **FAST),
+            f'{image}: cannot decode image', [work / 'svm_voc07.json'])
     finally:
         image.write_bytes(saved)
 

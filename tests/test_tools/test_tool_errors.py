@@ -24,14 +24,9 @@ def _write_nan_features(path):
     feats = np.eye(8, dtype=np.float32)[cls]
     test = feats.copy()
     test[5, 2] = np.nan
-    np.savez(
-        path,
-        dataset=np.array('places205'),
-        train_feats=feats,
-        train_index=np.arange(len(cls)),
-        train_labels=cls,
-        test_feats=test,
-        test_labels=cls)
+    np.savez(path, dataset=np.array('places205'), train_feats=feats,
+             train_index=np.arange(len(cls)), train_labels=cls,
+             test_feats=test, test_labels=cls)
     return str(path)
 
 
@@ -69,16 +64,10 @@ def runs(tmp_path_factory):
     torch.save(torchvision.models.resnet18().state_dict(), tv)
     blocker = str(tmp / 'a_file')
     open(blocker, 'w').close()
-    inputs = dict(
-        root=root,
-        ckpt=ckpt,
-        released=released,
-        nan_ckpt=nan_ckpt,
-        tv=tv,
-        blocker=blocker,
-        tmp=str(tmp),
-        released_bytes=open(released, 'rb').read(),
-        nan_features=_write_nan_features(tmp / 'nan.npz'))
+    inputs = dict(root=root, ckpt=ckpt, released=released, nan_ckpt=nan_ckpt,
+                  tv=tv, blocker=blocker, tmp=str(tmp),
+                  released_bytes=open(released, 'rb').read(),
+                  nan_features=_write_nan_features(tmp / 'nan.npz'))
     ce_options = [
         f'model.head.num_classes={K}',
         f'model.data_preprocessor.num_classes={K}',

@@ -65,8 +65,8 @@ def bad_inputs(tmp_path_factory):
         dict(
             torch.nn.Conv2d(3, 64, 7).state_dict(),
             **{'fc.weight': torch.zeros(10, 512)}), paths['torchvision'])
-    paths['five_classes'] = _save_model(
-        tmp / 'five.pth', data_root, num_classes=5)
+    paths['five_classes'] = _save_model(tmp / 'five.pth', data_root,
+                                        num_classes=5)
     paths['resnet34'] = _save_model(tmp / 'r34.pth', data_root,
                                     **{'backbone.depth': 34})
     paths['missing'] = tmp / 'missing.pth'
@@ -98,20 +98,14 @@ def _train(bad_inputs, name, config, *extra) -> None:
 
 def test_a_user_error_is_one_line_on_stderr(bad_inputs):
     """As a user meets it: exit status 1, one line on stderr."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            osp.join(ROOT, 'tools', 'train.py'),
-            *_train_argv(bad_inputs, 'syntax', bad_inputs['broken'])
-        ],
-        env=dict(
-            os.environ,
-            CUDA_VISIBLE_DEVICES='',
-            PYTHONPATH=os.pathsep.join(
-                filter(None, [ROOT, os.environ.get('PYTHONPATH')]))),
-        capture_output=True,
-        text=True,
-        timeout=300)
+    result = subprocess.run([
+        sys.executable,
+        osp.join(ROOT, 'tools', 'train.py'),
+        *_train_argv(bad_inputs, 'syntax', bad_inputs['broken'])
+    ], env=dict(
+        os.environ, CUDA_VISIBLE_DEVICES='', PYTHONPATH=os.pathsep.join(
+            filter(None, [ROOT, os.environ.get('PYTHONPATH')]))),
+                            capture_output=True, text=True, timeout=300)
     assert result.returncode == 1, result.stderr[-2000:]
     assert result.stderr == (f'error: {bad_inputs["broken"]}:2: syntax '
                              "error: '(' was never closed\n")
@@ -160,8 +154,7 @@ def test_unknown_hook_arguments_name_the_key():
     runner_utils.check_hook_args(cfg)  # the configs' own hooks pass
     cfg.custom_hooks[0].start_clean_epch = 3
     with pytest.raises(
-            ConfigError,
-            match=r"^custom_hooks\.0\."
+            ConfigError, match=r"^custom_hooks\.0\."
             r"start_clean_epch: MoProHook has no argument "
             r"'start_clean_epch' \(did you mean "
             r"'start_clean_epoch'\?\)$"):
@@ -173,8 +166,7 @@ def test_unknown_hook_arguments_name_the_key():
     cfg = Config.fromfile(V1)
     cfg.default_hooks.checkpoint.type = 'CheckpointHok'
     with pytest.raises(
-            ConfigError,
-            match=r"^default_hooks\.checkpoint\."
+            ConfigError, match=r"^default_hooks\.checkpoint\."
             r"type: no hook named 'CheckpointHok'"):
         runner_utils.check_hook_args(cfg)
 

@@ -18,8 +18,8 @@ import torch
 
 import mopro  # noqa: F401  (d2_compat before detectron2)
 
-pytest.importorskip(
-    'detectron2', reason='run tools/misc/install_detectron2.py first')
+pytest.importorskip('detectron2',
+                    reason='run tools/misc/install_detectron2.py first')
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
@@ -218,8 +218,8 @@ def test_smoke_config_trains_and_evaluates(tmp_path, converted, num_gpus):
             str(tmp_path / 'eval')
         ]))
     for task in ('bbox', 'segm'):
-        assert again[task]['AP'] == pytest.approx(
-            results[task]['AP'], abs=1e-6)
+        assert again[task]['AP'] == pytest.approx(results[task]['AP'],
+                                                  abs=1e-6)
 
 
 def test_train_d2_tool_reports_user_errors(tmp_path):
@@ -272,9 +272,8 @@ def test_setup_uses_bn_only_on_cpu(tmp_path, converted):
 def test_setup_requires_weights(tmp_path):
     with pytest.raises(ConfigError, match='MODEL.WEIGHTS is not set'):
         setup_cfg(tmp_path)
-    with pytest.raises(
-            FileNotFoundError, match='x.pkl: MODEL.WEIGHTS: no '
-            'such file'):
+    with pytest.raises(FileNotFoundError, match='x.pkl: MODEL.WEIGHTS: no '
+                       'such file'):
         setup_cfg(tmp_path, 'MODEL.WEIGHTS', str(tmp_path / 'x.pkl'))
 
 
@@ -324,8 +323,7 @@ def test_setup_refuses_non_finite_weights(tmp_path, converted):
     with open(bad, 'wb') as f:
         pickle.dump(obj, f)
     with pytest.raises(
-            UserError,
-            match=r'res4.2.conv1.weight holds 262144 '
+            UserError, match=r'res4.2.conv1.weight holds 262144 '
             r'non-finite values'):
         setup_cfg(tmp_path, 'MODEL.WEIGHTS', bad)
 

@@ -19,11 +19,8 @@ def test_installer_is_quick_when_installed():
     if d2_compat.detectron2_dir() is None:
         pytest.skip('detectron2 is not installed')
     result = subprocess.run(
-        [sys.executable, 'tools/misc/install_detectron2.py'],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120)
+        [sys.executable, 'tools/misc/install_detectron2.py'], cwd=ROOT,
+        capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert 'already installed: detectron2 ' in result.stdout
     assert 'installing' not in result.stdout

@@ -17,12 +17,7 @@ def test_detectron2_tests_skip_without_it(tmp_path):
         'tests/test_transfer/test_detectron2.py',
         'tests/test_transfer/test_install_detectron2.py',
         'tests/test_transfer/test_convert_to_d2.py'
-    ],
-                            cwd=ROOT,
-                            env=env,
-                            capture_output=True,
-                            text=True,
-                            timeout=600)
+    ], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:]
     skipped = sorted(
         re.findall(r'^SKIPPED \[1\] (tests/\S+?):\d+: (.*)$', result.stdout,

@@ -25,12 +25,10 @@ def classifier(depth=18, num_classes=K):
     return MODELS.build(
         dict(
             type='CompilableImageClassifier',
-            backbone=dict(type='ResNet', depth=depth),
-            neck=dict(type='GlobalAveragePooling'),
-            head=dict(
-                type='LinearClsHead',
-                num_classes=num_classes,
-                in_channels=512 if depth < 50 else 2048)))
+            backbone=dict(type='ResNet',
+                          depth=depth), neck=dict(type='GlobalAveragePooling'),
+            head=dict(type='LinearClsHead', num_classes=num_classes,
+                      in_channels=512 if depth < 50 else 2048)))
 
 
 def mopro(**overrides):
@@ -71,8 +69,7 @@ def test_depth_mismatch_names_the_depths(r50_checkpoint):
 def test_class_count_mismatch_names_the_key(tmp_path):
     path = save(tmp_path / 'five.pth', mopro(num_classes=5))
     with pytest.raises(
-            CheckpointError,
-            match=r'checkpoint has 5 classes '
+            CheckpointError, match=r'checkpoint has 5 classes '
             r'\(classifier.weight \(5, 512\)\) but the config '
             r'builds 4 \(\(4, 512\)\); set model.num_classes=5'):
         load_model_weights(mopro(), path)
@@ -85,14 +82,12 @@ def test_other_formats_say_what_they_are(tmp_path):
     tv = str(tmp_path / 'resnet18.pth')
     torch.save(torchvision.models.resnet18().state_dict(), tv)
     with pytest.raises(
-            CheckpointError,
-            match='got a bare ResNet state dict '
+            CheckpointError, match='got a bare ResNet state dict '
             r'\(conv1.weight at the top level'):
         load_model_weights(classifier(), tv)
     ours = save(tmp_path / 'mopro.pth', mopro())
     with pytest.raises(
-            CheckpointError,
-            match='it is a MoPro checkpoint: '
+            CheckpointError, match='it is a MoPro checkpoint: '
             'evaluate it with a MoPro config'):
         load_model_weights(classifier(), ours)
     noise = tmp_path / 'noise.pth'
@@ -109,8 +104,7 @@ def test_non_finite_weights_are_refused(tmp_path):
     state['head.fc.weight'][1, 7] = float('nan')
     path = save(tmp_path / 'nan.pth', state)
     with pytest.raises(
-            CheckpointError,
-            match=r'head.fc.weight holds 1 '
+            CheckpointError, match=r'head.fc.weight holds 1 '
             r'non-finite values \(NaN or inf\) of 2048'):
         load_model_weights(classifier(), path)
 

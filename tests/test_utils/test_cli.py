@@ -60,9 +60,7 @@ def test_run_tool_in_a_process_prints_one_line(tmp_path):
         'def main():\n'
         '    raise ConfigError("c.py: model.alpha must be in [0, 1]")\n'
         'run_tool(main)\n')
-    result = subprocess.run([sys.executable, str(script)],
-                            capture_output=True,
-                            text=True,
-                            timeout=120)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True,
+                            text=True, timeout=120)
     assert result.returncode == 1
     assert result.stderr == 'error: c.py: model.alpha must be in [0, 1]\n'

@@ -43,20 +43,14 @@ def transformers5(tmp_path_factory) -> dict:
         'Metadata-Version: 2.1\nName: transformers\nVersion: 5.17.0\n')
     (info / 'RECORD').write_text('')
     env = dict(
-        os.environ,
-        CUDA_VISIBLE_DEVICES='',
-        PYTHONPATH=os.pathsep.join(
+        os.environ, CUDA_VISIBLE_DEVICES='', PYTHONPATH=os.pathsep.join(
             filter(None, [str(site), os.environ.get('PYTHONPATH')])))
     return env
 
 
 def _python(code: str, env: dict, cwd: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, '-c', code],
-                          env=env,
-                          cwd=cwd,
-                          capture_output=True,
-                          text=True,
-                          timeout=300)
+    return subprocess.run([sys.executable, '-c', code], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
 
 
 def test_mmpretrain_alone_fails_beside_transformers5(transformers5, tmp_path):
@@ -106,12 +100,9 @@ def test_every_tool_runs_beside_transformers5(transformers5, tmp_path):
     without = detectron2_dir() is None
     procs = {
         osp.basename(tool):
-        subprocess.Popen([sys.executable, tool, '--help'],
-                         env=transformers5,
-                         cwd=str(tmp_path),
-                         stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE,
-                         text=True)
+        subprocess.Popen([sys.executable, tool, '--help'], env=transformers5,
+                         cwd=str(tmp_path), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
         for tool in TOOLS
     }
     failed = {}
@@ -137,10 +128,7 @@ def test_every_tool_runs_without_detectron2(transformers5, tmp_path):
     failed = {
         osp.basename(tool): answer.stderr[-1500:]
         for tool, answer in answers.items() if not _answers_help(
-            osp.basename(tool),
-            answer.code,
-            answer.value,
-            answer.stderr,
+            osp.basename(tool), answer.code, answer.value, answer.stderr,
             without_detectron2=True)
     }
     assert not failed, failed

@@ -41,10 +41,7 @@ def test_import_silences_mmcv_ops_warning():
     # mmcv-lite warns at import that its compiled ops are missing
     env = dict(os.environ, PYTHONPATH=ROOT)
     code = 'import mopro, mmpretrain.models'
-    result = subprocess.run([sys.executable, '-c', code],
-                            env=env,
-                            capture_output=True,
-                            text=True,
-                            timeout=300)
+    result = subprocess.run([sys.executable, '-c', code], env=env,
+                            capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert 'MultiScaleDeformableAttention' not in result.stderr

@@ -49,11 +49,7 @@ def test_report_captions_name_classes_and_truth(images, monkeypatch):
     monkeypatch.setattr(noise_cleaning, 'save_sample_grid', capture)
     summary = summarize(ORIGINAL, PSEUDO, len(NAMES))
     paths = save_report(
-        FakeDataset(images),
-        ORIGINAL,
-        PSEUDO,
-        summary,
-        str(images / 'out'),
+        FakeDataset(images), ORIGINAL, PSEUDO, summary, str(images / 'out'),
         truth=TRUTH)
     assert sorted(paths) == [
         'class_changes', 'ood_samples', 'relabelled_samples'
@@ -88,11 +84,7 @@ def test_report_captions_name_classes_and_truth(images, monkeypatch):
 def test_report_writes_small_pngs(images):
     summary = summarize(ORIGINAL, PSEUDO, len(NAMES))
     paths = save_report(
-        FakeDataset(images),
-        ORIGINAL,
-        PSEUDO,
-        summary,
-        str(images / 'out'),
+        FakeDataset(images), ORIGINAL, PSEUDO, summary, str(images / 'out'),
         truth=TRUTH)
     for path in paths.values():
         with open(path, 'rb') as f:

@@ -30,35 +30,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('config')
     parser.add_argument('--iters', type=int, default=50)
     parser.add_argument('--warmup', type=int, default=10)
-    parser.add_argument(
-        '--batch-size',
-        type=int,
-        default=256,
-        help='training batch (one device)')
-    parser.add_argument(
-        '--eval-batch-size',
-        type=int,
-        default=512,
-        help='noise-cleaning and feature-extraction batch')
+    parser.add_argument('--batch-size', type=int, default=256,
+                        help='training batch (one device)')
+    parser.add_argument('--eval-batch-size', type=int, default=512,
+                        help='noise-cleaning and feature-extraction batch')
     parser.add_argument('--image-size', type=int, default=224)
+    parser.add_argument('--device', default=None,
+                        help='default: cuda when available, else cpu')
     parser.add_argument(
-        '--device',
-        default=None,
-        help='default: cuda when available, else cpu')
-    parser.add_argument(
-        '--compile',
-        choices=['on', 'off', 'both'],
-        default=None,
+        '--compile', choices=['on', 'off', 'both'], default=None,
         help='time the compiled model, the eager one or '
         'both (default: both on CUDA, off elsewhere)')
     parser.add_argument(
-        '--compile-backend',
-        default=None,
+        '--compile-backend', default=None,
         help="torch.compile backend (default: the config's, "
         "inductor); 'aot_eager' builds in seconds on a CPU")
     parser.add_argument('--out', help='also write the JSON here')
-    parser.add_argument(
-        '--cfg-options', nargs='+', default=None, action=DictAction)
+    parser.add_argument('--cfg-options', nargs='+', default=None,
+                        action=DictAction)
     args = parser.parse_args(argv)
     args.work_dir, args.launcher, args.local_rank = None, 'none', 0
     return args

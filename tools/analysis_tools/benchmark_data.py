@@ -42,64 +42,42 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add = parser.add_argument
     add('config')
-    add('--images',
-        help='a folder of JPEGs to use instead of crops of '
+    add(
+        '--images', help='a folder of JPEGs to use instead of crops of '
         'scikit-learn\'s sample photos')
-    add('--num-images',
-        type=positive_int,
-        default=64,
+    add('--num-images', type=positive_int, default=64,
         help='images to make (with --images: the most to use, in name order)')
-    add('--iters',
-        type=positive_int,
-        default=200,
+    add('--iters', type=positive_int, default=200,
         help='timed images per pipeline')
     add('--warmup', type=int, default=10)
-    add('--block',
-        type=positive_int,
-        default=100,
+    add('--block', type=positive_int, default=100,
         help='images per turn (the pipelines alternate)')
     add('--seed', type=int, default=0)
     add('--out', help='also write the JSON here')
     add('--cfg-options', nargs='+', default=None, action=DictAction)
-    add('--gpu-config',
-        default=GPU_CONFIG,
+    add('--gpu-config', default=GPU_CONFIG,
         help='the config of the GPU data path')
     add('--gpu-cfg-options', nargs='+', default=None, action=DictAction)
-    add('--device',
-        default=None,
-        help='device of the GPU path (default: '
+    add(
+        '--device', default=None, help='device of the GPU path (default: '
         'cuda if available, else cpu)')
-    add('--batch-size',
-        type=positive_int,
-        default=None,
+    add(
+        '--batch-size', type=positive_int, default=None,
         help='images per batch (default: the config\'s; without --runner: '
         '256)')
-    add('--gpu-img-per-s',
-        type=positive_int,
-        default=TARGET_IMG_PER_S,
+    add('--gpu-img-per-s', type=positive_int, default=TARGET_IMG_PER_S,
         help='the step rate the cores per GPU are for')
-    add('--runner',
-        action='store_true',
+    add('--runner', action='store_true',
         help='time both paths end to end through the Runner')
-    add('--runner-iters',
-        type=positive_int,
-        default=20,
+    add('--runner-iters', type=positive_int, default=20,
         help='timed Runner iterations per path')
-    add('--workers',
-        type=int,
-        default=None,
+    add('--workers', type=int, default=None,
         help='dataloader workers of the CPU path (default: the config\'s)')
-    add('--gpu-workers',
-        type=int,
-        default=None,
+    add('--gpu-workers', type=int, default=None,
         help='dataloader workers of the GPU path (default: the config\'s)')
-    add('--handover-batch',
-        type=positive_int,
-        default=256,
+    add('--handover-batch', type=positive_int, default=256,
         help='images per batch of the worker hand-over measurement')
-    add('--handover-repeats',
-        type=positive_int,
-        default=5,
+    add('--handover-repeats', type=positive_int, default=5,
         help='timed batches of the hand-over measurement')
     args = parser.parse_args(argv)
     args.work_dir, args.launcher, args.local_rank = None, 'none', 0

@@ -26,19 +26,16 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('root', help='folder of class subfolders')
     parser.add_argument(
-        '--out',
-        help='folder of the lists (default: root); '
+        '--out', help='folder of the lists (default: root); '
         'their paths are relative to it')
     parser.add_argument(
-        '--val-fraction',
-        type=float,
-        default=0.1,
+        '--val-fraction', type=float, default=0.1,
         help='fraction of each class held out for val.txt '
         '(at least one image of a class with two or more)')
-    parser.add_argument(
-        '--seed', type=int, default=0, help='seed of the held-out split')
-    parser.add_argument(
-        '--force', action='store_true', help='overwrite existing lists')
+    parser.add_argument('--seed', type=int, default=0,
+                        help='seed of the held-out split')
+    parser.add_argument('--force', action='store_true',
+                        help='overwrite existing lists')
     return parser.parse_args(argv)
 
 

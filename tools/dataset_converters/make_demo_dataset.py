@@ -18,41 +18,26 @@ from mopro.utils.cli import run_tool
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        '--out', default='data/demo_webvision', help='dataset root to create')
+    parser.add_argument('--out', default='data/demo_webvision',
+                        help='dataset root to create')
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument(
-        '--flip-rate',
-        type=float,
-        default=0.3,
-        help='fraction of in-distribution labels flipped')
-    parser.add_argument(
-        '--test-per-class',
-        type=int,
-        default=40,
-        help='clean test images per class')
-    parser.add_argument(
-        '--size',
-        type=int,
-        default=32,
-        help='side of the upscaled images in pixels')
-    parser.add_argument(
-        '--limit',
-        type=int,
-        default=None,
-        help='use at most this many images of each digit')
+    parser.add_argument('--flip-rate', type=float, default=0.3,
+                        help='fraction of in-distribution labels flipped')
+    parser.add_argument('--test-per-class', type=int, default=40,
+                        help='clean test images per class')
+    parser.add_argument('--size', type=int, default=32,
+                        help='side of the upscaled images in pixels')
+    parser.add_argument('--limit', type=int, default=None,
+                        help='use at most this many images of each digit')
     return parser.parse_args(argv)
 
 
 def main(argv: Optional[List[str]] = None) -> dict:
     args = parse_args(argv)
-    summary = build_demo_dataset(
-        args.out,
-        seed=args.seed,
-        flip_rate=args.flip_rate,
-        test_per_class=args.test_per_class,
-        size=args.size,
-        limit=args.limit)
+    summary = build_demo_dataset(args.out, seed=args.seed,
+                                 flip_rate=args.flip_rate,
+                                 test_per_class=args.test_per_class,
+                                 size=args.size, limit=args.limit)
     verb = 'built' if summary['built'] else 'already complete, reused'
     print(f'{args.out}: {verb}: {summary["num_train"]} training images '
           f'({summary["clean"]} clean, {summary["flipped"]} flipped, '

@@ -37,11 +37,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         '--rev', help='git revision to compare (default: '
         'the working tree)')
-    parser.add_argument(
-        '--allow',
-        nargs='+',
-        default=[],
-        help='key patterns whose differences are expected')
+    parser.add_argument('--allow', nargs='+', default=[],
+                        help='key patterns whose differences are expected')
     return parser.parse_args(argv)
 
 
@@ -51,8 +48,7 @@ def export_configs(rev: str, dest: str) -> str:
     archive = osp.join(dest, 'configs.tar')
     result = subprocess.run(
         ['git', '-C', ROOT, 'archive', '-o', archive, rev, 'configs'],
-        capture_output=True,
-        text=True)
+        capture_output=True, text=True)
     if result.returncode != 0:
         raise UserError(f'git archive {rev}: {result.stderr.strip()}')
     with tarfile.open(archive) as tar:
@@ -72,8 +68,7 @@ def short(value: Any, width: int = 60) -> str:
     return text if len(text) <= width else text[:width - 3] + '...'
 
 
-def differences(before: Any,
-                after: Any,
+def differences(before: Any, after: Any,
                 prefix: str = '') -> Iterator[Tuple[str, str, str]]:
     """``(dotted key, before, after)`` of every difference of two resolved
     configs; list items are keyed by index, a key present on one side

@@ -19,9 +19,7 @@ from mopro.utils.cli import run_tool
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument(
-        '--source',
-        choices=SOURCES,
-        default='auto',
+        '--source', choices=SOURCES, default='auto',
         help='auto: git build if the repository is reachable, else the '
         'Python sources from the registry; git/pypi force one')
     return parser.parse_args(argv)

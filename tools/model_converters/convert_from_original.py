@@ -13,26 +13,21 @@ tool and config of the project loads (``mopro.apis.convert``).
 import argparse
 
 from mopro.apis import convert_original_checkpoint
-from mopro.utils.cli import run_tool
+from mopro.utils.cli import add_checkpoint_args, run_tool
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('input', help='checkpoint of the released code')
+    add_checkpoint_args(parser, 'checkpoint of the released code')
     parser.add_argument('output', help='checkpoint to write')
-    parser.add_argument(
-        '--trust-checkpoint',
-        action='store_true',
-        help='unpickle arbitrary objects in the input (only '
-        'for files from a source you trust)')
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    converted = convert_original_checkpoint(
-        args.input, args.output, trust=args.trust_checkpoint)
-    print(f'{args.input} -> {args.output}: '
+    converted = convert_original_checkpoint(args.checkpoint, args.output,
+                                            trust=args.trust_checkpoint)
+    print(f'{args.checkpoint} -> {args.output}: '
           f'{len(converted["state_dict"])} tensors, epoch '
           f'{converted["meta"]["epoch"]}')
 

@@ -10,18 +10,11 @@ test_pipeline = [
     dict(type='PackInputs', meta_keys=['sample_idx', 'img_path']),
 ]
 test_dataloader = dict(
-    batch_size=64,
-    num_workers=8,
-    persistent_workers=True,
-    pin_memory=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(
-        type='ImageNetVal',
-        data_root=imagenet_root,
-        data_prefix='val',
-        num_classes=1000,
-        test_mode=True,
-        pipeline=test_pipeline))
+    batch_size=64, num_workers=8, persistent_workers=True, pin_memory=True,
+    sampler=dict(type='DefaultSampler',
+                 shuffle=False), collate_fn=dict(type='default_collate'),
+    dataset=dict(type='ImageNetVal', data_root=imagenet_root,
+                 data_prefix='val', num_classes=1000, test_mode=True,
+                 pipeline=test_pipeline))
 test_evaluator = dict(type='Accuracy', topk=(1, 5))
 test_cfg = dict()

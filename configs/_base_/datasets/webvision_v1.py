@@ -27,27 +27,15 @@ train_dataloader = dict(
     # uninterrupted run whatever the workers (mopro/datasets/seeding.py)
     sampler=dict(type='ResumableSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        split='train',
-        num_classes=num_classes,
-        list_classes=list_classes))
+    dataset=dict(type=dataset_type, data_root=data_root, split='train',
+                 num_classes=num_classes, list_classes=list_classes))
 # WebVision validation every epoch ...
 val_dataloader = dict(
-    batch_size=64,
-    num_workers=8,
-    persistent_workers=True,
-    pin_memory=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        split='val',
-        num_classes=num_classes,
-        list_classes=list_classes,
-        test_mode=True,
-        pipeline={{_base_.test_pipeline}}))
+    batch_size=64, num_workers=8, persistent_workers=True, pin_memory=True,
+    sampler=dict(type='DefaultSampler',
+                 shuffle=False), collate_fn=dict(type='default_collate'),
+    dataset=dict(type=dataset_type, data_root=data_root, split='val',
+                 num_classes=num_classes, list_classes=list_classes,
+                 test_mode=True, pipeline={{_base_.test_pipeline}}))
 val_evaluator = dict(type='Accuracy', topk=(1, 5))
 val_cfg = dict()

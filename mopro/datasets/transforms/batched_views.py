@@ -78,15 +78,13 @@ def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 def _uniform(shape: Tuple[int, ...], low: float, high: float,
              generator: torch.Generator) -> torch.Tensor:
-    return torch.empty(
-        shape, dtype=torch.float64).uniform_(
-            low, high, generator=generator)
+    return torch.empty(shape,
+                       dtype=torch.float64).uniform_(low, high,
+                                                     generator=generator)
 
 
-def sample_crop_boxes(sizes: torch.Tensor,
-                      scale: Tuple[float, float],
-                      ratio: Tuple[float, float],
-                      generator: torch.Generator,
+def sample_crop_boxes(sizes: torch.Tensor, scale: Tuple[float, float],
+                      ratio: Tuple[float, float], generator: torch.Generator,
                       attempts: int = 10) -> torch.Tensor:
     """``torchvision.transforms.RandomResizedCrop.get_params`` for N images
     at once: up to ``attempts`` draws of an area fraction uniform in
@@ -127,8 +125,7 @@ def sample_crop_boxes(sizes: torch.Tensor,
     return torch.cat([top, left, h, w], dim=1).long()
 
 
-def sample_view_params(sizes: torch.Tensor,
-                       generator: torch.Generator,
+def sample_view_params(sizes: torch.Tensor, generator: torch.Generator,
                        scale: Tuple[float, float] = (0.2, 1.0),
                        ratio: Tuple[float, float] = (3 / 4, 4 / 3),
                        flip_prob: float = 0.5,
@@ -205,11 +202,8 @@ def pack_images(
     return flat, offsets, sizes
 
 
-def resized_crops(flat: torch.Tensor,
-                  offsets: torch.Tensor,
-                  sizes: torch.Tensor,
-                  boxes: torch.Tensor,
-                  size: int,
+def resized_crops(flat: torch.Tensor, offsets: torch.Tensor,
+                  sizes: torch.Tensor, boxes: torch.Tensor, size: int,
                   scale: float = 1.0) -> torch.Tensor:
     """Crop each of N RGB images to its box and resize it to ``size`` x
     ``size`` with torchvision's antialiased bilinear resize (as

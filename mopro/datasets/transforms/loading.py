@@ -43,8 +43,7 @@ def read_image_bytes(path: str) -> bytearray:
             from None
 
 
-def decode_rgb_bytes(data: bytes,
-                     name: str,
+def decode_rgb_bytes(data: bytes, name: str,
                      max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode the bytes of any image file into an H x W x 3 uint8 RGB array.
 

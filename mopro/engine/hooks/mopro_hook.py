@@ -31,8 +31,7 @@ class MoProHook(NonFiniteCheckHook):
 
     priority = 'NORMAL'
 
-    def __init__(self,
-                 start_proto_epoch: int = 1,
+    def __init__(self, start_proto_epoch: int = 1,
                  start_clean_epoch: int = 11) -> None:
         self.start_proto_epoch = check_int(
             start_proto_epoch, 'custom_hooks: MoProHook.start_proto_epoch', 0)
@@ -41,9 +40,8 @@ class MoProHook(NonFiniteCheckHook):
 
     def phase(self, epoch: int) -> dict:
         """The phase flags for a 0-based epoch."""
-        return dict(
-            use_proto_loss=epoch >= self.start_proto_epoch,
-            correct_noise=epoch >= self.start_clean_epoch)
+        return dict(use_proto_loss=epoch >= self.start_proto_epoch,
+                    correct_noise=epoch >= self.start_clean_epoch)
 
     def before_train_epoch(self, runner) -> None:
         model = get_ori_model(runner.model)
@@ -57,10 +55,7 @@ class MoProHook(NonFiniteCheckHook):
             f'{"on" if model.use_proto_loss else "off"}, noise correction '
             f'{"on" if model.correct_noise else "off"}')
 
-    def after_train_iter(self,
-                         runner,
-                         batch_idx: int,
-                         data_batch=None,
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs: Optional[dict] = None) -> None:
         model = get_ori_model(runner.model)
         runner.message_hub.update_scalar('train/noise_correction',

@@ -88,10 +88,7 @@ class DeferredRuntimeInfoHook(RuntimeInfoHook):
         super().before_train(runner)
         self._loggers = [h for h in runner.hooks if isinstance(h, LoggerHook)]
 
-    def after_train_iter(self,
-                         runner,
-                         batch_idx: int,
-                         data_batch=None,
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs: Optional[dict] = None) -> None:
         if outputs is not None:
             self._pending.append(_snapshot(outputs))

@@ -40,8 +40,7 @@ def equal_mass_bins(num: int, bin_size: int) -> List[Tuple[int, int]]:
     return bins
 
 
-def calibration_error(confidence: np.ndarray,
-                      correct: np.ndarray,
+def calibration_error(confidence: np.ndarray, correct: np.ndarray,
                       bin_size: int = 100) -> Tuple[float, list]:
     """l2 calibration error (fraction, not percent) and the bins as
     ``(mean confidence, accuracy, count)`` tuples."""
@@ -77,13 +76,8 @@ def reliability_diagram(bins: list, title: str) -> np.ndarray:
     conf = [b[0] for b in bins]
     acc = [b[1] for b in bins]
     ax.plot([0, 1], [0, 1], '--', color='grey', label='perfect calibration')
-    ax.plot(
-        conf,
-        acc,
-        'o-',
-        color='tab:blue',
-        markersize=3,
-        label='equal-mass bins')
+    ax.plot(conf, acc, 'o-', color='tab:blue', markersize=3,
+            label='equal-mass bins')
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel('confidence (top-1)')
@@ -115,11 +109,9 @@ class CalibratedAccuracy(BaseMetric):
     """
     default_prefix = 'robustness'
 
-    def __init__(self,
-                 class_subset: Union[str, Sequence[int], None] = None,
-                 bin_size: int = 100,
-                 out_dir: Optional[str] = None,
-                 collect_device: str = 'cpu',
+    def __init__(self, class_subset: Union[str, Sequence[int],
+                                           None] = None, bin_size: int = 100,
+                 out_dir: Optional[str] = None, collect_device: str = 'cpu',
                  prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         if isinstance(class_subset, str):

@@ -67,10 +67,8 @@ def _check_arguments(**kwargs) -> None:
     """Type and range of MoPro's arguments, named by their config keys."""
     for key in ('num_classes', 'feat_dim', 'embed_dim', 'proj_hidden_dim',
                 'queue_len'):
-        check_int(
-            kwargs[key],
-            f'model.{key}',
-            minimum=2 if key == 'num_classes' else 1)
+        check_int(kwargs[key], f'model.{key}',
+                  minimum=2 if key == 'num_classes' else 1)
     for key in ('momentum', 'proto_momentum'):
         check_number(kwargs[key], f'model.{key}', 0, 1, high_open=True)
     for key in ('alpha', 'threshold'):
@@ -141,52 +139,30 @@ class MoPro(BaseSelfSupervisor):
             without CUDA.
     """
 
-    def __init__(self,
-                 backbone: dict,
-                 neck: dict,
-                 head: dict,
-                 num_classes: int,
-                 feat_dim: int = 2048,
-                 embed_dim: int = 128,
-                 proj_hidden_dim: int = 2048,
-                 queue_len: int = 8192,
-                 momentum: float = 0.999,
-                 proto_momentum: float = 0.999,
-                 alpha: float = 0.5,
-                 threshold: float = 0.8,
-                 shuffle_bn: bool = True,
-                 channels_last: bool = False,
-                 nonfinite: str = 'raise',
-                 max_consecutive_skips: int = 10,
+    def __init__(self, backbone: dict, neck: dict, head: dict,
+                 num_classes: int, feat_dim: int = 2048, embed_dim: int = 128,
+                 proj_hidden_dim: int = 2048, queue_len: int = 8192,
+                 momentum: float = 0.999, proto_momentum: float = 0.999,
+                 alpha: float = 0.5, threshold: float = 0.8,
+                 shuffle_bn: bool = True, channels_last: bool = False,
+                 nonfinite: str = 'raise', max_consecutive_skips: int = 10,
                  compile: Union[bool, dict] = False,
                  pretrained: Optional[str] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
-        _check_arguments(
-            num_classes=num_classes,
-            feat_dim=feat_dim,
-            embed_dim=embed_dim,
-            proj_hidden_dim=proj_hidden_dim,
-            queue_len=queue_len,
-            momentum=momentum,
-            proto_momentum=proto_momentum,
-            alpha=alpha,
-            threshold=threshold,
-            shuffle_bn=shuffle_bn,
-            channels_last=channels_last,
-            compile=compile)
+        _check_arguments(num_classes=num_classes, feat_dim=feat_dim,
+                         embed_dim=embed_dim, proj_hidden_dim=proj_hidden_dim,
+                         queue_len=queue_len, momentum=momentum,
+                         proto_momentum=proto_momentum, alpha=alpha,
+                         threshold=threshold, shuffle_bn=shuffle_bn,
+                         channels_last=channels_last, compile=compile)
         finite_guard = NonFiniteGuard(
-            nonfinite,
-            max_consecutive_skips,
-            name='MoPro',
+            nonfinite, max_consecutive_skips, name='MoPro',
             kept='; queue and prototypes were not updated')
-        super().__init__(
-            backbone=backbone,
-            neck=neck,
-            head=head,
-            pretrained=pretrained,
-            data_preprocessor=data_preprocessor,
-            init_cfg=init_cfg)
+        super().__init__(backbone=backbone, neck=neck, head=head,
+                         pretrained=pretrained,
+                         data_preprocessor=data_preprocessor,
+                         init_cfg=init_cfg)
         self.num_classes = num_classes
         self.queue_len = queue_len
         self.momentum = momentum
@@ -290,8 +266,7 @@ class MoPro(BaseSelfSupervisor):
     # ------------------------------------------------------------------
     # queue and prototypes
     @torch.no_grad()
-    def enqueue(self,
-                keys: torch.Tensor,
+    def enqueue(self, keys: torch.Tensor,
                 accept: Optional[torch.Tensor] = None) -> None:
         """Write the (all-rank) keys at the queue pointer, FIFO.
 
@@ -391,9 +366,7 @@ class MoPro(BaseSelfSupervisor):
 
     # ------------------------------------------------------------------
     # inference
-    def forward(self,
-                inputs,
-                data_samples: Optional[List[DataSample]] = None,
+    def forward(self, inputs, data_samples: Optional[List[DataSample]] = None,
                 mode: str = 'tensor'):
         """``tensor``: (v,) features; ``loss``: losses; ``predict``:
         classifier scores in DataSamples (for mmpretrain's metrics)."""
@@ -402,8 +375,7 @@ class MoPro(BaseSelfSupervisor):
         return super().forward(inputs, data_samples, mode)
 
     def predict(
-            self,
-            inputs: torch.Tensor,
+            self, inputs: torch.Tensor,
             data_samples: Optional[List[DataSample]] = None
     ) -> List[DataSample]:
         """Softmax of the classifier, one DataSample per image."""

@@ -35,17 +35,15 @@ class CompilableImageClassifier(ImageClassifier):
         **kwargs: ``ImageClassifier``'s arguments.
     """
 
-    def __init__(self,
-                 compile: Union[bool, dict] = False,
-                 nonfinite: str = 'raise',
-                 max_consecutive_skips: int = 10,
-                 **kwargs) -> None:
+    def __init__(self, compile: Union[bool,
+                                      dict] = False, nonfinite: str = 'raise',
+                 max_consecutive_skips: int = 10, **kwargs) -> None:
         try:
             compile_options(compile)
         except (TypeError, ValueError) as err:
             raise ConfigError(str(err)) from None
-        finite_guard = NonFiniteGuard(
-            nonfinite, max_consecutive_skips, name=type(self).__name__)
+        finite_guard = NonFiniteGuard(nonfinite, max_consecutive_skips,
+                                      name=type(self).__name__)
         super().__init__(**kwargs)
         self.finite_guard = finite_guard
         compile_submodules(self, ('backbone', ), compile)

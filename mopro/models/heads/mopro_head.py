@@ -18,8 +18,8 @@ def _masked_cross_entropy(logits: torch.Tensor,
     code would produce NaN there).
     """
     valid = targets >= 0
-    loss = F.cross_entropy(
-        logits, targets.clamp(min=0), reduction='none') * valid
+    loss = F.cross_entropy(logits, targets.clamp(min=0),
+                           reduction='none') * valid
     return loss.sum() / valid.sum().clamp(min=1)
 
 
@@ -50,18 +50,16 @@ class MoProHead(BaseModule):
         inst_weight: lambda_ins. Defaults to 1.
     """
 
-    def __init__(self,
-                 temperature: float = 0.1,
-                 proto_weight: float = 1.0,
+    def __init__(self, temperature: float = 0.1, proto_weight: float = 1.0,
                  inst_weight: float = 1.0,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        self.temperature = check_number(
-            temperature, 'model.head.temperature', low=0, low_open=True)
-        self.proto_weight = check_number(
-            proto_weight, 'model.head.proto_weight', low=0)
-        self.inst_weight = check_number(
-            inst_weight, 'model.head.inst_weight', low=0)
+        self.temperature = check_number(temperature, 'model.head.temperature',
+                                        low=0, low_open=True)
+        self.proto_weight = check_number(proto_weight,
+                                         'model.head.proto_weight', low=0)
+        self.inst_weight = check_number(inst_weight, 'model.head.inst_weight',
+                                        low=0)
 
     def instance_logits(self, query: torch.Tensor, key: torch.Tensor,
                         queue: torch.Tensor) -> torch.Tensor:
@@ -89,10 +87,8 @@ class MoProHead(BaseModule):
             cls_logits = cls_logits.float()
             inst_logits = self.instance_logits(query.float(), key.float(),
                                                queue.float())
-            inst_targets = torch.zeros(
-                inst_logits.shape[0],
-                dtype=torch.long,
-                device=inst_logits.device)
+            inst_targets = torch.zeros(inst_logits.shape[0], dtype=torch.long,
+                                       device=inst_logits.device)
             losses = dict(
                 loss_cls=_masked_cross_entropy(cls_logits, pseudo_labels),
                 loss_ins=self.inst_weight *

@@ -125,9 +125,7 @@ class CompiledCall:
             warnings.warn(
                 f'torch.compile of {self.name} failed '
                 f'({type(err).__name__}: {reason[:300]}); {self.name} runs '
-                'eagerly',
-                RuntimeWarning,
-                stacklevel=2)
+                'eagerly', RuntimeWarning, stacklevel=2)
             self.compiled = None
             return out
 

@@ -20,18 +20,12 @@ class MoProDataPreprocessor(SelfSupDataPreprocessor):
     Args: as ``SelfSupDataPreprocessor``; ``non_blocking`` defaults to True.
     """
 
-    def __init__(self,
-                 mean: Optional[Sequence[Union[float, int]]] = None,
+    def __init__(self, mean: Optional[Sequence[Union[float, int]]] = None,
                  std: Optional[Sequence[Union[float, int]]] = None,
-                 to_rgb: bool = False,
-                 non_blocking: bool = True,
+                 to_rgb: bool = False, non_blocking: bool = True,
                  **kwargs) -> None:
-        super().__init__(
-            mean=mean,
-            std=std,
-            to_rgb=to_rgb,
-            non_blocking=non_blocking,
-            **kwargs)
+        super().__init__(mean=mean, std=std, to_rgb=to_rgb,
+                         non_blocking=non_blocking, **kwargs)
 
     def _normalize(self, img: torch.Tensor) -> torch.Tensor:
         if self._channel_conversion:

@@ -111,21 +111,15 @@ class MoProGPUViewsPreprocessor(MoProDataPreprocessor):
         Others: as ``MoProDataPreprocessor``.
     """
 
-    def __init__(self,
-                 mean: Optional[Sequence[float]] = None,
-                 std: Optional[Sequence[float]] = None,
-                 to_rgb: bool = False,
-                 crop_size: int = 224,
-                 scale: Tuple[float, float] = (0.2, 1.0),
+    def __init__(self, mean: Optional[Sequence[float]] = None,
+                 std: Optional[Sequence[float]] = None, to_rgb: bool = False,
+                 crop_size: int = 224, scale: Tuple[float, float] = (0.2, 1.0),
                  ratio: Tuple[float, float] = (3 / 4, 4 / 3),
-                 flip_prob: float = 0.5,
-                 gray_prob: float = 0.2,
-                 jitter: Sequence[float] = (0.4, 0.4, 0.4, 0.4),
-                 seed: Optional[int] = None,
-                 max_bad_fraction: float = 0.01,
-                 channels_last: bool = False,
-                 compile_views: bool = False,
-                 **kwargs) -> None:
+                 flip_prob: float = 0.5, gray_prob: float = 0.2,
+                 jitter: Sequence[float] = (0.4, 0.4, 0.4,
+                                            0.4), seed: Optional[int] = None,
+                 max_bad_fraction: float = 0.01, channels_last: bool = False,
+                 compile_views: bool = False, **kwargs) -> None:
         super().__init__(mean=mean, std=std, to_rgb=to_rgb, **kwargs)
         self.crop_size = crop_size
         self.scale, self.ratio = tuple(scale), tuple(ratio)
@@ -213,8 +207,7 @@ class MoProGPUViewsPreprocessor(MoProDataPreprocessor):
         print_log(
             f'{len(decoded.bad)} undecodable image(s) in a batch '
             f'replaced by another of the batch ({self.num_bad} so '
-            f'far), first {packed.paths[decoded.bad[0]]}',
-            logger='current',
+            f'far), first {packed.paths[decoded.bad[0]]}', logger='current',
             level=30)
         check_bad_fraction(
             type(self).__name__, self.num_bad, self.num_images,

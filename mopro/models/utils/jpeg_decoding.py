@@ -189,14 +189,12 @@ def _decode_on_cpu(data: torch.Tensor, name: str) -> Optional[torch.Tensor]:
         return rgb_to_chw_tensor(
             decode_rgb_bytes(data.numpy().tobytes(), name))
     except ImageDecodeError as err:
-        print_log(
-            f'skipping undecodable image: {err}', logger='current', level=30)
+        print_log(f'skipping undecodable image: {err}', logger='current',
+                  level=30)
         return None
 
 
-def decode_packed(packed: PackedImages,
-                  device,
-                  consumer=None,
+def decode_packed(packed: PackedImages, device, consumer=None,
                   streams: Optional[SideStreams] = None,
                   decode: Optional[Decode] = None) -> DecodedBatch:
     """Decode a batch of :class:`PackedImages` on ``device`` (CUDA: nvjpeg;

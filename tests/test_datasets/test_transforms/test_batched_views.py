@@ -85,8 +85,9 @@ def test_views_equal_torchvision_tensor_transforms():
     floats = [to_float(im) for im in images]
     views = apply_view(crops_of(floats, params.boxes, 32), params)
     for i, image in enumerate(floats):
-        torch.testing.assert_close(
-            views[i], reference_view(image, params, i, 32), atol=1e-5, rtol=0)
+        torch.testing.assert_close(views[i],
+                                   reference_view(image, params, i, 32),
+                                   atol=1e-5, rtol=0)
 
 
 def test_jitter_order_is_per_sample():
@@ -95,15 +96,15 @@ def test_jitter_order_is_per_sample():
     image = to_float(photos(1)[0])
     params = ViewParams(
         boxes=torch.tensor([[0, 0, 43, 64]] * 2),
-        flip=torch.tensor([False, False]),
-        gray=torch.tensor([False, False]),
+        flip=torch.tensor([False, False]), gray=torch.tensor([False, False]),
         order=torch.tensor([[0, 1, 2, 3], [3, 2, 1, 0]]),
         factors=torch.tensor([[1.4, 0.6, 1.4, 0.3]] * 2))
     views = apply_view(crops_of([image, image], params.boxes, 32), params)
     assert (views[0] - views[1]).abs().max() > 0.05
     for i in range(2):
-        torch.testing.assert_close(
-            views[i], reference_view(image, params, i, 32), atol=1e-5, rtol=0)
+        torch.testing.assert_close(views[i],
+                                   reference_view(image, params, i, 32),
+                                   atol=1e-5, rtol=0)
 
 
 def test_views_match_pil_transforms_within_tolerance():

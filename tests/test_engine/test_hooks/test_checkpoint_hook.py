@@ -53,11 +53,8 @@ def _toy_runner(work_dir, name, save_best='score', **kwargs) -> Runner:
     best one with ``save_best``). ``name``: the experiment's, unique (a
     Runner's message hub, best score included, is shared by its name)."""
     data = [dict(inputs=torch.randn(2)) for _ in range(4)]
-    loader = dict(
-        dataset=data,
-        batch_size=2,
-        num_workers=0,
-        sampler=dict(type='DefaultSampler', shuffle=False))
+    loader = dict(dataset=data, batch_size=2, num_workers=0,
+                  sampler=dict(type='DefaultSampler', shuffle=False))
     return Runner(
         model=ToyModel(),
         work_dir=str(work_dir),
@@ -68,13 +65,10 @@ def _toy_runner(work_dir, name, save_best='score', **kwargs) -> Runner:
         train_cfg=dict(by_epoch=True, max_epochs=3, val_interval=1),
         val_cfg=dict(),
         default_hooks=dict(
-            checkpoint=dict(
-                type='SafeCheckpointHook',
-                interval=1,
-                max_keep_ckpts=1,
-                save_best=save_best,
-                rule='greater',
-                backend_args=dict(backend='atomic_local'))),
+            checkpoint=dict(type='SafeCheckpointHook', interval=1,
+                            max_keep_ckpts=1, save_best=save_best,
+                            rule='greater', backend_args=dict(
+                                backend='atomic_local'))),
         randomness=dict(seed=0),
         experiment_name=name,
         # the scope of the other tests (conftest), which a Runner makes
@@ -141,8 +135,7 @@ def test_an_outdated_checkpoint_a_kill_kept_goes_at_resume(
     last = (tmp_path / 'last_checkpoint').read_text()
     assert last == str(tmp_path / 'epoch_3.pth')
 
-    _toy_runner(
-        tmp_path, 'resumed', save_best=None, resume=True,
-        load_from=last).train()
+    _toy_runner(tmp_path, 'resumed', save_best=None, resume=True,
+                load_from=last).train()
     assert sorted(n for n in os.listdir(tmp_path) if n.endswith('.pth')) \
         == ['epoch_3.pth']

@@ -21,8 +21,7 @@ from helpers.configs import tiny_mopro_cfg
 
 def fake_runner(model, epoch: int):
     return types.SimpleNamespace(
-        model=model,
-        epoch=epoch,
+        model=model, epoch=epoch,
         logger=MMLogger.get_instance('test_mopro_hook'),
         message_hub=MessageHub.get_instance('test_mopro_hook'))
 
@@ -77,18 +76,15 @@ def test_real_mopro_and_wrapped_model():
 
 def test_rejects_other_models_and_negative_epochs():
     with pytest.raises(
-            ConfigError,
-            match='MoProHook needs a MoPro model, '
+            ConfigError, match='MoProHook needs a MoPro model, '
             'got model.type=Linear'):
         MoProHook().before_train_epoch(fake_runner(torch.nn.Linear(2, 2), 0))
     with pytest.raises(
-            ConfigError,
-            match=r'MoProHook.start_clean_epoch must '
+            ConfigError, match=r'MoProHook.start_clean_epoch must '
             r'be >= 0, got -1'):
         MoProHook(start_clean_epoch=-1)
     with pytest.raises(
-            ConfigError,
-            match='MoProHook.start_proto_epoch must '
+            ConfigError, match='MoProHook.start_proto_epoch must '
             "be an integer >= 0, got 'one'"):
         MoProHook(start_proto_epoch='one')
 
@@ -111,8 +107,8 @@ class TwoViews(Dataset):
 
     def __init__(self, n=8, num_classes=3):
         gen = torch.Generator().manual_seed(0)
-        self.images = torch.randint(
-            0, 256, (n, 2, 3, 32, 32), generator=gen, dtype=torch.uint8)
+        self.images = torch.randint(0, 256, (n, 2, 3, 32, 32), generator=gen,
+                                    dtype=torch.uint8)
         self.labels = torch.arange(n) % num_classes
 
     def __len__(self):
@@ -138,24 +134,19 @@ class PhaseRecorder(Hook):
 
 def make_runner(work_dir, max_epochs, recorder, **kwargs):
     from mmengine.dataset import default_collate
-    loader = DataLoader(
-        TwoViews(), batch_size=4, shuffle=False, collate_fn=default_collate)
+    loader = DataLoader(TwoViews(), batch_size=4, shuffle=False,
+                        collate_fn=default_collate)
     return Runner(
-        model=tiny_mopro_cfg(),
-        work_dir=str(work_dir),
-        train_dataloader=loader,
-        train_cfg=dict(by_epoch=True, max_epochs=max_epochs),
+        model=tiny_mopro_cfg(), work_dir=str(work_dir),
+        train_dataloader=loader, train_cfg=dict(by_epoch=True,
+                                                max_epochs=max_epochs),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
         default_hooks=dict(
             checkpoint=dict(type='CheckpointHook', interval=1),
-            logger=dict(type='LoggerHook', interval=1)),
-        custom_hooks=[
-            dict(type='MoProHook', start_proto_epoch=1, start_clean_epoch=2),
-            recorder
-        ],
-        default_scope='mmpretrain',
-        randomness=dict(seed=0),
-        **kwargs)
+            logger=dict(type='LoggerHook', interval=1)), custom_hooks=[
+                dict(type='MoProHook', start_proto_epoch=1,
+                     start_clean_epoch=2), recorder
+            ], default_scope='mmpretrain', randomness=dict(seed=0), **kwargs)
 
 
 def test_runner_sets_phases_and_resume_keeps_them(tmp_path):
@@ -176,12 +167,8 @@ def test_runner_sets_phases_and_resume_keeps_them(tmp_path):
 
     # resume from the end of epoch 2 (0-based epochs 0, 1 done)
     resumed_recorder = PhaseRecorder()
-    resumed = make_runner(
-        tmp_path / 'resumed',
-        3,
-        resumed_recorder,
-        load_from=str(tmp_path / 'epoch_2.pth'),
-        resume=True)
+    resumed = make_runner(tmp_path / 'resumed', 3, resumed_recorder,
+                          load_from=str(tmp_path / 'epoch_2.pth'), resume=True)
     resumed.train()
     assert resumed_recorder.seen == [(2, True, True)] * 2
     # queue pointer restored from the checkpoint, then advanced by 8

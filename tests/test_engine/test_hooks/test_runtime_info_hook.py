@@ -32,10 +32,7 @@ class _Probe(Hook):
     def before_train(self, runner) -> None:
         self._seen = len(self.reads.seen)  # not the weight initialisation
 
-    def after_train_iter(self,
-                         runner,
-                         batch_idx,
-                         data_batch=None,
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None) -> None:
         self.per_iter.append(len(self.reads.seen) - self._seen)
         self._seen = len(self.reads.seen)
@@ -47,8 +44,7 @@ def _run(tmp_path, runtime_info: str, monkeypatch=None):
     reads = HostReads()
     probe = _Probe(reads)
     runner = Runner(
-        model=model_cfg(),
-        work_dir=work_dir,
+        model=model_cfg(), work_dir=work_dir,
         experiment_name=f'{runtime_info}_{tmp_path.name}',
         train_dataloader=DataLoader(batches, batch_size=None),
         train_cfg=dict(by_epoch=False, max_iters=ITERS),
@@ -56,19 +52,15 @@ def _run(tmp_path, runtime_info: str, monkeypatch=None):
         default_hooks=dict(
             runtime_info=dict(type=runtime_info),
             logger=dict(type='LoggerHook', interval=INTERVAL),
-            checkpoint=dict(
-                type='CheckpointHook', interval=CKPT_INTERVAL, by_epoch=False),
-            sampler_seed=None),
-        custom_hooks=[
-            dict(type='MoProHook', start_proto_epoch=0, start_clean_epoch=0),
-            probe
-        ],
-        log_processor=dict(by_epoch=False),
-        visualizer=dict(
-            type='Visualizer', vis_backends=[dict(type='LocalVisBackend')]),
-        log_level='WARNING',
-        default_scope='mmpretrain',
-        randomness=dict(seed=0))
+            checkpoint=dict(type='CheckpointHook', interval=CKPT_INTERVAL,
+                            by_epoch=False), sampler_seed=None), custom_hooks=[
+                                dict(type='MoProHook', start_proto_epoch=0,
+                                     start_clean_epoch=0), probe
+                            ], log_processor=dict(by_epoch=False),
+        visualizer=dict(type='Visualizer',
+                        vis_backends=[dict(type='LocalVisBackend')
+                                      ]), log_level='WARNING',
+        default_scope='mmpretrain', randomness=dict(seed=0))
     flushes = []
     for hook in runner.hooks:
         if isinstance(hook, DeferredRuntimeInfoHook):
@@ -170,8 +162,7 @@ def test_cuda_values_reach_the_host_through_pinned_memory():
     a synchronising call, and read after the copy's event."""
     values = dict(
         loss=torch.tensor(2.5, device='cuda'),
-        count=torch.tensor(3, device='cuda'),
-        lr=0.1)
+        count=torch.tensor(3, device='cuda'), lr=0.1)
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode('error')
     try:

@@ -85,19 +85,15 @@ def test_imagenet200_dataset(tmp_path):
     (root / 'n00000003' / 'a.jpg').write_bytes(b'x')
     (root / 'n00000199' / 'b.JPEG').write_bytes(b'x')
     ds = DATASETS.build(
-        dict(
-            type='ImageNet200',
-            data_root=str(root),
-            variant='imagenet-a',
-            test_mode=True))
+        dict(type='ImageNet200', data_root=str(root), variant='imagenet-a',
+             test_mode=True))
     assert len(ds) == 2
     assert ds.get_gt_labels().tolist() == [3, 199]
     os.rmdir(root / 'n00000010')
     with pytest.raises(ValueError, match='200 class folders, found 199'):
         DATASETS.build(
-            dict(
-                type='ImageNet200', data_root=str(root),
-                variant='imagenet-a')).full_init()
+            dict(type='ImageNet200', data_root=str(root),
+                 variant='imagenet-a')).full_init()
 
 
 def test_robustness_config_end_to_end(tmp_path):

@@ -50,11 +50,9 @@ def test_bf16_autocast_prototype_logits_are_float32(monkeypatch):
         model.loss([weak, strong], samples(labels))
     call = calls[-1]
     assert call['proto_logits'].dtype == torch.float32
-    torch.testing.assert_close(
-        call['proto_logits'],
-        call['query'].float() @ protos.t() / 0.1,
-        rtol=0,
-        atol=1e-5)
+    torch.testing.assert_close(call['proto_logits'],
+                               call['query'].float() @ protos.t() / 0.1,
+                               rtol=0, atol=1e-5)
 
 
 def test_channels_last_model_matches_default_layout():
@@ -70,8 +68,8 @@ def test_channels_last_model_matches_default_layout():
     b = fast.loss([weak, strong], labels)
     for key in LOSS_KEYS:
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(
-        plain.prototypes, fast.prototypes, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(plain.prototypes, fast.prototypes, rtol=1e-4,
+                               atol=1e-4)
 
 
 @pytest.mark.parametrize('phase', list(PHASES))
@@ -79,8 +77,8 @@ def test_train_step_makes_no_host_reads(phase):
     model = build(phase=phase)
     model.prototypes.copy_(random_prototypes())
     optim_wrapper = OptimWrapper(
-        torch.optim.SGD(
-            model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4))
+        torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9,
+                        weight_decay=1e-4))
     batches = [train_data(seed) for seed in range(3)]
     with HostReads() as reads:
         for data in batches:

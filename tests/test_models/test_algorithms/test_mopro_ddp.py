@@ -31,16 +31,10 @@ def build(shuffle_bn=False):
     model = MODELS.build(
         tiny_mopro_cfg(
             backbone=dict(
-                type='ResNet',
-                depth=18,
-                norm_cfg=dict(type='GN', num_groups=8, requires_grad=True)),
-            num_classes=K,
-            embed_dim=D,
-            proj_hidden_dim=32,
-            queue_len=R,
-            momentum=0.9,
-            proto_momentum=0.8,
-            shuffle_bn=shuffle_bn))
+                type='ResNet', depth=18, norm_cfg=dict(type='GN', num_groups=8,
+                                                       requires_grad=True)),
+            num_classes=K, embed_dim=D, proj_hidden_dim=32, queue_len=R,
+            momentum=0.9, proto_momentum=0.8, shuffle_bn=shuffle_bn))
     model.train()
     model.use_proto_loss = model.correct_noise = True
     return model
@@ -71,22 +65,16 @@ def run_steps(model, inputs, labels, rank=0, world=1):
             [weak[part], strong[part]],
             [DataSample().set_gt_label(int(y)) for y in labels[part]])
         inst.append(losses['loss_ins'].detach())
-    return dict(
-        queue=model.queue.clone(),
-        queue_ptr=model.queue_ptr.clone(),
-        prototypes=model.prototypes.clone(),
-        pseudo=torch.stack(pseudo),
-        loss_ins=torch.stack(inst))
+    return dict(queue=model.queue.clone(), queue_ptr=model.queue_ptr.clone(),
+                prototypes=model.prototypes.clone(),
+                pseudo=torch.stack(pseudo), loss_ins=torch.stack(inst))
 
 
 def _worker(rank, port, setup_path, out_path):
     torch.set_num_threads(1)
-    dist.init_process_group(
-        'gloo',
-        init_method=f'tcp://127.0.0.1:{port}',
-        rank=rank,
-        world_size=WORLD,
-        timeout=datetime.timedelta(seconds=60))
+    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}',
+                            rank=rank, world_size=WORLD,
+                            timeout=datetime.timedelta(seconds=60))
     try:
         setup = torch.load(setup_path)
         results = {}
@@ -108,11 +96,11 @@ def free_port() -> int:
 
 def check_parity(single, ranks, labels):
     for r in ranks:  # every rank holds the same shared state
-        torch.testing.assert_close(
-            r['queue'], single['queue'], rtol=0, atol=1e-5)
+        torch.testing.assert_close(r['queue'], single['queue'], rtol=0,
+                                   atol=1e-5)
         assert torch.equal(r['queue_ptr'], single['queue_ptr'])
-        torch.testing.assert_close(
-            r['prototypes'], single['prototypes'], rtol=0, atol=1e-5)
+        torch.testing.assert_close(r['prototypes'], single['prototypes'],
+                                   rtol=0, atol=1e-5)
     assert single['queue_ptr'].item() == (STEPS * B) % R
     pseudo = torch.cat([r['pseudo'] for r in ranks], dim=1)
     assert torch.equal(pseudo, single['pseudo'])
@@ -122,9 +110,7 @@ def check_parity(single, ranks, labels):
     # L_ins keeps every sample: the mean of the two halves is the global mean
     torch.testing.assert_close(
         torch.stack([r['loss_ins'] for r in ranks]).mean(0),
-        single['loss_ins'],
-        rtol=1e-5,
-        atol=1e-5)
+        single['loss_ins'], rtol=1e-5, atol=1e-5)
 
 
 def test_two_ranks_match_one_process(tmp_path):
@@ -137,11 +123,8 @@ def test_two_ranks_match_one_process(tmp_path):
         setup_path)
     out_path = str(tmp_path / 'rank{}.pth')
 
-    mp.spawn(
-        _worker,
-        args=(free_port(), str(setup_path), out_path),
-        nprocs=WORLD,
-        join=True)
+    mp.spawn(_worker, args=(free_port(), str(setup_path), out_path),
+             nprocs=WORLD, join=True)
 
     single = run_steps(model, inputs, labels)
     outputs = [torch.load(out_path.format(r)) for r in range(WORLD)]

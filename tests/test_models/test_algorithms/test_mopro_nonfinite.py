@@ -125,9 +125,8 @@ def test_nonfinite_skip_counts_and_stops_after_a_run_of_skips():
                                 'non-finite loss (loss_cls=nan')
     assert logged[1].endswith('2 skipped so far, 2 in a row (the run stops '
                               'at 3)')
-    with pytest.raises(
-            NonFiniteError, match='3 iterations in a row had a '
-            'non-finite loss'):
+    with pytest.raises(NonFiniteError, match='3 iterations in a row had a '
+                       'non-finite loss'):
         model.loss(views(3), samples(torch.arange(B) % K))
 
 

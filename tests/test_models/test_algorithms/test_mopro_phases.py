@@ -43,8 +43,7 @@ def test_warmup_step(monkeypatch):
         probe = copy.deepcopy(model)
         keys = F.normalize(
             probe.momentum_projector(
-                probe.neck(probe.momentum_backbone(strong))[-1]),
-            dim=1)
+                probe.neck(probe.momentum_backbone(strong))[-1]), dim=1)
     torch.testing.assert_close(call['key'], keys)
     # negatives: the queue before this batch
     torch.testing.assert_close(call['queue'], old_queue)
@@ -57,8 +56,7 @@ def test_warmup_step(monkeypatch):
         model.prototypes,
         reference_update_prototypes(
             torch.zeros(K, D), call['query'], labels, model.proto_momentum),
-        rtol=0,
-        atol=1e-5)
+        rtol=0, atol=1e-5)
     torch.testing.assert_close(model.prototypes.norm(dim=1), torch.ones(K))
 
 
@@ -82,8 +80,7 @@ def test_proto_phase_adds_prototype_loss(monkeypatch):
                                F.cross_entropy(call['cls_logits'], labels))
     torch.testing.assert_close(
         model.prototypes,
-        update_prototypes(old_protos, call['query'], labels, 0.999),
-        rtol=0,
+        update_prototypes(old_protos, call['query'], labels, 0.999), rtol=0,
         atol=1e-6)
 
 
@@ -117,9 +114,7 @@ def test_noise_correction_phase(monkeypatch):
     torch.testing.assert_close(
         model.prototypes,
         reference_update_prototypes(old_protos, call['query'], pseudo,
-                                    model.proto_momentum),
-        rtol=0,
-        atol=1e-5)
+                                    model.proto_momentum), rtol=0, atol=1e-5)
     with_labels = update_prototypes(old_protos, call['query'], labels,
                                     model.proto_momentum)
     assert not torch.allclose(model.prototypes, with_labels, atol=1e-6)

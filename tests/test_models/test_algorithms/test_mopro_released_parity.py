@@ -31,8 +31,8 @@ def assert_same_state(model, ref, atol=1e-5):
     for name, value in model.state_dict().items():
         other = theirs[reference_name(name)]
         if value.is_floating_point():
-            torch.testing.assert_close(
-                value, other, rtol=1e-4, atol=atol, msg=name)
+            torch.testing.assert_close(value, other, rtol=1e-4, atol=atol,
+                                       msg=name)
         else:
             assert torch.equal(value, other), name
 
@@ -54,11 +54,9 @@ def test_matches_released_reference(monkeypatch, phase):
     calls = record_head(monkeypatch, model)
     lr, momentum = 0.01, 0.9
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad],
-                          lr=lr,
-                          momentum=momentum)
+                          lr=lr, momentum=momentum)
     ref_opt = torch.optim.SGD([p for p in ref.parameters() if p.requires_grad],
-                              lr=lr,
-                              momentum=momentum)
+                              lr=lr, momentum=momentum)
     # what the gradient tolerance below admits in SGD's momentum buffers
     buffer_tol = {}
 
@@ -70,8 +68,8 @@ def test_matches_released_reference(monkeypatch, phase):
         assert set(k for k in losses if k.startswith('loss')) == \
             set(out['losses'])
         for key, value in out['losses'].items():
-            torch.testing.assert_close(
-                losses[key], value, rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(losses[key], value, rtol=1e-4,
+                                       atol=1e-5)
         assert_same_state(model, ref)
         # one SGD step on both: the gradients must agree too
         opt.zero_grad()
@@ -82,8 +80,8 @@ def test_matches_released_reference(monkeypatch, phase):
         for name, param in model.named_parameters():
             if param.requires_grad:
                 ref_grad = ref_params[reference_name(name)].grad
-                torch.testing.assert_close(
-                    param.grad, ref_grad, rtol=1e-3, atol=1e-4, msg=name)
+                torch.testing.assert_close(param.grad, ref_grad, rtol=1e-3,
+                                           atol=1e-4, msg=name)
                 buffer_tol[name] = momentum * buffer_tol.get(name, 0) + \
                     1e-4 + 1e-3 * ref_grad.abs()
         opt.step()

@@ -60,8 +60,8 @@ def test_momentum_update_formula():
         if name.startswith('momentum_'):
             expected = 0.9 * online[name] + 0.1 * online[
                 name[len('momentum_'):]]
-            torch.testing.assert_close(
-                param.detach(), expected, rtol=0, atol=1e-6, msg=name)
+            torch.testing.assert_close(param.detach(), expected, rtol=0,
+                                       atol=1e-6, msg=name)
         else:
             assert torch.equal(param, online[name]), name
     for name, buf in model.momentum_backbone.named_buffers():

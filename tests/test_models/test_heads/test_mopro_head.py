@@ -34,11 +34,8 @@ def expected_inst_loss(query, key, queue, temperature):
 
 def test_build_from_registry():
     head = MODELS.build(
-        dict(
-            type='MoProHead',
-            temperature=0.2,
-            proto_weight=0.5,
-            inst_weight=2.0))
+        dict(type='MoProHead', temperature=0.2, proto_weight=0.5,
+             inst_weight=2.0))
     assert isinstance(head, MoProHead)
     assert (head.temperature, head.proto_weight, head.inst_weight) == \
         (0.2, 0.5, 2.0)

@@ -59,9 +59,7 @@ def run_steps(model, labels, monkeypatch, steps: int = 3) -> list:
     correct_labels = mopro_module.correct_labels
     monkeypatch.setattr(mopro_module, 'correct_labels', spy)
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad],
-                          lr=0.05,
-                          momentum=0.9,
-                          weight_decay=1e-4)
+                          lr=0.05, momentum=0.9, weight_decay=1e-4)
     record = []
     for step in range(steps):
         losses = model.loss(views(3 + step), samples(labels))
@@ -87,12 +85,8 @@ def run_steps(model, labels, monkeypatch, steps: int = 3) -> list:
 def test_compiled_step_matches_eager(phase, monkeypatch):
     results = []
     for compile in (False, AOT):
-        model = build(
-            seed=3,
-            phase=phase,
-            momentum=0.9,
-            proto_momentum=0.8,
-            compile=compile)
+        model = build(seed=3, phase=phase, momentum=0.9, proto_momentum=0.8,
+                      compile=compile)
         assert is_compiled(model.backbone) == bool(compile)
         assert is_compiled(model.momentum_backbone) == bool(compile)
         labels = make_noisy(model, views(3)[0])
@@ -128,8 +122,8 @@ def _steps(model, optim_wrapper, seeds) -> None:
 def _model_and_optim(compile, state=None):
     model = build(seed=1, phase='clean', momentum=0.9, compile=compile)
     optim_wrapper = OptimWrapper(
-        torch.optim.SGD(
-            model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4))
+        torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9,
+                        weight_decay=1e-4))
     if state is not None:
         model.load_state_dict(state['state_dict'])
         optim_wrapper.load_state_dict(state['optimizer'])
@@ -162,15 +156,10 @@ def test_runner_resume_compiled_eager_compiled(webvision_root, tmp_path):
     straight = train_v1(webvision_root, str(tmp_path / 'a'), 'straight', 3)
     work = str(tmp_path / 'b')
     train_v1(webvision_root, work, 'part1', 1, compile=AOT)
-    train_v1(
-        webvision_root, work, 'part2', 2, resume=osp.join(work, 'epoch_1.pth'))
-    resumed = train_v1(
-        webvision_root,
-        work,
-        'part3',
-        3,
-        resume=osp.join(work, 'epoch_2.pth'),
-        compile=AOT)
+    train_v1(webvision_root, work, 'part2', 2,
+             resume=osp.join(work, 'epoch_1.pth'))
+    resumed = train_v1(webvision_root, work, 'part3', 3,
+                       resume=osp.join(work, 'epoch_2.pth'), compile=AOT)
     assert is_compiled(resumed.model.backbone)
     saved = load_checkpoint(osp.join(work, 'epoch_1.pth'))['state_dict']
     assert list(saved) == list(straight.model.state_dict())
@@ -216,8 +205,8 @@ def test_failed_build_warns_once_and_runs_eagerly():
     assert messages[0].startswith('torch.compile of MoPro.backbone failed')
     assert 'no C++ compiler found' in messages[0]
     assert not is_compiled(model.backbone)
-    torch.testing.assert_close(
-        feats, eager.extract_feat(inputs), rtol=0, atol=0)
+    torch.testing.assert_close(feats, eager.extract_feat(inputs), rtol=0,
+                               atol=0)
     with warnings.catch_warnings():
         warnings.simplefilter('error', RuntimeWarning)
         model.extract_feat(inputs)  # eager now: no second warning
@@ -256,12 +245,11 @@ def test_adapt_to_device_compiles_only_on_cuda():
 
 
 def test_cross_entropy_classifier_compiles_like_mopro():
-    cfg = dict(
-        type='CompilableImageClassifier',
-        backbone=dict(type='ResNet', depth=18),
-        neck=dict(type='GlobalAveragePooling'),
-        head=dict(type='LinearClsHead', num_classes=3, in_channels=512),
-        data_preprocessor=tiny_mopro_cfg()['data_preprocessor'])
+    cfg = dict(type='CompilableImageClassifier',
+               backbone=dict(type='ResNet',
+                             depth=18), neck=dict(type='GlobalAveragePooling'),
+               head=dict(type='LinearClsHead', num_classes=3, in_channels=512),
+               data_preprocessor=tiny_mopro_cfg()['data_preprocessor'])
     cfg['data_preprocessor']['type'] = 'ClsDataPreprocessor'
     logs = []
     for compile in (False, AOT):

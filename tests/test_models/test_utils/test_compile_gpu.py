@@ -33,9 +33,7 @@ DEVICE = 'cuda'
 COMPILE = True  # inductor, torch's defaults, as the configs
 SIZE = 64  # 2 x 2 maps in layer4
 AMP = dict(
-    type='AmpOptimWrapper',
-    dtype='bfloat16',
-    loss_scale=dict(enabled=False),
+    type='AmpOptimWrapper', dtype='bfloat16', loss_scale=dict(enabled=False),
     optimizer=dict(type='SGD', lr=0.05, momentum=0.9, weight_decay=1e-4))
 
 
@@ -47,14 +45,8 @@ def _views(seed: int) -> list:
 
 
 def _model(compile, **overrides):
-    return build(
-        seed=3,
-        phase='clean',
-        momentum=0.9,
-        proto_momentum=0.8,
-        channels_last=True,
-        compile=compile,
-        **overrides).to(DEVICE)
+    return build(seed=3, phase='clean', momentum=0.9, proto_momentum=0.8,
+                 channels_last=True, compile=compile, **overrides).to(DEVICE)
 
 
 def test_compiled_bf16_step_matches_eager(monkeypatch):
@@ -88,19 +80,12 @@ def test_compiled_bf16_step_matches_eager(monkeypatch):
         losses = [k for k in results[0] if k.startswith('loss')]
         assert len(losses) == 4  # total, cls, pro, ins
         for key in losses:
-            torch.testing.assert_close(
-                results[1][key],
-                results[0][key],
-                rtol=0.05,
-                atol=0.02,
-                msg=key)
+            torch.testing.assert_close(results[1][key], results[0][key],
+                                       rtol=0.05, atol=0.02, msg=key)
         for name in ('queue', 'prototypes'):
             torch.testing.assert_close(
-                getattr(compiled, name),
-                getattr(eager, name),
-                rtol=0,
-                atol=0.05,
-                msg=name)
+                getattr(compiled, name), getattr(eager, name), rtol=0,
+                atol=0.05, msg=name)
         assert torch.equal(compiled.queue_ptr, eager.queue_ptr)
         agree = (pseudo[-1] == pseudo[-2]).float().mean().item()
         assert agree >= 0.75, (step, pseudo[-2], pseudo[-1])
@@ -153,10 +138,7 @@ class _SyncsPerIter(Hook):
     def before_train(self, runner) -> None:
         self.seen = self._count()
 
-    def after_train_iter(self,
-                         runner,
-                         batch_idx,
-                         data_batch=None,
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None) -> None:
         count = self._count()
         self.per_iter.append(count - self.seen)
@@ -174,27 +156,20 @@ def test_runner_loop_makes_no_synchronizing_call_after_warmup(tmp_path):
         warnings.simplefilter('always')
         probe = _SyncsPerIter(caught)
         runner = Runner(
-            model=model_cfg(channels_last=True, compile=COMPILE),
-            work_dir=str(tmp_path),
+            model=model_cfg(channels_last=True,
+                            compile=COMPILE), work_dir=str(tmp_path),
             experiment_name=f'gpu_syncs_{tmp_path.name}',
             train_dataloader=DataLoader([batch] * iters, batch_size=None),
             train_cfg=dict(by_epoch=False, max_iters=iters),
-            optim_wrapper=copy.deepcopy(AMP),
-            default_hooks=dict(
+            optim_wrapper=copy.deepcopy(AMP), default_hooks=dict(
                 runtime_info=dict(type='DeferredRuntimeInfoHook'),
                 logger=dict(type='LoggerHook', interval=interval),
-                checkpoint=None,
-                sampler_seed=None),
-            custom_hooks=[
-                dict(
-                    type='MoProHook', start_proto_epoch=0,
-                    start_clean_epoch=0), probe
-            ],
-            log_processor=dict(by_epoch=False),
-            env_cfg=dict(cudnn_benchmark=True),
-            log_level='WARNING',
-            default_scope='mmpretrain',
-            randomness=dict(seed=0))
+                checkpoint=None, sampler_seed=None), custom_hooks=[
+                    dict(type='MoProHook', start_proto_epoch=0,
+                         start_clean_epoch=0), probe
+                ], log_processor=dict(by_epoch=False),
+            env_cfg=dict(cudnn_benchmark=True), log_level='WARNING',
+            default_scope='mmpretrain', randomness=dict(seed=0))
         torch.cuda.set_sync_debug_mode('warn')
         try:
             runner.train()

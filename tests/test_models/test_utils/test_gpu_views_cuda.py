@@ -79,10 +79,7 @@ def test_preprocessor_on_gpu_matches_cpu_for_the_same_seed(tmp_path):
     views = {}
     for device in ('cpu', 'cuda'):  # on the GPU as configured: compiled
         preprocessor = MoProGPUViewsPreprocessor(
-            mean=MEAN,
-            std=STD,
-            crop_size=64,
-            seed=3,
+            mean=MEAN, std=STD, crop_size=64, seed=3,
             compile_views=device == 'cuda').to(device)
         out = preprocessor(dict(data), True)
         assert out['data_samples'].device.type == device
@@ -99,13 +96,10 @@ def test_views_take_the_steps_dtype_and_layout(tmp_path):
     data = packed_batch(_jpeg_bytes(8), str(tmp_path))
     out = {}
     for autocast in (False, True):
-        preprocessor = MoProGPUViewsPreprocessor(
-            mean=MEAN,
-            std=STD,
-            crop_size=32,
-            seed=3,
-            channels_last=True,
-            compile_views=True).cuda()
+        preprocessor = MoProGPUViewsPreprocessor(mean=MEAN, std=STD,
+                                                 crop_size=32, seed=3,
+                                                 channels_last=True,
+                                                 compile_views=True).cuda()
         with torch.autocast('cuda', dtype=torch.bfloat16, enabled=autocast):
             out[autocast] = preprocessor(dict(data), True)['inputs']
     for plain, cast in zip(out[False], out[True]):
@@ -128,8 +122,8 @@ def test_mixed_bad_batch_on_gpu(tmp_path):
         for name, data in files.items() if name not in ('undecodable', 'empty')
     ] + [files['baseline']]
     data = packed_batch(entries, str(tmp_path), rejected=[len(entries) - 1])
-    preprocessor = MoProGPUViewsPreprocessor(
-        mean=MEAN, std=STD, crop_size=32).cuda()
+    preprocessor = MoProGPUViewsPreprocessor(mean=MEAN, std=STD,
+                                             crop_size=32).cuda()
     out = preprocessor(data, True)
     for view in out['inputs']:
         assert view.is_cuda and view.shape == (len(entries), 3, 32, 32)
@@ -202,9 +196,8 @@ def test_decoding_never_writes_memory_queued_work_reads(tmp_path, ahead):
             previous[SLOT_KEY] = DecodeSlot()
             previous[SLOT_KEY].following = batch
             previous[SLOT_KEY].start_next(
-                partial(
-                    preprocessor._decode,
-                    consumer=torch.cuda.current_stream()))
+                partial(preprocessor._decode,
+                        consumer=torch.cuda.current_stream()))
             results.append(preprocessor._decoded(batch))
         else:
             results.append(preprocessor.decode(data['inputs']))

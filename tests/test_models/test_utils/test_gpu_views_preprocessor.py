@@ -70,10 +70,8 @@ def test_compiled_views_equal_eager_views():
             assert compiled.dtype == dtype
             assert compiled.is_contiguous(memory_format=layout)
             torch.testing.assert_close(
-                compiled.float(),
-                eager.float(),
-                atol=1e-4 if dtype == torch.float32 else 0.02,
-                rtol=0)
+                compiled.float(), eager.float(),
+                atol=1e-4 if dtype == torch.float32 else 0.02, rtol=0)
     assert compiled_make_view().compiled is not None  # no fallback
 
 
@@ -81,12 +79,9 @@ def test_a_copied_preprocessor_uses_its_own_parameters(tmp_path):
     """A deep copy (e.g. of the model) normalises with its own mean and
     std, compiled or not."""
     for compile_views in (False, True):
-        original = MoProGPUViewsPreprocessor(
-            mean=MEAN,
-            std=STD,
-            crop_size=16,
-            seed=1,
-            compile_views=compile_views)
+        original = MoProGPUViewsPreprocessor(mean=MEAN, std=STD, crop_size=16,
+                                             seed=1,
+                                             compile_views=compile_views)
         copied = copy.deepcopy(original)
         copied.mean.zero_()
         copied.std.fill_(1.0)
@@ -96,8 +91,8 @@ def test_a_copied_preprocessor_uses_its_own_parameters(tmp_path):
         # unnormalised views are in [0, 255]; the original's are not
         assert ours.min() >= 0 and ours.max() <= 255
         assert theirs.min() < 0
-        torch.testing.assert_close(
-            ours, theirs * original.std + original.mean, atol=1e-3, rtol=0)
+        torch.testing.assert_close(ours, theirs * original.std + original.mean,
+                                   atol=1e-3, rtol=0)
 
 
 def test_preprocessor_dispatches_as_many_operators_for_any_batch(tmp_path):
@@ -110,8 +105,8 @@ def test_preprocessor_dispatches_as_many_operators_for_any_batch(tmp_path):
         data = packed_batch(
             [files['baseline'], files['png'], files['baseline']] * (num // 4) +
             [files['progressive']] * (num - 3 * (num // 4)), str(tmp_path))
-        preprocessor = MoProGPUViewsPreprocessor(
-            mean=MEAN, std=STD, crop_size=16)
+        preprocessor = MoProGPUViewsPreprocessor(mean=MEAN, std=STD,
+                                                 crop_size=16)
         slot = data[SLOT_KEY] = DecodeSlot()  # decoded ahead
         slot.future = Future()
         slot.future.set_result(
@@ -131,9 +126,7 @@ def test_mixed_bad_image_batch_never_fails(tmp_path):
     replaced and counted."""
     kinds = dirty_webvision(str(tmp_path / 'wv'))
     dataset = WebVision(
-        data_root=str(tmp_path / 'wv'),
-        split='train',
-        num_classes=2,
+        data_root=str(tmp_path / 'wv'), split='train', num_classes=2,
         pipeline=Config.fromfile(GPU_DATA).train_pipeline)
     samples = [dataset.prepare_data(i) for i in range(len(dataset))]
     assert [s is None for s in samples
@@ -167,12 +160,9 @@ def test_max_bad_fraction_still_stops_a_broken_dataset(tmp_path):
         for line in f:  # the second half of the files are HTML pages
             with open(osp.join(root, line.split()[0]), 'wb') as img:
                 img.write(b'<html></html>')
-    dataset = WebVision(
-        data_root=root,
-        split='train',
-        num_classes=2,
-        max_bad_fraction=0.1,
-        pipeline=Config.fromfile(GPU_DATA).train_pipeline)
+    dataset = WebVision(data_root=root, split='train', num_classes=2,
+                        max_bad_fraction=0.1,
+                        pipeline=Config.fromfile(GPU_DATA).train_pipeline)
     with pytest.raises(RuntimeError, match='max_bad_fraction=0.1'):
         for i in range(len(dataset)):
             dataset.prepare_data(i)
@@ -196,8 +186,8 @@ def test_views_depend_on_seed_rank_and_iteration_only(monkeypatch, tmp_path):
     def views_at(iteration, rank=0, warmup=0):
         monkeypatch.setattr(
             'mopro.models.utils.gpu_views_preprocessor.get_rank', lambda: rank)
-        preprocessor = MoProGPUViewsPreprocessor(
-            mean=MEAN, std=STD, crop_size=16, seed=7)
+        preprocessor = MoProGPUViewsPreprocessor(mean=MEAN, std=STD,
+                                                 crop_size=16, seed=7)
         for step in range(warmup):
             hub.update_info('iter', step)
             preprocessor(data, True)
