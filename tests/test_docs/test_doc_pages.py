@@ -176,3 +176,33 @@ def test_train_d2_without_detectron2_prints_the_documented_hint(tmp_path):
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.stderr.strip() == documented.group(0)
     assert result.stdout == ''
+
+
+def _table_rows(text: str) -> Dict[str, str]:
+    """Markdown table rows by their first cell, whitespace normalised."""
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip('|').split('|')]
+        if line.lstrip().startswith('|') and len(cells) > 1:
+            rows[cells[0]] = ' | '.join(cells)
+    return rows
+
+
+@pytest.mark.parametrize('page', ['README.md', 'docs/demo.md'])
+def test_demo_numbers_are_the_committed_report(page):
+    """A row of the demo's tables quoted in ``page`` (model accuracy and
+    time, noise-cleaning metrics) is the row of the committed report
+    ``results/demo/demo_results.md``, which ``make demo`` writes."""
+    report = _table_rows(
+        read(osp.join(ROOT, 'results', 'demo', 'demo_results.md')))
+    quoted = {
+        name: row
+        for name, row in _table_rows(read(osp.join(ROOT, page))).items()
+        if name in report and name not in ('model', 'metric', '---')
+    }
+    assert quoted, f'{page} quotes no row of the demo report'
+    differ = {
+        name: (row, report[name])
+        for name, row in quoted.items() if row != report[name]
+    }
+    assert not differ, differ
