@@ -7,10 +7,13 @@ and benchmarks/README.md.
 - every relative markdown link (and image) resolves, and a link to a
   heading (``page.md#anchor``) finds that heading;
 - every ``make`` target they name is a target of the Makefile;
-- every Python tool they name answers ``--help`` with exit status 0, run
-  as a user runs it; ``tools/train_d2.py`` without Detectron2 ends instead
-  with the one-line install hint that docs/install.md quotes;
-- README.md has at most 200 lines.
+- every Python tool they name answers ``--help`` with exit status 0 (run
+  as ``__main__``, the tools one after the other in one process; each in a
+  process of its own: tests/test_utils/test_environment.py);
+  ``tools/train_d2.py`` without Detectron2 ends instead with the one-line
+  install hint that docs/install.md quotes, run as a user runs it;
+- README.md has at most 200 lines;
+- the demo rows they quote are those of the committed report.
 """
 import glob
 import importlib.util
