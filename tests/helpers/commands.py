@@ -49,7 +49,7 @@ def call_tool(tool, argv: Optional[Sequence], capsys,
     return ToolResult(code, capsys.readouterr().err, value)
 
 
-def _env() -> dict:
+def user_env() -> dict:
     """This environment without ``MOPRO_TRACEBACK``, on the CPU, one thread
     per process, and the package of this checkout first."""
     env = {k: v for k, v in os.environ.items() if k != TRACEBACK_ENV}
@@ -67,7 +67,7 @@ def start(tool: str, args: Sequence,
     return subprocess.Popen([
         sys.executable,
         os.path.join(ROOT, 'tools', f'{tool}.py'), *map(str, args)
-    ], cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    ], cwd=cwd, env=user_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
 
 

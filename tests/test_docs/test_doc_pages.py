@@ -17,7 +17,6 @@ and benchmarks/README.md.
 """
 import glob
 import importlib.util
-import os
 import os.path as osp
 import re
 import subprocess
@@ -26,9 +25,8 @@ from typing import Dict, List, Set
 
 import pytest
 
-from mopro.utils.cli import TRACEBACK_ENV
 from helpers import ROOT
-from helpers.commands import tools_help
+from helpers.commands import tools_help, user_env
 from helpers.detectron2_hidden import env_without_detectron2
 
 PAGES = sorted([
@@ -151,9 +149,7 @@ def test_every_tool_named_answers_help():
     tools = sorted(tools_named())
     if importlib.util.find_spec('detectron2') is None:
         tools.remove(D2_TOOL)
-    env = {k: v for k, v in os.environ.items() if k != TRACEBACK_ENV}
-    env.update(CUDA_VISIBLE_DEVICES='', OMP_NUM_THREADS='1')
-    answers = tools_help(tools, env, ROOT)
+    answers = tools_help(tools, user_env(), ROOT)
     assert sorted(answers) == tools
     failed = [
         f'{tool} (exit {answer.code}): {(answer.value + answer.stderr)[-500:]}'
@@ -168,13 +164,9 @@ def test_train_d2_without_detectron2_prints_the_documented_hint(tmp_path):
     line docs/install.md quotes, exit status 1."""
     documented = D2_HINT.search(read(osp.join(ROOT, 'docs', 'install.md')))
     assert documented, 'docs/install.md quotes no install hint'
-    env = {k: v for k, v in os.environ.items() if k != TRACEBACK_ENV}
-    env.update(
-        CUDA_VISIBLE_DEVICES='', PYTHONPATH=os.pathsep.join(
-            filter(None, [ROOT, os.environ.get('PYTHONPATH')])))
     result = subprocess.run(
         [sys.executable, osp.join(ROOT, D2_TOOL), '--help'], cwd=ROOT,
-        env=env_without_detectron2(tmp_path / 'site', env),
+        env=env_without_detectron2(tmp_path / 'site', user_env()),
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.stderr.strip() == documented.group(0)

@@ -193,15 +193,25 @@ def test_voc07_difficult_negative_by_default_or_ignored():
     np.testing.assert_allclose(standard, 100.0)
 
 
-def test_svm_results_do_not_depend_on_jobs():
-    rng = np.random.default_rng(3)
-    train = rng.standard_normal((120, 32))
-    test = rng.standard_normal((80, 32))
-    proj = rng.standard_normal((32, C))
+def noisy_multilabel(seed: int, num_train: int, num_test: int, dim: int,
+                     noise: float, threshold: float):
+    """VOC07-style +1/-1 labels of ``C`` classes from a random linear
+    projection of Gaussian features, thresholded; the training labels
+    with Gaussian noise of scale ``noise`` before the threshold."""
+    rng = np.random.default_rng(seed)
+    train = rng.standard_normal((num_train, dim))
+    test = rng.standard_normal((num_test, dim))
+    proj = rng.standard_normal((dim, C))
     train_labels = np.where(
-        train @ proj + 3 * rng.standard_normal((120, C)) > 2, 1,
-        -1).astype(np.int8)
-    test_labels = np.where(test @ proj > 2, 1, -1).astype(np.int8)
+        train @ proj + noise * rng.standard_normal((num_train, C)) > threshold,
+        1, -1).astype(np.int8)
+    test_labels = np.where(test @ proj > threshold, 1, -1).astype(np.int8)
+    return train, train_labels, test, test_labels
+
+
+def test_svm_results_do_not_depend_on_jobs():
+    train, train_labels, test, test_labels = noisy_multilabel(
+        3, 120, 80, 32, noise=3, threshold=2)
     one, _ = voc07_svm(train, train_labels, test, test_labels, jobs=1)
     two, _ = voc07_svm(train, train_labels, test, test_labels, jobs=2)
     assert one.mean() == two.mean()
@@ -212,14 +222,8 @@ def test_svm_results_do_not_depend_on_jobs():
 def test_voc07_matches_released_sklearn_linearsvc():
     """The released code's sklearn LinearSVC is the same LIBLINEAR model."""
     svm = pytest.importorskip('sklearn.svm')
-    rng = np.random.default_rng(4)
-    train = rng.standard_normal((150, 24))
-    test = rng.standard_normal((100, 24))
-    proj = rng.standard_normal((24, C))
-    train_labels = np.where(
-        train @ proj + 4 * rng.standard_normal((150, C)) > 3, 1,
-        -1).astype(np.int8)
-    test_labels = np.where(test @ proj > 3, 1, -1).astype(np.int8)
+    train, train_labels, test, test_labels = noisy_multilabel(
+        4, 150, 100, 24, noise=4, threshold=3)
     ours, _ = voc07_svm(train, train_labels, test, test_labels, jobs=1)
     for c in range(C):
         clf = svm.LinearSVC(C=0.5, class_weight={
