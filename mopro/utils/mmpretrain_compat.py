@@ -9,36 +9,48 @@ import fails (``TypeError: NoneType takes no arguments`` at
 with it ``import mopro``, would fail in an ordinary ML environment.
 
 This project uses none of those models, so :func:`install` (called by
-``import mopro`` before anything imports mmpretrain) loads the dependency
-module on its own and sets ``WITH_MULTIMODAL = False``: mmpretrain then
-registers its placeholders for the multimodal models, exactly as it does
-when transformers is absent, whatever transformers version is installed.
-This module is the only place that works around mmpretrain.
+``import mopro``) sets ``WITH_MULTIMODAL = False`` before mmpretrain's
+models read it: mmpretrain then registers its placeholders for the
+multimodal models, exactly as it does when transformers is absent, whatever
+transformers version is installed. That holds also when a script imported
+mmpretrain's light modules (``mmpretrain.registry``, ``.structures``) before
+``import mopro``, as isort's order puts them. This module is the only place
+that works around mmpretrain.
 """
 import importlib.util
 import os.path as osp
 import sys
+from types import ModuleType
+from typing import Optional
 
 _DEPENDENCY = 'mmpretrain.utils.dependency'
 
 
 def install() -> None:
-    """Pre-load ``mmpretrain.utils.dependency`` with multimodal off.
+    """Turn mmpretrain's multimodal import off while that still matters.
 
-    Does nothing when mmpretrain is already imported (then it either
-    imported fine or it is too late) or is not installed (its import then
-    fails with the usual error).
+    Does nothing once ``mmpretrain.models`` is imported (it then either
+    imported fine or it is too late) or when mmpretrain is not installed
+    (its import then fails with the usual error).
     """
-    if 'mmpretrain' in sys.modules or _DEPENDENCY in sys.modules:
+    if 'mmpretrain.models' in sys.modules:
         return
+    module = sys.modules.get(_DEPENDENCY) or _load_dependency()
+    if module is not None:
+        module.WITH_MULTIMODAL = False
+
+
+def _load_dependency() -> Optional[ModuleType]:
+    """``mmpretrain.utils.dependency`` executed on its own, without its
+    package's ``__init__`` (which would import mmpretrain)."""
     package = importlib.util.find_spec('mmpretrain')
     if package is None or package.origin is None:
-        return
+        return None
     path = osp.join(osp.dirname(package.origin), 'utils', 'dependency.py')
     spec = importlib.util.spec_from_file_location(_DEPENDENCY, path)
     if spec is None:
-        return
+        return None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module.WITH_MULTIMODAL = False
     sys.modules[_DEPENDENCY] = module
+    return module

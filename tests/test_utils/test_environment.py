@@ -62,9 +62,22 @@ def test_mmpretrain_alone_fails_beside_transformers5(transformers5, tmp_path):
     assert 'transformers' in result.stderr.splitlines()[-1]
 
 
-def test_import_mopro_beside_transformers5(transformers5, tmp_path):
+# `import mopro` first, as the tools do, or after mmpretrain's light modules,
+# as a script sorted by isort does (third-party imports first), and as the
+# processes torch.multiprocessing.spawn starts meet it
+IMPORT_ORDERS = {
+    'mopro_first':
+    'import mopro\n',
+    'mmpretrain_first': ('from mmpretrain.registry import MODELS\n'
+                         'from mmpretrain.structures import DataSample\n'
+                         'import mopro\n'),
+}
+
+
+@pytest.mark.parametrize('order', sorted(IMPORT_ORDERS))
+def test_import_mopro_beside_transformers5(transformers5, tmp_path, order):
     result = _python(
-        'import mopro\n'
+        IMPORT_ORDERS[order] +
         'from mmpretrain.utils.dependency import WITH_MULTIMODAL\n'
         'from mmpretrain.registry import MODELS\n'
         'print(WITH_MULTIMODAL,\n'
