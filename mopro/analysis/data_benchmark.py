@@ -71,7 +71,7 @@ from torchvision import transforms as T
 
 from ..models.utils.decode_ahead import SLOT_KEY, DecodeSlot
 from ..models.utils.jpeg_decoding import decode_packed
-from ..utils.cli import DataError
+from ..utils.cli import ConfigError, DataError
 from ..utils.device import default_device
 from ..utils.runner import adapt_to_device
 from .timing import (RunnerTimer, count_operators, cpu_model, device_name,
@@ -99,7 +99,9 @@ class DataBenchmarkSettings:
     warmup: int = 10
     block: int = 100  # images per turn (the pipelines alternate)
     seed: int = 0
-    device: Optional[str] = None  # of the GPU path (default: cuda if any)
+    # of the GPU path's preprocessor timing (default: cuda if any); with
+    # runner, both paths train where mmengine's Runner puts the model
+    device: Optional[str] = None
     batch_size: Optional[int] = None  # default: the config's; else 256
     gpu_img_per_s: int = TARGET_IMG_PER_S  # the rate cores_per_gpu is for
     runner: bool = False  # both paths end to end through the Runner
@@ -522,11 +524,25 @@ def runner_benchmark(cfg: Config, gpu_cfg: Config, paths: List[str],
     return results
 
 
+def check_runner_device(settings: DataBenchmarkSettings) -> None:
+    """With ``runner``, a ``device`` the Runner will not train on is a
+    one-line error (mmengine's Runner takes CUDA whenever torch sees it)."""
+    if not settings.runner or settings.device is None:
+        return
+    wanted, runner = default_device(settings.device), default_device()
+    if wanted.type != runner.type:
+        raise ConfigError(
+            f'--device {settings.device}: --runner trains where mmengine\'s '
+            f'Runner does, {runner.type} here; to time the CPU on a GPU '
+            f'machine, hide the GPUs with CUDA_VISIBLE_DEVICES=')
+
+
 def benchmark_data(cfg: Config, gpu_cfg: Config,
                    settings: DataBenchmarkSettings) -> Dict:
     """The per-core figures, or with ``settings.runner`` the Runner's, of
     the CPU data path (``cfg``) and the GPU data path (``gpu_cfg``), on the
     settings' images (by default, crops of scikit-learn's sample photos)."""
+    check_runner_device(settings)
     run = runner_benchmark if settings.runner else per_core_benchmark
     if settings.images:
         paths = list_jpegs(settings.images, settings.num_images)

@@ -7,10 +7,13 @@ import os.path as osp
 import re
 
 import pytest
+import torch
 from mmengine.config import Config
 
 from mopro.analysis.data_benchmark import DataBenchmarkSettings, benchmark_data
 from mopro.analysis.timing import publish
+from mopro.utils.cli import ConfigError
+from mopro.utils.device import default_device
 from helpers import ROOT
 from helpers.commands import run_tools
 from helpers.data import write_image
@@ -55,7 +58,8 @@ def _int_keys(mapping: dict) -> dict:
     return {int(k) if k.isdigit() else k: v for k, v in mapping.items()}
 
 
-def _check(results: dict, out: str, count: int) -> None:
+def _check(results: dict, out: str, count: int, cuda: bool) -> None:
+    """``cuda``: whether the process that measured saw a GPU."""
     assert json.load(open(out)) == json.loads(json.dumps(results))
     results = json.loads(json.dumps(results), object_hook=_int_keys)
     assert results['threads'] == 1 and results['iters'] == 3
@@ -97,7 +101,11 @@ def _check(results: dict, out: str, count: int) -> None:
     for entry in (packed, cpu['multiview_collate']):
         assert entry['tensor_bytes'] > 0 and entry['pickle_bytes'] > 0
         assert entry['collate_cpu_ms'] >= 0 and entry['transfer_cpu_ms'] > 0
-        assert entry['pin_cpu_ms'] is None  # measured where CUDA is
+        # pinning is measured where CUDA is
+        if cuda:
+            assert entry['pin_cpu_ms'] > 0
+        else:
+            assert entry['pin_cpu_ms'] is None
     cores = results['cores_per_gpu']
     assert cores['img_per_s'] == 4700
     assert cores['cpu_path'] == 4700 / rate
@@ -116,7 +124,7 @@ def test_default_photos(tmp_path):
     ] + GPU_PATH])
     assert run.code == 0, run.stderr[-3000:]
     results = json.loads(run.value[run.value.index('{\n'):])
-    _check(results, out, 3)
+    _check(results, out, 3, cuda=False)  # user_env hides the GPUs
     # crops of scikit-learn's photos at WebVision's 256-pixel short side
     images = results['images']
     assert 'scikit-learn' in images['source']
@@ -135,7 +143,7 @@ def test_image_folder(tmp_path):
         benchmark_data(
             _config(CONFIG, SMALL_CROPS), _config(GPU_CONFIG, GPU_CROPS),
             settings), out)
-    _check(results, out, 4)
+    _check(results, out, 4, cuda=torch.cuda.is_available())
     assert results['images']['source'] == str(folder)
     assert results['images']['mean_height'] == 48
 
@@ -148,7 +156,7 @@ def test_runner_mode_times_both_paths(tmp_path):
         write_image(str(folder / f'{i}.jpg'), i, size=48)
     settings = DataBenchmarkSettings(runner=True, images=str(folder),
                                      runner_iters=2, warmup=1, workers=0,
-                                     gpu_workers=1, device='cpu', batch_size=4)
+                                     gpu_workers=1, batch_size=4)
     results = benchmark_data(
         _config(CONFIG, TINY_MODEL, SMALL_CROPS),
         _config(GPU_CONFIG, GPU_CROPS, TINY_MODEL), settings)
@@ -156,7 +164,9 @@ def test_runner_mode_times_both_paths(tmp_path):
     for name, workers in (('cpu_path', 0), ('gpu_path', 1)):
         run = results[name]
         assert run['workers'] == workers and run['batch_size'] == 4
-        assert run['iters'] == 2 and run['device'] == 'cpu'
+        # where mmengine's Runner trains: CUDA when torch sees it
+        assert run['iters'] == 2
+        assert torch.device(run['device']).type == default_device().type
         assert run['img_per_s'] > 0 and run['iter_time_s'] > 0
         assert 0 <= run['data_time_s'] <= run['iter_time_s']
         assert run['main_process_cpu_ms_per_image'] > 0
@@ -165,6 +175,14 @@ def test_runner_mode_times_both_paths(tmp_path):
     assert results['gpu_path']['config'].endswith('_gpu_data.py')
     assert results['gpu_vs_cpu_path'] == (
         results['gpu_path']['img_per_s'] / results['cpu_path']['img_per_s'])
+
+
+def test_runner_mode_refuses_a_device_the_runner_will_not_use():
+    other = 'cpu' if torch.cuda.is_available() else 'cuda'
+    settings = DataBenchmarkSettings(runner=True, device=other)
+    with pytest.raises(ConfigError, match=f'^--device {other}: --runner '):
+        benchmark_data(
+            Config.fromfile(CONFIG), Config.fromfile(GPU_CONFIG), settings)
 
 
 def test_bad_input_is_a_one_line_error(tmp_path):

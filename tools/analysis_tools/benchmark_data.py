@@ -60,7 +60,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     add('--gpu-cfg-options', nargs='+', default=None, action=DictAction)
     add(
         '--device', default=None, help='device of the GPU path (default: '
-        'cuda if available, else cpu)')
+        'cuda if available, else cpu); --runner trains where mmengine\'s '
+        'Runner does')
     add(
         '--batch-size', type=positive_int, default=None,
         help='images per batch (default: the config\'s; without --runner: '
