@@ -5,7 +5,7 @@ from mmengine.config import Config
 
 from ..engine import MoProRunner
 from ..utils.runner import (adapt_to_device, check_hook_args,
-                            resolve_checkpoints)
+                            resolve_checkpoints, warn_inexact_resume)
 
 
 def train_model(cfg: Config, resume: Optional[str] = None, amp: bool = False,
@@ -14,7 +14,9 @@ def train_model(cfg: Config, resume: Optional[str] = None, amp: bool = False,
     runner.
 
     Mistakes in the config, the hooks' arguments, ``resume`` or
-    ``load_from`` are one-line errors before training starts.
+    ``load_from`` are one-line errors before training starts; a config
+    whose resumed runs would not repeat uninterrupted ones (another
+    sampler, no fixed seed) is a warning.
 
     Args:
         cfg: a config as :func:`mopro.utils.runner.load_config` returns it.
@@ -25,6 +27,7 @@ def train_model(cfg: Config, resume: Optional[str] = None, amp: bool = False,
         auto_scale_lr: scale the lr to the actual total batch size.
     """
     check_hook_args(cfg)
+    warn_inexact_resume(cfg)
     adapt_to_device(cfg, amp=amp)
     resolve_checkpoints(cfg, resume)
     if auto_scale_lr:

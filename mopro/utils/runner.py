@@ -5,6 +5,7 @@ import ast
 import datetime
 import difflib
 import inspect
+import logging
 import os
 import os.path as osp
 import re
@@ -180,6 +181,38 @@ def check_hook_args(cfg: Config) -> None:
                 raise ConfigError(
                     f'{prefix}.{key}: {cls.__name__} has no argument '
                     f'{key!r}{hint}')
+
+
+# the samplers whose indices carry each sample's RNG key
+# (mopro/datasets/samplers.py)
+SEEDED_SAMPLERS = ('ResumableSampler', 'SqrtBalancedSampler')
+
+
+def inexact_resume_reasons(cfg: Config) -> List[str]:
+    """Why a resumed run of ``cfg`` would not make the views that an
+    uninterrupted one makes (docs/reliability.md): each sample's views are
+    drawn from (seed, epoch, position in the epoch), which takes a fixed
+    ``randomness.seed`` and a sampler that hands those keys out."""
+    loader = cfg.get('train_dataloader')
+    if not loader:
+        return []
+    reasons = []
+    sampler = (loader.get('sampler') or {}).get('type')
+    name = getattr(sampler, '__name__', str(sampler)).split('.')[-1]
+    if name not in SEEDED_SAMPLERS:
+        reasons.append(f'train_dataloader.sampler.type is {name}, not '
+                       f'{" or ".join(SEEDED_SAMPLERS)}')
+    if (cfg.get('randomness') or {}).get('seed') is None:
+        reasons.append('randomness.seed is None (a new seed at every start)')
+    return reasons
+
+
+def warn_inexact_resume(cfg: Config) -> None:
+    """Log a warning for each of :func:`inexact_resume_reasons`."""
+    for reason in inexact_resume_reasons(cfg):
+        print_log(
+            f'{reason}: a resumed run will not repeat an uninterrupted one '
+            '(docs/reliability.md)', logger='current', level=logging.WARNING)
 
 
 def _keyword_arguments(cls: type) -> Optional[List[str]]:

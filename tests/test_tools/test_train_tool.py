@@ -1,5 +1,7 @@
 """tools/train.py (mopro.apis.train_model): one-line errors before
 training, what ``--resume`` resumes."""
+import glob
+import logging
 import os
 import os.path as osp
 import subprocess
@@ -11,8 +13,10 @@ from mmengine.config import Config
 from mmpretrain.registry import MODELS
 
 from mopro.apis import train_model
+from mopro.engine import MoProRunner
 from mopro.utils import runner as runner_utils
 from mopro.utils.cli import ConfigError, is_user_error, one_line
+from mopro.utils.runner import inexact_resume_reasons
 from helpers import ROOT
 from helpers.configs import tiny_mopro_options, tool_config
 from helpers.data import make_webvision
@@ -109,6 +113,53 @@ def test_a_user_error_is_one_line_on_stderr(bad_inputs):
     assert result.returncode == 1, result.stderr[-2000:]
     assert result.stderr == (f'error: {bad_inputs["broken"]}:2: syntax '
                              "error: '(' was never closed\n")
+
+
+SEEDED = 'ResumableSampler or SqrtBalancedSampler'
+RESUME_WARNINGS = {
+    'shipped': ({}, []),
+    'default_sampler': ({
+        'train_dataloader.sampler.type': 'DefaultSampler'
+    }, [f'train_dataloader.sampler.type is DefaultSampler, not {SEEDED}']),
+    'no_seed': ({
+        'randomness.seed': None
+    }, ['randomness.seed is None (a new seed at every start)']),
+}
+
+
+@pytest.mark.parametrize('case', list(RESUME_WARNINGS))
+def test_train_warns_when_a_resume_would_not_repeat_the_run(
+        bad_inputs, monkeypatch, case):
+    """The views of a resumed run repeat the uninterrupted run's only with
+    a seeded sampler and a fixed seed: otherwise train_model warns, before
+    the Runner is built."""
+    options, reasons = RESUME_WARNINGS[case]
+    logged = []
+    monkeypatch.setattr(runner_utils, 'print_log',
+                        lambda msg, **kwargs: logged.append((msg, kwargs)))
+
+    def stop(cfg):
+        raise KeyboardInterrupt  # no training: the warnings come before
+
+    monkeypatch.setattr(MoProRunner, 'from_cfg', stop)
+    cfg = tool_config(
+        bad_inputs['good'],
+        dict(
+            _tiny_options(bad_inputs['data_root'],
+                          str(bad_inputs['tmp'] / 'warn')), **options))
+    with pytest.raises(KeyboardInterrupt):
+        train_model(cfg)
+    suffix = (': a resumed run will not repeat an uninterrupted one '
+              '(docs/reliability.md)')
+    warnings = [
+        msg for msg, kwargs in logged if kwargs.get('level') == logging.WARNING
+    ]
+    assert warnings == [reason + suffix for reason in reasons]
+
+
+def test_every_shipped_training_config_resumes_exactly():
+    for path in sorted(glob.glob(osp.join(ROOT, 'configs', '*.py'))):
+        assert inexact_resume_reasons(Config.fromfile(path)) == [], path
 
 
 CASES = {
