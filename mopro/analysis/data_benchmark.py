@@ -531,10 +531,11 @@ def check_runner_device(settings: DataBenchmarkSettings) -> None:
         return
     wanted, runner = default_device(settings.device), default_device()
     if wanted.type != runner.type:
+        hint = ('; to time the CPU on a GPU machine, hide the GPUs with '
+                'CUDA_VISIBLE_DEVICES=' if wanted.type == 'cpu' else '')
         raise ConfigError(
             f'--device {settings.device}: --runner trains where mmengine\'s '
-            f'Runner does, {runner.type} here; to time the CPU on a GPU '
-            f'machine, hide the GPUs with CUDA_VISIBLE_DEVICES=')
+            f'Runner does, {runner.type} here{hint}')
 
 
 def benchmark_data(cfg: Config, gpu_cfg: Config,
