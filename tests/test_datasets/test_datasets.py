@@ -1,6 +1,8 @@
 """WebVision / ImageNet readers, file-list errors, tolerant decoding."""
 import os
 import os.path as osp
+import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -8,7 +10,7 @@ from PIL import Image, ImageFile
 
 from mopro.datasets import ImageNetVal, WebVision, read_file_list
 from mopro.datasets.transforms import (ImageDecodeError, LoadWebImage,
-                                       decode_rgb)
+                                       decode_rgb, decode_rgb_bytes)
 from mopro.datasets.transforms.loading import ImageTooLargeError
 from mopro.utils.cli import ConfigError, DataError
 from helpers.log_records import log_messages
@@ -255,6 +257,59 @@ def test_truncated_jpeg_decodes(tmp_path):
     assert arr.shape == (64, 64, 3)
     # the decoded part equals the full image's top rows
     np.testing.assert_array_equal(arr[:8], decode_rgb(path)[:8])
+
+
+def test_overlapping_decodes_in_threads_keep_the_tolerance(
+        tmp_path, monkeypatch):
+    """Thread F starts decoding, thread S starts a truncated JPEG, F ends
+    first: S still decodes it (PIL's LOAD_TRUNCATED_IMAGES stays on), and
+    once both are done PIL's switch and the warning filters are as before
+    (not left ignoring every warning)."""
+    whole = _rgb(
+        tmp_path, 'whole.jpg',
+        Image.fromarray(
+            np.random.default_rng(2).integers(0, 255, (64, 64, 3), np.uint8)),
+        quality=95)
+    data = open(whole, 'rb').read()
+    cut = data[:len(data) * 2 // 3]
+    inside = {name: threading.Event() for name in 'FS'}
+    release = {name: threading.Event() for name in 'FS'}
+    real_open = Image.open
+
+    def paused_open(fp, *args, **kwargs):
+        name = threading.current_thread().name
+        inside[name].set()
+        assert release[name].wait(30)
+        return real_open(fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image, 'open', paused_open)
+    truncated_before = ImageFile.LOAD_TRUNCATED_IMAGES
+    filters_before = list(warnings.filters)
+    decoded = {}
+
+    def decode(name, payload):
+        try:
+            decoded[name] = decode_rgb_bytes(payload, f'{name}.jpg')
+        except ImageDecodeError as err:
+            decoded[name] = err
+
+    threads = {
+        'F': threading.Thread(target=decode, args=('F', data), name='F'),
+        'S': threading.Thread(target=decode, args=('S', cut), name='S')
+    }
+    threads['F'].start()
+    assert inside['F'].wait(30)
+    threads['S'].start()
+    assert inside['S'].wait(30)
+    release['F'].set()
+    threads['F'].join(30)
+    release['S'].set()
+    threads['S'].join(30)
+    assert decoded['F'].shape == (64, 64, 3)
+    assert not isinstance(decoded['S'], Exception), decoded['S']
+    assert decoded['S'].shape == (64, 64, 3)
+    assert ImageFile.LOAD_TRUNCATED_IMAGES == truncated_before
+    assert warnings.filters == filters_before
 
 
 @pytest.mark.parametrize('kind', ['missing', 'empty', 'text'])

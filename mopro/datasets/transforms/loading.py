@@ -1,6 +1,7 @@
 """Tolerant image decoding for dirty web data."""
 import io
 import os
+import threading
 import warnings
 
 import cv2
@@ -25,6 +26,42 @@ class ImageDecodeError(OSError):
 
 class ImageTooLargeError(ImageDecodeError):
     """An image whose header declares more pixels than the limit."""
+
+
+class _TolerantDecoding:
+    """The process-wide settings of a tolerant decode, on while any thread
+    decodes in :func:`decode_rgb_bytes`: PIL's ``LOAD_TRUNCATED_IMAGES``,
+    and warnings ignored (PIL's EXIF and palette chatter). Restored when the
+    last thread leaves: saving and restoring them per call (as
+    ``warnings.catch_warnings`` does) lets one thread switch them back
+    under another, or leave them on for good (the GPU data path decodes its
+    fallbacks in a background thread)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._decoding = 0
+        self._saved = None
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._decoding == 0:
+                self._saved = (ImageFile.LOAD_TRUNCATED_IMAGES,
+                               warnings.catch_warnings())
+                self._saved[1].__enter__()
+                warnings.simplefilter('ignore')
+                ImageFile.LOAD_TRUNCATED_IMAGES = True
+            self._decoding += 1
+
+    def __exit__(self, *exc_info) -> None:
+        with self._lock:
+            self._decoding -= 1
+            if self._decoding == 0:
+                truncated, caught_warnings = self._saved
+                caught_warnings.__exit__(None, None, None)
+                ImageFile.LOAD_TRUNCATED_IMAGES = truncated
+
+
+_TOLERANT_DECODING = _TolerantDecoding()
 
 
 def read_image_bytes(path: str) -> bytearray:
@@ -58,30 +95,23 @@ def decode_rgb_bytes(data: bytes, name: str,
     """
     if len(data) == 0:
         raise ImageDecodeError(f'{name}: image file is empty (0 bytes)')
-    previous = ImageFile.LOAD_TRUNCATED_IMAGES
-    ImageFile.LOAD_TRUNCATED_IMAGES = True
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')  # PIL's EXIF/palette chatter
-            with Image.open(io.BytesIO(data)) as img:
-                _check_size(img, name, max_pixels)
-                img.load()
-                if img.mode in ('I;16', 'I;16B', 'I;16L', 'I'):
-                    arr = np.asarray(img, dtype=np.float64)
-                    scale = 257.0 if arr.max() > 255 else 1.0
-                    img = Image.fromarray(
-                        np.clip(arr / scale, 0, 255).astype(np.uint8))
-                # convert() copies even an RGB image: skip it for those
-                return np.asarray(img if img.mode ==
-                                  'RGB' else img.convert('RGB'))
+        with _TOLERANT_DECODING, Image.open(io.BytesIO(data)) as img:
+            _check_size(img, name, max_pixels)
+            img.load()
+            if img.mode in ('I;16', 'I;16B', 'I;16L', 'I'):
+                arr = np.asarray(img, dtype=np.float64)
+                scale = 257.0 if arr.max() > 255 else 1.0
+                img = Image.fromarray(
+                    np.clip(arr / scale, 0, 255).astype(np.uint8))
+            # convert() copies even an RGB image: skip it for those
+            return np.asarray(img if img.mode == 'RGB' else img.convert('RGB'))
     except ImageDecodeError:
         raise
     except (UnidentifiedImageError, OSError, ValueError,
             Image.DecompressionBombError) as err:
         raise ImageDecodeError(f'{name}: cannot decode image ({err})') \
             from None
-    finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = previous
 
 
 def _check_size(img: Image.Image, name: str, max_pixels: int) -> None:
