@@ -3,6 +3,7 @@ import os
 import os.path as osp
 import threading
 import warnings
+from typing import Tuple
 
 import numpy as np
 import pytest
@@ -243,16 +244,22 @@ def test_decodes_every_mode_to_rgb(tmp_path):
     assert decode_rgb(paths[-1]).min() == 255  # 16-bit white stays white
 
 
-def test_truncated_jpeg_decodes(tmp_path):
+def _jpeg_and_its_cut(tmp_path) -> Tuple[str, bytes]:
+    """A 64 x 64 noise JPEG (quality 95) and its first two thirds."""
     path = _rgb(
         tmp_path, 'full.jpg',
         Image.fromarray(
             np.random.default_rng(1).integers(0, 255, (64, 64, 3), np.uint8)),
         quality=95)
     data = open(path, 'rb').read()
+    return path, data[:len(data) * 2 // 3]
+
+
+def test_truncated_jpeg_decodes(tmp_path):
+    path, cut_bytes = _jpeg_and_its_cut(tmp_path)
     cut = str(tmp_path / 'cut.jpg')
     with open(cut, 'wb') as f:
-        f.write(data[:len(data) * 2 // 3])
+        f.write(cut_bytes)
     arr = decode_rgb(cut)
     assert arr.shape == (64, 64, 3)
     # the decoded part equals the full image's top rows
@@ -265,13 +272,8 @@ def test_overlapping_decodes_in_threads_keep_the_tolerance(
     first: S still decodes it (PIL's LOAD_TRUNCATED_IMAGES stays on), and
     once both are done PIL's switch and the warning filters are as before
     (not left ignoring every warning)."""
-    whole = _rgb(
-        tmp_path, 'whole.jpg',
-        Image.fromarray(
-            np.random.default_rng(2).integers(0, 255, (64, 64, 3), np.uint8)),
-        quality=95)
+    whole, cut = _jpeg_and_its_cut(tmp_path)
     data = open(whole, 'rb').read()
-    cut = data[:len(data) * 2 // 3]
     inside = {name: threading.Event() for name in 'FS'}
     release = {name: threading.Event() for name in 'FS'}
     real_open = Image.open
