@@ -15,7 +15,8 @@ and the PNG report (OOD samples, relabelled samples, per-class changes):
 import argparse
 
 from mopro.apis import clean_noisy_dataset
-from mopro.utils.cli import add_checkpoint_args, run_tool
+from mopro.utils.cli import (add_checkpoint_args, add_device_arg,
+                             non_negative_int, positive_int, run_tool)
 from mopro.utils.runner import add_config_args, load_config
 
 
@@ -27,15 +28,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         'released code)')
     parser.add_argument('--out', required=True,
                         help='cleaned list (JSON {relative/path: label})')
-    parser.add_argument('--batch-size', type=int, default=256,
+    parser.add_argument('--batch-size', type=positive_int, default=256,
                         help='images per batch and GPU')
-    parser.add_argument('--num-workers', type=int, default=8)
-    parser.add_argument('--num-show', type=int, default=16,
+    parser.add_argument('--num-workers', type=non_negative_int, default=8)
+    parser.add_argument('--num-show', type=positive_int, default=16,
                         help='images per sample grid of the report')
-    parser.add_argument(
-        '--device', choices=['cuda', 'cpu'],
-        help='default: cuda when available (the rank\'s GPU '
-        'under a launcher), else cpu')
+    add_device_arg(parser, '; under a launcher: the rank\'s GPU')
     return parser.parse_args(argv)
 
 

@@ -19,7 +19,7 @@ from typing import List, Optional
 from mmengine.config import DictAction
 
 from mopro.demo import run_demo
-from mopro.utils.cli import run_tool
+from mopro.utils.cli import non_negative_int, positive_int, run_tool
 
 CONFIGS = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs')
 
@@ -31,9 +31,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--out-dir', default='results/demo',
                         help='the report: results and pictures')
     parser.add_argument('--data-root', default='data/demo_webvision')
-    parser.add_argument('--seed', type=int, default=0,
+    parser.add_argument('--seed', type=non_negative_int, default=0,
                         help='seed of the dataset and of training')
-    parser.add_argument('--epochs', type=int, default=None,
+    parser.add_argument('--epochs', type=positive_int, default=None,
                         help='override the configs\' number of epochs')
     parser.add_argument('--skip-ce', action='store_true',
                         help='train MoPro only')

@@ -23,7 +23,8 @@ from mmengine.logging import MMLogger
 from mopro.evaluation.low_shot import (DEFAULT_RUNS, DEFAULT_SHOTS, SPLITS,
                                        SVMBenchmarkSettings, run_svm_benchmark)
 from mopro.evaluation.svm import DEFAULT_COST
-from mopro.utils.cli import positive_list, run_tool, settings_from_args
+from mopro.utils.cli import (add_device_arg, non_negative_int, positive_int,
+                             positive_list, run_tool, settings_from_args)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -63,17 +64,20 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         'negatives (released code)')
     add('--shots', type=positive_list(int), default=list(DEFAULT_SHOTS),
         help='comma-separated k values (default: 1,2,4,8,16)')
-    add('--runs', type=int, default=DEFAULT_RUNS,
+    add('--runs', type=positive_int, default=DEFAULT_RUNS,
         help='independent draws per k (default: 5)')
-    add('--seed', type=int, default=0, help='seed of the low-shot draws')
-    add('--jobs', type=int,
+    add('--seed', type=non_negative_int, default=0,
+        help='seed of the low-shot draws')
+    add('--jobs', type=positive_int,
         help='processes for the SVM fits (default: all cores)')
-    add('--batch-size', type=int, default=256)
-    add('--num-workers', type=int, default=min(8, os.cpu_count() or 1))
-    add('--resize', type=int, default=256,
+    add('--batch-size', type=positive_int, default=256)
+    add('--num-workers', type=non_negative_int,
+        default=min(8,
+                    os.cpu_count() or 1))
+    add('--resize', type=positive_int, default=256,
         help='short side of the resized image')
-    add('--crop', type=int, default=224, help='center crop size')
-    add('--device', help='cuda or cpu (default: cuda when available)')
+    add('--crop', type=positive_int, default=224, help='center crop size')
+    add_device_arg(parser)
     add('--cfg-options', nargs='+', action=DictAction,
         help='override config settings, key=value (e.g. model.feat_dim=512)')
     return parser.parse_args(argv)

@@ -47,12 +47,15 @@ def check_outputs(cfg: Config, checkpoint: str, out: str,
 
 
 def _cleaning_device(device: Optional[str]) -> torch.device:
-    """``device`` (default: CUDA when available); on CUDA the rank's GPU
-    under a launcher."""
+    """``device`` (default: CUDA when available); ``cuda`` without an index
+    is the rank's GPU under a launcher."""
     device = default_device(device)
     if device.type != 'cuda':
         return device
-    torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))
+    index = device.index
+    if index is None:
+        index = int(os.environ.get('LOCAL_RANK', 0))
+    torch.cuda.set_device(index)
     return torch.device('cuda', torch.cuda.current_device())
 
 

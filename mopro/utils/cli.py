@@ -16,6 +16,8 @@ import sys
 from dataclasses import fields
 from typing import Any, Callable, List, Optional, TypeVar
 
+import torch
+
 T = TypeVar('T')
 
 TRACEBACK_ENV = 'MOPRO_TRACEBACK'
@@ -95,12 +97,61 @@ def settings_from_args(cls: Callable[..., T], args: Any) -> T:
     return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
 
 
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f'expected an integer, got {text!r}') from None
+
+
 def positive_int(text: str) -> int:
     """An argparse type: an integer of at least 1."""
-    value = int(text)
+    value = _int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f'{text}: must be at least 1')
     return value
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: an integer of at least 0 (workers, warm-up
+    iterations, seeds: numpy refuses negative seeds)."""
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f'{text}: must be at least 0')
+    return value
+
+
+def device_arg(text: str) -> str:
+    """An argparse type: ``cpu``, ``cuda`` or ``cuda:N`` of a GPU this
+    process sees, so that a wrong device ends the tool before it builds a
+    model or reads data."""
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ('cpu', 'cuda'):
+        raise argparse.ArgumentTypeError(
+            f'{text!r}: expected cpu, cuda or cuda:N')
+    if device.type == 'cuda':
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise argparse.ArgumentTypeError(
+                f'{text}: this process sees no CUDA device')
+        if device.index is not None and device.index >= count:
+            raise argparse.ArgumentTypeError(
+                f'{text}: this process sees {count} CUDA device(s)')
+    return str(device)
+
+
+def add_device_arg(parser: argparse.ArgumentParser, help: str = '') -> None:
+    """``--device`` (validated by :func:`device_arg`); None when not given,
+    which the tools read as CUDA where torch sees a GPU, else the CPU
+    (:func:`mopro.utils.device.default_device`)."""
+    parser.add_argument(
+        '--device', type=device_arg, default=None,
+        help='cpu, cuda or cuda:N (default: cuda when available, else '
+        f'cpu){help}')
 
 
 def positive_list(cast: Callable[[str], T]) -> Callable[[str], List[T]]:

@@ -226,3 +226,18 @@ def test_bad_model_values_fail_before_the_pass(setup, tmp_path, run, no_pass,
                                      **{key: value}), num_workers=0)
     assert err == f'error: {message}'
     assert not osp.exists(out)
+
+
+@pytest.mark.parametrize(
+    'device, local_rank, expected',
+    [
+        ('cpu', '1', 'cpu'),
+        ('cuda', '1', 'cuda:1'),  # the rank's GPU under a launcher
+        ('cuda:0', '1', 'cuda:0'),  # the GPU the user named
+    ])
+def test_cleaning_device(monkeypatch, device, local_rank, expected):
+    current = []
+    monkeypatch.setenv('LOCAL_RANK', local_rank)
+    monkeypatch.setattr(torch.cuda, 'set_device', current.append)
+    monkeypatch.setattr(torch.cuda, 'current_device', lambda: current[-1])
+    assert str(cleaning_api._cleaning_device(device)) == expected

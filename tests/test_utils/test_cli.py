@@ -1,12 +1,16 @@
 """The tools' error boundary: user errors in one line, bugs with their
 traceback."""
+import argparse
 import subprocess
 import sys
 
 import pytest
+import torch
 
 from mopro.utils.checkpoint import CheckpointError
-from mopro.utils.cli import ConfigError, DataError, one_line, run_tool
+from mopro.utils.cli import (ConfigError, DataError, device_arg,
+                             non_negative_int, one_line, positive_int,
+                             run_tool)
 
 
 def _raise(err):
@@ -64,3 +68,42 @@ def test_run_tool_in_a_process_prints_one_line(tmp_path):
                             text=True, timeout=120)
     assert result.returncode == 1
     assert result.stderr == 'error: c.py: model.alpha must be in [0, 1]\n'
+
+
+@pytest.mark.parametrize('count, text, expected', [
+    (0, 'cpu', 'cpu'),
+    (2, 'cuda', 'cuda'),
+    (2, 'cuda:1', 'cuda:1'),
+    (0, 'gpu', "'gpu': expected cpu, cuda or cuda:N"),
+    (2, 'mps', "'mps': expected cpu, cuda or cuda:N"),
+    (0, 'cuda', 'cuda: this process sees no CUDA device'),
+    (2, 'cuda:2', 'cuda:2: this process sees 2 CUDA device(s)'),
+])
+def test_device_arg(monkeypatch, count, text, expected):
+    """A device this process can use passes as torch spells it; any other
+    is refused while the arguments are parsed."""
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: count > 0)
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: count)
+    if expected == text:
+        assert device_arg(text) == expected
+        return
+    with pytest.raises(argparse.ArgumentTypeError) as info:
+        device_arg(text)
+    assert str(info.value) == expected
+
+
+@pytest.mark.parametrize('cast, text, expected', [
+    (positive_int, '3', 3),
+    (positive_int, '0', '0: must be at least 1'),
+    (positive_int, 'two', "expected an integer, got 'two'"),
+    (non_negative_int, '0', 0),
+    (non_negative_int, '-1', '-1: must be at least 0'),
+    (non_negative_int, '1.5', "expected an integer, got '1.5'"),
+])
+def test_integer_args(cast, text, expected):
+    if isinstance(expected, int):
+        assert cast(text) == expected
+        return
+    with pytest.raises(argparse.ArgumentTypeError) as info:
+        cast(text)
+    assert str(info.value) == expected

@@ -21,22 +21,22 @@ from mmengine.config import DictAction
 
 from mopro.analysis.step_benchmark import StepBenchmarkSettings, benchmark_step
 from mopro.analysis.timing import publish
-from mopro.utils.cli import run_tool, settings_from_args
+from mopro.utils.cli import (add_device_arg, non_negative_int, positive_int,
+                             run_tool, settings_from_args)
 from mopro.utils.runner import load_config
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config')
-    parser.add_argument('--iters', type=int, default=50)
-    parser.add_argument('--warmup', type=int, default=10)
-    parser.add_argument('--batch-size', type=int, default=256,
+    parser.add_argument('--iters', type=positive_int, default=50)
+    parser.add_argument('--warmup', type=non_negative_int, default=10)
+    parser.add_argument('--batch-size', type=positive_int, default=256,
                         help='training batch (one device)')
-    parser.add_argument('--eval-batch-size', type=int, default=512,
+    parser.add_argument('--eval-batch-size', type=positive_int, default=512,
                         help='noise-cleaning and feature-extraction batch')
-    parser.add_argument('--image-size', type=int, default=224)
-    parser.add_argument('--device', default=None,
-                        help='default: cuda when available, else cpu')
+    parser.add_argument('--image-size', type=positive_int, default=224)
+    add_device_arg(parser)
     parser.add_argument(
         '--compile', choices=['on', 'off', 'both'], default=None,
         help='time the compiled model, the eager one or '

@@ -30,7 +30,8 @@ from mopro.analysis.data_benchmark import (TARGET_IMG_PER_S,
                                            DataBenchmarkSettings,
                                            benchmark_data)
 from mopro.analysis.timing import publish
-from mopro.utils.cli import positive_int, run_tool, settings_from_args
+from mopro.utils.cli import (add_device_arg, non_negative_int, positive_int,
+                             run_tool, settings_from_args)
 from mopro.utils.runner import load_config
 
 GPU_CONFIG = osp.join(
@@ -49,19 +50,18 @@ def parse_args(argv=None) -> argparse.Namespace:
         help='images to make (with --images: the most to use, in name order)')
     add('--iters', type=positive_int, default=200,
         help='timed images per pipeline')
-    add('--warmup', type=int, default=10)
+    add('--warmup', type=non_negative_int, default=10)
     add('--block', type=positive_int, default=100,
         help='images per turn (the pipelines alternate)')
-    add('--seed', type=int, default=0)
+    add('--seed', type=non_negative_int, default=0)
     add('--out', help='also write the JSON here')
     add('--cfg-options', nargs='+', default=None, action=DictAction)
     add('--gpu-config', default=GPU_CONFIG,
         help='the config of the GPU data path')
     add('--gpu-cfg-options', nargs='+', default=None, action=DictAction)
-    add(
-        '--device', default=None, help='device of the GPU path (default: '
-        'cuda if available, else cpu); --runner trains where mmengine\'s '
-        'Runner does')
+    add_device_arg(
+        parser, '; the GPU path\'s (--runner trains where mmengine\'s '
+        'Runner does)')
     add(
         '--batch-size', type=positive_int, default=None,
         help='images per batch (default: the config\'s; without --runner: '
@@ -72,9 +72,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         help='time both paths end to end through the Runner')
     add('--runner-iters', type=positive_int, default=20,
         help='timed Runner iterations per path')
-    add('--workers', type=int, default=None,
+    add('--workers', type=non_negative_int, default=None,
         help='dataloader workers of the CPU path (default: the config\'s)')
-    add('--gpu-workers', type=int, default=None,
+    add('--gpu-workers', type=non_negative_int, default=None,
         help='dataloader workers of the GPU path (default: the config\'s)')
     add('--handover-batch', type=positive_int, default=256,
         help='images per batch of the worker hand-over measurement')

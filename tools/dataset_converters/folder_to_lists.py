@@ -19,7 +19,7 @@ import argparse
 from typing import List, Optional
 
 from mopro.datasets.folder_lists import FolderLists, folder_to_lists
-from mopro.utils.cli import run_tool
+from mopro.utils.cli import non_negative_int, run_tool
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -32,7 +32,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         '--val-fraction', type=float, default=0.1,
         help='fraction of each class held out for val.txt '
         '(at least one image of a class with two or more)')
-    parser.add_argument('--seed', type=int, default=0,
+    parser.add_argument('--seed', type=non_negative_int, default=0,
                         help='seed of the held-out split')
     parser.add_argument('--force', action='store_true',
                         help='overwrite existing lists')

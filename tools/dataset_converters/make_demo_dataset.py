@@ -13,21 +13,21 @@ import argparse
 from typing import List, Optional
 
 from mopro.datasets.demo import build_demo_dataset
-from mopro.utils.cli import run_tool
+from mopro.utils.cli import non_negative_int, positive_int, run_tool
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--out', default='data/demo_webvision',
                         help='dataset root to create')
-    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--seed', type=non_negative_int, default=0)
     parser.add_argument('--flip-rate', type=float, default=0.3,
                         help='fraction of in-distribution labels flipped')
-    parser.add_argument('--test-per-class', type=int, default=40,
+    parser.add_argument('--test-per-class', type=positive_int, default=40,
                         help='clean test images per class')
-    parser.add_argument('--size', type=int, default=32,
+    parser.add_argument('--size', type=positive_int, default=32,
                         help='side of the upscaled images in pixels')
-    parser.add_argument('--limit', type=int, default=None,
+    parser.add_argument('--limit', type=positive_int, default=None,
                         help='use at most this many images of each digit')
     return parser.parse_args(argv)
 
