@@ -74,6 +74,12 @@ def test_index_lists_and_bad_subset():
         assert len(indices) == 200 == len(set(indices))
         assert list(indices) == sorted(indices)
         assert 0 <= indices[0] and indices[-1] < 1000
+    # the tables of the releases, as they stood in Python before they moved
+    # to imagenet_variants.json (sums, ends)
+    assert (sum(IMAGENET_R_INDICES), IMAGENET_R_INDICES[:3],
+            IMAGENET_R_INDICES[-1]) == (86135, (1, 2, 4), 988)
+    assert (sum(IMAGENET_A_INDICES), IMAGENET_A_INDICES[:3],
+            IMAGENET_A_INDICES[-1]) == (102178, (6, 11, 13), 988)
     with pytest.raises(ValueError, match='imagenet-r'):
         METRICS.build(dict(type='CalibratedAccuracy', class_subset='x'))
 
