@@ -7,6 +7,7 @@ from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
 from mmpretrain.registry import TRANSFORMS
 
+from ..utils.cli import DataError
 from ..utils.validate import check_number
 from .file_list import ImageList
 from .seeding import rng_key_of, seeded_rngs
@@ -119,7 +120,9 @@ class ImageListDataset(BaseDataset):
             return
         self.images = self.load_image_list()
         if len(self.images) == 0:
-            raise ValueError(f'{self.describe()}: the dataset is empty')
+            origin = self.origin()
+            raise DataError(f'{self.describe()}: the dataset is empty' +
+                            (f' (no image in {origin})' if origin else ''))
         self._fully_initialized = True
         print_log(self.summary(), logger='current')
 

@@ -24,6 +24,7 @@ from mmengine.dist import get_dist_info, sync_random_seed
 from mmpretrain.registry import DATA_SAMPLERS
 from torch.utils.data import Sampler
 
+from ..utils.cli import DataError
 from .seeding import SeededIndex
 
 
@@ -94,7 +95,7 @@ class SqrtBalancedSampler(Sampler):
         self.epoch = 0
         labels = dataset_labels(dataset)
         if len(labels) == 0:
-            raise ValueError('SqrtBalancedSampler: the dataset is empty')
+            raise DataError('SqrtBalancedSampler: the dataset is empty')
         self.total = num_samples or len(labels)
         self.num_samples = -(-self.total // self.world_size)
         # images grouped by class, and where each class starts

@@ -1,8 +1,10 @@
 """SqrtBalancedSampler (cRT's square-root sampler): class frequencies,
 uniform draws within a class, seeding per epoch, shards across ranks."""
 import numpy as np
+import pytest
 
 from mopro.datasets.samplers import SqrtBalancedSampler
+from mopro.utils.cli import DataError
 
 
 class LabelledDataset:
@@ -55,3 +57,9 @@ def test_sqrt_sampler_shards_across_ranks():
     assert len(whole) == 76
     assert shards[0] == whole[0::2].tolist()
     assert shards[1] == whole[1::2].tolist()
+
+
+def test_sqrt_sampler_of_an_empty_dataset_is_a_data_error():
+    with pytest.raises(DataError,
+                       match='^SqrtBalancedSampler: the dataset is empty$'):
+        SqrtBalancedSampler(LabelledDataset([]), seed=0)

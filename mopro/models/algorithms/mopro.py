@@ -277,8 +277,9 @@ class MoPro(BaseSelfSupervisor):
         """
         batch = keys.shape[0]
         if batch > self.queue_len:
-            raise ValueError(f'the global batch ({batch}) is larger than the '
-                             f'queue (model.queue_len={self.queue_len})')
+            raise ConfigError(f'model.queue_len={self.queue_len} is smaller '
+                              f'than the global batch {batch}: MoPro '
+                              'enqueues every batch')
         idx = (self.queue_ptr +
                torch.arange(batch, device=keys.device)) % self.queue_len
         new = keys.t().to(self.queue.dtype)
