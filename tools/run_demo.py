@@ -16,10 +16,9 @@ import argparse
 import os.path as osp
 from typing import List, Optional
 
-from mmengine.config import DictAction
-
 from mopro.demo import run_demo
-from mopro.utils.cli import non_negative_int, positive_int, run_tool
+from mopro.utils.cli import (ConfigOptionsAction, non_negative_int,
+                             positive_int, run_tool)
 
 CONFIGS = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs')
 
@@ -37,7 +36,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='override the configs\' number of epochs')
     parser.add_argument('--skip-ce', action='store_true',
                         help='train MoPro only')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+    parser.add_argument('--cfg-options', nargs='+', action=ConfigOptionsAction,
                         help='overrides applied to both configs')
     return parser.parse_args(argv)
 

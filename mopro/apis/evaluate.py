@@ -9,6 +9,7 @@ from mmpretrain.utils import get_ori_model
 from ..utils.checkpoint import load_model_weights
 from ..utils.cli import ConfigError
 from ..utils.outputs import check_output_dir
+from ..utils.run_checks import check_run_config
 from ..utils.runner import adapt_to_device
 
 SETS = ('val', 'test')
@@ -43,7 +44,9 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str,
     The checkpoint (this project's or the released code's) is loaded
     strictly into the model the config builds (MoPro or a classifier):
     another depth, class count or format is an error that says what does
-    not match.
+    not match. Config values that would fail only once used (batch sizes,
+    top-k above the number of classes, ...) are one-line errors before the
+    model is built (:func:`~mopro.utils.run_checks.check_run_config`).
     """
     sets = sets_to_run(cfg, sets)
     check_output_dir(cfg.work_dir, what='work dir')
@@ -53,6 +56,7 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str,
     for key in ('train_dataloader', 'train_cfg', 'optim_wrapper',
                 'param_scheduler'):
         cfg[key] = None
+    check_run_config(cfg, train=False, sets=sets)
     adapt_to_device(cfg)
     cfg.load_from = None
     runner = Runner.from_cfg(cfg)

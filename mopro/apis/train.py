@@ -4,8 +4,10 @@ from typing import Optional
 from mmengine.config import Config
 
 from ..engine import MoProRunner
-from ..utils.runner import (adapt_to_device, check_hook_args,
-                            resolve_checkpoints, warn_inexact_resume)
+from ..utils.outputs import check_output_dir
+from ..utils.run_checks import check_built_run, check_run_config
+from ..utils.runner import (adapt_to_device, resolve_checkpoints,
+                            warn_inexact_resume)
 
 
 def train_model(cfg: Config, resume: Optional[str] = None, amp: bool = False,
@@ -13,10 +15,13 @@ def train_model(cfg: Config, resume: Optional[str] = None, amp: bool = False,
     """Train ``cfg`` with :class:`~mopro.engine.MoProRunner` and return the
     runner.
 
-    Mistakes in the config, the hooks' arguments, ``resume`` or
-    ``load_from`` are one-line errors before training starts; a config
-    whose resumed runs would not repeat uninterrupted ones (another
-    sampler, no fixed seed) is a warning.
+    Mistakes in the config (:func:`~mopro.utils.run_checks.check_run_config`:
+    the model's and hooks' arguments, registered types, batch sizes,
+    intervals, lr, seed, top-k), a work dir that cannot be written,
+    ``resume`` or ``load_from``, a global batch larger than MoPro's queue
+    or a train dataloader without a batch are one-line errors before
+    training starts; a config whose resumed runs would not repeat
+    uninterrupted ones (another sampler, no fixed seed) is a warning.
 
     Args:
         cfg: a config as :func:`mopro.utils.runner.load_config` returns it.
@@ -26,12 +31,14 @@ def train_model(cfg: Config, resume: Optional[str] = None, amp: bool = False,
         amp: bf16 automatic mixed precision.
         auto_scale_lr: scale the lr to the actual total batch size.
     """
-    check_hook_args(cfg)
+    check_run_config(cfg)
+    check_output_dir(cfg.work_dir, what='work dir')
     warn_inexact_resume(cfg)
     adapt_to_device(cfg, amp=amp)
     resolve_checkpoints(cfg, resume)
     if auto_scale_lr:
         cfg.auto_scale_lr.enable = True
     runner = MoProRunner.from_cfg(cfg)
+    check_built_run(runner)
     runner.train()
     return runner

@@ -35,6 +35,7 @@ from ..evaluation.noise_cleaning import summarize
 from ..evaluation.noise_quality import mopro_pseudo_labels, noise_quality
 from ..utils.cli import DataError
 from ..utils.outputs import check_output_dir
+from ..utils.run_checks import check_built_run, check_run_config
 from ..utils.runner import adapt_to_device, read_config
 from ..visualization import read_val_curve, save_report
 from .progress import (CE_TRAIN_COST, FORWARD_COST, MOPRO_TRAIN_COST,
@@ -73,6 +74,7 @@ def demo_config(path: str, data_root: str, work_dir: str, seed: int,
                                              max(epochs - 1, 0))
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+    check_run_config(cfg)
     return adapt_to_device(cfg)
 
 
@@ -93,6 +95,7 @@ def train(cfg: Config, progress: JobProgress, cost: float) -> tuple:
         every validation, read back from the run's logged scalars).
     """
     runner = QuietConsoleRunner.from_cfg(cfg)
+    check_built_run(runner)
     runner.register_hook(ProgressHook(progress, cost))
     start = time.perf_counter()
     runner.train()
@@ -222,7 +225,6 @@ def run_demo(mopro_config: str, ce_config: str,
     # the demo's own log messages: none on the console (Runners log to
     # their files)
     MMLogger.get_instance('mopro_demo', log_level='WARNING')
-    data = _dataset(data_root, seed, stream)
     configs = {
         'MoPro':
         demo_config(mopro_config, data_root, osp.join(work_dir, 'mopro'), seed,
@@ -232,6 +234,7 @@ def run_demo(mopro_config: str, ce_config: str,
         configs['cross-entropy'] = demo_config(ce_config, data_root,
                                                osp.join(work_dir, 'ce'), seed,
                                                epochs, cfg_options)
+    data = _dataset(data_root, seed, stream)
     progress = JobProgress(_stages(configs, data), stream)
     progress.message(_plan(progress.stages, data, work_dir, out_dir))
     results = dict(

@@ -17,6 +17,7 @@ from dataclasses import fields
 from typing import Any, Callable, List, Optional, TypeVar
 
 import torch
+from mmengine.config import DictAction
 
 T = TypeVar('T')
 
@@ -80,6 +81,27 @@ def run_tool(main: Callable[..., T],
             raise
         print(f'error: {one_line(err)}', file=sys.stderr)
         raise SystemExit(1) from None
+
+
+class ConfigOptionsAction(DictAction):
+    """mmengine's ``DictAction`` (``--cfg-options KEY=VALUE ...``) whose
+    malformed item, one without ``=`` or with an empty key, is an argparse
+    usage error (exit status 2) naming the item; mmengine's raises a
+    ValueError with a traceback."""
+
+    def __call__(self, parser: argparse.ArgumentParser,
+                 namespace: argparse.Namespace, values: Any,
+                 option_string: Optional[str] = None) -> None:
+        for item in values or []:
+            key, sep, _ = item.partition('=')
+            if not sep or not key.strip():
+                raise argparse.ArgumentError(
+                    self, f'expected KEY=VALUE, got {item!r}')
+        try:
+            super().__call__(parser, namespace, values, option_string)
+        except (ValueError, IndexError, AssertionError) as err:
+            raise argparse.ArgumentError(
+                self, f'cannot parse {" ".join(values)!r}: {err}') from None
 
 
 def add_checkpoint_args(parser: argparse.ArgumentParser, help: str) -> None:

@@ -3,8 +3,6 @@ device fixes, what ``--resume`` resumes."""
 import argparse
 import ast
 import datetime
-import difflib
-import inspect
 import logging
 import os
 import os.path as osp
@@ -13,14 +11,15 @@ import zipfile
 from types import TracebackType
 from typing import Iterator, List, Optional, Tuple
 
-from mmengine.config import Config, DictAction
-from mmengine.hooks import CheckpointHook
+from mmengine.config import Config
 from mmengine.logging import print_log
 
 from .checkpoint import CheckpointError, load_checkpoint, mopro_state_dict
-from .cli import ConfigError, UserError
+from .cli import ConfigError, ConfigOptionsAction, UserError
 from .config_switches import apply_switches, read_switches
 from .device import default_device
+# checked with the rest of a run's config (its home before run_checks)
+from .run_checks import check_hook_args  # noqa: F401
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +27,7 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('config', help='config file')
     parser.add_argument('--work-dir', help='where logs and outputs go')
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
+        '--cfg-options', nargs='+', action=ConfigOptionsAction,
         help='override config keys, e.g. model.threshold=0.6 '
         'train_dataloader.batch_size=64')
     parser.add_argument('--launcher',
@@ -148,41 +147,6 @@ def _config_line(tb: Optional[TracebackType]) -> Optional[str]:
     return where
 
 
-def check_hook_args(cfg: Config) -> None:
-    """Raise a :class:`ConfigError` naming the key for an argument that a
-    hook of ``default_hooks`` or ``custom_hooks`` does not take.
-
-    Checked against the hook class's signature before anything is built:
-    mmengine's ``CheckpointHook`` takes any keyword (it passes them to
-    ``Runner.save_checkpoint``, which takes none of them), so a misspelled
-    ``default_hooks.checkpoint.max_keep_ckpt`` would fail at the first save
-    and lose that epoch.
-    """
-    from mmpretrain.registry import HOOKS
-    hooks = [(f'default_hooks.{name}', hook)
-             for name, hook in (cfg.get('default_hooks') or {}).items()]
-    hooks += [(f'custom_hooks.{i}', hook)
-              for i, hook in enumerate(cfg.get('custom_hooks') or [])]
-    for prefix, hook in hooks:
-        if not isinstance(hook, dict) or 'type' not in hook:
-            continue
-        cls = hook['type'] if inspect.isclass(hook['type']) else HOOKS.get(
-            hook['type'])
-        if cls is None:
-            raise ConfigError(f'{prefix}.type: no hook named '
-                              f'{hook["type"]!r} is registered')
-        accepted = _keyword_arguments(cls)
-        if accepted is None:
-            continue
-        for key in hook:
-            if key not in accepted and key not in ('type', 'priority'):
-                close = difflib.get_close_matches(key, accepted, n=1)
-                hint = f' (did you mean {close[0]!r}?)' if close else ''
-                raise ConfigError(
-                    f'{prefix}.{key}: {cls.__name__} has no argument '
-                    f'{key!r}{hint}')
-
-
 # the samplers whose indices carry each sample's RNG key
 # (mopro/datasets/samplers.py)
 SEEDED_SAMPLERS = ('ResumableSampler', 'SqrtBalancedSampler')
@@ -213,20 +177,6 @@ def warn_inexact_resume(cfg: Config) -> None:
         print_log(
             f'{reason}: a resumed run will not repeat an uninterrupted one '
             '(docs/reliability.md)', logger='current', level=logging.WARNING)
-
-
-def _keyword_arguments(cls: type) -> Optional[List[str]]:
-    """The named arguments of ``cls``; None if it takes any keyword
-    (``**kwargs``), except for a ``CheckpointHook``, which passes them to a
-    method that takes none of them."""
-    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
-    if any(p.kind is p.VAR_KEYWORD
-           for p in params) and not issubclass(cls, CheckpointHook):
-        return None
-    return [
-        p.name for p in params
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    ]
 
 
 def _on_cuda(device: Optional[str]) -> bool:

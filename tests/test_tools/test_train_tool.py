@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 from mmpretrain.registry import MODELS
 
 from mopro.apis import train_model
@@ -74,6 +74,11 @@ def bad_inputs(tmp_path_factory):
     paths['resnet34'] = _save_model(tmp / 'r34.pth', data_root,
                                     **{'backbone.depth': 34})
     paths['missing'] = tmp / 'missing.pth'
+    # the same tree with empty training lists
+    paths['empty_root'] = make_webvision(str(tmp / 'empty_lists'))
+    for source in ('google', 'flickr'):
+        (tmp / 'empty_lists' / 'info' /
+         f'train_filelist_{source}.txt').write_text('')
     return paths
 
 
@@ -94,7 +99,10 @@ def _train(bad_inputs, name, config, *extra) -> None:
     ``key=value`` options and ``--resume CKPT``."""
     options = _tiny_options(bad_inputs['data_root'],
                             str(bad_inputs['tmp'] / name))
-    options.update(a.split('=', 1) for a in extra if '=' in a)
+    # values parsed as --cfg-options parses them
+    options.update(
+        (key, DictAction._parse_iterable(value))
+        for key, value in (a.split('=', 1) for a in extra if '=' in a))
     flags = [a for a in extra if '=' not in a]
     resume = flags[1] if flags[:1] == ['--resume'] else None
     train_model(tool_config(config, options), resume=resume)
@@ -181,6 +189,57 @@ CASES = {
                           '{five_classes}: checkpoint has 5 classes'),
     'load_from_depth': ('good', ('load_from={resnet34}', ),
                         '{resnet34}: checkpoint is a ResNet-34'),
+    # values torch, numpy or mmengine used to reject only once they used
+    # them, after the model was built and the lists were read
+    'lr_negative': ('good', ('optim_wrapper.optimizer.lr=-0.1', ),
+                    'optim_wrapper.optimizer.lr must be >= 0, got -0.1'),
+    'lr_text': ('good', ('optim_wrapper.optimizer.lr=abc', ),
+                "optim_wrapper.optimizer.lr must be a number >= 0, got 'abc'"),
+    'batch_zero': ('good', ('train_dataloader.batch_size=0', ),
+                   'train_dataloader.batch_size must be >= 1, got 0'),
+    'val_batch_zero': ('good', ('val_dataloader.batch_size=0', ),
+                       'val_dataloader.batch_size must be >= 1, got 0'),
+    'workers_negative': ('good', ('train_dataloader.num_workers=-1', ),
+                         'train_dataloader.num_workers must be >= 0, got -1'),
+    'seed_negative':
+    ('good', ('randomness.seed=-1', ), 'randomness.seed must be >= 0, got -1'),
+    'seed_too_large': ('good', ('randomness.seed=4294967296', ),
+                       'randomness.seed must be <= 2**32 - 1, got 4294967296'),
+    'logger_interval_zero':
+    ('good', ('default_hooks.logger.interval=0', ),
+     'default_hooks.logger.interval must be >= 1, got 0'),
+    # the model's arguments as the hooks': the registered class's keywords
+    'model_key': ('good', ('model.threshhold=0.5', ),
+                  "model.threshhold: MoPro has no argument 'threshhold' "
+                  "(did you mean 'threshold'?)"),
+    'backbone_key': ('good', ('model.backbone.dept=18', ),
+                     "model.backbone.dept: ResNet has no argument 'dept' "
+                     "(did you mean 'depth'?)"),
+    'backbone_depth': ('good', ('model.backbone.depth=19', ),
+                       'model.backbone.depth: ResNet has no depth 19 (it has '
+                       '18, 34, 50, 101, 152)'),
+    'backbone_type': ('good', ('model.backbone.type=ResNett', ),
+                      "model.backbone.type: no model named 'ResNett' is "
+                      "registered (did you mean 'ResNet'?)"),
+    'dataset_type': ('good', ('train_dataloader.dataset.type=Nope', ),
+                     "train_dataloader.dataset.type: no dataset named 'Nope' "
+                     'is registered'),
+    'sampler_type':
+    ('good', ('train_dataloader.sampler.type=ResumableSamplr', ),
+     "train_dataloader.sampler.type: no sampler named 'ResumableSamplr' is "
+     "registered (did you mean 'ResumableSampler'?)"),
+    'transform_key':
+    ('good', ('train_dataloader.dataset.pipeline.1.transforms.0.0.scal=32', ),
+     'train_dataloader.dataset.pipeline.1.transforms.0.0.scal: '
+     "RandomResizedCrop has no argument 'scal' (did you mean 'scale'?)"),
+    'transform_value':
+    ('good', ('train_dataloader.dataset.pipeline.1.transforms.0.0.scale=0', ),
+     'train_dataloader.dataset.pipeline.1.transforms.0.0: RandomResizedCrop '
+     'rejects its arguments: assert scale > 0'),
+    'empty_list':
+    ('good', ('train_dataloader.dataset.data_root={empty_root}', ),
+     'WebVision train at {empty_root}: the dataset is empty (no image in '
+     'google, flickr)'),
 }
 
 

@@ -1,0 +1,360 @@
+"""Checks of a Runner config before the work starts (``tools/train.py``,
+``tools/test.py``, the demo).
+
+mmengine and torch check many config values only when they use them: a
+``val_interval`` of 0 divides by zero after the first epoch, a top-5
+accuracy of 4 classes fails at the first validation, a negative lr or seed
+is a traceback after the model is built and the image lists are read. Here
+each is one :class:`ConfigError` naming the key and what it allows, before
+the Runner is built (:func:`check_run_config`), or, for what needs the
+built Runner (the number of processes, the dataset's size), before the
+first iteration (:func:`check_built_run`).
+"""
+import copy
+import difflib
+import inspect
+import traceback
+from typing import Any, Iterator, List, Optional, Sequence, Tuple
+
+from mmengine.config import Config
+from mmengine.hooks import CheckpointHook
+from mmengine.registry import DefaultScope
+
+from .cli import ConfigError
+from .validate import check_int, check_number
+
+# numpy's seeds (mmengine seeds numpy, torch and random from it)
+MAX_SEED = 2**32 - 1
+# the parts of a model that mmpretrain builds from the MODELS registry
+MODEL_PARTS = ('backbone', 'neck', 'head', 'data_preprocessor', 'loss')
+# the sets a training run evaluates
+VAL = ('val', )
+
+
+def check_run_config(cfg: Config, train: bool = True,
+                     sets: Sequence[str] = VAL) -> None:
+    """Raise a :class:`ConfigError` naming the key for a value of ``cfg``
+    that mmengine or torch would reject only once it is used.
+
+    Args:
+        cfg: the config as the tool will build its Runner from it.
+        train: check the training keys (``train_cfg``, ``optim_wrapper``,
+            ``train_dataloader``, the hooks' intervals).
+        sets: the evaluated sets (``'val'``, ``'test'``), whose dataloader
+            and evaluator are checked when the config has them.
+    """
+    # the scope the Runner builds in (mmcv's wrappers build their inner
+    # transforms from it)
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope')):
+        _check_run_config(cfg, train, sets)
+
+
+def _check_run_config(cfg: Config, train: bool, sets: Sequence[str]) -> None:
+    check_hook_args(cfg)
+    model = cfg.get('model')
+    if isinstance(model, dict):
+        check_model_args(model)
+    loaders = (['train'] if train else []) + list(sets)
+    for name in loaders:
+        check_dataloader(cfg, name)
+    for name in sets:
+        if cfg.get(f'{name}_dataloader') is not None:
+            check_evaluator(cfg, name)
+    check_seed(cfg)
+    if train:
+        check_train_loop(cfg)
+        check_optimizer(cfg)
+        check_logger_interval(cfg)
+        check_queue(cfg)
+
+
+def check_built_run(runner: Any) -> None:
+    """Checks of a built Runner before it trains: the global batch fits
+    MoPro's queue, and the train dataloader (built here: it reads the
+    image lists, not the images) yields at least one batch."""
+    cfg = runner.cfg
+    check_queue(cfg, runner.world_size)
+    loader = runner.train_loop.dataloader
+    if len(loader) > 0:
+        return
+    batch = cfg.train_dataloader.batch_size
+    world = runner.world_size
+    drop_last = getattr(loader, 'drop_last', False)
+    raise ConfigError(
+        f'train_dataloader makes no batch: {len(loader.dataset)} training '
+        f'images, train_dataloader.batch_size={batch} x {world} '
+        f'process(es), drop_last={drop_last}: lower the batch size' +
+        (' or set train_dataloader.drop_last=False' if drop_last else ''))
+
+
+def check_queue(cfg: Config, world_size: int = 1) -> None:
+    """MoPro enqueues the global batch (``batch_size`` x processes) every
+    iteration: it must fit ``model.queue_len``."""
+    model = cfg.get('model') or {}
+    loader = cfg.get('train_dataloader') or {}
+    queue_len = model.get('queue_len') if isinstance(model, dict) else None
+    batch = loader.get('batch_size') if isinstance(loader, dict) else None
+    if not (isinstance(queue_len, int) and isinstance(batch, int)):
+        return
+    if batch * world_size > queue_len:
+        raise ConfigError(
+            f'model.queue_len={queue_len} is smaller than the global batch '
+            f'{batch * world_size} (train_dataloader.batch_size={batch} x '
+            f'{world_size} process(es)): MoPro enqueues every batch')
+
+
+def check_dataloader(cfg: Config, name: str) -> None:
+    """``<name>_dataloader``: batch size >= 1, workers >= 0, registered
+    dataset, sampler and transform types."""
+    key = f'{name}_dataloader'
+    loader = cfg.get(key)
+    if not isinstance(loader, dict):
+        return
+    if 'batch_size' in loader:
+        check_int(loader.batch_size, f'{key}.batch_size')
+    if 'num_workers' in loader:
+        check_int(loader.num_workers, f'{key}.num_workers', minimum=0)
+    from mmpretrain.registry import DATA_SAMPLERS, DATASETS, TRANSFORMS
+    check_type(
+        loader.get('sampler'), f'{key}.sampler', DATA_SAMPLERS, 'sampler')
+    dataset = loader.get('dataset')
+    check_type(dataset, f'{key}.dataset', DATASETS, 'dataset')
+    if isinstance(dataset, dict):
+        transforms = list(
+            _nested_types(
+                dataset.get('pipeline') or [], f'{key}.dataset.pipeline'))
+        for where, transform in transforms:
+            cls = check_type(transform, where, TRANSFORMS, 'transform')
+            accepted = _keyword_arguments(cls) if cls else None
+            if accepted is not None:
+                _check_keys(transform, accepted, where, cls)
+        # inner transforms first, so that the message names the innermost
+        for where, transform in reversed(transforms):
+            _check_builds(transform, where, TRANSFORMS)
+
+
+def check_evaluator(cfg: Config, name: str) -> None:
+    """``<name>_evaluator``: registered metric types, and no top-k above
+    the model's number of classes (mmpretrain's ``Accuracy`` fails at the
+    end of the first validation)."""
+    from mmpretrain.registry import METRICS
+    key = f'{name}_evaluator'
+    evaluator = cfg.get(key)
+    if isinstance(evaluator, dict) and 'metrics' in evaluator:
+        key, evaluator = f'{key}.metrics', evaluator['metrics']
+    metrics = evaluator if isinstance(evaluator, (list, tuple)) else \
+        [evaluator]
+    num_classes = _num_classes(cfg.get('model'))
+    for i, metric in enumerate(metrics):
+        where = key if len(metrics) == 1 else f'{key}.{i}'
+        if not isinstance(metric, dict):
+            continue
+        check_type(metric, where, METRICS, 'metric')
+        topk = metric.get('topk')
+        for k in topk if isinstance(topk, (list, tuple)) else [topk]:
+            if k is None:
+                continue
+            check_int(k, f'{where}.topk')
+            if num_classes is not None and k > num_classes:
+                raise ConfigError(
+                    f'{where}.topk: top-{k} accuracy needs at least {k} '
+                    f'classes, the model has {num_classes}')
+
+
+def check_seed(cfg: Config) -> None:
+    """``randomness.seed``: None or an integer in [0, 2**32 - 1] (numpy's
+    seeds)."""
+    seed = (cfg.get('randomness') or {}).get('seed')
+    if seed is None:
+        return
+    check_int(seed, 'randomness.seed', minimum=0)
+    if seed > MAX_SEED:
+        raise ConfigError(f'randomness.seed must be <= 2**32 - 1, got {seed}')
+
+
+def check_train_loop(cfg: Config) -> None:
+    """``train_cfg``: at least one epoch (iteration), validation every
+    N >= 1 epochs (mmengine divides by it after the first epoch)."""
+    train_cfg = cfg.get('train_cfg')
+    if not isinstance(train_cfg, dict):
+        return
+    for key in ('max_epochs', 'max_iters', 'val_interval'):
+        if key in train_cfg:
+            check_int(train_cfg[key], f'train_cfg.{key}')
+
+
+def check_optimizer(cfg: Config) -> None:
+    """``optim_wrapper.optimizer``: registered type, lr, momentum and
+    weight decay finite numbers >= 0 (torch checks them when it builds the
+    optimizer, after the image lists are read)."""
+    from mmpretrain.registry import OPTIMIZERS
+    wrapper = cfg.get('optim_wrapper')
+    optimizer = wrapper.get('optimizer') if isinstance(wrapper, dict) else None
+    if not isinstance(optimizer, dict):
+        return
+    check_type(optimizer, 'optim_wrapper.optimizer', OPTIMIZERS, 'optimizer')
+    for key in ('lr', 'momentum', 'weight_decay'):
+        if key in optimizer:
+            check_number(optimizer[key], f'optim_wrapper.optimizer.{key}', 0)
+
+
+def check_logger_interval(cfg: Config) -> None:
+    """``default_hooks.logger.interval``: an integer >= 1 (mmengine's
+    ``LoggerHook`` raises a bare ValueError)."""
+    logger = (cfg.get('default_hooks') or {}).get('logger')
+    if isinstance(logger, dict) and 'interval' in logger:
+        check_int(logger.interval, 'default_hooks.logger.interval')
+
+
+def check_model_args(model: dict, prefix: str = 'model') -> None:
+    """Raise a :class:`ConfigError` naming the key for a model (or model
+    part: ``backbone``, ``neck``, ``head``, ...) type that is not
+    registered, an argument its class does not take (with the closest
+    name), or a ResNet depth it has no architecture for."""
+    from mmpretrain.registry import MODELS
+    cls = check_type(model, prefix, MODELS, 'model')
+    if cls is None:
+        return
+    accepted = _keyword_arguments(cls, follow_kwargs=True)
+    if accepted is not None:
+        _check_keys(model, accepted, prefix, cls)
+    depths = getattr(cls, 'arch_settings', None)
+    if 'depth' in model and isinstance(depths, dict) and \
+            model['depth'] not in depths:
+        raise ConfigError(
+            f'{prefix}.depth: {cls.__name__} has no depth '
+            f'{model["depth"]!r} (it has {", ".join(map(str, depths))})')
+    for key, value in model.items():
+        if key in MODEL_PARTS and isinstance(value, dict) and 'type' in value:
+            check_model_args(value, f'{prefix}.{key}')
+
+
+def check_hook_args(cfg: Config) -> None:
+    """Raise a :class:`ConfigError` naming the key for an argument that a
+    hook of ``default_hooks`` or ``custom_hooks`` does not take.
+
+    Checked against the hook class's signature before anything is built:
+    mmengine's ``CheckpointHook`` takes any keyword (it passes them to
+    ``Runner.save_checkpoint``, which takes none of them), so a misspelled
+    ``default_hooks.checkpoint.max_keep_ckpt`` would fail at the first save
+    and lose that epoch.
+    """
+    from mmpretrain.registry import HOOKS
+    hooks = [(f'default_hooks.{name}', hook)
+             for name, hook in (cfg.get('default_hooks') or {}).items()]
+    hooks += [(f'custom_hooks.{i}', hook)
+              for i, hook in enumerate(cfg.get('custom_hooks') or [])]
+    for prefix, hook in hooks:
+        cls = check_type(hook, prefix, HOOKS, 'hook')
+        if cls is None:
+            continue
+        accepted = _keyword_arguments(cls)
+        if accepted is not None:
+            _check_keys(hook, accepted + ['priority'], prefix, cls)
+
+
+def check_type(cfg: Any, key: str, registry: Any, what: str) -> Optional[type]:
+    """The class ``cfg['type']`` names in ``registry`` (a class given as
+    itself too); None when ``cfg`` is no dict with a ``type``; a
+    :class:`ConfigError` naming ``<key>.type`` when no such type is
+    registered."""
+    if not isinstance(cfg, dict) or 'type' not in cfg:
+        return None
+    name = cfg['type']
+    if not isinstance(name, str):
+        return name if inspect.isclass(name) else None
+    cls = registry.get(name)
+    if cls is not None:
+        return cls if inspect.isclass(cls) else None
+    close = difflib.get_close_matches(name, _registered(registry), n=1)
+    hint = f' (did you mean {close[0]!r}?)' if close else ''
+    raise ConfigError(f'{key}.type: no {what} named {name!r} is '
+                      f'registered{hint}')
+
+
+def _check_builds(cfg: dict, key: str, registry: Any) -> None:
+    """Build ``cfg`` from ``registry`` (a transform: cheap, no data) and
+    turn a failed ``assert`` of its constructor, mmcv's and mmpretrain's
+    argument check, into a :class:`ConfigError` naming the key and the
+    assertion; other errors propagate."""
+    try:
+        registry.build(copy.deepcopy(cfg))
+    except AssertionError as err:
+        frame = traceback.extract_tb(err.__traceback__)[-1]
+        check = f'{frame.line} ({err})' if str(err) else frame.line
+        raise ConfigError(f'{key}: {cfg["type"]} rejects its arguments: '
+                          f'{check}') from None
+
+
+def _registered(registry: Any) -> List[str]:
+    """The names of ``registry`` and of its parents (mmengine's)."""
+    names: List[str] = []
+    while registry is not None:
+        names += list(registry.module_dict)
+        registry = registry.parent
+    return names
+
+
+def _nested_types(items: Any, key: str) -> Iterator[Tuple[str, dict]]:
+    """``(key, dict)`` of every dict with a ``type`` in a pipeline, also
+    in the lists of lists of transforms that wrapper transforms take
+    (``MultiView.transforms``)."""
+    if isinstance(items, dict) and 'type' in items:
+        yield key, items
+        for name, value in items.items():
+            if isinstance(value, (list, tuple)):
+                yield from _nested_types(value, f'{key}.{name}')
+    elif isinstance(items, (list, tuple)):
+        for i, item in enumerate(items):
+            yield from _nested_types(item, f'{key}.{i}')
+
+
+def _num_classes(model: Any) -> Optional[int]:
+    """The number of classes a model config scores: ``model.num_classes``
+    (MoPro) or ``model.head.num_classes`` (a classifier)."""
+    if not isinstance(model, dict):
+        return None
+    head = model.get('head')
+    for value in (model.get('num_classes'),
+                  head.get('num_classes') if isinstance(head, dict) else None):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
+
+
+def _check_keys(cfg: dict, accepted: List[str], prefix: str,
+                cls: type) -> None:
+    for key in cfg:
+        if key not in accepted and key != 'type':
+            close = difflib.get_close_matches(key, accepted, n=1)
+            hint = f' (did you mean {close[0]!r}?)' if close else ''
+            raise ConfigError(f'{prefix}.{key}: {cls.__name__} has no '
+                              f'argument {key!r}{hint}')
+
+
+def _keyword_arguments(cls: type,
+                       follow_kwargs: bool = False) -> Optional[List[str]]:
+    """The named arguments of ``cls``; None if it takes any keyword
+    (``**kwargs``), except for a ``CheckpointHook``, which passes them to a
+    method that takes none of them.
+
+    With ``follow_kwargs``, a class whose ``__init__`` passes ``**kwargs``
+    on to its base class's (a model wrapping mmpretrain's) takes the named
+    arguments of both.
+    """
+    names: List[str] = []
+    for klass in cls.__mro__:
+        if '__init__' not in vars(klass):
+            continue
+        params = list(inspect.signature(
+            klass.__init__).parameters.values())[1:]
+        names += [
+            p.name for p in params
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        ]
+        if not any(p.kind is p.VAR_KEYWORD for p in params) or \
+                issubclass(cls, CheckpointHook):
+            return names
+        if not follow_kwargs:
+            return None
+    return None
