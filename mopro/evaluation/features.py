@@ -147,6 +147,7 @@ def extract_features(model: torch.nn.Module, img_paths: Sequence[str],
 
 # ----------------------------------------------------------------------
 # feature files (.npz) of the low-shot benchmark
+LABEL_KEYS = ('train_labels', 'test_labels')
 FEATURE_FILE_KEYS = ('dataset', 'train_feats', 'train_index', 'train_labels',
                      'test_feats', 'test_labels')
 
@@ -194,11 +195,11 @@ def load_feature_file(path: str, dataset: str,
     want = 1 if label_columns is None else 2
     for split in ('train', 'test'):
         feats, labels = data[f'{split}_feats'], data[f'{split}_labels']
-        if feats.ndim != 2 or feats.shape[0] == 0 or \
+        if feats.ndim != 2 or 0 in feats.shape or \
                 not np.issubdtype(feats.dtype, np.floating):
             raise DataError(f'{path}: {split}_feats must be a non-empty '
-                            f'float N x D array, got {feats.dtype} '
-                            f'{feats.shape}')
+                            f'float N x D array (N, D >= 1), got '
+                            f'{feats.dtype} {feats.shape}')
         if labels.ndim != want or (want == 2
                                    and labels.shape[1] != label_columns):
             shape = 'N' if want == 1 else f'N x {label_columns}'
@@ -227,4 +228,58 @@ def load_feature_file(path: str, dataset: str,
             index[-1] >= len(data['train_labels']):
         raise DataError(f'{path}: train_index must increase within '
                         f'[0, {len(data["train_labels"])})')
+    check_split_labels(data['train_labels'], data['test_labels'], label_columns
+                       is not None, path)
     return data
+
+
+def check_split_labels(train_labels: np.ndarray, test_labels: np.ndarray,
+                       multi_label: bool, source: str,
+                       names: Sequence[str] = LABEL_KEYS) -> None:
+    """Labels a low-shot benchmark can score, else a one-line
+    :class:`DataError` starting with ``source`` and naming the split as
+    ``names`` (training, test): a test class without training images would
+    count as wrong on every image (0 % accuracy) and a class without test
+    positives has no AP.
+
+    - class indices (Places205): at least 0, at least 2 training classes,
+      every test class among the training classes;
+    - ``N x C`` labels (VOC07): values in {1, 0 (difficult), -1}, every
+      class with a positive (1) in both splits.
+    """
+    train_name, test_name = names
+    if multi_label:
+        for name, labels in ((train_name, train_labels), (test_name,
+                                                          test_labels)):
+            bad = np.unique(labels[~np.isin(labels, (-1, 0, 1))])
+            if bad.size:
+                raise DataError(f'{source}: {name} hold {_some(bad)}; VOC07 '
+                                'labels are 1, 0 (difficult) or -1')
+            missing = np.flatnonzero(~(labels == 1).any(axis=0))
+            if missing.size:
+                raise DataError(f'{source}: {name} have no positive (1) of '
+                                f'class {_some(missing)}; every class needs '
+                                'one in both splits')
+        return
+    for name, labels in ((train_name, train_labels), (test_name, test_labels)):
+        if (labels < 0).any():
+            raise DataError(f'{source}: {name} hold negative class indices '
+                            f'{_some(np.unique(labels[labels < 0]))}; class '
+                            'indices must be >= 0')
+    classes = np.unique(train_labels)
+    if classes.size < 2:
+        raise DataError(f'{source}: {train_name} hold {classes.size} class; '
+                        'the benchmark needs at least 2')
+    unseen = np.setdiff1d(np.unique(test_labels), classes)
+    if unseen.size:
+        raise DataError(f'{source}: {test_name} hold classes '
+                        f'{_some(unseen)} that {train_name} lack; every test '
+                        'class must occur in training (no SVM scores it)')
+
+
+def _some(values: np.ndarray, shown: int = 5) -> str:
+    """``1, 2, 3`` or ``1, 2, 3, 4, 5 ... (12 in all)``."""
+    text = ', '.join(str(v) for v in values[:shown].tolist())
+    if len(values) > shown:
+        text += f' ... ({len(values)} in all)'
+    return text

@@ -27,8 +27,8 @@ from ..utils.cli import DataError, UserError
 from ..utils.fileio import write_json, write_text
 from ..utils.outputs import check_output_dir, check_output_file
 from .features import (build_feature_model, check_image_files,
-                       extract_features, feature_pipeline, load_feature_file,
-                       save_feature_file)
+                       check_split_labels, extract_features, feature_pipeline,
+                       load_feature_file, save_feature_file)
 from .svm import (DEFAULT_COST, GOYAL_COST_GRID, SVM_BIAS, SVM_TOLERANCE,
                   VOC_POSITIVE_WEIGHT, check_costs, places_svm,
                   require_finite_features, voc07_svm)
@@ -233,7 +233,21 @@ def check_settings(settings: SVMBenchmarkSettings) -> None:
     if s.costs and not s.cost_sweep:
         raise UserError('--costs needs --cost-sweep')
     if s.features:
+        unused = [
+            name
+            for value, name in ((s.config, 'CONFIG'), (s.checkpoint, 'CKPT'),
+                                (s.data_root, '--data-root'),
+                                (s.cfg_options, '--cfg-options')) if value
+        ]
+        if unused:
+            raise UserError(f'{", ".join(unused)} cannot go with '
+                            '--features (the SVM stage runs on the cached '
+                            'features alone); leave out one or the other')
         return
+    if s.crop > s.resize:
+        raise UserError(f'--crop {s.crop} is larger than --resize {s.resize} '
+                        '(the short side it is cut from); use --crop <= '
+                        '--resize')
     for value, name in ((s.config, 'CONFIG'), (s.checkpoint, 'CKPT'),
                         (s.data_root, '--data-root')):
         if not value:
@@ -310,6 +324,9 @@ def _load_features(settings: SVMBenchmarkSettings) -> tuple:
     splits = tuple(
         reader(settings.data_root, split)
         for split in (train_split, test_split))
+    check_split_labels(splits[0][1], splits[1][1], columns is not None,
+                       settings.data_root,
+                       (f'{train_split} labels', f'{test_split} labels'))
     samples = low_shot_samples(splits[0][1], **draw)
     num_images = len(np.unique(np.concatenate(list(samples.values())))) + len(
         splits[1][0])

@@ -480,3 +480,154 @@ def test_outputs_never_overwrite_the_features(tmp_path, assert_error):
         dict(dataset='places205', features=features, work_dir=work),
         f'the output is the input {features}', [])
     assert os.path.getsize(features) == size
+
+
+def _places_file(tmp_path, train_cls, test_cls, dim=8, name='f.npz'):
+    return write_features(tmp_path / name, 'places205',
+                          one_hot_feats(np.asarray(train_cls) % dim, dim, 0),
+                          np.asarray(train_cls),
+                          one_hot_feats(np.asarray(test_cls) % dim, dim, 1),
+                          np.asarray(test_cls))
+
+
+def _voc_file(tmp_path, train_labels, test_labels):
+    return write_features(tmp_path / 'f.npz', 'voc07',
+                          np.ones((len(train_labels), 8),
+                                  np.float32), train_labels,
+                          np.ones((len(test_labels), 8), np.float32),
+                          test_labels)
+
+
+def _voc_positives(num):
+    """Image i is a positive of class i % C only."""
+    labels = -np.ones((num, C), dtype=np.int8)
+    labels[np.arange(num), np.arange(num) % C] = 1
+    return labels
+
+
+def _without_test_positive(labels):
+    labels = labels.copy()
+    labels[:, 7] = -1
+    return labels
+
+
+def _with_value(labels, value):
+    labels = labels.copy()
+    labels[2, 3] = value
+    return labels
+
+
+TRAIN4, TEST4 = np.repeat(np.arange(4), 3), np.repeat(np.arange(4), 2)
+
+
+def _zero_dim_file(tmp_path):
+    return write_features(tmp_path / 'f.npz', 'places205',
+                          np.ones((12, 0), np.float32), TRAIN4,
+                          np.ones((8, 0), np.float32), TEST4)
+
+
+# id: (features file in tmp_path, message after its path)
+LABEL_CASES = {
+    'test_classes_unseen':
+    (lambda t: _places_file(t, TRAIN4, TEST4 + 10),
+     'test_labels hold classes 10, 11, 12, 13 that train_labels lack; '
+     'every test class must occur in training (no SVM scores it)'),
+    'one_test_class_unseen':
+    (lambda t: _places_file(t, TRAIN4, np.r_[TEST4, 9]),
+     'test_labels hold classes 9 that train_labels lack; every test class '
+     'must occur in training (no SVM scores it)'),
+    'negative_train': (lambda t: _places_file(t, TRAIN4 - 1, TEST4),
+                       'train_labels hold negative class indices -1; class '
+                       'indices must be >= 0'),
+    'negative_test': (lambda t: _places_file(t, TRAIN4, TEST4 - 2),
+                      'test_labels hold negative class indices -2, -1; class '
+                      'indices must be >= 0'),
+    'one_class':
+    (lambda t: _places_file(t, np.zeros(6, int), np.zeros(2, int)),
+     'train_labels hold 1 class; the benchmark needs at least 2'),
+    'zero_dim': (_zero_dim_file, 'train_feats must be a non-empty float N x '
+                 'D array (N, D >= 1), got float32 (12, 0)'),
+    'voc_no_test_positive':
+    (lambda t: _voc_file(t, _voc_positives(2 * C),
+                         _without_test_positive(_voc_positives(C))),
+     'test_labels have no positive (1) of class 7; every class needs one '
+     'in both splits'),
+    'voc_bad_value':
+    (lambda t: _voc_file(t, _with_value(_voc_positives(2 * C), 2),
+                         _voc_positives(C)),
+     'train_labels hold 2; VOC07 labels are 1, 0 (difficult) or -1'),
+}
+
+
+@pytest.mark.parametrize('case', sorted(LABEL_CASES))
+def test_labels_no_svm_can_score_are_refused(tmp_path, capsys, monkeypatch,
+                                             case):
+    # test classes absent from training used to score 0.0 ± 0.0 with exit
+    # 0; zero-dimensional features were a ZeroDivisionError traceback. Now
+    # one line naming the file and key, before any SVM is fitted.
+    make, message = LABEL_CASES[case]
+    path = make(tmp_path)
+    dataset = str(np.load(path)['dataset'])
+    monkeypatch.setattr(low_shot, 'evaluate_low_shot',
+                        lambda *a, **k: pytest.fail('fitted SVMs'))
+    work = tmp_path / 'work'
+    result = call_tool(
+        lambda: run(dataset, features=path, work_dir=work, shots=[1], runs=1,
+                    jobs=1), None, capsys, monkeypatch)
+    assert result.error == f'error: {path}: {message}'
+    assert not os.path.exists(work)
+
+
+def test_data_root_test_class_missing_from_training(tiny_model, tmp_path,
+                                                    capsys, monkeypatch):
+    # the same check on the lists of a data root, before any image is read
+    config, ckpt, _ = tiny_model
+    lists = tmp_path / 'places' / 'trainvalsplit_places205'
+    lists.mkdir(parents=True)
+    (lists / 'train_places205.csv').write_text('a/x.jpg 0\nb/y.jpg 1\n')
+    (lists / 'val_places205.csv').write_text('a/z.jpg 0\nc/w.jpg 2\n')
+    work = tmp_path / 'work'
+    result = call_tool(
+        lambda: run('places205', config, ckpt, data_root=tmp_path / 'places',
+                    work_dir=work, **dict(FAST, shots=[1])), None, capsys,
+        monkeypatch)
+    assert result.error == (
+        f'error: {tmp_path / "places"}: val labels hold classes 2 that train '
+        'labels lack; every test class must occur in training (no SVM scores '
+        'it)')
+    assert not os.path.exists(work)
+
+
+def test_contradicting_flags_are_refused(tiny_model, voc_root, tmp_path):
+    # the command line: --features used to ignore CONFIG, CKPT and
+    # --data-root (yet record them in the report), and --crop larger than
+    # --resize was clipped while the features' meta recorded the crop
+    config, ckpt, _ = tiny_model
+    features = separable_places(tmp_path)
+    works = [tmp_path / f'work{i}' for i in range(3)]
+    common = ['--dataset', 'places205', '--shots', '1', '--runs', '1']
+    both, options, crop = run_tools([
+        [
+            'svm_eval', config, ckpt, *common, '--features', features,
+            '--data-root', tmp_path / 'none', '--work-dir', works[0]
+        ],
+        [
+            'svm_eval', *common, '--features', features, '--cfg-options',
+            'model.backbone.depth=34', '--work-dir', works[1]
+        ],
+        [
+            'svm_eval', config, ckpt, *common, '--data-root', voc_root,
+            '--resize', '32', '--crop', '64', '--work-dir', works[2]
+        ],
+    ])
+    assert both.error == (
+        'error: CONFIG, CKPT, --data-root cannot go with --features (the SVM '
+        'stage runs on the cached features alone); leave out one or the '
+        'other')
+    assert options.error == (
+        'error: --cfg-options cannot go with --features (the SVM stage runs '
+        'on the cached features alone); leave out one or the other')
+    assert crop.error == (
+        'error: --crop 64 is larger than --resize 32 (the short side it is '
+        'cut from); use --crop <= --resize')
+    assert not any(os.path.exists(w) for w in works)
