@@ -4,6 +4,7 @@ import os
 import os.path as osp
 from typing import Optional
 
+import numpy as np
 import torch
 from mmengine.config import Config
 from mmengine.dist import get_dist_info, init_dist
@@ -12,9 +13,10 @@ from mmengine.registry import init_default_scope
 from mmpretrain.registry import DATASETS, MODELS
 
 from ..datasets.image_list_dataset import ImageListDataset
-from ..evaluation.noise_cleaning import clean_dataset, cleaned_list, summarize
+from ..evaluation.noise_cleaning import (UNREADABLE_LABEL, clean_dataset,
+                                         cleaned_list, summarize)
 from ..utils.checkpoint import load_model_weights
-from ..utils.cli import ConfigError
+from ..utils.cli import ConfigError, DataError
 from ..utils.device import default_device
 from ..utils.fileio import write_json
 from ..utils.outputs import check_output_dir, check_output_file
@@ -46,6 +48,27 @@ def check_outputs(cfg: Config, checkpoint: str, out: str,
         what='summary')
 
 
+def check_unreadable(dataset: ImageListDataset, pseudo: np.ndarray) -> None:
+    """The training set's limit on undecodable images,
+    ``train_dataloader.dataset.max_bad_fraction`` (1 % by default), applied
+    to the complete count of the pass: above it the data is broken rather
+    than dirty, and a cleaned list of what was left would be a training set
+    nobody asked for. Training stops there too
+    (:func:`mopro.datasets.image_list_dataset.check_bad_fraction`, which
+    waits for 100 images because it sees a running count).
+
+    Raises:
+        DataError: one line in the message style of the training check.
+    """
+    num_bad = int((pseudo == UNREADABLE_LABEL).sum())
+    limit = dataset.max_bad_fraction
+    if len(pseudo) and num_bad / len(pseudo) > limit:
+        raise DataError(
+            f'{dataset.describe()}: {num_bad} of {len(pseudo)} images could '
+            f'not be decoded, more than max_bad_fraction={limit}; check the '
+            'data or raise train_dataloader.dataset.max_bad_fraction')
+
+
 def _cleaning_device(device: Optional[str]) -> torch.device:
     """``device`` (default: CUDA when available); ``cuda`` without an index
     is the rank's GPU under a launcher."""
@@ -72,9 +95,11 @@ def clean_noisy_dataset(cfg: Config, checkpoint: str, out: str,
     and, in the work dir, ``noise_cleaning_summary.json`` (counts
     relabelled / OOD / kept, per class) and the PNG report (OOD samples,
     relabelled samples, per-class changes). Every output is checked before
-    the pass; the cleaned list is written last, so a run that fails to
-    write leaves none. Under a launcher (``cfg.launcher``) each rank takes
-    a shard and rank 0 writes.
+    the pass; more undecodable images than the training set tolerates
+    (:func:`check_unreadable`) end it with nothing written; the cleaned
+    list is written last, so a run that fails to write leaves none. Under
+    a launcher (``cfg.launcher``) each rank takes a shard and rank 0
+    writes.
     """
     cfg = compile_only_on_cuda(cfg, device=device)
     if cfg.model.get('type') != 'MoPro':
@@ -97,6 +122,7 @@ def clean_noisy_dataset(cfg: Config, checkpoint: str, out: str,
                 f'{checkpoint} (alpha={model.alpha}, '
                 f'threshold={model.threshold})')
     pseudo = clean_dataset(model, dataset, batch_size, num_workers, device)
+    check_unreadable(dataset, pseudo)
     original = dataset.get_gt_labels()
     summary = summarize(original, pseudo, model.num_classes)
     if get_dist_info()[0] != 0:

@@ -119,11 +119,20 @@ def test_relabel_rule_and_unreadable(setup, tmp_path, device, run):
     work = str(tmp_path / 'work')
     try:
         summary, err = run(
-            ckpt, out,
-            _options(root, work, **{
-                'model.alpha': 1.0,
-                'model.threshold': 0.5
-            }), work_dir=work, num_workers=0, device=device)
+            ckpt,
+            out,
+            _options(
+                root,
+                work,
+                **{
+                    'model.alpha': 1.0,
+                    'model.threshold': 0.5,
+                    # 1 of 32 is above the default limit (1 %)
+                    'train_dataloader.dataset.max_bad_fraction': 0.05
+                }),
+            work_dir=work,
+            num_workers=0,
+            device=device)
     finally:
         with open(bad, 'wb') as f:
             f.write(saved)
@@ -136,6 +145,33 @@ def test_relabel_rule_and_unreadable(setup, tmp_path, device, run):
                                     unreadable=1, cleaned=31)
     assert summary['per_class']['after'] == [0, 31, 0, 0]
     assert summary['per_class']['relabelled_into'] == [0, 23, 0, 0]
+
+
+def test_more_unreadable_images_than_training_tolerates(setup, tmp_path, run):
+    # 2 of 32 undecodable: training stops above max_bad_fraction (1 %);
+    # cleaning used to write a list without them and exit 0
+    root, ckpt, _ = setup
+    bad = [osp.join(root, 'flickr', 'q0001', f'00{i}.jpg') for i in (0, 1)]
+    saved = {}
+    for path in bad:
+        with open(path, 'rb') as f:
+            saved[path] = f.read()
+        with open(path, 'wb') as f:
+            f.write(b'not a jpeg')
+    out = str(tmp_path / 'pseudo_label.json')
+    work = str(tmp_path / 'work')
+    try:
+        _, err = run(ckpt, out, _options(root, work), work_dir=work,
+                     num_workers=0, device='cpu')
+    finally:
+        for path, data in saved.items():
+            with open(path, 'wb') as f:
+                f.write(data)
+    assert err == (
+        f'error: WebVision train at {root}: 2 of 32 images could not be '
+        'decoded, more than max_bad_fraction=0.01; check the data or raise '
+        'train_dataloader.dataset.max_bad_fraction')
+    assert not osp.exists(out) and not osp.exists(work)
 
 
 def test_errors_leave_no_output(setup, tmp_path, run):
