@@ -10,7 +10,7 @@ import os
 import platform
 import time
 import warnings
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 import PIL
@@ -21,6 +21,7 @@ from torch._dynamo.utils import counters
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..utils.fileio import write_json
+from ..utils.outputs import check_output_file
 
 
 def synchronize(device: torch.device) -> None:
@@ -129,6 +130,16 @@ def versions() -> Dict:
     return dict(python=platform.python_version(), torch=torch.__version__,
                 torchvision=torchvision.__version__, pillow=PIL.__version__,
                 numpy=np.__version__)
+
+
+def check_publish(out: Optional[str], inputs: Iterable = ()) -> None:
+    """Before a benchmark runs: ``out`` (``--out``), if given, can be
+    written and is none of ``inputs`` (the configs), so that a folder, a
+    path below a file or a read-only place is one line now rather than
+    after minutes of timing (:func:`mopro.utils.outputs.check_output_file`).
+    """
+    if out:
+        check_output_file(out, inputs=inputs, what='--out file')
 
 
 def publish(results: Dict, out: Optional[str] = None) -> Dict:

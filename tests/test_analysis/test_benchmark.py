@@ -2,6 +2,7 @@
 on CPU and reports every timing, eager and compiled, consistently (no
 timing assertion: speed is measured, not tested)."""
 import json
+import os
 import os.path as osp
 
 import pytest
@@ -72,6 +73,30 @@ def test_benchmark_reports_all_steps(tmp_path):
     assert summary['compiled_vs_eager'] == \
         compiled['mopro']['img_per_s'] / eager
     assert summary['runner_vs_step'] == compiled['runner_vs_step']
+
+
+def test_unwritable_out_is_refused_before_timing(tmp_path):
+    # a folder, or a path below a file: one line before any model is
+    # built (it was an errno message after the whole benchmark)
+    folder, afile = tmp_path / 'folder', tmp_path / 'afile'
+    folder.mkdir()
+    afile.write_text('')
+    small = [
+        '--iters', '1', '--warmup', '0', '--batch-size', '2', '--image-size',
+        '32', '--device', 'cpu', '--compile', 'off'
+    ]
+    runs = run_tools([[
+        'analysis_tools/benchmark', CONFIG, '--out', out, *small,
+        '--cfg-options', *[f'{k}={v}' for k, v in TINY.items()]
+    ] for out in (folder, afile / 'bench.json')])
+    assert runs[0].error == (f'error: {folder}: the --out file is a folder, '
+                             'expected a file path')
+    assert runs[1].error == (f'error: {afile / "bench.json"}: cannot write '
+                             f'the --out file: {afile} is a file, not a '
+                             'folder')
+    for run in runs:
+        assert '{' not in run.value  # no benchmark ran
+    assert os.listdir(folder) == [] and afile.read_text() == ''
 
 
 @pytest.mark.gpu

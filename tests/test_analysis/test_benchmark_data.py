@@ -3,6 +3,7 @@ times both pipelines and reports them consistently (no timing assertion:
 speed is measured, not tested)."""
 import json
 import math
+import os
 import os.path as osp
 import re
 
@@ -188,8 +189,30 @@ def test_runner_mode_refuses_a_device_the_runner_will_not_use():
 def test_bad_input_is_a_one_line_error(tmp_path):
     empty, missing = tmp_path / 'empty', tmp_path / 'missing.py'
     empty.mkdir()
-    runs = run_tools(
-        [['analysis_tools/benchmark_data', CONFIG, '--images', empty],
-         ['analysis_tools/benchmark_data', missing]])
+    afile = tmp_path / 'afile'
+    afile.write_text('')
+    small = [
+        '--num-images', '3', '--iters', '3', '--warmup', '1', '--block', '2',
+        *GPU_PATH
+    ]
+    runs = run_tools([
+        ['analysis_tools/benchmark_data', CONFIG, '--images', empty],
+        ['analysis_tools/benchmark_data', missing],
+        # --out was found unwritable after the benchmark, as an errno
+        ['analysis_tools/benchmark_data', CONFIG, '--out', empty, *small],
+        [
+            'analysis_tools/benchmark_data', CONFIG, '--out',
+            afile / 'data.json', *small
+        ]
+    ])
     assert str(empty) in runs[0].error
     assert re.match('error: .*missing.py', runs[1].error)
+    assert runs[2].error == (f'error: {empty}: the --out file is a folder, '
+                             'expected a file path')
+    assert runs[3].error == (f'error: {afile / "data.json"}: cannot write '
+                             f'the --out file: {afile} is a file, not a '
+                             'folder')
+    # refused before the benchmark: nothing timed, printed or written
+    for run in runs[2:]:
+        assert '{' not in run.value
+    assert os.listdir(empty) == [] and afile.read_text() == ''

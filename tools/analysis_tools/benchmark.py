@@ -20,7 +20,7 @@ from typing import Dict
 from mmengine.config import DictAction
 
 from mopro.analysis.step_benchmark import StepBenchmarkSettings, benchmark_step
-from mopro.analysis.timing import publish
+from mopro.analysis.timing import check_publish, publish
 from mopro.utils.cli import (add_device_arg, non_negative_int, positive_int,
                              run_tool, settings_from_args)
 from mopro.utils.runner import load_config
@@ -55,6 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> Dict:
     args = parse_args(argv)
+    check_publish(args.out, inputs=(args.config, ))
     settings = settings_from_args(StepBenchmarkSettings, args)
     return publish(benchmark_step(load_config(args), settings), args.out)
 

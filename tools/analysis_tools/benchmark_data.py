@@ -29,7 +29,7 @@ from mmengine.config import DictAction
 from mopro.analysis.data_benchmark import (TARGET_IMG_PER_S,
                                            DataBenchmarkSettings,
                                            benchmark_data)
-from mopro.analysis.timing import publish
+from mopro.analysis.timing import check_publish, publish
 from mopro.utils.cli import (add_device_arg, non_negative_int, positive_int,
                              run_tool, settings_from_args)
 from mopro.utils.runner import load_config
@@ -87,6 +87,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> Dict:
     args = parse_args(argv)
+    check_publish(args.out, inputs=(args.config, args.gpu_config))
     gpu_args = copy.copy(args)
     gpu_args.config, gpu_args.cfg_options = (args.gpu_config,
                                              args.gpu_cfg_options)
