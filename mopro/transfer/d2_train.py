@@ -149,14 +149,59 @@ def check_weights(cfg: CfgNode) -> None:
                 'run')
 
 
+def _lookup(cfg: CfgNode, key: str):
+    """The value of dotted ``key`` in ``cfg``; KeyError if it has none."""
+    node = cfg
+    for part in key.split('.'):
+        if not isinstance(node, CfgNode) or part not in node:
+            raise KeyError(key)
+        node = node[part]
+    return node
+
+
+def merge_overrides(cfg: CfgNode, opts: List[str]) -> None:
+    """Merge the trailing ``KEY VALUE`` overrides of the command line into
+    ``cfg``, with one-line errors naming the key where yacs asserts: an
+    odd-length list, a key the config does not have, a value of another
+    type than the key's default, a section given a value.
+
+    Raises:
+        ConfigError: naming the override.
+    """
+    if len(opts) % 2:
+        raise ConfigError(f'config overrides come as KEY VALUE pairs: '
+                          f'{opts[-1]} has no value')
+    for key, value in zip(opts[0::2], opts[1::2]):
+        try:
+            old = _lookup(cfg, key)
+        except KeyError:
+            raise ConfigError(f'{key}: no such Detectron2 config key '
+                              '(check the spelling)') from None
+        if isinstance(old, CfgNode):
+            raise ConfigError(f'{key} is a section of the config, not a '
+                              f'value; override one of its keys ({key}.KEY '
+                              'VALUE)')
+        try:
+            cfg.merge_from_list([key, value])
+        except (AssertionError, KeyError, TypeError, ValueError):
+            raise ConfigError(f'{key} {value}: not a value of the key\'s '
+                              f'type {type(old).__name__} (default: '
+                              f'{old!r})') from None
+
+
 def setup(args: argparse.Namespace) -> CfgNode:
     """Config from file and overrides; CPU runs get BN instead of SyncBN;
     the model settings, the weights and the output folder are checked
     before anything runs."""
     cfg = get_cfg()
     add_mopro_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    try:
+        cfg.merge_from_file(args.config_file)
+    except (AssertionError, KeyError, ValueError) as err:
+        # yacs: a key Detectron2 does not have, a value of another type
+        message = str(err.args[0] if err.args else err).splitlines()[0]
+        raise ConfigError(f'{args.config_file}: {message}') from None
+    merge_overrides(cfg, args.opts)
     if args.num_gpus == 0:
         cfg.MODEL.DEVICE = 'cpu'
     changed = sync_bn_to_bn(cfg) if cfg.MODEL.DEVICE == 'cpu' else []

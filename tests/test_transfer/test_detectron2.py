@@ -223,14 +223,29 @@ def test_smoke_config_trains_and_evaluates(tmp_path, converted, num_gpus):
 
 
 def test_train_d2_tool_reports_user_errors(tmp_path):
-    (result, ) = run_tools([[
+    # the overrides were yacs AssertionError tracebacks
+    cases = {
+        ():
+        'MODEL.WEIGHTS is not set; pass the .pkl written by '
+        'tools/convert_to_d2.py (MODEL.WEIGHTS path.pkl)',
+        ('MODEL.NOPE', '1'):
+        'MODEL.NOPE: no such Detectron2 config key '
+        '(check the spelling)',
+        ('MODEL.WEIGHTS', ):
+        'config overrides come as KEY VALUE pairs: '
+        'MODEL.WEIGHTS has no value',
+        ('MODEL.RESNETS.DEPTH', 'fifty'):
+        "MODEL.RESNETS.DEPTH fifty: not a "
+        "value of the key's type int (default: 50)",
+    }
+    outs = [tmp_path / f'out{i}' for i in range(len(cases))]
+    results = run_tools([[
         'train_d2', '--config-file', SMOKE, '--num-gpus', '0', 'OUTPUT_DIR',
-        tmp_path / 'out'
-    ]])
-    assert result.error == ('error: MODEL.WEIGHTS is not set; pass the .pkl '
-                            'written by tools/convert_to_d2.py '
-                            '(MODEL.WEIGHTS path.pkl)')
-    assert not (tmp_path / 'out').exists()
+        out, *extra
+    ] for out, extra in zip(outs, cases)])
+    for result, message in zip(results, cases.values()):
+        assert result.error == f'error: {message}'
+    assert not any(out.exists() for out in outs)
 
 
 def test_smoke_dataset_is_seeded_and_reused(tmp_path):
@@ -326,6 +341,22 @@ def test_setup_refuses_non_finite_weights(tmp_path, converted):
             UserError, match=r'res4.2.conv1.weight holds 262144 '
             r'non-finite values'):
         setup_cfg(tmp_path, 'MODEL.WEIGHTS', bad)
+
+
+def test_setup_names_bad_keys_of_the_file_and_sections(tmp_path):
+    config = tmp_path / 'bad.yaml'
+    config.write_text(f'_BASE_: "{BASE}"\nMODEL:\n  NOPE: 1\n')
+    args = d2_train.parse_args(['--config-file', str(config)])
+    with pytest.raises(ConfigError) as err:
+        d2_train.setup(args)
+    assert str(err.value) == (f'{config}: Non-existent config key: '
+                              'MODEL.NOPE')
+    with pytest.raises(ConfigError) as err:
+        setup_cfg(tmp_path / 'out', 'MODEL.RESNETS', '1')
+    assert str(err.value) == ('MODEL.RESNETS is a section of the config, '
+                              'not a value; override one of its keys '
+                              '(MODEL.RESNETS.KEY VALUE)')
+    assert not (tmp_path / 'out').exists()
 
 
 def test_register_rejects_missing_paths(tmp_path):
