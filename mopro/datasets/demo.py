@@ -41,6 +41,7 @@ import numpy as np
 from PIL import Image
 
 from ..utils.cli import ConfigError, DataError
+from ..utils.outputs import check_output_dir
 
 GROUND_TRUTH = 'info/ground_truth.json'
 KINDS = ('clean', 'flipped', 'ood')
@@ -213,6 +214,8 @@ def build_demo_dataset(out: str, seed: int = 0, num_classes: int = 8,
         plus ``built`` (False when an existing dataset was reused).
     """
     out = osp.abspath(out)
+    if not osp.isdir(out):  # a file, or a folder to write
+        check_output_dir(out, what='dataset folder')
     meta = demo_meta(seed, num_classes, flip_rate, test_per_class, size, limit)
     if osp.exists(out):
         return dict(_check_complete(out, meta), built=False)

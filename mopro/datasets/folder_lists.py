@@ -25,6 +25,7 @@ import numpy as np
 
 from ..utils import atomic_path
 from ..utils.cli import DataError, UserError
+from ..utils.outputs import check_output_dir
 from .imagenet_variants import IMG_EXTENSIONS
 
 LIST_FILES = ('train.txt', 'val.txt', 'classes.txt')
@@ -191,6 +192,8 @@ def folder_to_lists(root: str, out_dir: Optional[str] = None,
     """
     _check_fraction(val_fraction)
     out_dir = out_dir or root
+    if out_dir != root or osp.isdir(root):  # else the scan names root
+        check_output_dir(out_dir, what='list folder')
     targets = {name: osp.join(out_dir, name) for name in LIST_FILES}
     existing = [path for path in targets.values() if osp.exists(path)]
     if existing and not force:

@@ -153,10 +153,14 @@ def test_converter_tool_reports_and_errs_in_one_line(tmp_path):
     listed = make_folder(str(tmp_path / 'listed'), {'a': 2}, extra=False)
     with open(osp.join(listed, 'train.txt'), 'w') as f:
         f.write('mine\n')
+    afile = tmp_path / 'afile'
+    afile.write_text('mine')
     tool = 'dataset_converters/folder_to_lists'
-    result, again = finish([
+    result, again, to_file = finish([
         start(tool, [root, '--val-fraction', '0.25'], str(tmp_path)),
-        start(tool, [listed], str(tmp_path))
+        start(tool, [listed], str(tmp_path)),
+        # --out a file was "[Errno 17] File exists"
+        start(tool, [root, '--out', afile, '--force'], str(tmp_path))
     ])
     assert result.returncode == 0, result.stderr
     # a: 4 + 1 nested image, b: 4; a quarter of each, rounded: 1 and 1
@@ -171,6 +175,10 @@ def test_converter_tool_reports_and_errs_in_one_line(tmp_path):
     assert again.stderr == (f'error: {listed}/train.txt exists; pass '
                             '--force to overwrite the lists\n')
     assert sorted(os.listdir(listed)) == ['a', 'train.txt']
+    assert to_file.returncode == 1
+    assert to_file.stderr == (f'error: {afile}: the list folder is a file, '
+                              'not a folder\n')
+    assert afile.read_text() == 'mine'
 
 
 def test_custom_image_list_reads_names_and_logs(tmp_path):

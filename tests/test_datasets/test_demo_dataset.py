@@ -101,12 +101,25 @@ def test_builder_incomplete_and_bad_args(tmp_path):
     os.remove(osp.join(root, first))
     with pytest.raises(ValueError, match='incomplete'):
         build_demo_dataset(root, limit=6, test_per_class=2)
-    (result, ) = run_tools([[
-        'dataset_converters/make_demo_dataset', '--out', tmp_path / 'e',
-        '--flip-rate', '1.5'
-    ]])
+    afile = tmp_path / 'afile'
+    afile.write_text('mine')
+    tool = 'dataset_converters/make_demo_dataset'
+    small = ['--limit', '6', '--test-per-class', '2']
+    result, is_file, below_file = run_tools([
+        [tool, '--out', tmp_path / 'e', '--flip-rate', '1.5'],
+        # --out a file: "ground truth not found" and [Errno 17] before
+        [tool, '--out', afile, *small],
+        [tool, '--out', afile / 'sub', *small],
+    ])
     assert result.error == 'error: flip_rate must be in [0, 1], got 1.5'
     assert not osp.exists(tmp_path / 'e')
+    assert is_file.error == (f'error: {afile}: the dataset folder is a '
+                             'file, not a folder')
+    assert below_file.error == (f'error: {afile / "sub"}: cannot write the '
+                                f'dataset folder: {afile} is a file, not a '
+                                'folder')
+    assert afile.read_text() == 'mine'
+    assert sorted(os.listdir(tmp_path)) == ['afile', 'd']
 
 
 def test_demo_configs_name_the_digits(demo_root, tmp_path):
