@@ -193,8 +193,9 @@ def require_format(ckpt: dict, expected: str, path: str) -> None:
         hints[None] = ('a bare ResNet state dict (conv1.weight at the top '
                        'level, as torchvision writes it), not a checkpoint '
                        'of this project or of the released MoPro code')
-    raise CheckpointError(f'{path}: expected a {expected} checkpoint, got '
-                          f'{hints[found]}')
+    article = 'an' if expected[0] in 'aeiou' else 'a'
+    raise CheckpointError(f'{path}: expected {article} {expected} checkpoint, '
+                          f'got {hints[found]}')
 
 
 def original_to_mopro(

@@ -129,7 +129,9 @@ def test_rejects_project_checkpoint(released, tmp_path, run):
     project = str(tmp_path / 'project.pth')
     assert run(path, project).code == 0
     out = str(tmp_path / 'again.pth')
-    assert 'expected a original checkpoint' in run(project, out).error
+    assert run(project, out).error == (
+        f'error: {project}: expected an original checkpoint, got a '
+        'checkpoint of this project, not of the released code')
     assert not osp.exists(out)
 
 
