@@ -12,11 +12,11 @@ from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 from mmpretrain.registry import DATASETS, MODELS
 
-from ..datasets.image_list_dataset import ImageListDataset
+from ..datasets.image_list_dataset import ImageListDataset, check_bad_fraction
 from ..evaluation.noise_cleaning import (UNREADABLE_LABEL, clean_dataset,
                                          cleaned_list, summarize)
 from ..utils.checkpoint import load_model_weights
-from ..utils.cli import ConfigError, DataError
+from ..utils.cli import ConfigError
 from ..utils.device import default_device
 from ..utils.fileio import write_json
 from ..utils.outputs import check_output_dir, check_output_file
@@ -53,20 +53,17 @@ def check_unreadable(dataset: ImageListDataset, pseudo: np.ndarray) -> None:
     ``train_dataloader.dataset.max_bad_fraction`` (1 % by default), applied
     to the complete count of the pass: above it the data is broken rather
     than dirty, and a cleaned list of what was left would be a training set
-    nobody asked for. Training stops there too
-    (:func:`mopro.datasets.image_list_dataset.check_bad_fraction`, which
-    waits for 100 images because it sees a running count).
+    nobody asked for. Training stops there too, by the same check, which
+    waits for 100 images there because it sees a running count.
 
     Raises:
-        DataError: one line in the message style of the training check.
+        DataError: :func:`check_bad_fraction`'s one line.
     """
-    num_bad = int((pseudo == UNREADABLE_LABEL).sum())
-    limit = dataset.max_bad_fraction
-    if len(pseudo) and num_bad / len(pseudo) > limit:
-        raise DataError(
-            f'{dataset.describe()}: {num_bad} of {len(pseudo)} images could '
-            f'not be decoded, more than max_bad_fraction={limit}; check the '
-            'data or raise train_dataloader.dataset.max_bad_fraction')
+    check_bad_fraction(dataset.describe(),
+                       int((pseudo == UNREADABLE_LABEL).sum()), len(pseudo),
+                       dataset.max_bad_fraction,
+                       'train_dataloader.dataset.max_bad_fraction',
+                       min_attempts=1)
 
 
 def _cleaning_device(device: Optional[str]) -> torch.device:

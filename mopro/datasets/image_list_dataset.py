@@ -15,12 +15,15 @@ from .transforms import ImageDecodeError
 
 
 def check_bad_fraction(owner: str, num_bad: int, attempts: int,
-                       max_bad_fraction: float, option: str) -> None:
-    """Raise once more than ``max_bad_fraction`` of ``attempts`` (after the
+                       max_bad_fraction: float, option: str,
+                       min_attempts: int = 100) -> None:
+    """Raise a :class:`DataError` once more than ``max_bad_fraction`` of
+    ``attempts`` (from ``min_attempts`` on: a running count waits for the
     first 100) were undecodable: the data is then broken rather than dirty.
     ``option`` names the setting that raises the limit."""
-    if attempts >= 100 and num_bad / attempts > max_bad_fraction:
-        raise RuntimeError(
+    if attempts >= max(min_attempts, 1) and \
+            num_bad / attempts > max_bad_fraction:
+        raise DataError(
             f'{owner}: {num_bad} of {attempts} images could not be decoded, '
             f'more than max_bad_fraction={max_bad_fraction}; check the data '
             f'or raise {option}')

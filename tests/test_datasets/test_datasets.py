@@ -355,7 +355,7 @@ def test_too_many_bad_images_stop_the_run(webvision_root):
     open(osp.join(webvision_root, 'google/q0000/000.jpg'), 'wb').close()
     open(osp.join(webvision_root, 'google/q0000/001.jpg'), 'wb').close()
     dataset.prepare_data(0)
-    with pytest.raises(RuntimeError, match='2 of 101 images could not be '
+    with pytest.raises(DataError, match='2 of 101 images could not be '
                        'decoded'):
         dataset.prepare_data(1)
 

@@ -21,6 +21,7 @@ from mopro.models.utils import MoProGPUViewsPreprocessor
 from mopro.models.utils.decode_ahead import SLOT_KEY, DecodeSlot
 from mopro.models.utils.gpu_views_preprocessor import (compiled_make_view,
                                                        make_view)
+from mopro.utils.cli import DataError
 from helpers.data import make_webvision
 from helpers.gpu_views import (GPU_DATA, MEAN, REJECTED_BY_EVERY_DECODER, STD,
                                crops_of, dirty_files, dirty_webvision,
@@ -163,14 +164,14 @@ def test_max_bad_fraction_still_stops_a_broken_dataset(tmp_path):
     dataset = WebVision(data_root=root, split='train', num_classes=2,
                         max_bad_fraction=0.1,
                         pipeline=Config.fromfile(GPU_DATA).train_pipeline)
-    with pytest.raises(RuntimeError, match='max_bad_fraction=0.1'):
+    with pytest.raises(DataError, match='max_bad_fraction=0.1'):
         for i in range(len(dataset)):
             dataset.prepare_data(i)
     # and the preprocessor's own count of images no decoder takes
     good = dirty_files()['baseline']
     preprocessor = MoProGPUViewsPreprocessor(max_bad_fraction=0.1)
     batch = packed_batch([good] * 20, str(tmp_path), rejected=range(1, 20))
-    with pytest.raises(RuntimeError, match='data_preprocessor.max_bad'):
+    with pytest.raises(DataError, match='data_preprocessor.max_bad'):
         for _ in range(6):
             preprocessor.decode(batch['inputs'])
 
