@@ -17,14 +17,14 @@ import argparse
 import os
 from typing import List, Optional
 
-from mmengine.config import DictAction
 from mmengine.logging import MMLogger
 
 from mopro.evaluation.low_shot import (DEFAULT_RUNS, DEFAULT_SHOTS, SPLITS,
                                        SVMBenchmarkSettings, run_svm_benchmark)
 from mopro.evaluation.svm import DEFAULT_COST
-from mopro.utils.cli import (add_device_arg, non_negative_int, positive_int,
-                             positive_list, run_tool, settings_from_args)
+from mopro.utils.cli import (ConfigOptionsAction, add_device_arg,
+                             non_negative_int, positive_int, positive_list,
+                             run_tool, settings_from_args)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -78,7 +78,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         help='short side of the resized image')
     add('--crop', type=positive_int, default=224, help='center crop size')
     add_device_arg(parser)
-    add('--cfg-options', nargs='+', action=DictAction,
+    add('--cfg-options', nargs='+', action=ConfigOptionsAction,
         help='override config settings, key=value (e.g. model.feat_dim=512)')
     return parser.parse_args(argv)
 

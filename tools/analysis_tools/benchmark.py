@@ -17,12 +17,11 @@ loading is timed separately: ``tools/analysis_tools/benchmark_data.py``.
 import argparse
 from typing import Dict
 
-from mmengine.config import DictAction
-
 from mopro.analysis.step_benchmark import StepBenchmarkSettings, benchmark_step
 from mopro.analysis.timing import check_publish, publish
-from mopro.utils.cli import (add_device_arg, non_negative_int, positive_int,
-                             run_tool, settings_from_args)
+from mopro.utils.cli import (ConfigOptionsAction, add_device_arg,
+                             non_negative_int, positive_int, run_tool,
+                             settings_from_args)
 from mopro.utils.runner import load_config
 
 
@@ -47,7 +46,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "inductor); 'aot_eager' builds in seconds on a CPU")
     parser.add_argument('--out', help='also write the JSON here')
     parser.add_argument('--cfg-options', nargs='+', default=None,
-                        action=DictAction)
+                        action=ConfigOptionsAction)
     args = parser.parse_args(argv)
     args.work_dir, args.launcher, args.local_rank = None, 'none', 0
     return args

@@ -24,14 +24,13 @@ import copy
 import os.path as osp
 from typing import Dict
 
-from mmengine.config import DictAction
-
 from mopro.analysis.data_benchmark import (TARGET_IMG_PER_S,
                                            DataBenchmarkSettings,
                                            benchmark_data)
 from mopro.analysis.timing import check_publish, publish
-from mopro.utils.cli import (add_device_arg, non_negative_int, positive_int,
-                             run_tool, settings_from_args)
+from mopro.utils.cli import (ConfigOptionsAction, add_device_arg,
+                             non_negative_int, positive_int, run_tool,
+                             settings_from_args)
 from mopro.utils.runner import load_config
 
 GPU_CONFIG = osp.join(
@@ -55,10 +54,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         help='images per turn (the pipelines alternate)')
     add('--seed', type=non_negative_int, default=0)
     add('--out', help='also write the JSON here')
-    add('--cfg-options', nargs='+', default=None, action=DictAction)
+    add('--cfg-options', nargs='+', default=None, action=ConfigOptionsAction)
     add('--gpu-config', default=GPU_CONFIG,
         help='the config of the GPU data path')
-    add('--gpu-cfg-options', nargs='+', default=None, action=DictAction)
+    add('--gpu-cfg-options', nargs='+', default=None,
+        action=ConfigOptionsAction)
     add_device_arg(
         parser, '; the GPU path\'s (--runner trains where mmengine\'s '
         'Runner does)')
