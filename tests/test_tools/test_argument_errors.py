@@ -1,0 +1,58 @@
+"""Bad command-line arguments through the tools as users run them (a
+process per command, side by side): argparse's usage error, exit status 2,
+naming the argument, before any model, data or output is made."""
+import os.path as osp
+
+import pytest
+
+from helpers import ROOT
+from helpers.commands import run_tools
+
+# Arguments that used to end in a traceback after the models were built, or
+# in output with exit 0 (a negative --test-per-class made a demo dataset);
+# the processes see no GPU (``helpers.commands.user_env``).
+BAD_ARGUMENTS = {
+    'gpu_is_no_device': ('analysis_tools/benchmark', 'CONFIG', '--device',
+                         'gpu', "'gpu': expected cpu, cuda or cuda:N"),
+    'no_cuda_here': ('svm_eval', '--dataset', 'voc07', '--device', 'cuda',
+                     'cuda: this process sees no CUDA device'),
+    'zero_iterations': ('analysis_tools/benchmark', 'CONFIG', '--iters', '0',
+                        '0: must be at least 1'),
+    'negative_workers': ('noise_cleaning', 'CONFIG', 'CKPT', '--out', 'OUT',
+                         '--num-workers', '-1', '-1: must be at least 0'),
+    'negative_seed': ('dataset_converters/folder_to_lists', 'OUT', '--seed',
+                      '-1', '-1: must be at least 0'),
+    'negative_test_images':
+    ('dataset_converters/make_demo_dataset', '--out', 'OUT',
+     '--test-per-class', '-1', '-1: must be at least 1'),
+    'zero_epochs':
+    ('run_demo', '--out-dir', 'OUT', '--epochs', '0', '0: must be at least 1'),
+}
+
+
+@pytest.fixture(scope='module')
+def bad_arguments(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('arguments')
+    names = {
+        'CONFIG': osp.join(ROOT, 'configs', 'mopro_r18_demo.py'),
+        'CKPT': str(tmp / 'absent.pth'),
+        'OUT': str(tmp / 'out'),
+    }
+    commands = [[names.get(a, a) for a in case[:-1]]
+                for case in BAD_ARGUMENTS.values()]
+    return tmp, dict(zip(BAD_ARGUMENTS, run_tools(commands)))
+
+
+@pytest.mark.parametrize('case', BAD_ARGUMENTS)
+def test_bad_arguments_end_the_tool_as_it_starts(bad_arguments, case):
+    """argparse's usage error (exit 2, the argument and why) before any
+    model, data or output is made."""
+    tmp, results = bad_arguments
+    tool, *args, message = BAD_ARGUMENTS[case]
+    flag = next(a for a in reversed(args) if a.startswith('--'))
+    result = results[case]
+    assert result.code == 2, result
+    assert 'Traceback' not in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f'{osp.basename(tool)}.py: error: argument {flag}: {message}')
+    assert not osp.exists(tmp / 'out')
