@@ -232,12 +232,12 @@ def check_settings(settings: SVMBenchmarkSettings) -> None:
         raise UserError(f'--jobs must be >= 1, got {s.jobs}')
     if s.costs and not s.cost_sweep:
         raise UserError('--costs needs --cost-sweep')
+    inputs = ((s.config, 'CONFIG'), (s.checkpoint, 'CKPT'), (s.data_root,
+                                                             '--data-root'))
     if s.features:
         unused = [
-            name
-            for value, name in ((s.config, 'CONFIG'), (s.checkpoint, 'CKPT'),
-                                (s.data_root, '--data-root'),
-                                (s.cfg_options, '--cfg-options')) if value
+            name for value, name in (*inputs, (s.cfg_options, '--cfg-options'))
+            if value
         ]
         if unused:
             raise UserError(f'{", ".join(unused)} cannot go with '
@@ -248,8 +248,7 @@ def check_settings(settings: SVMBenchmarkSettings) -> None:
         raise UserError(f'--crop {s.crop} is larger than --resize {s.resize} '
                         '(the short side it is cut from); use --crop <= '
                         '--resize')
-    for value, name in ((s.config, 'CONFIG'), (s.checkpoint, 'CKPT'),
-                        (s.data_root, '--data-root')):
+    for value, name in inputs:
         if not value:
             raise UserError(f'{name} is required unless --features is given')
     if not os.path.isfile(s.config):

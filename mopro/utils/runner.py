@@ -18,8 +18,6 @@ from .checkpoint import CheckpointError, load_checkpoint, mopro_state_dict
 from .cli import ConfigError, ConfigOptionsAction, UserError
 from .config_switches import apply_switches, read_switches
 from .device import default_device
-# checked with the rest of a run's config (its home before run_checks)
-from .run_checks import check_hook_args  # noqa: F401
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:

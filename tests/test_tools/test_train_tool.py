@@ -16,6 +16,7 @@ from mopro.apis import train_model
 from mopro.engine import MoProRunner
 from mopro.utils import runner as runner_utils
 from mopro.utils.cli import ConfigError, is_user_error, one_line
+from mopro.utils.run_checks import check_hook_args
 from mopro.utils.runner import inexact_resume_reasons
 from helpers import ROOT
 from helpers.configs import tiny_mopro_options, tool_config
@@ -261,24 +262,24 @@ def test_user_errors_are_one_line_before_training(bad_inputs, case):
 
 def test_unknown_hook_arguments_name_the_key():
     cfg = Config.fromfile(V1)
-    runner_utils.check_hook_args(cfg)  # the configs' own hooks pass
+    check_hook_args(cfg)  # the configs' own hooks pass
     cfg.custom_hooks[0].start_clean_epch = 3
     with pytest.raises(
             ConfigError, match=r"^custom_hooks\.0\."
             r"start_clean_epch: MoProHook has no argument "
             r"'start_clean_epch' \(did you mean "
             r"'start_clean_epoch'\?\)$"):
-        runner_utils.check_hook_args(cfg)
+        check_hook_args(cfg)
     cfg = Config.fromfile(V1)
     cfg.default_hooks.logger.intervall = 5
     with pytest.raises(ConfigError, match=r'^default_hooks\.logger\.'):
-        runner_utils.check_hook_args(cfg)
+        check_hook_args(cfg)
     cfg = Config.fromfile(V1)
     cfg.default_hooks.checkpoint.type = 'CheckpointHok'
     with pytest.raises(
             ConfigError, match=r"^default_hooks\.checkpoint\."
             r"type: no hook named 'CheckpointHok'"):
-        runner_utils.check_hook_args(cfg)
+        check_hook_args(cfg)
 
 
 def _checkpoint(path, epoch) -> str:
