@@ -16,14 +16,12 @@ import argparse
 from typing import List, Optional
 
 from mopro.transfer.d2_convert import convert_to_detectron2, format_summary
-from mopro.utils.cli import add_checkpoint_args, run_tool
+from mopro.utils.cli import add_checkpoint_args, run_tool, tool_parser
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description='Convert a MoPro checkpoint (this project or the '
-        'released code) into a Detectron2 ResNet backbone .pkl')
-    add_checkpoint_args(parser, 'MoPro checkpoint (.pth)')
+    parser = tool_parser(__doc__)
+    add_checkpoint_args(parser)
     parser.add_argument('output', help='Detectron2 checkpoint to write (.pkl)')
     return parser.parse_args(argv)
 

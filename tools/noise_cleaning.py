@@ -16,16 +16,15 @@ import argparse
 
 from mopro.apis import clean_noisy_dataset
 from mopro.utils.cli import (add_checkpoint_args, add_device_arg,
-                             non_negative_int, positive_int, run_tool)
+                             non_negative_int, positive_int, run_tool,
+                             tool_parser)
 from mopro.utils.runner import add_config_args, load_config
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = tool_parser(__doc__)
     add_config_args(parser)
-    add_checkpoint_args(
-        parser, 'MoPro checkpoint (this project or the '
-        'released code)')
+    add_checkpoint_args(parser)
     parser.add_argument('--out', required=True,
                         help='cleaned list (JSON {relative/path: label})')
     parser.add_argument('--batch-size', type=positive_int, default=256,

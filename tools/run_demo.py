@@ -18,13 +18,13 @@ from typing import List, Optional
 
 from mopro.demo import run_demo
 from mopro.utils.cli import (ConfigOptionsAction, non_negative_int,
-                             positive_int, run_tool)
+                             positive_int, run_tool, tool_parser)
 
 CONFIGS = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs')
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = tool_parser(__doc__)
     parser.add_argument('--work-dir', default='work_dirs/demo',
                         help='runs: checkpoints and logs')
     parser.add_argument('--out-dir', default='results/demo',

@@ -22,19 +22,17 @@ from mmengine.logging import MMLogger
 from mopro.evaluation.low_shot import (DEFAULT_RUNS, DEFAULT_SHOTS, SPLITS,
                                        SVMBenchmarkSettings, run_svm_benchmark)
 from mopro.evaluation.svm import DEFAULT_COST
-from mopro.utils.cli import (ConfigOptionsAction, add_device_arg,
-                             non_negative_int, positive_int, positive_list,
-                             run_tool, settings_from_args)
+from mopro.utils.cli import (ConfigOptionsAction, add_checkpoint_args,
+                             add_device_arg, non_negative_int, positive_int,
+                             positive_list, run_tool, settings_from_args,
+                             tool_parser)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description='Low-shot SVM benchmark (VOC07 / Places205) of a MoPro '
-        'encoder')
+    parser = tool_parser(__doc__)
     add = parser.add_argument
     add('config', nargs='?', help='model config file')
-    add('checkpoint', nargs='?',
-        help='checkpoint (this project or the released code)')
+    add_checkpoint_args(parser, optional=True)
     add('--dataset', required=True, choices=sorted(SPLITS))
     add('--data-root', help='dataset root (see README)')
     add(
@@ -44,10 +42,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         '--features', help='cached features (.npz) of an earlier run: run '
         'the SVM stage alone (CONFIG, CKPT and --data-root are then not '
         'needed)')
-    add(
-        '--trust-checkpoint', action='store_true',
-        help='unpickle arbitrary objects in the checkpoint (only for files '
-        'from a source you trust)')
     add('--cost', type=float, default=DEFAULT_COST,
         help='SVM cost C (default: %(default)s)')
     add(

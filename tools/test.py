@@ -13,16 +13,14 @@ import argparse
 
 from mopro.apis import evaluate_checkpoint
 from mopro.apis.evaluate import SETS
-from mopro.utils.cli import add_checkpoint_args, run_tool
+from mopro.utils.cli import add_checkpoint_args, run_tool, tool_parser
 from mopro.utils.runner import add_config_args, load_config
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = tool_parser(__doc__)
     add_config_args(parser)
-    add_checkpoint_args(
-        parser, 'checkpoint of this project or of the '
-        'released MoPro code')
+    add_checkpoint_args(parser)
     parser.add_argument(
         '--sets', nargs='+', choices=SETS,
         help='which of val_dataloader / test_dataloader '

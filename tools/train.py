@@ -12,12 +12,12 @@ Mistakes in the config, the hooks' arguments, ``--resume CKPT`` or
 import argparse
 
 from mopro.apis import train_model
-from mopro.utils.cli import run_tool
+from mopro.utils.cli import run_tool, tool_parser
 from mopro.utils.runner import add_config_args, load_config
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = tool_parser(__doc__)
     add_config_args(parser)
     parser.add_argument(
         '--resume', nargs='?', const='auto',

@@ -104,9 +104,26 @@ class ConfigOptionsAction(DictAction):
                 self, f'cannot parse {" ".join(values)!r}: {err}') from None
 
 
-def add_checkpoint_args(parser: argparse.ArgumentParser, help: str) -> None:
-    """The ``checkpoint`` argument and ``--trust-checkpoint``."""
-    parser.add_argument('checkpoint', help=help)
+ANY_CHECKPOINT = 'checkpoint of this project or of the released MoPro code'
+
+
+def tool_parser(doc: str) -> argparse.ArgumentParser:
+    """The parser of a tool whose module docstring is ``doc``: its first
+    line is the description and the rest (usage examples, what the tool
+    writes) the epilog of ``--help``, laid out as written."""
+    summary, _, details = doc.strip().partition('\n')
+    return argparse.ArgumentParser(
+        description=summary, epilog=details.strip('\n') or None,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_checkpoint_args(parser: argparse.ArgumentParser,
+                        help: str = ANY_CHECKPOINT,
+                        optional: bool = False) -> None:
+    """The ``checkpoint`` argument (``optional``: it may be left out) and
+    ``--trust-checkpoint``."""
+    parser.add_argument('checkpoint', help=help,
+                        nargs='?' if optional else None)
     parser.add_argument(
         '--trust-checkpoint', action='store_true',
         help='unpickle arbitrary objects in the checkpoint '

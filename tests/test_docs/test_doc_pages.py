@@ -7,14 +7,16 @@ and benchmarks/README.md.
 - every relative markdown link (and image) resolves, and a link to a
   heading (``page.md#anchor``) finds that heading;
 - every ``make`` target they name is a target of the Makefile;
-- every Python tool they name answers ``--help`` with exit status 0 (run
-  as ``__main__``, the tools one after the other in one process; each in a
-  process of its own: tests/test_utils/test_environment.py);
+- every Python tool they name answers ``--help`` with exit status 0 and
+  its docstring's first example (run as ``__main__``, the tools one after
+  the other in one process; each in a process of its own:
+  tests/test_utils/test_environment.py);
   ``tools/train_d2.py`` without Detectron2 ends instead with the one-line
   install hint that docs/install.md quotes, run as a user runs it;
 - README.md has at most 200 lines;
 - the demo rows they quote are those of the committed report.
 """
+import ast
 import glob
 import importlib.util
 import os.path as osp
@@ -157,6 +159,20 @@ def test_every_tool_named_answers_help():
         if answer.code != 0 or 'usage:' not in answer.value
     ]
     assert not failed, '\n'.join(failed)
+    without_examples = [
+        tool for tool in tools
+        if tool != D2_TOOL and first_example(tool) not in answers[tool].value
+    ]
+    assert not without_examples, \
+        f'--help leaves out the docstring\'s example: {without_examples}'
+
+
+def first_example(tool: str) -> str:
+    """The first line of ``tool``'s docstring that runs a tool (its
+    ``--help`` shows the docstring below the options; Detectron2's parser,
+    that of ``tools/train_d2.py``, shows its own examples)."""
+    doc = ast.get_docstring(ast.parse(read(osp.join(ROOT, tool))))
+    return next(line for line in doc.splitlines() if 'python tools/' in line)
 
 
 def test_train_d2_without_detectron2_prints_the_documented_hint(tmp_path):

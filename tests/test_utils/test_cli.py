@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from mopro.utils.checkpoint import CheckpointError
-from mopro.utils.cli import (ConfigError, DataError, device_arg,
-                             non_negative_int, one_line, positive_int,
-                             run_tool)
+from mopro.utils.cli import (ANY_CHECKPOINT, ConfigError, DataError,
+                             add_checkpoint_args, device_arg, non_negative_int,
+                             one_line, positive_int, run_tool, tool_parser)
 
 
 def _raise(err):
@@ -107,3 +107,44 @@ def test_integer_args(cast, text, expected):
     with pytest.raises(argparse.ArgumentTypeError) as info:
         cast(text)
     assert str(info.value) == expected
+
+
+TOOL_DOC = """Do a thing to a checkpoint.
+
+    python tools/thing.py CKPT \\
+        --out x.json
+
+Writes ``x.json``.
+"""
+
+
+def test_tool_parser_shows_the_docstring_as_written():
+    """The first line describes the tool; the examples follow the options
+    in ``--help`` with their line breaks and indentation."""
+    parser = tool_parser(TOOL_DOC)
+    add_checkpoint_args(parser)
+    text = parser.format_help()
+    assert parser.description == 'Do a thing to a checkpoint.'
+    assert text.endswith('\n\n    python tools/thing.py CKPT \\\n'
+                         '        --out x.json\n\nWrites ``x.json``.\n')
+    assert text.index('--trust-checkpoint') < text.index('python tools/')
+    assert ANY_CHECKPOINT.split()[0] in text
+    assert tool_parser('One line only.').epilog is None
+
+
+def test_checkpoint_argument_required_or_optional():
+    required = tool_parser(TOOL_DOC)
+    add_checkpoint_args(required, 'the released checkpoint')
+    assert vars(required.parse_args(['a.pth', '--trust-checkpoint'])) == {
+        'checkpoint': 'a.pth',
+        'trust_checkpoint': True
+    }
+    with pytest.raises(SystemExit):
+        required.parse_args([])
+    assert 'the released checkpoint' in required.format_help()
+    optional = tool_parser(TOOL_DOC)
+    add_checkpoint_args(optional, optional=True)
+    assert vars(optional.parse_args([])) == {
+        'checkpoint': None,
+        'trust_checkpoint': False
+    }

@@ -21,12 +21,12 @@ from mopro.analysis.step_benchmark import StepBenchmarkSettings, benchmark_step
 from mopro.analysis.timing import check_publish, publish
 from mopro.utils.cli import (ConfigOptionsAction, add_device_arg,
                              non_negative_int, positive_int, run_tool,
-                             settings_from_args)
+                             settings_from_args, tool_parser)
 from mopro.utils.runner import load_config
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = tool_parser(__doc__)
     parser.add_argument('config')
     parser.add_argument('--iters', type=positive_int, default=50)
     parser.add_argument('--warmup', type=non_negative_int, default=10)

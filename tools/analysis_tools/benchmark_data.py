@@ -30,7 +30,7 @@ from mopro.analysis.data_benchmark import (TARGET_IMG_PER_S,
 from mopro.analysis.timing import check_publish, publish
 from mopro.utils.cli import (ConfigOptionsAction, add_device_arg,
                              non_negative_int, positive_int, run_tool,
-                             settings_from_args)
+                             settings_from_args, tool_parser)
 from mopro.utils.runner import load_config
 
 GPU_CONFIG = osp.join(
@@ -39,7 +39,7 @@ GPU_CONFIG = osp.join(
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = tool_parser(__doc__)
     add = parser.add_argument
     add('config')
     add(

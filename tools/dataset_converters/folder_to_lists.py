@@ -19,11 +19,11 @@ import argparse
 from typing import List, Optional
 
 from mopro.datasets.folder_lists import FolderLists, folder_to_lists
-from mopro.utils.cli import non_negative_int, run_tool
+from mopro.utils.cli import non_negative_int, run_tool, tool_parser
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = tool_parser(__doc__)
     parser.add_argument('root', help='folder of class subfolders')
     parser.add_argument(
         '--out', help='folder of the lists (default: root); '

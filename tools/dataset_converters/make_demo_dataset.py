@@ -13,11 +13,12 @@ import argparse
 from typing import List, Optional
 
 from mopro.datasets.demo import build_demo_dataset
-from mopro.utils.cli import non_negative_int, positive_int, run_tool
+from mopro.utils.cli import (non_negative_int, positive_int, run_tool,
+                             tool_parser)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = tool_parser(__doc__)
     parser.add_argument('--out', default='data/demo_webvision',
                         help='dataset root to create')
     parser.add_argument('--seed', type=non_negative_int, default=0)

@@ -13,11 +13,11 @@ import argparse
 from typing import List, Optional
 
 from mopro.transfer.d2_install import SOURCES, install
-from mopro.utils.cli import run_tool
+from mopro.utils.cli import run_tool, tool_parser
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = tool_parser(__doc__)
     parser.add_argument(
         '--source', choices=SOURCES, default='auto',
         help='auto: git build if the repository is reachable, else the '

@@ -13,11 +13,11 @@ tool and config of the project loads (``mopro.apis.convert``).
 import argparse
 
 from mopro.apis import convert_original_checkpoint
-from mopro.utils.cli import add_checkpoint_args, run_tool
+from mopro.utils.cli import add_checkpoint_args, run_tool, tool_parser
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = tool_parser(__doc__)
     add_checkpoint_args(parser, 'checkpoint of the released code')
     parser.add_argument('output', help='checkpoint to write')
     return parser.parse_args(argv)
