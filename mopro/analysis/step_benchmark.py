@@ -49,6 +49,7 @@ from ..evaluation.noise_cleaning import correct_inputs
 from ..models.utils.compile import compile_options
 from ..utils.cli import ConfigError
 from ..utils.device import default_device
+from ..utils.run_checks import check_queue_fits
 from ..utils.runner import adapt_to_device
 from .timing import (RunnerTimer, compiled_graphs, count_host_syncs,
                      device_name, measure, shown_path, timing_entry)
@@ -245,6 +246,9 @@ def _compile_options(cfg: Config, settings: StepBenchmarkSettings) -> dict:
 def benchmark_step(cfg: Config, settings: StepBenchmarkSettings) -> Dict:
     """Every timing of the module docstring, eager and/or compiled, with
     the settings they were measured under."""
+    check_queue_fits(
+        cfg.model.get('queue_len'), settings.batch_size,
+        f'the benchmark batch_size={settings.batch_size}')
     cfg = copy.deepcopy(cfg)
     device = default_device(settings.device)
     options = _compile_options(cfg, settings)

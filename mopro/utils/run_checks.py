@@ -88,19 +88,28 @@ def check_built_run(runner: Any) -> None:
 
 
 def check_queue(cfg: Config, world_size: int = 1) -> None:
-    """MoPro enqueues the global batch (``batch_size`` x processes) every
-    iteration: it must fit ``model.queue_len``."""
+    """The training batch of ``cfg`` on ``world_size`` processes fits its
+    model's queue (:func:`check_queue_fits`)."""
     model = cfg.get('model') or {}
     loader = cfg.get('train_dataloader') or {}
     queue_len = model.get('queue_len') if isinstance(model, dict) else None
     batch = loader.get('batch_size') if isinstance(loader, dict) else None
-    if not (isinstance(queue_len, int) and isinstance(batch, int)):
-        return
-    if batch * world_size > queue_len:
+    if isinstance(batch, int):
+        check_queue_fits(
+            queue_len, batch * world_size,
+            f'train_dataloader.batch_size={batch} x {world_size} '
+            'process(es)')
+
+
+def check_queue_fits(queue_len: Any, global_batch: int,
+                     batch_source: str) -> None:
+    """MoPro enqueues the global batch (``batch_source`` says where it comes
+    from) every iteration: it must fit ``model.queue_len`` (nothing to check
+    for a model without a queue)."""
+    if isinstance(queue_len, int) and global_batch > queue_len:
         raise ConfigError(
             f'model.queue_len={queue_len} is smaller than the global batch '
-            f'{batch * world_size} (train_dataloader.batch_size={batch} x '
-            f'{world_size} process(es)): MoPro enqueues every batch')
+            f'{global_batch} ({batch_source}): MoPro enqueues every batch')
 
 
 def check_dataloader(cfg: Config, name: str) -> None:

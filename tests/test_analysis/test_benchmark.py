@@ -75,9 +75,11 @@ def test_benchmark_reports_all_steps(tmp_path):
     assert summary['runner_vs_step'] == compiled['runner_vs_step']
 
 
-def test_unwritable_out_is_refused_before_timing(tmp_path):
+def test_unwritable_out_or_small_queue_is_refused_before_timing(tmp_path):
     # a folder, or a path below a file: one line before any model is
-    # built (it was an errno message after the whole benchmark)
+    # built (it was an errno message after the whole benchmark); a queue
+    # smaller than the batch: one line before building (it was at the
+    # first step)
     folder, afile = tmp_path / 'folder', tmp_path / 'afile'
     folder.mkdir()
     afile.write_text('')
@@ -85,15 +87,22 @@ def test_unwritable_out_is_refused_before_timing(tmp_path):
         '--iters', '1', '--warmup', '0', '--batch-size', '2', '--image-size',
         '32', '--device', 'cpu', '--compile', 'off'
     ]
+    tiny = [f'{k}={v}' for k, v in TINY.items()]
     runs = run_tools([[
         'analysis_tools/benchmark', CONFIG, '--out', out, *small,
-        '--cfg-options', *[f'{k}={v}' for k, v in TINY.items()]
-    ] for out in (folder, afile / 'bench.json')])
+        '--cfg-options', *tiny
+    ] for out in (folder, afile / 'bench.json')] + [[
+        'analysis_tools/benchmark', CONFIG, *small, '--cfg-options', *tiny,
+        'model.queue_len=1'
+    ]])
     assert runs[0].error == (f'error: {folder}: the --out file is a folder, '
                              'expected a file path')
     assert runs[1].error == (f'error: {afile / "bench.json"}: cannot write '
                              f'the --out file: {afile} is a file, not a '
                              'folder')
+    assert runs[2].error == (
+        'error: model.queue_len=1 is smaller than the global batch 2 (the '
+        'benchmark batch_size=2): MoPro enqueues every batch')
     for run in runs:
         assert '{' not in run.value  # no benchmark ran
     assert os.listdir(folder) == [] and afile.read_text() == ''
