@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Clean the noisy training set with a trained MoPro model (Section 4.3).
+r"""Clean the noisy training set with a trained MoPro model (Section 4.3).
 
     python tools/noise_cleaning.py configs/mopro_r50_webvision_v1.py CKPT \
         --out work_dirs/cleaning/pseudo_label.json

@@ -1,4 +1,4 @@
-"""Low-shot linear SVM benchmark on fixed features (paper Sec. 5.1, Table 2).
+r"""Low-shot linear SVM benchmark on fixed features (paper Sec. 5.1, Table 2).
 
 Extracts encoder features of VOC07 (trainval / test) or Places205
 (train / val), caches them in ``WORK_DIR/features_<dataset>.npz``, trains

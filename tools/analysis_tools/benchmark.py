@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Time MoPro's training step against the supervised bounds, on one device.
+r"""Time MoPro's training step against the supervised bounds, on one device.
 
     python tools/analysis_tools/benchmark.py \
         configs/mopro_r50_webvision_v1.py --iters 50 \

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Time the two-view training pipeline per CPU core, against the original.
+r"""Time the two-view training pipeline per CPU core, against the original.
 
     python tools/analysis_tools/benchmark_data.py \
         configs/mopro_r50_webvision_v1.py --iters 6000 \

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Write the image lists of a folder of class subfolders.
+r"""Write the image lists of a folder of class subfolders.
 
     python tools/dataset_converters/folder_to_lists.py data/my_images \
         [--out DIR] [--val-fraction 0.1] [--seed 0] [--force]

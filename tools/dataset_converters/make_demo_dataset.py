@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Build the embedded noisy-digits "web" dataset in WebVision's layout.
+r"""Build the embedded noisy-digits "web" dataset in WebVision's layout.
 
     python tools/dataset_converters/make_demo_dataset.py \
         [--out data/demo_webvision] [--seed 0]

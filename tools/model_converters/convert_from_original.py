@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Import a checkpoint of the released MoPro code into this project.
+r"""Import a checkpoint of the released MoPro code into this project.
 
     python tools/model_converters/convert_from_original.py \
         released.pth.tar mopro_v1.pth
