@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # Distributed training with torchrun.
-#   tools/dist_train.sh CONFIG GPUS [train.py args]
 # Several nodes: NNODES, NODE_RANK, MASTER_ADDR, PORT on every node.
 set -euo pipefail
+if [ $# -lt 2 ]; then
+    echo "usage: $0 CONFIG GPUS [train.py args]" >&2
+    exit 2
+fi
 CONFIG=$1
 GPUS=$2
+if ! [[ $GPUS =~ ^[1-9][0-9]*$ ]]; then
+    echo "$0: GPUS must be a positive integer, got '$GPUS'" >&2
+    exit 2
+fi
 NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Training on a Slurm cluster.
-#   tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [train.py args]
 # GPUS (default 8), GPUS_PER_NODE (8), CPUS_PER_TASK (5), SRUN_ARGS.
 set -euo pipefail
+if [ $# -lt 4 ]; then
+    echo "usage: $0 PARTITION JOB_NAME CONFIG WORK_DIR [train.py args]" >&2
+    exit 2
+fi
 PARTITION=$1
 JOB_NAME=$2
 CONFIG=$3

@@ -1,7 +1,9 @@
 """Bad command-line arguments through the tools as users run them (a
 process per command, side by side): argparse's usage error, exit status 2,
-naming the argument, before any model, data or output is made."""
+naming the argument, before any model, data or output is made; the
+launcher scripts' usage line, before any process is launched."""
 import os.path as osp
+import subprocess
 
 import pytest
 
@@ -56,3 +58,24 @@ def test_bad_arguments_end_the_tool_as_it_starts(bad_arguments, case):
     assert result.stderr.splitlines()[-1] == (
         f'{osp.basename(tool)}.py: error: argument {flag}: {message}')
     assert not osp.exists(tmp / 'out')
+
+
+@pytest.mark.parametrize('script, args, message', [
+    ('dist_train.sh', ['CONFIG'], 'usage: {script} CONFIG GPUS'),
+    ('dist_train.sh', ['CONFIG', 'eight'],
+     "{script}: GPUS must be a positive integer, got 'eight'"),
+    ('dist_train.sh', ['CONFIG', '0'],
+     "{script}: GPUS must be a positive integer, got '0'"),
+    ('slurm_train.sh', ['PARTITION', 'JOB', 'CONFIG'],
+     'usage: {script} PARTITION JOB_NAME CONFIG WORK_DIR'),
+])
+def test_launchers_print_their_usage(script, args, message, tmp_path):
+    """A missing or bad launcher argument: one line and exit status 2,
+    before any process is launched (it was ``$2: unbound variable``)."""
+    path = osp.join(ROOT, 'tools', script)
+    result = subprocess.run(['bash', path, *args], capture_output=True,
+                            text=True, cwd=tmp_path, timeout=60)
+    assert result.returncode == 2
+    assert result.stdout == ''
+    assert result.stderr.count('\n') == 1
+    assert result.stderr.startswith(message.format(script=path))

@@ -31,8 +31,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = tool_parser(__doc__)
     parser.add_argument('base', help='git revision to compare against')
     parser.add_argument(
-        '--rev', help='git revision to compare (default: '
-        'the working tree)')
+        '--rev', help='git revision to compare (default: the working tree)')
     parser.add_argument('--allow', nargs='+', default=[],
                         help='key patterns whose differences are expected')
     return parser.parse_args(argv)
