@@ -1,5 +1,6 @@
-"""The tools' error boundary: user errors in one line, bugs with their
-traceback."""
+"""The tools' error boundary (user errors in one line, bugs with their
+traceback) and their parsers: arguments checked as parsed, ``--help``
+from the tool's docstring."""
 import argparse
 import subprocess
 import sys
