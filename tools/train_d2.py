@@ -33,7 +33,7 @@ from mopro.utils.cli import run_tool
 def main(argv: Optional[List[str]] = None) -> None:
     require_detectron2('tools/train_d2.py')
     from mopro.transfer.d2_train import launch_training, parse_args
-    launch_training(parse_args(argv, description=__doc__.split('\n')[0]))
+    launch_training(parse_args(argv, doc=__doc__))
 
 
 if __name__ == '__main__':

@@ -30,7 +30,7 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from ..utils.checkpoint import RESNET_DEPTHS, resnet_layout
-from ..utils.cli import ConfigError, UserError
+from ..utils.cli import ConfigError, UserError, describe
 from ..utils.outputs import check_output_dir
 from .d2_convert import depth_options
 from .d2_smoke import SMOKE_DATASET, write_shapes_coco
@@ -271,13 +271,16 @@ def train_or_evaluate(args: argparse.Namespace) -> Dict[str, dict]:
 
 
 def parse_args(argv: Optional[List[str]] = None,
-               description: Optional[str] = None) -> argparse.Namespace:
+               doc: Optional[str] = None) -> argparse.Namespace:
     """Detectron2's arguments (``--config-file``, ``--num-gpus``,
     ``--num-machines``, ``--machine-rank``, ``--dist-url``, ``--eval-only``,
     ``--resume``, trailing ``KEY VALUE`` overrides) plus ``--register NAME
-    JSON IMAGE_DIR``."""
+    JSON IMAGE_DIR``; ``doc``, the tool's docstring, describes them in
+    ``--help`` (:func:`mopro.utils.cli.describe`) in place of Detectron2's
+    generic examples."""
     parser = default_argument_parser()
-    parser.description = description
+    if doc:
+        describe(parser, doc)
     parser.add_argument(
         '--register', nargs=3, action='append', default=[],
         metavar=('NAME', 'JSON', 'IMAGE_DIR'),

@@ -107,14 +107,22 @@ class ConfigOptionsAction(DictAction):
 ANY_CHECKPOINT = 'checkpoint of this project or of the released MoPro code'
 
 
-def tool_parser(doc: str) -> argparse.ArgumentParser:
-    """The parser of a tool whose module docstring is ``doc``: its first
+def describe(parser: argparse.ArgumentParser,
+             doc: str) -> argparse.ArgumentParser:
+    """``parser`` described by a tool's module docstring ``doc``: its first
     line is the description and the rest (usage examples, what the tool
     writes) the epilog of ``--help``, laid out as written."""
     summary, _, details = doc.strip().partition('\n')
-    return argparse.ArgumentParser(
-        description=summary, epilog=details.strip('\n') or None,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.description = summary
+    parser.epilog = details.strip('\n') or None
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    return parser
+
+
+def tool_parser(doc: str) -> argparse.ArgumentParser:
+    """A new parser, described by the tool's docstring ``doc``
+    (:func:`describe`)."""
+    return describe(argparse.ArgumentParser(), doc)
 
 
 def add_checkpoint_args(parser: argparse.ArgumentParser,

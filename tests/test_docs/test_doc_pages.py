@@ -161,7 +161,7 @@ def test_every_tool_named_answers_help():
     assert not failed, '\n'.join(failed)
     without_examples = [
         tool for tool in tools
-        if tool != D2_TOOL and first_example(tool) not in answers[tool].value
+        if first_example(tool) not in answers[tool].value
     ]
     assert not without_examples, \
         f'--help leaves out the docstring\'s example: {without_examples}'
@@ -170,8 +170,7 @@ def test_every_tool_named_answers_help():
 def first_example(tool: str) -> str:
     """The first line of ``tool``'s docstring, as the file spells it, that
     runs a tool (a line that ends in a backslash keeps it: ``--help``
-    shows the docstring below the options, line for line; Detectron2's
-    parser, that of ``tools/train_d2.py``, shows its own examples)."""
+    shows the docstring below the options, line for line)."""
     source = read(osp.join(ROOT, tool))
     docstring = ast.parse(source).body[0]
     lines = source.splitlines()[docstring.lineno - 1:docstring.end_lineno]
