@@ -85,7 +85,7 @@ def test_compare_config_dirs_sees_through_moved_keys(tmp_path):
                                str(new)) == (['run.py: identical'], 0)
 
 
-@pytest.mark.skipif(not osp.isdir(osp.join(ROOT, '.git')),
+@pytest.mark.skipif(not osp.exists(osp.join(ROOT, '.git')),
                     reason='needs a git checkout')
 def test_diff_configs_tool_between_revisions(tmp_path):
     """``HEAD`` against itself: every config of the repository resolves
