@@ -2,6 +2,10 @@
 v1 config, and configs loaded as the tools load them."""
 import argparse
 
+import torch
+from mmengine.config import Config
+from mmpretrain.registry import MODELS
+
 from mopro.utils.runner import load_config
 
 
@@ -63,3 +67,15 @@ def tool_config(config: str, cfg_options: dict = None, **args):
     return load_config(
         argparse.Namespace(
             config=str(config), cfg_options=cfg_options, **flags))
+
+
+def untrained_checkpoint(config: str, cfg_options: dict, path: str) -> str:
+    """``path``, a checkpoint of the freshly built model of ``config`` with
+    ``cfg_options`` merged (what the tools load, untrained)."""
+    cfg = Config.fromfile(config)
+    cfg.merge_from_dict(cfg_options)
+    torch.save({
+        'meta': {},
+        'state_dict': MODELS.build(cfg.model).state_dict()
+    }, path)
+    return path

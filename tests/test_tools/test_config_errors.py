@@ -4,13 +4,10 @@ the key, exit status 1, before a checkpoint is written."""
 import os.path as osp
 
 import pytest
-import torch
-from mmengine.config import Config
-from mmpretrain.registry import MODELS
 
 from helpers import ROOT
 from helpers.commands import run_tools
-from helpers.configs import tiny_mopro_options
+from helpers.configs import tiny_mopro_options, untrained_checkpoint
 from helpers.data import make_webvision
 
 K = 4
@@ -67,13 +64,7 @@ def config_mistakes(tmp_path_factory):
         'train_cfg.max_epochs': 1,
         'visualizer.vis_backends': None
     })
-    cfg = Config.fromfile(config)
-    cfg.merge_from_dict(options)
-    ckpt = str(tmp / 'mopro.pth')
-    torch.save({
-        'meta': {},
-        'state_dict': MODELS.build(cfg.model).state_dict()
-    }, ckpt)
+    ckpt = untrained_checkpoint(config, options, str(tmp / 'mopro.pth'))
     commands = []
     for name, (tool, items, flags, _) in CONFIG_MISTAKES.items():
         commands.append([

@@ -106,12 +106,10 @@ def test_robustness_config_end_to_end(tmp_path):
     """tools/test.py with the ImageNet-R config on a tiny fake ImageNet-R
     and a tiny 1000-class MoPro checkpoint."""
 
-    from mmengine.config import Config
-    from mmpretrain.registry import MODELS
-
     from mopro.apis import evaluate_checkpoint
     from helpers import ROOT
-    from helpers.configs import tiny_mopro_options, tool_config
+    from helpers.configs import (tiny_mopro_options, tool_config,
+                                 untrained_checkpoint)
     from helpers.data import write_image
 
     root = tmp_path / 'imagenet-r'
@@ -127,13 +125,7 @@ def test_robustness_config_end_to_end(tmp_path):
         k: v
         for k, v in options.items() if k.startswith(('model.', 'work_dir'))
     }
-    cfg = Config.fromfile(config)
-    cfg.merge_from_dict(options)
-    ckpt = str(tmp_path / 'mopro.pth')
-    torch.save({
-        'meta': {},
-        'state_dict': MODELS.build(cfg.model).state_dict()
-    }, ckpt)
+    ckpt = untrained_checkpoint(config, options, str(tmp_path / 'mopro.pth'))
     options.update({
         'test_dataloader.dataset.data_root': str(root),
         'test_dataloader.num_workers': 0,
