@@ -6,15 +6,16 @@ mmengine and torch check many config values only when they use them: a
 accuracy of 4 classes fails at the first validation, a negative lr or seed
 is a traceback after the model is built and the image lists are read. Here
 each is one :class:`ConfigError` naming the key and what it allows, before
-the Runner is built (:func:`check_run_config`), or, for what needs the
-built Runner (the number of processes, the dataset's size), before the
-first iteration (:func:`check_built_run`).
+the Runner is built (:func:`check_run_config`; the number of processes as
+the launcher's environment tells it), or, for what needs the built Runner
+(the dataset's size), before the first iteration (:func:`check_built_run`).
 """
 import copy
 import difflib
 import inspect
+import os
 import traceback
-from typing import Any, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from mmengine.config import Config
 from mmengine.hooks import CheckpointHook
@@ -29,6 +30,12 @@ MAX_SEED = 2**32 - 1
 MODEL_PARTS = ('backbone', 'neck', 'head', 'data_preprocessor', 'loss')
 # the sets a training run evaluates
 VAL = ('val', )
+# where mmengine's init_dist reads the number of processes, per launcher
+WORLD_SIZE_VARIABLES = {
+    'pytorch': 'WORLD_SIZE',
+    'slurm': 'SLURM_NTASKS',
+    'mpi': 'OMPI_COMM_WORLD_SIZE'
+}
 
 
 def check_run_config(cfg: Config, train: bool = True,
@@ -65,13 +72,28 @@ def _check_run_config(cfg: Config, train: bool, sets: Sequence[str]) -> None:
         check_train_loop(cfg)
         check_optimizer(cfg)
         check_logger_interval(cfg)
-        check_queue(cfg)
+        check_queue(cfg, launched_world_size(cfg.get('launcher', 'none')))
+
+
+def launched_world_size(launcher: str,
+                        environ: Optional[Mapping[str, str]] = None) -> int:
+    """How many processes ``launcher`` started, read where mmengine's
+    ``init_dist`` will read it (``WORLD_SIZE`` for torchrun,
+    ``SLURM_NTASKS``, ``OMPI_COMM_WORLD_SIZE``): known before the Runner
+    is built. 1 without a launcher, or when the variable is not a positive
+    number (mmengine's own error then comes when it starts the group)."""
+    environ = os.environ if environ is None else environ
+    variable = WORLD_SIZE_VARIABLES.get(launcher)
+    value = environ.get(variable, '') if variable else ''
+    return int(value) if value.isdigit() and int(value) > 0 else 1
 
 
 def check_built_run(runner: Any) -> None:
     """Checks of a built Runner before it trains: the global batch fits
-    MoPro's queue, and the train dataloader (built here: it reads the
-    image lists, not the images) yields at least one batch."""
+    MoPro's queue on the processes the group really has (as
+    :func:`launched_world_size` expected), and the train dataloader (built
+    here: it reads the image lists, not the images) yields at least one
+    batch."""
     cfg = runner.cfg
     check_queue(cfg, runner.world_size)
     loader = runner.train_loop.dataloader

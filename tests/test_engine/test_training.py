@@ -84,22 +84,30 @@ def test_resume_is_exact(webvision_root, tmp_path):
                                    rtol=0, atol=0)
 
 
+def _dist_train_v1(data_root: str, work_dir: str, port: str,
+                   options: dict = None) -> subprocess.CompletedProcess:
+    """tools/dist_train.sh on the v1 config shrunk by tiny_mopro_options
+    (one epoch, no test loop), ``options`` merged: 2 CPU processes."""
+    merged = tiny_mopro_options(data_root, work_dir)
+    merged.update({
+        'train_cfg.max_epochs': 1,
+        'visualizer.vis_backends': None,
+        **(options or {})
+    })
+    env = _cpu_env(PYTHON=sys.executable, PORT=port, OMP_NUM_THREADS='1')
+    return subprocess.run([
+        'bash',
+        osp.join(ROOT, 'tools', 'dist_train.sh'), V1, '2', '--cfg-options',
+        *_options_as_args(merged), 'test_dataloader=None',
+        'test_evaluator=None', 'test_cfg=None'
+    ], env=env, capture_output=True, text=True, timeout=280)
+
+
 @pytest.mark.skipif(sys.platform != 'linux', reason='torchrun on linux')
 def test_dist_train_two_cpu_processes(webvision_root, tmp_path):
     """tools/dist_train.sh with 2 processes (gloo) trains and checkpoints."""
     work_dir = str(tmp_path / 'work')
-    options = tiny_mopro_options(webvision_root, work_dir)
-    options.update({
-        'train_cfg.max_epochs': 1,
-        'visualizer.vis_backends': None
-    })
-    env = _cpu_env(PYTHON=sys.executable, PORT='29517', OMP_NUM_THREADS='1')
-    result = subprocess.run([
-        'bash',
-        osp.join(ROOT, 'tools', 'dist_train.sh'), V1, '2', '--cfg-options',
-        *_options_as_args(options), 'test_dataloader=None',
-        'test_evaluator=None', 'test_cfg=None'
-    ], env=env, capture_output=True, text=True, timeout=300)
+    result = _dist_train_v1(webvision_root, work_dir, '29517')
     assert result.returncode == 0, result.stderr[-3000:]
     ckpt = load_checkpoint(osp.join(work_dir, 'epoch_1.pth'))
     # 32 images, 2 ranks x 4 per batch: 4 iterations (1 process: 8), and the
@@ -116,28 +124,36 @@ def test_worker_crash_on_one_rank_stops_every_rank(webvision_root, tmp_path):
     # rank 1 reads indices 1, 3, ... without shuffling; index 1 is broken
     open(osp.join(webvision_root, 'google/q0000/001.jpg'), 'wb').close()
     work_dir = str(tmp_path / 'work')
-    options = tiny_mopro_options(webvision_root, work_dir)
-    options.update({
-        'train_cfg.max_epochs': 1,
-        'train_dataloader.num_workers': 1,
-        'train_dataloader.sampler.shuffle': False,
-        'train_dataloader.dataset.max_refetch': 0,
-        'env_cfg.dist_cfg.timeout': 60,
-        'visualizer.vis_backends': None
-    })
-    env = _cpu_env(PYTHON=sys.executable, PORT='29533', OMP_NUM_THREADS='1')
     start = time.monotonic()
-    result = subprocess.run([
-        'bash',
-        osp.join(ROOT, 'tools', 'dist_train.sh'), V1, '2', '--cfg-options',
-        *_options_as_args(options), 'test_dataloader=None',
-        'test_evaluator=None', 'test_cfg=None'
-    ], env=env, capture_output=True, text=True, timeout=280)
+    result = _dist_train_v1(
+        webvision_root, work_dir, '29533', {
+            'train_dataloader.num_workers': 1,
+            'train_dataloader.sampler.shuffle': False,
+            'train_dataloader.dataset.max_refetch': 0,
+            'env_cfg.dist_cfg.timeout': 60
+        })
     assert result.returncode != 0
     assert time.monotonic() - start < 240
     log = result.stdout + result.stderr
     assert 'Cannot find valid image' in log
     assert not osp.isfile(osp.join(work_dir, 'epoch_1.pth'))
+
+
+@pytest.mark.skipif(sys.platform != 'linux', reason='torchrun on linux')
+def test_dist_train_refuses_a_global_batch_above_the_queue(
+        webvision_root, tmp_path):
+    """A batch of 4 fits a queue of 4 on one process, not on the 2 that
+    dist_train.sh starts: each rank says so in one line before its Runner
+    is built (no work dir, no log folder, no process group)."""
+    work_dir = tmp_path / 'work'
+    result = _dist_train_v1(webvision_root, str(work_dir), '29541',
+                            {'model.queue_len': 4})
+    assert result.returncode != 0
+    message = ('error: model.queue_len=4 is smaller than the global batch 8 '
+               '(train_dataloader.batch_size=4 x 2 process(es)): MoPro '
+               'enqueues every batch')
+    assert result.stderr.splitlines().count(message) == 2, result.stderr
+    assert not work_dir.exists()
 
 
 # Kill and resume through tools/train.py, as users meet it: the v1 configs
