@@ -3,6 +3,7 @@
 
     python tools/test.py configs/mopro_r50_webvision_v1.py CKPT
     (WebVision val top-1/top-5, then ImageNet val top-1/top-5)
+    tools/dist_test.sh configs/mopro_r50_webvision_v1.py CKPT 8
 
 The checkpoint is loaded strictly into the model the config builds (MoPro
 or a classifier): another depth, class count or format is an error that

@@ -7,7 +7,7 @@ from typing import Optional
 import numpy as np
 import torch
 from mmengine.config import Config
-from mmengine.dist import get_dist_info, init_dist
+from mmengine.dist import get_dist_info
 from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 from mmpretrain.registry import DATASETS, MODELS
@@ -20,7 +20,7 @@ from ..utils.cli import ConfigError
 from ..utils.device import default_device
 from ..utils.fileio import write_json
 from ..utils.outputs import check_output_dir, check_output_file
-from ..utils.runner import compile_only_on_cuda
+from ..utils.runner import compile_only_on_cuda, init_launched_group
 from ..visualization import save_report
 
 SUMMARY_NAME = 'noise_cleaning_summary.json'
@@ -103,10 +103,7 @@ def clean_noisy_dataset(cfg: Config, checkpoint: str, out: str,
         raise ConfigError(f'{cfg.filename}: noise cleaning needs a MoPro '
                           f'model config, got model.type='
                           f'{cfg.model.get("type")}')
-    if cfg.get('launcher', 'none') != 'none':
-        init_dist(
-            cfg.launcher, backend='nccl'
-            if default_device(device).type == 'cuda' else 'gloo')
+    init_launched_group(cfg, device)
     init_default_scope('mmpretrain')
     logger = MMLogger.get_instance('noise_cleaning')
     model = MODELS.build(cfg.model)

@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import Iterator, List, Optional, Tuple
 
 from mmengine.config import Config
+from mmengine.dist import init_dist
 from mmengine.logging import print_log
 
 from .checkpoint import CheckpointError, load_checkpoint, mopro_state_dict
@@ -205,9 +206,8 @@ def adapt_to_device(cfg: Config, amp: Optional[bool] = None,
       (:func:`compile_only_on_cuda`);
     - off CUDA, AmpOptimWrapper (CUDA-only in mmengine) becomes a plain
       OptimWrapper and the distributed backend becomes gloo; a launched
-      (torchrun) CPU job gets its process group here, since mmengine's
-      launcher insists on ``torch.cuda.set_device``, and a DDP wrapper
-      without device ids.
+      (torchrun) CPU job gets its process group here
+      (:func:`init_launched_group`) and a DDP wrapper without device ids.
     """
     optim = cfg.get('optim_wrapper')
     if amp and optim is not None and optim.get('type') != 'AmpOptimWrapper':
@@ -226,21 +226,33 @@ def adapt_to_device(cfg: Config, amp: Optional[bool] = None,
         if dist_cfg is not None:
             dist_cfg.backend = 'gloo'
         if cfg.get('launcher', 'none') == 'pytorch':
-            _init_cpu_process_group(cfg)
+            init_launched_group(cfg, device)
+            wrapper = cfg.get('model_wrapper_cfg') or dict(
+                type='MMDistributedDataParallel')
+            wrapper.update(device_ids=None, broadcast_buffers=False)
+            cfg.model_wrapper_cfg = wrapper
     return cfg
 
 
-def _init_cpu_process_group(cfg: Config) -> None:
+def init_launched_group(cfg: Config, device: Optional[str] = None) -> None:
+    """Join the process group of a job that ``cfg.launcher`` started
+    (nothing without a launcher, or when joined already), with
+    ``env_cfg.dist_cfg.timeout``. Under torchrun off CUDA (``device``,
+    default: CUDA when available), a gloo group that torch builds from
+    torchrun's environment, since mmengine's launcher insists on
+    ``torch.cuda.set_device``; otherwise mmengine's ``init_dist``, with
+    NCCL on CUDA and gloo off it."""
     import torch.distributed as dist
-    if not dist.is_initialized():
-        timeout = cfg.get('env_cfg', {}).get('dist_cfg',
-                                             {}).get('timeout', 1800)
+    launcher = cfg.get('launcher', 'none')
+    if launcher == 'none' or dist.is_initialized():
+        return
+    seconds = cfg.get('env_cfg', {}).get('dist_cfg', {}).get('timeout', 1800)
+    if launcher == 'pytorch' and not _on_cuda(device):
         dist.init_process_group(backend='gloo',
-                                timeout=datetime.timedelta(seconds=timeout))
-    wrapper = cfg.get('model_wrapper_cfg') or dict(
-        type='MMDistributedDataParallel')
-    wrapper.update(device_ids=None, broadcast_buffers=False)
-    cfg.model_wrapper_cfg = wrapper
+                                timeout=datetime.timedelta(seconds=seconds))
+    else:  # mmengine's init_dist takes the timeout in seconds
+        init_dist(launcher, backend='nccl' if _on_cuda(device) else 'gloo',
+                  timeout=seconds)
 
 
 # the pointer mmengine's CheckpointHook and SafeCheckpointHook write

@@ -5,6 +5,7 @@ user error into one ``error: ...`` line and exit status 1
 (``mopro.utils.cli``)."""
 import json
 import os
+import socket
 import subprocess
 import sys
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence
@@ -47,6 +48,14 @@ def call_tool(tool, argv: Optional[Sequence], capsys,
     except SystemExit as exit_:
         code = exit_.code
     return ToolResult(code, capsys.readouterr().err, value)
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that was free a moment ago (a process
+    group's rendezvous)."""
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
 
 
 def user_env() -> dict:

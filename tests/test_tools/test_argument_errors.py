@@ -66,6 +66,9 @@ def test_bad_arguments_end_the_tool_as_it_starts(bad_arguments, case):
      "{script}: GPUS must be a positive integer, got 'eight'"),
     ('dist_train.sh', ['CONFIG', '0'],
      "{script}: GPUS must be a positive integer, got '0'"),
+    ('dist_test.sh', ['CONFIG', 'CKPT'], 'usage: {script} CONFIG CKPT GPUS'),
+    ('dist_test.sh', ['CONFIG', 'CKPT', '-1'],
+     "{script}: GPUS must be a positive integer, got '-1'"),
     ('slurm_train.sh', ['PARTITION', 'JOB', 'CONFIG'],
      'usage: {script} PARTITION JOB_NAME CONFIG WORK_DIR'),
 ])

@@ -11,7 +11,6 @@ repeated with ``shuffle_bn=True`` to check the shuffle/unshuffle order.
 """
 import datetime
 import inspect
-import socket
 
 import torch
 import torch.distributed as dist
@@ -20,6 +19,7 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 import mopro  # noqa: F401  (registers the components)
+from helpers.commands import free_port
 from helpers.configs import tiny_mopro_cfg
 from helpers.mopro_reference import make_noisy
 
@@ -86,12 +86,6 @@ def _worker(rank, port, setup_path, out_path):
         torch.save(results, out_path.format(rank))
     finally:
         dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
 
 
 def check_parity(single, ranks, labels):
