@@ -30,6 +30,12 @@ MAX_SEED = 2**32 - 1
 MODEL_PARTS = ('backbone', 'neck', 'head', 'data_preprocessor', 'loss')
 # the sets a training run evaluates
 VAL = ('val', )
+# the keys of each loop of mmengine's Runner
+LOOP_KEYS = {
+    'train': ('train_dataloader', 'train_cfg', 'optim_wrapper'),
+    'val': ('val_dataloader', 'val_cfg', 'val_evaluator'),
+    'test': ('test_dataloader', 'test_cfg', 'test_evaluator')
+}
 # where mmengine's init_dist reads the number of processes, per launcher
 WORLD_SIZE_VARIABLES = {
     'pytorch': 'WORLD_SIZE',
@@ -57,6 +63,7 @@ def check_run_config(cfg: Config, train: bool = True,
 
 
 def _check_run_config(cfg: Config, train: bool, sets: Sequence[str]) -> None:
+    check_loop_keys(cfg)
     check_hook_args(cfg)
     model = cfg.get('model')
     if isinstance(model, dict):
@@ -73,6 +80,20 @@ def _check_run_config(cfg: Config, train: bool, sets: Sequence[str]) -> None:
         check_optimizer(cfg)
         check_logger_interval(cfg)
         check_queue(cfg, launched_world_size(cfg.get('launcher', 'none')))
+
+
+def check_loop_keys(cfg: Config) -> None:
+    """mmengine's Runner takes each loop's keys (``LOOP_KEYS``) all set or
+    all None: ``--cfg-options test_dataloader=None`` alone was a ValueError
+    traceback from the Runner's constructor."""
+    for loop, keys in LOOP_KEYS.items():
+        unset = [key for key in keys if cfg.get(key) is None]
+        if 0 < len(unset) < len(keys):
+            rest = [key for key in keys if key not in unset]
+            raise ConfigError(
+                f'{", ".join(unset)} None but {", ".join(rest)} set: '
+                f'mmengine runs the {loop} loop with all three or none '
+                f'(add {" ".join(f"{key}=None" for key in rest)})')
 
 
 def launched_world_size(launcher: str,

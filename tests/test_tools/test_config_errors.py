@@ -42,6 +42,11 @@ CONFIG_MISTAKES = {
     'train_option_without_value': ('train', ['foo'], [],
                                    "train.py: error: argument --cfg-options: "
                                    "expected KEY=VALUE, got 'foo'"),
+    'test_loop_half_unset':
+    ('test', ['test_dataloader=None'], ['--sets', 'val'],
+     'error: test_dataloader None but test_cfg, test_evaluator set: mmengine '
+     'runs the test loop with all three or none (add test_cfg=None '
+     'test_evaluator=None)'),
     'test_topk_above_classes':
     ('test', ['val_evaluator.topk=[5]'], ['--sets', 'val'],
      'error: val_evaluator.topk: top-5 accuracy needs at least 5 classes, '
