@@ -20,6 +20,7 @@ from ..utils.cli import ConfigError
 from ..utils.device import default_device
 from ..utils.fileio import write_json
 from ..utils.outputs import check_output_dir, check_output_file
+from ..utils.run_checks import check_launched_gpu
 from ..utils.runner import compile_only_on_cuda, init_launched_group
 from ..visualization import save_report
 
@@ -103,6 +104,7 @@ def clean_noisy_dataset(cfg: Config, checkpoint: str, out: str,
         raise ConfigError(f'{cfg.filename}: noise cleaning needs a MoPro '
                           f'model config, got model.type='
                           f'{cfg.model.get("type")}')
+    check_launched_gpu(cfg.get('launcher', 'none'), device)
     init_launched_group(cfg, device)
     init_default_scope('mmpretrain')
     logger = MMLogger.get_instance('noise_cleaning')

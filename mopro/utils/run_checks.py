@@ -17,11 +17,13 @@ import os
 import traceback
 from typing import Any, Iterator, List, Mapping, Optional, Sequence, Tuple
 
+import torch
 from mmengine.config import Config
 from mmengine.hooks import CheckpointHook
 from mmengine.registry import DefaultScope
 
-from .cli import ConfigError
+from .cli import ConfigError, UserError
+from .device import default_device
 from .validate import check_int, check_number
 
 # numpy's seeds (mmengine seeds numpy, torch and random from it)
@@ -41,6 +43,11 @@ WORLD_SIZE_VARIABLES = {
     'pytorch': 'WORLD_SIZE',
     'slurm': 'SLURM_NTASKS',
     'mpi': 'OMPI_COMM_WORLD_SIZE'
+}
+# where it reads the process's GPU (slurm's is the rank modulo the GPUs)
+LOCAL_RANK_VARIABLES = {
+    'pytorch': 'LOCAL_RANK',
+    'mpi': 'OMPI_COMM_WORLD_LOCAL_RANK'
 }
 
 
@@ -63,6 +70,7 @@ def check_run_config(cfg: Config, train: bool = True,
 
 
 def _check_run_config(cfg: Config, train: bool, sets: Sequence[str]) -> None:
+    check_launched_gpu(cfg.get('launcher', 'none'))
     check_loop_keys(cfg)
     check_hook_args(cfg)
     model = cfg.get('model')
@@ -107,6 +115,30 @@ def launched_world_size(launcher: str,
     variable = WORLD_SIZE_VARIABLES.get(launcher)
     value = environ.get(variable, '') if variable else ''
     return int(value) if value.isdigit() and int(value) > 0 else 1
+
+
+def check_launched_gpu(launcher: str, device: Optional[str] = None) -> None:
+    """Under a launcher on CUDA (``device``, default: CUDA when available;
+    one with an index is the user's choice), the GPU of this process, its
+    local rank, is one that torch sees: ``tools/dist_train.sh CONFIG 8`` on
+    a node that shows 4 GPUs was a CUDA 'invalid device ordinal' traceback
+    from 4 of the ranks.
+
+    Raises:
+        UserError: the local rank, the GPUs seen, how many to launch.
+    """
+    variable = LOCAL_RANK_VARIABLES.get(launcher)
+    device = default_device(device)
+    if variable is None or device.type != 'cuda' or device.index is not None:
+        return
+    local_rank = os.environ.get(variable, '0')
+    count = torch.cuda.device_count()
+    if local_rank.isdigit() and int(local_rank) >= count:
+        visible = os.environ.get('CUDA_VISIBLE_DEVICES')
+        raise UserError(
+            f'{variable}={local_rank}, but this node shows {count} GPU(s)' +
+            (f' (CUDA_VISIBLE_DEVICES={visible})' if visible is not None else
+             '') + f': launch at most {count} process(es) per node')
 
 
 def check_built_run(runner: Any) -> None:

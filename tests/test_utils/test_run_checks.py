@@ -1,10 +1,12 @@
-"""The number of processes a launcher started, known before the Runner is
-built (mopro.utils.run_checks.launched_world_size) and used by the queue
-check of check_run_config."""
+"""What a launcher's environment tells before the Runner is built
+(mopro.utils.run_checks): the number of processes, used by the queue check
+of check_run_config, and each process's GPU."""
 import pytest
+import torch
 
-from mopro.utils.cli import ConfigError
-from mopro.utils.run_checks import check_run_config, launched_world_size
+from mopro.utils.cli import ConfigError, UserError
+from mopro.utils.run_checks import (check_launched_gpu, check_run_config,
+                                    launched_world_size)
 from helpers.training import tiny_v1_cfg
 
 
@@ -50,3 +52,44 @@ def test_the_queue_check_counts_the_launched_processes(webvision_root,
         'model.queue_len=4 is smaller than the global batch 8 '
         '(train_dataloader.batch_size=4 x 2 process(es)): MoPro enqueues '
         'every batch')
+
+
+@pytest.mark.parametrize(
+    'launcher, variable, local_rank, device, error',
+    [
+        ('pytorch', 'LOCAL_RANK', '2', None, True),
+        ('pytorch', 'LOCAL_RANK', '1', None, False),
+        ('mpi', 'OMPI_COMM_WORLD_LOCAL_RANK', '3', None, True),
+        ('pytorch', 'LOCAL_RANK', '2', 'cuda:0', False),  # the user's GPU
+        ('pytorch', 'LOCAL_RANK', '2', 'cpu', False),
+        ('none', 'LOCAL_RANK', '2', None, False),
+        ('slurm', 'LOCAL_RANK', '2', None, False),  # mmengine wraps the rank
+    ])
+def test_a_launched_process_needs_its_gpu(monkeypatch, launcher, variable,
+                                          local_rank, device, error):
+    """Two GPUs seen (as torch would report them on such a node)."""
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 2)
+    monkeypatch.setenv(variable, local_rank)
+    monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '4,5')
+    if not error:
+        check_launched_gpu(launcher, device)
+        return
+    with pytest.raises(UserError) as err:
+        check_launched_gpu(launcher, device)
+    assert str(err.value) == (
+        f'{variable}={local_rank}, but this node shows 2 GPU(s) '
+        '(CUDA_VISIBLE_DEVICES=4,5): launch at most 2 process(es) per node')
+
+
+@pytest.mark.gpu
+def test_check_run_config_refuses_a_local_rank_past_the_gpus(
+        webvision_root, tmp_path, monkeypatch):
+    """On this machine's GPUs: the local rank one past the last GPU."""
+    cfg = tiny_v1_cfg(webvision_root, str(tmp_path / 'work'), 'gpus')
+    cfg.launcher = 'pytorch'
+    monkeypatch.setenv('LOCAL_RANK', str(torch.cuda.device_count() - 1))
+    check_run_config(cfg)
+    monkeypatch.setenv('LOCAL_RANK', str(torch.cuda.device_count()))
+    with pytest.raises(UserError, match='^LOCAL_RANK=.*, but this node '):
+        check_run_config(cfg)
