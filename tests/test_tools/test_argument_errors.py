@@ -1,7 +1,10 @@
 """Bad command-line arguments through the tools as users run them (a
 process per command, side by side): argparse's usage error, exit status 2,
 naming the argument, before any model, data or output is made; the
-launcher scripts' usage line, before any process is launched."""
+launcher scripts' usage line, before any process is launched; and the
+command slurm_train.sh hands to srun (dist_train.sh and dist_test.sh are
+run with torchrun in test_training.py and test_distributed_tools.py)."""
+import os
 import os.path as osp
 import subprocess
 
@@ -82,3 +85,32 @@ def test_launchers_print_their_usage(script, args, message, tmp_path):
     assert result.stdout == ''
     assert result.stderr.count('\n') == 1
     assert result.stderr.startswith(message.format(script=path))
+
+
+def test_slurm_train_builds_the_srun_command(tmp_path):
+    """tools/slurm_train.sh as on a cluster, with an ``srun`` on PATH that
+    records what it is given: the job's shape from GPUS, GPUS_PER_NODE and
+    CPUS_PER_TASK, SRUN_ARGS split into words, then train.py with the work
+    dir, the slurm launcher and the extra arguments unchanged."""
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    srun = bin_dir / 'srun'
+    srun.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@"\n')
+    srun.chmod(0o755)
+    env = dict(os.environ, PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}',
+               GPUS='16', GPUS_PER_NODE='8', CPUS_PER_TASK='6',
+               SRUN_ARGS='--quotatype=auto --time=1-00:00:00', PYTHON='py')
+    script = osp.join(ROOT, 'tools', 'slurm_train.sh')
+    result = subprocess.run([
+        'bash', script, 'gpu-part', 'mopro v1', 'configs/x.py', 'work dir',
+        '--cfg-options', 'model.threshold=0.6', '--resume'
+    ], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        '-p', 'gpu-part', '--job-name=mopro v1', '--gres=gpu:8', '--ntasks=16',
+        '--ntasks-per-node=8', '--cpus-per-task=6', '--kill-on-bad-exit=1',
+        '--quotatype=auto', '--time=1-00:00:00', 'py', '-u',
+        osp.join(ROOT, 'tools',
+                 'train.py'), 'configs/x.py', '--work-dir=work dir',
+        '--launcher=slurm', '--cfg-options', 'model.threshold=0.6', '--resume'
+    ]
