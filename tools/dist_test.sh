@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Distributed evaluation with torchrun (variables: tools/dist_launch.sh).
+# Distributed evaluation with torchrun (variables: tools/launch.sh).
 set -euo pipefail
-source "$(dirname "$0")/dist_launch.sh"
-dist_launch test.py 'CONFIG CKPT GPUS [test.py args]' "$@"
+source "$(dirname "$0")/launch.sh"
+check_usage 'CONFIG CKPT GPUS [test.py args]' "$@"
+torchrun_tool "$3" test.py "$1" "$2" --launcher pytorch "${@:4}"

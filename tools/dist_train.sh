@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Distributed training with torchrun (variables: tools/dist_launch.sh).
+# Distributed training with torchrun (variables: tools/launch.sh).
 set -euo pipefail
-source "$(dirname "$0")/dist_launch.sh"
-dist_launch train.py 'CONFIG GPUS [train.py args]' "$@"
+source "$(dirname "$0")/launch.sh"
+check_usage 'CONFIG GPUS [train.py args]' "$@"
+torchrun_tool "$2" train.py "$1" --launcher pytorch "${@:3}"

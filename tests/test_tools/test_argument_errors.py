@@ -2,8 +2,9 @@
 process per command, side by side): argparse's usage error, exit status 2,
 naming the argument, before any model, data or output is made; the
 launcher scripts' usage line, before any process is launched; and the
-command slurm_train.sh hands to srun (dist_train.sh and dist_test.sh are
-run with torchrun in test_training.py and test_distributed_tools.py)."""
+command the Slurm launchers hand to srun (dist_train.sh and dist_test.sh
+are run with torchrun in test_training.py and test_distributed_tools.py).
+"""
 import os
 import os.path as osp
 import subprocess
@@ -72,6 +73,8 @@ def test_bad_arguments_end_the_tool_as_it_starts(bad_arguments, case):
     ('dist_test.sh', ['CONFIG', 'CKPT'], 'usage: {script} CONFIG CKPT GPUS'),
     ('dist_test.sh', ['CONFIG', 'CKPT', '-1'],
      "{script}: GPUS must be a positive integer, got '-1'"),
+    ('slurm_test.sh', ['PARTITION', 'JOB', 'CONFIG'
+                       ], 'usage: {script} PARTITION JOB_NAME CONFIG CKPT'),
     ('slurm_train.sh', ['PARTITION', 'JOB', 'CONFIG'],
      'usage: {script} PARTITION JOB_NAME CONFIG WORK_DIR'),
 ])
@@ -87,11 +90,17 @@ def test_launchers_print_their_usage(script, args, message, tmp_path):
     assert result.stderr.startswith(message.format(script=path))
 
 
-def test_slurm_train_builds_the_srun_command(tmp_path):
-    """tools/slurm_train.sh as on a cluster, with an ``srun`` on PATH that
+@pytest.mark.parametrize('script, tool, tool_args', [
+    ('slurm_train.sh', 'train.py', ['configs/x.py', '--work-dir=work dir']),
+    ('slurm_test.sh', 'test.py', ['configs/x.py', 'work dir']),
+])
+def test_slurm_launchers_build_the_srun_command(script, tool, tool_args,
+                                                tmp_path):
+    """The Slurm launchers as on a cluster, with an ``srun`` on PATH that
     records what it is given: the job's shape from GPUS, GPUS_PER_NODE and
-    CPUS_PER_TASK, SRUN_ARGS split into words, then train.py with the work
-    dir, the slurm launcher and the extra arguments unchanged."""
+    CPUS_PER_TASK, SRUN_ARGS split into words, then the tool with its
+    arguments (train.py: the work dir as --work-dir), the slurm launcher
+    and the extra arguments unchanged."""
     bin_dir = tmp_path / 'bin'
     bin_dir.mkdir()
     srun = bin_dir / 'srun'
@@ -100,17 +109,17 @@ def test_slurm_train_builds_the_srun_command(tmp_path):
     env = dict(os.environ, PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}',
                GPUS='16', GPUS_PER_NODE='8', CPUS_PER_TASK='6',
                SRUN_ARGS='--quotatype=auto --time=1-00:00:00', PYTHON='py')
-    script = osp.join(ROOT, 'tools', 'slurm_train.sh')
     result = subprocess.run([
-        'bash', script, 'gpu-part', 'mopro v1', 'configs/x.py', 'work dir',
-        '--cfg-options', 'model.threshold=0.6', '--resume'
+        'bash',
+        osp.join(ROOT, 'tools',
+                 script), 'gpu-part', 'mopro v1', 'configs/x.py', 'work dir',
+        '--cfg-options', 'model.threshold=0.6', '--flag'
     ], capture_output=True, text=True, env=env, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         '-p', 'gpu-part', '--job-name=mopro v1', '--gres=gpu:8', '--ntasks=16',
         '--ntasks-per-node=8', '--cpus-per-task=6', '--kill-on-bad-exit=1',
         '--quotatype=auto', '--time=1-00:00:00', 'py', '-u',
-        osp.join(ROOT, 'tools',
-                 'train.py'), 'configs/x.py', '--work-dir=work dir',
-        '--launcher=slurm', '--cfg-options', 'model.threshold=0.6', '--resume'
+        osp.join(ROOT, 'tools', tool), *tool_args, '--launcher=slurm',
+        '--cfg-options', 'model.threshold=0.6', '--flag'
     ]
