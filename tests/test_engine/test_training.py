@@ -5,6 +5,7 @@ import os.path as osp
 import subprocess
 import sys
 import time
+from typing import Optional
 
 import pytest
 import torch
@@ -84,8 +85,9 @@ def test_resume_is_exact(webvision_root, tmp_path):
                                    rtol=0, atol=0)
 
 
-def _dist_train_v1(data_root: str, work_dir: str, port: str,
-                   options: dict = None) -> subprocess.CompletedProcess:
+def _dist_train_v1(
+        data_root: str, work_dir: str, port: str,
+        options: Optional[dict] = None) -> subprocess.CompletedProcess:
     """tools/dist_train.sh on the v1 config shrunk by tiny_mopro_options
     (one epoch, no test loop), ``options`` merged: 2 CPU processes."""
     merged = tiny_mopro_options(data_root, work_dir)
