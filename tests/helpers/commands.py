@@ -69,6 +69,12 @@ def user_env() -> dict:
     return env
 
 
+def launcher_env() -> dict:
+    """:func:`user_env` for a launcher (``tools/dist_*.sh``, torchrun):
+    PYTHON this interpreter, PORT a free port for the rendezvous."""
+    return dict(user_env(), PYTHON=sys.executable, PORT=str(free_port()))
+
+
 def start(tool: str, args: Sequence,
           cwd: Optional[str] = None) -> subprocess.Popen:
     """``python tools/<tool>.py ARGS`` started in ``cwd`` (default: this

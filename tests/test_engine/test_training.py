@@ -13,6 +13,7 @@ from mmengine.runner import Runner
 
 from mopro.utils.checkpoint import load_checkpoint
 from helpers import ROOT
+from helpers.commands import launcher_env, user_env
 from helpers.configs import tiny_mopro_options
 from helpers.data import make_webvision
 from helpers.training import V1, tiny_v1_cfg, train_v1
@@ -26,13 +27,6 @@ def _options_as_args(options: dict) -> list:
         return str(value)
 
     return [f'{k}={fmt(v)}' for k, v in options.items()]
-
-
-def _cpu_env(**extra) -> dict:
-    """Environment of a subprocess that must run on the CPU (2 gloo ranks
-    on a one-GPU machine would otherwise take the nccl path), on a machine
-    with GPUs as without."""
-    return dict(os.environ, CUDA_VISIBLE_DEVICES='', **extra)
 
 
 def test_v1_config_runs_one_iteration(webvision_root, tmp_path):
@@ -86,7 +80,7 @@ def test_resume_is_exact(webvision_root, tmp_path):
 
 
 def _dist_train_v1(
-        data_root: str, work_dir: str, port: str,
+        data_root: str, work_dir: str,
         options: Optional[dict] = None) -> subprocess.CompletedProcess:
     """tools/dist_train.sh on the v1 config shrunk by tiny_mopro_options
     (one epoch, no test loop), ``options`` merged: 2 CPU processes."""
@@ -96,20 +90,19 @@ def _dist_train_v1(
         'visualizer.vis_backends': None,
         **(options or {})
     })
-    env = _cpu_env(PYTHON=sys.executable, PORT=port, OMP_NUM_THREADS='1')
     return subprocess.run([
         'bash',
         osp.join(ROOT, 'tools', 'dist_train.sh'), V1, '2', '--cfg-options',
         *_options_as_args(merged), 'test_dataloader=None',
         'test_evaluator=None', 'test_cfg=None'
-    ], env=env, capture_output=True, text=True, timeout=280)
+    ], env=launcher_env(), capture_output=True, text=True, timeout=280)
 
 
 @pytest.mark.skipif(sys.platform != 'linux', reason='torchrun on linux')
 def test_dist_train_two_cpu_processes(webvision_root, tmp_path):
     """tools/dist_train.sh with 2 processes (gloo) trains and checkpoints."""
     work_dir = str(tmp_path / 'work')
-    result = _dist_train_v1(webvision_root, work_dir, '29517')
+    result = _dist_train_v1(webvision_root, work_dir)
     assert result.returncode == 0, result.stderr[-3000:]
     ckpt = load_checkpoint(osp.join(work_dir, 'epoch_1.pth'))
     # 32 images, 2 ranks x 4 per batch: 4 iterations (1 process: 8), and the
@@ -128,7 +121,7 @@ def test_worker_crash_on_one_rank_stops_every_rank(webvision_root, tmp_path):
     work_dir = str(tmp_path / 'work')
     start = time.monotonic()
     result = _dist_train_v1(
-        webvision_root, work_dir, '29533', {
+        webvision_root, work_dir, {
             'train_dataloader.num_workers': 1,
             'train_dataloader.sampler.shuffle': False,
             'train_dataloader.dataset.max_refetch': 0,
@@ -148,7 +141,7 @@ def test_dist_train_refuses_a_global_batch_above_the_queue(
     dist_train.sh starts: each rank says so in one line before its Runner
     is built (no work dir, no log folder, no process group)."""
     work_dir = tmp_path / 'work'
-    result = _dist_train_v1(webvision_root, str(work_dir), '29541',
+    result = _dist_train_v1(webvision_root, str(work_dir),
                             {'model.queue_len': 4})
     assert result.returncode != 0
     message = ('error: model.queue_len=4 is smaller than the global batch 8 '
@@ -216,7 +209,7 @@ def _launch(config, work_dir, options, *extra, device='cpu', umask=None):
             'default_hooks.checkpoint.max_keep_ckpts': 1,
         })
     env = (
-        _cpu_env() if device == 'cpu' else dict(
+        user_env() if device == 'cpu' else dict(
             os.environ, CUBLAS_WORKSPACE_CONFIG=':4096:8'))
     # the tree under test, and tests/ for helpers.kill_hook
     env.update(

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from helpers import ROOT
-from helpers.commands import finish, start, user_env
+from helpers.commands import finish, launcher_env, start
 from helpers.configs import tiny_mopro_options, untrained_checkpoint
 from helpers.data import make_webvision
 
@@ -20,14 +20,11 @@ pytestmark = pytest.mark.skipif(sys.platform != 'linux',
                                 reason='torchrun on linux')
 
 CONFIG = osp.join(ROOT, 'configs', 'mopro_r50_webvision_v1.py')
-# distinct from the other torchrun tests' ports (tests run side by side)
-PORTS = {'dist_test': 29551, 'noise_cleaning': 29553}
 
 
-def _start_launched(command: list, port: int) -> subprocess.Popen:
-    """``command`` as a user runs it, its torchrun rendezvous on ``port``
-    and its processes on the CPU."""
-    env = dict(user_env(), PYTHON=sys.executable, PORT=str(port))
+def _start_launched(command: list, env: dict) -> subprocess.Popen:
+    """``command`` as a user runs it, in ``env``
+    (:func:`helpers.commands.launcher_env`)."""
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
@@ -50,6 +47,7 @@ def runs(tmp_path_factory):
     test_args = [CONFIG, ckpt, '--sets', 'val', *items]
     clean_args = [CONFIG, ckpt, '--num-workers', '0']
     tool = osp.join(ROOT, 'tools')
+    test_env, clean_env = launcher_env(), launcher_env()
     procs = {
         'test_1':
         start('test', [*test_args, '--work-dir', tmp / 'test_1']),
@@ -58,7 +56,7 @@ def runs(tmp_path_factory):
             'bash',
             osp.join(tool, 'dist_test.sh'), CONFIG, ckpt, '2', '--work-dir',
             tmp / 'test_2', '--sets', 'val', *items
-        ], PORTS['dist_test']),
+        ], test_env),
         'clean_1':
         start('noise_cleaning', [
             *clean_args, '--out', tmp / 'clean_1.json', '--work-dir',
@@ -67,13 +65,12 @@ def runs(tmp_path_factory):
         'clean_2':
         _start_launched([
             sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node',
-            '2', '--master_port',
-            str(PORTS['noise_cleaning']),
+            '2', '--master_port', clean_env['PORT'],
             osp.join(tool,
                      'noise_cleaning.py'), *map(str, clean_args), '--out',
             str(tmp / 'clean_2.json'), '--work-dir',
             str(tmp / 'clean_2'), '--launcher', 'pytorch', *items
-        ], PORTS['noise_cleaning']),
+        ], clean_env),
     }
     return tmp, dict(zip(procs, finish(list(procs.values()), timeout=300)))
 
