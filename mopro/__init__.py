@@ -10,7 +10,7 @@ from .utils.environment import setup_environment
 
 setup_environment()
 
-from . import datasets, engine, evaluation, models  # noqa: F401,E402
+from . import datasets, engine, evaluation, gpu_data, models  # noqa: F401,E402
 from .version import __version__  # noqa: E402
 
 __all__ = ['__version__', 'setup_environment']

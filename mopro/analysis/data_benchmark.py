@@ -69,8 +69,8 @@ from PIL import Image
 from torch.utils.data._utils.pin_memory import pin_memory
 from torchvision import transforms as T
 
-from ..models.utils.decode_ahead import SLOT_KEY, DecodeSlot
-from ..models.utils.jpeg_decoding import decode_packed
+from ..gpu_data.decode_ahead import SLOT_KEY, DecodeSlot
+from ..gpu_data.decoding import decode_packed
 from ..utils.cli import ConfigError, DataError
 from ..utils.device import default_device
 from ..utils.runner import adapt_to_device

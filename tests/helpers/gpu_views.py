@@ -16,11 +16,11 @@ from mmpretrain.registry import TRANSFORMS
 from PIL import Image
 from sklearn.datasets import load_sample_images
 
-import mopro.models.utils.jpeg_decoding as jpeg_decoding
+import mopro.gpu_data.decoding as jpeg_decoding
 from mopro.datasets import packed_images_collate
-from mopro.datasets.transforms import (ViewParams, pack_images, resized_crops,
-                                       sample_view_params)
-from mopro.models.utils.decode_ahead import SLOT_KEY
+from mopro.gpu_data.decode_ahead import SLOT_KEY
+from mopro.gpu_data.views import (ViewParams, pack_images, resized_crops,
+                                  sample_view_params)
 from mopro.utils.runner import adapt_to_device
 from . import ROOT
 from .configs import tiny_mopro_options
@@ -211,8 +211,7 @@ def train_recording(cfg: Config, monkeypatch) -> tuple:
         return decode_packed(packed, *args, **kwargs)
 
     preprocessor.forward = recording
-    monkeypatch.setattr(
-        'mopro.models.utils.gpu_views_preprocessor.decode_packed', decoding)
+    monkeypatch.setattr('mopro.gpu_data.preprocessor.decode_packed', decoding)
     runner.train()
     monkeypatch.undo()
     return seen, decoded

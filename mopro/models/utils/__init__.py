@@ -1,4 +1,3 @@
 from .data_preprocessor import MoProDataPreprocessor
-from .gpu_views_preprocessor import MoProGPUViewsPreprocessor
 
-__all__ = ['MoProDataPreprocessor', 'MoProGPUViewsPreprocessor']
+__all__ = ['MoProDataPreprocessor']

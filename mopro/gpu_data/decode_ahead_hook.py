@@ -3,16 +3,15 @@ from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 from mmpretrain.utils import get_ori_model
 
-from mopro.models.utils import MoProGPUViewsPreprocessor
-from mopro.models.utils.decode_ahead import (DecodeAheadIterator,
-                                             DecodeAheadLoader)
+from .decode_ahead import DecodeAheadIterator, DecodeAheadLoader
+from .preprocessor import MoProGPUViewsPreprocessor
 
 
 @HOOKS.register_module()
 class DecodeAheadHook(Hook):
     """Before training, wrap the train loop's batches so that
     ``MoProGPUViewsPreprocessor`` decodes each batch while the step before
-    it runs (:mod:`mopro.models.utils.decode_ahead`): the iterator of
+    it runs (:mod:`mopro.gpu_data.decode_ahead`): the iterator of
     ``IterBasedTrainLoop``, the data loader of ``EpochBasedTrainLoop``. With
     another preprocessor it does nothing. The views, and a resumed run's
     views, are those of a run without it."""

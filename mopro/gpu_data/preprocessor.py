@@ -10,12 +10,12 @@ from mmpretrain.registry import MODELS
 
 from mopro.datasets.collate import PackedImages
 from mopro.datasets.image_list_dataset import check_bad_fraction
-from mopro.datasets.transforms import (ViewParams, apply_view, resized_crops,
-                                       sample_view_params, to_device)
-from .compile import CompiledCall
-from .data_preprocessor import MoProDataPreprocessor
+from mopro.models.utils.compile import CompiledCall
+from mopro.models.utils.data_preprocessor import MoProDataPreprocessor
 from .decode_ahead import SLOT_KEY, decode_executor
-from .jpeg_decoding import DecodedBatch, decode_packed, side_streams
+from .decoding import DecodedBatch, decode_packed, side_streams
+from .views import (ViewParams, apply_view, resized_crops, sample_view_params,
+                    to_device)
 
 
 def make_view(crops: torch.Tensor, params: ViewParams,
@@ -64,7 +64,7 @@ class MoProGPUViewsPreprocessor(MoProDataPreprocessor):
     (per image, the bytes of a baseline JPEG or the RGB pixels of a file
     the worker decoded, all in one uint8 tensor), ``data_samples`` the
     labels (one int64 tensor). Decoding
-    (:mod:`mopro.models.utils.jpeg_decoding`): the JPEGs with one batched
+    (:mod:`mopro.gpu_data.decoding`): the JPEGs with one batched
     ``torchvision.io.decode_jpeg`` call (nvjpeg on a GPU, on side streams
     that keep it from writing memory queued work still reads; libjpeg on
     the CPU); a JPEG the batch decoder rejects is isolated by bisection and
@@ -74,7 +74,7 @@ class MoProGPUViewsPreprocessor(MoProDataPreprocessor):
     datasets do for the files their workers cannot decode. With
     ``DecodeAheadHook`` (the GPU-data config) each batch is decoded while
     the step before it runs, in a background thread
-    (:mod:`mopro.models.utils.decode_ahead`); without it, here.
+    (:mod:`mopro.gpu_data.decode_ahead`); without it, here.
 
     Then both views, for the whole batch in a fixed number of operations:
     crop and antialiased resize (:func:`resized_crops`), grayscale, jitter

@@ -12,15 +12,13 @@ import torch
 from mmengine.config import Config
 from mmengine.logging import MessageHub
 
-import mopro.models.utils.jpeg_decoding as jpeg_decoding
+import mopro.gpu_data.decoding as jpeg_decoding
 from mopro.analysis.timing import count_operators
 from mopro.datasets import WebVision, packed_images_collate
-from mopro.datasets.transforms import (pack_images, resized_crops,
-                                       sample_view_params)
-from mopro.models.utils import MoProGPUViewsPreprocessor
-from mopro.models.utils.decode_ahead import SLOT_KEY, DecodeSlot
-from mopro.models.utils.gpu_views_preprocessor import (compiled_make_view,
-                                                       make_view)
+from mopro.gpu_data import MoProGPUViewsPreprocessor
+from mopro.gpu_data.decode_ahead import SLOT_KEY, DecodeSlot
+from mopro.gpu_data.preprocessor import compiled_make_view, make_view
+from mopro.gpu_data.views import pack_images, resized_crops, sample_view_params
 from mopro.utils.cli import DataError
 from helpers.data import make_webvision
 from helpers.gpu_views import (GPU_DATA, MEAN, REJECTED_BY_EVERY_DECODER, STD,
@@ -185,8 +183,8 @@ def test_views_depend_on_seed_rank_and_iteration_only(monkeypatch, tmp_path):
     hub.update_info('loop_stage', 'train')
 
     def views_at(iteration, rank=0, warmup=0):
-        monkeypatch.setattr(
-            'mopro.models.utils.gpu_views_preprocessor.get_rank', lambda: rank)
+        monkeypatch.setattr('mopro.gpu_data.preprocessor.get_rank',
+                            lambda: rank)
         preprocessor = MoProGPUViewsPreprocessor(mean=MEAN, std=STD,
                                                  crop_size=16, seed=7)
         for step in range(warmup):

@@ -9,11 +9,11 @@ import pytest
 import torch
 from mmengine.runner import Runner
 
-from mopro.engine.hooks import DecodeAheadHook
-from mopro.models.utils.decode_ahead import (SLOT_KEY, DecodeAheadIterator,
-                                             DecodeAheadLoader)
-from mopro.models.utils.jpeg_decoding import (SideStreams, decode_isolating,
-                                              decode_on_streams, decode_packed)
+from mopro.gpu_data import DecodeAheadHook
+from mopro.gpu_data.decode_ahead import (SLOT_KEY, DecodeAheadIterator,
+                                         DecodeAheadLoader)
+from mopro.gpu_data.decoding import (SideStreams, decode_isolating,
+                                     decode_on_streams, decode_packed)
 from helpers.data import make_webvision
 from helpers.gpu_views import dirty_files, gpu_data_cfg, packed_batch
 

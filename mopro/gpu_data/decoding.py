@@ -23,7 +23,7 @@ hazards are handled here instead:
   memory that queued work still reads;
 - it synchronises its stream before and after a call (the host waits for
   the whole decode): the preprocessor runs it one batch ahead in a
-  background thread (:mod:`mopro.models.utils.decode_ahead`); it re-creates
+  background thread (:mod:`mopro.gpu_data.decode_ahead`); it re-creates
   its batched-decoder state per call, which stays a host cost there;
 - it rejects a whole batch for one image it cannot decode: the batch is
   bisected (:func:`decode_isolating`) and the image that fails alone goes
@@ -40,8 +40,9 @@ from torchvision.io import ImageReadMode, decode_jpeg
 from mopro.datasets.collate import (HEIGHT, JPEG, KIND, NBYTES, OFFSET, WIDTH,
                                     PackedImages)
 from mopro.datasets.transforms import (ImageDecodeError, decode_rgb_bytes,
-                                       pack_images, rgb_to_chw_tensor)
-from .compile import out_of_memory
+                                       rgb_to_chw_tensor)
+from mopro.models.utils.compile import out_of_memory
+from .views import pack_images
 
 Decode = Callable[[List[torch.Tensor]], List[torch.Tensor]]
 

@@ -1,5 +1,5 @@
 """The batched views of the GPU data path
-(mopro.datasets.transforms.batched_views), on the CPU: the released
+(mopro.gpu_data.views), on the CPU: the released
 torchvision transforms' parameter distributions, views equal to
 torchvision's for fixed parameters and to PIL's within a stated
 tolerance."""
@@ -8,8 +8,7 @@ import torch
 from scipy import stats
 from torchvision import transforms as T
 
-from mopro.datasets.transforms import (ViewParams, apply_view,
-                                       sample_view_params)
+from mopro.gpu_data.views import ViewParams, apply_view, sample_view_params
 from helpers.gpu_views import (crops_of, mixed_photos, photos, reference_view,
                                sizes_of, strong_params, to_float)
 

@@ -1,7 +1,7 @@
 """Decoding one training batch ahead, in a background thread.
 
 The GPU data path's decoder makes the host wait for the whole decode (it
-synchronises its stream, :mod:`mopro.models.utils.jpeg_decoding`). So the
+synchronises its stream, :mod:`mopro.gpu_data.decoding`). So the
 batch after the current one is decoded in a background thread while the
 training thread queues the current step: the wait leaves the training
 thread's critical path.

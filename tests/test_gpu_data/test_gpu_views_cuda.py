@@ -10,10 +10,10 @@ import pytest
 import torch
 from torchvision.io import ImageReadMode, decode_jpeg
 
-from mopro.datasets.transforms import apply_view
-from mopro.models.utils import MoProGPUViewsPreprocessor
-from mopro.models.utils.decode_ahead import SLOT_KEY, DecodeSlot
-from mopro.models.utils.jpeg_decoding import decode_packed
+from mopro.gpu_data import MoProGPUViewsPreprocessor
+from mopro.gpu_data.decode_ahead import SLOT_KEY, DecodeSlot
+from mopro.gpu_data.decoding import decode_packed
+from mopro.gpu_data.views import apply_view
 from helpers.data import make_webvision
 from helpers.gpu_views import (MEAN, STD, crops_of, dirty_files, gpu_data_cfg,
                                mixed_photos, packed_batch, photos,
