@@ -358,7 +358,9 @@ def preprocessor_ops(cfg: Config, paths: List[str],
         ops_note='aten operators (TorchDispatchMode) per batch; '
         'the preprocessor on the training thread with the batch '
         'decoded ahead, views eager; the decoding in the background '
-        'thread (slicing the packed bytes: one view per image)')
+        'thread, the batched decoder counted as one operator (nvjpeg\'s '
+        'one call on CUDA; on the CPU libjpeg image by image inside one '
+        'registered operator, mopro::decode_jpegs_cpu)')
 
 
 def cores_per_gpu(results: Dict, rate: int) -> Dict:

@@ -1,50 +1,139 @@
-"""Decoding of a packed batch of JPEG bytes on the device, stream-safe.
+"""Decoding of a packed batch of JPEG bytes on the device, stream-safe, in
+a number of operations that does not depend on the batch size.
 
-Decoder: torchvision's ``decode_jpeg(list, device='cuda')`` (nvjpeg,
-batched; the hardware JPEG engine of A100/H100/H200 for baseline JPEGs).
-torchcodec, nvImageCodec and DALI wrap the same nvjpeg; none of them is a
-dependency of this project, and torchvision's decoder is the one the rest
-of the data path (and its tests against libjpeg) was measured with. Its
-hazards are handled here instead:
+A batch of N entries (:func:`decode_packed`) costs one split of the packed
+bytes into N views (lengths from the workers' index), one call of the
+batched decoder, one pack of the decoded images into the layout that
+:func:`~mopro.gpu_data.views.resized_crops` reads (``torch._chunk_cat``:
+N tensors of any shapes flattened and concatenated by one operator, one
+kernel on CUDA), their offsets and sizes computed from the index's heights
+and widths (no image's shape is read), and one event. Python loops only
+over the entries of the rare paths: pixels the workers decoded (uploaded
+together and put in place), a batch the decoder rejects (bisected,
+:func:`decode_isolating`; the image that fails alone goes to the tolerant
+CPU decoder), an entry no decoder takes (replaced by the first good one).
 
-- it allocates its outputs on the caller's current stream, then decodes on
-  a pooled stream of its own that never waits for the caller's. PyTorch's
-  caching allocator hands out a block freed on a stream at once (later use
-  on that stream is ordered after the free), so the decoder could be
-  handed memory that kernels queued on the training stream still read,
-  and overwrite it (torchvision pull request "Fix CUDA decode_jpeg writing
-  into memory the caller's stream is still using"; nvjpeg's hardware
-  engine writes before queued work even on a waited stream, torchcodec
-  pull request 1634). Here the decoder runs with a side stream current
-  (:class:`SideStreams`) that is used for nothing but its outputs: every
-  block in that stream's pool was freed after all its users had finished
-  (they are handed over with ``record_stream``, so the allocator waits for
-  their events before reusing a block), and the decoder cannot be handed
-  memory that queued work still reads;
-- it synchronises its stream before and after a call (the host waits for
-  the whole decode): the preprocessor runs it one batch ahead in a
-  background thread (:mod:`mopro.gpu_data.decode_ahead`); it re-creates
-  its batched-decoder state per call, which stays a host cost there;
-- it rejects a whole batch for one image it cannot decode: the batch is
-  bisected (:func:`decode_isolating`) and the image that fails alone goes
-  to the tolerant CPU decoder.
+Decoders (:data:`Decode`: 1-D uint8 CPU tensors in, 3 x H x W uint8 images
+on the device out, ``RuntimeError`` for a batch it rejects):
+
+- CUDA: torchvision's nvjpeg operator ``image::decode_jpegs_cuda``, called
+  directly (torchvision's ``decode_jpeg`` wrapper checks the list image by
+  image in Python and warns of its deprecation on every call). It runs
+  without the GIL; the host waits for the whole decode, in the
+  decode-ahead thread (:mod:`mopro.gpu_data.decode_ahead`);
+- CPU: :func:`decode_jpegs_cpu`, libjpeg (torchvision's CPU decoder) image
+  by image inside one registered operator. The per-image work of a decoder
+  is the decoder's (nvjpeg parses every header too); registered as one
+  operator, the CPU decoder counts as nvjpeg's one call does on CUDA, and
+  the operators counted on the decoding thread (``benchmark_data.py``'s
+  ``gpu_path.decode_ops_per_batch``) are this module's own.
+
+Stream safety. torchvision's CUDA decoder allocates its outputs on the
+caller's current stream, then writes them from a pooled stream of its own
+that waits for nothing (it synchronises that stream with the host before
+and after decoding). PyTorch's caching allocator hands out a block freed on
+a stream at once (later work on that stream is ordered after the free), so
+the decoder could be handed memory that work queued on that stream still
+reads, and overwrite it (torchvision pull request "Fix CUDA decode_jpeg
+writing into memory the caller's stream is still using"; nvjpeg's hardware
+engine writes before queued work even on a waited stream, torchcodec pull
+request 1634). The protocol (:class:`DecodeStream`):
+
+1. the host synchronises the decode stream, then the decoder runs with it
+   current: its outputs come from that stream's pool;
+2. the decoded images (and the uploaded pixels) are packed on the decode
+   stream, and an event is recorded after the packing;
+3. the consumer's stream waits for that event, and the packed tensor is
+   recorded on it (``record_stream``);
+4. after a batch the decoder rejected, the device is synchronised before
+   anything else is allocated from the decode stream's pool.
+
+Proof that the decoder is never handed a block that queued work reads: a
+block of the decode stream's pool was last used either by the decode
+stream alone (decoded images, uploaded pixels and the pack's temporaries,
+read by the pack and freed on that stream), and the synchronisation of
+step 1 has finished all its work; or also by the consumer (the packed
+tensors, the only tensors another stream uses), and ``record_stream`` keeps
+such a block out of the pool until the event the allocator records on the
+consumer's stream when the tensor is freed has completed, i.e. until the
+consumer's reads are done (they were queued after the event of step 2, so
+the pack that wrote it is done too). The decoder's own writes are finished
+when it returns (its second synchronisation), except those of a call that
+raised: its next call synchronises its stream before writing, and step 4
+covers what is allocated after the last one (uploads, the packed tensor).
+Nothing on the decode stream waits for the training stream, so step 1
+waits for the pack of the batch before (long done), never for the training
+step; and no decoded image needs a ``record_stream``: they die on the
+stream that made and read them.
+
+Decoder choice. torchvision 0.29's ``decode_jpegs_cuda`` stays, on this
+evidence:
+
+- its throughput is not the limit: on an H200 the GPU path's preprocessor,
+  torchvision's decoding included, made 11,600 img/s at batch 256 in one
+  thread (``benchmarks/data_loading_gpu_path.json``), 2.5 times the
+  compiled step's 4,659 img/s, and it decodes one batch ahead. What a
+  decoder costs beside the step is host time in the decode-ahead thread:
+  per call torchvision reads each header twice, re-initialises nvjpeg's
+  batched decoder, allocates each output and synchronises its stream
+  twice, all in one operator that runs without the GIL; baseline JPEGs
+  (all the workers pass on) go to nvjpeg's hardware backend (the JPEG
+  engines of A100/H100/H200) in one batched call;
+- nvImageCodec (``nvidia-nvimgcodec-cu13`` 0.9, read from its wheel, not
+  run: no GPU was at hand) keeps a ``Decoder`` across calls and decodes a
+  list of ``CodeStream`` on the same hardware engines, ordered on a
+  ``cuda_stream`` argument, into its own ``Image`` buffers or caller-made
+  ones (``as_images``). Each image costs Python objects on the decode
+  thread (a ``CodeStream`` in, an ``Image`` or DLPack conversion out),
+  which this module's one-operator batch avoids, for savings (the
+  re-initialisation, a header parse) only a GPU can weigh; it needs an
+  nvJPEG wheel besides, and if its hardware engine writes before queued
+  work as nvjpeg's does (torchcodec pull request 1634, above), the
+  protocol stays as it is;
+- torchcodec's image decoders supersede torchvision's (torchvision's
+  deprecation notice); not in this environment, not assessed.
+
+What would decide, once a second decoder sits behind :data:`Decode`: on
+one H200, ``tools/analysis_tools/benchmark_data.py
+configs/mopro_r50_webvision_v1.py --runner --batch-size 256 --gpu-workers
+4`` with each decoder, comparing ``gpu_path.img_per_s`` and
+``main_process_cpu_ms_per_image`` (the decode-ahead thread's host time is
+the training process's).
 """
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from mmengine.logging import print_log
-from torchvision.io import ImageReadMode, decode_jpeg
+from torchvision.io import ImageReadMode
 
-from mopro.datasets.collate import (HEIGHT, JPEG, KIND, NBYTES, OFFSET, WIDTH,
+from mopro.datasets.collate import (HEIGHT, JPEG, KIND, NBYTES, WIDTH,
                                     PackedImages)
 from mopro.datasets.transforms import (ImageDecodeError, decode_rgb_bytes,
                                        rgb_to_chw_tensor)
 from mopro.models.utils.compile import out_of_memory
-from .views import pack_images
+from mopro.utils.cli import DataError
 
 Decode = Callable[[List[torch.Tensor]], List[torch.Tensor]]
+_RGB = ImageReadMode.RGB.value
+
+
+@torch.library.custom_op('mopro::decode_jpegs_cpu', mutates_args=())
+def decode_jpegs_cpu(data: List[torch.Tensor]) -> List[torch.Tensor]:
+    """libjpeg's RGB decoding of each entry (torchvision's CPU decoder), as
+    one operator (module docstring); raises ``RuntimeError`` for an entry it
+    rejects, as nvjpeg does for the batch."""
+    return [torch.ops.image.decode_jpeg(entry, _RGB, False) for entry in data]
+
+
+def nvjpeg_decoder(device: torch.device) -> Decode:
+    """torchvision's batched nvjpeg decoder on ``device`` (one operator)."""
+
+    def decode(data: List[torch.Tensor]) -> List[torch.Tensor]:
+        return torch.ops.image.decode_jpegs_cuda(data, _RGB, device)
+
+    return decode
 
 
 @dataclass
@@ -58,7 +147,7 @@ class DecodedBatch:
         sizes: N x 2 int64 (CPU), ``(height, width)`` of each image.
         bad: entries no decoder took, replaced by another of the batch.
         ready: the CUDA event after which ``flat`` is written (the
-            consumer waits for it, :meth:`SideStreams.hand_over`); None on
+            consumer waits for it, :meth:`DecodeStream.hand_over`); None on
             the CPU.
     """
     flat: torch.Tensor
@@ -68,102 +157,122 @@ class DecodedBatch:
     ready: Optional[object] = None
 
 
-def decode_isolating(data: List[torch.Tensor],
-                     decode: Decode) -> List[Optional[torch.Tensor]]:
+def decode_isolating(
+        data: List[torch.Tensor],
+        decode: Decode) -> Tuple[List[Optional[torch.Tensor]], List[int]]:
     """``decode(data)``; where it raises, the halves of ``data`` are
-    decoded on their own, down to the entries that fail alone (None).
-    One bad entry of N costs about 2 log2(N) calls, not N; out-of-memory
-    errors are raised."""
+    decoded on their own, down to the entries that fail alone (None), whose
+    positions come second. One bad entry of N costs about 2 log2(N) calls,
+    not N; out-of-memory errors are raised."""
     try:
-        return list(decode(data))
+        return list(decode(data)), []
     except RuntimeError as err:
         if out_of_memory(err) is not None:
             raise
         if len(data) == 1:
-            return [None]
+            return [None], [0]
     half = len(data) // 2
-    return (decode_isolating(data[:half], decode) +
-            decode_isolating(data[half:], decode))
+    first, failed = decode_isolating(data[:half], decode)
+    second, failed_after = decode_isolating(data[half:], decode)
+    return first + second, failed + [half + i for i in failed_after]
 
 
-class SideStreams:
-    """The two side streams of the decoder on one CUDA device and the
-    protocol around them:
-
-    1. ``decode``: the decode stream waits for the consumer's, then the
-       decoder runs with it current: its outputs are allocated there;
-    2. ``pack``: the pack stream waits for the decode stream and records
-       each decoded image (so their blocks return to the decode stream's
-       pool only once packing has read them), then packs them there, and
-       an event marks the end of the packing;
-    3. ``hand_over``: the consumer waits for that event and records the
-       packed tensor.
+class DecodeStream:
+    """The side stream the decoder runs on, on one CUDA device, and the
+    protocol around it (module docstring, steps 1-4).
 
     The device and stream calls go through :meth:`on_device`, :meth:`use`,
-    :meth:`record` and :meth:`event`, so the protocol runs on the CPU with
-    stand-in streams in the tests.
+    :meth:`synchronize`, :meth:`settle`, :meth:`record` and
+    :meth:`event`, so the protocol runs on the CPU with a stand-in stream
+    in the tests.
     """
 
-    def __init__(self, decode_stream, pack_stream,
-                 device: torch.device) -> None:
-        self.decode_stream = decode_stream
-        self.pack_stream = pack_stream
+    def __init__(self, stream, device: torch.device) -> None:
+        self.stream = stream
         self.device = device
 
     @classmethod
-    def for_device(cls, device: torch.device) -> 'SideStreams':
-        return cls(
-            torch.cuda.Stream(device), torch.cuda.Stream(device), device)
+    def for_device(cls, device: torch.device) -> 'DecodeStream':
+        return cls(torch.cuda.Stream(device), device)
 
     def on_device(self):
         """The device made current (a background thread's is device 0)."""
         return torch.cuda.device(self.device)
 
     @contextmanager
-    def use(self, stream) -> Iterator[None]:
-        with torch.cuda.stream(stream):
+    def use(self):
+        """The decode stream made current."""
+        with torch.cuda.stream(self.stream):
             yield
+
+    def synchronize(self) -> None:
+        """The host waits for the decode stream's work."""
+        self.stream.synchronize()
+
+    def settle(self) -> None:
+        """The host waits for all work on the device (after a rejected
+        decoder call, whose writes may still be queued)."""
+        torch.cuda.synchronize(self.device)
 
     @staticmethod
     def record(tensor: torch.Tensor, stream) -> None:
         tensor.record_stream(stream)
 
-    @staticmethod
-    def event(stream):
-        """An event recorded on ``stream`` now."""
-        return stream.record_event()
+    def event(self):
+        """An event recorded on the decode stream now."""
+        return self.stream.record_event()
 
-    def decode(self, decode: Callable[[], list], consumer) -> list:
-        """``decode()`` on the decode stream, after the consumer's work."""
-        self.decode_stream.wait_stream(consumer)
-        with self.use(self.decode_stream):
+    def decode(self, decode: Callable[[], list]) -> list:
+        """``decode()`` (the decoder's calls) with the decode stream current,
+        after the host synchronised it (step 1)."""
+        self.synchronize()
+        with self.use():
             return decode()
 
-    def pack(self, decoded: Sequence[torch.Tensor],
-             pack: Callable[[], tuple]) -> tuple:
-        """``pack()`` (which reads ``decoded``) on the pack stream; its
-        result and the event after it."""
-        self.pack_stream.wait_stream(self.decode_stream)
-        with self.use(self.pack_stream):
-            for tensor in decoded:
-                self.record(tensor, self.pack_stream)
+    def pack(self, pack: Callable[[], tuple]) -> Tuple[tuple, object]:
+        """``pack()`` on the decode stream, and the event after it
+        (step 2)."""
+        with self.use():
             packed = pack()
-        return packed, self.event(self.pack_stream)
+        return packed, self.event()
 
     def hand_over(self, packed: torch.Tensor, ready, consumer) -> None:
         """Make ``packed`` (written before the event ``ready``) safe to use,
-        and to free, on ``consumer``."""
+        and to free, on ``consumer`` (step 3)."""
         consumer.wait_event(ready)
         self.record(packed, consumer)
 
 
-_STREAMS: Dict[torch.device, SideStreams] = {}
+class HostOrder(DecodeStream):
+    """:class:`DecodeStream`'s interface where work runs in program order
+    (the CPU): nothing to wait for, no event."""
+
+    def __init__(self, device: torch.device) -> None:
+        super().__init__(None, device)
+
+    def on_device(self):
+        return nullcontext()
+
+    def use(self):
+        return nullcontext()
+
+    def synchronize(self) -> None:
+        pass
+
+    def settle(self) -> None:
+        pass
+
+    def event(self) -> None:
+        return None
 
 
-def side_streams(device: torch.device) -> SideStreams:
-    """The process's :class:`SideStreams` of a CUDA device."""
+_STREAMS: Dict[torch.device, DecodeStream] = {}
+
+
+def decode_stream(device: torch.device) -> DecodeStream:
+    """The process's :class:`DecodeStream` of a CUDA device."""
     if device not in _STREAMS:
-        _STREAMS[device] = SideStreams.for_device(device)
+        _STREAMS[device] = DecodeStream.for_device(device)
     return _STREAMS[device]
 
 
@@ -175,13 +284,85 @@ def cuda_device(device) -> torch.device:
     return device
 
 
-def _decode_on(device: torch.device) -> Decode:
+def decode_packed(packed: PackedImages, device,
+                  streams: Optional[DecodeStream] = None,
+                  decode: Optional[Decode] = None) -> DecodedBatch:
+    """Decode a batch of :class:`PackedImages` on ``device`` (CUDA: nvjpeg;
+    CPU: libjpeg) into one flat tensor there, in a number of operations
+    that does not depend on the batch size (module docstring).
 
-    def decode(data: List[torch.Tensor]) -> List[torch.Tensor]:
-        out = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
-        return out if isinstance(out, list) else [out]
+    JPEGs go to the batched decoder (:func:`decode_isolating`); one that it
+    rejects alone goes to the tolerant CPU decoder; pixels are uploaded as
+    they are (one copy for all). An entry that nothing decodes is replaced
+    by the first good one (listed in ``bad``); a batch with no good entry
+    raises ``RuntimeError``. On CUDA the result is ready for a stream only
+    after :meth:`DecodeStream.hand_over`, called by its consumer.
 
-    return decode
+    Args:
+        streams: the decode stream (default: the device's on CUDA, none on
+            the CPU).
+        decode: the batched decoder (default: :func:`nvjpeg_decoder` on
+            CUDA, :func:`decode_jpegs_cpu` on the CPU).
+    """
+    device = cuda_device(device)
+    if device.type == 'cuda':
+        streams = streams or decode_stream(device)
+        decode = decode or nvjpeg_decoder(device)
+    else:
+        streams = streams or HostOrder(device)
+        decode = decode or decode_jpegs_cpu
+    with streams.on_device():
+        return _decode_batch(packed, streams, decode)
+
+
+def _decode_batch(packed: PackedImages, streams: DecodeStream,
+                  decode: Decode) -> DecodedBatch:
+    """:func:`decode_packed` through the protocol of ``streams``."""
+    index, paths = packed.index, packed.paths
+    entries = list(packed.data.split_with_sizes(index[:, NBYTES].tolist()))
+    is_jpeg = index[:, KIND] == JPEG
+    pixels, jpegs = _positions(~is_jpeg), _positions(is_jpeg)
+    decoded, failed = streams.decode(
+        lambda: _decode_jpegs(_without(entries, pixels), decode))
+    if failed:
+        streams.settle()
+    rescued, bad = {}, []  # rescued: by position among the JPEGs
+    for j in failed:
+        image = _decode_on_cpu(entries[jpegs[j]], paths[jpegs[j]])
+        if image is None:
+            bad.append(jpegs[j])
+        else:
+            rescued[j] = image
+    if len(bad) == len(entries):
+        raise RuntimeError('no image of the batch could be decoded, first ' +
+                           (paths[0] or 'batch entry 0'))
+    sizes = index[:, HEIGHT:WIDTH + 1]
+    if bad:
+        sizes = _replace_bad(sizes, bad)
+    on_host = dict(rescued=rescued, pixels={i: entries[i] for i in pixels})
+    (images, flat, offsets), ready = streams.pack(
+        lambda: _pack(decoded, on_host, bad, sizes, streams.device))
+    _check_sizes(flat, images, sizes, paths)
+    return DecodedBatch(flat, offsets, sizes, bad, ready)
+
+
+def _positions(mask: torch.Tensor) -> List[int]:
+    """The indices where ``mask`` is true, as a list (no Python loop)."""
+    return mask.nonzero().flatten().tolist()
+
+
+def _without(entries: List[torch.Tensor],
+             positions: List[int]) -> List[torch.Tensor]:
+    """``entries`` less those at ``positions`` (ascending)."""
+    kept = list(entries)
+    for i in reversed(positions):
+        del kept[i]
+    return kept
+
+
+def _decode_jpegs(data: List[torch.Tensor], decode: Decode) -> tuple:
+    """:func:`decode_isolating` of ``data`` (nothing to do if empty)."""
+    return decode_isolating(data, decode) if data else ([], [])
 
 
 def _decode_on_cpu(data: torch.Tensor, name: str) -> Optional[torch.Tensor]:
@@ -195,88 +376,70 @@ def _decode_on_cpu(data: torch.Tensor, name: str) -> Optional[torch.Tensor]:
         return None
 
 
-def decode_packed(packed: PackedImages, device, consumer=None,
-                  streams: Optional[SideStreams] = None,
-                  decode: Optional[Decode] = None) -> DecodedBatch:
-    """Decode a batch of :class:`PackedImages` on ``device`` (CUDA: nvjpeg;
-    CPU: libjpeg) into one flat tensor there.
+def _replace_bad(sizes: torch.Tensor, bad: List[int]) -> torch.Tensor:
+    """``sizes`` with the rows of the ``bad`` entries those of the first
+    good one (which replaces them)."""
+    bad_rows = set(bad)
+    good = next(i for i in range(len(sizes)) if i not in bad_rows)
+    rows = torch.arange(len(sizes))
+    rows[bad] = good
+    return sizes[rows]
 
-    JPEGs go to the batched decoder (:func:`decode_isolating`); one that it
-    rejects alone goes to the tolerant CPU decoder; pixels are uploaded as
-    they are (one copy for all). An entry that nothing decodes is replaced
-    by the first good one (listed in ``bad``); a batch with no good entry
-    raises ``RuntimeError``.
+
+def _pack(decoded: List[Optional[torch.Tensor]],
+          on_host: Dict[str, Dict[int, torch.Tensor]], bad: List[int],
+          sizes: torch.Tensor, device: torch.device) -> tuple:
+    """The batch's images in batch order on ``device``, one flat tensor of
+    them (one ``torch._chunk_cat``: the images flattened and back to back,
+    then ``max(W)`` zeros), and each one's offset there (from ``sizes``).
 
     Args:
-        consumer: on CUDA, the stream that will read the result (default:
-            the current one); the result is handed over to it only by
-            :meth:`SideStreams.hand_over`, called by the consumer.
-        streams: on CUDA, the side streams (default: the device's).
-        decode: the batched decoder (default: torchvision's on ``device``).
+        decoded: the batched decoder's images, in the order of the JPEG
+            entries (None where it rejected one).
+        on_host: CPU images, uploaded in one copy: ``rescued``, the CPU
+            decoder's images of rejected JPEGs, by position in ``decoded``;
+            ``pixels``, the other entries' 1-D pixels, by batch position.
+        bad: the batch positions to give the first good image.
     """
-    device = cuda_device(device)
-    decode = decode or _decode_on(device)
-    if device.type != 'cuda':
-        images, bad = _decode_entries(packed, lambda work: work(), decode)
-        return DecodedBatch(*_pack(images, device), bad)
-    return decode_on_streams(packed, streams or side_streams(device), consumer
-                             or torch.cuda.current_stream(device), decode)
+    rescued, pixels = on_host['rescued'], on_host['pixels']
+    images = list(decoded)
+    uploaded = iter(
+        _upload(list(rescued.values()) + list(pixels.values()), device))
+    for j in rescued:
+        images[j] = next(uploaded)
+    for i in pixels:  # ascending: each lands at its batch position
+        images.insert(i, next(uploaded))
+    if bad:
+        good = next(image for image in images if image is not None)
+        for i in bad:
+            images[i] = good
+    numels = 3 * sizes.prod(1)
+    padding = images[0].new_zeros(int(sizes[:, 1].max()))
+    flat = torch._chunk_cat(images + [padding], 0, 1).view(-1)
+    return images, flat, numels.cumsum(0) - numels
 
 
-def decode_on_streams(packed: PackedImages, streams: SideStreams, consumer,
-                      decode: Decode) -> DecodedBatch:
-    """:func:`decode_packed` on ``streams.device`` through the protocol of
-    :class:`SideStreams`."""
-    device = streams.device
-    with streams.on_device():
-        images, bad = _decode_entries(
-            packed, lambda work: streams.decode(work, consumer), decode)
-        decoded = [image for image in images if image.device == device]
-        (flat, offsets,
-         sizes), ready = streams.pack(decoded, lambda: _pack(images, device))
-    return DecodedBatch(flat, offsets, sizes, bad, ready)
+def _upload(images: List[torch.Tensor],
+            device: torch.device) -> List[torch.Tensor]:
+    """CPU tensors on ``device`` in one copy, each flattened."""
+    if not images or device.type == 'cpu':
+        return images
+    numels = [image.numel() for image in images]
+    flat = torch.cat([image.reshape(-1) for image in images])
+    return list(flat.to(device, non_blocking=True).split_with_sizes(numels))
 
 
-def _decode_entries(packed: PackedImages, run: Callable[[Callable[[], list]],
-                                                        list],
-                    decode: Decode) -> tuple:
-    """The batch's 3 x H x W images (decoded JPEGs on the device, the rest
-    on the CPU; undecodable ones replaced) and the replaced entries.
-    ``run(f)`` runs the batched decode ``f`` (on the decode stream)."""
-    rows = packed.index.tolist()
-    data = packed.data
-    entries = [data[row[OFFSET]:row[OFFSET] + row[NBYTES]] for row in rows]
-    jpegs = [i for i, row in enumerate(rows) if row[KIND] == JPEG]
-    decoded = run(lambda: decode_isolating([entries[i] for i in jpegs], decode)
-                  ) if jpegs else []
-    images: List[Optional[torch.Tensor]] = []
-    results = dict(zip(jpegs, decoded))
-    for i, row in enumerate(rows):
-        if row[KIND] != JPEG:
-            images.append(entries[i].view(3, row[HEIGHT], row[WIDTH]))
-        elif results[i] is not None:
-            images.append(results[i])
-        else:
-            images.append(_decode_on_cpu(entries[i], packed.paths[i]))
-    bad = [i for i, image in enumerate(images) if image is None]
-    if len(bad) == len(images):
-        raise RuntimeError('no image of the batch could be decoded, first ' +
-                           (packed.paths[0] or 'batch entry 0'))
-    good = next(image for image in images if image is not None)
-    return [good if image is None else image for image in images], bad
-
-
-def _pack(images: List[torch.Tensor], device: torch.device) -> tuple:
-    """:func:`pack_images` on ``device``; the images on the CPU are
-    uploaded in one copy."""
-    host = [image for image in images if image.device != device]
-    if host:
-        parts = iter(
-            torch.cat([image.reshape(-1) for image in host]).to(
-                device,
-                non_blocking=True).split([image.numel() for image in host]))
-        images = [
-            image if image.device == device else next(parts).view(image.shape)
-            for image in images
-        ]
-    return pack_images(images)
+def _check_sizes(flat: torch.Tensor, images: List[torch.Tensor],
+                 sizes: torch.Tensor, paths: List[str]) -> None:
+    """Raise ``DataError`` naming the first image whose decoded size is not
+    the batch index's, if the packed length shows one (no image's shape is
+    read otherwise)."""
+    numels = 3 * sizes.prod(1)
+    if flat.numel() == int(numels.sum() + sizes[:, 1].max()):
+        return
+    for i, (image, numel) in enumerate(zip(images, numels.tolist())):
+        if image.numel() != numel:
+            height, width = sizes[i].tolist()
+            raise DataError(
+                f'{paths[i]}: decoded to {image.numel()} values, its size in '
+                f'the batch index ({height} x {width}) gives {numel}')

@@ -1,5 +1,4 @@
 """JPEG decoding and the two training views per batch on the device."""
-from functools import partial
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
@@ -13,7 +12,7 @@ from mopro.datasets.image_list_dataset import check_bad_fraction
 from mopro.models.utils.compile import CompiledCall
 from mopro.models.utils.data_preprocessor import MoProDataPreprocessor
 from .decode_ahead import SLOT_KEY, decode_executor
-from .decoding import DecodedBatch, decode_packed, side_streams
+from .decoding import DecodedBatch, decode_packed, decode_stream
 from .views import (ViewParams, apply_view, resized_crops, sample_view_params,
                     to_device)
 
@@ -172,30 +171,27 @@ class MoProGPUViewsPreprocessor(MoProDataPreprocessor):
         class)."""
         return self._decoded(dict(inputs=packed))
 
-    def _decode(self, batch: dict, consumer=None) -> DecodedBatch:
-        return decode_packed(batch['inputs'], self.device, consumer)
+    def _decode(self, batch: dict) -> DecodedBatch:
+        return decode_packed(batch['inputs'], self.device)
 
     def _decoded(self, data: dict) -> DecodedBatch:
         """This batch decoded (by the background thread where a
         ``DecodeAheadHook`` set it up), counted, and ready to read on the
         current stream; the decoding of the next batch started."""
         slot = data.get(SLOT_KEY)
-        consumer = None
-        if self.device.type == 'cuda':
-            consumer = torch.cuda.current_stream(self.device)
-        decode = partial(self._decode, consumer=consumer)
         if slot is None:
-            decoded = decode(data)
+            decoded = self._decode(data)
         else:
             if slot.future is None:  # the first batch, or after a resume
-                slot.future = decode_executor().submit(decode, data)
+                slot.future = decode_executor().submit(self._decode, data)
             decoded = slot.future.result()
             slot.future = None
         if decoded.ready is not None:
-            side_streams(decoded.flat.device).hand_over(
-                decoded.flat, decoded.ready, consumer)
+            decode_stream(decoded.flat.device).hand_over(
+                decoded.flat, decoded.ready,
+                torch.cuda.current_stream(self.device))
         if slot is not None:
-            slot.start_next(decode)
+            slot.start_next(self._decode)
         self._count(decoded, data['inputs'])
         return decoded
 

@@ -4,7 +4,6 @@ mixed bad-image batch on the GPU; decoding never writes memory that work
 queued on the training stream still reads (the published reproduction);
 decoding one batch ahead through the Runner. Skipped without CUDA."""
 import io
-from functools import partial
 
 import pytest
 import torch
@@ -195,9 +194,7 @@ def test_decoding_never_writes_memory_queued_work_reads(tmp_path, ahead):
             previous = dict(data)
             previous[SLOT_KEY] = DecodeSlot()
             previous[SLOT_KEY].following = batch
-            previous[SLOT_KEY].start_next(
-                partial(preprocessor._decode,
-                        consumer=torch.cuda.current_stream()))
+            previous[SLOT_KEY].start_next(preprocessor._decode)
             results.append(preprocessor._decoded(batch))
         else:
             results.append(preprocessor.decode(data['inputs']))

@@ -4,6 +4,7 @@ tolerant decoding of a batch of dirty web images, views seeded by seed,
 rank and iteration."""
 import copy
 import os.path as osp
+import threading
 from concurrent.futures import Future
 
 import numpy as np
@@ -113,6 +114,37 @@ def test_preprocessor_dispatches_as_many_operators_for_any_batch(tmp_path):
         ops = count_operators(lambda: preprocessor(data, True))
         assert preprocessor.num_images == num
         counts.append(ops)
+    assert counts[0] == counts[1]
+
+
+def test_decode_thread_dispatches_as_many_operators_for_any_batch(tmp_path):
+    """Decoding one batch ahead (as DecodeAheadHook has it), the operators
+    dispatched on the decode thread are the same for 32 and for 256 images
+    (with the same share of pixel entries): one split of the bytes, one
+    decoder call, one pack. The CPU decoder, libjpeg image by image inside
+    one registered operator, counts as one, as nvjpeg's batched call does on
+    CUDA."""
+    files = dirty_files()
+    counts = []
+    for num in (32, 256):
+        data = packed_batch(
+            [files['baseline'], files['png'], files['baseline']] * (num // 4) +
+            [files['progressive']] * (num - 3 * (num // 4)), str(tmp_path))
+        preprocessor = MoProGPUViewsPreprocessor(mean=MEAN, std=STD,
+                                                 crop_size=16)
+        decode, threads = preprocessor._decode, []
+
+        def counted(batch):
+            threads.append(threading.current_thread().name)
+            return count_operators(lambda: decode(batch))
+
+        preprocessor._decode = counted
+        current, following = dict(data), dict(data)
+        current[SLOT_KEY], following[SLOT_KEY] = DecodeSlot(), DecodeSlot()
+        current[SLOT_KEY].following = following
+        current[SLOT_KEY].start_next(preprocessor._decode)
+        counts.append(following[SLOT_KEY].future.result())
+        assert threads == ['decode_ahead_0']
     assert counts[0] == counts[1]
 
 
