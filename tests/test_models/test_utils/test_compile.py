@@ -18,10 +18,12 @@ import warnings
 
 import pytest
 import torch
+from functorch.compile import make_boxed_func
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
+from torch._dynamo.backends.common import aot_autograd
 from torch._dynamo.utils import counters
 
 import mopro.models.algorithms.mopro as mopro_module
@@ -234,6 +236,50 @@ def test_another_models_eval_leaves_the_training_graphs_static():
     _steps(second, _sgd(second), [1])
     assert shapes.shapes == [TRAINING_SHAPE] * 2 + [EVAL_SHAPE] + \
         [TRAINING_SHAPE] * 2
+
+
+def test_graphs_mutate_only_parameters_and_buffers():
+    """What inductor's CUDA graphs (``mode='reduce-overhead'``) need of a
+    graph: every input it mutates is a static input (a parameter or
+    buffer, whose address the recorded CUDA graph keeps; a graph that
+    mutates another input runs without CUDA graphs). The training step's
+    graphs (the encoder with gradients, the momentum encoder without)
+    mutate BatchNorm's statistics, all static inputs, as are the
+    parameters that the optimizer and the momentum update change in place
+    between steps; the image is their one other input; the eval graph
+    mutates nothing. Read from AOT autograd's metadata of each forward
+    graph, as inductor reads it."""
+    graphs = []
+
+    def forward(gm, example_inputs):
+        meta = torch._guards.TracingContext.try_get().fw_metadata
+        graphs.append(
+            dict(
+                inputs=len(meta.input_info), mutated={
+                    i
+                    for i, info in enumerate(meta.input_info)
+                    if info.mutates_data or info.mutates_metadata
+                }, static=set(meta.static_input_indices)))
+        return make_boxed_func(gm.forward)
+
+    backend = aot_autograd(
+        fw_compiler=forward,
+        bw_compiler=lambda gm, _: make_boxed_func(gm.forward),
+        inference_compiler=forward)
+    model = build(phase='clean', momentum=0.9, compile=dict(backend=backend))
+    optim_wrapper = _sgd(model)
+    _steps(model, optim_wrapper, [0, 1])
+    _predict(model, (6, ))
+    batch_norms = sum(
+        isinstance(m, torch.nn.BatchNorm2d) for m in model.backbone.modules())
+    parameters = len(list(model.backbone.parameters()))
+    assert len(graphs) == 3
+    for graph in graphs[:2]:  # encoder, momentum encoder
+        assert len(graph['mutated']) == 3 * batch_norms  # mean, var, count
+        assert graph['mutated'] <= graph['static']
+        assert graph['inputs'] == parameters + 3 * batch_norms + 1
+        assert len(graph['static']) == graph['inputs'] - 1  # all but images
+    assert graphs[2]['mutated'] == set()
 
 
 def _broken_backend(gm, example_inputs):
