@@ -2,22 +2,28 @@
 r"""Time MoPro's training step against the supervised bounds, on one device.
 
     python tools/analysis_tools/benchmark.py \
-        configs/mopro_r50_webvision_v1.py --iters 50 \
+        configs/mopro_r50_webvision_v1.py --batch-sizes 256 32 --iters 50 \
         --out benchmarks/mopro_step_h200.json
 
-Times, eagerly and with ``model.compile`` (``--compile``: both on CUDA,
-eager only elsewhere), the MoPro step, the supervised step and the
-supervised-plus-forward bound, the same step in the Runner loop, and the
-noise-cleaning and SVM feature batches (``mopro.analysis.step_benchmark``
-says what each entry holds). It prints JSON (``--out`` also writes it).
-Speed is reported here, never asserted in tests. Variants are one
-``--cfg-options`` away, e.g. ``optim_wrapper.optimizer.fused=True``. Data
-loading is timed separately: ``tools/analysis_tools/benchmark_data.py``.
+Times, at each batch size (``--batch-sizes``: 256, the paper's batch on one
+GPU, and 32, the per-GPU batch of the 8-GPU configs, by default) and in
+each mode (``--modes``: eager, compiled with ``model.compile``, and
+reduce-overhead, the same with torch.compile's CUDA graphs; all three on
+CUDA, eager only elsewhere; CUDA graphs are reported as not applicable off
+CUDA), the MoPro step, the supervised step and the supervised-plus-forward
+bound, the same step in the Runner loop the configs train with, and the
+noise-cleaning and SVM feature batches, with the graphs torch.compile
+built for each (``mopro.analysis.step_benchmark`` says what each entry
+holds). It prints JSON (``--out`` also writes it). Speed is reported here,
+never asserted in tests. Variants are one ``--cfg-options`` away, e.g.
+``optim_wrapper.optimizer.fused=True``. Data loading is timed separately:
+``tools/analysis_tools/benchmark_data.py``.
 """
 import argparse
 from typing import Dict
 
-from mopro.analysis.step_benchmark import StepBenchmarkSettings, benchmark_step
+from mopro.analysis.step_benchmark import (MODES, StepBenchmarkSettings,
+                                           benchmark_step)
 from mopro.analysis.timing import check_publish, publish
 from mopro.utils.cli import (ConfigOptionsAction, add_device_arg,
                              non_negative_int, positive_int, run_tool,
@@ -30,16 +36,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('config')
     parser.add_argument('--iters', type=positive_int, default=50)
     parser.add_argument('--warmup', type=non_negative_int, default=10)
-    parser.add_argument('--batch-size', type=positive_int, default=256,
-                        help='training batch (one device)')
+    parser.add_argument(
+        '--batch-sizes', type=positive_int, nargs='+', default=[256, 32],
+        help='training batches (one device), each timed (default: 256 32)')
     parser.add_argument('--eval-batch-size', type=positive_int, default=512,
                         help='noise-cleaning and feature-extraction batch')
     parser.add_argument('--image-size', type=positive_int, default=224)
     add_device_arg(parser)
     parser.add_argument(
-        '--compile', choices=['on', 'off', 'both'], default=None,
-        help='time the compiled model, the eager one or '
-        'both (default: both on CUDA, off elsewhere)')
+        '--modes', nargs='+', choices=MODES, default=None,
+        help='what to time: the eager model, the compiled one, the '
+        'compiled one with CUDA graphs (default: all on CUDA, eager '
+        'elsewhere)')
     parser.add_argument(
         '--compile-backend', default=None,
         help="torch.compile backend (default: the config's, "
@@ -48,6 +56,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--cfg-options', nargs='+', default=None,
                         action=ConfigOptionsAction)
     args = parser.parse_args(argv)
+    for flag in ('batch_sizes', 'modes'):
+        values = getattr(args, flag) or []
+        repeated = sorted({v for v in values if values.count(v) > 1})
+        if repeated:
+            parser.error(f'argument --{flag.replace("_", "-")}: '
+                         f'{" ".join(map(str, repeated))} given twice')
     args.work_dir, args.launcher, args.local_rank = None, 'none', 0
     return args
 

@@ -21,13 +21,26 @@ updated twice for that one batch). The backward graph is built at the first
 ``backward()``, outside this guard: a failure there (rare: the forward's
 build has exercised the same toolchain) stops the run with torch's error.
 
-Recompile budget: dynamo keeps its graphs, and counts recompilations
-against ``torch._dynamo.config.recompile_limit`` (8), per code object. Two
-modules of one class (the encoder's and the momentum encoder's ResNet) share
-their ``forward``'s code object, so they would share one budget; each
-compiled module and function here enters through its own code object
-(:func:`_own_entry`), so each has its own budget.
+Recompile budget and dynamic shapes: dynamo keeps its graphs, and counts
+recompilations against ``torch._dynamo.config.recompile_limit`` (8), per
+code object. Two modules of one class (the encoder's and the momentum
+encoder's ResNet) share their ``forward``'s code object, so they would
+share one budget; each compiled module and function here enters through
+its own code object (:func:`_own_entry`), so each has its own budget.
+Dynamo's automatic-dynamic state (which input sizes it has seen change, and
+so compiles as symbols) is kept per process, and with a
+``torch.compiler.config.job_id`` across runs (profile-guided), under a code
+identity, not a code object: the file's hash, first line and name of the
+code, and its closure's code objects (``CodeId`` in
+``torch/_dynamo/pgo.py``). Each entry is named with a serial number of its
+own, so one model's sizes (a backbone that evaluated at 512) do not make
+another model's training graph dynamic; within one compiled module the
+state is shared as torch intends: its eval-mode graph, built at a batch
+size other than training's, has a dynamic batch dimension, so validation,
+noise cleaning and feature extraction do not recompile per batch size,
+while the training graph keeps its static shapes.
 """
+import itertools
 import types
 import warnings
 from typing import Any, Callable, Iterable, Optional, Union
@@ -81,14 +94,23 @@ def out_of_memory(err: BaseException) -> Optional[BaseException]:
     return None
 
 
+# serial numbers of the compiled entries of this process
+_ENTRY_SERIALS = itertools.count()
+
+
 def _own_entry(call: Callable, name: str) -> Callable:
-    """A function that calls ``call``, with a code object of its own (named
-    ``name``): dynamo's graph cache and recompile budget are per code
-    object."""
+    """A function that calls ``call``, with a code object of its own, named
+    ``<name>_<serial>``: dynamo's graph cache and recompile budget are per
+    code object, its automatic-dynamic state per code name (module
+    docstring), so each entry has all three to itself. The serial counts
+    the entries this process made, so a resumed run that builds its models
+    in the same order finds its profile-guided state under the same
+    names."""
 
     def entry(*args, **kwargs):
         return call(*args, **kwargs)
 
+    name = f'{name}_{next(_ENTRY_SERIALS)}'
     code = entry.__code__.replace(co_name=name, co_qualname=name)
     return types.FunctionType(code, entry.__globals__, name,
                               entry.__defaults__, entry.__closure__)

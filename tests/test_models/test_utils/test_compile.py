@@ -9,7 +9,8 @@ CPU cores and is tested on the GPU (test_compile_gpu.py). Tolerance:
 statistics, queue, prototypes): on torch 2.14 the two runs are bitwise
 equal, and the tolerance only leaves room for decompositions that reorder a
 reduction in other torch versions; pseudo-labels and the queue pointer are
-compared exactly.
+compared exactly. Which graphs dynamo builds, and which of their sizes are
+symbolic, is read by backends that record what dynamo hands them.
 """
 import copy
 import os.path as osp
@@ -17,10 +18,12 @@ import warnings
 
 import pytest
 import torch
+from functorch.compile import make_boxed_func
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
+from torch._dynamo.backends.common import aot_autograd
 from torch._dynamo.utils import counters
 
 import mopro.models.algorithms.mopro as mopro_module
@@ -29,7 +32,7 @@ from mopro.models.utils.compile import (compile_options, compile_submodules,
 from mopro.utils.checkpoint import load_checkpoint
 from mopro.utils.runner import adapt_to_device
 from helpers.configs import tiny_mopro_cfg
-from helpers.models import B, build, samples, train_data, views
+from helpers.models import SIZE, B, build, samples, train_data, views
 from helpers.mopro_reference import make_noisy
 from helpers.training import train_v1
 
@@ -166,20 +169,117 @@ def test_runner_resume_compiled_eager_compiled(webvision_root, tmp_path):
     assert_close_dicts(resumed.model.state_dict(), straight.model.state_dict())
 
 
-def test_eval_batch_sizes_reuse_the_compiled_graph():
-    """Validation, noise cleaning and feature extraction after training:
-    one more graph for the eval mode (its batch dimension dynamic, as
-    dynamo marks a size that changed), none for the next batch sizes."""
-    model = build(compile=AOT)
-    optim_wrapper = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
-    _steps(model, optim_wrapper, [0])
+class _InputShapes:
+    """A torch.compile backend that records, for each graph dynamo hands
+    it, the shape of the compiled module's input (the entry's first
+    argument), a symbolic size as ``'dynamic'``, and runs the graph as it
+    is."""
+
+    def __init__(self) -> None:
+        self.shapes = []
+
+    def __call__(self, gm, example_inputs):
+        node, = [
+            n for n in gm.graph.find_nodes(op='placeholder')
+            if n.name == 'l_args_0_'
+        ]
+        self.shapes.append(
+            tuple(
+                size if isinstance(size, int) else 'dynamic'
+                for size in node.meta['example_value'].shape))
+        return gm.forward
+
+
+def _sgd(model) -> OptimWrapper:
+    return OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
+
+
+def _predict(model, batches) -> None:
     model.eval()
-    graphs = []
-    for batch in (6, 5, 3, 7):
+    for batch in batches:
         with torch.no_grad():
             model.predict(views(0, batch)[0])
-        graphs.append(counters['stats']['unique_graphs'])
-    assert graphs[1:] == graphs[:1] * 3
+    model.train()
+
+
+TRAINING_SHAPE = (B, 3, SIZE, SIZE)
+EVAL_SHAPE = ('dynamic', 3, SIZE, SIZE)
+
+
+def test_eval_adds_one_graph_with_a_dynamic_batch():
+    """Validation, noise cleaning and feature extraction after training:
+    the training step builds the encoder's and the momentum encoder's
+    graphs at the batch size; eval mode adds one graph whose batch
+    dimension is dynamic (dynamo marks a size that changed), none for the
+    next batch sizes; back in training the static training graph runs
+    again."""
+    shapes = _InputShapes()
+    model = build(compile=dict(backend=shapes))
+    _steps(model, _sgd(model), [0])
+    _predict(model, (6, 5, 3, 7))
+    _steps(model, _sgd(model), [1])
+    assert shapes.shapes == [TRAINING_SHAPE, TRAINING_SHAPE, EVAL_SHAPE]
+
+
+def test_another_models_eval_leaves_the_training_graphs_static():
+    """A second model compiled in the same process (the Runner's model
+    after the step benchmark's, a model built after another's validation)
+    builds its training graphs at their static batch size: what the first
+    model's encoder saw in eval mode is its own (it made the second
+    model's encoder graph dynamic when every compiled entry of one module
+    name shared one automatic-dynamic state)."""
+    shapes = _InputShapes()
+    first = build(compile=dict(backend=shapes))
+    _steps(first, _sgd(first), [0])
+    _predict(first, (6, ))
+    second = build(compile=dict(backend=shapes))
+    _steps(second, _sgd(second), [1])
+    assert shapes.shapes == [TRAINING_SHAPE] * 2 + [EVAL_SHAPE] + \
+        [TRAINING_SHAPE] * 2
+
+
+def test_graphs_mutate_only_parameters_and_buffers():
+    """What inductor's CUDA graphs (``mode='reduce-overhead'``) need of a
+    graph: every input it mutates is a static input (a parameter or
+    buffer, whose address the recorded CUDA graph keeps; a graph that
+    mutates another input runs without CUDA graphs). The training step's
+    graphs (the encoder with gradients, the momentum encoder without)
+    mutate BatchNorm's statistics, all static inputs, as are the
+    parameters that the optimizer and the momentum update change in place
+    between steps; the image is their one other input; the eval graph
+    mutates nothing. Read from AOT autograd's metadata of each forward
+    graph, as inductor reads it."""
+    graphs = []
+
+    def forward(gm, example_inputs):
+        meta = torch._guards.TracingContext.try_get().fw_metadata
+        graphs.append(
+            dict(
+                inputs=len(meta.input_info), mutated={
+                    i
+                    for i, info in enumerate(meta.input_info)
+                    if info.mutates_data or info.mutates_metadata
+                }, static=set(meta.static_input_indices)))
+        return make_boxed_func(gm.forward)
+
+    backend = aot_autograd(
+        fw_compiler=forward,
+        bw_compiler=lambda gm, _: make_boxed_func(gm.forward),
+        inference_compiler=forward)
+    model = build(phase='clean', momentum=0.9, compile=dict(backend=backend))
+    optim_wrapper = _sgd(model)
+    _steps(model, optim_wrapper, [0, 1])
+    _predict(model, (6, ))
+    batch_norms = sum(
+        isinstance(m, torch.nn.BatchNorm2d) for m in model.backbone.modules())
+    parameters = len(list(model.backbone.parameters()))
+    assert len(graphs) == 3
+    for graph in graphs[:2]:  # encoder, momentum encoder
+        assert len(graph['mutated']) == 3 * batch_norms  # mean, var, count
+        assert graph['mutated'] <= graph['static']
+        assert graph['inputs'] == parameters + 3 * batch_norms + 1
+        assert len(graph['static']) == graph['inputs'] - 1  # all but images
+    assert graphs[2]['mutated'] == set()
 
 
 def _broken_backend(gm, example_inputs):

@@ -20,6 +20,7 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.optim import build_optim_wrapper
 from mmengine.runner import Runner
+from torch._dynamo.utils import counters
 from torch.utils.data import DataLoader
 
 import mopro.models.algorithms.mopro as mopro_module
@@ -31,6 +32,7 @@ pytestmark = pytest.mark.gpu
 
 DEVICE = 'cuda'
 COMPILE = True  # inductor, torch's defaults, as the configs
+REDUCE_OVERHEAD = dict(mode='reduce-overhead')  # the same, CUDA graphs
 SIZE = 64  # 2 x 2 maps in layer4
 AMP = dict(
     type='AmpOptimWrapper', dtype='bfloat16', loss_scale=dict(enabled=False),
@@ -49,8 +51,17 @@ def _model(compile, **overrides):
                  channels_last=True, compile=compile, **overrides).to(DEVICE)
 
 
-def test_compiled_bf16_step_matches_eager(monkeypatch):
-    eager, compiled = _model(False), _model(COMPILE)
+@pytest.mark.parametrize('compile', [COMPILE, REDUCE_OVERHEAD],
+                         ids=['default', 'reduce-overhead'])
+def test_compiled_bf16_step_matches_eager(compile, monkeypatch):
+    """Also with inductor's CUDA graphs: the step's graphs mutate only
+    parameters and buffers (BatchNorm statistics; the optimizer and the
+    momentum update change parameters in place), so inductor records them
+    as CUDA graphs (the first step warms up, the second records, the third
+    replays) and skips none."""
+    skips = counters['inductor']['cudagraph_skips']
+    recorded = counters['inductor']['cudagraph_recorded_non_static_inputs']
+    eager, compiled = _model(False), _model(compile)
     labels = make_noisy(eager, _views(0)[0])
     compiled.load_state_dict(eager.state_dict())
     wrappers = [
@@ -93,6 +104,11 @@ def test_compiled_bf16_step_matches_eager(monkeypatch):
         wrappers[1].load_state_dict(wrappers[0].state_dict())
     assert is_compiled(compiled.backbone)  # no fallback to eager
     assert is_compiled(compiled.momentum_backbone)
+    assert counters['inductor']['cudagraph_skips'] == skips
+    # each recorded graph counts its inputs copied in at a replay (images)
+    graphed = counters['inductor'][
+        'cudagraph_recorded_non_static_inputs'] > recorded
+    assert graphed == (compile == REDUCE_OVERHEAD)
 
 
 def _batch(pin: bool = False) -> dict:
