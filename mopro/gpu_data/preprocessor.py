@@ -1,4 +1,5 @@
 """JPEG decoding and the two training views per batch on the device."""
+from contextlib import nullcontext
 from functools import partial
 from typing import Optional, Sequence, Tuple
 
@@ -49,9 +50,20 @@ def step_dtype(device: torch.device) -> torch.dtype:
     """The dtype the training step computes in: autocast's on ``device``
     where it is on (the preprocessor runs in the optimizer wrapper's
     autocast context), else float32."""
-    if torch.is_autocast_enabled(device.type):
+    if torch.amp.is_autocast_available(device.type) and \
+            torch.is_autocast_enabled(device.type):
         return torch.get_autocast_dtype(device.type)
     return torch.float32
+
+
+def autocast_off(device: torch.device):
+    """A context with autocast off on ``device``: the views are computed in
+    float32 and converted once (a device without autocast, such as the
+    meta device the tests run the view code on without data, needs
+    none)."""
+    if torch.amp.is_autocast_available(device.type):
+        return torch.autocast(device.type, enabled=False)
+    return nullcontext()
 
 
 @MODELS.register_module()
@@ -156,7 +168,7 @@ class MoProGPUViewsPreprocessor(MoProDataPreprocessor):
         view = compiled_make_view() if self.compile_views else make_view
         mean, std = (self.mean, self.std) if self._enable_normalize else \
             (None, None)
-        with torch.autocast(self.device.type, enabled=False):
+        with autocast_off(self.device):
             views = [
                 view(
                     resized_crops(decoded.flat, decoded.offsets, decoded.sizes,
