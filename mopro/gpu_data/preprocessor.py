@@ -1,7 +1,8 @@
 """JPEG decoding and the two training views per batch on the device."""
 from contextlib import nullcontext
+from dataclasses import replace
 from functools import partial
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -13,6 +14,7 @@ from mopro.datasets.collate import PackedImages
 from mopro.datasets.image_list_dataset import check_bad_fraction
 from mopro.models.utils.compile import CompiledCall
 from mopro.models.utils.data_preprocessor import MoProDataPreprocessor
+from mopro.utils.cli import ConfigError
 from .decode_ahead import SLOT_KEY, decode_executor
 from .decoding import DecodedBatch, decode_packed, side_streams
 from .views import (ViewParams, apply_view, resized_crops, sample_view_params,
@@ -34,6 +36,7 @@ def make_view(crops: torch.Tensor, params: ViewParams,
 
 
 _COMPILED_VIEW: Optional[CompiledCall] = None
+RESAMPLERS = ('auto', 'triton', 'matmul')
 
 
 def compiled_make_view() -> CompiledCall:
@@ -44,6 +47,18 @@ def compiled_make_view() -> CompiledCall:
         _COMPILED_VIEW = CompiledCall(make_view, 'make_view',
                                       dict(dynamic=False))
     return _COMPILED_VIEW
+
+
+def triton_resize(device: torch.device) -> Optional[Callable]:
+    """The Triton kernel's crop and resize
+    (:func:`mopro.gpu_data.resize_kernel.roi_resized_crops`) where it runs
+    on ``device`` (Triton imports; CUDA, or Triton's interpreter), else
+    None."""
+    try:
+        from .resize_kernel import roi_resized_crops, runs_on
+    except ImportError:
+        return None
+    return roi_resized_crops if runs_on(device) else None
 
 
 def step_dtype(device: torch.device) -> torch.dtype:
@@ -89,10 +104,16 @@ class MoProGPUViewsPreprocessor(MoProDataPreprocessor):
     (:mod:`mopro.gpu_data.decode_ahead`); without it, here.
 
     Then both views, for the whole batch in a fixed number of operations:
-    crop and antialiased resize (:func:`resized_crops`), grayscale, jitter
-    and flip (:func:`apply_view`), normalisation in float32, and one
-    conversion to the step's dtype (autocast's) and memory format
-    (``channels_last``). Other batches (validation: stacked BGR images) go
+    crop and antialiased resize, grayscale, jitter and flip
+    (:func:`apply_view`), normalisation in float32, and one conversion to
+    the step's dtype (autocast's) and memory format (``channels_last``).
+    The resize (``resample``) is a Triton kernel on CUDA
+    (:mod:`mopro.gpu_data.resize_kernel`: each image's crop read from the
+    packed pixels, written mirrored where flipped; the weak view, which
+    has no colour adjustment, also normalised and stored in the step's
+    dtype and layout there: one kernel per view), elsewhere two batched
+    matrix products over the crops padded to the batch's largest box
+    (:func:`resized_crops`). Other batches (validation: stacked BGR images) go
     to ``MoProDataPreprocessor``, so ``mean``, ``std`` and ``to_rgb`` keep
     their meaning there; the decoded views are RGB already.
 
@@ -120,18 +141,26 @@ class MoProGPUViewsPreprocessor(MoProDataPreprocessor):
             if the build fails). Eager, they are ~150 elementwise kernels
             per batch, about 10 ms of an H200 for 256 images (estimated
             from their memory traffic); fused, a few.
+        resample: ``'triton'`` (the kernel; CUDA, or a CPU under
+            ``TRITON_INTERPRET=1``), ``'matmul'`` (the batched matrix
+            products, any device) or ``'auto'``: the kernel on CUDA where
+            Triton imports, else the matrix products.
         Others: as ``MoProDataPreprocessor``.
     """
 
     def __init__(self, mean: Optional[Sequence[float]] = None,
                  std: Optional[Sequence[float]] = None, to_rgb: bool = False,
                  crop_size: int = 224, scale: Tuple[float, float] = (0.2, 1.0),
-                 ratio: Tuple[float, float] = (3 / 4, 4 / 3),
-                 flip_prob: float = 0.5, gray_prob: float = 0.2,
-                 jitter: Sequence[float] = (0.4, 0.4, 0.4,
-                                            0.4), seed: Optional[int] = None,
-                 max_bad_fraction: float = 0.01, channels_last: bool = False,
-                 compile_views: bool = False, **kwargs) -> None:
+                 ratio: Tuple[float,
+                              float] = (3 / 4, 4 / 3), flip_prob: float = 0.5,
+                 gray_prob: float = 0.2, jitter: Sequence[float] = (0.4, 0.4,
+                                                                    0.4, 0.4),
+                 seed: Optional[int] = None, max_bad_fraction: float = 0.01,
+                 channels_last: bool = False, compile_views: bool = False,
+                 resample: str = 'auto', **kwargs) -> None:
+        if resample not in RESAMPLERS:
+            raise ConfigError('model.data_preprocessor.resample must be one '
+                              f'of {RESAMPLERS}, got {resample!r}')
         super().__init__(mean=mean, std=std, to_rgb=to_rgb, **kwargs)
         self.crop_size = crop_size
         self.scale, self.ratio = tuple(scale), tuple(ratio)
@@ -141,6 +170,7 @@ class MoProGPUViewsPreprocessor(MoProDataPreprocessor):
         self.max_bad_fraction = max_bad_fraction
         self.channels_last = channels_last
         self.compile_views = compile_views
+        self.resample = resample
         self.generator = torch.Generator()
         self.num_images = 0
         self.num_bad = 0
@@ -162,21 +192,49 @@ class MoProGPUViewsPreprocessor(MoProDataPreprocessor):
         strong = sample_view_params(decoded.sizes, self.generator, self.scale,
                                     self.ratio, self.flip_prob, self.gray_prob,
                                     self.jitter)
+        with autocast_off(self.device):
+            views = [self._view(decoded, p) for p in (weak, strong)]
+        return {'inputs': views, 'data_samples': labels}
+
+    def _view(self, decoded: DecodedBatch, params: ViewParams) -> torch.Tensor:
+        """One view of the decoded batch, in the step's dtype and memory
+        format: the crops resized by the kernel (mirrored there; for a view
+        without colour adjustments, the whole view) or by the matrix
+        products, then :func:`make_view`."""
         dtype = step_dtype(self.device)
         memory_format = torch.channels_last if self.channels_last else \
             torch.contiguous_format
         view = compiled_make_view() if self.compile_views else make_view
         mean, std = (self.mean, self.std) if self._enable_normalize else \
             (None, None)
-        with autocast_off(self.device):
-            views = [
-                view(
-                    resized_crops(decoded.flat, decoded.offsets, decoded.sizes,
-                                  p.boxes, self.crop_size, 1 / 255),
-                    p.to(self.device), mean, std, dtype, memory_format)
-                for p in (weak, strong)
-            ]
-        return {'inputs': views, 'data_samples': labels}
+        crop = (decoded.flat, decoded.offsets, decoded.sizes, params.boxes,
+                self.crop_size)
+        kernel = self._kernel()
+        if kernel is None:
+            crops = resized_crops(*crop, 1 / 255)
+        elif params.gray is None and params.order is None:
+            # make_view's 255 x (uint8 / 255): the pixels' own scale
+            return kernel(*crop, 1.0, params.flip, mean, std, dtype,
+                          memory_format)
+        else:
+            crops = kernel(*crop, 1 / 255, params.flip)
+            params = replace(params, flip=None)
+        return view(crops, params.to(self.device), mean, std, dtype,
+                    memory_format)
+
+    def _kernel(self) -> Optional[Callable]:
+        """The Triton resize if ``resample`` chooses it here, else None (a
+        ConfigError where ``'triton'`` is asked for and cannot run)."""
+        if self.resample == 'matmul' or (self.resample == 'auto'
+                                         and self.device.type != 'cuda'):
+            return None
+        kernel = triton_resize(self.device)
+        if kernel is None and self.resample == 'triton':
+            raise ConfigError(
+                "model.data_preprocessor.resample='triton' needs Triton and "
+                'a CUDA device (or TRITON_INTERPRET=1), not '
+                f'{self.device.type}')
+        return kernel
 
     def decode(self, packed: PackedImages) -> DecodedBatch:
         """A batch decoded on this device (in this thread), ready to read on

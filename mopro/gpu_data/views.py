@@ -23,7 +23,9 @@ per-sample selection and the resampling of a whole batch of differently
 sized images in a fixed number of operations (:func:`resized_crops`:
 torchvision's antialiased bilinear resize as two batched matrix products;
 equal to torchvision's ``resized_crop`` to float rounding, to PIL's
-bilinear within 1 grey level).
+bilinear within 1 grey level). On CUDA the same resize is one Triton
+kernel that reads each crop where it lies
+(:mod:`mopro.gpu_data.resize_kernel`).
 """
 import math
 from dataclasses import dataclass
@@ -41,7 +43,8 @@ class ViewParams:
 
     Attributes:
         boxes: N x 4 int64, ``(top, left, height, width)`` of each crop.
-        flip: N bool, horizontal flip.
+        flip: N bool, horizontal flip (None: the crops are flipped
+            already).
         gray: N bool, grayscale (None: the view has no RandomGrayscale).
         order: N x 4 int64, each row a permutation of the adjustments
             0 brightness, 1 contrast, 2 saturation, 3 hue, applied in that
@@ -50,7 +53,7 @@ class ViewParams:
             factors (columns indexed as ``order``'s values).
     """
     boxes: torch.Tensor
-    flip: torch.Tensor
+    flip: Optional[torch.Tensor]
     gray: Optional[torch.Tensor] = None
     order: Optional[torch.Tensor] = None
     factors: Optional[torch.Tensor] = None
@@ -373,7 +376,11 @@ def color_jitter(img: torch.Tensor, order: torch.Tensor,
 
 def apply_view(crops: torch.Tensor, params: ViewParams) -> torch.Tensor:
     """Grayscale, colour jitter and flip (the released order) on N x 3 x S
-    x S float RGB crops in [0, 1], with ``params`` on the crops' device."""
+    x S float RGB crops in [0, 1], with ``params`` on the crops' device.
+
+    The flip may come first instead (``params.flip`` None: the crops were
+    resampled mirrored): grayscale and jitter act on each pixel alone but
+    for contrast's mean, which a mirror leaves as it is."""
     img = crops
     n = img.shape[0]
     if params.gray is not None:
@@ -382,4 +389,6 @@ def apply_view(crops: torch.Tensor, params: ViewParams) -> torch.Tensor:
             rgb_to_gray(img).expand_as(img), img)
     if params.order is not None:
         img = color_jitter(img, params.order, params.factors)
+    if params.flip is None:
+        return img
     return torch.where(params.flip.view(n, 1, 1, 1), img.flip(-1), img)

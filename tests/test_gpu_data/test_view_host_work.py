@@ -6,10 +6,12 @@ compete with the dataloader workers), and no value on the device is read
 one raises)."""
 from concurrent.futures import Future
 
+import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from mopro.analysis.timing import count_operators
 from mopro.datasets.collate import PackedImages
 from mopro.gpu_data import MoProGPUViewsPreprocessor
 from mopro.gpu_data.decode_ahead import SLOT_KEY, DecodeSlot
@@ -76,20 +78,58 @@ def decoded_on_meta(num: int) -> dict:
     return data
 
 
-def meta_preprocessor() -> MoProGPUViewsPreprocessor:
+def record_kernel_launches(monkeypatch) -> list:
+    """The Triton resize's launches recorded (their grids) instead of run
+    (on the meta device nothing runs), the kernel taken as runnable here."""
+    resize_kernel = pytest.importorskip('mopro.gpu_data.resize_kernel')
+    launches = []
+
+    class Launches:
+
+        def __getitem__(self, grid):
+            return lambda *args, **kwargs: launches.append(grid)
+
+    monkeypatch.setattr(resize_kernel, '_roi_resize_kernel', Launches())
+    monkeypatch.setattr(resize_kernel, 'runs_on', lambda device: True)
+    return launches
+
+
+def meta_preprocessor(resample: str) -> MoProGPUViewsPreprocessor:
     """The released views' settings (224 pixels, normalised), eager, on
     the meta device."""
-    return MoProGPUViewsPreprocessor(mean=MEAN, std=STD).to('meta')
+    return MoProGPUViewsPreprocessor(mean=MEAN, std=STD,
+                                     resample=resample).to('meta')
 
 
-def test_host_operators_of_the_views_stay_below_the_parallel_grain():
-    """The preprocessor's forward for 256 WebVision-size images: both
-    views come out, and no operator on a CPU tensor has 32768 elements or
-    more."""
+@pytest.mark.parametrize('resample', ['matmul', 'triton'])
+def test_host_operators_of_the_views_stay_below_the_parallel_grain(
+        resample, monkeypatch):
+    """The preprocessor's forward for 256 WebVision-size images, by either
+    resampling: both views come out, and no operator on a CPU tensor has
+    32768 elements or more (the kernel's two launches, one per view,
+    recorded instead of run)."""
     num = 256
-    preprocessor, data = meta_preprocessor(), decoded_on_meta(num)
+    if resample == 'triton':
+        launches = record_kernel_launches(monkeypatch)
+    preprocessor, data = meta_preprocessor(resample), decoded_on_meta(num)
     with HostSizes() as host:
         views = preprocessor(data, True)['inputs']
     assert [tuple(v.shape) for v in views] == [(num, 3, 224, 224)] * 2
     assert all(v.device.type == 'meta' for v in views)
     assert max(host.sizes)[0] < GRAIN_SIZE, max(host.sizes)
+    if resample == 'triton':
+        assert launches == [(num, 7, 7)] * 2
+
+
+@pytest.mark.parametrize('resample', ['matmul', 'triton'])
+def test_views_dispatch_as_many_operators_for_any_batch(resample, monkeypatch):
+    """The operators the preprocessor dispatches on the training thread
+    for a batch decoded ahead are the same for 32 and for 256 images, by
+    either resampling (a kernel launch is no operator: it is recorded)."""
+    if resample == 'triton':
+        record_kernel_launches(monkeypatch)
+    counts = []
+    for num in (32, 256):
+        preprocessor, data = meta_preprocessor(resample), decoded_on_meta(num)
+        counts.append(count_operators(lambda: preprocessor(data, True)))
+    assert counts[0] == counts[1], counts
