@@ -208,6 +208,35 @@ def test_preprocessor_views_by_the_kernel_equal_the_matrix_products(
         torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize('out_type,normalise', [('*fp32', False),
+                                                ('*bf16', True),
+                                                ('*fp32', True)])
+def test_kernel_compiles_for_hopper(out_type, normalise, tmp_path,
+                                    monkeypatch):
+    """The interpreter runs the kernel's Python; Triton's compiler (no GPU
+    needed) builds it for the H100/H200 (sm_90) as the preprocessor
+    launches it: uint8 pixels in, float32 crops or the normalised view in
+    bfloat16 out."""
+    compiler = pytest.importorskip('triton.compiler')
+    from triton import compile
+    from triton.backends.compiler import GPUTarget
+
+    from mopro.gpu_data import resize_kernel
+    monkeypatch.setenv('TRITON_CACHE_DIR', str(tmp_path))
+    signature = dict(flat_ptr='*u8', geometry_ptr='*i64', out_ptr=out_type,
+                     mean_ptr='*fp32', std_ptr='*fp32', size='i32',
+                     scale='fp32', stride_n='i32', stride_c='i32',
+                     stride_y='i32', stride_x='i32', NORMALISE='constexpr',
+                     BLOCK_Y='constexpr', BLOCK_X='constexpr')
+    source = compiler.ASTSource(
+        fn=resize_kernel._roi_resize_kernel, signature=signature,
+        constexprs=dict(NORMALISE=normalise, BLOCK_Y=resize_kernel.BLOCK,
+                        BLOCK_X=resize_kernel.BLOCK))
+    kernel = compile(source, target=GPUTarget('cuda', 90, 32),
+                     options=dict(num_warps=resize_kernel.NUM_WARPS))
+    assert kernel.asm['cubin']
+
+
 @pytest.mark.gpu
 def test_kernel_on_cuda_equals_the_matrix_products(tmp_path):
     """On the GPU, compiled by Triton: the kernel's crops equal the matrix
