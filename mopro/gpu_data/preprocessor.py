@@ -1,4 +1,5 @@
 """JPEG decoding and the two training views per batch on the device."""
+import warnings
 from contextlib import nullcontext
 from dataclasses import replace
 from functools import partial
@@ -12,7 +13,7 @@ from mmpretrain.registry import MODELS
 
 from mopro.datasets.collate import PackedImages
 from mopro.datasets.image_list_dataset import check_bad_fraction
-from mopro.models.utils.compile import CompiledCall
+from mopro.models.utils.compile import CompiledCall, out_of_memory
 from mopro.models.utils.data_preprocessor import MoProDataPreprocessor
 from mopro.utils.cli import ConfigError
 from .decode_ahead import SLOT_KEY, decode_executor
@@ -143,8 +144,10 @@ class MoProGPUViewsPreprocessor(MoProDataPreprocessor):
             from their memory traffic); fused, a few.
         resample: ``'triton'`` (the kernel; CUDA, or a CPU under
             ``TRITON_INTERPRET=1``), ``'matmul'`` (the batched matrix
-            products, any device) or ``'auto'``: the kernel on CUDA where
-            Triton imports, else the matrix products.
+            products, any device) or ``'auto'``: the kernel where it runs
+            (CUDA with Triton; any device under ``TRITON_INTERPRET=1``),
+            else the matrix products, which also take over, with a
+            warning, if the kernel fails at its first batch.
         Others: as ``MoProDataPreprocessor``.
     """
 
@@ -171,6 +174,7 @@ class MoProGPUViewsPreprocessor(MoProDataPreprocessor):
         self.channels_last = channels_last
         self.compile_views = compile_views
         self.resample = resample
+        self._kernel_works: Optional[bool] = None  # until its first call
         self.generator = torch.Generator()
         self.num_images = 0
         self.num_bad = 0
@@ -209,32 +213,54 @@ class MoProGPUViewsPreprocessor(MoProDataPreprocessor):
             (None, None)
         crop = (decoded.flat, decoded.offsets, decoded.sizes, params.boxes,
                 self.crop_size)
-        kernel = self._kernel()
-        if kernel is None:
-            crops = resized_crops(*crop, 1 / 255)
-        elif params.gray is None and params.order is None:
+        if params.gray is None and params.order is None:
             # make_view's 255 x (uint8 / 255): the pixels' own scale
-            return kernel(*crop, 1.0, params.flip, mean, std, dtype,
-                          memory_format)
+            out = self._by_kernel(*crop, 1.0, params.flip, mean, std, dtype,
+                                  memory_format)
+            if out is not None:
+                return out
         else:
-            crops = kernel(*crop, 1 / 255, params.flip)
-            params = replace(params, flip=None)
-        return view(crops, params.to(self.device), mean, std, dtype,
-                    memory_format)
+            crops = self._by_kernel(*crop, 1 / 255, params.flip)
+            if crops is not None:
+                return view(crops,
+                            replace(params, flip=None).to(self.device), mean,
+                            std, dtype, memory_format)
+        return view(
+            resized_crops(*crop, 1 / 255), params.to(self.device), mean, std,
+            dtype, memory_format)
 
-    def _kernel(self) -> Optional[Callable]:
-        """The Triton resize if ``resample`` chooses it here, else None (a
-        ConfigError where ``'triton'`` is asked for and cannot run)."""
-        if self.resample == 'matmul' or (self.resample == 'auto'
-                                         and self.device.type != 'cuda'):
+    def _by_kernel(self, *args) -> Optional[torch.Tensor]:
+        """``roi_resized_crops(*args)`` where ``resample`` chooses the
+        kernel, else None. Under ``'auto'``, a kernel that fails at its
+        first call (Triton cannot build it for this GPU, say) warns once
+        and leaves the matrix products in its place; ``'triton'`` raises
+        (a ConfigError where it cannot run at all)."""
+        if self.resample == 'matmul' or self._kernel_works is False:
             return None
         kernel = triton_resize(self.device)
-        if kernel is None and self.resample == 'triton':
-            raise ConfigError(
-                "model.data_preprocessor.resample='triton' needs Triton and "
-                'a CUDA device (or TRITON_INTERPRET=1), not '
-                f'{self.device.type}')
-        return kernel
+        if kernel is None:
+            if self.resample == 'triton':
+                raise ConfigError(
+                    "model.data_preprocessor.resample='triton' needs Triton "
+                    'and a CUDA device (or TRITON_INTERPRET=1), not '
+                    f'{self.device.type}')
+            return None
+        if self._kernel_works or self.resample == 'triton':
+            return kernel(*args)
+        try:
+            out = kernel(*args)
+        except Exception as err:
+            # bad crops and a full memory are no fault of the kernel's
+            if isinstance(err, ValueError) or out_of_memory(err) is not None:
+                raise
+            warnings.warn(
+                f'{type(self).__name__}: the Triton resize failed ({err!r}'
+                '); resampling by batched matrix products from now on '
+                "(model.data_preprocessor.resample='matmul' says so)")
+            self._kernel_works = False
+            return None
+        self._kernel_works = True
+        return out
 
     def decode(self, packed: PackedImages) -> DecodedBatch:
         """A batch decoded on this device (in this thread), ready to read on

@@ -16,6 +16,7 @@ import os.path as osp
 import subprocess
 import sys
 import tempfile
+import warnings
 from concurrent.futures import Future
 
 import numpy as np
@@ -206,6 +207,46 @@ def test_preprocessor_views_by_the_kernel_equal_the_matrix_products(
                             preprocessor_views('matmul', data)):
         assert ours.is_contiguous(memory_format=torch.channels_last)
         torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=0)
+
+
+def test_auto_falls_back_to_the_matrix_products(tmp_path, monkeypatch):
+    """A kernel that fails at its first batch (as where Triton cannot build
+    it for the GPU): ``'auto'`` warns once and makes the matrix products'
+    views, from then on without trying the kernel again; ``'triton'``
+    raises the kernel's error."""
+    resize_kernel = pytest.importorskip('mopro.gpu_data.resize_kernel')
+    launches = []
+
+    class Unbuildable:
+
+        def __getitem__(self, grid):
+
+            def launch(*args, **kwargs):
+                launches.append(grid)
+                raise RuntimeError('no Triton backend for this GPU')
+
+            return launch
+
+    monkeypatch.setattr(resize_kernel, '_roi_resize_kernel', Unbuildable())
+    monkeypatch.setattr(resize_kernel, 'runs_on', lambda device: True)
+    data = preprocessor_batch(4, str(tmp_path))
+
+    def preprocessor(resample):
+        return MoProGPUViewsPreprocessor(mean=MEAN, std=STD, crop_size=16,
+                                         seed=5, resample=resample)
+
+    auto, matmul = preprocessor('auto'), preprocessor('matmul')
+    with pytest.warns(UserWarning, match='the Triton resize failed'):
+        views = [auto(dict(data), True)['inputs']]
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', UserWarning)
+        views.append(auto(dict(data), True)['inputs'])
+    assert len(launches) == 1
+    for ours in views:
+        for view, theirs in zip(ours, matmul(dict(data), True)['inputs']):
+            torch.testing.assert_close(view, theirs, atol=0, rtol=0)
+    with pytest.raises(RuntimeError, match='no Triton backend'):
+        preprocessor('triton')(dict(data), True)
 
 
 @pytest.mark.parametrize('out_type,normalise', [('*fp32', False),
