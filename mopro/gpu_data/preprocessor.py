@@ -1,5 +1,8 @@
 """JPEG decoding and the two training views per batch on the device."""
-from typing import Optional, Sequence, Tuple
+import warnings
+from contextlib import nullcontext
+from dataclasses import replace
+from typing import Callable, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -9,8 +12,9 @@ from mmpretrain.registry import MODELS
 
 from mopro.datasets.collate import PackedImages
 from mopro.datasets.image_list_dataset import check_bad_fraction
-from mopro.models.utils.compile import CompiledCall
+from mopro.models.utils.compile import CompiledCall, out_of_memory
 from mopro.models.utils.data_preprocessor import MoProDataPreprocessor
+from mopro.utils.cli import ConfigError
 from .decode_ahead import SLOT_KEY, decode_executor
 from .decoding import DecodedBatch, decode_packed, decode_stream
 from .views import (ViewParams, apply_view, resized_crops, sample_view_params,
@@ -32,6 +36,7 @@ def make_view(crops: torch.Tensor, params: ViewParams,
 
 
 _COMPILED_VIEW: Optional[CompiledCall] = None
+RESAMPLERS = ('auto', 'triton', 'matmul')
 
 
 def compiled_make_view() -> CompiledCall:
@@ -44,13 +49,36 @@ def compiled_make_view() -> CompiledCall:
     return _COMPILED_VIEW
 
 
+def triton_resize(device: torch.device) -> Optional[Callable]:
+    """The Triton kernel's crop and resize
+    (:func:`mopro.gpu_data.resize_kernel.roi_resized_crops`) where it runs
+    on ``device`` (Triton imports; CUDA, or Triton's interpreter), else
+    None."""
+    try:
+        from .resize_kernel import roi_resized_crops, runs_on
+    except ImportError:
+        return None
+    return roi_resized_crops if runs_on(device) else None
+
+
 def step_dtype(device: torch.device) -> torch.dtype:
     """The dtype the training step computes in: autocast's on ``device``
     where it is on (the preprocessor runs in the optimizer wrapper's
     autocast context), else float32."""
-    if torch.is_autocast_enabled(device.type):
+    if torch.amp.is_autocast_available(device.type) and \
+            torch.is_autocast_enabled(device.type):
         return torch.get_autocast_dtype(device.type)
     return torch.float32
+
+
+def autocast_off(device: torch.device):
+    """A context with autocast off on ``device``: the views are computed in
+    float32 and converted once (a device without autocast, such as the
+    meta device the tests run the view code on without data, needs
+    none)."""
+    if torch.amp.is_autocast_available(device.type):
+        return torch.autocast(device.type, enabled=False)
+    return nullcontext()
 
 
 @MODELS.register_module()
@@ -76,10 +104,16 @@ class MoProGPUViewsPreprocessor(MoProDataPreprocessor):
     (:mod:`mopro.gpu_data.decode_ahead`); without it, here.
 
     Then both views, for the whole batch in a fixed number of operations:
-    crop and antialiased resize (:func:`resized_crops`), grayscale, jitter
-    and flip (:func:`apply_view`), normalisation in float32, and one
-    conversion to the step's dtype (autocast's) and memory format
-    (``channels_last``). Other batches (validation: stacked BGR images) go
+    crop and antialiased resize, grayscale, jitter and flip
+    (:func:`apply_view`), normalisation in float32, and one conversion to
+    the step's dtype (autocast's) and memory format (``channels_last``).
+    The resize (``resample``) is a Triton kernel on CUDA
+    (:mod:`mopro.gpu_data.resize_kernel`: each image's crop read from the
+    packed pixels, written mirrored where flipped; the weak view, which
+    has no colour adjustment, also normalised and stored in the step's
+    dtype and layout there: one kernel per view), elsewhere two batched
+    matrix products over the crops padded to the batch's largest box
+    (:func:`resized_crops`). Other batches (validation: stacked BGR images) go
     to ``MoProDataPreprocessor``, so ``mean``, ``std`` and ``to_rgb`` keep
     their meaning there; the decoded views are RGB already.
 
@@ -107,18 +141,28 @@ class MoProGPUViewsPreprocessor(MoProDataPreprocessor):
             if the build fails). Eager, they are ~150 elementwise kernels
             per batch, about 10 ms of an H200 for 256 images (estimated
             from their memory traffic); fused, a few.
+        resample: ``'triton'`` (the kernel; CUDA, or a CPU under
+            ``TRITON_INTERPRET=1``), ``'matmul'`` (the batched matrix
+            products, any device) or ``'auto'``: the kernel where it runs
+            (CUDA with Triton; any device under ``TRITON_INTERPRET=1``),
+            else the matrix products, which also take over, with a
+            warning, if the kernel fails at its first batch.
         Others: as ``MoProDataPreprocessor``.
     """
 
     def __init__(self, mean: Optional[Sequence[float]] = None,
                  std: Optional[Sequence[float]] = None, to_rgb: bool = False,
                  crop_size: int = 224, scale: Tuple[float, float] = (0.2, 1.0),
-                 ratio: Tuple[float, float] = (3 / 4, 4 / 3),
-                 flip_prob: float = 0.5, gray_prob: float = 0.2,
-                 jitter: Sequence[float] = (0.4, 0.4, 0.4,
-                                            0.4), seed: Optional[int] = None,
-                 max_bad_fraction: float = 0.01, channels_last: bool = False,
-                 compile_views: bool = False, **kwargs) -> None:
+                 ratio: Tuple[float,
+                              float] = (3 / 4, 4 / 3), flip_prob: float = 0.5,
+                 gray_prob: float = 0.2, jitter: Sequence[float] = (0.4, 0.4,
+                                                                    0.4, 0.4),
+                 seed: Optional[int] = None, max_bad_fraction: float = 0.01,
+                 channels_last: bool = False, compile_views: bool = False,
+                 resample: str = 'auto', **kwargs) -> None:
+        if resample not in RESAMPLERS:
+            raise ConfigError('model.data_preprocessor.resample must be one '
+                              f'of {RESAMPLERS}, got {resample!r}')
         super().__init__(mean=mean, std=std, to_rgb=to_rgb, **kwargs)
         self.crop_size = crop_size
         self.scale, self.ratio = tuple(scale), tuple(ratio)
@@ -128,6 +172,8 @@ class MoProGPUViewsPreprocessor(MoProDataPreprocessor):
         self.max_bad_fraction = max_bad_fraction
         self.channels_last = channels_last
         self.compile_views = compile_views
+        self.resample = resample
+        self._kernel_works: Optional[bool] = None  # until its first call
         self.generator = torch.Generator()
         self.num_images = 0
         self.num_bad = 0
@@ -149,21 +195,71 @@ class MoProGPUViewsPreprocessor(MoProDataPreprocessor):
         strong = sample_view_params(decoded.sizes, self.generator, self.scale,
                                     self.ratio, self.flip_prob, self.gray_prob,
                                     self.jitter)
+        with autocast_off(self.device):
+            views = [self._view(decoded, p) for p in (weak, strong)]
+        return {'inputs': views, 'data_samples': labels}
+
+    def _view(self, decoded: DecodedBatch, params: ViewParams) -> torch.Tensor:
+        """One view of the decoded batch, in the step's dtype and memory
+        format: the crops resized by the kernel (mirrored there; for a view
+        without colour adjustments, the whole view) or by the matrix
+        products, then :func:`make_view`."""
         dtype = step_dtype(self.device)
         memory_format = torch.channels_last if self.channels_last else \
             torch.contiguous_format
         view = compiled_make_view() if self.compile_views else make_view
         mean, std = (self.mean, self.std) if self._enable_normalize else \
             (None, None)
-        with torch.autocast(self.device.type, enabled=False):
-            views = [
-                view(
-                    resized_crops(decoded.flat, decoded.offsets, decoded.sizes,
-                                  p.boxes, self.crop_size, 1 / 255),
-                    p.to(self.device), mean, std, dtype, memory_format)
-                for p in (weak, strong)
-            ]
-        return {'inputs': views, 'data_samples': labels}
+        crop = (decoded.flat, decoded.offsets, decoded.sizes, params.boxes,
+                self.crop_size)
+        if params.gray is None and params.order is None:
+            # make_view's 255 x (uint8 / 255): the pixels' own scale
+            out = self._by_kernel(*crop, 1.0, params.flip, mean, std, dtype,
+                                  memory_format)
+            if out is not None:
+                return out
+        else:
+            crops = self._by_kernel(*crop, 1 / 255, params.flip)
+            if crops is not None:
+                return view(crops,
+                            replace(params, flip=None).to(self.device), mean,
+                            std, dtype, memory_format)
+        return view(
+            resized_crops(*crop, 1 / 255), params.to(self.device), mean, std,
+            dtype, memory_format)
+
+    def _by_kernel(self, *args) -> Optional[torch.Tensor]:
+        """``roi_resized_crops(*args)`` where ``resample`` chooses the
+        kernel, else None. Under ``'auto'``, a kernel that fails at its
+        first call (Triton cannot build it for this GPU, say) warns once
+        and leaves the matrix products in its place; ``'triton'`` raises
+        (a ConfigError where it cannot run at all)."""
+        if self.resample == 'matmul' or self._kernel_works is False:
+            return None
+        kernel = triton_resize(self.device)
+        if kernel is None:
+            if self.resample == 'triton':
+                raise ConfigError(
+                    "model.data_preprocessor.resample='triton' needs Triton "
+                    'and a CUDA device (or TRITON_INTERPRET=1), not '
+                    f'{self.device.type}')
+            return None
+        if self._kernel_works or self.resample == 'triton':
+            return kernel(*args)
+        try:
+            out = kernel(*args)
+        except Exception as err:
+            # bad crops and a full memory are no fault of the kernel's
+            if isinstance(err, ValueError) or out_of_memory(err) is not None:
+                raise
+            warnings.warn(
+                f'{type(self).__name__}: the Triton resize failed ({err!r}'
+                '); resampling by batched matrix products from now on '
+                "(model.data_preprocessor.resample='matmul' says so)")
+            self._kernel_works = False
+            return None
+        self._kernel_works = True
+        return out
 
     def decode(self, packed: PackedImages) -> DecodedBatch:
         """A batch decoded on this device (in this thread), ready to read on

@@ -23,7 +23,9 @@ per-sample selection and the resampling of a whole batch of differently
 sized images in a fixed number of operations (:func:`resized_crops`:
 torchvision's antialiased bilinear resize as two batched matrix products;
 equal to torchvision's ``resized_crop`` to float rounding, to PIL's
-bilinear within 1 grey level).
+bilinear within 1 grey level). On CUDA the same resize is one Triton
+kernel that reads each crop where it lies
+(:mod:`mopro.gpu_data.resize_kernel`).
 """
 import math
 from dataclasses import dataclass
@@ -41,7 +43,8 @@ class ViewParams:
 
     Attributes:
         boxes: N x 4 int64, ``(top, left, height, width)`` of each crop.
-        flip: N bool, horizontal flip.
+        flip: N bool, horizontal flip (None: the crops are flipped
+            already).
         gray: N bool, grayscale (None: the view has no RandomGrayscale).
         order: N x 4 int64, each row a permutation of the adjustments
             0 brightness, 1 contrast, 2 saturation, 3 hue, applied in that
@@ -50,7 +53,7 @@ class ViewParams:
             factors (columns indexed as ``order``'s values).
     """
     boxes: torch.Tensor
-    flip: torch.Tensor
+    flip: Optional[torch.Tensor]
     gray: Optional[torch.Tensor] = None
     order: Optional[torch.Tensor] = None
     factors: Optional[torch.Tensor] = None
@@ -202,6 +205,69 @@ def pack_images(
     return flat, offsets, sizes
 
 
+# the columns of a crop geometry row (:func:`crop_geometry`)
+OFFSET, IMAGE_H, IMAGE_W, TOP, LEFT, CROP_H, CROP_W, FLIP = range(8)
+
+
+def crop_geometry(offsets: torch.Tensor, sizes: torch.Tensor,
+                  boxes: torch.Tensor,
+                  flip: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Where each of N crops lies in the packed images, as one N x 8 int64
+    host tensor (columns ``OFFSET``, ``IMAGE_H``, ``IMAGE_W``, ``TOP``,
+    ``LEFT``, ``CROP_H``, ``CROP_W``, ``FLIP``), uploaded in one copy.
+
+    Only N-sized tensors are made on the host: everything per crop row or
+    pixel is computed on the device from this. Above ATen's parallel grain
+    (``at::internal::GRAIN_SIZE``, 32768 elements) a CPU operator opens an
+    OpenMP parallel region, whose spinning threads would compete with the
+    dataloader workers on every batch.
+
+    Args:
+        offsets, sizes, boxes: as :func:`resized_crops` takes them.
+        flip: N bool, mirror the crop's columns (None: no flip).
+    """
+    flip = torch.zeros_like(offsets) if flip is None else flip
+    return torch.cat(
+        [offsets.view(-1, 1), sizes, boxes,
+         flip.to(torch.int64).view(-1, 1)], dim=1)
+
+
+def check_crops(geometry: torch.Tensor, flat_numel: int,
+                reach: Optional[int] = None) -> None:
+    """ValueError unless each crop box lies inside its image and each crop
+    row, read as ``reach`` elements from its start (None: its crop's
+    width), inside the packed images (``flat_numel`` elements). On the
+    host, from N-sized tensors: no value on the device is read."""
+    height, width = geometry[:, IMAGE_H], geometry[:, IMAGE_W]
+    top, left = geometry[:, TOP], geometry[:, LEFT]
+    crop_h, crop_w = geometry[:, CROP_H], geometry[:, CROP_W]
+    valid = (top >= 0) & (left >= 0) & (crop_h >= 1) & (crop_w >= 1)
+    inside = valid & (top + crop_h <= height) & (left + crop_w <= width)
+    if not bool(inside.all()):
+        raise ValueError('a crop box is not inside its image')
+    # the last row of the last channel starts at (2 H + top + h - 1) W + left
+    last_row = geometry[:, OFFSET] + (2 * height + top + crop_h - 1) * width
+    last_row = last_row + left
+    end = last_row + (crop_w if reach is None else reach)
+    if int(end.max()) > flat_numel:
+        raise ValueError('the packed images end before the last crop row '
+                         '(pad them by the widest image, as pack_images '
+                         'does)')
+
+
+def row_starts(geometry: torch.Tensor, rows: int) -> torch.Tensor:
+    """N x 3 x ``rows`` int64 on ``geometry``'s device: where each crop row
+    of each channel starts in the packed images (rows past a crop's height
+    repeat its last row)."""
+    columns = geometry[:, :CROP_W, None, None]  # N x 6 x 1 x 1
+    offset, height, width, top, left, crop_h = columns.unbind(1)
+    device = geometry.device
+    channel = torch.arange(3, device=device).view(1, 3, 1)
+    row = torch.minimum(
+        torch.arange(rows, device=device).view(1, 1, -1), crop_h - 1)
+    return offset + channel * height * width + (top + row) * width + left
+
+
 def resized_crops(flat: torch.Tensor, offsets: torch.Tensor,
                   sizes: torch.Tensor, boxes: torch.Tensor, size: int,
                   scale: float = 1.0) -> torch.Tensor:
@@ -220,7 +286,9 @@ def resized_crops(flat: torch.Tensor, offsets: torch.Tensor,
     products in float32 (call it outside autocast, which would run them in
     half precision). Transient memory: about 9 bytes per pixel of N x 3
     times the largest box (WebVision's 256-pixel images: boxes up to
-    341 x 341, ~0.8 GB for 256 images).
+    341 x 341, ~0.8 GB for 256 images). The host computes only N-sized
+    geometry (:func:`crop_geometry`); the row starts are computed on the
+    device.
 
     Args:
         flat: 1-D uint8 or float tensor on the device, at least as long as
@@ -235,26 +303,15 @@ def resized_crops(flat: torch.Tensor, offsets: torch.Tensor,
         N x 3 x ``size`` x ``size`` float32 on ``flat``'s device.
     """
     num = boxes.shape[0]
-    top, left, height, width = boxes.unbind(dim=1)
-    rows, cols = int(height.max()), int(width.max())
-    starts = (
-        offsets.view(-1, 1, 1) + torch.arange(3).view(1, 3, 1) *
-        (sizes[:, 0] * sizes[:, 1]).view(-1, 1, 1) +
-        (top.view(-1, 1, 1) + torch.minimum(
-            torch.arange(rows).view(1, 1, -1),
-            (height - 1).view(-1, 1, 1))) * sizes[:, 1].view(-1, 1, 1) +
-        left.view(-1, 1, 1))
-    if int(starts.max()) + cols > flat.numel():
-        raise ValueError('resized_crops: flat ends before the last crop '
-                         'row (pad it by the widest image, as pack_images '
-                         'does)')
-    device = flat.device
-    geometry = to_device(torch.cat([starts.view(-1), height, width]), device)
-    starts, height, width = geometry.split([starts.numel(), num, num])
+    rows, cols = int(boxes[:, 2].max()), int(boxes[:, 3].max())
+    geometry = crop_geometry(offsets, sizes, boxes)
+    check_crops(geometry, flat.numel(), cols)
+    geometry = to_device(geometry, flat.device)
+    starts = row_starts(geometry, rows).view(-1)
     crops = flat.unfold(0, cols, 1).index_select(0, starts)
     crops = crops.view(num, 3 * rows, cols).to(torch.float32)
-    across = antialias_weights(width, size, cols)
-    down = antialias_weights(height, size, rows) * scale
+    across = antialias_weights(geometry[:, CROP_W], size, cols)
+    down = antialias_weights(geometry[:, CROP_H], size, rows) * scale
     resized_rows = torch.bmm(crops, across.transpose(1, 2))
     return torch.matmul(
         down.unsqueeze(1), resized_rows.view(num, 3, rows, size))
@@ -319,7 +376,11 @@ def color_jitter(img: torch.Tensor, order: torch.Tensor,
 
 def apply_view(crops: torch.Tensor, params: ViewParams) -> torch.Tensor:
     """Grayscale, colour jitter and flip (the released order) on N x 3 x S
-    x S float RGB crops in [0, 1], with ``params`` on the crops' device."""
+    x S float RGB crops in [0, 1], with ``params`` on the crops' device.
+
+    The flip may come first instead (``params.flip`` None: the crops were
+    resampled mirrored): grayscale and jitter act on each pixel alone but
+    for contrast's mean, which a mirror leaves as it is."""
     img = crops
     n = img.shape[0]
     if params.gray is not None:
@@ -328,4 +389,6 @@ def apply_view(crops: torch.Tensor, params: ViewParams) -> torch.Tensor:
             rgb_to_gray(img).expand_as(img), img)
     if params.order is not None:
         img = color_jitter(img, params.order, params.factors)
+    if params.flip is None:
+        return img
     return torch.where(params.flip.view(n, 1, 1, 1), img.flip(-1), img)

@@ -4,11 +4,13 @@ torchvision transforms' parameter distributions, views equal to
 torchvision's for fixed parameters and to PIL's within a stated
 tolerance."""
 import numpy as np
+import pytest
 import torch
 from scipy import stats
 from torchvision import transforms as T
 
-from mopro.gpu_data.views import ViewParams, apply_view, sample_view_params
+from mopro.gpu_data.views import (ViewParams, apply_view, pack_images,
+                                  resized_crops, sample_view_params)
 from helpers.gpu_views import (crops_of, mixed_photos, photos, reference_view,
                                sizes_of, strong_params, to_float)
 
@@ -134,3 +136,22 @@ def test_views_match_pil_transforms_within_tolerance():
     assert diffs['weak'].max() <= 1.5
     assert diffs['strong'].mean() <= 2.0
     assert np.percentile(diffs['strong'], 99) <= 12
+
+
+def test_resized_crops_check_boxes_and_packing_on_the_host():
+    """A box outside its image, or packed images that end before a crop
+    row the matrix products read, is a ValueError raised from the host's
+    geometry (the pixels on the meta device, where reading one raises)."""
+    images = [torch.zeros(3, 20, 30), torch.zeros(3, 25, 18)]
+    flat, offsets, sizes = pack_images(images)
+    meta = flat.to('meta')
+    boxes = torch.tensor([[0, 0, 20, 30], [5, 1, 20, 17]])
+    assert resized_crops(meta, offsets, sizes, boxes, 8).shape == (2, 3, 8, 8)
+    for outside in ([0, 0, 21, 30], [-1, 0, 5, 5], [0, 13, 5,
+                                                    18], [0, 0, 0, 5]):
+        with pytest.raises(ValueError, match='not inside its image'):
+            resized_crops(meta, offsets, sizes,
+                          torch.tensor([outside, [0, 0, 5, 5]]), 8)
+    # without the padding the row windows reach past the last image
+    with pytest.raises(ValueError, match='end before the last crop row'):
+        resized_crops(meta[:-18], offsets, sizes, boxes, 8)
