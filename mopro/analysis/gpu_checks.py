@@ -37,6 +37,11 @@ CONFIG = 'configs/mopro_r50_webvision_v1.py'
 GPU_DATA_CONFIG = 'configs/mopro_r50_webvision_v1_gpu_data.py'
 # the paper's batch on one GPU, and the 8-GPU recipe's batch per GPU
 RECIPE_BATCHES = (256, 32)
+# the step's modes at each batch: CUDA graphs where launches may bound it
+STEP_MODES = {
+    256: ('eager', 'compiled'),
+    32: ('eager', 'compiled', 'reduce-overhead')
+}
 TAIL_CHARS = 3000  # of a failed stage's output, in the JSON
 
 # What a GPU image with torch, torchvision and the scientific stack lacks
@@ -78,17 +83,21 @@ class GpuCheckSettings:
 
 
 def plan_stages(settings: GpuCheckSettings, folder: str) -> List[Stage]:
-    """The stages of the module docstring, their JSONs in ``folder``."""
+    """The stages of the module docstring, their JSONs in ``folder``. The
+    step at 32 images is also timed with its launches captured (CUDA
+    graphs), where launches may bound it; the inference batches are left
+    out (they are the step benchmark's own figures, not goals here)."""
     stages = []
     for batch in RECIPE_BATCHES:
         out = osp.join(folder, f'step_{batch}.json')
+        modes = STEP_MODES[batch]
         stages.append(
             Stage(f'step_{batch}', [
-                STEP_TOOL, CONFIG, '--batch-size',
-                str(batch), '--iters',
+                STEP_TOOL, CONFIG, '--batch-sizes',
+                str(batch), '--modes', *modes, '--iters',
                 str(settings.step_iters), '--warmup',
-                str(settings.warmup), '--compile', 'both', '--out', out
-            ], 300, out))
+                str(settings.warmup), '--no-inference', '--out', out
+            ], 120 * len(modes), out))
     for batch in RECIPE_BATCHES:
         out = osp.join(folder, f'end_to_end_{batch}.json')
         stages.append(
@@ -181,8 +190,23 @@ class Goal:
     at_most: bool = False
 
 
-def _ratio(results: Dict, top: str, bottom: str) -> Optional[float]:
-    num, den = _get(results, top), _get(results, bottom)
+def _step_rate(results: Dict, batch: int, mode: str) -> Optional[float]:
+    return _get(
+        results, f'step_{batch}.result.by_batch_size.{batch}.{mode}.mopro.'
+        'img_per_s')
+
+
+def _best_step_rate(results: Dict, batch: int) -> Optional[float]:
+    """The faster of the compiled step and the same with CUDA graphs."""
+    rates = [
+        rate for rate in (_step_rate(results, batch, mode)
+                          for mode in STEP_MODES[batch]
+                          if mode != 'eager') if rate is not None
+    ]
+    return max(rates) if rates else None
+
+
+def _over(num: Optional[float], den: Optional[float]) -> Optional[float]:
     return None if num is None or not den else num / den
 
 
@@ -194,22 +218,24 @@ def goals() -> List[Goal]:
              lambda r: _get(r, f'end_to_end_{big}.result.gpu_path.img_per_s'),
              4500),
         Goal(
-            'runner_vs_step_compiled_batch_256', lambda r: _ratio(
-                r, f'step_{big}.result.compiled.mopro_runner.img_per_s',
-                f'step_{big}.result.compiled.mopro.img_per_s'), 0.97),
+            'runner_vs_step_compiled_batch_256', lambda r: _over(
+                _get(
+                    r, f'step_{big}.result.by_batch_size.{big}.compiled.'
+                    'mopro_runner.img_per_s'), _step_rate(r, big, 'compiled')),
+            0.97),
         Goal(
             'training_process_cpu_ms_per_image_gpu_path_batch_256',
             lambda r: _get(
                 r, f'end_to_end_{big}.result.gpu_path.'
                 'main_process_cpu_ms_per_image'), 1.0, at_most=True),
         Goal(
-            'step_per_image_rate_batch_32_vs_256_compiled', lambda r: _ratio(
-                r, f'step_{small}.result.compiled.mopro.img_per_s',
-                f'step_{big}.result.compiled.mopro.img_per_s'), 0.75),
+            'step_per_image_rate_batch_32_vs_256', lambda r: _over(
+                _best_step_rate(r, small), _step_rate(r, big, 'compiled')),
+            0.75),
         Goal(
-            'end_to_end_vs_step_batch_32', lambda r: _ratio(
-                r, f'end_to_end_{small}.result.gpu_path.img_per_s',
-                f'step_{small}.result.compiled.mopro.img_per_s'), 0.9),
+            'end_to_end_vs_step_batch_32', lambda r: _over(
+                _get(r, f'end_to_end_{small}.result.gpu_path.img_per_s'),
+                _best_step_rate(r, small)), 0.9),
     ]
 
 

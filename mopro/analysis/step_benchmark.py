@@ -29,7 +29,7 @@ applicable elsewhere), a model built afresh and timed alike:
   it: bf16 and channels-last on a GPU, ``eval_batch_size`` images;
 - ``feature_extraction``: the SVM benchmark's feature batch, likewise.
   These two do not depend on the training batch: they are timed with the
-  first batch size's model only.
+  first batch size's model only (and not at all without ``inference``).
 
 Every entry is a :func:`~mopro.analysis.timing.timing_entry`: images/s,
 ms per call, peak device memory, ``first_iters_s`` (wall time of the
@@ -99,6 +99,7 @@ class StepBenchmarkSettings:
     device: Optional[str] = None  # default: cuda when available, else cpu
     modes: Optional[Sequence[str]] = None  # default: MODES on CUDA, eager
     compile_backend: Optional[str] = None  # default: the config's
+    inference: bool = True  # time the noise-cleaning and feature batches
 
 
 class GraphLog:
@@ -383,8 +384,9 @@ def benchmark_step(cfg: Config, settings: StepBenchmarkSettings) -> Dict:
                 # compile seconds from a cold cache; CUDA graphs' memory
                 # pools of the last mode freed
                 torch._dynamo.reset()
-            sections[mode] = _benchmark_mode(cfg, batch, settings, device,
-                                             inference=index == 0)
+            sections[mode] = _benchmark_mode(
+                cfg, batch, settings, device, inference=index == 0
+                and settings.inference)
             if device.type == 'cuda':
                 torch.cuda.empty_cache()
     results['summary'] = _summary(results['by_batch_size'])

@@ -14,9 +14,11 @@ from mopro.analysis.step_benchmark import (NOT_APPLICABLE,
                                            StepBenchmarkSettings,
                                            _compile_options, benchmark_step)
 from mopro.models import MoPro
-from mopro.utils.cli import ConfigError
+from mopro.utils.cli import ConfigError, settings_from_args
 from helpers import ROOT
-from helpers.commands import run_tools
+from helpers.commands import load_tool, run_tools
+
+benchmark_tool = load_tool('analysis_tools/benchmark')
 
 CONFIG = osp.join(ROOT, 'configs', 'mopro_r50_webvision_v1.py')
 TINY = {
@@ -175,6 +177,23 @@ def test_runner_section_trains_in_the_configs_loop(monkeypatch):
     assert results['by_batch_size']['4']['eager']['mopro_runner'][
         'img_per_s'] > 0
     assert calls.count(True) == 2, calls
+
+
+def test_no_inference_leaves_the_eval_batches_out():
+    """``--no-inference`` (the GPU checks' setting) times the training
+    sections alone."""
+    args = benchmark_tool.parse_args([CONFIG, '--no-inference'])
+    settings = settings_from_args(StepBenchmarkSettings, args)
+    assert settings.inference is False
+    results = benchmark_step(
+        _tiny_cfg(),
+        StepBenchmarkSettings(iters=1, warmup=1, batch_sizes=(4, ),
+                              eval_batch_size=EVAL_BATCH, image_size=32,
+                              device='cpu', modes=('eager', ),
+                              inference=False))
+    section = results['by_batch_size']['4']['eager']
+    assert set(TRAINING) <= set(section)
+    assert not set(INFERENCE) & set(section)
 
 
 def test_bad_batch_sizes_and_modes_are_usage_errors(tmp_path):

@@ -52,6 +52,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         '--compile-backend', default=None,
         help="torch.compile backend (default: the config's, "
         "inductor); 'aot_eager' builds in seconds on a CPU")
+    parser.add_argument(
+        '--no-inference', dest='inference', action='store_false',
+        help='leave out the noise-cleaning and feature-extraction batches')
     parser.add_argument('--out', help='also write the JSON here')
     parser.add_argument('--cfg-options', nargs='+', default=None,
                         action=ConfigOptionsAction)
