@@ -87,7 +87,9 @@ def _check_run_config(cfg: Config, train: bool, sets: Sequence[str]) -> None:
         check_train_loop(cfg)
         check_optimizer(cfg)
         check_logger_interval(cfg)
-        check_queue(cfg, launched_world_size(cfg.get('launcher', 'none')))
+        world_size = launched_world_size(cfg.get('launcher', 'none'))
+        check_queue(cfg, world_size)
+        check_shared_seed(cfg, world_size)
 
 
 def check_loop_keys(cfg: Config) -> None:
@@ -185,6 +187,24 @@ def check_queue_fits(queue_len: Any, global_batch: int,
         raise ConfigError(
             f'model.queue_len={queue_len} is smaller than the global batch '
             f'{global_batch} ({batch_source}): MoPro enqueues every batch')
+
+
+def check_shared_seed(cfg: Config, world_size: int = 1) -> None:
+    """MoPro's shuffle across ranks (``model.shuffle_bn``, on by default)
+    draws the same permutation of the global batch on every rank from the
+    Runner's seed (:mod:`mopro.models.utils.shuffle`):
+    ``randomness.diff_rank_seed=True`` gives each rank its own seed, and
+    the ranks would exchange images by different plans."""
+    model = cfg.get('model') or {}
+    if world_size < 2 or not isinstance(model, dict) or \
+            model.get('type') != 'MoPro' or not model.get('shuffle_bn', True):
+        return
+    if (cfg.get('randomness') or {}).get('diff_rank_seed'):
+        raise ConfigError(
+            'randomness.diff_rank_seed=True gives every rank its own seed, '
+            "but MoPro's shuffle across ranks (model.shuffle_bn=True) draws "
+            'one permutation on all of them from a shared seed: set '
+            'randomness.diff_rank_seed=False or model.shuffle_bn=False')
 
 
 def check_dataloader(cfg: Config, name: str) -> None:

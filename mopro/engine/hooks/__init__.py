@@ -1,9 +1,10 @@
 from .checkpoint_hook import SafeCheckpointHook
+from .ddp_compression_hook import DDPBF16CompressionHook
 from .mopro_hook import MoProHook
 from .nonfinite_hook import NonFiniteCheckHook
 from .runtime_info_hook import DeferredRuntimeInfoHook
 
 __all__ = [
-    'DeferredRuntimeInfoHook', 'MoProHook', 'NonFiniteCheckHook',
-    'SafeCheckpointHook'
+    'DDPBF16CompressionHook', 'DeferredRuntimeInfoHook', 'MoProHook',
+    'NonFiniteCheckHook', 'SafeCheckpointHook'
 ]

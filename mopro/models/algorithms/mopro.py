@@ -10,9 +10,8 @@ from typing import Dict, List, Optional, Tuple, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.dist import all_gather, broadcast, get_rank, get_world_size
+from mmengine.dist import all_gather, get_world_size
 from mmpretrain.models.selfsup.base import BaseSelfSupervisor
-from mmpretrain.models.utils import batch_unshuffle_ddp
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
@@ -21,28 +20,12 @@ from ...utils.validate import check_bool, check_int, check_number
 from ..noise_correction import OOD_LABEL, correct_labels, update_prototypes
 from ..nonfinite import NonFiniteGuard
 from ..utils.compile import compile_options, compile_submodules
+from ..utils.shuffle import step_shuffle
 
 
 def _gather(tensor: torch.Tensor) -> torch.Tensor:
     """Concatenate ``tensor`` from all ranks in rank order (no gradient)."""
     return torch.cat(all_gather(tensor.detach()), dim=0)
-
-
-def _shuffle_across_ranks(
-        inputs: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Shuffle the global batch across ranks (MoCo's shuffling BN).
-
-    Returns this rank's share of the shuffled batch and the permutation that
-    undoes it (for mmpretrain's ``batch_unshuffle_ddp``). Same as
-    mmpretrain's ``batch_shuffle_ddp`` except that the permutation is drawn
-    and broadcast on the batch's device: a CPU permutation costs a blocking
-    upload and download, each a host-device sync of the training step.
-    """
-    gathered = _gather(inputs)
-    perm = torch.randperm(gathered.shape[0], device=inputs.device)
-    broadcast(perm, src=0)
-    mine = perm.view(get_world_size(), -1)[get_rank()]
-    return gathered[mine], torch.argsort(perm)
 
 
 def _gt_labels(
@@ -110,7 +93,10 @@ class MoPro(BaseSelfSupervisor):
         proto_momentum: m of the prototypes (0.999).
         alpha: weight of the classifier in the soft label (0.5).
         threshold: pseudo-label confidence threshold T (0.8).
-        shuffle_bn: shuffle the key batch across ranks for BatchNorm.
+        shuffle_bn: shuffle the key batch across ranks for BatchNorm
+            (:mod:`mopro.models.utils.shuffle`: one all-to-all each way,
+            the permutation drawn on every rank from the Runner's seed and
+            iteration).
         channels_last: run convolutions in channels-last memory format.
         nonfinite: what a non-finite loss does
             (:class:`~mopro.models.nonfinite.NonFiniteGuard`, the
@@ -191,6 +177,8 @@ class MoPro(BaseSelfSupervisor):
         # they are derived from the epoch, so a resumed run gets them right).
         self.use_proto_loss = False
         self.correct_noise = False
+        # shuffles so far: the step of the permutation outside a Runner
+        self._shuffles = 0
 
         if channels_last:
             self.to(memory_format=torch.channels_last)
@@ -250,17 +238,20 @@ class MoPro(BaseSelfSupervisor):
     def momentum_encode(self, inputs: torch.Tensor) -> torch.Tensor:
         """Normalised momentum embeddings z' of ``inputs``.
 
-        Under DDP the batch is shuffled across ranks first, so that
-        BatchNorm statistics do not leak the positive pair.
+        Under DDP the global batch is shuffled across ranks first, so that
+        BatchNorm statistics do not leak the positive pair (MoCo's shuffling
+        BN, released code), by one all-to-all each way
+        (:mod:`mopro.models.utils.shuffle`).
         """
-        inputs = self._prepare(inputs)
-        shuffle = self.shuffle_bn and get_world_size() > 1
-        if shuffle:
-            inputs, idx_unshuffle = _shuffle_across_ranks(inputs)
-        feats = self.neck(self.momentum_backbone(inputs))[-1]
+        shuffle = None
+        if self.shuffle_bn and get_world_size() > 1:
+            shuffle = step_shuffle(inputs, self._shuffles)
+            self._shuffles += 1
+            inputs = shuffle.shuffle(inputs)
+        feats = self.neck(self.momentum_backbone(self._prepare(inputs)))[-1]
         keys = F.normalize(self.momentum_projector(feats).float(), dim=1)
-        if shuffle:
-            keys = batch_unshuffle_ddp(keys, idx_unshuffle)
+        if shuffle is not None:
+            keys = shuffle.unshuffle(keys)
         return keys
 
     # ------------------------------------------------------------------
@@ -330,8 +321,9 @@ class MoPro(BaseSelfSupervisor):
                                 self.queue.detach().clone(), pseudo_labels)
         losses.update(_correction_rates(pseudo_labels, labels))
         losses, finite = self.finite_guard.after_step(self, losses)
-        # 29: momentum prototypes; the queue of momentum embeddings
-        self._update_queue_and_prototypes(keys, embed, pseudo_labels, finite)
+        # 29: the queue of momentum embeddings; momentum prototypes
+        self._update_queue(keys, finite)
+        self._update_prototypes(embed, pseudo_labels, finite)
         return losses
 
     def _prototypical_logits(self,
@@ -352,13 +344,15 @@ class MoPro(BaseSelfSupervisor):
         return correct_labels(cls_logits.detach(), proto_logits.detach(),
                               labels, self.alpha, self.threshold)
 
-    def _update_queue_and_prototypes(self, keys: torch.Tensor,
-                                     embed: torch.Tensor,
-                                     pseudo_labels: torch.Tensor,
-                                     finite: torch.Tensor) -> None:
-        """Enqueue the all-rank keys and move the prototypes (eq. 6) with
-        the all-rank embeddings, where ``finite`` (a device scalar)."""
+    def _update_queue(self, keys: torch.Tensor, finite: torch.Tensor) -> None:
+        """Enqueue the all-rank keys where ``finite`` (a device scalar)."""
         self.enqueue(_gather(keys), accept=finite)
+
+    def _update_prototypes(self, embed: torch.Tensor,
+                           pseudo_labels: torch.Tensor,
+                           finite: torch.Tensor) -> None:
+        """Move the prototypes (eq. 6) with the all-rank embeddings and
+        pseudo-labels where ``finite`` (a device scalar)."""
         new_prototypes = update_prototypes(self.prototypes, _gather(embed),
                                            _gather(pseudo_labels),
                                            self.proto_momentum)
