@@ -284,13 +284,15 @@ def time_gpu_path_device(cfg: Config, paths: List[str],
         main_process_cpu_ms_per_image=1e3 * cpu / images)
 
 
-class _TensorCount(pickle.Pickler):
-    """Pickles a batch as a dataloader worker sends it, counting its
-    tensors' storages (which cross as shared memory) apart from the rest
-    (which crosses as pickle bytes)."""
+class _TensorCount(ForkingPickler):
+    """Pickles a batch as a dataloader worker sends it (``ForkingPickler``,
+    with the reducers libraries register there), counting the storages of
+    the tensors it meets (which cross as shared memory) apart from the rest
+    (which crosses as pickle bytes). mmpretrain's reducer of a DataSample
+    sends its tensors as numpy arrays, in the pickle bytes."""
 
     def __init__(self, file) -> None:
-        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        super().__init__(file)
         self.storages: Dict[int, int] = {}
 
     def persistent_id(self, obj) -> Optional[int]:
@@ -308,15 +310,21 @@ def handover(collate: Callable[[list], dict], samples: list,
     worker's ``ForkingPickler`` pickling, which moves each tensor to shared
     memory, and the training process's unpickling; pinning, as the
     dataloader's pin-memory thread does, where CUDA is available), the mean
-    of ``repeats`` batches after one untimed."""
+    of ``repeats`` batches after one untimed.
+
+    Each batch is collated from a fresh copy of ``samples``, as a worker
+    collates new samples: mmpretrain's reducer of a DataSample turns its
+    tensors into numpy arrays in place, so a second round would send other
+    objects."""
     stream = io.BytesIO()
     counter = _TensorCount(stream)
-    counter.dump(collate(samples))
+    counter.dump(collate(copy.deepcopy(samples)))
     pin = torch.cuda.is_available()
     collate_s = transfer_s = pin_s = 0.0
     for repeat in range(repeats + 1):
+        fresh = copy.deepcopy(samples)
         start = time.process_time()
-        batch = collate(samples)
+        batch = collate(fresh)
         collated = time.process_time()
         received = pickle.loads(ForkingPickler.dumps(batch))
         transferred = time.process_time()
