@@ -1,22 +1,21 @@
 #!/usr/bin/env python
-r"""Time the two-view training pipeline per CPU core, against the original.
+r"""Time the two-view training data paths, per core and end to end.
 
+    # per core: each pipeline and worker stage, the hand-over, operators
+    # per batch, the GPU path's preprocessor with its threads
     python tools/analysis_tools/benchmark_data.py \
-        configs/mopro_r50_webvision_v1.py --iters 6000 \
-        --out benchmarks/data_loading_cpu.json
+        configs/mopro_r50_webvision_v1.py --iters 4000 \
+        --out benchmarks/data_stages_cpu.json
+    # both data paths end to end through mmengine's Runner
     python tools/analysis_tools/benchmark_data.py \
-        configs/mopro_r50_webvision_v1.py --runner --num-images 8192 \
-        --runner-iters 60 --batch-size 256 --workers 15 --gpu-workers 4 \
+        configs/mopro_r50_webvision_v1.py --runner --num-images 4096 \
+        --batch-size 256 --runner-iters 40 --workers 15 --gpu-workers 4 \
         --out benchmarks/data_loading_h200.json
 
-In one thread, on the same JPEGs (``--images DIR``, or crops of
-scikit-learn's sample photos at WebVision's size), it times the config's
-training pipeline, the released code's transforms and the worker side of
-the GPU data path (``--gpu-config``), that path's preprocessor on
-``--device``, what crosses from the workers per batch and the operators
-per batch; ``--runner`` instead trains both paths end to end through
-mmengine's Runner. ``mopro.analysis.data_benchmark`` says what each entry
-holds. It prints JSON (``--out`` also writes it). Speed is reported, never
+The images are crops of scikit-learn's sample photos at WebVision's size,
+or the JPEGs of ``--images DIR``; the GPU data path's config is
+``--gpu-config``. ``mopro.analysis.data_benchmark`` says what each mode
+times. It prints JSON (``--out`` also writes it). Speed is reported, never
 asserted in tests.
 """
 import argparse
@@ -64,8 +63,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         'Runner does)')
     add(
         '--batch-size', type=positive_int, default=None,
-        help='images per batch (default: the config\'s; without --runner: '
-        '256)')
+        help='images per batch (default: with --runner the config\'s, '
+        'else 256)')
     add('--gpu-img-per-s', type=positive_int, default=TARGET_IMG_PER_S,
         help='the step rate the cores per GPU are for')
     add('--runner', action='store_true',
