@@ -1,6 +1,7 @@
-"""The two-view training data paths, per CPU core and through the Runner.
+"""The two-view training data paths: per CPU core, through the Runner, and
+the Runner loop's own host time.
 
-:func:`benchmark_data` runs one of two modes on the same JPEGs (crops
+:func:`benchmark_data` runs one of three modes on the same JPEGs (crops
 of scikit-learn's sample photos at WebVision's size, or a folder of
 JPEGs), for the CPU data path (``cfg``) and the GPU data path
 (``gpu_cfg``):
@@ -13,7 +14,9 @@ JPEGs), for the CPU data path (``cfg``) and the GPU data path
   (decoding one batch ahead in its thread, torch's default intra-op
   threads), with its threads' CPU time (:mod:`.thread_usage`);
 - ``runner``: both paths end to end through mmengine's Runner with the
-  config's loop type (:func:`runner_benchmark`).
+  config's loop type (:func:`runner_benchmark`);
+- ``loop``: the Runner loop's host time per iteration and per hook, with a
+  trivial model (:mod:`.loop_overhead`).
 
 A two-view sample counts as one image.
 """
@@ -50,6 +53,7 @@ from ..gpu_data.decoding import decode_packed
 from ..utils.cli import ConfigError, DataError
 from ..utils.device import default_device
 from ..utils.runner import adapt_to_device
+from .loop_overhead import benchmark_loop
 from .stage_timing import StageClock, StagedPipeline, stage_report
 from .thread_usage import sample_threads, thread_report
 from .timing import (RunnerTimer, count_operators, cpu_model, device_name,
@@ -83,10 +87,13 @@ class DataBenchmarkSettings:
     # of the GPU path's preprocessor timing (default: cuda if any); with
     # runner, both paths train where mmengine's Runner puts the model
     device: Optional[str] = None
-    batch_size: Optional[int] = None  # runner: the config's; else 256
+    batch_size: Optional[int] = None  # runner, loop: the config's; else 256
     gpu_img_per_s: int = TARGET_IMG_PER_S  # the rate cores_per_gpu is for
     runner: bool = False  # both paths end to end through the Runner
     runner_iters: int = 20  # timed Runner iterations per path
+    loop: bool = False  # the Runner loop's host time (the config's path)
+    loop_iters: int = 200  # timed iterations of the loop
+    profile_iters: int = 50  # profiled iterations of the loop after them
     workers: Optional[int] = None  # CPU path workers (default: config's)
     gpu_workers: Optional[int] = None  # GPU path workers (likewise)
     handover_batch: int = 256  # images per batch of the hand-over
@@ -616,30 +623,58 @@ def runner_benchmark(cfg: Config, gpu_cfg: Config, paths: List[str],
     return results
 
 
-def check_runner_device(settings: DataBenchmarkSettings) -> None:
-    """With ``runner``, a ``device`` the Runner will not train on is a
-    one-line error (mmengine's Runner takes CUDA whenever torch sees it)."""
-    if not settings.runner or settings.device is None:
+def loop_benchmark(cfg: Config, paths: List[str], source: str,
+                   settings: DataBenchmarkSettings) -> Dict:
+    """:func:`~mopro.analysis.loop_overhead.benchmark_loop` of ``cfg`` on
+    one batch of its pipeline and collate function."""
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    batch_size = settings.batch_size or cfg.train_dataloader.batch_size
+    batch = collated(cfg, load_samples(cfg, paths, batch_size), batch_size)
+    results = benchmark_loop(cfg, batch, batch_size, max(1, settings.warmup),
+                             settings.loop_iters, settings.profile_iters,
+                             settings.seed)
+    results.update(cpu=cpu_model(), images=describe_images(paths, source),
+                   versions=versions())
+    return results
+
+
+def check_modes(settings: DataBenchmarkSettings) -> None:
+    """One mode at a time, and with ``runner`` or ``loop`` no ``device``
+    the Runner will not train on (mmengine's Runner takes CUDA whenever
+    torch sees it): one-line errors, before any work."""
+    if settings.runner and settings.loop:
+        raise ConfigError('--runner and --loop: choose one mode')
+    mode = '--runner' if settings.runner else '--loop' if settings.loop \
+        else None
+    if mode is None or settings.device is None:
         return
     wanted, runner = default_device(settings.device), default_device()
     if wanted.type != runner.type:
         hint = ('; to time the CPU on a GPU machine, hide the GPUs with '
                 'CUDA_VISIBLE_DEVICES=' if wanted.type == 'cpu' else '')
         raise ConfigError(
-            f'--device {settings.device}: --runner trains where mmengine\'s '
+            f'--device {settings.device}: {mode} trains where mmengine\'s '
             f'Runner does, {runner.type} here{hint}')
 
 
 def benchmark_data(cfg: Config, gpu_cfg: Config,
                    settings: DataBenchmarkSettings) -> Dict:
-    """The per-core figures, or with ``settings.runner`` the Runner's, of
-    the CPU data path (``cfg``) and the GPU data path (``gpu_cfg``), on the
-    settings' images (by default, crops of scikit-learn's sample photos)."""
-    check_runner_device(settings)
-    run = runner_benchmark if settings.runner else per_core_benchmark
+    """The per-core figures, with ``settings.runner`` the Runner's, with
+    ``settings.loop`` the Runner loop's (of ``cfg`` only), of the CPU data
+    path (``cfg``) and the GPU data path (``gpu_cfg``), on the settings'
+    images (by default, crops of scikit-learn's sample photos)."""
+    check_modes(settings)
+
+    def run(paths: List[str], source: str) -> Dict:
+        if settings.loop:
+            return loop_benchmark(cfg, paths, source, settings)
+        mode = runner_benchmark if settings.runner else per_core_benchmark
+        return mode(cfg, gpu_cfg, paths, source, settings)
+
     if settings.images:
         paths = list_jpegs(settings.images, settings.num_images)
-        return run(cfg, gpu_cfg, paths, osp.abspath(settings.images), settings)
+        return run(paths, osp.abspath(settings.images))
     with tempfile.TemporaryDirectory() as directory:
-        paths = make_photos(directory, settings.num_images, settings.seed)
-        return run(cfg, gpu_cfg, paths, SAMPLE_PHOTOS, settings)
+        return run(
+            make_photos(directory, settings.num_images, settings.seed),
+            SAMPLE_PHOTOS)

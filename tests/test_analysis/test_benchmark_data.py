@@ -1,7 +1,7 @@
 """tools/analysis_tools/benchmark_data.py (mopro.analysis.data_benchmark)
-times both data paths per core, stage by stage, and through the Runner,
-and reports them consistently (no timing assertion: speed is measured, not
-tested)."""
+times both data paths per core, stage by stage, through the Runner, and
+the Runner loop with its hooks, and reports them consistently (no timing
+assertion: speed is measured, not tested)."""
 import json
 import math
 import os
@@ -305,10 +305,79 @@ def test_runner_mode_times_both_paths(tmp_path):
         results['gpu_path']['img_per_s'] / results['cpu_path']['img_per_s'])
 
 
-def test_runner_mode_refuses_a_device_the_runner_will_not_use():
+@pytest.mark.parametrize('path,options,loop', [
+    (CONFIG, SMALL_CROPS, 'EpochBasedTrainLoop'),
+    (GPU_CONFIG, GPU_CROPS, 'EpochBasedTrainLoop'),
+    (CONFIG, dict(SMALL_CROPS, train_cfg=dict(
+        by_epoch=False, max_iters=10)), 'IterBasedTrainLoop'),
+])
+def test_loop_mode_times_every_hook(tmp_path, path, options, loop):
+    """loop=True: the Runner loop of the config (its loop type, hooks and
+    data preprocessor) with a trivial model, ms per iteration of the loop
+    and of its parts, each hook of the config, and a profile."""
+    cfg = _config(path, options)
+    settings = DataBenchmarkSettings(loop=True,
+                                     images=str(_folder(tmp_path,
+                                                        4)), batch_size=4,
+                                     warmup=2, loop_iters=3, profile_iters=2)
+    results = benchmark_data(cfg, None, settings)
+    assert results['mode'] == 'loop' and results['train_loop'] == loop
+    assert results['iters'] == 3 and results['batch_size'] == 4
+    assert results['warmup_iters'] == 2 and results['profile_iters'] == 2
+    expected = [
+        hook['type']
+        for hook in [*cfg.default_hooks.values(), *cfg.custom_hooks] if hook
+    ]
+    hooks = results['hooks']
+    assert sorted(hooks) == sorted(expected)
+    for entry in hooks.values():
+        assert set(entry['stages_ms_per_iter']) <= {
+            'before_train_iter', 'after_train_iter'
+        }
+        assert entry['ms_per_iter'] == pytest.approx(
+            sum(entry['stages_ms_per_iter'].values()))
+        assert all(ms >= 0 for ms in entry['once_ms'].values())
+    # per-iteration work of the project's hooks, and their once-per-run
+    # or per-epoch work apart from it (a checkpoint after each epoch)
+    assert hooks['DeferredRuntimeInfoHook']['stages_ms_per_iter'][
+        'after_train_iter'] > 0
+    assert hooks['MoProHook']['stages_ms_per_iter']['after_train_iter'] > 0
+    assert 'before_train_epoch' in hooks['MoProHook']['once_ms']
+    if loop == 'EpochBasedTrainLoop':
+        assert 'after_train_epoch' in hooks['SafeCheckpointHook']['once_ms']
+    # the loop's parts take no more than the whole, the step none of the
+    # preprocessor's time
+    ms = results['ms_per_iter']
+    assert ms['loop'] > 0 and ms['data_preprocessor'] > 0 and ms['step'] > 0
+    assert ms['hooks'] == pytest.approx(
+        sum(entry['ms_per_iter'] for entry in hooks.values()))
+    assert ms['rest'] >= 0
+    assert ms['loop'] == pytest.approx(ms['hooks'] + ms['data_preprocessor'] +
+                                       ms['step'] + ms['rest'])
+    assert results['host_overhead_ms_per_iter'] == pytest.approx(ms['hooks'] +
+                                                                 ms['rest'])
+    _check_threads(results['threads'], torch.get_num_threads())
+    profile = results['profile']
+    assert 0 < len(profile) <= 20
+    own = [entry['own_ms_per_iter'] for entry in profile]
+    assert own == sorted(own, reverse=True)
+    assert all(entry['calls_per_iter'] > 0 for entry in profile)
+
+
+@pytest.mark.parametrize('mode', ['runner', 'loop'])
+def test_runner_modes_refuse_a_device_the_runner_will_not_use(mode):
     other = 'cpu' if torch.cuda.is_available() else 'cuda'
-    settings = DataBenchmarkSettings(runner=True, device=other)
-    with pytest.raises(ConfigError, match=f'^--device {other}: --runner '):
+    settings = DataBenchmarkSettings(device=other, **{mode: True})
+    with pytest.raises(ConfigError, match=f'^--device {other}: --{mode} '):
+        benchmark_data(
+            Config.fromfile(CONFIG), Config.fromfile(GPU_CONFIG), settings)
+
+
+def test_one_mode_at_a_time():
+    """A user error (one line through the tool), before any work."""
+    settings = DataBenchmarkSettings(runner=True, loop=True, images='none')
+    with pytest.raises(ConfigError,
+                       match='^--runner and --loop: choose one mode$'):
         benchmark_data(
             Config.fromfile(CONFIG), Config.fromfile(GPU_CONFIG), settings)
 

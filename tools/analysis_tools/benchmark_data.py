@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-r"""Time the two-view training data paths, per core and end to end.
+r"""Time the two-view data paths (per core, end to end) and the Runner loop.
 
     # per core: each pipeline and worker stage, the hand-over, operators
     # per batch, the GPU path's preprocessor with its threads
@@ -11,6 +11,10 @@ r"""Time the two-view training data paths, per core and end to end.
         configs/mopro_r50_webvision_v1.py --runner --num-images 4096 \
         --batch-size 256 --runner-iters 40 --workers 15 --gpu-workers 4 \
         --out benchmarks/data_loading_h200.json
+    # the Runner loop's host ms per iteration and per hook, profiled
+    python tools/analysis_tools/benchmark_data.py \
+        configs/mopro_r50_webvision_v1.py --loop --loop-iters 500 \
+        --profile-iters 100 --out benchmarks/runner_loop_cpu.json
 
 The images are crops of scikit-learn's sample photos at WebVision's size,
 or the JPEGs of ``--images DIR``; the GPU data path's config is
@@ -63,14 +67,20 @@ def parse_args(argv=None) -> argparse.Namespace:
         'Runner does)')
     add(
         '--batch-size', type=positive_int, default=None,
-        help='images per batch (default: with --runner the config\'s, '
-        'else 256)')
+        help='images per batch (default: with --runner or --loop the '
+        'config\'s, else 256)')
     add('--gpu-img-per-s', type=positive_int, default=TARGET_IMG_PER_S,
         help='the step rate the cores per GPU are for')
     add('--runner', action='store_true',
         help='time both paths end to end through the Runner')
     add('--runner-iters', type=positive_int, default=20,
         help='timed Runner iterations per path')
+    add('--loop', action='store_true',
+        help='time the Runner loop and its hooks with a trivial model')
+    add('--loop-iters', type=positive_int, default=200,
+        help='timed iterations of --loop')
+    add('--profile-iters', type=non_negative_int, default=50,
+        help='iterations of --loop profiled after the timed ones')
     add('--workers', type=non_negative_int, default=None,
         help='dataloader workers of the CPU path (default: the config\'s)')
     add('--gpu-workers', type=non_negative_int, default=None,
