@@ -1,4 +1,5 @@
-"""Clocks, counters and the Runner timing hook of the speed benchmarks.
+"""Clocks, counters and the Runner timing hook of the speed benchmarks, and
+the training loop of a timed Runner run (:func:`train_loop`).
 
 Wall times wait for the device's queued work (:func:`now`); a timed
 section is ``warmup`` calls, then ``iters`` steady calls
@@ -10,18 +11,23 @@ import os
 import platform
 import time
 import warnings
-from typing import Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, NamedTuple, Optional
 
 import numpy as np
 import PIL
 import torch
 import torchvision
+from mmengine.config import Config
 from mmengine.hooks import Hook
 from torch._dynamo.utils import counters
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from ..utils.cli import ConfigError
 from ..utils.fileio import write_json
 from ..utils.outputs import check_output_file
+from .thread_usage import ThreadSample, proc_cpu_seconds, sample_threads
+
+LOOP_TYPES = ('EpochBasedTrainLoop', 'IterBasedTrainLoop')
 
 
 def synchronize(device: torch.device) -> None:
@@ -155,17 +161,17 @@ def worker_cpu_seconds(runner) -> Optional[float]:
     """CPU seconds the train loop's live dataloader workers have used
     (Linux /proc; None elsewhere or without workers)."""
     iterator = getattr(runner.train_loop, 'dataloader_iterator', None)
-    workers = getattr(getattr(iterator, '_iterator', None), '_workers', [])
+    if iterator is None:  # EpochBasedTrainLoop: its loader's iterator
+        iterator = getattr(runner.train_loop.dataloader, '_iterator', None)
+    workers = getattr(getattr(iterator, '_iterator', iterator), '_workers', [])
     if not workers:
         return None
     total = 0.0
     for worker in workers:
         try:
-            with open(f'/proc/{worker.pid}/stat') as f:
-                fields = f.read().rsplit(')', 1)[1].split()
+            total += proc_cpu_seconds(f'/proc/{worker.pid}/stat')[1]
         except OSError:
             return None
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
     return total
 
 
@@ -174,8 +180,14 @@ def model_device(runner) -> torch.device:
     return next(runner.model.parameters()).device
 
 
-# wall seconds, main-process CPU seconds, dataloader workers' CPU seconds
-Clocks = Tuple[float, float, Optional[float]]
+class Clocks(NamedTuple):
+    """A timed window's edge: wall seconds, the process's CPU seconds, its
+    dataloader workers' CPU seconds (None without workers) and its
+    threads' (:func:`~mopro.analysis.thread_usage.sample_threads`)."""
+    wall: float
+    cpu: float
+    workers: Optional[float]
+    threads: ThreadSample
 
 
 class RunnerTimer(Hook):
@@ -226,8 +238,46 @@ class RunnerTimer(Hook):
     @staticmethod
     def _clocks(runner) -> Clocks:
         synchronize(model_device(runner))
-        return (time.perf_counter(), time.process_time(),
-                worker_cpu_seconds(runner))
+        return Clocks(time.perf_counter(), time.process_time(),
+                      worker_cpu_seconds(runner), sample_threads())
+
+
+def train_loop(cfg: Config, iters: int) -> dict:
+    """A ``train_cfg`` of the config's loop type that trains ``iters``
+    iterations, in one epoch, without validation.
+
+    Raises:
+        ConfigError: a loop type other than mmengine's two.
+    """
+    train_cfg = cfg.get('train_cfg') or {}
+    kind = train_cfg.get(
+        'type', 'EpochBasedTrainLoop'
+        if train_cfg.get('by_epoch') else 'IterBasedTrainLoop')
+    if kind not in LOOP_TYPES:
+        raise ConfigError(f'train_cfg.type={kind}: the benchmark runs '
+                          f'{" or ".join(LOOP_TYPES)}')
+    if kind == 'EpochBasedTrainLoop':  # the data loader holds ``iters``
+        return dict(type=kind, max_epochs=1, val_interval=10**9)
+    return dict(type=kind, max_iters=iters, val_interval=10**9)
+
+
+def loader_batches(loop: dict, iters: int) -> int:
+    """Batches the data loader holds for ``iters`` iterations of ``loop``
+    (:func:`train_loop`): one more for mmengine's iteration loop, whose
+    iterator, asked past the end (by ``DecodeAheadHook``'s look-ahead),
+    sleeps 2 s before it starts the next epoch."""
+    return iters + (loop['type'] == 'IterBasedTrainLoop')
+
+
+def unique_name(name: str, taken: set) -> str:
+    """``name``, or ``name#2``, ``name#3``... if taken; added to
+    ``taken``."""
+    unique, count = name, 1
+    while unique in taken:
+        count += 1
+        unique = f'{name}#{count}'
+    taken.add(unique)
+    return unique
 
 
 def shown_path(path: str) -> str:

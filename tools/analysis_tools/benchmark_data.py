@@ -1,22 +1,25 @@
 #!/usr/bin/env python
-r"""Time the two-view training pipeline per CPU core, against the original.
+r"""Time the two-view data paths (per core, end to end) and the Runner loop.
 
+    # per core: each pipeline and worker stage, the hand-over, operators
+    # per batch, the GPU path's preprocessor with its threads
     python tools/analysis_tools/benchmark_data.py \
-        configs/mopro_r50_webvision_v1.py --iters 6000 \
-        --out benchmarks/data_loading_cpu.json
+        configs/mopro_r50_webvision_v1.py --iters 4000 \
+        --out benchmarks/data_stages_cpu.json
+    # both data paths end to end through mmengine's Runner
     python tools/analysis_tools/benchmark_data.py \
-        configs/mopro_r50_webvision_v1.py --runner --num-images 8192 \
-        --runner-iters 60 --batch-size 256 --workers 15 --gpu-workers 4 \
+        configs/mopro_r50_webvision_v1.py --runner --num-images 4096 \
+        --batch-size 256 --runner-iters 40 --workers 15 --gpu-workers 4 \
         --out benchmarks/data_loading_h200.json
+    # the Runner loop's host ms per iteration and per hook, profiled
+    python tools/analysis_tools/benchmark_data.py \
+        configs/mopro_r50_webvision_v1.py --loop --loop-iters 500 \
+        --profile-iters 100 --out benchmarks/runner_loop_cpu.json
 
-In one thread, on the same JPEGs (``--images DIR``, or crops of
-scikit-learn's sample photos at WebVision's size), it times the config's
-training pipeline, the released code's transforms and the worker side of
-the GPU data path (``--gpu-config``), that path's preprocessor on
-``--device``, what crosses from the workers per batch and the operators
-per batch; ``--runner`` instead trains both paths end to end through
-mmengine's Runner. ``mopro.analysis.data_benchmark`` says what each entry
-holds. It prints JSON (``--out`` also writes it). Speed is reported, never
+The images are crops of scikit-learn's sample photos at WebVision's size,
+or the JPEGs of ``--images DIR``; the GPU data path's config is
+``--gpu-config``. ``mopro.analysis.data_benchmark`` says what each mode
+times. It prints JSON (``--out`` also writes it). Speed is reported, never
 asserted in tests.
 """
 import argparse
@@ -64,14 +67,20 @@ def parse_args(argv=None) -> argparse.Namespace:
         'Runner does)')
     add(
         '--batch-size', type=positive_int, default=None,
-        help='images per batch (default: the config\'s; without --runner: '
-        '256)')
+        help='images per batch (default: with --runner or --loop the '
+        'config\'s, else 256)')
     add('--gpu-img-per-s', type=positive_int, default=TARGET_IMG_PER_S,
         help='the step rate the cores per GPU are for')
     add('--runner', action='store_true',
         help='time both paths end to end through the Runner')
     add('--runner-iters', type=positive_int, default=20,
         help='timed Runner iterations per path')
+    add('--loop', action='store_true',
+        help='time the Runner loop and its hooks with a trivial model')
+    add('--loop-iters', type=positive_int, default=200,
+        help='timed iterations of --loop')
+    add('--profile-iters', type=non_negative_int, default=50,
+        help='iterations of --loop profiled after the timed ones')
     add('--workers', type=non_negative_int, default=None,
         help='dataloader workers of the CPU path (default: the config\'s)')
     add('--gpu-workers', type=non_negative_int, default=None,
