@@ -1,22 +1,38 @@
-"""The Runner of ``tools/train.py``: strict checkpoint loading."""
+"""The Runner of ``tools/train.py``: strict checkpoint loading, a message
+hub whose histories append in constant time."""
+from typing import Optional
+
+from mmengine.logging import MessageHub
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 from mmpretrain.utils import get_ori_model
 
 from mopro.utils.checkpoint import load_model_weights
+from .message_hub import grow_histories
 
 
 @RUNNERS.register_module()
 class MoProRunner(Runner):
-    """mmengine's ``Runner`` whose ``load_from`` and ``resume`` load the
-    model weights strictly (:func:`mopro.utils.checkpoint.load_model_weights`).
+    """mmengine's ``Runner`` with:
 
-    mmengine's loads what matches and warns about the rest, so a checkpoint
-    of another architecture, class count or library (a ResNet-50 into a
-    ResNet-18 config, a torchvision state dict) trains from a partial load.
-    Here it is a one-line ``CheckpointError`` before the first iteration.
-    Checkpoints of the released MoPro code are converted on loading.
+    - strict weight loading: its ``load_from`` and ``resume`` load the model
+      weights strictly (:func:`mopro.utils.checkpoint.load_model_weights`).
+      mmengine's loads what matches and warns about the rest, so a
+      checkpoint of another architecture, class count or library (a
+      ResNet-50 into a ResNet-18 config, a torchvision state dict) trains
+      from a partial load. Here it is a one-line ``CheckpointError`` before
+      the first iteration. Checkpoints of the released MoPro code are
+      converted on loading;
+    - a message hub whose scalar histories append in constant time
+      (:mod:`mopro.engine.message_hub`), with the values, statistics and
+      checkpointed state of mmengine's.
     """
+
+    def build_message_hub(self,
+                          message_hub: Optional[dict] = None) -> MessageHub:
+        """mmengine's message hub, its histories growing in constant
+        time."""
+        return grow_histories(super().build_message_hub(message_hub))
 
     def load_checkpoint(self, filename: str, map_location='cpu',
                         strict: bool = True, revise_keys=None) -> dict:

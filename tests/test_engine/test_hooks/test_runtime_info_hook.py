@@ -11,8 +11,10 @@ from mmengine.hooks import Hook
 from mmengine.runner import Runner
 from torch.utils.data import DataLoader
 
+from mopro.engine import MoProRunner
 from mopro.engine.hooks import DeferredRuntimeInfoHook
 from mopro.engine.hooks.runtime_info_hook import _snapshot
+from mopro.engine.message_hub import GrowingHistoryBuffer
 from mopro.utils.checkpoint import load_checkpoint
 from helpers.host_reads import HostReads
 from helpers.models import model_cfg, train_data
@@ -39,16 +41,17 @@ class _Probe(Hook):
         self._seen = len(self.reads.seen)
 
 
-def _run(tmp_path, runtime_info: str, monkeypatch=None):
-    work_dir = str(tmp_path / runtime_info)
+def _run(tmp_path, runtime_info: str, monkeypatch=None, runner_type=Runner):
+    name = f'{runtime_info}_{runner_type.__name__}'
+    work_dir = str(tmp_path / name)
     batches = [train_data(seed) for seed in range(ITERS)]
     reads = HostReads()
     probe = _Probe(reads)
-    runner = Runner(
+    runner = runner_type(
         model=model_cfg(), work_dir=work_dir,
-        experiment_name=f'{runtime_info}_{tmp_path.name}',
-        train_dataloader=DataLoader(batches, batch_size=None),
-        train_cfg=dict(by_epoch=False, max_iters=ITERS),
+        experiment_name=f'{name}_{tmp_path.name}', train_dataloader=DataLoader(
+            batches, batch_size=None), train_cfg=dict(by_epoch=False,
+                                                      max_iters=ITERS),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.05, momentum=0.9)),
         default_hooks=dict(
             runtime_info=dict(type=runtime_info),
@@ -132,6 +135,32 @@ def test_deferred_logging_is_stock_logging_without_syncs(
     assert all(n > 0 for n in stock_reads) and len(stock_reads) == ITERS
     assert our_reads == [0] * ITERS
     assert flushes == [2, 4, 5, 6]
+
+
+def test_mopro_runner_logs_what_mmengines_runner_logs(tmp_path, monkeypatch):
+    """MoProRunner's message hub (histories that append in constant time)
+    holds and logs, and checkpoints, what mmengine's holds."""
+    monkeypatch.setattr(mmengine.device.utils, 'DEVICE', 'cpu')
+    stock, _, _, stock_dir = _run(tmp_path, 'DeferredRuntimeInfoHook',
+                                  monkeypatch)
+    ours, _, _, our_dir = _run(tmp_path, 'DeferredRuntimeInfoHook',
+                               monkeypatch, MoProRunner)
+    scalars = ours.message_hub.log_scalars
+    assert all(type(buf) is GrowingHistoryBuffer for buf in scalars.values())
+    assert set(scalars) == set(stock.message_hub.log_scalars)
+    assert _history(ours.message_hub) == _history(stock.message_hub)
+    assert _logged(our_dir) == _logged(stock_dir)
+    hubs = [
+        load_checkpoint(osp.join(
+            d, f'iter_{CKPT_INTERVAL}.pth'))['message_hub']['log_scalars']
+        for d in (our_dir, stock_dir)
+    ]
+    assert hubs[0].keys() == hubs[1].keys()
+    for key, buf in hubs[1].items():
+        assert type(hubs[0][key]) is type(buf)
+        if not key.endswith(TIMES):
+            assert ([a.tolist() for a in hubs[0][key].data
+                     ] == [a.tolist() for a in buf.data])
 
 
 @pytest.mark.parametrize('value, expected', [
