@@ -9,6 +9,7 @@ import pytest
 import torch
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import DataLoader
 
 from mopro.engine import MoProRunner
@@ -163,6 +164,52 @@ def test_mopro_runner_logs_what_mmengines_runner_logs(tmp_path, monkeypatch):
                      ] == [a.tolist() for a in buf.data])
 
 
+class _Ops(TorchDispatchMode):
+
+    def __init__(self):
+        super().__init__()
+        self.ops = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+def test_an_iteration_costs_no_kernel_and_a_flush_one_copy_per_dtype():
+    """Keeping an iteration's values runs no kernel (only a detach, a view,
+    of a value with a graph); a flush of 5 iterations stacks and reads each
+    dtype's values once."""
+    weight = torch.ones((), requires_grad=True)
+    hook = DeferredRuntimeInfoHook()
+    outputs = [
+        dict(loss=weight * step, acc=torch.tensor(0.5),
+             count=torch.tensor(step), lr=0.1) for step in range(5)
+    ]
+    with _Ops() as kept:
+        for values in outputs:
+            hook._pending.append(_snapshot(values))
+    assert kept.ops == ['aten.detach.default'] * 5
+
+    class _Hub:
+        scalars = []
+
+        def update_scalar(self, key, value):
+            self.scalars.append((key, value))
+
+    runner = type('R', (), {'message_hub': _Hub()})()
+    with _Ops() as flushed:
+        hook.flush(runner)
+    assert flushed.ops.count('aten.stack.default') == 2
+    assert runner.message_hub.scalars[:8] == [('train/loss', 0.0),
+                                              ('train/acc', 0.5),
+                                              ('train/count', 0),
+                                              ('train/lr', 0.1),
+                                              ('train/loss', 1.0),
+                                              ('train/acc', 0.5),
+                                              ('train/count', 1),
+                                              ('train/lr', 0.1)]
+
+
 @pytest.mark.parametrize('value, expected', [
     (torch.tensor(1.5, dtype=torch.bfloat16), 1.5),
     (torch.tensor(0.1), torch.tensor(0.1).item()),
@@ -191,21 +238,20 @@ def test_flushed_values_are_item_values(value, expected):
 
 
 @pytest.mark.gpu
-def test_cuda_values_reach_the_host_through_pinned_memory():
-    """On CUDA an iteration's values are copied into pinned memory without
-    a synchronising call, and read after the copy's event."""
-    values = dict(
-        loss=torch.tensor(2.5, device='cuda'),
-        count=torch.tensor(3, device='cuda'), lr=0.1)
+def test_cuda_values_are_kept_without_a_sync_and_read_at_the_flush():
+    """On CUDA an iteration's values are kept without a synchronising call
+    (CUDA's sync debug mode) and read, exactly, at the flush."""
+    loss = torch.tensor(2.5, device='cuda', requires_grad=True) * 1
+    values = dict(loss=loss, count=torch.tensor(3, device='cuda'),
+                  half=torch.tensor(0.1, device='cuda',
+                                    dtype=torch.bfloat16), lr=0.1)
+    hook = DeferredRuntimeInfoHook()
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode('error')
     try:
-        entries, host = _snapshot(values)
+        hook._pending.append(_snapshot(values))
     finally:
         torch.cuda.set_sync_debug_mode('default')
-    ((tensor, ready), ) = host.values()
-    assert tensor.device.type == 'cpu' and tensor.is_pinned()
-    assert isinstance(ready, torch.cuda.Event)
 
     class _Hub:
         scalars = []
@@ -214,9 +260,10 @@ def test_cuda_values_reach_the_host_through_pinned_memory():
             self.scalars.append((key, value))
 
     runner = type('R', (), {'message_hub': _Hub()})()
-    hook = DeferredRuntimeInfoHook()
-    hook._pending.append((entries, host))
     hook.flush(runner)
     assert runner.message_hub.scalars == [('train/loss', 2.5),
                                           ('train/count', 3),
+                                          ('train/half',
+                                           values['half'].item()),
                                           ('train/lr', 0.1)]
+    assert type(runner.message_hub.scalars[1][1]) is int
