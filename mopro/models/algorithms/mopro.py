@@ -111,7 +111,8 @@ class MoPro(BaseSelfSupervisor):
         alpha: weight of the classifier in the soft label (0.5).
         threshold: pseudo-label confidence threshold T (0.8).
         shuffle_bn: shuffle the key batch across ranks for BatchNorm.
-        channels_last: run convolutions in channels-last memory format.
+        channels_last: run convolutions in channels-last memory format (the
+            data preprocessor makes the views so, unless it sets its own).
         nonfinite: what a non-finite loss does
             (:class:`~mopro.models.nonfinite.NonFiniteGuard`, the
             ``finite_guard`` attribute). Queue and prototypes are never
@@ -194,6 +195,9 @@ class MoPro(BaseSelfSupervisor):
 
         if channels_last:
             self.to(memory_format=torch.channels_last)
+        if getattr(self.data_preprocessor, 'channels_last', False) is None:
+            # the views are made in the convolutions' memory format
+            self.data_preprocessor.channels_last = channels_last
         compile_submodules(self, ('backbone', 'momentum_backbone'), compile)
 
     # ------------------------------------------------------------------
