@@ -1,9 +1,10 @@
 from .checkpoint_hook import SafeCheckpointHook
+from .copy_ahead_hook import CopyAheadHook
 from .mopro_hook import MoProHook
 from .nonfinite_hook import NonFiniteCheckHook
 from .runtime_info_hook import DeferredRuntimeInfoHook
 
 __all__ = [
-    'DeferredRuntimeInfoHook', 'MoProHook', 'NonFiniteCheckHook',
-    'SafeCheckpointHook'
+    'CopyAheadHook', 'DeferredRuntimeInfoHook', 'MoProHook',
+    'NonFiniteCheckHook', 'SafeCheckpointHook'
 ]
