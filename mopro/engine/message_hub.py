@@ -9,7 +9,8 @@ WebVision schedule has ~850k iterations; on a 2-core VM the hooks spent
 ~1 ms per iteration with 100k values of history and 6-8 ms with 400k
 (0.15 ms with these buffers, at any length).
 :class:`GrowingHistoryBuffer` keeps the same values in arrays with spare
-room, doubled when full, so an append costs the same at any length.
+room, grown by half when full, so an append costs the same at any
+length.
 """
 from collections import OrderedDict
 from typing import Sequence
@@ -24,12 +25,13 @@ class GrowingHistoryBuffer(HistoryBuffer):
     """A ``HistoryBuffer`` whose :meth:`update` appends in amortised
     constant time.
 
-    The values live in arrays with spare room; ``_log_history`` and
-    ``_count_history`` (what every statistic, ``data`` and the state read)
-    are views of their filled part, of the dtype ``np.append`` would give
-    them, and trimmed to ``max_length`` as mmengine trims them. Arrays
-    returned earlier are never written again. Copies and pickles are plain
-    ``HistoryBuffer`` objects, so checkpoints hold only mmengine's classes.
+    The values live in arrays with spare room, grown by half when full;
+    ``_log_history`` and ``_count_history`` (what every statistic, ``data``
+    and the state read) are views of their filled part, of the dtype
+    ``np.append`` would give them, and trimmed to ``max_length`` as
+    mmengine trims them. Arrays returned earlier are never written again.
+    Copies and pickles are plain ``HistoryBuffer`` objects, so checkpoints
+    hold only mmengine's classes.
     """
 
     def __init__(self, log_history: Sequence = (),
@@ -49,9 +51,10 @@ class GrowingHistoryBuffer(HistoryBuffer):
         return grown
 
     def _store(self, logs: np.ndarray, counts: np.ndarray) -> None:
-        """Hold ``logs`` and ``counts`` (equal lengths) with spare room."""
+        """Hold ``logs`` and ``counts`` (equal lengths) with room for half as
+        many more (at most 1.5 times mmengine's memory)."""
         size = len(logs)
-        capacity = max(2 * size, _MIN_CAPACITY)
+        capacity = max(size + size // 2, _MIN_CAPACITY)
         self._logs = np.empty(capacity, dtype=logs.dtype)
         self._counts = np.empty(capacity, dtype=counts.dtype)
         self._logs[:size] = logs
@@ -66,13 +69,10 @@ class GrowingHistoryBuffer(HistoryBuffer):
     def update(self, log_val, count=1) -> None:
         """Append ``log_val`` with ``count``, as ``HistoryBuffer.update``
         does (the same checks and dtypes)."""
-        log_dtype = np.result_type(self._logs.dtype, np.asarray(log_val))
-        count_dtype = np.result_type(self._counts.dtype, np.asarray(count))
-        if (not isinstance(log_val, (int, float))
-                or not isinstance(count, (int, float))
-                or log_dtype != self._logs.dtype
-                or count_dtype != self._counts.dtype):
-            # a type error, or new dtypes: np.append's result, stored anew
+        if not isinstance(log_val, (int, float)) or \
+                not isinstance(count, (int, float)):
+            super().update(log_val, count)  # mmengine's TypeError
+        if self._widens(log_val, count):  # np.append's result, stored anew
             super().update(log_val, count)
             self._store(self._log_history, self._count_history)
             return
@@ -83,6 +83,14 @@ class GrowingHistoryBuffer(HistoryBuffer):
         self._end += 1
         self._begin = max(self._begin, self._end - self.max_length)
         self._expose()
+
+    def _widens(self, log_val, count) -> bool:
+        """Whether appending changes a dtype (``np.append``'s promotion:
+        an int history takes a float, ...)."""
+        return (np.result_type(self._logs.dtype,
+                               np.asarray(log_val)) != self._logs.dtype
+                or np.result_type(self._counts.dtype,
+                                  np.asarray(count)) != self._counts.dtype)
 
     def __reduce_ex__(self, protocol):
         """Copy and pickle as the plain ``HistoryBuffer`` of this history
