@@ -100,6 +100,8 @@ def build_configs(tmp_path):
         'DecodeAheadHook':
         (engine_registry.HOOKS, dict(type='DecodeAheadHook'),
          lambda h: h.priority == 'VERY_LOW'),
+        'CopyAheadHook': (engine_registry.HOOKS, dict(type='CopyAheadHook'),
+                          lambda h: h.priority == 'VERY_LOW'),
         'multiview_collate':
         (engine_registry.FUNCTIONS, None,
          lambda f: f([_sample([torch.zeros(3, 2, 2)] * 2, 2)] * 3)[

@@ -14,9 +14,19 @@ default_hooks = dict(
                     backend_args=dict(backend='atomic_local')),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False),
+    # on CUDA, the CPU data path's next batch is copied to the GPU on a side
+    # stream while the step before it runs (nothing on the CPU, nothing with
+    # other data preprocessors). Here, not in runtime_gpu.py: mmengine
+    # refuses default_hooks in two bases of one config
+    copy_ahead=dict(type='CopyAheadHook'),
 )
 env_cfg = dict(
     cudnn_benchmark=True,
+    # torch's CPU threads in the training process (MoProRunner): 'auto' is 1
+    # on CUDA, where its CPU work is small and a pool of one thread per core
+    # spins beside the dataloader workers, and torch's default (the cores)
+    # on the CPU; or an integer. Dataloader workers run one thread each.
+    intra_op_threads='auto',
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
     # a rank whose worker dies makes the others fail after this timeout
     # instead of hanging forever in a collective

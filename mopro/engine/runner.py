@@ -1,22 +1,60 @@
-"""The Runner of ``tools/train.py``: strict checkpoint loading."""
+"""The Runner of ``tools/train.py``: strict checkpoint loading, a message
+hub whose histories append in constant time, the training process's
+intra-op threads set on purpose."""
+from typing import Optional
+
+from mmengine.logging import MessageHub
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 from mmpretrain.utils import get_ori_model
 
 from mopro.utils.checkpoint import load_model_weights
+from mopro.utils.device import default_device
+from .message_hub import grow_histories
+from .threads import intra_op_threads, set_intra_op_threads
 
 
 @RUNNERS.register_module()
 class MoProRunner(Runner):
-    """mmengine's ``Runner`` whose ``load_from`` and ``resume`` load the
-    model weights strictly (:func:`mopro.utils.checkpoint.load_model_weights`).
+    """mmengine's ``Runner`` with:
 
-    mmengine's loads what matches and warns about the rest, so a checkpoint
-    of another architecture, class count or library (a ResNet-50 into a
-    ResNet-18 config, a torchvision state dict) trains from a partial load.
-    Here it is a one-line ``CheckpointError`` before the first iteration.
-    Checkpoints of the released MoPro code are converted on loading.
+    - strict weight loading: its ``load_from`` and ``resume`` load the model
+      weights strictly (:func:`mopro.utils.checkpoint.load_model_weights`).
+      mmengine's loads what matches and warns about the rest, so a
+      checkpoint of another architecture, class count or library (a
+      ResNet-50 into a ResNet-18 config, a torchvision state dict) trains
+      from a partial load. Here it is a one-line ``CheckpointError`` before
+      the first iteration. Checkpoints of the released MoPro code are
+      converted on loading;
+    - a message hub whose scalar histories append in constant time
+      (:mod:`mopro.engine.message_hub`), with the values, statistics and
+      checkpointed state of mmengine's;
+    - the intra-op thread count of ``env_cfg.intra_op_threads``
+      (:mod:`mopro.engine.threads`), set before the model is built and
+      logged once.
     """
+
+    def __init__(self, *args, **kwargs) -> None:
+        # a bad env_cfg.intra_op_threads stops before the work dir is made
+        env_cfg = kwargs.get('env_cfg') or {}
+        intra_op_threads(env_cfg.get('intra_op_threads', 'auto'), 'cpu')
+        self._threads_line = ''
+        super().__init__(*args, **kwargs)
+        self.logger.info(self._threads_line)
+
+    def setup_env(self, env_cfg: dict) -> None:
+        """mmengine's environment set-up, then the intra-op threads, before
+        anything is built (logged once the logger is)."""
+        super().setup_env(env_cfg)
+        self._threads_line = set_intra_op_threads(
+            env_cfg.get('intra_op_threads', 'auto'),
+            default_device().type)
+
+    def build_message_hub(self,
+                          message_hub: Optional[dict] = None) -> MessageHub:
+        """mmengine's message hub, its histories growing in constant
+        time."""
+        return grow_histories(super().build_message_hub(message_hub))
 
     def load_checkpoint(self, filename: str, map_location='cpu',
                         strict: bool = True, revise_keys=None) -> dict:

@@ -20,7 +20,7 @@ step.
   ``max_consecutive_skips`` skipped steps in a row stops the run (the
   weights have diverged: every further step would be skipped too).
 """
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -60,6 +60,39 @@ def _format(losses: Losses) -> str:
     return ', '.join(f'{k}={v.item():.4g}' for k, v in losses.items())
 
 
+class PinnedFlags:
+    """The host copies of the finite flags (``'raise'`` on CUDA): pinned
+    booleans with their CUDA events, reused. A buffer and its event are
+    handed out again only after :meth:`release`, which the guard calls once
+    the event has passed and the flag was read: a copy never overwrites a
+    flag not yet read, and a run allocates as many buffers as steps are in
+    flight at once (a few), not one per step.
+
+    ``new_buffer`` and ``new_event`` make a buffer and an event (stand-ins
+    in the tests).
+    """
+
+    def __init__(self, new_buffer: Optional[Callable[[], torch.Tensor]] = None,
+                 new_event: Optional[Callable[[], object]] = None) -> None:
+        self._new_buffer = new_buffer or (lambda: torch.empty(
+            (), dtype=torch.bool, pin_memory=True))
+        self._new_event = new_event or torch.cuda.Event
+        self._free: List[Tuple[torch.Tensor, object]] = []
+
+    def copy(self, flag: torch.Tensor) -> Tuple[torch.Tensor, object]:
+        """Start copying ``flag`` to a free buffer, without waiting; return
+        the buffer and the event recorded after the copy."""
+        host, ready = self._free.pop() if self._free else (self._new_buffer(),
+                                                           self._new_event())
+        host.copy_(flag, non_blocking=True)
+        ready.record()
+        return host, ready
+
+    def release(self, host: torch.Tensor, ready: object) -> None:
+        """``host`` was read after ``ready`` passed: free to reuse."""
+        self._free.append((host, ready))
+
+
 class NonFiniteGuard:
     """Watch a model's training losses for NaN and infinity.
 
@@ -86,6 +119,8 @@ class NonFiniteGuard:
         # or None, loss terms) of steps not yet checked
         self._unchecked: List[Tuple[torch.Tensor, Optional[object],
                                     Losses]] = []
+        # their host copies on CUDA, made on the first CUDA step
+        self._pinned: Optional[PinnedFlags] = None
         self._saved: Optional[List[torch.Tensor]] = None
 
     def before_step(self, model: nn.Module) -> None:
@@ -135,7 +170,10 @@ class NonFiniteGuard:
                     pending.append((host, ready, losses))
                     continue
                 ready.synchronize()
-            if not host.numpy():  # a host value: reading it does not sync
+            finite = bool(host.numpy())  # on the host: reading does not sync
+            if self._pinned is not None and ready is not None:
+                self._pinned.release(host, ready)
+            if not finite:
                 self._unchecked = []
                 raise NonFiniteError(
                     f'{self.name}: non-finite loss in a recent iteration '
@@ -153,16 +191,12 @@ class NonFiniteGuard:
 
     def _record(self, finite: torch.Tensor, losses: Losses) -> None:
         """Start copying the step's finite flag to the host, without waiting
-        for it: on CUDA into pinned memory, with an event that tells when
-        the copy has landed."""
-        ready = None
-        if finite.is_cuda:
-            host = torch.empty((), dtype=torch.bool, pin_memory=True)
-            host.copy_(finite, non_blocking=True)
-            ready = torch.cuda.Event()
-            ready.record()
-        else:
-            host = finite
+        for it: on CUDA into a reused pinned buffer (:class:`PinnedFlags`),
+        with an event that tells when the copy has landed."""
+        if finite.is_cuda and self._pinned is None:
+            self._pinned = PinnedFlags()
+        host, ready = (finite, None) if self._pinned is None else \
+            self._pinned.copy(finite)
         self._unchecked.append((host, ready, losses))
 
     def _skip(self, model: nn.Module, losses: Losses) -> None:

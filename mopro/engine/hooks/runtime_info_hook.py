@@ -6,51 +6,40 @@ from mmengine.hooks import LoggerHook, RuntimeInfoHook
 from mmengine.registry import HOOKS
 from mmengine.utils import apply_to
 
-# per logged key: (key, device or None, index in the iteration's values
-# from that device or the value itself, Python type of the value)
-_Entry = Tuple[str, Optional[torch.device], object, Optional[type]]
+# an iteration's outputs: per key, a one-element tensor (detached) or the
+# value itself
+_Values = Dict[str, object]
 
 
-def _python_type(value: torch.Tensor) -> type:
-    """What ``value.item()`` returns."""
-    if value.dtype == torch.bool:
-        return bool
-    return float if value.is_floating_point() or value.is_complex() else int
+def _snapshot(outputs: dict) -> _Values:
+    """The iteration's logged values as they are: one-element tensors stay
+    on their device, detached (a view: no kernel, no copy)."""
+    return {
+        key:
+        value.detach() if isinstance(value, torch.Tensor)
+        and value.numel() == 1 and value.requires_grad else value
+        for key, value in outputs.items()
+    }
 
 
-def _to_host(
-        values: torch.Tensor
-) -> Tuple[torch.Tensor, Optional[torch.cuda.Event]]:
-    """``values`` on the host, and the CUDA event after which they are
-    there (None: already there): a CUDA tensor is copied into pinned
-    memory without waiting for it."""
-    if not values.is_cuda:
-        return values, None
-    host = torch.empty(values.shape, dtype=values.dtype, pin_memory=True)
-    host.copy_(values, non_blocking=True)
-    ready = torch.cuda.Event()
-    ready.record(torch.cuda.current_stream(values.device))
-    return host, ready
-
-
-def _snapshot(outputs: dict) -> Tuple[List[_Entry], Dict[torch.device, tuple]]:
-    """The iteration's logged values: the one-element tensors copied into
-    one new tensor per device (one kernel; float64 where a value is an
-    integer, so that every value converts exactly), on its way to the host
-    (:func:`_to_host`)."""
-    entries: List[_Entry] = []
-    by_device: Dict[torch.device, List[torch.Tensor]] = {}
-    for key, value in outputs.items():
-        if isinstance(value, torch.Tensor) and value.numel() == 1:
-            group = by_device.setdefault(value.device, [])
-            entries.append(
-                (key, value.device, len(group), _python_type(value)))
-            value = value.detach().reshape(1)
-            group.append(
-                value if value.is_floating_point() else value.double())
-        else:
-            entries.append((key, None, value, None))
-    return entries, {d: _to_host(torch.cat(v)) for d, v in by_device.items()}
+def _read(pending: List[_Values]) -> List[_Values]:
+    """``pending`` with each one-element tensor replaced by what ``.item()``
+    returns (``.tolist()`` gives the same numbers): the tensors of one device
+    and dtype are stacked and copied to the host at once, the only wait for
+    the device."""
+    read = [dict(values) for values in pending]
+    groups: Dict[Tuple[torch.device, torch.dtype], list] = {}
+    for values in read:
+        for key, value in values.items():
+            if isinstance(value, torch.Tensor) and value.numel() == 1:
+                groups.setdefault((value.device, value.dtype), []).append(
+                    (values, key))
+    for entries in groups.values():
+        host = torch.stack(
+            [values[key].reshape(()) for values, key in entries]).tolist()
+        for (values, key), item in zip(entries, host):
+            values[key] = item
+    return read
 
 
 @HOOKS.register_module()
@@ -61,18 +50,17 @@ class DeferredRuntimeInfoHook(RuntimeInfoHook):
 
     mmengine's hook calls ``.item()`` on every logged tensor of every
     iteration, a host-device sync each, so the host waits for the GPU in
-    every iteration. This hook copies an iteration's values into one tensor
-    on the device and from there into pinned host memory, without waiting
-    (an event marks the copy's end), and flushes them, reading each
-    iteration's values once its event has passed (only the latest
-    iterations' may still be on their way), when a ``LoggerHook`` logs (its
-    interval;
+    every iteration. This hook keeps each iteration's values as they are
+    (the one-element tensors that ``BaseModel.parse_losses`` makes afresh
+    in every step, detached): no kernel, copy or allocation per
+    iteration. It flushes them when a ``LoggerHook`` logs (its interval;
     the end of an epoch unless it ignores the last iterations), at the end
-    of an epoch, before
-    validation, at the end of training and before a checkpoint is saved
-    (the message hub is part of it). Each iteration's values enter the
-    message hub in order and as Python numbers, so every history buffer,
-    window and interval mean is what ``RuntimeInfoHook`` gives. Without a
+    of an epoch, before validation, at the end of training and before a
+    checkpoint is saved (the message hub is part of it): the pending
+    values of one device and dtype are stacked and read in one copy.
+    Each iteration's values enter the message hub in order and as the
+    Python numbers ``.item()`` gives, so every history buffer, window and
+    interval mean is what ``RuntimeInfoHook`` gives. Without a
     ``LoggerHook`` it flushes every iteration, as ``RuntimeInfoHook`` does.
 
     A hook that reads the model's ``train/`` scalars from the message hub
@@ -80,8 +68,7 @@ class DeferredRuntimeInfoHook(RuntimeInfoHook):
     """
 
     def __init__(self) -> None:
-        self._pending: List[Tuple[List[_Entry], Dict[torch.device,
-                                                     tuple]]] = []
+        self._pending: List[_Values] = []
         self._loggers: List[LoggerHook] = []
 
     def before_train(self, runner) -> None:
@@ -109,15 +96,8 @@ class DeferredRuntimeInfoHook(RuntimeInfoHook):
 
     def flush(self, runner) -> None:
         """Write the pending iterations' values to the message hub."""
-        for entries, values in self._pending:
-            host = {}
-            for device, (tensor, ready) in values.items():
-                if ready is not None:
-                    ready.synchronize()
-                host[device] = tensor.tolist()
-            for key, device, value, kind in entries:
-                if device is not None:
-                    value = kind(host[device][value])
+        for values in _read(self._pending):
+            for key, value in values.items():
                 runner.message_hub.update_scalar(f'train/{key}', value)
         self._pending = []
 

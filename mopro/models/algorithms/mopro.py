@@ -97,7 +97,8 @@ class MoPro(BaseSelfSupervisor):
             (:mod:`mopro.models.utils.shuffle`: one all-to-all each way,
             the permutation drawn on every rank from the Runner's seed and
             iteration).
-        channels_last: run convolutions in channels-last memory format.
+        channels_last: run convolutions in channels-last memory format (the
+            data preprocessor makes the views so, unless it sets its own).
         nonfinite: what a non-finite loss does
             (:class:`~mopro.models.nonfinite.NonFiniteGuard`, the
             ``finite_guard`` attribute). Queue and prototypes are never
@@ -182,6 +183,9 @@ class MoPro(BaseSelfSupervisor):
 
         if channels_last:
             self.to(memory_format=torch.channels_last)
+        if getattr(self.data_preprocessor, 'channels_last', False) is None:
+            # the views are made in the convolutions' memory format
+            self.data_preprocessor.channels_last = channels_last
         compile_submodules(self, ('backbone', 'momentum_backbone'), compile)
 
     # ------------------------------------------------------------------

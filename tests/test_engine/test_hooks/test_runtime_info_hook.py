@@ -9,10 +9,13 @@ import pytest
 import torch
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import DataLoader
 
+from mopro.engine import MoProRunner
 from mopro.engine.hooks import DeferredRuntimeInfoHook
 from mopro.engine.hooks.runtime_info_hook import _snapshot
+from mopro.engine.message_hub import GrowingHistoryBuffer
 from mopro.utils.checkpoint import load_checkpoint
 from helpers.host_reads import HostReads
 from helpers.models import model_cfg, train_data
@@ -39,16 +42,17 @@ class _Probe(Hook):
         self._seen = len(self.reads.seen)
 
 
-def _run(tmp_path, runtime_info: str, monkeypatch=None):
-    work_dir = str(tmp_path / runtime_info)
+def _run(tmp_path, runtime_info: str, monkeypatch=None, runner_type=Runner):
+    name = f'{runtime_info}_{runner_type.__name__}'
+    work_dir = str(tmp_path / name)
     batches = [train_data(seed) for seed in range(ITERS)]
     reads = HostReads()
     probe = _Probe(reads)
-    runner = Runner(
+    runner = runner_type(
         model=model_cfg(), work_dir=work_dir,
-        experiment_name=f'{runtime_info}_{tmp_path.name}',
-        train_dataloader=DataLoader(batches, batch_size=None),
-        train_cfg=dict(by_epoch=False, max_iters=ITERS),
+        experiment_name=f'{name}_{tmp_path.name}', train_dataloader=DataLoader(
+            batches, batch_size=None), train_cfg=dict(by_epoch=False,
+                                                      max_iters=ITERS),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.05, momentum=0.9)),
         default_hooks=dict(
             runtime_info=dict(type=runtime_info),
@@ -134,6 +138,78 @@ def test_deferred_logging_is_stock_logging_without_syncs(
     assert flushes == [2, 4, 5, 6]
 
 
+def test_mopro_runner_logs_what_mmengines_runner_logs(tmp_path, monkeypatch):
+    """MoProRunner's message hub (histories that append in constant time)
+    holds and logs, and checkpoints, what mmengine's holds."""
+    monkeypatch.setattr(mmengine.device.utils, 'DEVICE', 'cpu')
+    stock, _, _, stock_dir = _run(tmp_path, 'DeferredRuntimeInfoHook',
+                                  monkeypatch)
+    ours, _, _, our_dir = _run(tmp_path, 'DeferredRuntimeInfoHook',
+                               monkeypatch, MoProRunner)
+    scalars = ours.message_hub.log_scalars
+    assert all(type(buf) is GrowingHistoryBuffer for buf in scalars.values())
+    assert set(scalars) == set(stock.message_hub.log_scalars)
+    assert _history(ours.message_hub) == _history(stock.message_hub)
+    assert _logged(our_dir) == _logged(stock_dir)
+    hubs = [
+        load_checkpoint(osp.join(
+            d, f'iter_{CKPT_INTERVAL}.pth'))['message_hub']['log_scalars']
+        for d in (our_dir, stock_dir)
+    ]
+    assert hubs[0].keys() == hubs[1].keys()
+    for key, buf in hubs[1].items():
+        assert type(hubs[0][key]) is type(buf)
+        if not key.endswith(TIMES):
+            assert ([a.tolist() for a in hubs[0][key].data
+                     ] == [a.tolist() for a in buf.data])
+
+
+class _Ops(TorchDispatchMode):
+
+    def __init__(self):
+        super().__init__()
+        self.ops = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+def test_an_iteration_costs_no_kernel_and_a_flush_one_copy_per_dtype():
+    """Keeping an iteration's values runs no kernel (only a detach, a view,
+    of a value with a graph); a flush of 5 iterations stacks and reads each
+    dtype's values once."""
+    weight = torch.ones((), requires_grad=True)
+    hook = DeferredRuntimeInfoHook()
+    outputs = [
+        dict(loss=weight * step, acc=torch.tensor(0.5),
+             count=torch.tensor(step), lr=0.1) for step in range(5)
+    ]
+    with _Ops() as kept:
+        for values in outputs:
+            hook._pending.append(_snapshot(values))
+    assert kept.ops == ['aten.detach.default'] * 5
+
+    class _Hub:
+        scalars = []
+
+        def update_scalar(self, key, value):
+            self.scalars.append((key, value))
+
+    runner = type('R', (), {'message_hub': _Hub()})()
+    with _Ops() as flushed:
+        hook.flush(runner)
+    assert flushed.ops.count('aten.stack.default') == 2
+    assert runner.message_hub.scalars[:8] == [('train/loss', 0.0),
+                                              ('train/acc', 0.5),
+                                              ('train/count', 0),
+                                              ('train/lr', 0.1),
+                                              ('train/loss', 1.0),
+                                              ('train/acc', 0.5),
+                                              ('train/count', 1),
+                                              ('train/lr', 0.1)]
+
+
 @pytest.mark.parametrize('value, expected', [
     (torch.tensor(1.5, dtype=torch.bfloat16), 1.5),
     (torch.tensor(0.1), torch.tensor(0.1).item()),
@@ -162,21 +238,20 @@ def test_flushed_values_are_item_values(value, expected):
 
 
 @pytest.mark.gpu
-def test_cuda_values_reach_the_host_through_pinned_memory():
-    """On CUDA an iteration's values are copied into pinned memory without
-    a synchronising call, and read after the copy's event."""
-    values = dict(
-        loss=torch.tensor(2.5, device='cuda'),
-        count=torch.tensor(3, device='cuda'), lr=0.1)
+def test_cuda_values_are_kept_without_a_sync_and_read_at_the_flush():
+    """On CUDA an iteration's values are kept without a synchronising call
+    (CUDA's sync debug mode) and read, exactly, at the flush."""
+    loss = torch.tensor(2.5, device='cuda', requires_grad=True) * 1
+    values = dict(loss=loss, count=torch.tensor(3, device='cuda'),
+                  half=torch.tensor(0.1, device='cuda',
+                                    dtype=torch.bfloat16), lr=0.1)
+    hook = DeferredRuntimeInfoHook()
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode('error')
     try:
-        entries, host = _snapshot(values)
+        hook._pending.append(_snapshot(values))
     finally:
         torch.cuda.set_sync_debug_mode('default')
-    ((tensor, ready), ) = host.values()
-    assert tensor.device.type == 'cpu' and tensor.is_pinned()
-    assert isinstance(ready, torch.cuda.Event)
 
     class _Hub:
         scalars = []
@@ -185,9 +260,10 @@ def test_cuda_values_reach_the_host_through_pinned_memory():
             self.scalars.append((key, value))
 
     runner = type('R', (), {'message_hub': _Hub()})()
-    hook = DeferredRuntimeInfoHook()
-    hook._pending.append((entries, host))
     hook.flush(runner)
     assert runner.message_hub.scalars == [('train/loss', 2.5),
                                           ('train/count', 3),
+                                          ('train/half',
+                                           values['half'].item()),
                                           ('train/lr', 0.1)]
+    assert type(runner.message_hub.scalars[1][1]) is int
