@@ -13,7 +13,8 @@ from mmpretrain.registry import MODELS
 from mopro.datasets.collate import PackedImages
 from mopro.datasets.image_list_dataset import check_bad_fraction
 from mopro.models.utils.compile import CompiledCall, out_of_memory
-from mopro.models.utils.data_preprocessor import MoProDataPreprocessor
+from mopro.models.utils.data_preprocessor import (MoProDataPreprocessor,
+                                                  step_dtype)
 from mopro.utils.cli import ConfigError
 from .decode_ahead import SLOT_KEY, decode_executor
 from .decoding import DecodedBatch, decode_packed, decode_stream
@@ -59,16 +60,6 @@ def triton_resize(device: torch.device) -> Optional[Callable]:
     except ImportError:
         return None
     return roi_resized_crops if runs_on(device) else None
-
-
-def step_dtype(device: torch.device) -> torch.dtype:
-    """The dtype the training step computes in: autocast's on ``device``
-    where it is on (the preprocessor runs in the optimizer wrapper's
-    autocast context), else float32."""
-    if torch.amp.is_autocast_available(device.type) and \
-            torch.is_autocast_enabled(device.type):
-        return torch.get_autocast_dtype(device.type)
-    return torch.float32
 
 
 def autocast_off(device: torch.device):

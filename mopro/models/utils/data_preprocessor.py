@@ -10,8 +10,10 @@ from mmpretrain.registry import MODELS
 def step_dtype(device: torch.device) -> torch.dtype:
     """The dtype the training step computes in: autocast's on ``device``
     where it is on (the preprocessor runs in the optimizer wrapper's
-    autocast context), else float32."""
-    if torch.is_autocast_enabled(device.type):
+    autocast context), else float32 (also on a device without autocast,
+    such as the meta device)."""
+    if torch.amp.is_autocast_available(device.type) and \
+            torch.is_autocast_enabled(device.type):
         return torch.get_autocast_dtype(device.type)
     return torch.float32
 
