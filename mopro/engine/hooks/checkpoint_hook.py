@@ -1,14 +1,21 @@
-"""mmengine's CheckpointHook, safe against a kill at any moment."""
+"""mmengine's CheckpointHook, safe against a kill at any moment and
+against saving the state of a diverged run."""
 import os.path as osp
 from collections import deque
-from typing import List
+from typing import Any, Iterator, List, Tuple
 
-from mmengine.dist import is_main_process
+import torch
+from mmengine.dist import all_reduce, is_main_process
 from mmengine.hooks import CheckpointHook
 from mmengine.registry import HOOKS
 
+from mopro.models.nonfinite import (NonFiniteError, first_non_finite,
+                                    tensors_finite)
 from mopro.utils.fileio import remove_stale_temporaries, write_text
 from mopro.utils.runner import LAST_CHECKPOINT
+
+# the parts of a checkpoint that resuming loads as numbers
+_STATE_KEYS = ('state_dict', 'optimizer')
 
 
 class _DeferredRemoval:
@@ -43,11 +50,39 @@ class SafeCheckpointHook(CheckpointHook):
       (``.epoch_N.pth.<token>.tmp``) are removed, and so is an outdated
       checkpoint that a kill kept (the checkpoint lists it until its
       successor is written).
+    - A checkpoint whose weights, buffers (BatchNorm statistics, MoPro's
+      queue and prototypes) or optimizer state hold NaN or infinity is not
+      written: the run stops with a one-line :class:`NonFiniteError` naming
+      the first such tensor, before anything is written or deleted, so the
+      last good checkpoint stays and ``last_checkpoint`` names it. Every
+      tool refuses such a file anyway; written, it would push the good
+      ones out (``max_keep_ckpts``).
 
     The checkpoint itself is written atomically by the ``atomic_local``
     backend (``backend_args=dict(backend='atomic_local')``, as in
     ``configs/_base_/default_runtime.py``).
     """
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Refuse to save a non-finite state (every checkpoint, also a best
+        one, passes here before it is written)."""
+        named = list(
+            _named_tensors({key: checkpoint.get(key)
+                            for key in _STATE_KEYS}))
+        # all ranks stop together (each checks its own BatchNorm statistics)
+        finite = tensors_finite([value for _, value in named]).to(torch.int32)
+        all_reduce(finite, op='min')
+        if finite.item():
+            return
+        meta = checkpoint.get('meta') or {}
+        step = (f'epoch {meta.get("epoch")}'
+                if self.by_epoch else f'iteration {meta.get("iter")}')
+        bad = first_non_finite(named) or 'a tensor of another rank'
+        raise NonFiniteError(
+            f'the checkpoint of {step} is not written: {bad} is NaN or '
+            'infinite, the run has diverged; the checkpoints written before '
+            f'are kept (--resume continues from the last one, in '
+            f'{self.out_dir}): lower the learning rate or check the data')
 
     def before_train(self, runner) -> None:
         super().before_train(runner)
@@ -109,3 +144,17 @@ class SafeCheckpointHook(CheckpointHook):
             self.file_backend.remove(path)
         elif self.file_backend.isdir(path):  # deepspeed checkpoints
             self.file_backend.rmtree(path)
+
+
+def _named_tensors(tree: Any, prefix: str = '') -> Iterator[Tuple[str, Any]]:
+    """``(dotted name, tensor)`` of every tensor in nested dicts and lists
+    (a checkpoint's ``state_dict`` and ``optimizer``)."""
+    if isinstance(tree, torch.Tensor):
+        yield prefix, tree
+    elif isinstance(tree, dict):
+        for key, value in tree.items():
+            yield from _named_tensors(
+                value, f'{prefix}.{key}' if prefix else str(key))
+    elif isinstance(tree, (list, tuple)):
+        for i, value in enumerate(tree):
+            yield from _named_tensors(value, f'{prefix}.{i}')

@@ -6,12 +6,15 @@ import os.path as osp
 import pytest
 import torch
 from mmengine.evaluator import BaseMetric
+from mmengine.hooks import Hook
 from mmengine.model import BaseModel
-from mmengine.registry import METRICS
+from mmengine.registry import HOOKS, METRICS
 from mmengine.runner import Runner
 from torch import nn
 
 from mopro.engine.hooks import SafeCheckpointHook
+from mopro.models.nonfinite import NonFiniteError
+from mopro.utils.cli import is_user_error
 
 
 class ToyModel(BaseModel):
@@ -139,3 +142,36 @@ def test_an_outdated_checkpoint_a_kill_kept_goes_at_resume(
                 load_from=last).train()
     assert sorted(n for n in os.listdir(tmp_path) if n.endswith('.pth')) \
         == ['epoch_3.pth']
+
+
+@HOOKS.register_module(force=True)
+class DivergeInEpoch2(Hook):
+    """Makes the toy model's bias NaN after the last step of the second
+    epoch, as a diverged step would."""
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None) -> None:
+        if runner.epoch == 1 and batch_idx == len(runner.train_dataloader) - 1:
+            with torch.no_grad():
+                runner.model.linear.bias.fill_(float('nan'))
+
+
+def test_a_diverged_state_is_never_saved(tmp_path):
+    """max_keep_ckpts=1: epoch 2's state is NaN, so its checkpoint is not
+    written, with one line naming the tensor, and epoch 1's, the last good
+    one, is neither deleted nor unnamed by ``last_checkpoint``."""
+    runner = _toy_runner(tmp_path, 'diverged', save_best=None,
+                         custom_hooks=[dict(type='DivergeInEpoch2')])
+    with pytest.raises(NonFiniteError) as info:
+        runner.train()
+    assert is_user_error(info.value)
+    assert str(info.value) == (
+        'the checkpoint of epoch 2 is not written: state_dict.linear.bias '
+        '(1 of 1 values) is NaN or infinite, the run has diverged; the '
+        'checkpoints written before are kept (--resume continues from the '
+        f'last one, in {tmp_path}): lower the learning rate or check the '
+        'data')
+    assert sorted(n for n in os.listdir(tmp_path) if n.endswith('.pth')) \
+        == ['epoch_1.pth']
+    assert (tmp_path / 'last_checkpoint').read_text() == str(tmp_path /
+                                                             'epoch_1.pth')
