@@ -6,7 +6,8 @@ from mmengine.config import Config
 from ..engine import MoProRunner
 from ..utils.outputs import check_output_dir
 from ..utils.run_checks import check_built_run, check_run_config
-from ..utils.runner import (adapt_to_device, resolve_checkpoints,
+from ..utils.runner import (adapt_to_device, check_config_copy,
+                            check_load_from_kept, resolve_checkpoints,
                             warn_inexact_resume)
 
 
@@ -18,10 +19,12 @@ def train_model(cfg: Config, resume: Optional[str] = None, amp: bool = False,
     Mistakes in the config (:func:`~mopro.utils.run_checks.check_run_config`:
     the model's and hooks' arguments, registered types, batch sizes,
     intervals, lr, seed, top-k), a work dir that cannot be written,
-    ``resume`` or ``load_from``, a global batch larger than MoPro's queue
-    or a train dataloader without a batch are one-line errors before
-    training starts; a config whose resumed runs would not repeat
-    uninterrupted ones (another sampler, no fixed seed) is a warning.
+    ``resume`` or ``load_from``, an output that is an input (the config
+    copy of the work dir, a checkpoint of the run over ``load_from``), a
+    global batch larger than MoPro's queue or a train dataloader without a
+    batch are one-line errors before training starts; a config whose
+    resumed runs would not repeat uninterrupted ones (another sampler, no
+    fixed seed) is a warning.
 
     Args:
         cfg: a config as :func:`mopro.utils.runner.load_config` returns it.
@@ -36,6 +39,8 @@ def train_model(cfg: Config, resume: Optional[str] = None, amp: bool = False,
     warn_inexact_resume(cfg)
     adapt_to_device(cfg, amp=amp)
     resolve_checkpoints(cfg, resume)
+    check_config_copy(cfg, [cfg.get('load_from')])
+    check_load_from_kept(cfg)
     if auto_scale_lr:
         cfg.auto_scale_lr.enable = True
     runner = MoProRunner.from_cfg(cfg)

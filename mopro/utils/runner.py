@@ -9,7 +9,7 @@ import os.path as osp
 import re
 import zipfile
 from types import TracebackType
-from typing import Iterator, List, Optional, Tuple
+from typing import Iterable, Iterator, List, Optional, Tuple
 
 from mmengine.config import Config
 from mmengine.dist import init_dist
@@ -19,6 +19,7 @@ from .checkpoint import CheckpointError, load_checkpoint, mopro_state_dict
 from .cli import ConfigError, ConfigOptionsAction, UserError
 from .config_switches import apply_switches, read_switches
 from .device import default_device
+from .outputs import check_not_input
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -132,6 +133,35 @@ def _base_files(tree: ast.Module, path: str) -> Iterator[str]:
             base = osp.join(osp.dirname(path), str(base))
             if osp.isfile(base):
                 yield base
+
+
+def config_files(path: str) -> List[str]:
+    """The config file ``path`` and the ``_base_`` files it is built from,
+    recursively: the files a tool reads for its config."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            tree = ast.parse(f.read(), filename=path)
+    except (OSError, SyntaxError, ValueError):
+        return [path]
+    files = [path]
+    for base in _base_files(tree, path):
+        files += config_files(osp.normpath(base))
+    return files
+
+
+def check_config_copy(cfg: Config, inputs: Iterable = ()) -> None:
+    """mmengine's Runner writes the config to ``<work dir>/<config file
+    name>`` when it is built: raise a one-line :class:`UserError` if that
+    copy is the config, one of its bases or one of ``inputs``
+    (``tools/train.py work_dirs/x/x.py``, the copy of an earlier run, edited,
+    was rewritten with the run's ``--cfg-options`` and without its
+    ``_base_``)."""
+    if not cfg.filename:
+        return
+    copy = osp.join(cfg.work_dir, osp.basename(cfg.filename))
+    check_not_input(copy, [*config_files(cfg.filename), *inputs],
+                    what='copy of the config that the Runner writes',
+                    fix='choose another --work-dir')
 
 
 def _config_line(tb: Optional[TracebackType]) -> Optional[str]:
@@ -258,6 +288,8 @@ def init_launched_group(cfg: Config, device: Optional[str] = None) -> None:
 # the pointer mmengine's CheckpointHook and SafeCheckpointHook write
 LAST_CHECKPOINT = 'last_checkpoint'
 _CHECKPOINT_NAME = re.compile(r'(?:epoch|iter)_(\d+)\.pth')
+# every name the checkpoint hooks write (best_<metric>_epoch_N.pth too)
+_WRITTEN_NAME = re.compile(r'(?:best_.*_)?(?:epoch|iter)_\d+\.pth')
 
 
 def resolve_checkpoints(cfg: Config, resume: Optional[str]) -> None:
@@ -295,6 +327,23 @@ def resolve_checkpoints(cfg: Config, resume: Optional[str]) -> None:
     cfg.resume = False
     if cfg.get('load_from'):
         check_weights_file(cfg.load_from)
+
+
+def check_load_from_kept(cfg: Config) -> None:
+    """A run that starts afresh from ``load_from`` (not resuming) writes
+    ``epoch_N.pth`` (``iter_N.pth``, ``best_*``) from the first epoch into
+    its checkpoint folder: raise a one-line :class:`UserError` if
+    ``load_from`` is such a file there, which the run would replace."""
+    path = cfg.get('load_from')
+    if cfg.get('resume') or not path or \
+            not _WRITTEN_NAME.fullmatch(osp.basename(path)):
+        return
+    directory = _checkpoint_dir(cfg)
+    check_not_input(
+        osp.join(directory, osp.basename(path)), [path],
+        what='checkpoint this run writes',
+        fix=f'copy load_from out of {directory} or choose '
+        'another --work-dir')
 
 
 def check_resumable(path: str) -> None:

@@ -3,11 +3,13 @@ subprocess, on the CPU, with the package of this checkout; or a tool's work
 in this process inside ``run_tool(main)``, the error boundary that turns a
 user error into one ``error: ...`` line and exit status 1
 (``mopro.utils.cli``)."""
+import importlib.util
 import json
 import os
 import socket
 import subprocess
 import sys
+from types import ModuleType
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence
 
 from mopro.utils.cli import TRACEBACK_ENV, run_tool
@@ -48,6 +50,17 @@ def call_tool(tool, argv: Optional[Sequence], capsys,
     except SystemExit as exit_:
         code = exit_.code
     return ToolResult(code, capsys.readouterr().err, value)
+
+
+def tool_module(tool: str) -> ModuleType:
+    """``tools/<tool>.py`` imported as a module (not as ``__main__``): its
+    ``main`` for :func:`call_tool`."""
+    path = os.path.join(ROOT, 'tools', f'{tool}.py')
+    name = 'tool_' + tool.replace('/', '_')
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def free_port() -> int:
