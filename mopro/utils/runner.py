@@ -20,6 +20,7 @@ from .cli import ConfigError, ConfigOptionsAction, UserError
 from .config_switches import apply_switches, read_switches
 from .device import default_device
 from .outputs import check_not_input
+from .run_checks import check_top_level_keys
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -42,14 +43,17 @@ def load_config(args: argparse.Namespace) -> Config:
 
     The top-level switches ``data_root``, ``num_classes`` and
     ``max_epochs`` set in ``--cfg-options`` move every key the config built
-    from them (:mod:`mopro.utils.config_switches`). The work dir defaults to
-    ``work_dirs/<config name>``, as in OpenMMLab.
+    from them (:mod:`mopro.utils.config_switches`). A top-level key that
+    nothing reads, of the file or of ``--cfg-options``, is an error with
+    the closest key that is read
+    (:func:`~mopro.utils.run_checks.check_top_level_keys`). The work dir
+    defaults to ``work_dirs/<config name>``, as in OpenMMLab.
 
     Raises:
         FileNotFoundError: no such config file (or base file).
         ConfigError: a config (or base) that cannot be read, naming its file
-            and line, a ``--cfg-options`` key that cannot be merged, or a
-            switch that cannot be applied.
+            and line, a ``--cfg-options`` key that cannot be merged or that
+            nothing reads, or a switch that cannot be applied.
     """
     if not osp.isfile(args.config):
         raise FileNotFoundError(f'{args.config}: config file not found')
@@ -63,6 +67,7 @@ def load_config(args: argparse.Namespace) -> Config:
         except (KeyError, TypeError, ValueError, IndexError) as err:
             raise ConfigError(f'--cfg-options: {_message(err)}') from None
     apply_switches(cfg, switches, args.cfg_options, args.config)
+    check_top_level_keys(cfg, config_files(args.config), args.cfg_options)
     cfg.launcher = args.launcher
     if args.work_dir:
         cfg.work_dir = args.work_dir
