@@ -12,7 +12,8 @@ from ..utils.runner import (adapt_to_device, check_config_copy,
 
 
 def train_model(cfg: Config, resume: Optional[str] = None, amp: bool = False,
-                auto_scale_lr: bool = False) -> MoProRunner:
+                auto_scale_lr: bool = False,
+                trust_checkpoint: bool = False) -> MoProRunner:
     """Train ``cfg`` with :class:`~mopro.engine.MoProRunner` and return the
     runner.
 
@@ -33,17 +34,21 @@ def train_model(cfg: Config, resume: Optional[str] = None, amp: bool = False,
             checkpoint (:func:`mopro.utils.runner.resolve_checkpoints`).
         amp: bf16 automatic mixed precision.
         auto_scale_lr: scale the lr to the actual total batch size.
+        trust_checkpoint: unpickle arbitrary objects in the checkpoint of
+            ``resume`` or ``load_from`` (``--trust-checkpoint``; the
+            weights-only unpickler otherwise).
     """
     check_run_config(cfg)
     check_output_dir(cfg.work_dir, what='work dir')
     warn_inexact_resume(cfg)
     adapt_to_device(cfg, amp=amp)
-    resolve_checkpoints(cfg, resume)
+    resolve_checkpoints(cfg, resume, trust=trust_checkpoint)
     check_config_copy(cfg, [cfg.get('load_from')])
     check_load_from_kept(cfg)
     if auto_scale_lr:
         cfg.auto_scale_lr.enable = True
     runner = MoProRunner.from_cfg(cfg)
+    runner.trust_checkpoint = trust_checkpoint
     check_built_run(runner)
     runner.train()
     return runner

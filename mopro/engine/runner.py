@@ -15,8 +15,12 @@ class MoProRunner(Runner):
     of another architecture, class count or library (a ResNet-50 into a
     ResNet-18 config, a torchvision state dict) trains from a partial load.
     Here it is a one-line ``CheckpointError`` before the first iteration.
-    Checkpoints of the released MoPro code are converted on loading.
+    Checkpoints of the released MoPro code are converted on loading. They
+    load with torch's weights-only unpickler unless ``trust_checkpoint``
+    (``tools/train.py --trust-checkpoint``).
     """
+
+    trust_checkpoint = False
 
     def load_checkpoint(self, filename: str, map_location='cpu',
                         strict: bool = True, revise_keys=None) -> dict:
@@ -28,7 +32,8 @@ class MoProRunner(Runner):
         arguments, ignored. The ``after_load_checkpoint`` hooks see the
         checkpoint after the weights are loaded.
         """
-        checkpoint = load_model_weights(get_ori_model(self.model), filename)
+        checkpoint = load_model_weights(
+            get_ori_model(self.model), filename, trust=self.trust_checkpoint)
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         self._has_loaded = True
         self.logger.info(f'Load checkpoint from {filename}')

@@ -297,7 +297,8 @@ _CHECKPOINT_NAME = re.compile(r'(?:epoch|iter)_(\d+)\.pth')
 _WRITTEN_NAME = re.compile(r'(?:best_.*_)?(?:epoch|iter)_\d+\.pth')
 
 
-def resolve_checkpoints(cfg: Config, resume: Optional[str]) -> None:
+def resolve_checkpoints(cfg: Config, resume: Optional[str],
+                        trust: bool = False) -> None:
     """Check what the run starts from, before any work, and set
     ``cfg.resume`` and ``cfg.load_from`` to it.
 
@@ -305,6 +306,8 @@ def resolve_checkpoints(cfg: Config, resume: Optional[str]) -> None:
         cfg: the config; its ``resume=True`` counts as ``resume='auto'``
             (or as ``resume=cfg.load_from`` when that is set).
         resume: ``--resume``: None, ``'auto'`` or a checkpoint path.
+        trust: unpickle arbitrary objects in the checkpoint
+            (``--trust-checkpoint``).
 
     - a path: it must be a checkpoint of a training run (one-line
       :class:`CheckpointError` otherwise);
@@ -326,12 +329,12 @@ def resolve_checkpoints(cfg: Config, resume: Optional[str]) -> None:
                 f'no checkpoint in {cfg.work_dir}: starting from '
                 f'{_first_step(cfg)}', logger='current')
     if resume is not None:
-        check_resumable(resume)
+        check_resumable(resume, trust)
         cfg.resume, cfg.load_from = True, resume
         return
     cfg.resume = False
     if cfg.get('load_from'):
-        check_weights_file(cfg.load_from)
+        check_weights_file(cfg.load_from, trust)
 
 
 def check_load_from_kept(cfg: Config) -> None:
@@ -351,28 +354,38 @@ def check_load_from_kept(cfg: Config) -> None:
         'another --work-dir')
 
 
-def check_resumable(path: str) -> None:
+def check_resumable(path: str, trust: bool = False) -> None:
     """Raise a one-line error unless ``path`` is a checkpoint of a training
-    run (``meta`` with epoch and iteration, ``state_dict``)."""
+    run: what mmengine's ``Runner.resume`` reads, ``meta`` with epoch and
+    iteration, ``state_dict`` and ``message_hub`` (``trust``: unpickle
+    arbitrary objects)."""
     if not osp.isfile(path):
         raise UserError(f'--resume {path}: no such checkpoint file')
-    ckpt = load_checkpoint(path)
+    ckpt = load_checkpoint(path, trust=trust)
     meta = ckpt.get('meta')
-    if not (isinstance(meta, dict) and 'epoch' in meta and 'iter' in meta
-            and isinstance(ckpt.get('state_dict'), dict)):
+    missing = [
+        what for what, present in (
+            ('epoch and iteration in its meta',
+             isinstance(meta, dict) and 'epoch' in meta and 'iter' in meta),
+            ('state_dict', isinstance(ckpt.get('state_dict'), dict)),
+            ('message_hub', isinstance(ckpt.get('message_hub'), dict)))
+        if not present
+    ]
+    if missing:
         raise CheckpointError(
-            f'{path}: not a checkpoint of a training run (no epoch and '
-            'iteration in its meta): --resume continues a run of '
+            f'{path}: not a checkpoint of a training run (no '
+            f'{", no ".join(missing)}): --resume continues a run of '
             f'tools/train.py; to start from its weights set load_from={path}')
 
 
-def check_weights_file(path: str) -> None:
+def check_weights_file(path: str, trust: bool = False) -> None:
     """Raise a one-line error unless ``path`` is a checkpoint of this
-    project or of the released code (``load_from``); whether it fits the
-    model is checked when it is loaded (``MoProRunner``)."""
+    project or of the released code (``load_from``; ``trust``: unpickle
+    arbitrary objects); whether it fits the model is checked when it is
+    loaded (``MoProRunner``)."""
     if not osp.isfile(path):
         raise UserError(f'load_from={path}: no such checkpoint file')
-    mopro_state_dict(load_checkpoint(path), path)
+    mopro_state_dict(load_checkpoint(path, trust=trust), path)
 
 
 def find_resumable_checkpoint(cfg: Config) -> Optional[str]:
