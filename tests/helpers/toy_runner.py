@@ -1,10 +1,11 @@
 """A toy Runner with SafeCheckpointHook: a linear model, 3 epochs of 2
 iterations, a checkpoint every epoch (one kept) and a score that improves
-at every evaluation."""
+at every evaluation; a hook that makes it diverge."""
 import torch
 from mmengine.evaluator import BaseMetric
+from mmengine.hooks import Hook
 from mmengine.model import BaseModel
-from mmengine.registry import METRICS
+from mmengine.registry import HOOKS, METRICS
 from mmengine.runner import Runner
 from torch import nn
 
@@ -37,6 +38,18 @@ class RisingScore(BaseMetric):
     def compute_metrics(self, results):
         self.evaluations += 1
         return dict(score=float(self.evaluations))
+
+
+@HOOKS.register_module(force=True)
+class DivergeInEpoch2(Hook):
+    """Makes the toy model's bias NaN after the last step of the second
+    epoch, as a diverged step would."""
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None) -> None:
+        if runner.epoch == 1 and batch_idx == len(runner.train_dataloader) - 1:
+            with torch.no_grad():
+                runner.model.linear.bias.fill_(float('nan'))
 
 
 class Killed(Exception):

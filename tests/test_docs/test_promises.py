@@ -41,7 +41,6 @@ from PIL import Image
 from mopro.datasets.seeding import SeededIndex
 from mopro.datasets.transforms.loading import decode_rgb
 from mopro.engine import MoProRunner, NonFiniteCheckHook
-from mopro.engine.hooks import SafeCheckpointHook
 from mopro.models.nonfinite import NonFiniteError
 from mopro.utils.checkpoint import (CheckpointError, load_checkpoint,
                                     load_model_weights)
@@ -515,19 +514,14 @@ def skip_zeroes_the_step_and_restores_batchnorm(ctx):
 @message('the checkpoint of epoch N is not written')
 @promise('does not write a checkpoint whose')
 def a_non_finite_state_is_not_saved(ctx):
-    hook = SafeCheckpointHook(interval=1)
-    hook.out_dir = str(ctx.tmp)
-    checkpoint = dict(
-        meta=dict(epoch=2, iter=16),
-        state_dict={'bn.running_var': torch.tensor([1., 2.])}, optimizer=dict(
-            state={0: {
-                'momentum_buffer': torch.tensor([float('inf')])
-            }}))
+    runner = toy_runner(ctx.tmp, 'diverged', save_best=None,
+                        custom_hooks=[dict(type='DivergeInEpoch2')])
     with pytest.raises(NonFiniteError) as info:
-        hook.before_save_checkpoint(None, checkpoint)
-    assert str(info.value).startswith(
-        'the checkpoint of epoch 2 is not written: '
-        'optimizer.state.0.momentum_buffer (1 of 1 values)')
+        runner.train()
+    assert sorted(n for n in os.listdir(ctx.tmp) if n.endswith('.pth')) == \
+        ['epoch_1.pth']
+    assert (ctx.tmp / 'last_checkpoint').read_text() == \
+        str(ctx.tmp / 'epoch_1.pth')
     return [str(info.value)]
 
 

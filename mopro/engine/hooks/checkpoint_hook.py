@@ -8,14 +8,12 @@ import torch
 from mmengine.dist import all_reduce, is_main_process
 from mmengine.hooks import CheckpointHook
 from mmengine.registry import HOOKS
+from mmpretrain.utils import get_ori_model
 
 from mopro.models.nonfinite import (NonFiniteError, first_non_finite,
                                     tensors_finite)
 from mopro.utils.fileio import remove_stale_temporaries, write_text
 from mopro.utils.runner import LAST_CHECKPOINT
-
-# the parts of a checkpoint that resuming loads as numbers
-_STATE_KEYS = ('state_dict', 'optimizer')
 
 
 class _DeferredRemoval:
@@ -50,39 +48,39 @@ class SafeCheckpointHook(CheckpointHook):
       (``.epoch_N.pth.<token>.tmp``) are removed, and so is an outdated
       checkpoint that a kill kept (the checkpoint lists it until its
       successor is written).
-    - A checkpoint whose weights, buffers (BatchNorm statistics, MoPro's
-      queue and prototypes) or optimizer state hold NaN or infinity is not
-      written: the run stops with a one-line :class:`NonFiniteError` naming
-      the first such tensor, before anything is written or deleted, so the
-      last good checkpoint stays and ``last_checkpoint`` names it. Every
-      tool refuses such a file anyway; written, it would push the good
-      ones out (``max_keep_ckpts``).
+    - A checkpoint (also a best one) is not written while the weights, the
+      buffers (BatchNorm statistics, MoPro's queue and prototypes) or the
+      optimizer state hold NaN or infinity: the run stops, on every rank,
+      with a one-line :class:`NonFiniteError` naming the first such
+      tensor, before anything is written or deleted, so the last good
+      checkpoint stays and ``last_checkpoint`` names it. Every tool refuses
+      such a file anyway; written, it would push the good ones out
+      (``max_keep_ckpts``).
 
     The checkpoint itself is written atomically by the ``atomic_local``
     backend (``backend_args=dict(backend='atomic_local')``, as in
     ``configs/_base_/default_runtime.py``).
     """
 
-    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        """Refuse to save a non-finite state (every checkpoint, also a best
-        one, passes here before it is written)."""
-        named = list(
-            _named_tensors({key: checkpoint.get(key)
-                            for key in _STATE_KEYS}))
-        # all ranks stop together (each checks its own BatchNorm statistics)
+    def _check_finite(self, runner, what: str) -> None:
+        """Raise a :class:`NonFiniteError` naming the first non-finite
+        tensor of the model's state or the optimizer's, on every rank
+        together (Runner.save_checkpoint, which writes on rank 0 alone, is
+        too late for a collective), before ``what`` is written."""
+        states = dict(state_dict=get_ori_model(runner.model).state_dict())
+        if runner.optim_wrapper is not None:
+            states['optimizer'] = runner.optim_wrapper.state_dict()
+        named = list(_named_tensors(states))
         finite = tensors_finite([value for _, value in named]).to(torch.int32)
         all_reduce(finite, op='min')
         if finite.item():
             return
-        meta = checkpoint.get('meta') or {}
-        step = (f'epoch {meta.get("epoch")}'
-                if self.by_epoch else f'iteration {meta.get("iter")}')
         bad = first_non_finite(named) or 'a tensor of another rank'
         raise NonFiniteError(
-            f'the checkpoint of {step} is not written: {bad} is NaN or '
-            'infinite, the run has diverged; the checkpoints written before '
-            f'are kept (--resume continues from the last one, in '
-            f'{self.out_dir}): lower the learning rate or check the data')
+            f'{what} is not written: {bad} is NaN or infinite, the run has '
+            'diverged; the checkpoints written before are kept (--resume '
+            f'continues from the last one, in {self.out_dir}): lower the '
+            'learning rate or check the data')
 
     def before_train(self, runner) -> None:
         super().before_train(runner)
@@ -98,6 +96,8 @@ class SafeCheckpointHook(CheckpointHook):
                 f'removed the temporary file of an interrupted save: {path}')
 
     def _save_checkpoint_with_step(self, runner, step, meta) -> None:
+        unit = 'epoch' if self.by_epoch else 'iteration'
+        self._check_finite(runner, f'the checkpoint of {unit} {step}')
         outdated = []
         if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids and
                                             self.keep_ckpt_ids[-1] == step):
@@ -130,6 +130,7 @@ class SafeCheckpointHook(CheckpointHook):
     def _save_best_checkpoint(self, runner, metrics) -> None:
         if not self.save_best:  # also a val-only run (no file backend yet)
             return
+        self._check_finite(runner, 'the best checkpoint of this validation')
         backend = self.file_backend
         self.file_backend = deferred = _DeferredRemoval(backend)
         try:

@@ -4,9 +4,6 @@ import os
 import os.path as osp
 
 import pytest
-import torch
-from mmengine.hooks import Hook
-from mmengine.registry import HOOKS
 
 from mopro.engine.hooks import SafeCheckpointHook
 from mopro.models.nonfinite import NonFiniteError
@@ -76,18 +73,6 @@ def test_an_outdated_checkpoint_a_kill_kept_goes_at_resume(
                load_from=last).train()
     assert sorted(n for n in os.listdir(tmp_path) if n.endswith('.pth')) \
         == ['epoch_3.pth']
-
-
-@HOOKS.register_module(force=True)
-class DivergeInEpoch2(Hook):
-    """Makes the toy model's bias NaN after the last step of the second
-    epoch, as a diverged step would."""
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
-                         outputs=None) -> None:
-        if runner.epoch == 1 and batch_idx == len(runner.train_dataloader) - 1:
-            with torch.no_grad():
-                runner.model.linear.bias.fill_(float('nan'))
 
 
 def test_a_diverged_state_is_never_saved(tmp_path):

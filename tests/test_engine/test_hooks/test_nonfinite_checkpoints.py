@@ -9,7 +9,10 @@ tiny v1 MoPro config and on the demo's cross-entropy classifier, with
 ``max_keep_ckpts=1``: before the fix, ``epoch_2.pth`` held non-finite
 running variances and ``epoch_1.pth`` was gone.
 """
+import os
 import os.path as osp
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -19,6 +22,7 @@ from mmpretrain.structures import DataSample
 from mopro.apis import train_model
 from mopro.utils.checkpoint import load_checkpoint
 from helpers import ROOT
+from helpers.commands import launcher_env
 from helpers.configs import tiny_mopro_options, tool_config
 from helpers.data import make_webvision
 from helpers.log_records import log_messages
@@ -122,3 +126,49 @@ def test_skip_restores_statistics_that_overflowed_under_a_finite_loss():
     assert logged[0].startswith(
         'CompilableImageClassifier: skipped an iteration with non-finite '
         'BatchNorm statistics (backbone.bn1.running_var (')
+
+
+@pytest.mark.skipif(sys.platform != 'linux', reason='torchrun on linux')
+def test_a_launched_job_stops_on_every_rank(data_root, tmp_path):
+    """tools/dist_train.sh, 2 CPU processes: rank 1's BatchNorm statistics
+    turn infinite at the end of epoch 2. Both ranks stop with the one line
+    before the checkpoint (rank 0, whose own state is finite, names another
+    rank's tensor), at once rather than after the collective timeout
+    (rank 0 alone writes checkpoints: a check there would wait for rank 1
+    forever); epoch 1's checkpoint stays."""
+    config = tmp_path / 'diverging.py'
+    v1 = osp.join(ROOT, 'configs', 'mopro_r50_webvision_v1.py')
+    config.write_text(
+        f'_base_ = [{v1!r}]\n'
+        "custom_imports = dict(imports=['mopro', 'helpers.diverge_hook'])\n"
+        "custom_hooks = [dict(type='MoProHook'), "
+        "dict(type='DivergeOnRank', rank=1, epoch=1)]\n")
+    work = tmp_path / 'work'
+    options = dict(
+        _mopro_options(data_root, str(work)), **{
+            'train_cfg.max_epochs': 2,
+            'train_cfg.val_interval': 100,
+            'visualizer.vis_backends': None,
+            'default_hooks.checkpoint.max_keep_ckpts': 1,
+        })
+    env = launcher_env()
+    env['PYTHONPATH'] = os.pathsep.join(
+        [env['PYTHONPATH'], osp.join(ROOT, 'tests')])
+    result = subprocess.run([
+        'bash',
+        osp.join(ROOT, 'tools', 'dist_train.sh'),
+        str(config), '2', '--cfg-options',
+        *[f'{k}={v}' for k, v in options.items()]
+    ], env=env, capture_output=True, text=True, timeout=280)
+    assert result.returncode != 0
+    errors = sorted(line for line in result.stderr.splitlines()
+                    if line.startswith('error: '))
+    assert errors == [
+        'error: the checkpoint of epoch 2 is not written: '
+        f'{bad} is NaN or infinite, the run has diverged; the checkpoints '
+        f'written before are kept (--resume continues from the last one, '
+        f'in {work}): lower the learning rate or check the data'
+        for bad in ('a tensor of another rank',
+                    'state_dict.backbone.bn1.running_var (64 of 64 values)')
+    ], result.stderr[-3000:]
+    assert sorted(p.name for p in work.glob('*.pth')) == ['epoch_1.pth']
