@@ -1,5 +1,6 @@
 # Sourced by the launchers (dist_train.sh, dist_test.sh, slurm_train.sh,
-# slurm_test.sh): their usage check and their torchrun and srun commands.
+# slurm_test.sh): their argument checks and their torchrun and srun
+# commands.
 # torchrun: NNODES, NODE_RANK, MASTER_ADDR, PORT (several nodes: on every
 # node). srun: GPUS (default 8), GPUS_PER_NODE (8), CPUS_PER_TASK (5),
 # SRUN_ARGS. Both: PYTHON, the interpreter (default: python).
@@ -18,14 +19,31 @@ check_usage() {
     fi
 }
 
+# check_gpus GPUS: a positive integer, else one line and exit status 2.
+check_gpus() {
+    if ! [[ $1 =~ ^[1-9][0-9]*$ ]]; then
+        echo "$0: GPUS must be a positive integer, got '$1'" >&2
+        exit 2
+    fi
+}
+
+# check_files NAME PATH [NAME PATH ...]: each PATH is a file, else one line
+# naming it and exit status 2, before any process is launched (torchrun
+# would start every rank to fail on it).
+check_files() {
+    while [ $# -gt 0 ]; do
+        if [ ! -f "$2" ]; then
+            echo "$0: $1 '$2': no such file" >&2
+            exit 2
+        fi
+        shift 2
+    done
+}
+
 # torchrun_tool GPUS TOOL ARGS...: tools/TOOL on GPUS processes per node.
 torchrun_tool() {
     local gpus=$1 tool=$2
     shift 2
-    if ! [[ $gpus =~ ^[1-9][0-9]*$ ]]; then
-        echo "$0: GPUS must be a positive integer, got '$gpus'" >&2
-        exit 2
-    fi
     PYTHONPATH="$TOOLS/..:${PYTHONPATH:-}" \
     exec "${PYTHON:-python}" -m torch.distributed.run \
         --nnodes="${NNODES:-1}" \

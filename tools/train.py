@@ -7,12 +7,14 @@
 ``--resume`` alone continues from the work dir's latest checkpoint, or
 starts from epoch 1 when there is none (one command for a requeued job).
 Mistakes in the config, the hooks' arguments, ``--resume CKPT`` or
-``load_from`` are one-line errors before training starts.
+``load_from`` are one-line errors before training starts. Checkpoints load
+with torch's weights-only unpickler; ``--trust-checkpoint`` allows other
+objects in those of ``--resume`` and ``load_from``.
 """
 import argparse
 
 from mopro.apis import train_model
-from mopro.utils.cli import run_tool, tool_parser
+from mopro.utils.cli import add_trust_arg, run_tool, tool_parser
 from mopro.utils.runner import add_config_args, load_config
 
 
@@ -27,6 +29,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='bf16 automatic mixed precision')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the lr to the actual total batch size')
+    add_trust_arg(parser, 'the checkpoint of --resume or load_from')
     return parser.parse_args(argv)
 
 
@@ -34,7 +37,8 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     train_model(
         load_config(args), resume=args.resume, amp=args.amp,
-        auto_scale_lr=args.auto_scale_lr)
+        auto_scale_lr=args.auto_scale_lr,
+        trust_checkpoint=args.trust_checkpoint)
 
 
 if __name__ == '__main__':

@@ -10,7 +10,7 @@ from ..utils.checkpoint import load_model_weights
 from ..utils.cli import ConfigError
 from ..utils.outputs import check_output_dir
 from ..utils.run_checks import check_run_config
-from ..utils.runner import adapt_to_device
+from ..utils.runner import adapt_to_device, check_config_copy
 
 SETS = ('val', 'test')
 
@@ -50,6 +50,7 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str,
     """
     sets = sets_to_run(cfg, sets)
     check_output_dir(cfg.work_dir, what='work dir')
+    check_config_copy(cfg, [checkpoint])
     # no training loop: mmpretrain's VisualizationHook asks the runner for
     # its epoch after every val iteration, which would build the training
     # dataloader (and read the training lists) otherwise

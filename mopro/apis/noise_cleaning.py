@@ -2,7 +2,7 @@
 Section 4.3; ``tools/noise_cleaning.py``)."""
 import os
 import os.path as osp
-from typing import Optional
+from typing import Iterable, Optional
 
 import numpy as np
 import torch
@@ -19,9 +19,10 @@ from ..utils.checkpoint import load_model_weights
 from ..utils.cli import ConfigError
 from ..utils.device import default_device
 from ..utils.fileio import write_json
-from ..utils.outputs import check_output_dir, check_output_file
+from ..utils.outputs import check_output_dir, check_output_file, files_read
 from ..utils.run_checks import check_launched_gpu
-from ..utils.runner import compile_only_on_cuda, init_launched_group
+from ..utils.runner import (compile_only_on_cuda, config_files,
+                            init_launched_group)
 from ..visualization import save_report
 
 SUMMARY_NAME = 'noise_cleaning_summary.json'
@@ -36,11 +37,13 @@ def build_cleaning_dataset(cfg: Config) -> ImageListDataset:
     return dataset
 
 
-def check_outputs(cfg: Config, checkpoint: str, out: str,
-                  num_images: int) -> None:
+def check_outputs(cfg: Config, checkpoint: str, out: str, num_images: int,
+                  read: Iterable[str] = ()) -> None:
     """``out`` (about 100 bytes per image) and the work dir (summary and
-    report) can be written, and neither is an input."""
-    inputs = (cfg.filename, checkpoint)
+    report) can be written, and neither is an input: the config and its
+    bases, the checkpoint, or a file ``read`` to build the dataset (its
+    image lists, class names)."""
+    inputs = (*config_files(cfg.filename), checkpoint, *read)
     check_output_file(out, inputs=inputs, need_bytes=100 * num_images,
                       what='--out file')
     check_output_dir(cfg.work_dir, what='work dir')
@@ -93,11 +96,12 @@ def clean_noisy_dataset(cfg: Config, checkpoint: str, out: str,
     and, in the work dir, ``noise_cleaning_summary.json`` (counts
     relabelled / OOD / kept, per class) and the PNG report (OOD samples,
     relabelled samples, per-class changes). Every output is checked before
-    the pass; more undecodable images than the training set tolerates
-    (:func:`check_unreadable`) end it with nothing written; the cleaned
-    list is written last, so a run that fails to write leaves none. Under
-    a launcher (``cfg.launcher``) each rank takes a shard and rank 0
-    writes.
+    the pass, and none may be an input (config, checkpoint, the image lists
+    and class names the dataset reads); more undecodable images than the
+    training set tolerates (:func:`check_unreadable`) end it with nothing
+    written; the cleaned list is written last, so a run that fails to write
+    leaves none. Under a launcher (``cfg.launcher``) each rank takes a
+    shard and rank 0 writes.
     """
     cfg = compile_only_on_cuda(cfg, device=device)
     if cfg.model.get('type') != 'MoPro':
@@ -110,8 +114,9 @@ def clean_noisy_dataset(cfg: Config, checkpoint: str, out: str,
     logger = MMLogger.get_instance('noise_cleaning')
     model = MODELS.build(cfg.model)
     load_model_weights(model, checkpoint, trust=trust_checkpoint)
-    dataset = build_cleaning_dataset(cfg)
-    check_outputs(cfg, checkpoint, out, len(dataset))
+    with files_read() as lists:
+        dataset = build_cleaning_dataset(cfg)
+    check_outputs(cfg, checkpoint, out, len(dataset), lists)
     device = _cleaning_device(device)
     model.to(device)
     logger.info(f'noise cleaning of {len(dataset)} images with '

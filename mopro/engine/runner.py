@@ -25,7 +25,8 @@ class MoProRunner(Runner):
       ResNet-50 into a ResNet-18 config, a torchvision state dict) trains
       from a partial load. Here it is a one-line ``CheckpointError`` before
       the first iteration. Checkpoints of the released MoPro code are
-      converted on loading;
+      converted on loading. They load with torch's weights-only unpickler
+      unless ``trust_checkpoint`` (``tools/train.py --trust-checkpoint``);
     - a message hub whose scalar histories append in constant time
       (:mod:`mopro.engine.message_hub`), with the values, statistics and
       checkpointed state of mmengine's;
@@ -33,6 +34,8 @@ class MoProRunner(Runner):
       (:mod:`mopro.engine.threads`), set before the model is built and
       logged once.
     """
+
+    trust_checkpoint = False
 
     def __init__(self, *args, **kwargs) -> None:
         # a bad env_cfg.intra_op_threads stops before the work dir is made
@@ -66,7 +69,8 @@ class MoProRunner(Runner):
         arguments, ignored. The ``after_load_checkpoint`` hooks see the
         checkpoint after the weights are loaded.
         """
-        checkpoint = load_model_weights(get_ori_model(self.model), filename)
+        checkpoint = load_model_weights(
+            get_ori_model(self.model), filename, trust=self.trust_checkpoint)
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         self._has_loaded = True
         self.logger.info(f'Load checkpoint from {filename}')

@@ -16,9 +16,14 @@ step.
   :class:`NonFiniteError`.
 - ``'skip'``: the flag is read on the host at once (one host-device sync per
   step); a non-finite step gets zero losses and the BatchNorm statistics of
-  before its forward passes. Skipped steps are counted and logged; a run of
-  ``max_consecutive_skips`` skipped steps in a row stops the run (the
-  weights have diverged: every further step would be skipped too).
+  before its forward passes. A step is non-finite when its loss is, or when
+  its forward passes left a BatchNorm statistic non-finite (huge
+  activations overflow the running variance while the normalised output,
+  and so the loss, stay finite): either way the statistics it leaves are
+  those of before it, which are finite. Skipped steps are counted and
+  logged; a run of ``max_consecutive_skips`` skipped steps in a row stops
+  the run (the weights have diverged: every further step would be skipped
+  too).
 """
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -38,18 +43,59 @@ class NonFiniteError(UserError, FloatingPointError):
     """A training loss was not finite (NaN or infinite)."""
 
 
-def normalization_statistics(module: nn.Module) -> List[torch.Tensor]:
-    """The running statistics (mean, variance, batch count) of every
-    BatchNorm-like layer of ``module``: what a forward pass in train mode
-    changes besides the output."""
+def named_normalization_statistics(
+        module: nn.Module) -> List[Tuple[str, torch.Tensor]]:
+    """``(name, buffer)`` of the running statistics (mean, variance, batch
+    count) of every BatchNorm-like layer of ``module``: what a forward pass
+    in train mode changes besides the output."""
     stats = []
-    for layer in module.modules():
+    for prefix, layer in module.named_modules():
         if isinstance(layer, nn.modules.batchnorm._NormBase) and \
                 layer.track_running_stats:
             stats.extend(
-                buf for buf in (layer.running_mean, layer.running_var,
-                                layer.num_batches_tracked) if buf is not None)
+                (f'{prefix}.{name}' if prefix else name, buf)
+                for name, buf in (('running_mean', layer.running_mean),
+                                  ('running_var', layer.running_var),
+                                  ('num_batches_tracked',
+                                   layer.num_batches_tracked))
+                if buf is not None)
     return stats
+
+
+def normalization_statistics(module: nn.Module) -> List[torch.Tensor]:
+    """The buffers of :func:`named_normalization_statistics`."""
+    return [buf for _, buf in named_normalization_statistics(module)]
+
+
+def tensors_finite(tensors: List[torch.Tensor]) -> torch.Tensor:
+    """Boolean scalar, on the device of the first floating-point tensor:
+    every floating-point tensor of ``tensors`` is finite. One fused max-abs
+    reduction per device (NaN propagates through it) rather than a check
+    per tensor."""
+    by_device: Dict[torch.device, List[torch.Tensor]] = {}
+    for value in tensors:
+        if value.is_floating_point():
+            by_device.setdefault(value.device, []).append(value)
+    if not by_device:
+        return torch.ones((), dtype=torch.bool)
+    first = next(iter(by_device))
+    peaks = [
+        peak.to(first, torch.float32) for group in by_device.values()
+        for peak in torch._foreach_norm(group, float('inf'))
+    ]
+    return torch.isfinite(torch.stack(peaks)).all()
+
+
+def first_non_finite(named: List[Tuple[str, torch.Tensor]]) -> Optional[str]:
+    """The name of the first tensor of ``named`` holding NaN or infinity,
+    with the count (``'x.running_var (3 of 64 values)'``); None if all are
+    finite. Reads every count on the host: for error paths only."""
+    for name, value in named:
+        if value.is_floating_point():
+            bad = int((~torch.isfinite(value)).sum())
+            if bad:
+                return f'{name} ({bad} of {value.numel()} values)'
+    return None
 
 
 def _loss_terms(losses: Losses) -> Losses:
@@ -143,16 +189,25 @@ class NonFiniteGuard:
         model gates its own state updates (queue, prototypes) without a
         host sync.
         """
-        finite = self._all_finite(
-            sum(v for k, v in losses.items() if 'loss' in k))
+        loss = sum(v for k, v in losses.items() if 'loss' in k)
         if self.action == 'raise':
+            finite = self._all_finite(loss)
             self._record(finite, _loss_terms(losses))
             return losses, finite
-        if bool(finite):  # the one host read of 'skip'
+        # 'skip': loss and BatchNorm statistics, one all-rank flag each
+        flags = torch.stack([
+            torch.isfinite(loss.detach()).all(),
+            tensors_finite(normalization_statistics(model)).to(loss.device)
+        ]).to(torch.int32)
+        all_reduce(flags, op='min')
+        loss_finite, stats_finite = flags.tolist()  # the one host read
+        if loss_finite and stats_finite:
             self.consecutive_skips = 0
-            return losses, finite
-        self._skip(model, losses)
-        return self._zero_losses(model, losses), finite
+            return losses, flags.bool().all()
+        bad_stats = None if stats_finite else first_non_finite(
+            named_normalization_statistics(model))
+        self._skip(model, losses, bad_stats)
+        return self._zero_losses(model, losses), flags.bool().all()
 
     def check(self, wait: bool = True) -> None:
         """Raise :class:`NonFiniteError` if a recorded step's loss was not
@@ -199,25 +254,30 @@ class NonFiniteGuard:
             self._pinned.copy(finite)
         self._unchecked.append((host, ready, losses))
 
-    def _skip(self, model: nn.Module, losses: Losses) -> None:
+    def _skip(self, model: nn.Module, losses: Losses,
+              bad_stats: Optional[str]) -> None:
         """Put back the BatchNorm statistics the forward passes changed;
-        count and log the skipped step; stop after too many in a row."""
+        count and log the skipped step; stop after too many in a row.
+        ``bad_stats`` names the first non-finite statistic, if any (the
+        loss may be finite then)."""
         torch._foreach_copy_(normalization_statistics(model), self._saved)
         self.num_skipped += 1
         self.consecutive_skips += 1
         terms = _format(_loss_terms(losses))
+        what = (f'non-finite BatchNorm statistics ({bad_stats}; losses '
+                f'{terms})' if bad_stats else f'a non-finite loss ({terms})')
         if self.consecutive_skips >= self.max_consecutive_skips:
             raise NonFiniteError(
                 f'{self.name}: {self.consecutive_skips} iterations in a row '
-                f'had a non-finite loss (last: {terms}); the weights have '
-                'diverged. Lower the learning rate or check the data '
-                '(model.max_consecutive_skips='
+                f'had a non-finite loss or BatchNorm statistics (last: '
+                f'{what}); the weights have diverged. Lower the learning '
+                'rate or check the data (model.max_consecutive_skips='
                 f'{self.max_consecutive_skips})')
         print_log(
-            f'{self.name}: skipped an iteration with a non-finite loss '
-            f'({terms}){self.kept}; {self.num_skipped} skipped so far, '
-            f'{self.consecutive_skips} in a row (the run stops at '
-            f'{self.max_consecutive_skips})', logger='current', level=30)
+            f'{self.name}: skipped an iteration with {what}{self.kept}; '
+            f'{self.num_skipped} skipped so far, {self.consecutive_skips} in '
+            f'a row (the run stops at {self.max_consecutive_skips})',
+            logger='current', level=30)
 
     @staticmethod
     def _zero_losses(model: nn.Module, losses: Losses) -> Losses:

@@ -16,6 +16,7 @@ import argparse
 import os
 import os.path as osp
 import pickle
+import re
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -31,7 +32,7 @@ from detectron2.utils.logger import setup_logger
 
 from ..utils.checkpoint import RESNET_DEPTHS, resnet_layout
 from ..utils.cli import ConfigError, UserError, describe
-from ..utils.outputs import check_output_dir
+from ..utils.outputs import check_not_input, check_output_dir
 from .d2_convert import depth_options
 from .d2_smoke import SMOKE_DATASET, write_shapes_coco
 
@@ -149,6 +150,22 @@ def check_weights(cfg: CfgNode) -> None:
                 'run')
 
 
+def check_outputs_apart(cfg: CfgNode, args: argparse.Namespace) -> None:
+    """Detectron2 writes its copy of the config, ``OUTPUT_DIR/config.yaml``,
+    and, training afresh, ``model_NNNNNNN.pth`` and ``model_final.pth``
+    there: neither may be ``--config-file`` or ``MODEL.WEIGHTS``."""
+    check_not_input(
+        osp.join(cfg.OUTPUT_DIR, 'config.yaml'), [args.config_file],
+        what='copy of the config that Detectron2 writes',
+        fix='choose another OUTPUT_DIR')
+    name = osp.basename(cfg.MODEL.WEIGHTS)
+    if not (args.resume or args.eval_only) and \
+            re.fullmatch(r'model_(?:final|\d+)\.pth', name):
+        check_not_input(
+            osp.join(cfg.OUTPUT_DIR, name), [cfg.MODEL.WEIGHTS],
+            what='checkpoint this run writes', fix='choose another OUTPUT_DIR')
+
+
 def _lookup(cfg: CfgNode, key: str):
     """The value of dotted ``key`` in ``cfg``; KeyError if it has none."""
     node = cfg
@@ -212,6 +229,7 @@ def setup(args: argparse.Namespace) -> CfgNode:
     check_resnet_config(cfg)
     check_weights(cfg)
     check_output_dir(cfg.OUTPUT_DIR, what='OUTPUT_DIR')
+    check_outputs_apart(cfg, args)
     cfg.freeze()
     default_setup(cfg, args)
     logger = setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(),

@@ -80,21 +80,37 @@ RESNET_DEPTHS = {
     (True, (3, 4, 23, 3)): 101,
     (True, (3, 8, 36, 3)): 152,
 }
-# the classifier weight of each model type, and the key setting its classes
-_CLASSIFIERS = (('classifier.weight', 'model.num_classes'),
-                ('head.fc.weight', 'model.head.num_classes'))
+# the classifier weight of each model type, the keys setting its classes
+# (the class count of the data too: the num_classes switch sets them all)
+# and the key setting the width of the features it takes
+_CLASSIFIERS = (
+    ('classifier.weight', ('model.num_classes', ), 'model.feat_dim'),
+    ('head.fc.weight', ('model.head.num_classes',
+                        'model.data_preprocessor.num_classes'),
+     'model.head.in_channels'),
+)
+_DATA_CLASSES = "each dataloader's dataset.num_classes"
+# the features of a standard ResNet: 512 channels, x4 with bottlenecks
+_RESNET_WIDTH = {False: 512, True: 2048}
+# the first bytes of a zip archive (torch.save's format)
+_ZIP_START = b'PK\x03\x04'
 
 
 class CheckpointError(UserError, ValueError):
     """A checkpoint that cannot be used; the message names file and cause."""
 
 
-def _is_torch_file(path: str) -> bool:
-    """A zip archive (torch.save) or a pickle (legacy torch.save)."""
+def _file_kind(path: str) -> Optional[str]:
+    """``'zip'`` (torch.save), ``'cut zip'`` (a zip archive whose end, its
+    directory, is missing: a copy cut short), ``'pickle'`` (legacy
+    torch.save) or None."""
     if zipfile.is_zipfile(path):
-        return True
+        return 'zip'
     with open(path, 'rb') as f:
-        return f.read(1) == b'\x80'  # pickle protocol >= 2
+        start = f.read(len(_ZIP_START))
+    if start == _ZIP_START:
+        return 'cut zip'
+    return 'pickle' if start[:1] == b'\x80' else None  # protocol >= 2
 
 
 def load_checkpoint(path: str, map_location: str = 'cpu',
@@ -116,10 +132,15 @@ def load_checkpoint(path: str, map_location: str = 'cpu',
         raise FileNotFoundError(f'{path}: no such checkpoint file')
     if os.path.getsize(path) == 0:
         raise CheckpointError(f'{path}: checkpoint file is empty (0 bytes)')
-    if not _is_torch_file(path):
+    kind = _file_kind(path)
+    if kind is None:
         raise CheckpointError(f'{path}: not a checkpoint (neither the zip '
                               'archive nor the pickle that torch.save '
                               'writes)')
+    if kind == 'cut zip':
+        raise CheckpointError(
+            f'{path}: truncated or corrupt checkpoint (a zip archive without '
+            'its end, as a copy cut short leaves it)')
     try:
         ckpt = torch.load(path, map_location=map_location,
                           weights_only=not trust)
@@ -133,8 +154,8 @@ def load_checkpoint(path: str, map_location: str = 'cpu',
                 f' ({unsafe or first}); pass --trust-checkpoint only if you '
                 'trust its source') from None
         raise CheckpointError(
-            f'{path}: not a checkpoint, or a corrupt one (unreadable '
-            'pickle)') from None
+            f'{path}: truncated or corrupt checkpoint (unreadable pickle: '
+            f'{first})') from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, IndexError,
             KeyError, UnicodeDecodeError) as err:
         # a file that is no pickle at all trips the weights-only unpickler
@@ -273,9 +294,13 @@ def describe_resnet(layout: Tuple[bool, Tuple[int, ...]]) -> str:
 def depth_mismatch(ckpt_keys: Iterable[str], own_keys: Iterable[str],
                    stage: str = 'backbone.layer', first: int = 1,
                    setting: str = 'model.backbone.depth') -> Optional[str]:
-    """Why the checkpoint's ResNet is not the model's, or None: e.g.
-    ``'checkpoint is a ResNet-50 (backbone.layer1.0.conv3 present), the
-    config builds ResNet-18: set model.backbone.depth=50'``."""
+    """Why the checkpoint's ResNet is not the model's, or None, with every
+    key to change: the depth, and the width of the features the model's
+    classifier takes when it has one (``model.feat_dim`` of MoPro,
+    ``model.head.in_channels`` of a classifier), e.g. ``'checkpoint is a
+    ResNet-50 (backbone.layer1.0.conv3 present), the config builds
+    ResNet-18: set model.backbone.depth=50 model.feat_dim=2048'``."""
+    own_keys = set(own_keys)
     theirs = resnet_layout(ckpt_keys, stage, first)
     ours = resnet_layout(own_keys, stage, first)
     if theirs is None or ours is None or theirs == ours:
@@ -288,7 +313,15 @@ def depth_mismatch(ckpt_keys: Iterable[str], own_keys: Iterable[str],
     message = (f'checkpoint is a {describe_resnet(theirs)} ({evidence}), '
                f'the config builds {describe_resnet(ours)}')
     depth = RESNET_DEPTHS.get(theirs)
-    return f'{message}: set {setting}={depth}' if depth else message
+    if not depth:
+        return message
+    keys = [f'{setting}={depth}']
+    if _RESNET_WIDTH[theirs[0]] != _RESNET_WIDTH[ours[0]]:
+        keys += [
+            f'{width}={_RESNET_WIDTH[theirs[0]]}'
+            for weight, _, width in _CLASSIFIERS if weight in own_keys
+        ]
+    return f'{message}: set {" ".join(keys)}'
 
 
 def _kind_hint(missing: List[str], unexpected: List[str]) -> str:
@@ -315,14 +348,18 @@ def check_weights_match(own: Dict[str, torch.Tensor],
     depth = depth_mismatch(state, own)
     if depth:
         raise CheckpointError(f'{path}: {depth}')
-    for key, setting in _CLASSIFIERS:
+    for key, settings, _ in _CLASSIFIERS:
         if key in state and key in own and \
                 state[key].shape[0] != own[key].shape[0]:
+            classes = state[key].shape[0]
+            keys = ' '.join(f'{setting}={classes}' for setting in settings)
             raise CheckpointError(
-                f'{path}: checkpoint has {state[key].shape[0]} classes '
-                f'({key} {tuple(state[key].shape)}) but the config builds '
+                f'{path}: checkpoint has {classes} classes ({key} '
+                f'{tuple(state[key].shape)}) but the config builds '
                 f'{own[key].shape[0]} ({tuple(own[key].shape)}); set '
-                f'{setting}={state[key].shape[0]}')
+                f'{keys} and {_DATA_CLASSES}={classes} (--cfg-options '
+                f'num_classes={classes} sets them all where the config has '
+                'that switch)')
     for key, value in state.items():
         if key in own and own[key].shape != value.shape:
             raise CheckpointError(

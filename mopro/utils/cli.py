@@ -129,12 +129,19 @@ def add_checkpoint_args(parser: argparse.ArgumentParser,
                         help: str = ANY_CHECKPOINT,
                         optional: bool = False) -> None:
     """The ``checkpoint`` argument (``optional``: it may be left out) and
-    ``--trust-checkpoint``."""
+    ``--trust-checkpoint`` (:func:`add_trust_arg`)."""
     parser.add_argument('checkpoint', help=help,
                         nargs='?' if optional else None)
+    add_trust_arg(parser)
+
+
+def add_trust_arg(parser: argparse.ArgumentParser,
+                  what: str = 'the checkpoint') -> None:
+    """``--trust-checkpoint``: unpickle arbitrary objects in ``what``
+    (checkpoints load with torch's weights-only unpickler otherwise)."""
     parser.add_argument(
         '--trust-checkpoint', action='store_true',
-        help='unpickle arbitrary objects in the checkpoint '
+        help=f'unpickle arbitrary objects in {what} '
         '(only for files from a source you trust)')
 
 

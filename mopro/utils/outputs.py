@@ -7,14 +7,26 @@ probe file where each output goes (creating nothing), compare free space with
 what the tool will write, and refuse an output that is one of the inputs,
 also through a link; the writes themselves stay atomic
 (:func:`mopro.utils.fileio.atomic_path`).
+
+The inputs are what the tool was given (config, checkpoints, feature
+files) and what it read to find its work: the image lists, label files and
+class names a dataset reads are recorded as they are opened
+(:func:`files_read`), whatever the dataset, so that an output onto any of
+them (``--out <data_root>/train.txt``) is refused before the pass.
 """
+import contextlib
 import os
 import os.path as osp
 import shutil
+import sys
 import tempfile
-from typing import Iterable, Optional
+from typing import Iterable, Iterator, List, Optional
 
 from .cli import UserError
+
+# the lists of the open files_read blocks; the audit hook is added once
+_READ_RECORDERS: List[List[str]] = []
+_HOOKED = False
 
 
 def same_file(a: str, b: str) -> bool:
@@ -25,6 +37,45 @@ def same_file(a: str, b: str) -> bool:
         return osp.samefile(a, b)
     except OSError:  # one of them does not exist
         return False
+
+
+def _record_read(event: str, args: tuple) -> None:
+    """Python's audit hook: the path of every file opened read-only (the
+    ``open`` event of ``open()``, ``io.open_code`` and ``os.open``: every
+    library that reads through them, json, numpy, torch.load, PIL) into the
+    open :func:`files_read` blocks."""
+    if event != 'open' or not _READ_RECORDERS:
+        return
+    path, _, flags = args
+    if isinstance(path, int) or path is None or \
+            (flags & os.O_ACCMODE) != os.O_RDONLY:
+        return
+    path = osp.abspath(os.fsdecode(os.fspath(path)))
+    for recorder in _READ_RECORDERS:
+        recorder.append(path)
+
+
+@contextlib.contextmanager
+def files_read() -> Iterator[List[str]]:
+    """Yield a list that collects the absolute paths of the files this
+    process opens read-only inside the block (repeats left in).
+
+    Example::
+
+        with files_read() as inputs:
+            dataset.full_init()  # reads its image lists
+        check_output_file(out, inputs=inputs)
+    """
+    global _HOOKED
+    if not _HOOKED:  # audit hooks cannot be removed: one, idle outside
+        sys.addaudithook(_record_read)
+        _HOOKED = True
+    recorder: List[str] = []
+    _READ_RECORDERS.append(recorder)
+    try:
+        yield recorder
+    finally:
+        _READ_RECORDERS.remove(recorder)
 
 
 def _nearest_existing(path: str) -> str:
@@ -78,11 +129,24 @@ def check_output_dir(path: str, need_bytes: int = 0,
     _probe(path, path, what, need_bytes)
 
 
+def check_not_input(path: str, inputs: Iterable[Optional[str]],
+                    what: str = 'output',
+                    fix: str = 'write it to another path') -> None:
+    """Raise a one-line :class:`UserError` if the output ``path`` is one of
+    ``inputs`` (the same file, also through a link); ``fix`` says what to
+    do."""
+    for source in dict.fromkeys(inputs):
+        if source and same_file(path, source):
+            raise UserError(f'{path}: the {what} is the input {source}; '
+                            f'{fix}')
+
+
 def check_output_file(path: str, inputs: Iterable[Optional[str]] = (),
                       need_bytes: int = 0, what: str = 'output') -> None:
     """Check that file ``path`` can be written (see
-    :func:`check_output_dir`) and is none of ``inputs``; an existing
-    ``path`` must be a file (it is replaced atomically).
+    :func:`check_output_dir`) and is none of ``inputs``
+    (:func:`check_not_input`); an existing ``path`` must be a file (it is
+    replaced atomically).
 
     Raises:
         UserError: one line naming the path and the cause.
@@ -90,8 +154,5 @@ def check_output_file(path: str, inputs: Iterable[Optional[str]] = (),
     if osp.isdir(path):
         raise UserError(f'{path}: the {what} is a folder, expected a file '
                         'path')
-    for source in inputs:
-        if source and same_file(path, source):
-            raise UserError(f'{path}: the {what} is the input {source}; '
-                            'write it to another path')
+    check_not_input(path, inputs, what)
     _probe(osp.dirname(osp.abspath(path)), path, what, need_bytes)

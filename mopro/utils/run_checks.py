@@ -10,19 +10,25 @@ the Runner is built (:func:`check_run_config`; the number of processes as
 the launcher's environment tells it), or, for what needs the built Runner
 (the dataset's size), before the first iteration (:func:`check_built_run`).
 """
+import ast
 import copy
 import difflib
 import inspect
 import os
 import traceback
-from typing import Any, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import (Any, Iterable, Iterator, List, Mapping, Optional, Sequence,
+                    Set, Tuple)
 
 import torch
 from mmengine.config import Config
 from mmengine.hooks import CheckpointHook
 from mmengine.registry import DefaultScope
+from mmengine.runner import (EpochBasedTrainLoop, IterBasedTrainLoop,
+                             LogProcessor, Runner, TestLoop, ValLoop)
+from torch.utils.data import DataLoader
 
 from .cli import ConfigError, UserError
+from .config_switches import SWITCHES
 from .device import default_device
 from .validate import check_int, check_number
 
@@ -48,6 +54,27 @@ WORLD_SIZE_VARIABLES = {
 LOCAL_RANK_VARIABLES = {
     'pytorch': 'LOCAL_RANK',
     'mpi': 'OMPI_COMM_WORLD_LOCAL_RANK'
+}
+# the top-level keys mmengine's Runner reads besides the arguments of its
+# constructor (mmengine 0.10: the model wrapper, DDP's options,
+# torch.compile, the memory savers), and those read when the config file
+# is (mmengine's custom_imports, the tools' switches)
+RUNNER_CONFIG_KEYS = ('model_wrapper_cfg', 'find_unused_parameters', 'sync_bn',
+                      'compile', 'activation_checkpointing',
+                      'efficient_conv_bn_eval')
+FILE_KEYS = ('custom_imports', *SWITCHES)
+# the keys of a component's config that its builder consumes beside the
+# class's arguments (mmengine 0.10: Runner.build_dataloader,
+# build_optim_wrapper, build_param_scheduler)
+DATALOADER_EXTRA = ('num_batch_per_epoch', 'disable_subprocess_warning')
+OPTIM_WRAPPER_EXTRA = ('optimizer', 'constructor', 'paramwise_cfg')
+SCHEDULER_EXTRA = ('convert_to_iter_based', )
+# the loop a loop config without a type builds (Runner.build_*_loop)
+LOOPS = {
+    'train_cfg': lambda cfg: EpochBasedTrainLoop
+    if cfg.get('by_epoch', True) else IterBasedTrainLoop,
+    'val_cfg': lambda cfg: ValLoop,
+    'test_cfg': lambda cfg: TestLoop,
 }
 
 
@@ -82,10 +109,14 @@ def _check_run_config(cfg: Config, train: bool, sets: Sequence[str]) -> None:
     for name in sets:
         if cfg.get(f'{name}_dataloader') is not None:
             check_evaluator(cfg, name)
+            check_loop_args(cfg, f'{name}_cfg')
     check_seed(cfg)
+    check_runtime_args(cfg)
     if train:
+        check_loop_args(cfg, 'train_cfg')
         check_train_loop(cfg)
         check_optimizer(cfg)
+        check_schedulers(cfg)
         check_logger_interval(cfg)
         world_size = launched_world_size(cfg.get('launcher', 'none'))
         check_queue(cfg, world_size)
@@ -209,20 +240,23 @@ def check_shared_seed(cfg: Config, world_size: int = 1) -> None:
 
 def check_dataloader(cfg: Config, name: str) -> None:
     """``<name>_dataloader``: batch size >= 1, workers >= 0, registered
-    dataset, sampler and transform types."""
+    dataset, sampler and transform types, and the arguments of the
+    dataloader, its dataset and its samplers."""
     key = f'{name}_dataloader'
     loader = cfg.get(key)
     if not isinstance(loader, dict):
         return
+    check_args(loader, key, DataLoader, DATALOADER_EXTRA)
     if 'batch_size' in loader:
         check_int(loader.batch_size, f'{key}.batch_size')
     if 'num_workers' in loader:
         check_int(loader.num_workers, f'{key}.num_workers', minimum=0)
     from mmpretrain.registry import DATA_SAMPLERS, DATASETS, TRANSFORMS
-    check_type(
-        loader.get('sampler'), f'{key}.sampler', DATA_SAMPLERS, 'sampler')
+    for sampler in ('sampler', 'batch_sampler'):
+        check_component(
+            loader.get(sampler), f'{key}.{sampler}', DATA_SAMPLERS, 'sampler')
     dataset = loader.get('dataset')
-    check_type(dataset, f'{key}.dataset', DATASETS, 'dataset')
+    check_component(dataset, f'{key}.dataset', DATASETS, 'dataset')
     if isinstance(dataset, dict):
         transforms = list(
             _nested_types(
@@ -253,7 +287,7 @@ def check_evaluator(cfg: Config, name: str) -> None:
         where = key if len(metrics) == 1 else f'{key}.{i}'
         if not isinstance(metric, dict):
             continue
-        check_type(metric, where, METRICS, 'metric')
+        check_component(metric, where, METRICS, 'metric')
         topk = metric.get('topk')
         for k in topk if isinstance(topk, (list, tuple)) else [topk]:
             if k is None:
@@ -288,18 +322,83 @@ def check_train_loop(cfg: Config) -> None:
 
 
 def check_optimizer(cfg: Config) -> None:
-    """``optim_wrapper.optimizer``: registered type, lr, momentum and
-    weight decay finite numbers >= 0 (torch checks them when it builds the
-    optimizer, after the image lists are read)."""
-    from mmpretrain.registry import OPTIMIZERS
+    """``optim_wrapper`` and its ``optimizer``: registered types and their
+    arguments; lr, momentum and weight decay finite numbers >= 0 (torch
+    checks them when it builds the optimizer, after the image lists are
+    read)."""
+    from mmpretrain.registry import OPTIM_WRAPPERS, OPTIMIZERS
     wrapper = cfg.get('optim_wrapper')
+    check_component(wrapper, 'optim_wrapper',
+                    OPTIM_WRAPPERS, 'optimizer wrapper',
+                    OPTIM_WRAPPERS.get('OptimWrapper'), OPTIM_WRAPPER_EXTRA)
     optimizer = wrapper.get('optimizer') if isinstance(wrapper, dict) else None
     if not isinstance(optimizer, dict):
         return
-    check_type(optimizer, 'optim_wrapper.optimizer', OPTIMIZERS, 'optimizer')
+    check_component(optimizer, 'optim_wrapper.optimizer', OPTIMIZERS,
+                    'optimizer')
     for key in ('lr', 'momentum', 'weight_decay'):
         if key in optimizer:
             check_number(optimizer[key], f'optim_wrapper.optimizer.{key}', 0)
+
+
+def check_schedulers(cfg: Config) -> None:
+    """Each ``param_scheduler`` (a list, or a dict of lists per
+    optimizer): registered type and arguments."""
+    from mmpretrain.registry import PARAM_SCHEDULERS
+    schedulers = cfg.get('param_scheduler')
+    if isinstance(schedulers, dict) and 'type' not in schedulers:
+        items = [(f'param_scheduler.{name}', value)
+                 for name, value in schedulers.items()]
+    else:
+        items = [('param_scheduler', schedulers)]
+    for key, value in items:
+        if isinstance(value, dict):
+            value = [value]
+            where = [key]
+        else:
+            value = value or []
+            where = [f'{key}.{i}' for i in range(len(value))]
+        for name, scheduler in zip(where, value):
+            check_component(scheduler, name, PARAM_SCHEDULERS, 'scheduler',
+                            extra=SCHEDULER_EXTRA)
+
+
+def check_loop_args(cfg: Config, key: str) -> None:
+    """``train_cfg``, ``val_cfg`` or ``test_cfg``: the arguments of the
+    loop it builds (a registered ``type``, else mmengine's default
+    loop)."""
+    from mmpretrain.registry import LOOPS as REGISTERED_LOOPS
+    loop = cfg.get(key)
+    if isinstance(loop, dict):
+        extra = ('by_epoch', ) if key == 'train_cfg' and 'type' not in loop \
+            else ()
+        check_component(loop, key, REGISTERED_LOOPS, 'loop', LOOPS[key](loop),
+                        extra)
+
+
+def check_runtime_args(cfg: Config) -> None:
+    """The arguments of the visualiser and its backends, the log
+    processor, the model wrapper, and ``randomness`` (the arguments of
+    ``Runner.set_randomness``)."""
+    from mmpretrain.registry import (LOG_PROCESSORS, MODEL_WRAPPERS,
+                                     VISBACKENDS, VISUALIZERS)
+    visualizer = cfg.get('visualizer')
+    check_component(visualizer, 'visualizer', VISUALIZERS, 'visualizer')
+    if isinstance(visualizer, dict):
+        for i, backend in enumerate(visualizer.get('vis_backends') or []):
+            check_component(backend, f'visualizer.vis_backends.{i}',
+                            VISBACKENDS, 'visualization backend')
+    check_component(
+        cfg.get('log_processor'), 'log_processor', LOG_PROCESSORS,
+        'log processor', LogProcessor)
+    check_component(
+        cfg.get('model_wrapper_cfg'), 'model_wrapper_cfg', MODEL_WRAPPERS,
+        'model wrapper')
+    randomness = cfg.get('randomness')
+    if isinstance(randomness, dict):
+        accepted = list(inspect.signature(
+            Runner.set_randomness).parameters)[1:]
+        _check_keys(randomness, accepted, 'randomness', Runner.set_randomness)
 
 
 def check_logger_interval(cfg: Config) -> None:
@@ -357,6 +456,32 @@ def check_hook_args(cfg: Config) -> None:
             _check_keys(hook, accepted + ['priority'], prefix, cls)
 
 
+def check_component(cfg: Any, key: str, registry: Any, what: str,
+                    default: Any = None, extra: Sequence = ()) -> Any:
+    """The class that the component config ``cfg`` at ``key`` builds (its
+    ``type`` in ``registry``, else ``default``), after checking that it is
+    registered and takes each key of ``cfg`` (:func:`check_args`); None
+    when there is nothing to check."""
+    if not isinstance(cfg, dict):
+        return None
+    cls = check_type(cfg, key, registry, what) if 'type' in cfg else default
+    if cls is not None:
+        check_args(cfg, key, cls, extra)
+    return cls
+
+
+def check_args(cfg: dict, key: str, cls: Any,
+               extra: Sequence[str] = ()) -> None:
+    """Raise a :class:`ConfigError` naming ``<key>.<name>`` and the closest
+    argument for a key of ``cfg`` that ``cls`` does not take (its named
+    arguments, and those of the base classes it hands ``**kwargs`` to) and
+    that its builder does not consume (``extra``). Nothing is checked for
+    a class that takes any keyword."""
+    accepted = _keyword_arguments(cls, follow_kwargs=True)
+    if accepted is not None:
+        _check_keys(cfg, accepted + list(extra), key, cls)
+
+
 def check_type(cfg: Any, key: str, registry: Any, what: str) -> Optional[type]:
     """The class ``cfg['type']`` names in ``registry`` (a class given as
     itself too); None when ``cfg`` is no dict with a ``type``; a
@@ -374,6 +499,88 @@ def check_type(cfg: Any, key: str, registry: Any, what: str) -> Optional[type]:
     hint = f' (did you mean {close[0]!r}?)' if close else ''
     raise ConfigError(f'{key}.type: no {what} named {name!r} is '
                       f'registered{hint}')
+
+
+def read_top_level_keys() -> Set[str]:
+    """The top-level keys something reads once the config is read: the
+    arguments of mmengine's Runner (``Runner.from_cfg`` passes each key of
+    that name) and :data:`RUNNER_CONFIG_KEYS`, :data:`FILE_KEYS`."""
+    arguments = list(inspect.signature(Runner.__init__).parameters)[1:]
+    return (set(arguments) - {'cfg'}) | set(RUNNER_CONFIG_KEYS) | \
+        set(FILE_KEYS)
+
+
+def check_top_level_keys(cfg: Config, files: Sequence[str],
+                         cfg_options: Optional[Iterable[str]] = None) -> None:
+    """Raise a :class:`ConfigError` for a top-level key that nothing reads,
+    with the closest key that is read.
+
+    - a key of ``--cfg-options`` (``train_dataloder.batch_size=4`` made a
+      new top-level key and trained with the config's batch): also a
+      variable of the config, which was substituted into the keys built
+      from it when the file was read;
+    - a key of the config ``files`` (the config first, then its bases)
+      that no file of them uses either (``train_dataloder = dict(...)``),
+      named by its file and line.
+    """
+    read = read_top_level_keys()
+    used = _names_used(files)
+    for option in cfg_options or ():
+        top = option.split('.')[0]
+        if top in read:
+            continue
+        hint = (' (a variable of the config: mmengine substituted it into '
+                'the keys built from it when it read the file; set those '
+                'keys)' if top in used else _closest(top, read))
+        raise ConfigError(f'--cfg-options {option}: nothing reads the '
+                          f'top-level key {top!r}{hint}')
+    for key in cfg:
+        if key not in read and key not in used:
+            raise ConfigError(f'{_assigned_at(files, key)}: nothing reads '
+                              f'the top-level key {key!r}'
+                              f'{_closest(key, read)}')
+
+
+def _closest(name: str, names: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(names), n=1)
+    return f' (did you mean {close[0]!r}?)' if close else ''
+
+
+def _parse(path: str) -> Optional[ast.Module]:
+    try:
+        with open(path, encoding='utf-8') as f:
+            return ast.parse(f.read(), filename=path)
+    except (OSError, SyntaxError, ValueError):
+        return None
+
+
+def _names_used(files: Sequence[str]) -> Set[str]:
+    """The names the config ``files`` read: ``name`` and mmengine's
+    ``{{_base_.name}}``."""
+    used: Set[str] = set()
+    for path in files:
+        tree = _parse(path)
+        for node in ast.walk(tree) if tree is not None else ():
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+                used.add(node.id)
+            elif isinstance(node, ast.Attribute) and \
+                    isinstance(node.value, ast.Name) and \
+                    node.value.id == '_base_':
+                used.add(node.attr)
+    return used
+
+
+def _assigned_at(files: Sequence[str], name: str) -> str:
+    """``file:line`` of the first top-level assignment of ``name`` in
+    ``files`` (the config before its bases), else the config."""
+    for path in files:
+        tree = _parse(path)
+        for node in tree.body if tree is not None else ():
+            targets = node.targets if isinstance(node, ast.Assign) else \
+                [node.target] if isinstance(node, ast.AnnAssign) else []
+            if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+                return f'{path}:{node.lineno}'
+    return files[0] if files else 'the config'
 
 
 def _check_builds(cfg: dict, key: str, registry: Any) -> None:
@@ -426,14 +633,11 @@ def _num_classes(model: Any) -> Optional[int]:
     return None
 
 
-def _check_keys(cfg: dict, accepted: List[str], prefix: str,
-                cls: type) -> None:
+def _check_keys(cfg: dict, accepted: List[str], prefix: str, cls: Any) -> None:
     for key in cfg:
-        if key not in accepted and key != 'type':
-            close = difflib.get_close_matches(key, accepted, n=1)
-            hint = f' (did you mean {close[0]!r}?)' if close else ''
-            raise ConfigError(f'{prefix}.{key}: {cls.__name__} has no '
-                              f'argument {key!r}{hint}')
+        if key not in accepted and key not in ('type', '_scope_'):
+            raise ConfigError(f'{prefix}.{key}: {cls.__qualname__} has no '
+                              f'argument {key!r}{_closest(key, accepted)}')
 
 
 def _keyword_arguments(cls: type,

@@ -9,7 +9,7 @@ import os.path as osp
 import re
 import zipfile
 from types import TracebackType
-from typing import Iterator, List, Optional, Tuple
+from typing import Iterable, Iterator, List, Optional, Tuple
 
 from mmengine.config import Config
 from mmengine.dist import init_dist
@@ -19,6 +19,8 @@ from .checkpoint import CheckpointError, load_checkpoint, mopro_state_dict
 from .cli import ConfigError, ConfigOptionsAction, UserError
 from .config_switches import apply_switches, read_switches
 from .device import default_device
+from .outputs import check_not_input
+from .run_checks import check_top_level_keys
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -41,14 +43,17 @@ def load_config(args: argparse.Namespace) -> Config:
 
     The top-level switches ``data_root``, ``num_classes`` and
     ``max_epochs`` set in ``--cfg-options`` move every key the config built
-    from them (:mod:`mopro.utils.config_switches`). The work dir defaults to
-    ``work_dirs/<config name>``, as in OpenMMLab.
+    from them (:mod:`mopro.utils.config_switches`). A top-level key that
+    nothing reads, of the file or of ``--cfg-options``, is an error with
+    the closest key that is read
+    (:func:`~mopro.utils.run_checks.check_top_level_keys`). The work dir
+    defaults to ``work_dirs/<config name>``, as in OpenMMLab.
 
     Raises:
         FileNotFoundError: no such config file (or base file).
         ConfigError: a config (or base) that cannot be read, naming its file
-            and line, a ``--cfg-options`` key that cannot be merged, or a
-            switch that cannot be applied.
+            and line, a ``--cfg-options`` key that cannot be merged or that
+            nothing reads, or a switch that cannot be applied.
     """
     if not osp.isfile(args.config):
         raise FileNotFoundError(f'{args.config}: config file not found')
@@ -62,6 +67,7 @@ def load_config(args: argparse.Namespace) -> Config:
         except (KeyError, TypeError, ValueError, IndexError) as err:
             raise ConfigError(f'--cfg-options: {_message(err)}') from None
     apply_switches(cfg, switches, args.cfg_options, args.config)
+    check_top_level_keys(cfg, config_files(args.config), args.cfg_options)
     cfg.launcher = args.launcher
     if args.work_dir:
         cfg.work_dir = args.work_dir
@@ -132,6 +138,35 @@ def _base_files(tree: ast.Module, path: str) -> Iterator[str]:
             base = osp.join(osp.dirname(path), str(base))
             if osp.isfile(base):
                 yield base
+
+
+def config_files(path: str) -> List[str]:
+    """The config file ``path`` and the ``_base_`` files it is built from,
+    recursively: the files a tool reads for its config."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            tree = ast.parse(f.read(), filename=path)
+    except (OSError, SyntaxError, ValueError):
+        return [path]
+    files = [path]
+    for base in _base_files(tree, path):
+        files += config_files(osp.normpath(base))
+    return files
+
+
+def check_config_copy(cfg: Config, inputs: Iterable = ()) -> None:
+    """mmengine's Runner writes the config to ``<work dir>/<config file
+    name>`` when it is built: raise a one-line :class:`UserError` if that
+    copy is the config, one of its bases or one of ``inputs``
+    (``tools/train.py work_dirs/x/x.py``, the copy of an earlier run, edited,
+    was rewritten with the run's ``--cfg-options`` and without its
+    ``_base_``)."""
+    if not cfg.filename:
+        return
+    copy = osp.join(cfg.work_dir, osp.basename(cfg.filename))
+    check_not_input(copy, [*config_files(cfg.filename), *inputs],
+                    what='copy of the config that the Runner writes',
+                    fix='choose another --work-dir')
 
 
 def _config_line(tb: Optional[TracebackType]) -> Optional[str]:
@@ -258,9 +293,12 @@ def init_launched_group(cfg: Config, device: Optional[str] = None) -> None:
 # the pointer mmengine's CheckpointHook and SafeCheckpointHook write
 LAST_CHECKPOINT = 'last_checkpoint'
 _CHECKPOINT_NAME = re.compile(r'(?:epoch|iter)_(\d+)\.pth')
+# every name the checkpoint hooks write (best_<metric>_epoch_N.pth too)
+_WRITTEN_NAME = re.compile(r'(?:best_.*_)?(?:epoch|iter)_\d+\.pth')
 
 
-def resolve_checkpoints(cfg: Config, resume: Optional[str]) -> None:
+def resolve_checkpoints(cfg: Config, resume: Optional[str],
+                        trust: bool = False) -> None:
     """Check what the run starts from, before any work, and set
     ``cfg.resume`` and ``cfg.load_from`` to it.
 
@@ -268,6 +306,8 @@ def resolve_checkpoints(cfg: Config, resume: Optional[str]) -> None:
         cfg: the config; its ``resume=True`` counts as ``resume='auto'``
             (or as ``resume=cfg.load_from`` when that is set).
         resume: ``--resume``: None, ``'auto'`` or a checkpoint path.
+        trust: unpickle arbitrary objects in the checkpoint
+            (``--trust-checkpoint``).
 
     - a path: it must be a checkpoint of a training run (one-line
       :class:`CheckpointError` otherwise);
@@ -289,36 +329,63 @@ def resolve_checkpoints(cfg: Config, resume: Optional[str]) -> None:
                 f'no checkpoint in {cfg.work_dir}: starting from '
                 f'{_first_step(cfg)}', logger='current')
     if resume is not None:
-        check_resumable(resume)
+        check_resumable(resume, trust)
         cfg.resume, cfg.load_from = True, resume
         return
     cfg.resume = False
     if cfg.get('load_from'):
-        check_weights_file(cfg.load_from)
+        check_weights_file(cfg.load_from, trust)
 
 
-def check_resumable(path: str) -> None:
+def check_load_from_kept(cfg: Config) -> None:
+    """A run that starts afresh from ``load_from`` (not resuming) writes
+    ``epoch_N.pth`` (``iter_N.pth``, ``best_*``) from the first epoch into
+    its checkpoint folder: raise a one-line :class:`UserError` if
+    ``load_from`` is such a file there, which the run would replace."""
+    path = cfg.get('load_from')
+    if cfg.get('resume') or not path or \
+            not _WRITTEN_NAME.fullmatch(osp.basename(path)):
+        return
+    directory = _checkpoint_dir(cfg)
+    check_not_input(
+        osp.join(directory, osp.basename(path)), [path],
+        what='checkpoint this run writes',
+        fix=f'copy load_from out of {directory} or choose '
+        'another --work-dir')
+
+
+def check_resumable(path: str, trust: bool = False) -> None:
     """Raise a one-line error unless ``path`` is a checkpoint of a training
-    run (``meta`` with epoch and iteration, ``state_dict``)."""
+    run: what mmengine's ``Runner.resume`` reads, ``meta`` with epoch and
+    iteration, ``state_dict`` and ``message_hub`` (``trust``: unpickle
+    arbitrary objects)."""
     if not osp.isfile(path):
         raise UserError(f'--resume {path}: no such checkpoint file')
-    ckpt = load_checkpoint(path)
+    ckpt = load_checkpoint(path, trust=trust)
     meta = ckpt.get('meta')
-    if not (isinstance(meta, dict) and 'epoch' in meta and 'iter' in meta
-            and isinstance(ckpt.get('state_dict'), dict)):
+    missing = [
+        what for what, present in (
+            ('epoch and iteration in its meta',
+             isinstance(meta, dict) and 'epoch' in meta and 'iter' in meta),
+            ('state_dict', isinstance(ckpt.get('state_dict'), dict)),
+            ('message_hub', isinstance(ckpt.get('message_hub'), dict)))
+        if not present
+    ]
+    if missing:
         raise CheckpointError(
-            f'{path}: not a checkpoint of a training run (no epoch and '
-            'iteration in its meta): --resume continues a run of '
+            f'{path}: not a checkpoint of a training run (no '
+            f'{", no ".join(missing)}): --resume continues a run of '
             f'tools/train.py; to start from its weights set load_from={path}')
 
 
-def check_weights_file(path: str) -> None:
+def check_weights_file(path: str, trust: bool = False) -> None:
     """Raise a one-line error unless ``path`` is a checkpoint of this
-    project or of the released code (``load_from``); whether it fits the
-    model is checked when it is loaded (``MoProRunner``)."""
+    project or of the released code (``load_from``; ``trust``: unpickle
+    arbitrary objects); whether it fits the model is checked when it is
+    loaded (``MoProRunner``)."""
     if not osp.isfile(path):
         raise UserError(f'load_from={path}: no such checkpoint file')
-    mopro_state_dict(load_checkpoint(path), path)
+    mopro_state_dict(load_checkpoint(path, trust=trust), path)
 
 
 def find_resumable_checkpoint(cfg: Config) -> Optional[str]:

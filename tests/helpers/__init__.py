@@ -15,7 +15,10 @@
   :mod:`helpers.detectron2_hidden`: probes of host syncs, log lines and a
   process without detectron2;
 - :mod:`helpers.kill_hook`: hooks that kill their training process
-  (imported by training subprocesses as ``helpers.kill_hook``).
+  (imported by training subprocesses as ``helpers.kill_hook``);
+- :mod:`helpers.toy_runner`: a toy Runner with ``SafeCheckpointHook``;
+- :mod:`helpers.diverge_hook`: a hook that makes one rank diverge (imported
+  by training subprocesses as ``helpers.diverge_hook``).
 """
 import os.path as osp
 

@@ -52,12 +52,12 @@ def call_tool(tool, argv: Optional[Sequence], capsys,
     return ToolResult(code, capsys.readouterr().err, value)
 
 
-def load_tool(name: str) -> ModuleType:
-    """``tools/<name>.py`` as a module (its ``parse_args`` and ``main``),
-    not run."""
-    spec = importlib.util.spec_from_file_location(
-        'tool_' + name.replace('/', '_'),
-        os.path.join(ROOT, 'tools', name + '.py'))
+def tool_module(tool: str) -> ModuleType:
+    """``tools/<tool>.py`` imported as a module (not as ``__main__``): its
+    ``main`` for :func:`call_tool`, its ``parse_args``."""
+    path = os.path.join(ROOT, 'tools', f'{tool}.py')
+    name = 'tool_' + tool.replace('/', '_')
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

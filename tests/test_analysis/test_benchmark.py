@@ -16,9 +16,9 @@ from mopro.analysis.step_benchmark import (NOT_APPLICABLE,
 from mopro.models import MoPro
 from mopro.utils.cli import ConfigError, settings_from_args
 from helpers import ROOT
-from helpers.commands import load_tool, run_tools
+from helpers.commands import run_tools, tool_module
 
-benchmark_tool = load_tool('analysis_tools/benchmark')
+benchmark_tool = tool_module('analysis_tools/benchmark')
 
 CONFIG = osp.join(ROOT, 'configs', 'mopro_r50_webvision_v1.py')
 TINY = {

@@ -19,7 +19,7 @@ from mopro.analysis.gpu_checks import (SOURCE_PACKAGES, WHEEL_PACKAGES,
                                        junit_counts, plan_stages, run_stage)
 from mopro.utils.cli import UserError
 from helpers import ROOT
-from helpers.commands import call_tool, load_tool, user_env
+from helpers.commands import call_tool, tool_module, user_env
 
 SCRIPT = osp.join(ROOT, 'benchmarks', 'run_gpu_checks.sh')
 
@@ -34,8 +34,9 @@ def test_every_stage_command_is_accepted_by_its_tool(tmp_path):
             assert stage.argv[:2] == ['-m', 'pytest'] and '-m' in \
                 stage.argv[2:] and 'gpu' in stage.argv
             continue
-        args = load_tool(stage.argv[0][len('tools/'):-len('.py')]).parse_args(
-            stage.argv[1:])
+        args = tool_module(
+            stage.argv[0][len('tools/'):-len('.py')]).parse_args(
+                stage.argv[1:])
         batch = int(stage.name.rsplit('_', 1)[1])
         assert args.out == stage.out
         if stage.name.startswith('step'):
@@ -195,7 +196,7 @@ def test_gpu_wheels_refuses_a_build_python_of_another_version(
         tmp_path, capsys, monkeypatch):
     """Checked before anything is downloaded: the wheels it would build
     would not install on the GPU machine's Python."""
-    tool = load_tool('misc/gpu_wheels')
+    tool = tool_module('misc/gpu_wheels')
     result = call_tool(tool, [
         str(tmp_path / 'wheels'), '--python-version', '3.12', '--build-python',
         sys.executable

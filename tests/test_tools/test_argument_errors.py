@@ -14,6 +14,8 @@ import pytest
 from helpers import ROOT
 from helpers.commands import run_tools
 
+DEMO = osp.join(ROOT, 'configs', 'mopro_r18_demo.py')
+
 # Arguments that used to end in a traceback after the models were built, or
 # in output with exit 0 (a negative --test-per-class made a demo dataset);
 # the processes see no GPU (``helpers.commands.user_env``).
@@ -64,20 +66,33 @@ def test_bad_arguments_end_the_tool_as_it_starts(bad_arguments, case):
     assert not osp.exists(tmp / 'out')
 
 
-@pytest.mark.parametrize('script, args, message', [
-    ('dist_train.sh', ['CONFIG'], 'usage: {script} CONFIG GPUS'),
-    ('dist_train.sh', ['CONFIG', 'eight'],
-     "{script}: GPUS must be a positive integer, got 'eight'"),
-    ('dist_train.sh', ['CONFIG', '0'],
-     "{script}: GPUS must be a positive integer, got '0'"),
-    ('dist_test.sh', ['CONFIG', 'CKPT'], 'usage: {script} CONFIG CKPT GPUS'),
-    ('dist_test.sh', ['CONFIG', 'CKPT', '-1'],
-     "{script}: GPUS must be a positive integer, got '-1'"),
-    ('slurm_test.sh', ['PARTITION', 'JOB', 'CONFIG'
-                       ], 'usage: {script} PARTITION JOB_NAME CONFIG CKPT'),
-    ('slurm_train.sh', ['PARTITION', 'JOB', 'CONFIG'],
-     'usage: {script} PARTITION JOB_NAME CONFIG WORK_DIR'),
-])
+@pytest.mark.parametrize(
+    'script, args, message',
+    [
+        ('dist_train.sh', ['CONFIG'], 'usage: {script} CONFIG GPUS'),
+        ('dist_train.sh', ['CONFIG', 'eight'],
+         "{script}: GPUS must be a positive integer, got 'eight'"),
+        ('dist_train.sh', ['CONFIG', '0'],
+         "{script}: GPUS must be a positive integer, got '0'"),
+        ('dist_test.sh', ['CONFIG', 'CKPT'
+                          ], 'usage: {script} CONFIG CKPT GPUS'),
+        ('dist_test.sh', ['CONFIG', 'CKPT', '-1'],
+         "{script}: GPUS must be a positive integer, got '-1'"),
+        ('slurm_test.sh', ['PARTITION', 'JOB', 'CONFIG'],
+         'usage: {script} PARTITION JOB_NAME CONFIG CKPT'),
+        ('slurm_train.sh', ['PARTITION', 'JOB', 'CONFIG'],
+         'usage: {script} PARTITION JOB_NAME CONFIG WORK_DIR'),
+        # a config or checkpoint that is no file (torchrun used to start every
+        # rank, each ending in a traceback, then its ChildFailedError)
+        ('dist_train.sh', ['missing.py', '2'
+                           ], "{script}: CONFIG 'missing.py': no such file"),
+        ('dist_test.sh', [DEMO, 'missing.pth', '2'
+                          ], "{script}: CKPT 'missing.pth': no such file"),
+        ('slurm_train.sh', ['PARTITION', 'JOB', 'missing.py', 'WORK_DIR'
+                            ], "{script}: CONFIG 'missing.py': no such file"),
+        ('slurm_test.sh', ['PARTITION', 'JOB', DEMO, 'missing.pth'
+                           ], "{script}: CKPT 'missing.pth': no such file"),
+    ])
 def test_launchers_print_their_usage(script, args, message, tmp_path):
     """A missing or bad launcher argument: one line and exit status 2,
     before any process is launched (it was ``$2: unbound variable``)."""
@@ -91,8 +106,8 @@ def test_launchers_print_their_usage(script, args, message, tmp_path):
 
 
 @pytest.mark.parametrize('script, tool, tool_args', [
-    ('slurm_train.sh', 'train.py', ['configs/x.py', '--work-dir=work dir']),
-    ('slurm_test.sh', 'test.py', ['configs/x.py', 'work dir']),
+    ('slurm_train.sh', 'train.py', ['my config.py', '--work-dir=work dir']),
+    ('slurm_test.sh', 'test.py', ['my config.py', 'work dir']),
 ])
 def test_slurm_launchers_build_the_srun_command(script, tool, tool_args,
                                                 tmp_path):
@@ -106,15 +121,17 @@ def test_slurm_launchers_build_the_srun_command(script, tool, tool_args,
     srun = bin_dir / 'srun'
     srun.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@"\n')
     srun.chmod(0o755)
+    (tmp_path / 'my config.py').write_text('')
+    (tmp_path / 'work dir').write_text('')  # slurm_test.sh: the checkpoint
     env = dict(os.environ, PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}',
                GPUS='16', GPUS_PER_NODE='8', CPUS_PER_TASK='6',
                SRUN_ARGS='--quotatype=auto --time=1-00:00:00', PYTHON='py')
     result = subprocess.run([
         'bash',
         osp.join(ROOT, 'tools',
-                 script), 'gpu-part', 'mopro v1', 'configs/x.py', 'work dir',
+                 script), 'gpu-part', 'mopro v1', 'my config.py', 'work dir',
         '--cfg-options', 'model.threshold=0.6', '--flag'
-    ], capture_output=True, text=True, env=env, timeout=60)
+    ], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         '-p', 'gpu-part', '--job-name=mopro v1', '--gres=gpu:8', '--ntasks=16',

@@ -283,10 +283,11 @@ def test_unknown_hook_arguments_name_the_key():
 
 
 def _checkpoint(path, epoch) -> str:
+    """What --resume needs of a training run's checkpoint."""
     torch.save(
         dict(
             meta=dict(epoch=epoch, iter=8 * epoch),
-            state_dict=dict(w=torch.zeros(1))), path)
+            state_dict=dict(w=torch.zeros(1)), message_hub={}), path)
     return str(path)
 
 

@@ -60,7 +60,7 @@ def test_depth_mismatch_names_the_depths(r50_checkpoint):
     assert str(err.value) == (
         f'{r50_checkpoint}: checkpoint is a ResNet-50 '
         '(backbone.layer1.0.conv3 present), the config builds ResNet-18: '
-        'set model.backbone.depth=50')
+        'set model.backbone.depth=50 model.feat_dim=2048')
     # the encoder alone (feature extraction) says the same
     with pytest.raises(CheckpointError, match='checkpoint is a ResNet-50'):
         load_model_weights(classifier(), r50_checkpoint, submodule='backbone')

@@ -28,7 +28,7 @@ from mopro.analysis.timing import check_publish, publish
 from mopro.utils.cli import (ConfigOptionsAction, add_device_arg,
                              non_negative_int, positive_int, run_tool,
                              settings_from_args, tool_parser)
-from mopro.utils.runner import load_config
+from mopro.utils.runner import config_files, load_config
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -71,7 +71,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> Dict:
     args = parse_args(argv)
-    check_publish(args.out, inputs=(args.config, ))
+    check_publish(args.out, inputs=config_files(args.config))
     settings = settings_from_args(StepBenchmarkSettings, args)
     return publish(benchmark_step(load_config(args), settings), args.out)
 

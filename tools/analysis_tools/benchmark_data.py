@@ -34,7 +34,7 @@ from mopro.analysis.timing import check_publish, publish
 from mopro.utils.cli import (ConfigOptionsAction, add_device_arg,
                              non_negative_int, positive_int, run_tool,
                              settings_from_args, tool_parser)
-from mopro.utils.runner import load_config
+from mopro.utils.runner import config_files, load_config
 
 GPU_CONFIG = osp.join(
     osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs',
@@ -96,7 +96,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> Dict:
     args = parse_args(argv)
-    check_publish(args.out, inputs=(args.config, args.gpu_config))
+    check_publish(
+        args.out,
+        inputs=config_files(args.config) + config_files(args.gpu_config))
     gpu_args = copy.copy(args)
     gpu_args.config, gpu_args.cfg_options = (args.gpu_config,
                                              args.gpu_cfg_options)
