@@ -41,13 +41,13 @@ import torch.multiprocessing  # noqa: F401 (the workers' tensor reductions)
 from mmengine.config import Config
 from mmengine.dataset import Compose
 from mmengine.registry import FUNCTIONS, init_default_scope
-from mmengine.runner import Runner
 from mmpretrain.registry import MODELS, TRANSFORMS
 from PIL import Image
 from torch.utils.data._utils.pin_memory import pin_memory
 from torchvision import transforms as T
 
 from ..datasets.seeding import seed_rngs
+from ..engine import MoProRunner
 from ..gpu_data.decode_ahead import SLOT_KEY, DecodeAheadIterator, DecodeSlot
 from ..gpu_data.decoding import decode_packed
 from ..utils.cli import ConfigError, DataError
@@ -94,6 +94,7 @@ class DataBenchmarkSettings:
     loop: bool = False  # the Runner loop's host time (the config's path)
     loop_iters: int = 200  # timed iterations of the loop
     profile_iters: int = 50  # profiled iterations of the loop after them
+    loop_history: int = 0  # values in each logged history when timed
     workers: Optional[int] = None  # CPU path workers (default: config's)
     gpu_workers: Optional[int] = None  # GPU path workers (likewise)
     handover_batch: int = 256  # images per batch of the hand-over
@@ -585,7 +586,7 @@ def run_runner(cfg: Config, paths: List[str], workers: Optional[int],
         loader_batches(loop, iters) * loader.batch_size)
     loader.dataset.update(data_root=root, sources=('google', ))
     _training_only(cfg, loop, work_dir, settings.seed)
-    runner = Runner.from_cfg(adapt_to_device(cfg))
+    runner = MoProRunner.from_cfg(adapt_to_device(cfg))
     timer = RunnerTimer(warmup)
     runner.register_hook(timer)
     runner.train()
@@ -634,7 +635,7 @@ def loop_benchmark(cfg: Config, paths: List[str], source: str,
     batch = collated(cfg, load_samples(cfg, paths, batch_size), batch_size)
     results = benchmark_loop(cfg, batch, batch_size, max(1, settings.warmup),
                              settings.loop_iters, settings.profile_iters,
-                             settings.seed)
+                             settings.seed, settings.loop_history)
     results.update(cpu=cpu_model(), images=describe_images(paths, source),
                    versions=versions())
     return results

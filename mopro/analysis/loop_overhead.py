@@ -1,12 +1,15 @@
 """Host time of mmengine's Runner loop per iteration, and of each hook.
 
 :func:`benchmark_loop` trains :class:`TrivialModel` (one parameter, so the
-step costs almost nothing) through mmengine's Runner with the config's
-train loop type, ``default_hooks``, ``custom_hooks``, optimizer wrapper,
-parameter schedulers, log processor and visualizer, on one batch made by
+step costs almost nothing) through the Runner ``tools/train.py`` builds
+(:class:`~mopro.engine.MoProRunner`) with the config's train loop type,
+``default_hooks``, ``custom_hooks``, optimizer wrapper, parameter
+schedulers, log processor and visualizer, on one batch made by
 the config's pipeline and collate function and handed over again every
 iteration (no worker, no decoding in the loader). After ``warmup``
-iterations it times ``iters`` iterations: the loop in all (from the end of
+iterations (and, with ``history``, every logged scalar's history filled
+with that many values, as that many iterations into a run) it times
+``iters`` iterations: the loop in all (from the end of
 one iteration's ``after_train_iter`` hooks to the end of the next's), each
 hook's stages, the data preprocessor, and the rest of the model's
 ``train_step`` (the step). Then ``profile_iters`` more iterations run under
@@ -18,16 +21,19 @@ import os.path as osp
 import pstats
 import tempfile
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Sequence
 
+import numpy as np
 import torch
 import torch.nn as nn
 from mmengine.config import Config
+from mmengine.logging import MessageHub
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
 from mmpretrain.registry import MODELS
 from torch.utils.data import DataLoader
 
+from ..engine import MoProRunner
 from ..models.nonfinite import NonFiniteGuard
 from ..utils.runner import adapt_to_device
 from .thread_usage import ThreadSample, sample_threads, thread_report
@@ -78,8 +84,10 @@ class LoopTimer:
     each iteration's ``after_train_iter`` hooks, where the timed window and
     then the profiled one open and close."""
 
-    def __init__(self, warmup: int, iters: int, profile_iters: int) -> None:
+    def __init__(self, warmup: int, iters: int, profile_iters: int,
+                 history: int = 0) -> None:
         self.warmup, self.iters = warmup, iters
+        self.history = history
         self.profile_iters = profile_iters
         self.done = 0  # iterations
         self.timing = False  # in the timed window
@@ -142,6 +150,9 @@ class LoopTimer:
 
     def _iteration_done(self, runner: Runner) -> None:
         self.done += 1
+        if self.done == self.warmup and self.history:
+            age_histories(runner.message_hub, self.history,
+                          [f'train/{key}' for key in LOGGED])
         if self.done in (self.warmup, self.warmup + self.iters):
             synchronize(model_device(runner))
             self.edges.append(time.perf_counter())
@@ -197,6 +208,24 @@ class LoopTimer:
         ]
 
 
+def age_histories(hub: MessageHub, length: int,
+                  keys: Sequence[str] = ()) -> None:
+    """Give every scalar history of ``hub``, and those of ``keys`` (values
+    still to come: ``DeferredRuntimeInfoHook`` hands the model's logged
+    values to the hub only at the logger's interval), ``length`` values
+    (the current one repeated; 1 for a new key), in the hub's own buffer
+    class: the hub of a run ``length`` iterations in, whose appends copy
+    what its buffers copy."""
+    for key in keys:
+        if key not in hub.log_scalars:
+            hub.update_scalar(key, 1.0)
+    scalars = hub.log_scalars
+    for key, buffer in list(scalars.items()):
+        scalars[key] = type(buffer)(np.full(length, buffer.current()),
+                                    np.ones(length, dtype=np.int64),
+                                    buffer.max_length)
+
+
 def _function_name(path: str, line: int, name: str) -> str:
     """``file:line(function)``, the file below site-packages or the
     working directory."""
@@ -208,7 +237,8 @@ def _function_name(path: str, line: int, name: str) -> str:
 
 
 def benchmark_loop(cfg: Config, batch: dict, batch_size: int, warmup: int,
-                   iters: int, profile_iters: int, seed: int) -> Dict:
+                   iters: int, profile_iters: int, seed: int,
+                   history: int = 0) -> Dict:
     """The module docstring's figures, for ``cfg`` and its collated
     ``batch`` of ``batch_size`` images."""
     cfg = adapt_to_device(copy.deepcopy(cfg))
@@ -216,9 +246,9 @@ def benchmark_loop(cfg: Config, batch: dict, batch_size: int, warmup: int,
     loop = train_loop(cfg, total)
     preprocessor = MODELS.build(cfg.model.data_preprocessor)
     model = TrivialModel(preprocessor, cfg.model.get('nonfinite', 'raise'))
-    timer = LoopTimer(warmup, iters, profile_iters)
+    timer = LoopTimer(warmup, iters, profile_iters, history)
     with tempfile.TemporaryDirectory() as work_dir:
-        runner = Runner(
+        runner = MoProRunner(
             model=model, work_dir=work_dir,
             train_dataloader=DataLoader([batch] * loader_batches(loop, total),
                                         batch_size=1,
@@ -237,4 +267,5 @@ def benchmark_loop(cfg: Config, batch: dict, batch_size: int, warmup: int,
     return dict(mode='loop', config=shown_path(cfg.filename),
                 device=str(device), train_loop=loop['type'],
                 batch_size=batch_size, warmup_iters=warmup, iters=iters,
-                profile_iters=profile_iters, **timer.report(batch_size))
+                profile_iters=profile_iters, history=history,
+                **timer.report(batch_size))

@@ -17,9 +17,10 @@ applicable elsewhere), a model built afresh and timed alike:
   classifier (the same optimizer wrapper settings);
 - ``supervised_plus_forward``: that step plus one no-grad forward of the
   encoder, the least any MoPro step can cost;
-- ``mopro_runner``: the MoPro step of a second model, built by mmengine's
-  Runner from the config, in the loop the configs train with
-  (``EpochBasedTrainLoop``: ``model.train()`` once per epoch), with the
+- ``mopro_runner``: the MoPro step of a second model, built from the
+  config by the Runner ``tools/train.py`` uses (``MoProRunner``), in the
+  loop the configs train with (``EpochBasedTrainLoop``: ``model.train()``
+  once per epoch), with the
   config's hooks (``DeferredRuntimeInfoHook``: logged values reach the host
   at the logger's interval), fed one collated batch from (pinned) host
   memory (two uint8 views and one label tensor, as ``multiview_collate``
@@ -67,11 +68,11 @@ import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
-from mmengine.runner import Runner
 from mmpretrain.registry import MODELS
 from torch._dynamo.utils import counters, get_compilation_metrics
 from torch.utils.data import DataLoader, Dataset
 
+from ..engine import MoProRunner
 from ..evaluation.features import encode_batch, prepare_for_inference
 from ..evaluation.noise_cleaning import correct_inputs
 from ..models.utils.compile import compile_options
@@ -240,7 +241,7 @@ def _runner_hooks(cfg: Config, timer: RunnerTimer) -> dict:
 
 def _time_runner(cfg: Config, batch: int, settings: StepBenchmarkSettings,
                  device: torch.device, gen: torch.Generator) -> Dict:
-    """The MoPro step in mmengine's Runner loop, noise correction on: one
+    """The MoPro step in the Runner loop, noise correction on: one
     epoch of ``warmup + iters`` iterations of the configs' loop."""
     pin = device.type == 'cuda'
     views = [_images(batch, settings.image_size, gen) for _ in range(2)]
@@ -251,7 +252,7 @@ def _time_runner(cfg: Config, batch: int, settings: StepBenchmarkSettings,
     timer = RunnerTimer(settings.warmup)
     graphs, log = compiled_graphs(), GraphLog()
     with tempfile.TemporaryDirectory() as work_dir:
-        runner = Runner(
+        runner = MoProRunner(
             model=cfg.model, work_dir=work_dir, train_dataloader=DataLoader(
                 _SameBatch(data, iters),
                 batch_size=None), train_cfg=dict(by_epoch=True, max_epochs=1),

@@ -11,15 +11,19 @@ import re
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.logging import HistoryBuffer, MessageHub
 from mmengine.registry import FUNCTIONS
 
+import mopro.analysis.loop_overhead as loop_overhead
 import mopro.datasets.transforms.loading as loading
 from mopro.analysis.data_benchmark import (DataBenchmarkSettings,
                                            benchmark_data, handover,
                                            load_samples, train_pipeline)
+from mopro.analysis.loop_overhead import LOGGED, age_histories
 from mopro.analysis.stage_timing import StagedPipeline
 from mopro.analysis.timing import publish
 from mopro.datasets.seeding import seed_rngs
+from mopro.engine.message_hub import GrowingHistoryBuffer, grow_histories
 from mopro.utils.cli import ConfigError
 from mopro.utils.device import default_device
 from helpers import ROOT
@@ -361,6 +365,50 @@ def test_loop_mode_times_every_hook(tmp_path, path, options, loop):
     own = [entry['own_ms_per_iter'] for entry in profile]
     assert own == sorted(own, reverse=True)
     assert all(entry['calls_per_iter'] > 0 for entry in profile)
+
+
+def test_loop_history_times_a_run_that_far_in(tmp_path, monkeypatch):
+    """``loop_history``: before the timed iterations every logged scalar's
+    history holds that many values, in the buffers of the Runner
+    ``tools/train.py`` builds (MoProRunner's, which append in constant
+    time)."""
+    seen = []
+    age = loop_overhead.age_histories
+
+    def spy(hub, length, keys):
+        age(hub, length, keys)
+        seen.extend((type(buffer), len(buffer.data[0]))
+                    for buffer in hub.log_scalars.values())
+
+    monkeypatch.setattr(loop_overhead, 'age_histories', spy)
+    settings = DataBenchmarkSettings(loop=True,
+                                     images=str(_folder(tmp_path, 4)),
+                                     batch_size=4, warmup=2, loop_iters=2,
+                                     profile_iters=0, loop_history=1000)
+    results = benchmark_data(_config(CONFIG, SMALL_CROPS), None, settings)
+    assert results['history'] == 1000
+    # the model's values too, which reach the hub at the logger's interval
+    assert len(seen) > len(LOGGED)
+    assert set(seen) == {(GrowingHistoryBuffer, 1000)}
+
+
+def test_aged_histories_keep_the_hub_s_buffer_class():
+    for hub, kind in ((MessageHub('plain'), HistoryBuffer),
+                      (grow_histories(MessageHub('grown')),
+                       GrowingHistoryBuffer)):
+        hub.update_scalar('train/lr', 0.1)
+        hub.update_scalar('train/loss', 2.0)
+        age_histories(hub, 300, ['train/loss', 'train/acc'])
+        for key, value in (('train/lr', 0.1), ('train/loss', 2.0),
+                           ('train/acc', 1.0)):
+            buffer = hub.log_scalars[key]
+            assert type(buffer) is kind
+            logs, counts = buffer.data
+            assert len(logs) == len(counts) == 300
+            assert buffer.mean(300) == pytest.approx(value)
+        hub.update_scalar('train/lr', 0.2)
+        assert len(hub.log_scalars['train/lr'].data[0]) == 301
+        assert hub.log_scalars['train/lr'].current() == 0.2
 
 
 @pytest.mark.parametrize('mode', ['runner', 'loop'])

@@ -81,6 +81,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         help='timed iterations of --loop')
     add('--profile-iters', type=non_negative_int, default=50,
         help='iterations of --loop profiled after the timed ones')
+    add(
+        '--loop-history', type=non_negative_int, default=0,
+        help='values in each logged scalar\'s history when --loop times '
+        'the loop, as that many iterations into a run')
     add('--workers', type=non_negative_int, default=None,
         help='dataloader workers of the CPU path (default: the config\'s)')
     add('--gpu-workers', type=non_negative_int, default=None,
