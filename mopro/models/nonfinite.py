@@ -200,7 +200,10 @@ class NonFiniteGuard:
             tensors_finite(normalization_statistics(model)).to(loss.device)
         ]).to(torch.int32)
         all_reduce(flags, op='min')
-        loss_finite, stats_finite = flags.tolist()  # the one host read
+        # the step's one host read, as one number (2 loss + statistics)
+        # through item(), which the tests' host-read detector sees
+        state = int((flags[0] * 2 + flags[1]).item())
+        loss_finite, stats_finite = state >= 2, state % 2 == 1
         if loss_finite and stats_finite:
             self.consecutive_skips = 0
             return losses, flags.bool().all()
