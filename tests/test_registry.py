@@ -14,7 +14,7 @@ from mmpretrain import registry as pretrain_registry
 from mmpretrain.structures import DataSample
 
 import mopro.models
-from mopro.utils import AtomicLocalBackend
+from mopro.utils.fileio import AtomicLocalBackend
 from helpers import ROOT
 from helpers.configs import tiny_mopro_cfg
 from helpers.data import make_webvision, write_image

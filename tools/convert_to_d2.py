@@ -16,7 +16,8 @@ import argparse
 from typing import List, Optional
 
 from mopro.transfer.d2_convert import convert_to_detectron2, format_summary
-from mopro.utils.cli import add_checkpoint_args, run_tool, tool_parser
+from mopro.utils.cli import add_checkpoint_args, tool_parser
+from mopro.utils.errors import run_tool
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

@@ -15,10 +15,11 @@ and the PNG report (OOD samples, relabelled samples, per-class changes):
 import argparse
 
 from mopro.apis import clean_noisy_dataset
-from mopro.utils.cli import (add_checkpoint_args, add_device_arg,
-                             non_negative_int, positive_int, run_tool,
+from mopro.config import load_config
+from mopro.utils.cli import (add_checkpoint_args, add_config_args,
+                             add_device_arg, non_negative_int, positive_int,
                              tool_parser)
-from mopro.utils.runner import add_config_args, load_config
+from mopro.utils.errors import run_tool
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -18,7 +18,8 @@ from typing import List, Optional
 
 from mopro.demo import run_demo
 from mopro.utils.cli import (ConfigOptionsAction, non_negative_int,
-                             positive_int, run_tool, tool_parser)
+                             positive_int, tool_parser)
+from mopro.utils.errors import run_tool
 
 CONFIGS = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs')
 

@@ -24,8 +24,8 @@ from mopro.evaluation.low_shot import (DEFAULT_RUNS, DEFAULT_SHOTS, SPLITS,
 from mopro.evaluation.svm import DEFAULT_COST
 from mopro.utils.cli import (ConfigOptionsAction, add_checkpoint_args,
                              add_device_arg, non_negative_int, positive_int,
-                             positive_list, run_tool, settings_from_args,
-                             tool_parser)
+                             positive_list, settings_from_args, tool_parser)
+from mopro.utils.errors import run_tool
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

@@ -14,8 +14,9 @@ import argparse
 
 from mopro.apis import evaluate_checkpoint
 from mopro.apis.evaluate import SETS
-from mopro.utils.cli import add_checkpoint_args, run_tool, tool_parser
-from mopro.utils.runner import add_config_args, load_config
+from mopro.config import load_config
+from mopro.utils.cli import add_checkpoint_args, add_config_args, tool_parser
+from mopro.utils.errors import run_tool
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -14,8 +14,9 @@ objects in those of ``--resume`` and ``load_from``.
 import argparse
 
 from mopro.apis import train_model
-from mopro.utils.cli import add_trust_arg, run_tool, tool_parser
-from mopro.utils.runner import add_config_args, load_config
+from mopro.config import load_config
+from mopro.utils.cli import add_config_args, add_trust_arg, tool_parser
+from mopro.utils.errors import run_tool
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -27,7 +27,7 @@ from typing import List, Optional
 # first: mopro.transfer.d2_compat.install() must run before detectron2 imports
 import mopro  # noqa: F401 isort:skip
 from mopro.transfer.d2_compat import require_detectron2
-from mopro.utils.cli import run_tool
+from mopro.utils.errors import run_tool
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -1,6 +1,6 @@
 # The engineering switches of the GPU runs: speed, memory, and what a
 # non-finite loss does. None of them changes the recipe; tools/train.py
-# turns the GPU-only ones off on a CPU (mopro/utils/runner.py,
+# turns the GPU-only ones off on a CPU (mopro/engine/launch.py,
 # adapt_to_device: model.compile=False, OptimWrapper in float32).
 
 # bf16 autocast. bf16 has float32's exponent range, so gradients need no loss

@@ -27,7 +27,7 @@ from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
 import torch
 import torch.distributed as dist
 
-from ..utils.cli import UserError
+from ..utils.errors import UserError
 
 # the function that issues each of MoPro's per-step collectives (the
 # innermost one of the calling functions that is named here gives the role)

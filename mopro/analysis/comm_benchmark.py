@@ -51,10 +51,10 @@ from mmpretrain.models.utils import batch_shuffle_ddp, batch_unshuffle_ddp
 from mmpretrain.registry import MODELS
 
 from ..engine.hooks.ddp_compression_hook import compress_gradients_bf16
+from ..engine.launch import adapt_to_device
+from ..engine.run_checks import check_queue_fits
 from ..models.utils.shuffle import step_shuffle
-from ..utils.cli import ConfigError
-from ..utils.run_checks import check_queue_fits
-from ..utils.runner import adapt_to_device
+from ..utils.errors import ConfigError
 from .collectives import (CollectiveLog, by_role, check_measurable,
                           ddp_bucket_bytes, ring_bytes, socket_bytes)
 from .timing import cpu_model, shown_path, versions

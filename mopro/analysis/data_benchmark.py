@@ -48,11 +48,11 @@ from torchvision import transforms as T
 
 from ..datasets.seeding import seed_rngs
 from ..engine import MoProRunner
+from ..engine.launch import adapt_to_device
 from ..gpu_data.decode_ahead import SLOT_KEY, DecodeAheadIterator, DecodeSlot
 from ..gpu_data.decoding import decode_packed
-from ..utils.cli import ConfigError, DataError
 from ..utils.device import default_device
-from ..utils.runner import adapt_to_device
+from ..utils.errors import ConfigError, DataError
 from .loop_overhead import benchmark_loop
 from .stage_timing import StageClock, StagedPipeline, stage_report
 from .thread_usage import sample_threads, thread_report

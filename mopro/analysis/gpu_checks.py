@@ -29,7 +29,7 @@ import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
-from ..utils.cli import UserError
+from ..utils.errors import UserError
 
 STEP_TOOL = 'tools/analysis_tools/benchmark.py'
 DATA_TOOL = 'tools/analysis_tools/benchmark_data.py'

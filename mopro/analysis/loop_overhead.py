@@ -34,8 +34,8 @@ from mmpretrain.registry import MODELS
 from torch.utils.data import DataLoader
 
 from ..engine import MoProRunner
+from ..engine.launch import adapt_to_device
 from ..models.nonfinite import NonFiniteGuard
-from ..utils.runner import adapt_to_device
 from .thread_usage import ThreadSample, sample_threads, thread_report
 from .timing import (loader_batches, model_device, shown_path, synchronize,
                      train_loop, unique_name)

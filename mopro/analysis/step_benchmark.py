@@ -73,13 +73,13 @@ from torch._dynamo.utils import counters, get_compilation_metrics
 from torch.utils.data import DataLoader, Dataset
 
 from ..engine import MoProRunner
+from ..engine.launch import adapt_to_device
+from ..engine.run_checks import check_queue_fits
 from ..evaluation.features import encode_batch, prepare_for_inference
 from ..evaluation.noise_cleaning import correct_inputs
 from ..models.utils.compile import compile_options
-from ..utils.cli import ConfigError
 from ..utils.device import default_device
-from ..utils.run_checks import check_queue_fits
-from ..utils.runner import adapt_to_device
+from ..utils.errors import ConfigError
 from .timing import (RunnerTimer, compiled_graphs, count_host_syncs,
                      device_name, measure, shown_path, timing_entry)
 

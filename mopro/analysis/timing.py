@@ -22,7 +22,7 @@ from mmengine.hooks import Hook
 from torch._dynamo.utils import counters
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from ..utils.cli import ConfigError
+from ..utils.errors import ConfigError
 from ..utils.fileio import write_json
 from ..utils.outputs import check_output_file
 from .thread_usage import ThreadSample, proc_cpu_seconds, sample_threads

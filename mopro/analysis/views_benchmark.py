@@ -37,8 +37,8 @@ from mmpretrain.registry import MODELS
 from ..gpu_data.decode_ahead import SLOT_KEY, DecodeSlot
 from ..gpu_data.decoding import DecodedBatch
 from ..gpu_data.preprocessor import triton_resize
-from ..utils.cli import ConfigError
 from ..utils.device import default_device
+from ..utils.errors import ConfigError
 from .data_benchmark import (SAMPLE_PHOTOS, collate_fn, load_samples,
                              make_photos)
 from .timing import device_name, shown_path, synchronize, versions

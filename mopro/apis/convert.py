@@ -4,9 +4,8 @@ import os.path as osp
 
 import torch
 
-from ..utils.checkpoint import (ORIGINAL_FORMAT, get_state_dict,
-                                load_checkpoint, original_to_mopro,
-                                require_finite, require_format)
+from ..checkpoint import (ORIGINAL_FORMAT, get_state_dict, load_checkpoint,
+                          original_to_mopro, require_finite, require_format)
 from ..utils.fileio import atomic_path
 from ..utils.outputs import check_output_file
 

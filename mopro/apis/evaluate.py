@@ -6,11 +6,12 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 from mmpretrain.utils import get_ori_model
 
-from ..utils.checkpoint import load_model_weights
-from ..utils.cli import ConfigError
+from ..checkpoint import load_model_weights
+from ..config import check_config_copy
+from ..engine.launch import adapt_to_device
+from ..engine.run_checks import check_run_config
+from ..utils.errors import ConfigError
 from ..utils.outputs import check_output_dir
-from ..utils.run_checks import check_run_config
-from ..utils.runner import adapt_to_device, check_config_copy
 
 SETS = ('val', 'test')
 
@@ -46,7 +47,7 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str,
     another depth, class count or format is an error that says what does
     not match. Config values that would fail only once used (batch sizes,
     top-k above the number of classes, ...) are one-line errors before the
-    model is built (:func:`~mopro.utils.run_checks.check_run_config`).
+    model is built (:func:`~mopro.engine.run_checks.check_run_config`).
     """
     sets = sets_to_run(cfg, sets)
     check_output_dir(cfg.work_dir, what='work dir')

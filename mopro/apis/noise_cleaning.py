@@ -12,17 +12,16 @@ from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 from mmpretrain.registry import DATASETS, MODELS
 
+from ..checkpoint import load_model_weights
+from ..config import config_files
 from ..datasets.image_list_dataset import ImageListDataset, check_bad_fraction
+from ..engine.launch import check_launched_gpu, init_launched_group
 from ..evaluation.noise_cleaning import (UNREADABLE_LABEL, clean_dataset,
                                          cleaned_list, summarize)
-from ..utils.checkpoint import load_model_weights
-from ..utils.cli import ConfigError
-from ..utils.device import default_device
+from ..utils.device import compile_only_on_cuda, default_device
+from ..utils.errors import ConfigError
 from ..utils.fileio import write_json
 from ..utils.outputs import check_output_dir, check_output_file, files_read
-from ..utils.run_checks import check_launched_gpu
-from ..utils.runner import (compile_only_on_cuda, config_files,
-                            init_launched_group)
 from ..visualization import save_report
 
 SUMMARY_NAME = 'noise_cleaning_summary.json'

@@ -3,12 +3,13 @@ from typing import Optional
 
 from mmengine.config import Config
 
+from ..config import check_config_copy
 from ..engine import MoProRunner
+from ..engine.launch import adapt_to_device
+from ..engine.resume import (check_load_from_kept, resolve_checkpoints,
+                             warn_inexact_resume)
+from ..engine.run_checks import check_built_run, check_run_config
 from ..utils.outputs import check_output_dir
-from ..utils.run_checks import check_built_run, check_run_config
-from ..utils.runner import (adapt_to_device, check_config_copy,
-                            check_load_from_kept, resolve_checkpoints,
-                            warn_inexact_resume)
 
 
 def train_model(cfg: Config, resume: Optional[str] = None, amp: bool = False,
@@ -17,7 +18,7 @@ def train_model(cfg: Config, resume: Optional[str] = None, amp: bool = False,
     """Train ``cfg`` with :class:`~mopro.engine.MoProRunner` and return the
     runner.
 
-    Mistakes in the config (:func:`~mopro.utils.run_checks.check_run_config`:
+    Mistakes in the config (:func:`~mopro.engine.run_checks.check_run_config`:
     the model's and hooks' arguments, registered types, batch sizes,
     intervals, lr, seed, top-k), a work dir that cannot be written,
     ``resume`` or ``load_from``, an output that is an input (the config
@@ -28,10 +29,10 @@ def train_model(cfg: Config, resume: Optional[str] = None, amp: bool = False,
     fixed seed) is a warning.
 
     Args:
-        cfg: a config as :func:`mopro.utils.runner.load_config` returns it.
+        cfg: a config as :func:`mopro.config.load_config` returns it.
         resume: ``--resume``: None, ``'auto'`` (the work dir's latest
             checkpoint, or from the start when there is none) or a
-            checkpoint (:func:`mopro.utils.runner.resolve_checkpoints`).
+            checkpoint (:func:`mopro.engine.resume.resolve_checkpoints`).
         amp: bf16 automatic mixed precision.
         auto_scale_lr: scale the lr to the actual total batch size.
         trust_checkpoint: unpickle arbitrary objects in the checkpoint of

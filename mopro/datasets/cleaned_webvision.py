@@ -4,7 +4,7 @@ import os.path as osp
 
 from mmpretrain.registry import DATASETS
 
-from ..utils.cli import DataError
+from ..utils.errors import DataError
 from .file_list import ImageList
 from .image_list_dataset import ImageListDataset, indexed_metainfo
 

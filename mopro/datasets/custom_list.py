@@ -4,7 +4,7 @@ from typing import List, Optional
 
 from mmpretrain.registry import DATASETS
 
-from ..utils.cli import DataError
+from ..utils.errors import DataError
 from ..utils.validate import check_int
 from .file_list import ImageList, read_file_list, read_text_lines
 from .image_list_dataset import ImageListDataset, indexed_metainfo

@@ -40,7 +40,7 @@ from typing import Dict, List, Optional
 import numpy as np
 from PIL import Image
 
-from ..utils.cli import ConfigError, DataError
+from ..utils.errors import ConfigError, DataError
 from ..utils.outputs import check_output_dir
 
 GROUND_TRUTH = 'info/ground_truth.json'

@@ -12,7 +12,7 @@ from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 from mmengine.logging import print_log
 
-from ..utils.cli import DataError
+from ..utils.errors import DataError
 
 
 class ImageList:

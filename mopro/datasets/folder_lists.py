@@ -23,8 +23,8 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..utils import atomic_path
-from ..utils.cli import DataError, UserError
+from ..utils.errors import DataError, UserError
+from ..utils.fileio import atomic_path
 from ..utils.outputs import check_output_dir
 from .imagenet_variants import IMG_EXTENSIONS
 

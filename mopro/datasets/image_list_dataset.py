@@ -7,7 +7,7 @@ from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
 from mmpretrain.registry import TRANSFORMS
 
-from ..utils.cli import DataError
+from ..utils.errors import DataError
 from ..utils.validate import check_number
 from .file_list import ImageList
 from .seeding import rng_key_of, seeded_rngs

@@ -17,7 +17,7 @@ from typing import Dict, Optional, Tuple
 
 from mmpretrain.registry import DATASETS
 
-from ..utils.cli import ConfigError, DataError
+from ..utils.errors import ConfigError, DataError
 from .file_list import ImageList
 from .image_list_dataset import ImageListDataset
 

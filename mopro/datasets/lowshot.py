@@ -30,7 +30,7 @@ from typing import List, Tuple
 
 import numpy as np
 
-from ..utils.cli import ConfigError, DataError
+from ..utils.errors import ConfigError, DataError
 from .file_list import read_text_lines
 
 VOC07_CLASSES = ('aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus',

@@ -24,7 +24,7 @@ from mmengine.dist import get_dist_info, sync_random_seed
 from mmpretrain.registry import DATA_SAMPLERS
 from torch.utils.data import Sampler
 
-from ..utils.cli import DataError
+from ..utils.errors import DataError
 from .seeding import SeededIndex
 
 

@@ -13,7 +13,7 @@ from typing import List, Optional
 import numpy as np
 from mmpretrain.registry import DATASETS
 
-from ..utils.cli import ConfigError, DataError
+from ..utils.errors import ConfigError, DataError
 from .file_list import ImageList, read_text_lines
 from .image_list_dataset import ImageListDataset
 from .imagenet_variants import IMG_EXTENSIONS

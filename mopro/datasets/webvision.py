@@ -7,8 +7,8 @@ import numpy as np
 from mmengine.logging import print_log
 from mmpretrain.registry import DATASETS
 
-from ..utils import atomic_path
-from ..utils.cli import ConfigError
+from ..utils.errors import ConfigError
+from ..utils.fileio import atomic_path
 from ..utils.validate import check_int
 from .file_list import ImageList, read_file_list
 from .image_list_dataset import ImageListDataset, indexed_metainfo

@@ -29,14 +29,15 @@ from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmengine.runner import Runner
 
+from ..config import read_config
 from ..datasets.demo import (DIGIT_NAMES, build_demo_dataset, class_names,
                              load_ground_truth)
+from ..engine.launch import adapt_to_device
+from ..engine.run_checks import check_built_run, check_run_config
 from ..evaluation.noise_cleaning import summarize
 from ..evaluation.noise_quality import mopro_pseudo_labels, noise_quality
-from ..utils.cli import DataError
+from ..utils.errors import DataError
 from ..utils.outputs import check_output_dir
-from ..utils.run_checks import check_built_run, check_run_config
-from ..utils.runner import adapt_to_device, read_config
 from ..visualization import read_val_curve, save_report
 from .progress import (CE_TRAIN_COST, FORWARD_COST, MOPRO_TRAIN_COST,
                        JobProgress, ProgressHook, QuietConsoleRunner, Stage)

@@ -4,7 +4,7 @@ collects."""
 import os.path as osp
 from typing import Optional
 
-from ..utils import write_json, write_text
+from ..utils.fileio import write_json, write_text
 from ..visualization import save_accuracy_curves
 
 RESULTS_JSON = 'demo_results.json'

@@ -8,7 +8,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 from mmpretrain.utils import get_ori_model
 
-from mopro.utils.checkpoint import load_model_weights
+from mopro.checkpoint import load_model_weights
 from mopro.utils.device import default_device
 from .message_hub import grow_histories
 from .threads import intra_op_threads, set_intra_op_threads
@@ -19,7 +19,7 @@ class MoProRunner(Runner):
     """mmengine's ``Runner`` with:
 
     - strict weight loading: its ``load_from`` and ``resume`` load the model
-      weights strictly (:func:`mopro.utils.checkpoint.load_model_weights`).
+      weights strictly (:func:`mopro.checkpoint.load_model_weights`).
       mmengine's loads what matches and warns about the rest, so a
       checkpoint of another architecture, class count or library (a
       ResNet-50 into a ResNet-18 config, a torchvision state dict) trains

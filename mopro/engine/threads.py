@@ -27,7 +27,7 @@ from typing import Any, Tuple
 
 import torch
 
-from ..utils.cli import ConfigError
+from ..utils.errors import ConfigError
 
 KEY = 'env_cfg.intra_op_threads'
 # one thread opens no OpenMP region at all: nothing spins beside the

@@ -20,10 +20,9 @@ from mmengine.utils import ProgressBar
 from mmpretrain.registry import MODELS, TRANSFORMS
 from torch.utils.data import DataLoader, Dataset
 
-from ..utils.cli import ConfigError, DataError
-from ..utils.device import default_device
+from ..utils.device import compile_only_on_cuda, default_device
+from ..utils.errors import ConfigError, DataError
 from ..utils.fileio import atomic_path
-from ..utils.runner import compile_only_on_cuda
 from .svm import require_finite_features
 
 

@@ -21,9 +21,9 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from mmengine.logging import print_log
 
+from ..checkpoint import load_model_weights
 from ..datasets.lowshot import VOC07_CLASSES, read_places205, read_voc07
-from ..utils.checkpoint import load_model_weights
-from ..utils.cli import DataError, UserError
+from ..utils.errors import DataError, UserError
 from ..utils.fileio import write_json, write_text
 from ..utils.outputs import check_output_dir, check_output_file
 from .features import (build_feature_model, check_image_files,

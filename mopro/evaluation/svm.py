@@ -42,7 +42,7 @@ import numpy as np
 from liblinear.liblinearutil import parameter, problem, train
 from scipy import sparse
 
-from ..utils.cli import DataError
+from ..utils.errors import DataError
 from ..utils.validate import check_number
 
 DEFAULT_COST = 0.5

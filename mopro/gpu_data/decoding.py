@@ -113,7 +113,7 @@ from mopro.datasets.collate import (HEIGHT, JPEG, KIND, NBYTES, WIDTH,
 from mopro.datasets.transforms import (ImageDecodeError, decode_rgb_bytes,
                                        rgb_to_chw_tensor)
 from mopro.models.utils.compile import out_of_memory
-from mopro.utils.cli import DataError
+from mopro.utils.errors import DataError
 
 Decode = Callable[[List[torch.Tensor]], List[torch.Tensor]]
 _RGB = ImageReadMode.RGB.value

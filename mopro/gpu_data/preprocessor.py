@@ -15,7 +15,7 @@ from mopro.datasets.image_list_dataset import check_bad_fraction
 from mopro.models.utils.compile import CompiledCall, out_of_memory
 from mopro.models.utils.data_preprocessor import (MoProDataPreprocessor,
                                                   step_dtype)
-from mopro.utils.cli import ConfigError
+from mopro.utils.errors import ConfigError
 from .decode_ahead import SLOT_KEY, decode_executor
 from .decoding import DecodedBatch, decode_packed, decode_stream
 from .views import (ViewParams, apply_view, resized_crops, sample_view_params,

@@ -32,7 +32,7 @@ import torch.nn as nn
 from mmengine.dist import all_reduce
 from mmengine.logging import print_log
 
-from ..utils.cli import UserError
+from ..utils.errors import UserError
 from ..utils.validate import check_choice, check_int
 
 NONFINITE_ACTIONS = ('raise', 'skip')

@@ -31,7 +31,7 @@ import sys
 import types
 from typing import Optional
 
-from ..utils.cli import UserError
+from ..utils.errors import UserError
 
 _STUB_NAME = 'detectron2._C'
 # run from the repository with the environment's interpreter

@@ -33,12 +33,11 @@ from typing import Dict, List, Mapping, NamedTuple, Optional, Tuple
 import numpy as np
 import torch
 
-from mopro.utils import atomic_path
-from mopro.utils.checkpoint import (RESNET_DEPTHS, CheckpointError,
-                                    describe_resnet, encoder_state_dict,
-                                    load_checkpoint, mopro_state_dict,
-                                    require_finite, resnet_layout)
-from mopro.utils.cli import UserError
+from mopro.checkpoint import (RESNET_DEPTHS, CheckpointError, describe_resnet,
+                              encoder_state_dict, load_checkpoint,
+                              mopro_state_dict, require_finite, resnet_layout)
+from mopro.utils.errors import UserError
+from mopro.utils.fileio import atomic_path
 from mopro.utils.outputs import check_output_file
 
 AUTHOR = 'MoPro'

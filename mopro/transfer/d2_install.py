@@ -36,7 +36,7 @@ import tarfile
 import tempfile
 from typing import List
 
-from ..utils.cli import UserError
+from ..utils.errors import UserError
 from .d2_compat import detectron2_dir, detectron2_version, has_compiled_ops
 
 GIT_URL = 'https://github.com/facebookresearch/detectron2'

@@ -30,8 +30,9 @@ from detectron2.evaluation import COCOEvaluator
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from ..utils.checkpoint import RESNET_DEPTHS, resnet_layout
-from ..utils.cli import ConfigError, UserError, describe
+from ..checkpoint import RESNET_DEPTHS, resnet_layout
+from ..utils.cli import describe
+from ..utils.errors import ConfigError, UserError
 from ..utils.outputs import check_not_input, check_output_dir
 from .d2_convert import depth_options
 from .d2_smoke import SMOKE_DATASET, write_shapes_coco

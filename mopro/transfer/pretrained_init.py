@@ -30,9 +30,8 @@ import torch
 from mmengine.logging import print_log
 from mmengine.registry import WEIGHT_INITIALIZERS
 
-from ..utils.checkpoint import (CheckpointError, depth_mismatch,
-                                load_checkpoint, mopro_state_dict,
-                                require_finite)
+from ..checkpoint import (CheckpointError, depth_mismatch, load_checkpoint,
+                          mopro_state_dict, require_finite)
 
 ENCODER_ONLY = (('backbone.', 'backbone.'), )
 Mapping = Union[Dict[str, str], Sequence[Tuple[str, str]]]

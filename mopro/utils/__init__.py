@@ -1,3 +1,4 @@
-from .fileio import AtomicLocalBackend, atomic_path, write_json, write_text
-
-__all__ = ['AtomicLocalBackend', 'atomic_path', 'write_json', 'write_text']
+"""The ground floor: what every other part of the package uses and that
+imports none of them (errors and the tools' error boundary, argparse
+types, value rules, devices, atomic writes, output checks, mmpretrain's
+import patch). Importing it registers nothing."""

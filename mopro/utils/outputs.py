@@ -22,7 +22,7 @@ import sys
 import tempfile
 from typing import Iterable, Iterator, List, Optional
 
-from .cli import UserError
+from .errors import UserError
 
 # the lists of the open files_read blocks; the audit hook is added once
 _READ_RECORDERS: List[List[str]] = []

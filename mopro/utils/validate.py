@@ -10,7 +10,7 @@ import math
 from numbers import Integral, Real
 from typing import Any, Optional, Sequence
 
-from .cli import ConfigError
+from .errors import ConfigError
 
 
 def _interval(low: Optional[float], high: Optional[float], low_open: bool,

@@ -4,7 +4,7 @@ from typing import Tuple
 
 from matplotlib.figure import Figure
 
-from ..utils import atomic_path
+from ..utils.fileio import atomic_path
 
 # small files for reports and the repository
 DPI = 80

@@ -5,7 +5,7 @@ from typing import Dict, List, Mapping, Tuple
 
 from matplotlib.ticker import MaxNLocator
 
-from ..utils.cli import DataError
+from ..utils.errors import DataError
 from ._figure import new_figure, save_figure
 
 Curve = Tuple[List[int], List[float]]

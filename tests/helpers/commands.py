@@ -2,7 +2,7 @@
 subprocess, on the CPU, with the package of this checkout; or a tool's work
 in this process inside ``run_tool(main)``, the error boundary that turns a
 user error into one ``error: ...`` line and exit status 1
-(``mopro.utils.cli``)."""
+(``mopro.utils.errors``)."""
 import importlib.util
 import json
 import os
@@ -12,7 +12,7 @@ import sys
 from types import ModuleType
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence
 
-from mopro.utils.cli import TRACEBACK_ENV, run_tool
+from mopro.utils.errors import TRACEBACK_ENV, run_tool
 from . import ROOT
 
 

@@ -6,7 +6,7 @@ import torch
 from mmengine.config import Config
 from mmpretrain.registry import MODELS
 
-from mopro.utils.runner import load_config
+from mopro.config import load_config
 
 
 def tiny_mopro_cfg(**overrides) -> dict:
@@ -59,7 +59,7 @@ def tiny_mopro_options(data_root: str, work_dir: str,
 
 
 def tool_config(config: str, cfg_options: dict = None, **args):
-    """``config`` as the tools load it (:func:`mopro.utils.runner.load_config`
+    """``config`` as the tools load it (:func:`mopro.config.load_config`
     with ``--cfg-options`` and the other flags ``args``: ``work_dir``,
     ``launcher``)."""
     flags = dict(work_dir=None, launcher='none', local_rank=0)

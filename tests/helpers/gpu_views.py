@@ -18,10 +18,10 @@ from sklearn.datasets import load_sample_images
 
 import mopro.gpu_data.decoding as jpeg_decoding
 from mopro.datasets import packed_images_collate
+from mopro.engine.launch import adapt_to_device
 from mopro.gpu_data.decode_ahead import SLOT_KEY
 from mopro.gpu_data.views import (ViewParams, pack_images, resized_crops,
                                   sample_view_params)
-from mopro.utils.runner import adapt_to_device
 from . import ROOT
 from .configs import tiny_mopro_options
 from .data import make_webvision

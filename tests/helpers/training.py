@@ -5,7 +5,7 @@ import os.path as osp
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from mopro.utils.runner import adapt_to_device
+from mopro.engine.launch import adapt_to_device
 from . import ROOT
 from .configs import tiny_mopro_options
 

@@ -14,7 +14,8 @@ from mopro.analysis.step_benchmark import (NOT_APPLICABLE,
                                            StepBenchmarkSettings,
                                            _compile_options, benchmark_step)
 from mopro.models import MoPro
-from mopro.utils.cli import ConfigError, settings_from_args
+from mopro.utils.cli import settings_from_args
+from mopro.utils.errors import ConfigError
 from helpers import ROOT
 from helpers.commands import run_tools, tool_module
 

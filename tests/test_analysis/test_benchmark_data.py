@@ -24,8 +24,8 @@ from mopro.analysis.stage_timing import StagedPipeline
 from mopro.analysis.timing import publish
 from mopro.datasets.seeding import seed_rngs
 from mopro.engine.message_hub import GrowingHistoryBuffer, grow_histories
-from mopro.utils.cli import ConfigError
 from mopro.utils.device import default_device
+from mopro.utils.errors import ConfigError
 from helpers import ROOT
 from helpers.commands import run_tools
 from helpers.data import write_image

@@ -17,7 +17,7 @@ from mopro.analysis.gpu_checks import (SOURCE_PACKAGES, WHEEL_PACKAGES,
                                        GpuCheckSettings, Stage,
                                        constraint_versions, judge_goals,
                                        junit_counts, plan_stages, run_stage)
-from mopro.utils.cli import UserError
+from mopro.utils.errors import UserError
 from helpers import ROOT
 from helpers.commands import call_tool, tool_module, user_env
 

@@ -12,7 +12,7 @@ import torchvision
 from mmpretrain.registry import MODELS
 
 from mopro.apis import convert_original_checkpoint
-from mopro.utils.checkpoint import load_checkpoint, load_model_weights
+from mopro.checkpoint import load_checkpoint, load_model_weights
 from helpers.commands import call_tool, run_tools
 
 K, D, R = 10, 128, 16

@@ -9,7 +9,7 @@ import re
 import pytest
 from mmengine.config import Config
 
-from mopro.utils.config_switches import get_key
+from mopro.config.switches import get_key
 from helpers import ROOT
 
 CONFIGS = osp.join(ROOT, 'configs')

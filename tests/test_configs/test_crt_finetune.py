@@ -10,7 +10,7 @@ from mmengine.config import Config
 from mmpretrain.registry import MODELS
 
 from mopro.apis import train_model
-from mopro.utils.checkpoint import CheckpointError, load_checkpoint
+from mopro.checkpoint import CheckpointError, load_checkpoint
 from helpers import ROOT
 from helpers.configs import tiny_mopro_options, tool_config
 from helpers.data import make_imagenet, make_webvision

@@ -9,7 +9,7 @@ import pytest
 from mopro.datasets import CustomImageList
 from mopro.datasets.folder_lists import (folder_to_lists, scan_class_folders,
                                          split_per_class)
-from mopro.utils.cli import DataError, UserError
+from mopro.utils.errors import DataError, UserError
 from helpers.commands import finish, start
 from helpers.data import write_image
 from helpers.log_records import log_messages

@@ -13,7 +13,7 @@ from mopro.datasets import ImageNetVal, WebVision, read_file_list
 from mopro.datasets.transforms import (ImageDecodeError, LoadWebImage,
                                        decode_rgb, decode_rgb_bytes)
 from mopro.datasets.transforms.loading import ImageTooLargeError
-from mopro.utils.cli import ConfigError, DataError
+from mopro.utils.errors import ConfigError, DataError
 from helpers.log_records import log_messages
 
 

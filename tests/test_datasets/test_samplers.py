@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mopro.datasets.samplers import SqrtBalancedSampler
-from mopro.utils.cli import DataError
+from mopro.utils.errors import DataError
 
 
 class LabelledDataset:

@@ -28,7 +28,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mopro.utils.checkpoint import load_checkpoint
+from mopro.checkpoint import load_checkpoint
 from helpers import ROOT
 from helpers.commands import run
 from helpers.data import write_image

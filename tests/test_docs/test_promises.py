@@ -38,17 +38,16 @@ from mmpretrain.registry import DATASETS, MODELS
 from mmpretrain.structures import DataSample
 from PIL import Image
 
+from mopro.checkpoint import (CheckpointError, load_checkpoint,
+                              load_model_weights)
 from mopro.datasets.seeding import SeededIndex
 from mopro.datasets.transforms.loading import decode_rgb
 from mopro.engine import MoProRunner, NonFiniteCheckHook
+from mopro.engine.launch import check_launched_gpu, init_launched_group
 from mopro.models.nonfinite import NonFiniteError
-from mopro.utils.checkpoint import (CheckpointError, load_checkpoint,
-                                    load_model_weights)
-from mopro.utils.cli import (TRACEBACK_ENV, ConfigError, DataError, UserError,
-                             run_tool)
+from mopro.utils.errors import (TRACEBACK_ENV, ConfigError, DataError,
+                                UserError, run_tool)
 from mopro.utils.fileio import AtomicLocalBackend, write_json
-from mopro.utils.run_checks import check_launched_gpu
-from mopro.utils.runner import init_launched_group
 from helpers import ROOT
 from helpers.commands import call_tool, free_port, tool_module
 from helpers.configs import (tiny_mopro_cfg, tiny_mopro_options, tool_config,
@@ -584,7 +583,7 @@ def a_huge_image_is_skipped_and_counted(ctx):
 
 # ----------------------------------------------------------------------
 # Errors come before the work, in one line
-@promise('The tools\' error boundary is `mopro/utils/cli.py`')
+@promise('The tools\' error boundary is `mopro/utils/errors.py`')
 def the_error_boundary(ctx):
 
     def user_mistake():

@@ -10,9 +10,9 @@ import pytest
 import torch
 from mmengine.logging import HistoryBuffer, MessageHub
 
+from mopro.checkpoint import load_checkpoint
 from mopro.engine.message_hub import (GrowingHistoryBuffer, GrowingScalars,
                                       grow_histories)
-from mopro.utils.checkpoint import load_checkpoint
 
 
 def _same(ours: HistoryBuffer, theirs: HistoryBuffer) -> None:

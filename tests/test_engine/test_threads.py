@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader, Dataset
 
 import mopro.engine.runner
 from mopro.engine import MoProRunner, threads
-from mopro.utils.cli import ConfigError
+from mopro.utils.errors import ConfigError
 from helpers.training import tiny_v1_cfg
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from mmengine.runner import Runner
 
-from mopro.utils.checkpoint import load_checkpoint
+from mopro.checkpoint import load_checkpoint
 from helpers import ROOT
 from helpers.commands import launcher_env, user_env
 from helpers.configs import tiny_mopro_options

@@ -11,7 +11,7 @@ from mopro.evaluation.low_shot import (evaluate_low_shot, format_table,
 from mopro.evaluation.svm import (GOYAL_COST_GRID, average_precision,
                                   fit_linear_svm, normalize_features,
                                   places_svm, voc07_svm)
-from mopro.utils.cli import ConfigError, DataError
+from mopro.utils.errors import ConfigError, DataError
 
 C = len(VOC07_CLASSES)
 

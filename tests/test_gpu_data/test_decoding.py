@@ -18,7 +18,7 @@ from mopro.gpu_data.decode_ahead import (SLOT_KEY, DecodeAheadIterator,
                                          DecodeAheadLoader, decode_executor)
 from mopro.gpu_data.decoding import (DecodeStream, decode_isolating,
                                      decode_jpegs_cpu, decode_packed)
-from mopro.utils.cli import DataError
+from mopro.utils.errors import DataError
 from helpers.data import make_webvision
 from helpers.gpu_views import (REJECTED_BY_EVERY_DECODER, dirty_files,
                                encode_image, gpu_data_cfg, packed_batch,

@@ -20,7 +20,7 @@ from mopro.gpu_data import MoProGPUViewsPreprocessor
 from mopro.gpu_data.decode_ahead import SLOT_KEY, DecodeSlot
 from mopro.gpu_data.preprocessor import compiled_make_view, make_view
 from mopro.gpu_data.views import pack_images, resized_crops, sample_view_params
-from mopro.utils.cli import DataError
+from mopro.utils.errors import DataError
 from helpers.data import make_webvision
 from helpers.gpu_views import (GPU_DATA, MEAN, REJECTED_BY_EVERY_DECODER, STD,
                                crops_of, dirty_files, dirty_webvision,

@@ -30,7 +30,7 @@ from mopro.gpu_data.decoding import decode_packed
 from mopro.gpu_data.preprocessor import make_view
 from mopro.gpu_data.views import (ViewParams, pack_images, resized_crops,
                                   sample_view_params)
-from mopro.utils.cli import ConfigError
+from mopro.utils.errors import ConfigError
 from helpers import ROOT
 from helpers.commands import user_env
 from helpers.gpu_views import MEAN, STD, dirty_files, packed_batch

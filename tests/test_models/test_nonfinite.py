@@ -11,7 +11,7 @@ from mmpretrain.structures import DataSample
 from mopro.apis import train_model
 from mopro.engine import NonFiniteCheckHook
 from mopro.models.nonfinite import NonFiniteError
-from mopro.utils.cli import ConfigError
+from mopro.utils.errors import ConfigError
 from helpers import ROOT
 from helpers.configs import tool_config
 from helpers.data import make_webvision

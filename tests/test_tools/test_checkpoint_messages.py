@@ -23,8 +23,8 @@ import torch
 from mmengine.config import DictAction
 from mmpretrain.registry import MODELS
 
-from mopro.utils.checkpoint import (CheckpointError, load_checkpoint,
-                                    load_model_weights)
+from mopro.checkpoint import (CheckpointError, load_checkpoint,
+                              load_model_weights)
 from helpers import ROOT
 from helpers.commands import call_tool, tool_module
 from helpers.configs import tiny_mopro_options, tool_config

@@ -17,7 +17,7 @@ import pickle
 
 import pytest
 
-from mopro.utils.cli import UserError
+from mopro.utils.errors import UserError
 from helpers import ROOT
 from helpers.commands import call_tool, tool_module
 from helpers.configs import tiny_mopro_options, untrained_checkpoint

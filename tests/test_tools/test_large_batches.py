@@ -12,7 +12,7 @@ from mmengine.logging import MMLogger
 from mmengine.optim import build_optim_wrapper
 from mmengine.runner import Runner
 
-from mopro.utils.run_checks import check_run_config
+from mopro.engine.run_checks import check_run_config
 from helpers import ROOT
 from helpers.commands import free_port, user_env
 from helpers.configs import tool_config

@@ -19,8 +19,9 @@ import os.path as osp
 import pytest
 from mmengine.config import Config
 
-from mopro.utils.run_checks import check_run_config, check_top_level_keys
-from mopro.utils.runner import config_files
+from mopro.config import config_files
+from mopro.config.top_level_keys import check_top_level_keys
+from mopro.engine.run_checks import check_run_config
 from helpers import ROOT
 from helpers.commands import call_tool, tool_module
 from helpers.configs import tiny_mopro_options

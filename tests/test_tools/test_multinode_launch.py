@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from mopro.utils.checkpoint import load_checkpoint
+from mopro.checkpoint import load_checkpoint
 from helpers import ROOT
 from helpers.commands import finish, launcher_env
 from helpers.configs import tiny_mopro_options

@@ -13,11 +13,11 @@ from mmengine.config import Config, DictAction
 from mmpretrain.registry import MODELS
 
 from mopro.apis import train_model
+from mopro.config.arguments import check_hook_args
 from mopro.engine import MoProRunner
-from mopro.utils import runner as runner_utils
-from mopro.utils.cli import ConfigError, is_user_error, one_line
-from mopro.utils.run_checks import check_hook_args
-from mopro.utils.runner import inexact_resume_reasons
+from mopro.engine import resume as runner_utils
+from mopro.engine.resume import inexact_resume_reasons
+from mopro.utils.errors import ConfigError, is_user_error, one_line
 from helpers import ROOT
 from helpers.configs import tiny_mopro_options, tool_config
 from helpers.data import make_webvision
@@ -310,9 +310,9 @@ def test_resume_follows_a_valid_pointer(work_dir_cfg, tmp_path):
 
 @pytest.fixture
 def logged(monkeypatch) -> list:
-    """The lines mopro.utils.runner logs."""
+    """The lines mopro.engine.resume logs."""
     lines = []
-    monkeypatch.setattr('mopro.utils.runner.print_log',
+    monkeypatch.setattr('mopro.engine.resume.print_log',
                         lambda msg, **kwargs: lines.append(msg))
     return lines
 

@@ -28,7 +28,7 @@ from mmpretrain.registry import MODELS
 from mopro.transfer import d2_train
 from mopro.transfer.d2_convert import convert_checkpoint, save_detectron2
 from mopro.transfer.d2_smoke import write_shapes_coco
-from mopro.utils.cli import ConfigError, UserError
+from mopro.utils.errors import ConfigError, UserError
 from helpers import ROOT
 from helpers.commands import run_tools
 

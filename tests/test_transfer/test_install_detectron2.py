@@ -11,7 +11,7 @@ import tarfile
 import pytest
 
 from mopro.transfer import d2_compat, d2_install
-from mopro.utils.cli import UserError
+from mopro.utils.errors import UserError
 from helpers import ROOT
 
 

@@ -8,10 +8,10 @@ import sys
 import pytest
 import torch
 
-from mopro.utils.checkpoint import CheckpointError
-from mopro.utils.cli import (ANY_CHECKPOINT, ConfigError, DataError,
-                             add_checkpoint_args, device_arg, non_negative_int,
-                             one_line, positive_int, run_tool, tool_parser)
+from mopro.checkpoint import CheckpointError
+from mopro.utils.cli import (ANY_CHECKPOINT, add_checkpoint_args, device_arg,
+                             non_negative_int, positive_int, tool_parser)
+from mopro.utils.errors import ConfigError, DataError, one_line, run_tool
 
 
 def _raise(err):
@@ -54,14 +54,14 @@ def test_worker_error_keeps_its_last_line():
     err = DataError('Caught DataError in DataLoader worker process 0.\n'
                     'Original Traceback (most recent call last):\n'
                     '  File "x.py", line 1, in f\n'
-                    'mopro.utils.cli.DataError: list.txt:3: bad label')
+                    'mopro.utils.errors.DataError: list.txt:3: bad label')
     assert one_line(err) == 'list.txt:3: bad label'
 
 
 def test_run_tool_in_a_process_prints_one_line(tmp_path):
     script = tmp_path / 'tool.py'
     script.write_text(
-        'from mopro.utils.cli import ConfigError, run_tool\n'
+        'from mopro.utils.errors import ConfigError, run_tool\n'
         'def main():\n'
         '    raise ConfigError("c.py: model.alpha must be in [0, 1]")\n'
         'run_tool(main)\n')

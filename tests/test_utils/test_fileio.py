@@ -6,7 +6,7 @@ import signal
 import pytest
 from mmengine.fileio import get_file_backend
 
-from mopro.utils import AtomicLocalBackend, atomic_path, write_json
+from mopro.utils.fileio import AtomicLocalBackend, atomic_path, write_json
 
 
 def test_atomic_path_replaces_on_success(tmp_path):

@@ -1,5 +1,5 @@
 """``import mopro`` applies every library patch through one idempotent
-``setup_environment()`` (mopro.utils.environment)."""
+``setup_environment()`` (mopro.environment)."""
 import copyreg
 import os
 import subprocess
@@ -10,7 +10,7 @@ import torch
 from mmengine.logging import HistoryBuffer
 
 import mopro
-from mopro.utils.checkpoint import SAFE_GLOBALS
+from mopro.checkpoint.io import SAFE_GLOBALS
 from helpers import ROOT
 
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from mopro.evaluation.noise_cleaning import summarize
-from mopro.utils.cli import DataError
+from mopro.utils.errors import DataError
 from mopro.visualization import (class_changes_figure, noise_cleaning,
                                  read_val_curve, save_accuracy_curves,
                                  save_report)

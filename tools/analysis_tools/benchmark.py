@@ -25,10 +25,11 @@ from typing import Dict
 from mopro.analysis.step_benchmark import (MODES, StepBenchmarkSettings,
                                            benchmark_step)
 from mopro.analysis.timing import check_publish, publish
+from mopro.config import config_files, load_config
 from mopro.utils.cli import (ConfigOptionsAction, add_device_arg,
-                             non_negative_int, positive_int, run_tool,
+                             non_negative_int, positive_int,
                              settings_from_args, tool_parser)
-from mopro.utils.runner import config_files, load_config
+from mopro.utils.errors import run_tool
 
 
 def parse_args(argv=None) -> argparse.Namespace:

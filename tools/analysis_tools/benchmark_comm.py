@@ -23,10 +23,11 @@ from typing import Dict
 
 from mopro.analysis.comm_benchmark import CommBenchmarkSettings, benchmark_comm
 from mopro.analysis.timing import check_publish, publish
+from mopro.config import load_config
 from mopro.utils.cli import (ConfigOptionsAction, non_negative_int,
-                             positive_int, positive_list, run_tool,
-                             settings_from_args, tool_parser)
-from mopro.utils.runner import load_config
+                             positive_int, positive_list, settings_from_args,
+                             tool_parser)
+from mopro.utils.errors import run_tool
 
 
 def _positive_number(text: str) -> float:

@@ -31,10 +31,11 @@ from mopro.analysis.data_benchmark import (TARGET_IMG_PER_S,
                                            DataBenchmarkSettings,
                                            benchmark_data)
 from mopro.analysis.timing import check_publish, publish
+from mopro.config import config_files, load_config
 from mopro.utils.cli import (ConfigOptionsAction, add_device_arg,
-                             non_negative_int, positive_int, run_tool,
+                             non_negative_int, positive_int,
                              settings_from_args, tool_parser)
-from mopro.utils.runner import config_files, load_config
+from mopro.utils.errors import run_tool
 
 GPU_CONFIG = osp.join(
     osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs',

@@ -18,10 +18,11 @@ from typing import Dict
 from mopro.analysis.timing import check_publish, publish
 from mopro.analysis.views_benchmark import (ViewsBenchmarkSettings,
                                             benchmark_views)
+from mopro.config import load_config
 from mopro.utils.cli import (ConfigOptionsAction, add_device_arg,
                              non_negative_int, positive_int, positive_list,
-                             run_tool, settings_from_args, tool_parser)
-from mopro.utils.runner import load_config
+                             settings_from_args, tool_parser)
+from mopro.utils.errors import run_tool
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -19,8 +19,9 @@ from typing import Dict
 
 from mopro.analysis.gpu_checks import GpuCheckSettings, run_gpu_checks
 from mopro.analysis.timing import check_publish, publish
-from mopro.utils.cli import (non_negative_int, positive_int, run_tool,
+from mopro.utils.cli import (non_negative_int, positive_int,
                              settings_from_args, tool_parser)
+from mopro.utils.errors import run_tool
 
 
 def parse_args(argv=None) -> argparse.Namespace:

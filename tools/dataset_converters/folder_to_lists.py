@@ -19,7 +19,8 @@ import argparse
 from typing import List, Optional
 
 from mopro.datasets.folder_lists import FolderLists, folder_to_lists
-from mopro.utils.cli import non_negative_int, run_tool, tool_parser
+from mopro.utils.cli import non_negative_int, tool_parser
+from mopro.utils.errors import run_tool
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

@@ -13,8 +13,8 @@ import argparse
 from typing import List, Optional
 
 from mopro.datasets.demo import build_demo_dataset
-from mopro.utils.cli import (non_negative_int, positive_int, run_tool,
-                             tool_parser)
+from mopro.utils.cli import non_negative_int, positive_int, tool_parser
+from mopro.utils.errors import run_tool
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

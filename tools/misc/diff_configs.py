@@ -11,7 +11,7 @@ changed (a tuple turned list counts), and the configs that exist on one
 side only. Exit status 1 when a difference is not matched by an
 ``--allow`` pattern (``fnmatch`` on the key, e.g. ``--allow max_epochs
 'model.compile'``), so a refactoring of the configs can be checked to
-leave every run as it was (``mopro/utils/config_diff.py``).
+leave every run as it was (``mopro/config/diff.py``).
 """
 import argparse
 import os
@@ -21,8 +21,9 @@ import tarfile
 import tempfile
 from typing import List, Optional
 
-from mopro.utils.cli import UserError, run_tool, tool_parser
-from mopro.utils.config_diff import compare_config_dirs
+from mopro.config.diff import compare_config_dirs
+from mopro.utils.cli import tool_parser
+from mopro.utils.errors import UserError, run_tool
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 

@@ -19,7 +19,8 @@ from typing import List
 
 from mopro.analysis.gpu_checks import download_wheels
 from mopro.transfer.d2_compat import detectron2_dir
-from mopro.utils.cli import run_tool, tool_parser
+from mopro.utils.cli import tool_parser
+from mopro.utils.errors import run_tool
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 

@@ -13,7 +13,8 @@ import argparse
 from typing import List, Optional
 
 from mopro.transfer.d2_install import SOURCES, install
-from mopro.utils.cli import run_tool, tool_parser
+from mopro.utils.cli import tool_parser
+from mopro.utils.errors import run_tool
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

@@ -13,7 +13,8 @@ tool and config of the project loads (``mopro.apis.convert``).
 import argparse
 
 from mopro.apis import convert_original_checkpoint
-from mopro.utils.cli import add_checkpoint_args, run_tool, tool_parser
+from mopro.utils.cli import add_checkpoint_args, tool_parser
+from mopro.utils.errors import run_tool
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -10,10 +10,10 @@ from mmengine.hooks import CheckpointHook
 from mmengine.registry import HOOKS
 from mmpretrain.utils import get_ori_model
 
+from mopro.engine.resume import LAST_CHECKPOINT
 from mopro.models.nonfinite import (NonFiniteError, first_non_finite,
                                     tensors_finite)
 from mopro.utils.fileio import remove_stale_temporaries, write_text
-from mopro.utils.runner import LAST_CHECKPOINT
 
 
 class _DeferredRemoval:

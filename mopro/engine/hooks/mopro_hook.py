@@ -4,7 +4,7 @@ from typing import Optional
 from mmengine.registry import HOOKS
 from mmpretrain.utils import get_ori_model
 
-from ...utils.cli import ConfigError
+from ...utils.errors import ConfigError
 from ...utils.validate import check_int
 from .nonfinite_hook import NonFiniteCheckHook
 

@@ -3,7 +3,7 @@ from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 from mmpretrain.utils import get_ori_model
 
-from ...utils.cli import ConfigError
+from ...utils.errors import ConfigError
 
 
 @HOOKS.register_module()

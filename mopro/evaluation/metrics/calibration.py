@@ -25,8 +25,8 @@ from mmpretrain.registry import METRICS
 from PIL import Image
 
 from ...datasets.imagenet_variants import CLASS_SUBSETS
-from ...utils import atomic_path
-from ...utils.cli import ConfigError
+from ...utils.errors import ConfigError
+from ...utils.fileio import atomic_path
 
 
 def equal_mass_bins(num: int, bin_size: int) -> List[Tuple[int, int]]:

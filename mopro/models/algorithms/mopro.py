@@ -15,7 +15,7 @@ from mmpretrain.models.selfsup.base import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from ...utils.cli import ConfigError
+from ...utils.errors import ConfigError
 from ...utils.validate import check_bool, check_int, check_number
 from ..noise_correction import OOD_LABEL, correct_labels, update_prototypes
 from ..nonfinite import NonFiniteGuard

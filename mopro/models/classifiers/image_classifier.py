@@ -15,7 +15,7 @@ from mmpretrain.models import ImageClassifier
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from ...utils.cli import ConfigError
+from ...utils.errors import ConfigError
 from ..nonfinite import NonFiniteGuard
 from ..utils.compile import compile_options, compile_submodules
 

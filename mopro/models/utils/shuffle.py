@@ -160,7 +160,7 @@ def step_shuffle(inputs: torch.Tensor, calls: int,
     shuffles. ``seed`` defaults to ``torch.initial_seed()``, the Runner's
     seed, which mmengine sets alike on every rank unless
     ``randomness.diff_rank_seed=True`` (refused with MoPro's shuffle by
-    :func:`mopro.utils.run_checks.check_shared_seed`). Outside a Runner,
+    :func:`mopro.engine.run_checks.check_shared_seed`). Outside a Runner,
     seed torch alike on every rank: ranks with different seeds would
     exchange by different plans (gloo then stops with a size mismatch).
     """

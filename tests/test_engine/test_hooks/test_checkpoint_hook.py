@@ -7,7 +7,7 @@ import pytest
 
 from mopro.engine.hooks import SafeCheckpointHook
 from mopro.models.nonfinite import NonFiniteError
-from mopro.utils.cli import is_user_error
+from mopro.utils.errors import is_user_error
 from helpers.toy_runner import Killed, toy_runner
 
 

@@ -15,7 +15,7 @@ from mmpretrain.structures import DataSample
 from torch.utils.data import DataLoader, Dataset
 
 from mopro.engine import MoProHook
-from mopro.utils.cli import ConfigError
+from mopro.utils.errors import ConfigError
 from helpers.configs import tiny_mopro_cfg
 
 

@@ -20,7 +20,7 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 from mopro.apis import train_model
-from mopro.utils.checkpoint import load_checkpoint
+from mopro.checkpoint import load_checkpoint
 from helpers import ROOT
 from helpers.commands import launcher_env
 from helpers.configs import tiny_mopro_options, tool_config

@@ -12,11 +12,11 @@ from mmengine.runner import Runner
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import DataLoader
 
+from mopro.checkpoint import load_checkpoint
 from mopro.engine import MoProRunner
 from mopro.engine.hooks import DeferredRuntimeInfoHook
 from mopro.engine.hooks.runtime_info_hook import _snapshot
 from mopro.engine.message_hub import GrowingHistoryBuffer
-from mopro.utils.checkpoint import load_checkpoint
 from helpers.host_reads import HostReads
 from helpers.models import model_cfg, train_data
 

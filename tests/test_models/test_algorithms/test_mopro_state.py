@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mopro.utils.cli import ConfigError
+from mopro.utils.errors import ConfigError
 from helpers.models import (LOSS_KEYS, B, D, K, R, build, random_prototypes,
                             record_head, samples, views)
 

@@ -27,10 +27,10 @@ from torch._dynamo.backends.common import aot_autograd
 from torch._dynamo.utils import counters
 
 import mopro.models.algorithms.mopro as mopro_module
+from mopro.checkpoint import load_checkpoint
+from mopro.engine.launch import adapt_to_device
 from mopro.models.utils.compile import (compile_options, compile_submodules,
                                         is_compiled)
-from mopro.utils.checkpoint import load_checkpoint
-from mopro.utils.runner import adapt_to_device
 from helpers.configs import tiny_mopro_cfg
 from helpers.models import SIZE, B, build, samples, train_data, views
 from helpers.mopro_reference import make_noisy

@@ -1,4 +1,4 @@
-"""mopro.utils.runner.init_launched_group: the process group of a launched
+"""mopro.engine.launch.init_launched_group: the process group of a launched
 job, joined on the CPU through torch (torchrun) or mmengine's init_dist
 (the other launchers), and on CUDA through mmengine's init_dist with NCCL,
 each with the config's ``env_cfg.dist_cfg.timeout`` (seconds)."""
@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 from mmengine.config import Config
 
-from mopro.utils.runner import init_launched_group
+from mopro.engine.launch import init_launched_group
 from helpers.commands import free_port
 
 TIMEOUT = 321

@@ -1,4 +1,4 @@
-"""Strict checkpoint loading (``mopro.utils.checkpoint.load_model_weights``)
+"""Strict checkpoint loading (``mopro.checkpoint.load_model_weights``)
 for MoPro and the classifiers, and ``tools/test.py``'s work
 (``mopro.apis.evaluate_checkpoint``) on a config without a test set
 (``tests/test_tools/test_tool_errors.py`` runs the tools as processes)."""
@@ -11,7 +11,7 @@ import torchvision
 from mmpretrain.registry import MODELS
 
 from mopro.apis import evaluate_checkpoint
-from mopro.utils.checkpoint import CheckpointError, load_model_weights
+from mopro.checkpoint import CheckpointError, load_model_weights
 from helpers import ROOT
 from helpers.commands import call_tool
 from helpers.configs import tiny_mopro_cfg, tool_config

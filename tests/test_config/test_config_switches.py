@@ -1,5 +1,5 @@
 """The top-level switches data_root, num_classes and max_epochs, as
-``--cfg-options`` give them to the tools (mopro.utils.runner.load_config):
+``--cfg-options`` give them to the tools (mopro.config.load_config):
 they move every key the config built from them, or fail naming the key."""
 import argparse
 import os
@@ -7,9 +7,10 @@ import os.path as osp
 
 import pytest
 
-from mopro.utils.cli import ConfigError
-from mopro.utils.config_switches import get_key
-from mopro.utils.runner import add_config_args, load_config
+from mopro.config import load_config
+from mopro.config.switches import get_key
+from mopro.utils.cli import add_config_args
+from mopro.utils.errors import ConfigError
 from helpers import ROOT
 from helpers.log_records import log_messages
 

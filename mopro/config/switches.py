@@ -34,8 +34,8 @@ from typing import Any, Dict, List, Optional, Tuple
 from mmengine.config import Config
 from mmengine.logging import print_log
 
-from .cli import ConfigError
-from .validate import check_int
+from ..utils.errors import ConfigError
+from ..utils.validate import check_int
 
 SWITCHES = ('data_root', 'num_classes', 'max_epochs')
 MODEL_CLASS_KEYS = ('model.num_classes', 'model.head.num_classes',

@@ -1,4 +1,4 @@
-"""Configs compared as they resolve (``mopro/utils/config_diff.py``) and
+"""Configs compared as they resolve (``mopro/config/diff.py``) and
 ``tools/misc/diff_configs.py``, which compares two revisions of
 ``configs/``."""
 import os.path as osp
@@ -7,8 +7,7 @@ import textwrap
 
 import pytest
 
-from mopro.utils.config_diff import (MISSING, compare_config_dirs,
-                                     config_differences)
+from mopro.config.diff import MISSING, compare_config_dirs, config_differences
 from helpers import ROOT
 from helpers.commands import run
 

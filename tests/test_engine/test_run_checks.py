@@ -1,12 +1,12 @@
 """What a launcher's environment tells before the Runner is built
-(mopro.utils.run_checks): the number of processes, used by the queue check
+(mopro.engine.launch): the number of processes, used by the queue check
 of check_run_config, and each process's GPU."""
 import pytest
 import torch
 
-from mopro.utils.cli import ConfigError, UserError
-from mopro.utils.run_checks import (check_launched_gpu, check_run_config,
-                                    launched_world_size)
+from mopro.engine.launch import check_launched_gpu, launched_world_size
+from mopro.engine.run_checks import check_run_config
+from mopro.utils.errors import ConfigError, UserError
 from helpers.training import tiny_v1_cfg
 
 

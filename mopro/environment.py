@@ -2,14 +2,15 @@
 
 ``import mopro`` calls :func:`setup_environment` once, before it imports
 any of its modules (and with them mmpretrain); nothing else in the package
-changes a library when it is imported. The patches, each documented where
-it lives:
+changes a library when it is imported, and no patch registers a component
+(``mopro/__init__.py`` does, after the patches). The patches, each
+documented where it lives:
 
 - mmcv-lite's warning that its compiled ops are missing is silenced: this
   project needs none of them;
 - :func:`mopro.utils.mmpretrain_compat.install`: mmpretrain 1.2 imports
   without its multimodal models (transformers 5);
-- :func:`mopro.utils.checkpoint.install_checkpoint_pickling`: the
+- :func:`mopro.checkpoint.io.install_checkpoint_pickling`: the
   weights-only unpickler accepts mmengine's checkpoints, and
   ``HistoryBuffer`` pickles as plain lists;
 - :func:`mopro.transfer.d2_compat.install`: detectron2 0.6's Python
@@ -31,10 +32,10 @@ def setup_environment() -> None:
     # mmcv-lite has no compiled ops; mmcv says so at import although this
     # project needs none of them.
     warnings.filterwarnings('ignore', message=_MMCV_OPS_WARNING)
-    from . import mmpretrain_compat
+    from .utils import mmpretrain_compat
     mmpretrain_compat.install()  # before anything imports mmpretrain
-    from .checkpoint import install_checkpoint_pickling
+    from .checkpoint.io import install_checkpoint_pickling
     install_checkpoint_pickling()
-    from ..transfer import d2_compat
+    from .transfer import d2_compat
     d2_compat.install()
     _done = True
