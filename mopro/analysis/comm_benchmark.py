@@ -52,7 +52,7 @@ from mmpretrain.registry import MODELS
 
 from ..engine.hooks.ddp_compression_hook import compress_gradients_bf16
 from ..engine.launch import adapt_to_device
-from ..engine.run_checks import check_queue_fits
+from ..models import check_queue_fits
 from ..models.utils.shuffle import step_shuffle
 from ..utils.errors import ConfigError
 from .collectives import (CollectiveLog, by_role, check_measurable,

@@ -74,9 +74,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..engine import MoProRunner
 from ..engine.launch import adapt_to_device
-from ..engine.run_checks import check_queue_fits
 from ..evaluation.features import encode_batch, prepare_for_inference
 from ..evaluation.noise_cleaning import correct_inputs
+from ..models import check_queue_fits
 from ..models.utils.compile import compile_options
 from ..utils.device import default_device
 from ..utils.errors import ConfigError

@@ -35,7 +35,7 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 
 from ..utils.errors import ConfigError
-from ..utils.validate import check_int
+from ..utils.validate import check_int, check_topk
 
 SWITCHES = ('data_root', 'num_classes', 'max_epochs')
 MODEL_CLASS_KEYS = ('model.num_classes', 'model.head.num_classes',
@@ -254,8 +254,8 @@ def _check_roots(cfg: Config, defined: dict, moved: dict) -> None:
 
 
 def _check_topk(cfg: Config) -> None:
-    """An evaluator's top-k must not exceed the class count (mmpretrain's
-    Accuracy fails at the first evaluation, after an epoch)."""
+    """Each evaluator's top-k against the new class count
+    (:func:`~mopro.utils.validate.check_topk`)."""
     num_classes = cfg.num_classes
     for name in [k for k in cfg.keys() if k.endswith('_evaluator')]:
         evaluators = cfg[name]
@@ -265,11 +265,11 @@ def _check_topk(cfg: Config) -> None:
             topk = evaluator.get('topk') if isinstance(evaluator,
                                                        dict) else None
             topk = (topk, ) if isinstance(topk, int) else topk
-            if topk and max(topk) > num_classes:
-                raise ConfigError(
-                    f'{name}.topk={tuple(topk)}: top-{max(topk)} accuracy '
-                    f'needs at least {max(topk)} classes, num_classes='
-                    f'{num_classes}; pass --cfg-options {name}.topk=[1]')
+            if topk:
+                check_topk(
+                    max(topk), num_classes, f'{name}.topk={tuple(topk)}',
+                    f'num_classes={num_classes}; pass --cfg-options '
+                    f'{name}.topk=[1]')
 
 
 def _warn_beyond_the_run(cfg: Config) -> None:

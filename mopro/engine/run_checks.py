@@ -22,8 +22,9 @@ from ..config.arguments import (check_args, check_component, check_hook_args,
                                 check_loop_args, check_model_args,
                                 check_pipeline, check_runtime_args,
                                 check_schedulers)
+from ..models import check_queue_fits
 from ..utils.errors import ConfigError
-from ..utils.validate import check_int, check_number
+from ..utils.validate import check_int, check_number, check_topk
 from .launch import check_launched_gpu, launched_world_size
 
 # numpy's seeds (mmengine seeds numpy, torch and random from it)
@@ -90,8 +91,8 @@ def _check_run_config(cfg: Config, train: bool, sets: Sequence[str]) -> None:
 
 def check_loop_keys(cfg: Config) -> None:
     """mmengine's Runner takes each loop's keys (``LOOP_KEYS``) all set or
-    all None: ``--cfg-options test_dataloader=None`` alone was a ValueError
-    traceback from the Runner's constructor."""
+    all None; its constructor raises a bare ValueError for
+    ``--cfg-options test_dataloader=None`` alone."""
     for loop, keys in LOOP_KEYS.items():
         unset = [key for key in keys if cfg.get(key) is None]
         if 0 < len(unset) < len(keys):
@@ -103,13 +104,10 @@ def check_loop_keys(cfg: Config) -> None:
 
 
 def check_built_run(runner: Any) -> None:
-    """Checks of a built Runner before it trains: the global batch fits
-    MoPro's queue on the processes the group really has (as
-    :func:`~mopro.engine.launch.launched_world_size` expected), and the
-    train dataloader (built here: it reads the image lists, not the images)
-    yields at least one batch."""
+    """Checks of a built Runner before it trains: the train dataloader
+    (built here: it reads the image lists, not the images) yields at least
+    one batch."""
     cfg = runner.cfg
-    check_queue(cfg, runner.world_size)
     loader = runner.train_loop.dataloader
     if len(loader) > 0:
         return
@@ -125,7 +123,7 @@ def check_built_run(runner: Any) -> None:
 
 def check_queue(cfg: Config, world_size: int = 1) -> None:
     """The training batch of ``cfg`` on ``world_size`` processes fits its
-    model's queue (:func:`check_queue_fits`)."""
+    model's queue (:func:`mopro.models.check_queue_fits`)."""
     model = cfg.get('model') or {}
     loader = cfg.get('train_dataloader') or {}
     queue_len = model.get('queue_len') if isinstance(model, dict) else None
@@ -135,17 +133,6 @@ def check_queue(cfg: Config, world_size: int = 1) -> None:
             queue_len, batch * world_size,
             f'train_dataloader.batch_size={batch} x {world_size} '
             'process(es)')
-
-
-def check_queue_fits(queue_len: Any, global_batch: int,
-                     batch_source: str) -> None:
-    """MoPro enqueues the global batch (``batch_source`` says where it comes
-    from) every iteration: it must fit ``model.queue_len`` (nothing to check
-    for a model without a queue)."""
-    if isinstance(queue_len, int) and global_batch > queue_len:
-        raise ConfigError(
-            f'model.queue_len={queue_len} is smaller than the global batch '
-            f'{global_batch} ({batch_source}): MoPro enqueues every batch')
 
 
 def check_shared_seed(cfg: Config, world_size: int = 1) -> None:
@@ -211,10 +198,9 @@ def check_evaluator(cfg: Config, name: str) -> None:
             if k is None:
                 continue
             check_int(k, f'{where}.topk')
-            if num_classes is not None and k > num_classes:
-                raise ConfigError(
-                    f'{where}.topk: top-{k} accuracy needs at least {k} '
-                    f'classes, the model has {num_classes}')
+            if num_classes is not None:
+                check_topk(k, num_classes, f'{where}.topk',
+                           f'the model has {num_classes}')
 
 
 def check_seed(cfg: Config) -> None:

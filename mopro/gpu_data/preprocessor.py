@@ -16,6 +16,7 @@ from mopro.models.utils.compile import CompiledCall, out_of_memory
 from mopro.models.utils.data_preprocessor import (MoProDataPreprocessor,
                                                   step_dtype)
 from mopro.utils.errors import ConfigError
+from mopro.utils.validate import check_choice
 from .decode_ahead import SLOT_KEY, decode_executor
 from .decoding import DecodedBatch, decode_packed, decode_stream
 from .views import (ViewParams, apply_view, resized_crops, sample_view_params,
@@ -151,9 +152,7 @@ class MoProGPUViewsPreprocessor(MoProDataPreprocessor):
                  seed: Optional[int] = None, max_bad_fraction: float = 0.01,
                  channels_last: bool = False, compile_views: bool = False,
                  resample: str = 'auto', **kwargs) -> None:
-        if resample not in RESAMPLERS:
-            raise ConfigError('model.data_preprocessor.resample must be one '
-                              f'of {RESAMPLERS}, got {resample!r}')
+        check_choice(resample, 'model.data_preprocessor.resample', RESAMPLERS)
         super().__init__(mean=mean, std=std, to_rgb=to_rgb, **kwargs)
         self.crop_size = crop_size
         self.scale, self.ratio = tuple(scale), tuple(ratio)

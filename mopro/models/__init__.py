@@ -1,4 +1,4 @@
-from .algorithms import MoPro
+from .algorithms import MoPro, check_queue_fits
 from .classifiers import CompilableImageClassifier
 from .heads import MoProHead
 from .noise_correction import OOD_LABEL, correct_labels, update_prototypes
@@ -6,5 +6,5 @@ from .utils import MoProDataPreprocessor
 
 __all__ = [
     'MoPro', 'CompilableImageClassifier', 'MoProHead', 'MoProDataPreprocessor',
-    'OOD_LABEL', 'correct_labels', 'update_prototypes'
+    'OOD_LABEL', 'check_queue_fits', 'correct_labels', 'update_prototypes'
 ]

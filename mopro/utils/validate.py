@@ -71,3 +71,13 @@ def check_choice(value: Any, key: str, choices: Sequence) -> Any:
         raise ConfigError(f'{key} must be one of {tuple(choices)}, got '
                           f'{value!r}')
     return value
+
+
+def check_topk(k: int, num_classes: int, key: str, classes: str) -> None:
+    """Top-``k`` accuracy needs at least ``k`` classes (mmpretrain's
+    ``Accuracy`` fails at the end of the first evaluation otherwise): a
+    :class:`ConfigError` naming ``key``; ``classes`` says where the class
+    count comes from and what to do."""
+    if k > num_classes:
+        raise ConfigError(f'{key}: top-{k} accuracy needs at least {k} '
+                          f'classes, {classes}')

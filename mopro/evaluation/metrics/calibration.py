@@ -27,6 +27,7 @@ from PIL import Image
 from ...datasets.imagenet_variants import CLASS_SUBSETS
 from ...utils.errors import ConfigError
 from ...utils.fileio import atomic_path
+from ...utils.validate import check_int
 
 
 def equal_mass_bins(num: int, bin_size: int) -> List[Tuple[int, int]]:
@@ -124,9 +125,7 @@ class CalibratedAccuracy(BaseMetric):
         else:
             self.subset_name = 'all classes' if class_subset is None \
                 else f'{len(class_subset)} classes'
-        if bin_size < 1:
-            raise ConfigError(f'CalibratedAccuracy: bin_size must be >= 1, '
-                              f'got {bin_size}')
+        check_int(bin_size, 'CalibratedAccuracy: bin_size')
         self.class_indices = None if class_subset is None else \
             [int(i) for i in class_subset]
         self.bin_size = bin_size

@@ -1,3 +1,3 @@
-from .mopro import MoPro
+from .mopro import MoPro, check_queue_fits
 
-__all__ = ['MoPro']
+__all__ = ['MoPro', 'check_queue_fits']

@@ -5,7 +5,7 @@ code where it differs from the paper's text; each difference is marked
 "released code".
 """
 import copy
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -62,6 +62,20 @@ def _check_arguments(**kwargs) -> None:
         compile_options(kwargs['compile'])
     except (TypeError, ValueError) as err:
         raise ConfigError(str(err)) from None
+
+
+def check_queue_fits(queue_len: Any, global_batch: int,
+                     batch_source: Optional[str] = None) -> None:
+    """MoPro enqueues the global batch every iteration: it must fit
+    ``model.queue_len`` (nothing to check for a config without a queue).
+    ``batch_source`` says where the batch comes from (a config, a
+    benchmark's flags); the model itself checks each batch it enqueues,
+    the tools and benchmarks the batch they will make, before any work."""
+    if isinstance(queue_len, int) and global_batch > queue_len:
+        source = f' ({batch_source})' if batch_source else ''
+        raise ConfigError(
+            f'model.queue_len={queue_len} is smaller than the global batch '
+            f'{global_batch}{source}: MoPro enqueues every batch')
 
 
 @MODELS.register_module()
@@ -271,10 +285,7 @@ class MoPro(BaseSelfSupervisor):
         also without a host sync.
         """
         batch = keys.shape[0]
-        if batch > self.queue_len:
-            raise ConfigError(f'model.queue_len={self.queue_len} is smaller '
-                              f'than the global batch {batch}: MoPro '
-                              'enqueues every batch')
+        check_queue_fits(self.queue_len, batch)
         idx = (self.queue_ptr +
                torch.arange(batch, device=keys.device)) % self.queue_len
         new = keys.t().to(self.queue.dtype)
