@@ -3,59 +3,19 @@ each training batch size and in each compile mode.
 
 On synthetic batches already on the device, :func:`benchmark_step` times,
 for each batch size (``batch_sizes``: 256, the paper's whole batch on one
-GPU, and 32, the per-GPU batch of the 8-GPU configs) and each mode
-(``modes``: ``eager``; ``compiled``, ``model.compile`` as the config sets
-it; ``reduce-overhead``, the same with torch.compile's CUDA graphs, whose
-replays launch a graph's kernels in one call; CUDA only, reported as not
-applicable elsewhere), a model built afresh and timed alike:
-
-- ``mopro``: the config's MoPro ``train_step`` (noise correction on, the
-  most expensive phase) through the config's optimizer wrapper; on CUDA
-  also the number of synchronizing calls in one step (torch's sync debug
-  mode), which should be 0;
-- ``supervised``: a plain cross-entropy step of the same encoder and
-  classifier (the same optimizer wrapper settings);
-- ``supervised_plus_forward``: that step plus one no-grad forward of the
-  encoder, the least any MoPro step can cost;
-- ``mopro_runner``: the MoPro step of a second model, built from the
-  config by the Runner ``tools/train.py`` uses (``MoProRunner``), in the
-  loop the configs train with (``EpochBasedTrainLoop``: ``model.train()``
-  once per epoch), with the
-  config's hooks (``DeferredRuntimeInfoHook``: logged values reach the host
-  at the logger's interval), fed one collated batch from (pinned) host
-  memory (two uint8 views and one label tensor, as ``multiview_collate``
-  hands them over), so that the copy to the device is counted too;
-- ``noise_cleaning``: the noise-cleaning pass's batch (encoder, classifier,
-  prototypes and the correction rule), as ``tools/noise_cleaning.py`` runs
-  it: bf16 and channels-last on a GPU, ``eval_batch_size`` images;
-- ``feature_extraction``: the SVM benchmark's feature batch, likewise.
-  These two do not depend on the training batch: they are timed with the
-  first batch size's model only (and not at all without ``inference``).
-
-Every entry is a :func:`~mopro.analysis.timing.timing_entry`: images/s,
-ms per call, peak device memory, ``first_iters_s`` (wall time of the
-``warmup`` first calls), ``overhead_s`` (that minus as many steady calls:
-torch.compile's build time in the compiled modes, cuDNN's autotuning in
-all) and ``new_graphs`` (graphs dynamo compiled for it: 0 where the
-compiled encoder is reused), with :class:`GraphLog`'s account of those
-graphs: which code each was built for, whether a size in it is symbolic
-(``dynamic_graphs``), how many replaced a guard that failed
-(``recompiles``), and the CUDA graphs inductor skipped, with its reasons.
-The Runner's model compiles its own graphs; they are the step's training
-graphs (static batch, no recompile) unless something made them differ.
-
-The JSON: ``by_batch_size["<batch>"]["<mode>"]["<entry>"]``, plus
-``mopro_vs_bound``, ``mopro_vs_supervised`` and ``runner_vs_step`` per
-mode; ``summary`` holds the ratios the goals are stated in, per batch size
-(``runner_vs_step``: the step in the Runner loop over the step alone, goal
-0.97 compiled) and across them (``small_vs_large_batch``: images/s at the
-smallest batch over the largest, goal 0.75 at 32 against 256). A JSON of
-the single-batch layout (``benchmarks/mopro_step_h200.json``) maps onto
-this one as ``<mode>.<entry>`` -> ``by_batch_size["256"].<mode>.<entry>``,
-``batch_size`` -> ``batch_sizes``, ``compile`` -> ``compile.compiled``,
-``summary.<key>`` -> ``summary.by_batch_size["256"].compiled.<key>``
-(``summary.compiled_vs_eager`` -> ``summary.by_batch_size["256"]
-.compiled_vs_eager``).
+GPU; 32, the per-GPU batch of the 8-GPU configs) and each mode
+(``modes``: ``eager``, ``compiled``, ``reduce-overhead``: CUDA graphs,
+CUDA only), a model built afresh and timed alike: ``mopro`` (the config's
+``train_step``, noise correction on, with the host syncs of one step on
+CUDA), ``supervised`` (a cross-entropy step of the same encoder),
+``supervised_plus_forward`` (that plus one no-grad forward: the least a
+MoPro step can cost), ``mopro_runner`` (the step in ``MoProRunner``'s
+loop with the config's hooks, fed from pinned host memory), and, at the
+first batch size only, the ``noise_cleaning`` and ``feature_extraction``
+batches. Each entry is a :func:`~mopro.analysis.timing.timing_entry` with
+the graphs dynamo built for it (:class:`GraphLog`). The JSON's layout and
+its goals (``runner_vs_step``, ``small_vs_large_batch``) are described in
+``benchmarks/README.md`` ("Keys of the step benchmark").
 """
 import ast
 import copy

@@ -43,9 +43,9 @@ def launched_world_size(launcher: str,
 def check_launched_gpu(launcher: str, device: Optional[str] = None) -> None:
     """Under a launcher on CUDA (``device``, default: CUDA when available;
     one with an index is the user's choice), the GPU of this process, its
-    local rank, is one that torch sees: ``tools/dist_train.sh CONFIG 8`` on
-    a node that shows 4 GPUs was a CUDA 'invalid device ordinal' traceback
-    from 4 of the ranks.
+    local rank, is one that torch sees (``tools/dist_train.sh CONFIG 8`` on
+    a node that shows 4 GPUs would otherwise end in a CUDA 'invalid device
+    ordinal' traceback from 4 of the ranks).
 
     Raises:
         UserError: the local rank, the GPUs seen, how many to launch.

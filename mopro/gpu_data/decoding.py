@@ -28,77 +28,14 @@ on the device out, ``RuntimeError`` for a batch it rejects):
   the operators counted on the decoding thread (``benchmark_data.py``'s
   ``gpu_path.decode_ops_per_batch``) are this module's own.
 
-Stream safety. torchvision's CUDA decoder allocates its outputs on the
-caller's current stream, then writes them from a pooled stream of its own
-that waits for nothing (it synchronises that stream with the host before
-and after decoding). PyTorch's caching allocator hands out a block freed on
-a stream at once (later work on that stream is ordered after the free), so
-the decoder could be handed memory that work queued on that stream still
-reads, and overwrite it (torchvision pull request "Fix CUDA decode_jpeg
-writing into memory the caller's stream is still using"; nvjpeg's hardware
-engine writes before queued work even on a waited stream, torchcodec pull
-request 1634). The protocol (:class:`DecodeStream`):
-
-1. the host synchronises the decode stream, then the decoder runs with it
-   current: its outputs come from that stream's pool;
-2. the decoded images (and the uploaded pixels) are packed on the decode
-   stream, and an event is recorded after the packing;
-3. the consumer's stream waits for that event, and the packed tensor is
-   recorded on it (``record_stream``);
-4. after a batch the decoder rejected, the device is synchronised before
-   anything else is allocated from the decode stream's pool.
-
-Proof that the decoder is never handed a block that queued work reads: a
-block of the decode stream's pool was last used either by the decode
-stream alone (decoded images, uploaded pixels and the pack's temporaries,
-read by the pack and freed on that stream), and the synchronisation of
-step 1 has finished all its work; or also by the consumer (the packed
-tensors, the only tensors another stream uses), and ``record_stream`` keeps
-such a block out of the pool until the event the allocator records on the
-consumer's stream when the tensor is freed has completed, i.e. until the
-consumer's reads are done (they were queued after the event of step 2, so
-the pack that wrote it is done too). The decoder's own writes are finished
-when it returns (its second synchronisation), except those of a call that
-raised: its next call synchronises its stream before writing, and step 4
-covers what is allocated after the last one (uploads, the packed tensor).
-Nothing on the decode stream waits for the training stream, so step 1
-waits for the pack of the batch before (long done), never for the training
-step; and no decoded image needs a ``record_stream``: they die on the
-stream that made and read them.
-
-Decoder choice. torchvision 0.29's ``decode_jpegs_cuda`` stays, on this
-evidence:
-
-- its throughput is not the limit: on an H200 the GPU path's preprocessor,
-  torchvision's decoding included, made 11,600 img/s at batch 256 in one
-  thread (``benchmarks/data_loading_gpu_path.json``), 2.5 times the
-  compiled step's 4,659 img/s, and it decodes one batch ahead. What a
-  decoder costs beside the step is host time in the decode-ahead thread:
-  per call torchvision reads each header twice, re-initialises nvjpeg's
-  batched decoder, allocates each output and synchronises its stream
-  twice, all in one operator that runs without the GIL; baseline JPEGs
-  (all the workers pass on) go to nvjpeg's hardware backend (the JPEG
-  engines of A100/H100/H200) in one batched call;
-- nvImageCodec (``nvidia-nvimgcodec-cu13`` 0.9, read from its wheel, not
-  run: no GPU was at hand) keeps a ``Decoder`` across calls and decodes a
-  list of ``CodeStream`` on the same hardware engines, ordered on a
-  ``cuda_stream`` argument, into its own ``Image`` buffers or caller-made
-  ones (``as_images``). Each image costs Python objects on the decode
-  thread (a ``CodeStream`` in, an ``Image`` or DLPack conversion out),
-  which this module's one-operator batch avoids, for savings (the
-  re-initialisation, a header parse) only a GPU can weigh; it needs an
-  nvJPEG wheel besides, and if its hardware engine writes before queued
-  work as nvjpeg's does (torchcodec pull request 1634, above), the
-  protocol stays as it is;
-- torchcodec's image decoders supersede torchvision's (torchvision's
-  deprecation notice); not in this environment, not assessed.
-
-What would decide, once a second decoder sits behind :data:`Decode`: on
-one H200, ``tools/analysis_tools/benchmark_data.py
-configs/mopro_r50_webvision_v1.py --runner --batch-size 256 --gpu-workers
-4`` with each decoder, comparing ``gpu_path.img_per_s`` and
-``main_process_cpu_ms_per_image`` (the decode-ahead thread's host time is
-the training process's).
+Stream safety: torchvision's CUDA decoder allocates its outputs on the
+caller's stream but writes them from a stream of its own that waits for
+nothing. :class:`DecodeStream` runs it with a side stream current, after
+the host synchronised that stream, packs on that stream and hands the pack
+to the consumer through an event and ``record_stream``;
+``docs/gpu_decoding.md`` states the protocol, proves that the decoder is
+never handed memory that queued work still reads, and gives the evidence
+for keeping torchvision's decoder.
 """
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
