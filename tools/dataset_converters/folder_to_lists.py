@@ -12,8 +12,10 @@ class names in label order) into the folder (or ``--out``), the data of
     python tools/train.py configs/mopro_r50_custom.py \
         --cfg-options data_root=data/my_images num_classes=<classes>
 
-Existing lists are kept unless ``--force``; files that are not images are
-skipped and counted (``mopro/datasets/folder_lists.py``).
+Existing lists are kept unless ``--force``; files that are not images,
+and hidden files and folders (``._x.jpg``, ``.DS_Store``,
+``.ipynb_checkpoints/``), are skipped and counted
+(``mopro/datasets/folder_lists.py``).
 """
 import argparse
 from typing import List, Optional
@@ -41,11 +43,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def report(args: argparse.Namespace, lists: FolderLists) -> str:
+    hidden = (f', {lists.hidden} hidden files and folders skipped'
+              if lists.hidden else '')
     lines = [
         f'{args.root}: {lists.num_classes} classes, '
         f'{lists.num_train + lists.num_val} images ({lists.skipped} other '
-        f'files skipped) -> {lists.files["train.txt"]} ({lists.num_train} '
-        f'images), {lists.files["val.txt"]} ({lists.num_val}), '
+        f'files skipped{hidden}) -> {lists.files["train.txt"]} '
+        f'({lists.num_train} images), {lists.files["val.txt"]} '
+        f'({lists.num_val}), '
         f'{lists.files["classes.txt"]}'
     ]
     if lists.without_val:
