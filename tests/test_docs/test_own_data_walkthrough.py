@@ -31,6 +31,7 @@ from mmengine.config import Config
 from mopro.checkpoint import load_checkpoint
 from helpers import ROOT
 from helpers.commands import run
+from helpers.configs import CUSTOM_SMALL, custom_small_training
 from helpers.data import write_image
 
 DOC = osp.join(ROOT, 'docs', 'own_data.md')
@@ -45,30 +46,8 @@ STEPS = {
     'convert_to_d2': 'd2'
 }
 CI_EPOCHS = 2
-# the CI's: a ResNet-18 on 32 px views, eager, in the main process
-SMALL = [
-    'model.backbone.depth=18',
-    'model.feat_dim=512',
-    'model.proj_hidden_dim=64',
-    'model.embed_dim=16',
-    'model.queue_len=32',
-    'val_dataloader.num_workers=0',
-    'val_dataloader.persistent_workers=False',
-    'val_dataloader.dataset.pipeline.1.scale=32',
-    'val_dataloader.dataset.pipeline.2.crop_size=32',
-    'visualizer.vis_backends=None',
-]
-SMALL_TRAINING = [
-    f'max_epochs={CI_EPOCHS}',
-    'train_dataloader.batch_size=4',
-    'train_dataloader.num_workers=0',
-    'train_dataloader.persistent_workers=False',
-    'train_dataloader.dataset.pipeline.1.transforms.0.0.scale=32',
-    'train_dataloader.dataset.pipeline.1.transforms.1.0.scale=32',
-    # MoPro's phases within the 2 epochs: noise correction in epoch 2
-    'custom_hooks.0.start_clean_epoch=1',
-    'default_hooks.logger.interval=1',
-]
+SMALL = CUSTOM_SMALL
+SMALL_TRAINING = custom_small_training(CI_EPOCHS)
 CI_OPTIONS = {
     'train': SMALL + SMALL_TRAINING,
     'test': SMALL,

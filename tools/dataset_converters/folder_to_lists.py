@@ -15,9 +15,11 @@ class names in label order) into the folder (or ``--out``), the data of
 Existing lists are kept unless ``--force``; files that are not images,
 and hidden files and folders (``._x.jpg``, ``.DS_Store``,
 ``.ipynb_checkpoints/``), are skipped and counted
-(``mopro/datasets/folder_lists.py``).
+(``mopro/datasets/folder_lists.py``). The last line is the training
+command, its paths quoted for a shell.
 """
 import argparse
+import shlex
 from typing import List, Optional
 
 from mopro.datasets.folder_lists import FolderLists, folder_to_lists
@@ -42,6 +44,16 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def train_command(lists: FolderLists) -> str:
+    """The command that pretrains on the lists, quoted to be pasted into a
+    shell."""
+    return shlex.join([
+        'python', 'tools/train.py', 'configs/mopro_r50_custom.py',
+        '--cfg-options', f'data_root={lists.out_dir}',
+        f'num_classes={lists.num_classes}'
+    ])
+
+
 def report(args: argparse.Namespace, lists: FolderLists) -> str:
     hidden = (f', {lists.hidden} hidden files and folders skipped'
               if lists.hidden else '')
@@ -57,9 +69,7 @@ def report(args: argparse.Namespace, lists: FolderLists) -> str:
         lines.append(f'{len(lists.without_val)} classes have a single '
                      f'image and none in val.txt (e.g. '
                      f'{lists.without_val[0]})')
-    lines.append('train: python tools/train.py configs/mopro_r50_custom.py '
-                 f'--cfg-options data_root={lists.out_dir} '
-                 f'num_classes={lists.num_classes}')
+    lines.append(f'train: {train_command(lists)}')
     return '\n'.join(lines)
 
 
