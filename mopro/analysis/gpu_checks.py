@@ -21,6 +21,7 @@ import json
 import os
 import os.path as osp
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -139,8 +140,9 @@ def run_stage(stage: Stage, folder: str,
             status = 'ok' if code == 0 else 'failed'
         except subprocess.TimeoutExpired:
             status = 'timeout'
-    entry = dict(command=' '.join(['python'] + stage.argv), status=status,
-                 seconds=round(time.perf_counter() - start, 1))
+    entry = dict(
+        command=shlex.join(['python'] + stage.argv), status=status,
+        seconds=round(time.perf_counter() - start, 1))
     if stage.junit and osp.exists(stage.out):
         entry['result'] = junit_counts(stage.out)
     elif status == 'ok':
@@ -262,7 +264,8 @@ def run_gpu_checks(settings: GpuCheckSettings,
     results: Dict = dict(stages={})
     started = time.perf_counter()
     for stage in plan_stages(settings, logs):
-        print(f'[gpu checks] {stage.name}: {" ".join(stage.argv)}', flush=True)
+        print(f'[gpu checks] {stage.name}: {shlex.join(stage.argv)}',
+              flush=True)
         entry = run_stage(stage, logs, env)
         results['stages'][stage.name] = entry
         print(

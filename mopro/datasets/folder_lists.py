@@ -8,8 +8,10 @@ reads (``configs/mopro_r50_custom.py``)::
     val.txt       the held-out images, in the same format
     classes.txt   the class names, one a line, in label order
 
-Classes are the subfolders in sorted order (hidden ones, ``.name``, left
-out). The validation split is drawn per class with a seeded generator: a
+Classes are the subfolders in sorted order. Hidden files and folders
+(``.name``: macOS's ``._x.jpg`` and ``.DS_Store``, ``.ipynb_checkpoints/``)
+are left out and counted (:mod:`~mopro.datasets.hidden_names`). The
+validation split is drawn per class with a seeded generator: a
 ``val_fraction`` of each class's images, rounded, at least one for every
 class with two images or more and never all of them. Files that are not
 images (by extension) are skipped and counted.
@@ -26,6 +28,7 @@ import numpy as np
 from ..utils.errors import DataError, UserError
 from ..utils.fileio import atomic_path
 from ..utils.outputs import check_output_dir
+from .hidden_names import HiddenNames
 from .imagenet_variants import IMG_EXTENSIONS
 
 LIST_FILES = ('train.txt', 'val.txt', 'classes.txt')
@@ -43,6 +46,8 @@ class ClassFolders:
     images: List[List[str]]
     # files that are not images, or not in a class folder
     skipped: int = 0
+    # hidden files and folders left out (a folder counts once)
+    hidden: int = 0
 
 
 @dataclass
@@ -54,6 +59,7 @@ class FolderLists:
     num_train: int
     num_val: int
     skipped: int
+    hidden: int
     # classes with a single image, hence none in val.txt
     without_val: List[str] = field(default_factory=list)
 
@@ -63,9 +69,9 @@ def _raise_unreadable(err: OSError) -> None:
                     f'({err.strerror})')
 
 
-def _listdir(path: str) -> List[str]:
+def _listdir(path: str, hidden: HiddenNames) -> List[str]:
     try:
-        return sorted(os.listdir(path))
+        return hidden.listdir(path)
     except OSError as err:
         _raise_unreadable(err)
 
@@ -79,13 +85,15 @@ def _check_name(path: str, what: str) -> None:
                         'rename it')
 
 
-def _images_below(folder: str, root: str) -> Tuple[List[str], int]:
+def _images_below(folder: str, root: str,
+                  hidden: HiddenNames) -> Tuple[List[str], int]:
     """Image paths (relative to ``root``, sorted) below ``folder`` and the
-    number of other files; hidden files and folders are left out."""
+    number of other files; hidden files and folders are left out, counted
+    in ``hidden``."""
     images, skipped = [], 0
     for top, dirs, files in os.walk(folder, onerror=_raise_unreadable):
-        dirs[:] = sorted(d for d in dirs if not d.startswith('.'))
-        for name in sorted(files):
+        dirs[:] = hidden.visible(top, dirs)
+        for name in hidden.visible(top, files):
             path = osp.join(top, name)
             if name.lower().endswith(IMG_EXTENSIONS):
                 _check_name(path, 'file')
@@ -110,7 +118,8 @@ def scan_class_folders(root: str,
     """
     if not osp.isdir(root):
         raise DataError(f'{root}: no such folder')
-    entries = _listdir(root)
+    hidden = HiddenNames()
+    entries = _listdir(root, hidden)
     excluded = osp.realpath(exclude) if exclude else None
     classes, images, skipped = [], [], 0
     for name in entries:
@@ -118,10 +127,10 @@ def scan_class_folders(root: str,
         if not osp.isdir(path):
             skipped += name not in LIST_FILES
             continue
-        if name.startswith('.') or osp.realpath(path) == excluded:
+        if osp.realpath(path) == excluded:
             continue
         _check_name(path, 'class folder')
-        found, other = _images_below(path, root)
+        found, other = _images_below(path, root, hidden)
         if not found:
             raise DataError(
                 f'{path}: no images ({", ".join(IMG_EXTENSIONS)}) in this '
@@ -132,7 +141,7 @@ def scan_class_folders(root: str,
     if not classes:
         raise DataError(f'{root}: no class folders; expected '
                         f'{root}/<class name>/<image>')
-    return ClassFolders(root, classes, images, skipped)
+    return ClassFolders(root, classes, images, skipped, hidden.count)
 
 
 def _check_fraction(val_fraction: float) -> None:
@@ -215,7 +224,7 @@ def folder_to_lists(root: str, out_dir: Optional[str] = None,
     return FolderLists(
         out_dir=out_dir, files=targets, num_classes=len(folders.classes),
         num_train=len(train), num_val=len(val), skipped=folders.skipped,
-        without_val=[
+        hidden=folders.hidden, without_val=[
             name for name, paths in zip(folders.classes, folders.images)
             if len(paths) < 2
         ])

@@ -11,7 +11,6 @@ ImageNet-1k indices of the classes of the public releases
 (hendrycks/imagenet-r, hendrycks/natural-adv-examples).
 """
 import json
-import os
 import os.path as osp
 from typing import Dict, Optional, Tuple
 
@@ -19,6 +18,7 @@ from mmpretrain.registry import DATASETS
 
 from ..utils.errors import ConfigError, DataError
 from .file_list import ImageList
+from .hidden_names import HiddenNames
 from .image_list_dataset import ImageListDataset
 
 
@@ -42,7 +42,9 @@ class ImageNet200(ImageListDataset):
 
     Labels are 0..199 in sorted wnid order, i.e. the position of the class
     in ``CLASS_SUBSETS[variant]``. The folder must hold exactly the 200
-    class folders of the release (empty folders count).
+    class folders of the release (empty folders count); hidden files and
+    folders (``.DS_Store``, ``._x.jpg``) are left out, with a log line
+    counting them.
 
     Args:
         data_root: the dataset folder (``imagenet-r/`` or ``imagenet-a/``).
@@ -66,16 +68,19 @@ class ImageNet200(ImageListDataset):
         root = self.data_root
         if not osp.isdir(root):
             raise FileNotFoundError(f'{root}: {self.variant} folder not found')
-        folders = sorted(
-            d for d in os.listdir(root) if osp.isdir(osp.join(root, d)))
+        hidden = HiddenNames()
+        folders = [
+            d for d in hidden.listdir(root) if osp.isdir(osp.join(root, d))
+        ]
         expected = len(CLASS_SUBSETS[self.variant])
         if len(folders) != expected:
             raise DataError(f'{root}: {self.variant} has {expected} class '
                             f'folders, found {len(folders)}')
         paths, labels = [], []
         for label, folder in enumerate(folders):
-            for name in sorted(os.listdir(osp.join(root, folder))):
+            for name in hidden.listdir(osp.join(root, folder)):
                 if name.lower().endswith(IMG_EXTENSIONS):
                     paths.append(osp.join(folder, name))
                     labels.append(label)
+        hidden.log(root)
         return ImageList(paths, labels)

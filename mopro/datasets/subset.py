@@ -6,7 +6,6 @@ per line (``n01440764_10026.JPEG``; the wnid prefix names the class folder).
 Without a subset file, a seeded random fraction of all training images is
 drawn (as the released ``finetune_imagenet.py`` does, unseeded there).
 """
-import os
 import os.path as osp
 from typing import List, Optional
 
@@ -15,6 +14,7 @@ from mmpretrain.registry import DATASETS
 
 from ..utils.errors import ConfigError, DataError
 from .file_list import ImageList, read_text_lines
+from .hidden_names import HiddenNames
 from .image_list_dataset import ImageListDataset
 from .imagenet_variants import IMG_EXTENSIONS
 
@@ -32,7 +32,8 @@ def read_subset_file(path: str) -> List[str]:
 @DATASETS.register_module()
 class ImageNetSubset(ImageListDataset):
     """ImageNet training images ``data_root/data_prefix/<wnid>/<image>``,
-    labelled by sorted wnid, restricted to a subset.
+    labelled by sorted wnid, restricted to a subset. Hidden files and
+    folders are left out, with a log line counting them.
 
     Args:
         data_root: ImageNet root.
@@ -64,27 +65,31 @@ class ImageNetSubset(ImageListDataset):
             return self.subset_file
         return f'a random {self.fraction:g} of {self.data_prefix_dir}/'
 
-    def _classes(self) -> List[str]:
+    def _classes(self, hidden: HiddenNames) -> List[str]:
         root = self.image_root()
         if not osp.isdir(root):
             raise FileNotFoundError(f'{root}: ImageNet training folder not '
                                     'found')
-        return sorted(
-            d for d in os.listdir(root) if osp.isdir(osp.join(root, d)))
+        return [
+            d for d in hidden.listdir(root) if osp.isdir(osp.join(root, d))
+        ]
 
     def load_image_list(self) -> ImageList:
-        classes = self._classes()
+        hidden = HiddenNames()
+        classes = self._classes(hidden)
         index = {wnid: i for i, wnid in enumerate(classes)}
         if self._metainfo.get('classes') is None:
             self._metainfo['classes'] = tuple(classes)
         if self.subset_file:
+            hidden.log(self.image_root())
             return self._from_subset_file(index)
         paths, labels = [], []
         for wnid in classes:
-            for name in sorted(os.listdir(osp.join(self.image_root(), wnid))):
+            for name in hidden.listdir(osp.join(self.image_root(), wnid)):
                 if name.lower().endswith(IMG_EXTENSIONS):
                     paths.append(osp.join(wnid, name))
                     labels.append(index[wnid])
+        hidden.log(self.image_root())
         keep = max(1, int(self.fraction * len(paths)))
         rng = np.random.default_rng(self.seed)
         chosen = np.sort(rng.choice(len(paths), keep, replace=False))

@@ -1,5 +1,4 @@
 """WebVision (Li et al. 2017), the noisy web training data of MoPro."""
-import os
 import os.path as osp
 from typing import Optional, Sequence
 
@@ -11,6 +10,7 @@ from ..utils.errors import ConfigError
 from ..utils.fileio import atomic_path
 from ..utils.validate import check_int
 from .file_list import ImageList, read_file_list
+from .hidden_names import HiddenNames
 from .image_list_dataset import ImageListDataset, indexed_metainfo
 
 TRAIN_SOURCES = ('google', 'flickr')
@@ -141,7 +141,8 @@ class ImageNetVal(ImageListDataset):
     Either ``ann_file`` (``path label`` lines, paths relative to
     ``data_prefix``) or the folder layout ``data_prefix/<class>/<image>``,
     where ``<class>`` is the class index (the released code's layout) or the
-    WordNet id (sorted wnids give the class index, as in ImageNet).
+    WordNet id (sorted wnids give the class index, as in ImageNet); hidden
+    files and folders are left out, with a log line counting them.
 
     Args:
         data_root: root folder.
@@ -177,8 +178,10 @@ class ImageNetVal(ImageListDataset):
         if not osp.isdir(root):
             raise FileNotFoundError(f'{root}: ImageNet validation folder not '
                                     'found')
-        folders = sorted(
-            d for d in os.listdir(root) if osp.isdir(osp.join(root, d)))
+        hidden = HiddenNames()
+        folders = [
+            d for d in hidden.listdir(root) if osp.isdir(osp.join(root, d))
+        ]
         if folders and all(d.isdigit() for d in folders):
             index = {d: int(d) for d in folders}
         else:
@@ -193,8 +196,9 @@ class ImageNetVal(ImageListDataset):
         for folder in folders:
             if index[folder] >= self.num_classes:
                 continue
-            for name in sorted(os.listdir(osp.join(root, folder))):
+            for name in hidden.listdir(osp.join(root, folder)):
                 if name.lower().endswith(self.IMG_EXTENSIONS):
                     paths.append(osp.join(folder, name))
                     labels.append(index[folder])
+        hidden.log(root)
         return ImageList(paths, labels)

@@ -6,6 +6,7 @@ import logging
 import os
 import os.path as osp
 import re
+import shlex
 import zipfile
 from typing import List, Optional, Tuple
 
@@ -101,7 +102,8 @@ def check_resumable(path: str, trust: bool = False) -> None:
         raise CheckpointError(
             f'{path}: not a checkpoint of a training run (no '
             f'{", no ".join(missing)}): --resume continues a run of '
-            f'tools/train.py; to start from its weights set load_from={path}')
+            'tools/train.py; to start from its weights pass --cfg-options '
+            f'{shlex.quote(f"load_from={path}")}')
 
 
 def check_weights_file(path: str, trust: bool = False) -> None:

@@ -12,11 +12,35 @@ from mmengine.config import DictAction
 T = TypeVar('T')
 
 
+def _single_value_with_blanks(text: str) -> bool:
+    """A ``--cfg-options`` value (quotes stripped) that mmengine reads as one
+    value, no list or tuple (no comma, no enclosing brackets), and whose
+    blanks it would remove: ``my data/naïve set``."""
+    inner = text.strip()
+    return ' ' in inner and ',' not in inner and \
+        inner[:1] + inner[-1:] not in ('()', '[]')
+
+
 class ConfigOptionsAction(DictAction):
-    """mmengine's ``DictAction`` (``--cfg-options KEY=VALUE ...``) whose
-    malformed item, one without ``=`` or with an empty key, is an argparse
-    usage error (exit status 2) naming the item; mmengine's raises a
-    ValueError with a traceback."""
+    """mmengine's ``DictAction`` (``--cfg-options KEY=VALUE ...``) that
+    keeps a single value with blanks as given, and whose malformed item,
+    one without ``=`` or with an empty key, is an argparse usage error
+    (exit status 2) naming the item; mmengine's raises a ValueError with a
+    traceback.
+
+    mmengine removes every blank of a value before it parses it, so that
+    ``data_root=my data`` arrived as ``mydata``; here a value that is no
+    list or tuple and has blanks inside is the string given (surrounding
+    quotes stripped, as mmengine strips them). Lists, tuples, numbers,
+    booleans and ``None`` parse as in mmengine.
+    """
+
+    @staticmethod
+    def _parse_iterable(val: str) -> Any:
+        text = val.strip('\'"')
+        if _single_value_with_blanks(text):
+            return text
+        return DictAction._parse_iterable(val)
 
     def __call__(self, parser: argparse.ArgumentParser,
                  namespace: argparse.Namespace, values: Any,

@@ -58,6 +58,38 @@ def tiny_mopro_options(data_root: str, work_dir: str,
     }
 
 
+# configs/mopro_r50_custom.py shrunk by --cfg-options for the CI: a
+# ResNet-18 on 32 px views, eager, in the main process
+CUSTOM_SMALL = [
+    'model.backbone.depth=18',
+    'model.feat_dim=512',
+    'model.proj_hidden_dim=64',
+    'model.embed_dim=16',
+    'model.queue_len=32',
+    'val_dataloader.num_workers=0',
+    'val_dataloader.persistent_workers=False',
+    'val_dataloader.dataset.pipeline.1.scale=32',
+    'val_dataloader.dataset.pipeline.2.crop_size=32',
+    'visualizer.vis_backends=None',
+]
+
+
+def custom_small_training(epochs: int) -> list:
+    """``--cfg-options`` beside :data:`CUSTOM_SMALL` for a training run of
+    ``epochs``, batches of 4, MoPro's noise correction from the second
+    epoch, a log line every iteration."""
+    return [
+        f'max_epochs={epochs}',
+        'train_dataloader.batch_size=4',
+        'train_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False',
+        'train_dataloader.dataset.pipeline.1.transforms.0.0.scale=32',
+        'train_dataloader.dataset.pipeline.1.transforms.1.0.scale=32',
+        'custom_hooks.0.start_clean_epoch=1',
+        'default_hooks.logger.interval=1',
+    ]
+
+
 def tool_config(config: str, cfg_options: dict = None, **args):
     """``config`` as the tools load it (:func:`mopro.config.load_config`
     with ``--cfg-options`` and the other flags ``args``: ``work_dir``,

@@ -67,8 +67,9 @@ def test_folder_to_lists_writes_a_stratified_split(tmp_path):
     for path, label in train + val:
         name = path.split('/')[0]
         assert ['bird', 'cat', 'dog', 'single'].index(name) == int(label)
+    # notes.txt skipped; .DS_Store and .thumbnails/ hidden
     assert (lists.num_classes, lists.num_train, lists.num_val, lists.skipped,
-            lists.without_val) == (4, 15, 4, 2, ['single'])
+            lists.hidden, lists.without_val) == (4, 15, 4, 1, 2, ['single'])
     # seeded: the same split again, another one with another seed
     again = split_per_class(scan_class_folders(root).images, 0.2, seed=3)
     assert [p for p, _ in again[1]] == [p for p, _ in val]
@@ -165,7 +166,8 @@ def test_converter_tool_reports_and_errs_in_one_line(tmp_path):
     assert result.returncode == 0, result.stderr
     # a: 4 + 1 nested image, b: 4; a quarter of each, rounded: 1 and 1
     assert result.stdout.splitlines() == [
-        f'{root}: 2 classes, 9 images (2 other files skipped) -> '
+        f'{root}: 2 classes, 9 images (1 other files skipped, 2 hidden '
+        'files and folders skipped) -> '
         f'{root}/train.txt (7 images), {root}/val.txt (2), '
         f'{root}/classes.txt',
         'train: python tools/train.py configs/mopro_r50_custom.py '

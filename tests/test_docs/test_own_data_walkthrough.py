@@ -14,8 +14,10 @@ CI-size options are appended: the ResNet-50 recipe shrunk by
 ``--cfg-options`` (ResNet-18, 32 px views, 2 epochs, loading in the main
 process) and, for the noise cleaning, ``--num-workers 0 --batch-size 8``.
 The data are given by the page's switches ``data_root`` and
-``num_classes`` alone.
+``num_classes`` alone. The generated folder carries the hidden files a Mac
+and Jupyter leave, which the page says are skipped.
 """
+import argparse
 import json
 import os
 import os.path as osp
@@ -29,9 +31,12 @@ import torch
 from mmengine.config import Config
 
 from mopro.checkpoint import load_checkpoint
+from mopro.utils.cli import add_config_args
 from helpers import ROOT
 from helpers.commands import run
+from helpers.configs import CUSTOM_SMALL, custom_small_training
 from helpers.data import write_image
+from helpers.macos import add_macos_leftovers
 
 DOC = osp.join(ROOT, 'docs', 'own_data.md')
 CONFIG = 'configs/mopro_r50_custom.py'
@@ -45,30 +50,8 @@ STEPS = {
     'convert_to_d2': 'd2'
 }
 CI_EPOCHS = 2
-# the CI's: a ResNet-18 on 32 px views, eager, in the main process
-SMALL = [
-    'model.backbone.depth=18',
-    'model.feat_dim=512',
-    'model.proj_hidden_dim=64',
-    'model.embed_dim=16',
-    'model.queue_len=32',
-    'val_dataloader.num_workers=0',
-    'val_dataloader.persistent_workers=False',
-    'val_dataloader.dataset.pipeline.1.scale=32',
-    'val_dataloader.dataset.pipeline.2.crop_size=32',
-    'visualizer.vis_backends=None',
-]
-SMALL_TRAINING = [
-    f'max_epochs={CI_EPOCHS}',
-    'train_dataloader.batch_size=4',
-    'train_dataloader.num_workers=0',
-    'train_dataloader.persistent_workers=False',
-    'train_dataloader.dataset.pipeline.1.transforms.0.0.scale=32',
-    'train_dataloader.dataset.pipeline.1.transforms.1.0.scale=32',
-    # MoPro's phases within the 2 epochs: noise correction in epoch 2
-    'custom_hooks.0.start_clean_epoch=1',
-    'default_hooks.logger.interval=1',
-]
+SMALL = CUSTOM_SMALL
+SMALL_TRAINING = custom_small_training(CI_EPOCHS)
 CI_OPTIONS = {
     'train': SMALL + SMALL_TRAINING,
     'test': SMALL,
@@ -139,7 +122,8 @@ def ci_args(tool: str, argv: List[str]) -> List[str]:
 
 
 def make_images(root: str) -> None:
-    """8 images of each class, and a file that is no image."""
+    """8 images of each class, a file that is no image, and the hidden
+    files and folders of a Mac and Jupyter (``helpers.macos``)."""
     seed = 0
     for name in CLASSES:
         for i in range(8):
@@ -147,6 +131,7 @@ def make_images(root: str) -> None:
             seed += 1
     with open(osp.join(root, 'cat', 'notes.txt'), 'w') as f:
         f.write('taken in the garden\n')
+    add_macos_leftovers(root)
 
 
 def lines_of(path):
@@ -200,12 +185,27 @@ def test_page_names_the_recipe_and_its_last_checkpoint(page):
     assert positional(page['d2'])[0] == checkpoint
 
 
+def test_page_quotes_a_path_with_blanks_as_the_tools_read_it():
+    """The page's example of a ``--cfg-options`` path with blanks, split
+    as a shell splits it, gives the path as written."""
+    with open(DOC, encoding='utf-8') as f:
+        example = re.search(r'`(--cfg-options "data_root=[^`]+)`',
+                            f.read()).group(1)
+    parser = argparse.ArgumentParser()
+    add_config_args(parser)
+    options = parser.parse_args(['c.py', *shlex.split(example)]).cfg_options
+    assert options == {'data_root': 'data/my data/naïve set', 'num_classes': 3}
+
+
 def test_folder_becomes_lists(page, walkthrough):
     cwd, results = walkthrough
     data = positional(page['lists'])[0]
     out = _ok(results, 'lists')
+    # hidden: ._<file> beside the 25 files, ._<class> and .DS_Store for
+    # the 3 classes, data's .DS_Store and bird/.ipynb_checkpoints/
     assert out.splitlines()[0] == (
-        f'{data}: 3 classes, 24 images (1 other files skipped) -> '
+        f'{data}: 3 classes, 24 images (1 other files skipped, 33 hidden '
+        'files and folders skipped) -> '
         f'{data}/train.txt (21 images), {data}/val.txt (3), '
         f'{data}/classes.txt')
     assert lines_of(osp.join(cwd, data, 'classes.txt')) == CLASSES

@@ -126,7 +126,7 @@ def test_resume_without_message_hub_is_one_line(run, tmp_path, capsys,
     assert result.error == (
         f'error: {path}: not a checkpoint of a training run (no '
         'message_hub): --resume continues a run of tools/train.py; to start '
-        f'from its weights set load_from={path}')
+        f'from its weights pass --cfg-options load_from={path}')
     assert not (tmp_path / 'work').exists()
 
 

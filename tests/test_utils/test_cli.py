@@ -7,10 +7,12 @@ import sys
 
 import pytest
 import torch
+from mmengine.config import DictAction
 
 from mopro.checkpoint import CheckpointError
-from mopro.utils.cli import (ANY_CHECKPOINT, add_checkpoint_args, device_arg,
-                             non_negative_int, positive_int, tool_parser)
+from mopro.utils.cli import (ANY_CHECKPOINT, add_checkpoint_args,
+                             add_config_args, device_arg, non_negative_int,
+                             positive_int, tool_parser)
 from mopro.utils.errors import ConfigError, DataError, one_line, run_tool
 
 
@@ -148,4 +150,34 @@ def test_checkpoint_argument_required_or_optional():
     assert vars(optional.parse_args([])) == {
         'checkpoint': None,
         'trust_checkpoint': False
+    }
+
+
+def _cfg_options(*items):
+    parser = argparse.ArgumentParser()
+    add_config_args(parser)
+    return parser.parse_args(['c.py', '--cfg-options', *items]).cfg_options
+
+
+@pytest.mark.parametrize('value', [
+    "/data/my data/naïve set",
+    "work dirs/Ana's run",
+    " leading and trailing ",
+    "'quoted path/with blanks'",
+])
+def test_cfg_options_keep_a_value_with_blanks_as_given(value):
+    """mmengine's DictAction removed the blanks: ``my data`` became
+    ``mydata``, a folder that does not exist."""
+    assert _cfg_options(f'data_root={value}') == {
+        'data_root': value.strip("'")
+    }
+
+
+@pytest.mark.parametrize('value', [
+    '/data/naïve', '3', '0.5', 'true', 'None', '[1, 5]', '(1,)', '1,2,3',
+    '[(1, 2), [a, b], c]', ' 64', '"quoted"'
+])
+def test_cfg_options_parse_other_values_as_mmengine(value):
+    assert _cfg_options(f'key={value}') == {
+        'key': DictAction._parse_iterable(value)
     }

@@ -12,10 +12,14 @@ class names in label order) into the folder (or ``--out``), the data of
     python tools/train.py configs/mopro_r50_custom.py \
         --cfg-options data_root=data/my_images num_classes=<classes>
 
-Existing lists are kept unless ``--force``; files that are not images are
-skipped and counted (``mopro/datasets/folder_lists.py``).
+Existing lists are kept unless ``--force``; files that are not images,
+and hidden files and folders (``._x.jpg``, ``.DS_Store``,
+``.ipynb_checkpoints/``), are skipped and counted
+(``mopro/datasets/folder_lists.py``). The last line is the training
+command, its paths quoted for a shell.
 """
 import argparse
+import shlex
 from typing import List, Optional
 
 from mopro.datasets.folder_lists import FolderLists, folder_to_lists
@@ -40,21 +44,32 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def train_command(lists: FolderLists) -> str:
+    """The command that pretrains on the lists, quoted to be pasted into a
+    shell."""
+    return shlex.join([
+        'python', 'tools/train.py', 'configs/mopro_r50_custom.py',
+        '--cfg-options', f'data_root={lists.out_dir}',
+        f'num_classes={lists.num_classes}'
+    ])
+
+
 def report(args: argparse.Namespace, lists: FolderLists) -> str:
+    hidden = (f', {lists.hidden} hidden files and folders skipped'
+              if lists.hidden else '')
     lines = [
         f'{args.root}: {lists.num_classes} classes, '
         f'{lists.num_train + lists.num_val} images ({lists.skipped} other '
-        f'files skipped) -> {lists.files["train.txt"]} ({lists.num_train} '
-        f'images), {lists.files["val.txt"]} ({lists.num_val}), '
+        f'files skipped{hidden}) -> {lists.files["train.txt"]} '
+        f'({lists.num_train} images), {lists.files["val.txt"]} '
+        f'({lists.num_val}), '
         f'{lists.files["classes.txt"]}'
     ]
     if lists.without_val:
         lines.append(f'{len(lists.without_val)} classes have a single '
                      f'image and none in val.txt (e.g. '
                      f'{lists.without_val[0]})')
-    lines.append('train: python tools/train.py configs/mopro_r50_custom.py '
-                 f'--cfg-options data_root={lists.out_dir} '
-                 f'num_classes={lists.num_classes}')
+    lines.append(f'train: {train_command(lists)}')
     return '\n'.join(lines)
 
 
