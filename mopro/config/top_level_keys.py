@@ -33,6 +33,20 @@ def read_top_level_keys() -> Set[str]:
         set(FILE_KEYS)
 
 
+def without_unread_keys(cfg: Config) -> Config:
+    """``cfg`` without the top-level keys that nothing reads: the variables
+    of its files (``dataset_type``, ``train_pipeline``), whose values the
+    keys built from them already hold. The copy of the config that the
+    Runner writes to its work dir is one file without ``_base_``, where
+    those variables would be keys that nothing reads; written without
+    them (:meth:`mopro.engine.MoProRunner.dump_config`), the copy reads as
+    a config of its own (``tools/train.py work_dirs/x/x.py --work-dir
+    ...``), and a key misspelled in it is still caught."""
+    read = read_top_level_keys()
+    kept = {key: value for key, value in cfg.to_dict().items() if key in read}
+    return Config(kept, filename=cfg.filename)
+
+
 def check_top_level_keys(cfg: Config, files: Sequence[str],
                          cfg_options: Optional[Iterable[str]] = None) -> None:
     """Raise a :class:`ConfigError` for a top-level key that nothing reads,

@@ -1,14 +1,17 @@
 """The Runner of ``tools/train.py``: strict checkpoint loading, a message
 hub whose histories append in constant time, the training process's
-intra-op threads set on purpose."""
+intra-op threads set on purpose, a copy of the config that trains."""
+import os.path as osp
 from typing import Optional
 
+from mmengine.dist import master_only
 from mmengine.logging import MessageHub
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 from mmpretrain.utils import get_ori_model
 
 from mopro.checkpoint import load_model_weights
+from mopro.config.top_level_keys import without_unread_keys
 from mopro.utils.device import default_device
 from .message_hub import grow_histories
 from .threads import intra_op_threads, set_intra_op_threads
@@ -32,7 +35,9 @@ class MoProRunner(Runner):
       checkpointed state of mmengine's;
     - the intra-op thread count of ``env_cfg.intra_op_threads``
       (:mod:`mopro.engine.threads`), set before the model is built and
-      logged once.
+      logged once;
+    - a copy of the config in the work dir that trains as a config of its
+      own (:func:`mopro.config.top_level_keys.without_unread_keys`).
     """
 
     trust_checkpoint = False
@@ -52,6 +57,14 @@ class MoProRunner(Runner):
         self._threads_line = set_intra_op_threads(
             env_cfg.get('intra_op_threads', 'auto'),
             default_device().type)
+
+    @master_only
+    def dump_config(self) -> None:
+        """Write the config to ``<work dir>/<config file name>``, as
+        mmengine's Runner does, without the keys that nothing reads."""
+        name = osp.basename(self.cfg.filename) if self.cfg.filename \
+            else f'{self.timestamp}.py'
+        without_unread_keys(self.cfg).dump(osp.join(self.work_dir, name))
 
     def build_message_hub(self,
                           message_hub: Optional[dict] = None) -> MessageHub:

@@ -10,7 +10,8 @@ dir and CI-size options appended (and ``load_from``, initial weights in
 ``weights/Ana's start.pth``), trains; ``tools/test.py`` and
 ``tools/noise_cleaning.py`` read the checkpoint it wrote, with
 ``--cfg-options data_root=...``, a ``--work-dir`` and an ``--out`` of the
-same kind.
+same kind; the copy of the config that the run wrote to its work dir
+trains as a config of its own.
 """
 import argparse
 import json
@@ -42,6 +43,7 @@ WEIGHTS = osp.join('weights', "Ana's start.pth")
 WORK_DIR = osp.join('work dirs', 'première run')
 TEST_DIR = osp.join('work dirs', 'test é')
 CLEAN_DIR = osp.join('work dirs', 'nettoyage ü')
+COPY_DIR = osp.join('work dirs', 'from the copy')
 OUT = osp.join('outputs', 'pseudo labels ü.json')
 
 
@@ -123,6 +125,10 @@ def walk(tmp_path_factory):
         osp.join(base, OUT), '--num-workers', '0', '--batch-size', '8',
         *data_options, *CUSTOM_SMALL
     ], base)
+    results['from_copy'] = run('train', [
+        osp.join(base, WORK_DIR, osp.basename(CONFIG)), '--work-dir',
+        osp.join(base, COPY_DIR), '--cfg-options', 'max_epochs=1'
+    ], base)
     return base, results
 
 
@@ -175,6 +181,15 @@ def test_noise_cleaning_writes_its_out_file(walk):
     assert set(cleaned.values()) <= {0, 1, 2}
     assert all(path.split('/')[0] in CLASSES for path in cleaned)
     assert osp.isfile(osp.join(base, CLEAN_DIR, 'noise_cleaning_summary.json'))
+
+
+def test_the_runs_copy_of_the_config_trains_as_a_config(walk):
+    base, results = walk
+    log = _ok(results['from_copy'])
+    assert f'CustomImageList at {osp.join(base, DATA)}: 15 images of 3 ' \
+        'classes from train.txt' in log
+    assert f'Load checkpoint from {osp.join(base, WEIGHTS)}' in log
+    assert osp.isfile(osp.join(base, COPY_DIR, 'epoch_1.pth'))
 
 
 def test_resume_hint_names_load_from_as_it_can_be_pasted(tmp_path):
