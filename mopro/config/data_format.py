@@ -18,8 +18,11 @@ from ..utils.errors import ConfigError
 
 FORMATS = ('lists', 'shards')
 KEYS = ('data_format', 'shard_root')
-# what the list dataset and the shard dataset share
+# what the list dataset and the shard dataset share, and the shard
+# dataset's own settings, given in --cfg-options as
+# train_dataloader.dataset.<key>
 SHARED_KEYS = ('pipeline', 'num_classes', 'max_bad_fraction', 'metainfo')
+SHARD_KEYS = ('index', 'streams', 'shuffle_buffer', 'shard_url', 'seed')
 
 
 def use_shards(cfg: Config, shard_root: str, index: str = 'train-index.json',
@@ -30,7 +33,9 @@ def use_shards(cfg: Config, shard_root: str, index: str = 'train-index.json',
     listed = loader_cfg.dataset
     dataset = dict(type='ShardDataset', data_root=shard_root, index=index,
                    batch_size=loader_cfg.batch_size)
-    dataset.update({k: listed[k] for k in SHARED_KEYS if k in listed})
+    dataset.update(
+        {k: listed[k]
+         for k in SHARED_KEYS + SHARD_KEYS if k in listed})
     if listed.get('type') == 'CustomImageList' and 'metainfo' not in listed:
         dataset.pop('metainfo', None)  # the index's class names
     loader_cfg.dataset = ConfigDict(dataset)
