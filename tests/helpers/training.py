@@ -27,11 +27,14 @@ def tiny_v1_cfg(data_root, work_dir, name, **extra) -> Config:
 
 
 def train_v1(webvision_root, work_dir, name, max_epochs, resume=None,
-             compile=False, shard_root=None):
+             compile=False, shard_root=None, workers=0):
     """Train :func:`tiny_v1_cfg` for ``max_epochs`` (seeded, MoPro's
     phases from epoch 1), resuming from ``resume``, from the shards at
-    ``shard_root`` if given; return the Runner."""
+    ``shard_root`` if given, with ``workers`` persistent dataloader
+    workers; return the Runner."""
     cfg = tiny_v1_cfg(webvision_root, work_dir, name)
+    cfg.train_dataloader.num_workers = workers
+    cfg.train_dataloader.persistent_workers = workers > 0
     cfg.model.compile = compile  # after adapt_to_device (off on CPU)
     cfg.train_cfg.max_epochs = max_epochs
     cfg.train_cfg.val_interval = 100

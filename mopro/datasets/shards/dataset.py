@@ -119,10 +119,11 @@ class ShardDataset(IterableDataset):
             max_bad_fraction, 'train_dataloader.dataset.max_bad_fraction', 0,
             1)
         self._metainfo = metainfo
-        # epoch (-1: not set), seed, rank and world size, in shared memory:
-        # set in the main process (the workers are in no process group),
-        # read by the dataloader workers, persistent ones included
-        self._state = torch.tensor([-1, seed, *get_dist_info()],
+        # epoch (-1: not set), seed, rank, world size and whether epochs
+        # follow each other in one pass, in shared memory: set in the main
+        # process (the workers are in no process group), read by the
+        # dataloader workers, persistent ones included
+        self._state = torch.tensor([-1, seed, *get_dist_info(), 0],
                                    dtype=torch.int64)
         self._state.share_memory_()
         self.num_loaded = self.num_bad = 0
@@ -156,13 +157,16 @@ class ShardDataset(IterableDataset):
                 indexed_metainfo(self.index.num_classes)
         return self._metainfo
 
-    def set_epoch(self, epoch: int, seed: Optional[int] = None) -> None:
+    def set_epoch(self, epoch: int, seed: Optional[int] = None,
+                  continuous: bool = False) -> None:
         """Read epoch ``epoch`` next (``ShardEpochHook``), with ``seed``
-        (the run's) if given."""
+        (the run's) if given; ``continuous``: one endless pass, epoch
+        after epoch (an iteration-based loop's)."""
         self._state[0] = epoch
         if seed is not None:
             self._state[1] = seed
-        self._state[2:] = torch.tensor(get_dist_info())
+        self._state[2:4] = torch.tensor(get_dist_info())
+        self._state[4] = int(continuous)
 
     def quota(self, world_size: int) -> int:
         """Samples each stream yields per epoch."""
@@ -211,6 +215,15 @@ class ShardDataset(IterableDataset):
                 f'train_dataloader.num_workers={workers} does not divide '
                 f'dataset streams={self.streams}: set streams to a '
                 'multiple of it')
+        # every worker yields as many batches an epoch: the batches of the
+        # next epoch follow in the dataloader's round-robin order
+        yield from self._epoch_samples(worker, workers, epoch, seed)
+        while int(self._state[4]):
+            epoch += 1
+            yield from self._epoch_samples(worker, workers, epoch, seed)
+
+    def _epoch_samples(self, worker: int, workers: int, epoch: int,
+                       seed: int) -> Iterator[dict]:
         rank, world = self._rank_and_world()
         quota = self.quota(world)
         counts = [s.records for s in self.index.shards]

@@ -1,16 +1,25 @@
 """The epoch and seed of a streaming shard dataset."""
+import warnings
+
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
+from mmengine.runner import IterBasedTrainLoop
 
 from ...utils.errors import ConfigError
 
 
 @HOOKS.register_module()
 class ShardEpochHook(Hook):
-    """Before each training epoch, tell the train dataset (a
-    ``ShardDataset``) the epoch and the run's seed, from which it orders
-    the shards and draws the views; mmengine's ``DistSamplerSeedHook``
-    does this for a sampler, which an iterable dataset has none of.
+    """Tell the train dataset (a ``ShardDataset``) the epoch it reads next
+    and the run's seed, from which it orders the shards and draws the
+    views; mmengine's ``DistSamplerSeedHook`` does this for a sampler,
+    which an iterable dataset has none of.
+
+    Epoch-based loops: before each epoch. Iteration-based loops: epoch 0
+    then one endless pass, epoch after epoch (a look-ahead of the batches,
+    as the GPU data path's, would pass an epoch's end before a hook after
+    its last iteration runs); mmengine resumes such a loop by replaying
+    the iterations before, which then read the same data.
 
     Also checks that the dataset's ``batch_size``, by which it hands
     batches to the workers, is the dataloader's.
@@ -28,4 +37,9 @@ class ShardEpochHook(Hook):
                 f'train_dataloader.dataset.batch_size={dataset.batch_size} '
                 f'but train_dataloader.batch_size={loader.batch_size}: set '
                 'both to the same value')
-        dataset.set_epoch(runner.epoch, runner.seed)
+        if isinstance(runner.train_loop, IterBasedTrainLoop):
+            # torch warns at every batch beyond len(dataloader), one epoch
+            warnings.filterwarnings('ignore', 'Length of IterableDataset')
+            dataset.set_epoch(0, runner.seed, continuous=True)
+        else:
+            dataset.set_epoch(runner.epoch, runner.seed)

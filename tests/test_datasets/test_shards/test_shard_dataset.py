@@ -240,13 +240,14 @@ def test_a_pipe_url_from_the_config_reads_the_shards(tmp_path, webvision_root):
 
 
 def test_resume_over_shards_is_exact(tmp_path, webvision_root):
-    """2 epochs straight == 1 epoch, stop, --resume, 1 more, the v1 recipe
-    (random views) reading shards through mmengine's Runner."""
+    """2 epochs straight with 2 persistent workers == 1 epoch, stop,
+    --resume, 1 more, loading in the process: the v1 recipe (random views)
+    reading shards through mmengine's Runner."""
     from mopro.checkpoint import load_checkpoint
     from helpers.training import train_v1
     shards = make_shards(webvision_root, str(tmp_path / 'shards'))
     straight = train_v1(webvision_root, str(tmp_path / 'a'), 'straight', 2,
-                        shard_root=shards)
+                        shard_root=shards, workers=2)
     train_v1(webvision_root, str(tmp_path / 'b'), 'first_half', 1,
              shard_root=shards)
     half = str(tmp_path / 'b' / 'epoch_1.pth')
@@ -283,3 +284,38 @@ def test_epoch_hook_sets_the_epoch_and_checks_the_batch(
         ShardEpochHook().before_train_epoch(runner(4))
     ShardEpochHook().before_train_epoch(runner(2))
     assert dataset._state[:2].tolist() == [4, 9]
+
+
+def test_gpu_data_path_over_shards_in_an_iteration_based_loop(
+        tmp_path, webvision_root, monkeypatch):
+    """configs/mopro_r50_webvision_v1_gpu_data.py (record bytes to the
+    preprocessor, here on the CPU) over shards, 2 passes of an
+    iteration-based loop: each pass reads every record once, the second
+    in another order."""
+    from mopro.config.data_format import use_shards
+    from helpers.gpu_views import gpu_data_cfg, train_recording
+    shards = make_shards(webvision_root, str(tmp_path / 'shards'))
+    cfg = gpu_data_cfg(webvision_root, str(tmp_path / 'work'), max_iters=16)
+    use_shards(cfg, shards)
+    seen, _ = train_recording(cfg, monkeypatch)
+    # 32 records, 8 streams of 4, a batch of 4: 8 iterations a pass
+    paths = [path for batch_paths, _, _ in seen for path in batch_paths]
+    first, second = paths[:32], paths[32:]
+    assert len(seen) == 16 and all(p.startswith('train-') for p in paths)
+    assert len(set(first)) == 32 and sorted(first) == sorted(second)
+    assert first != second
+
+
+def test_test_mode_reads_every_record_once_whatever_the_workers(
+        tmp_path, webvision_root):
+    shards = make_shards(webvision_root, str(tmp_path / 'shards'))
+    dataset = ShardDataset(shards, batch_size=3, test_mode=True)
+    keys = {}
+    for workers in (0, 2):
+        loader = torch.utils.data.DataLoader(dataset, batch_size=3,
+                                             num_workers=workers,
+                                             collate_fn=record_keys)
+        keys[workers] = [key for batch in loader for key in batch]
+        assert len(loader) == 11
+    assert len(dataset) == len(set(keys[0])) == len(keys[0]) == 32
+    assert sorted(keys[2]) == sorted(keys[0])
