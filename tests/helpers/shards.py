@@ -5,6 +5,7 @@ import os.path as osp
 
 import torch
 import torch.distributed as dist
+from mmengine.dist import collect_results
 from torch.utils.data import DataLoader
 
 from mopro.datasets.shards import (Conversion, ListSettings, ShardDataset,
@@ -15,13 +16,14 @@ from mopro.datasets.shards.sources import class_names
 def make_shards(data_root: str, out: str, kind: str = 'webvision',
                 num_classes: int = 4, shard_records: int = 5,
                 **settings) -> str:
-    """Convert the lists of ``data_root`` into ``out`` (one process);
-    return ``out``."""
+    """Convert the lists of ``data_root`` into ``out`` (one process, the
+    split as the prefix, as the tool names them); return ``out``."""
     lists_settings = ListSettings(kind, data_root, num_classes=num_classes,
                                   **settings)
     convert(
         read_source_lists(lists_settings),
-        Conversion(out, shard_records=shard_records, workers=1), num_classes,
+        Conversion(out, lists_settings.split,
+                   shard_records=shard_records, workers=1), num_classes,
         class_names(lists_settings), report=lambda line: None)
     return out
 
@@ -50,4 +52,23 @@ def read_as_rank(rank: int, world: int, init_file: str, shards: str,
         steps += 1
     with open(osp.join(out, f'rank{rank}.json'), 'w') as f:
         json.dump(dict(keys=keys, steps=steps, length=len(loader)), f)
+    dist.destroy_process_group()
+
+
+def evaluate_as_rank(rank: int, world: int, init_file: str, shards: str,
+                     out: str) -> None:
+    """One process of a gloo group: a test-mode ShardDataset through a
+    2-worker DataLoader, the record keys gathered by mmengine's
+    ``collect_results`` (as its evaluators gather results), rank 0's
+    written to ``out``/collected.json."""
+    dist.init_process_group('gloo', init_method=f'file://{init_file}',
+                            rank=rank, world_size=world)
+    dataset = ShardDataset(shards, batch_size=2, test_mode=True)
+    loader = DataLoader(dataset, batch_size=2, num_workers=2,
+                        collate_fn=record_keys, multiprocessing_context='fork')
+    keys = [key for batch in loader for key in batch]
+    collected = collect_results(keys, len(dataset), 'cpu')
+    if rank == 0:
+        with open(osp.join(out, 'collected.json'), 'w') as f:
+            json.dump(dict(collected=collected, rank0=keys), f)
     dist.destroy_process_group()

@@ -69,8 +69,9 @@ class ShardDataset(IterableDataset):
     list datasets; a shard that is cut or ends before the index says is an
     error naming it.
 
-    In ``test_mode`` (one process) every record is read once, in the
-    index's order.
+    In ``test_mode`` the ranks read the records in the index's order,
+    once, in shares of equal length that mmengine's result collection puts
+    back together (:func:`rank_share`).
 
     Args:
         data_root: the folder of the index.
@@ -304,18 +305,54 @@ class ShardDataset(IterableDataset):
                            'train_dataloader.dataset.max_bad_fraction')
 
     def _test_samples(self, worker: int, workers: int) -> Iterator[dict]:
-        if self._rank_and_world()[1] > 1:
-            raise ConfigError('ShardDataset: test_mode reads shards in one '
-                              'process; use image lists to test on several')
+        """This rank's share of the records in the index's order
+        (:func:`rank_share`), its batches split among the workers in
+        consecutive blocks: the last worker, whose block ends the rank's
+        share, yields the last batch."""
+        rank, world = self._rank_and_world()
         counts = [s.records for s in self.index.shards]
-        total = sum(counts)
+        lo, hi, pad = rank_share(sum(counts), rank, world)
         batch = self.batch_size or 1
-        batches = -(-total // batch)
-        lo = batch * (batches * worker // workers)
-        hi = min(total, batch * (batches * (worker + 1) // workers))
+        batches = -(-(hi - lo + pad) // batch)
+        first = batch * (batches * worker // workers)
+        last = min(hi - lo + pad, batch * (batches * (worker + 1) // workers))
         order = shard_order(len(counts), 0, 0, shuffle=False)
-        for item in self._read(record_pieces(counts, order, lo, hi)):
-            data = self.pipeline(self._sample(item))
-            if data is None:
-                raise DataError(f'{item[0].key}: the pipeline dropped it')
-            yield data
+        pieces = record_pieces(counts, order, lo + first,
+                               lo + min(last, hi - lo))
+        item = None
+        for item in self._read(pieces):
+            yield self._test_sample(item)
+        if pad and last == hi - lo + 1:
+            if item is None:  # the block holds the padding alone
+                *_, item = self._read(record_pieces(counts, order, hi - 1, hi))
+            yield self._test_sample(item)
+
+    def _test_sample(self, item: Item) -> dict:
+        data = self.pipeline(self._sample(item))
+        if data is None:
+            raise DataError(f'{item[0].key}: the pipeline dropped it')
+        return data
+
+
+def rank_share(total: int, rank: int, world: int) -> Tuple[int, int, int]:
+    """Records ``[lo, hi)`` of rank ``rank`` in test mode, and 1 if it
+    repeats its last record once more (else 0).
+
+    Every rank yields ``ceil(total / world)`` samples, the first ranks
+    records only, the others one record fewer and their last once more:
+    mmengine's ``collect_results`` zips the ranks' results in rank order
+    and keeps the first ``total``, which leaves out exactly those repeats
+    (mmengine's ``DefaultSampler`` pads the same way).
+
+    Raises:
+        ConfigError: fewer records than processes.
+    """
+    if total < world:
+        raise ConfigError(f'{total} images to test on {world} processes: '
+                          'test on fewer processes')
+    share = -(-total // world)
+    full = total - (share - 1) * world  # ranks with ``share`` records
+    if rank < full:
+        return rank * share, (rank + 1) * share, 0
+    lo = full * share + (rank - full) * (share - 1)
+    return lo, lo + share - 1, 1

@@ -16,7 +16,8 @@ from mopro.datasets.shards import ShardDataset, read_index
 from mopro.utils.errors import ConfigError, DataError
 from helpers.data import write_image
 from helpers.log_records import log_messages
-from helpers.shards import make_shards, read_as_rank, record_keys
+from helpers.shards import (evaluate_as_rank, make_shards, read_as_rank,
+                            record_keys)
 
 PIPELINE = [
     dict(type='LoadWebImage'),
@@ -127,18 +128,7 @@ def test_two_processes_read_disjoint_records_as_many_batches(
     index = read_index(osp.join(shards, 'train-index.json'))
     # the undecodable image's shard holds 4
     assert [s.records for s in index.shards] == [5] * 5 + [4, 2]
-    ctx = multiprocessing.get_context('spawn')
-    init = str(tmp_path / 'init')
-    procs = [
-        ctx.Process(target=read_as_rank,
-                    args=(rank, 2, init, shards, str(tmp_path)))
-        for rank in range(2)
-    ]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(300)
-        assert proc.exitcode == 0
+    _run_ranks(read_as_rank, tmp_path, shards)
     ranks = [
         json.load(open(tmp_path / f'rank{rank}.json')) for rank in range(2)
     ]
@@ -148,6 +138,33 @@ def test_two_processes_read_disjoint_records_as_many_batches(
     keys = [set(r['keys']) for r in ranks]
     assert len(keys[0]) == len(keys[1]) == 12
     assert not keys[0] & keys[1]
+
+
+def _run_ranks(target, tmp_path, shards):
+    ctx = multiprocessing.get_context('spawn')
+    init = str(tmp_path / 'init')
+    procs = [
+        ctx.Process(target=target, args=(rank, 2, init, shards, str(tmp_path)))
+        for rank in range(2)
+    ]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(300)
+        assert proc.exitcode == 0
+
+
+def test_two_processes_test_every_record_once(tmp_path, webvision_root):
+    """Test mode on 2 processes x 2 workers, 31 records: gathered as
+    mmengine's evaluators gather results, every record once."""
+    os.remove(osp.join(webvision_root, 'google/q0002/001.jpg'))
+    shards = make_shards(webvision_root, str(tmp_path / 'shards'))
+    _run_ranks(evaluate_as_rank, tmp_path, shards)
+    result = json.load(open(tmp_path / 'collected.json'))
+    everything = ShardDataset(shards, batch_size=2, test_mode=True)
+    keys = [sample['record_key'] for sample in everything]
+    assert len(keys) == 31 and len(result['rank0']) == 16
+    assert sorted(result['collected']) == sorted(keys)
 
 
 def _cut(path, size):
