@@ -23,11 +23,24 @@ from typing import List, Optional
 
 from mopro.datasets.shards import (Conversion, ListSettings, convert,
                                    read_source_lists)
+from mopro.datasets.shards.index import check_shard_name, shard_name
 from mopro.datasets.shards.sources import (KINDS, class_names,
                                            folder_num_classes)
 from mopro.datasets.shards.writer import check_output_folder
-from mopro.utils.cli import non_negative_int, positive_int, tool_parser
-from mopro.utils.errors import ConfigError, run_tool
+from mopro.utils.cli import (non_negative_int, positive_float, positive_int,
+                             tool_parser)
+from mopro.utils.errors import DataError, run_tool
+
+
+def shard_prefix(text: str) -> str:
+    """An argparse type: a prefix that makes shard file names an index
+    accepts (letters, digits, ``.``, ``_``, ``-``)."""
+    try:
+        check_shard_name(shard_name(text, 0), '--prefix')
+    except DataError:
+        raise argparse.ArgumentTypeError(
+            f'{text!r}: use letters, digits, ".", "_" and "-"') from None
+    return text
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -36,8 +49,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('data_root', help='the dataset folder')
     parser.add_argument('--out', required=True,
                         help='folder of the shards (outside data_root)')
-    parser.add_argument('--prefix', help='shard name prefix (default: '
-                        'the split)')
+    parser.add_argument('--prefix', type=shard_prefix,
+                        help='shard name prefix (default: the split)')
     parser.add_argument('--split', default='train', choices=['train', 'val'])
     parser.add_argument('--sources', nargs='+', default=['google', 'flickr'],
                         help='WebVision training lists')
@@ -57,7 +70,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     size = parser.add_mutually_exclusive_group()
     size.add_argument('--shard-records', type=positive_int,
                       help='records per shard')
-    size.add_argument('--shard-mb', type=float,
+    size.add_argument('--shard-mb', type=positive_float,
                       help='about this many MB per shard (default 500)')
     parser.add_argument('--seed', type=non_negative_int, default=0,
                         help='seed of the order of the records')
@@ -68,8 +81,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None):
     args = parse_args(argv)
-    if args.shard_mb is not None and args.shard_mb <= 0:
-        raise ConfigError(f'--shard-mb must be positive, got {args.shard_mb}')
     if args.shard_records is None and args.shard_mb is None:
         args.shard_mb = 500.0
     settings = ListSettings(args.kind, args.data_root, args.split,
