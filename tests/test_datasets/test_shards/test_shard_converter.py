@@ -130,6 +130,13 @@ def test_rerun_reports_kept_shards(webvision_root, tmp_path, capsys,
         '--workers', '1'
     ])
     assert '1 of 7 shards kept from an earlier run' in capsys.readouterr().out
+    before = folder_bytes(out)
+    TOOL.main([
+        'webvision', webvision_root, '--out', out, '--shard-records', '5',
+        '--workers', '1'
+    ])
+    assert 'already converted, nothing to do' in capsys.readouterr().out
+    assert folder_bytes(out) == before
     # another seed into the same folder would mix two conversions
     result = convert(capsys, monkeypatch, webvision_root, out, '--seed', 1)
     assert 'another conversion' in result.error
