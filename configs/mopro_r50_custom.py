@@ -13,6 +13,8 @@
 # max_epochs=N (lr steps stay at 40 and 80: move them with
 # param_scheduler.0.milestones=[...]). Validation is the held-out split;
 # there is no test set.
+# From tar shards of train.txt (docs/shards.md): data_format=shards
+# shard_root=<the folder of lists_to_shards.py's output>.
 _base_ = ['./mopro_r50_webvision_v1.py']
 
 data_root = None  # the folder of train.txt, val.txt, classes.txt

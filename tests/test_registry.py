@@ -18,6 +18,7 @@ from mopro.utils.fileio import AtomicLocalBackend
 from helpers import ROOT
 from helpers.configs import tiny_mopro_cfg
 from helpers.data import make_webvision, write_image
+from helpers.shards import make_shards
 
 
 def registered_components():
@@ -151,6 +152,14 @@ def build_configs(tmp_path):
               num_classes=2), lambda d:
          (list(d.metainfo['classes']), d.get_gt_labels().tolist()) ==
          (['cat', 'dog'], [0, 1])),
+        'ShardDataset':
+        (pretrain_registry.DATASETS,
+         dict(type='ShardDataset',
+              data_root=make_shards(custom, custom + '_shards', 'folder',
+                                    2), batch_size=1, streams=2), lambda d:
+         (list(d.metainfo['classes']), len(d)) == (['cat', 'dog'], 2)),
+        'ShardEpochHook': (engine_registry.HOOKS, dict(type='ShardEpochHook'),
+                           lambda h: h.priority == 'NORMAL'),
         'SqrtBalancedSampler':
         (pretrain_registry.DATA_SAMPLERS,
          dict(type='SqrtBalancedSampler', seed=0,

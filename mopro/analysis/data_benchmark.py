@@ -16,7 +16,9 @@ JPEGs), for the CPU data path (``cfg``) and the GPU data path
 - ``runner``: both paths end to end through mmengine's Runner with the
   config's loop type (:func:`runner_benchmark`);
 - ``loop``: the Runner loop's host time per iteration and per hook, with a
-  trivial model (:mod:`.loop_overhead`).
+  trivial model (:mod:`.loop_overhead`);
+- ``shards``: reading the images from tar shards against one file each,
+  per worker, and the files opened per image (:mod:`.shard_benchmark`).
 
 A two-view sample counts as one image.
 """
@@ -99,6 +101,8 @@ class DataBenchmarkSettings:
     gpu_workers: Optional[int] = None  # GPU path workers (likewise)
     handover_batch: int = 256  # images per batch of the hand-over
     handover_repeats: int = 5  # timed batches of the hand-over
+    shards: bool = False  # reading shards against files, per worker
+    shard_records: int = 256  # records per shard of the shards mode
 
 
 def make_photos(directory: str, num: int, seed: int) -> List[str]:
@@ -645,8 +649,12 @@ def check_modes(settings: DataBenchmarkSettings) -> None:
     """One mode at a time, and with ``runner`` or ``loop`` no ``device``
     the Runner will not train on (mmengine's Runner takes CUDA whenever
     torch sees it): one-line errors, before any work."""
-    if settings.runner and settings.loop:
-        raise ConfigError('--runner and --loop: choose one mode')
+    modes = [
+        f'--{mode}' for mode in ('runner', 'loop', 'shards')
+        if getattr(settings, mode)
+    ]
+    if len(modes) > 1:
+        raise ConfigError(f'{" and ".join(modes)}: choose one mode')
     mode = '--runner' if settings.runner else '--loop' if settings.loop \
         else None
     if mode is None or settings.device is None:
@@ -669,6 +677,10 @@ def benchmark_data(cfg: Config, gpu_cfg: Config,
     check_modes(settings)
 
     def run(paths: List[str], source: str) -> Dict:
+        if settings.shards:
+            from .shard_benchmark import shard_benchmark  # imports this
+            return shard_benchmark(cfg, paths, source, settings,
+                                   settings.shard_records)
         if settings.loop:
             return loop_benchmark(cfg, paths, source, settings)
         mode = runner_benchmark if settings.runner else per_core_benchmark

@@ -32,9 +32,9 @@ from .timing import unique_name
 # a loading transform's class name -> ({stage: function of its module it
 # calls}, the stage of the rest of its time)
 INNER_STAGES = {
-    'LoadWebImage': (dict(read='read_image_bytes'), 'decode'),
+    'LoadWebImage': (dict(read='image_bytes'), 'decode'),
     'LoadWebImageBytes':
-    (dict(read='read_image_bytes', header_check='baseline_jpeg_size',
+    (dict(read='image_bytes', header_check='baseline_jpeg_size',
           fallback_decode='decode_rgb_bytes'), 'to_tensor'),
 }
 MULTI_VIEW_REST = 'copy'

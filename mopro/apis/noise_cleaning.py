@@ -29,6 +29,9 @@ SUMMARY_NAME = 'noise_cleaning_summary.json'
 
 def build_cleaning_dataset(cfg: Config) -> ImageListDataset:
     """The training set of the config, with the test (val) pipeline."""
+    if cfg.get('data_format') == 'shards':
+        raise ConfigError('noise cleaning reads the image lists, not shards: '
+                          'leave out data_format=shards')
     dataset_cfg = cfg.train_dataloader.dataset.copy()
     dataset_cfg.pipeline = cfg.val_dataloader.dataset.pipeline
     dataset = DATASETS.build(dataset_cfg)

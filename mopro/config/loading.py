@@ -13,6 +13,7 @@ from mmengine.config import Config
 
 from ..utils.errors import ConfigError
 from ..utils.outputs import check_not_input
+from .data_format import apply_data_format
 from .switches import apply_switches, read_switches
 from .top_level_keys import check_top_level_keys
 
@@ -22,7 +23,8 @@ def load_config(args: argparse.Namespace) -> Config:
 
     The top-level switches ``data_root``, ``num_classes`` and
     ``max_epochs`` set in ``--cfg-options`` move every key the config built
-    from them (:mod:`mopro.config.switches`). A top-level key that
+    from them (:mod:`mopro.config.switches`); ``data_format=shards`` trains
+    from shards (:mod:`mopro.config.data_format`). A top-level key that
     nothing reads, of the file or of ``--cfg-options``, is an error with
     the closest key that is read
     (:func:`~mopro.config.top_level_keys.check_top_level_keys`). The work dir
@@ -46,6 +48,7 @@ def load_config(args: argparse.Namespace) -> Config:
         except (KeyError, TypeError, ValueError, IndexError) as err:
             raise ConfigError(f'--cfg-options: {_message(err)}') from None
     apply_switches(cfg, switches, args.cfg_options, args.config)
+    apply_data_format(cfg, args.cfg_options)
     check_top_level_keys(cfg, config_files(args.config), args.cfg_options)
     cfg.launcher = args.launcher
     if args.work_dir:

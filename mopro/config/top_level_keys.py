@@ -12,6 +12,7 @@ from mmengine.runner import Runner
 
 from ..utils.errors import ConfigError
 from .arguments import did_you_mean
+from .data_format import KEYS as DATA_FORMAT_KEYS
 from .switches import SWITCHES
 
 # the top-level keys mmengine's Runner reads besides the arguments of its
@@ -21,7 +22,7 @@ from .switches import SWITCHES
 RUNNER_CONFIG_KEYS = ('model_wrapper_cfg', 'find_unused_parameters', 'sync_bn',
                       'compile', 'activation_checkpointing',
                       'efficient_conv_bn_eval')
-FILE_KEYS = ('custom_imports', *SWITCHES)
+FILE_KEYS = ('custom_imports', *SWITCHES, *DATA_FORMAT_KEYS)
 
 
 def read_top_level_keys() -> Set[str]:

@@ -14,4 +14,5 @@ __all__ = [
 from .cleaned_webvision import CleanedWebVision  # noqa: F401,E402
 from .imagenet_variants import ImageNet200  # noqa: F401,E402
 from .samplers import ResumableSampler, SqrtBalancedSampler  # noqa: F401,E402
+from .shards import ShardDataset  # noqa: F401,E402
 from .subset import ImageNetSubset  # noqa: F401,E402

@@ -135,6 +135,18 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number above 0 (sizes)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f'expected a number, got {text!r}') from None
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f'{text}: must be above 0')
+    return value
+
+
 def non_negative_int(text: str) -> int:
     """An argparse type: an integer of at least 0 (workers, warm-up
     iterations, seeds: numpy refuses negative seeds)."""

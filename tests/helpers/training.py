@@ -5,6 +5,7 @@ import os.path as osp
 from mmengine.config import Config
 from mmengine.runner import Runner
 
+from mopro.config.data_format import use_shards
 from mopro.engine.launch import adapt_to_device
 from . import ROOT
 from .configs import tiny_mopro_options
@@ -26,10 +27,14 @@ def tiny_v1_cfg(data_root, work_dir, name, **extra) -> Config:
 
 
 def train_v1(webvision_root, work_dir, name, max_epochs, resume=None,
-             compile=False):
+             compile=False, shard_root=None, workers=0):
     """Train :func:`tiny_v1_cfg` for ``max_epochs`` (seeded, MoPro's
-    phases from epoch 1), resuming from ``resume``; return the Runner."""
+    phases from epoch 1), resuming from ``resume``, from the shards at
+    ``shard_root`` if given, with ``workers`` persistent dataloader
+    workers; return the Runner."""
     cfg = tiny_v1_cfg(webvision_root, work_dir, name)
+    cfg.train_dataloader.num_workers = workers
+    cfg.train_dataloader.persistent_workers = workers > 0
     cfg.model.compile = compile  # after adapt_to_device (off on CPU)
     cfg.train_cfg.max_epochs = max_epochs
     cfg.train_cfg.val_interval = 100
@@ -37,6 +42,8 @@ def train_v1(webvision_root, work_dir, name, max_epochs, resume=None,
     cfg.custom_hooks = [
         dict(type='MoProHook', start_proto_epoch=1, start_clean_epoch=1)
     ]
+    if shard_root:
+        use_shards(cfg, shard_root)
     if resume:
         cfg.resume, cfg.load_from = True, resume
     runner = Runner.from_cfg(cfg)

@@ -242,7 +242,7 @@ def test_stages_run_the_config_transforms(tmp_path):
     cfg = _config(CONFIG, SMALL_CROPS)
     staged = StagedPipeline(train_pipeline(cfg))
     plain = train_pipeline(cfg)
-    read = loading.read_image_bytes
+    read = loading.image_bytes
     for i, path in enumerate(sorted(_folder(tmp_path, 3).iterdir())):
         views = []
         for pipeline in (plain, staged):
@@ -252,7 +252,7 @@ def test_stages_run_the_config_transforms(tmp_path):
                               sample_idx=i))['inputs'])
         assert len(views[0]) == 2
         assert all(torch.equal(a, b) for a, b in zip(*views))
-    assert loading.read_image_bytes is read
+    assert loading.image_bytes is read
     seconds = staged.clock.own_seconds(staged.stages)
     assert list(seconds) == CPU_STAGES[:-1]
     assert all(s >= 0 for s in seconds.values()) and sum(seconds.values())
@@ -427,6 +427,25 @@ def test_one_mode_at_a_time():
                        match='^--runner and --loop: choose one mode$'):
         benchmark_data(
             Config.fromfile(CONFIG), Config.fromfile(GPU_CONFIG), settings)
+
+
+def test_shards_mode_reads_files_and_shards(tmp_path):
+    """--shards: the four readers over the same images; a file per image
+    against a shard per epoch of 4 images (1 shard of them)."""
+    settings = DataBenchmarkSettings(
+        images=str(_folder(tmp_path, 4)), iters=8, warmup=1, block=2,
+        shards=True)
+    results = benchmark_data(
+        _config(CONFIG, SMALL_CROPS), Config.fromfile(GPU_CONFIG), settings)
+    assert results['mode'] == 'shards' and results['images']['count'] == 4
+    opened = {
+        name: results[name]['files_opened_per_image']
+        for name in ('files_bytes', 'shards_bytes', 'files_pipeline',
+                     'shards_pipeline')
+    }
+    assert opened == dict(files_bytes=1.0, shards_bytes=0.25,
+                          files_pipeline=1.0, shards_pipeline=0.25)
+    assert all(results[name]['img_per_s_per_worker'] > 0 for name in opened)
 
 
 def test_bad_input_is_a_one_line_error(tmp_path):

@@ -30,6 +30,13 @@ BAD_ARGUMENTS = {
                          '--num-workers', '-1', '-1: must be at least 0'),
     'negative_seed': ('dataset_converters/folder_to_lists', 'OUT', '--seed',
                       '-1', '-1: must be at least 0'),
+    'zero_shard_size':
+    ('dataset_converters/lists_to_shards', 'folder', 'OUT', '--out', 'OUT',
+     '--shard-mb', '0', '0: must be above 0'),
+    'prefix_with_a_space':
+    ('dataset_converters/lists_to_shards', 'folder', 'OUT', '--out', 'OUT',
+     '--prefix', 'my shards',
+     "'my shards': use letters, digits, \".\", \"_\" and \"-\""),
     'negative_test_images':
     ('dataset_converters/make_demo_dataset', '--out', 'OUT',
      '--test-per-class', '-1', '-1: must be at least 1'),

@@ -11,6 +11,10 @@ r"""Time the two-view data paths (per core, end to end) and the Runner loop.
         configs/mopro_r50_webvision_v1.py --runner --num-images 4096 \
         --batch-size 256 --runner-iters 40 --workers 15 --gpu-workers 4 \
         --out benchmarks/data_loading_h200.json
+    # reading tar shards against one file per image, per worker
+    python tools/analysis_tools/benchmark_data.py \
+        configs/mopro_r50_webvision_v1.py --shards --num-images 1024 \
+        --iters 2000 --out benchmarks/shards_cpu.json
     # the Runner loop's host ms per iteration and per hook, profiled
     python tools/analysis_tools/benchmark_data.py \
         configs/mopro_r50_webvision_v1.py --loop --loop-iters 500 \
@@ -94,6 +98,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         help='images per batch of the worker hand-over measurement')
     add('--handover-repeats', type=positive_int, default=5,
         help='timed batches of the hand-over measurement')
+    add('--shards', action='store_true',
+        help='time reading tar shards against one file per image')
+    add('--shard-records', type=positive_int, default=256,
+        help='records per shard of --shards')
     args = parser.parse_args(argv)
     args.work_dir, args.launcher, args.local_rank = None, 'none', 0
     return args

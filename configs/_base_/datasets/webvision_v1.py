@@ -9,6 +9,14 @@ dataset_type = 'WebVision'
 # loader set from them (configs/README.md, Switches)
 data_root = 'data/webvision/'
 num_classes = 1000
+# switch: --cfg-options data_format=shards shard_root=<folder> trains from
+# the tar shards tools/dataset_converters/lists_to_shards.py wrote into
+# <folder> in place of the image lists; validation and test keep reading
+# the lists under data_root unless shard_indexes names their index too
+# (shard_indexes.val=val-index.json; docs/shards.md)
+data_format = 'lists'
+shard_root = None
+shard_indexes = dict(train='train-index.json')
 # the V2.0 download's lists hold 5000 classes: V1.0 keeps the first 1000
 # (released code), logging how many lines it dropped; a label >= 5000 is an
 # error naming its list and line

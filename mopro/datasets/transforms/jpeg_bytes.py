@@ -7,7 +7,7 @@ import torch
 from mmcv.transforms import BaseTransform
 from mmpretrain.registry import TRANSFORMS
 
-from .loading import decode_rgb_bytes, read_image_bytes
+from .loading import decode_rgb_bytes, image_bytes
 
 # start-of-frame markers other than SOF0/SOF1 (baseline and extended
 # sequential Huffman): progressive, lossless, hierarchical, arithmetic.
@@ -71,7 +71,8 @@ def rgb_to_chw_tensor(rgb: np.ndarray) -> torch.Tensor:
 
 @TRANSFORMS.register_module()
 class LoadWebImageBytes(BaseTransform):
-    """Load ``results['img_path']`` for decoding on the device.
+    """Load ``results['img_path']`` (or a shard record's
+    ``results['img_bytes']``) for decoding on the device.
 
     ``results['img']`` is a 1-D uint8 tensor of the file's bytes when the
     file is a baseline JPEG the GPU decoder takes (:func:`baseline_jpeg_size`;
@@ -90,7 +91,7 @@ class LoadWebImageBytes(BaseTransform):
 
     def transform(self, results: dict) -> dict:
         path = results['img_path']
-        data = read_image_bytes(path)
+        data = image_bytes(results)
         size = baseline_jpeg_size(data)
         if size is None:
             img = rgb_to_chw_tensor(decode_rgb_bytes(data, path))

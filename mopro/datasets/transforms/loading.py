@@ -80,6 +80,13 @@ def read_image_bytes(path: str) -> bytearray:
             from None
 
 
+def image_bytes(results: dict) -> bytearray:
+    """The bytes of a sample's image: ``results['img_bytes']`` where the
+    dataset read them (a shard record), else the file ``img_path``."""
+    data = results.get('img_bytes')
+    return read_image_bytes(results['img_path']) if data is None else data
+
+
 def decode_rgb_bytes(data: bytes, name: str,
                      max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode the bytes of any image file into an H x W x 3 uint8 RGB array.
@@ -136,7 +143,8 @@ def decode_rgb(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
 
 @TRANSFORMS.register_module()
 class LoadWebImage(BaseTransform):
-    """Load ``results['img_path']`` tolerantly (see :func:`decode_rgb`).
+    """Load ``results['img_path']`` tolerantly (see :func:`decode_rgb`), or
+    the bytes in ``results['img_bytes']`` where a shard dataset put them.
 
     Produces a BGR uint8 image like mmcv's ``LoadImageFromFile``, so the
     rest of an OpenMMLab pipeline is unchanged. An undecodable file, or one
@@ -156,7 +164,8 @@ class LoadWebImage(BaseTransform):
     def transform(self, results: dict) -> dict:
         # cvtColor: a fraction of the cost of copying a channel-reversed view
         img = cv2.cvtColor(
-            decode_rgb(results['img_path'], self.max_pixels),
+            decode_rgb_bytes(
+                image_bytes(results), results['img_path'], self.max_pixels),
             cv2.COLOR_RGB2BGR)
         results['img'] = img
         results['img_shape'] = img.shape[:2]

@@ -4,8 +4,9 @@ from .ddp_compression_hook import DDPBF16CompressionHook
 from .mopro_hook import MoProHook
 from .nonfinite_hook import NonFiniteCheckHook
 from .runtime_info_hook import DeferredRuntimeInfoHook
+from .shard_epoch_hook import ShardEpochHook
 
 __all__ = [
     'CopyAheadHook', 'DDPBF16CompressionHook', 'DeferredRuntimeInfoHook',
-    'MoProHook', 'NonFiniteCheckHook', 'SafeCheckpointHook'
+    'MoProHook', 'NonFiniteCheckHook', 'SafeCheckpointHook', 'ShardEpochHook'
 ]
