@@ -8,8 +8,9 @@ env:
 
 # main job: MoPro vs cross-entropy on the embedded noisy dataset (CPU); the
 # report and its pictures go to results/demo/, the runs to work_dirs/demo/
+# (one intra-op thread: the committed report's figures; docs/demo.md)
 demo: env
-	$(PYTHON) tools/run_demo.py
+	OMP_NUM_THREADS=1 $(PYTHON) tools/run_demo.py
 
 # the whole suite, its files spread over the cores (one thread each); tests
 # marked `gpu` run where CUDA is available

@@ -19,12 +19,14 @@ The console shows a one-line plan, one progress line and the results
 (:mod:`mopro.demo.progress`); each run's log file
 (``work_dir/{mopro,ce}/<timestamp>/<timestamp>.log``) holds the rest.
 """
+import os
 import os.path as osp
 import sys
 import time
 from typing import Dict, List, Optional, TextIO
 
 import numpy as np
+import torch
 from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmengine.runner import Runner
@@ -39,6 +41,7 @@ from ..evaluation.noise_quality import mopro_pseudo_labels, noise_quality
 from ..utils.errors import DataError
 from ..utils.outputs import check_output_dir
 from ..visualization import read_val_curve, save_report
+from .epoch_loss import EpochLossHook
 from .progress import (CE_TRAIN_COST, FORWARD_COST, MOPRO_TRAIN_COST,
                        JobProgress, ProgressHook, QuietConsoleRunner, Stage)
 from .report import markdown, save_accuracy_picture, write_results
@@ -53,7 +56,8 @@ def demo_config(path: str, data_root: str, work_dir: str, seed: int,
                 epochs: Optional[int] = None,
                 cfg_options: Optional[dict] = None) -> Config:
     """A demo config pointed at the data root and ``work_dir``, its
-    datasets carrying the digits' class names."""
+    datasets carrying the digits' class names; ``epochs`` rescales the run
+    (schedule and MoPro's phases) to that length."""
     cfg = read_config(path)
     for loader in ('train_dataloader', 'val_dataloader'):
         dataset = cfg[loader].dataset
@@ -92,12 +96,16 @@ def train(cfg: Config, progress: JobProgress, cost: float) -> tuple:
 
     Returns:
         (runner, result): ``top1`` (clean test top-1 of the final model, in
-        percent), ``train_seconds``, ``curve`` (``epochs`` and ``top1`` of
-        every validation, read back from the run's logged scalars).
+        percent), ``train_seconds``, ``threads`` (torch's intra-op threads
+        of the run), ``curve`` (``epochs`` and ``top1`` of every
+        validation, read back from the run's logged scalars) and
+        ``first_loss`` and ``train_loss`` (:class:`EpochLossHook`'s).
     """
     runner = QuietConsoleRunner.from_cfg(cfg)
     check_built_run(runner)
     runner.register_hook(ProgressHook(progress, cost))
+    epoch_loss = EpochLossHook()
+    runner.register_hook(epoch_loss)
     start = time.perf_counter()
     runner.train()
     seconds = time.perf_counter() - start
@@ -105,8 +113,11 @@ def train(cfg: Config, progress: JobProgress, cost: float) -> tuple:
     if not epochs or epochs[-1] != cfg.train_cfg.max_epochs:
         raise DataError(f'{runner.log_dir}: no validation of the last '
                         f'epoch ({cfg.train_cfg.max_epochs}) was logged')
+    curve = dict(epochs=epochs, top1=top1)
     return runner, dict(top1=top1[-1], train_seconds=round(seconds, 1),
-                        curve=dict(epochs=epochs, top1=top1))
+                        threads=torch.get_num_threads(), curve=curve,
+                        first_loss=epoch_loss.first,
+                        train_loss=epoch_loss.losses)
 
 
 class _ReportingLoader:
@@ -212,6 +223,15 @@ def _write_report(results: dict, out_dir: str) -> None:
     write_results(results, out_dir)
 
 
+def machine() -> dict:
+    """What the job's times and its results' last bits depend on: the
+    cores, the instruction set of torch's CPU kernels and torch's
+    version."""
+    return dict(cores=os.cpu_count(),
+                cpu_capability=torch.backends.cpu.get_cpu_capability(),
+                torch=torch.__version__)
+
+
 def run_demo(mopro_config: str, ce_config: str,
              work_dir: str = 'work_dirs/demo', out_dir: str = 'results/demo',
              data_root: str = 'data/demo_webvision', seed: int = 0,
@@ -220,6 +240,7 @@ def run_demo(mopro_config: str, ce_config: str,
              stream: TextIO = sys.stdout) -> dict:
     """Run the demo (see the module docstring); return its results (the
     content of ``demo_results.json``)."""
+    start = time.perf_counter()
     for folder, what in ((work_dir, 'work dir'), (out_dir, 'output folder'),
                          (osp.dirname(osp.abspath(data_root)), 'data folder')):
         check_output_dir(folder, what=what)
@@ -242,7 +263,8 @@ def run_demo(mopro_config: str, ce_config: str,
         dataset={
             k: data[k]
             for k in ('num_train', 'num_val', 'clean', 'flipped', 'ood')
-        }, epochs=configs['MoPro'].train_cfg.max_epochs, seed=seed)
+        }, epochs=configs['MoPro'].train_cfg.max_epochs, seed=seed,
+        machine=machine())
 
     progress.start_stage('building the Runner')
     runner, results['mopro'] = train(configs['MoPro'], progress,
@@ -255,6 +277,7 @@ def run_demo(mopro_config: str, ce_config: str,
                                                 seed)
     progress.end_stage()
     results['pictures'] = pictures
+    results['job_seconds'] = round(time.perf_counter() - start, 1)
     _write_report(results, out_dir)  # MoPro's part, should CE fail
     if not skip_ce:
         progress.start_stage('building the Runner')
@@ -263,6 +286,7 @@ def run_demo(mopro_config: str, ce_config: str,
         results['ce'].update(label='cross-entropy',
                              config=osp.basename(ce_config))
         progress.end_stage()
+        results['job_seconds'] = round(time.perf_counter() - start, 1)
         _write_report(results, out_dir)
     progress.message('\n' + markdown(results))
     progress.message(f'report: {osp.join(out_dir, "demo_results.md")} and '

@@ -17,6 +17,13 @@ def _pct(value: Optional[float]) -> str:
     return '-' if value is None else f'{100 * value:.1f}%'
 
 
+def _machine(results: dict) -> str:
+    machine, threads = results['machine'], results['mopro']['threads']
+    return (f'{machine["cores"]} cores ({machine["cpu_capability"]}), '
+            f'{threads} intra-op thread{"s" if threads != 1 else ""}, '
+            f'torch {machine["torch"]}')
+
+
 def _models_table(results: dict) -> list:
     lines = [
         '| model | clean test top-1 | best top-1 (epoch) | training '
@@ -67,6 +74,9 @@ def markdown(results: dict) -> str:
         f'{results["epochs"]} epochs, ResNet-18, 32 px.',
         '',
         *_models_table(results),
+        '',
+        f'The whole job took {results["job_seconds"] / 60:.1f} min on '
+        f'{_machine(results)}.',
         '',
     ]
     if 'accuracy_curves' in pictures:
