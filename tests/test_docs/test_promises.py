@@ -24,6 +24,7 @@ import glob
 import os
 import os.path as osp
 import re
+import shutil
 import subprocess
 from types import SimpleNamespace
 from typing import Callable, Dict, List
@@ -294,12 +295,13 @@ def a_resumed_run_repeats_the_uninterrupted_one(ctx):
     assert train(ctx, work=straight, **seeded, **{
         'train_cfg.max_epochs': 2
     }).code == 0
+    theirs = _training_state(str(straight / 'epoch_2.pth'))
+    shutil.rmtree(straight)  # compared from this state, in memory
     assert train(ctx, work=first, **seeded).code == 0
     assert train(ctx, '--resume', work=first, **seeded, **{
         'train_cfg.max_epochs': 2
     }).code == 0
     ours = _training_state(str(first / 'epoch_2.pth'))
-    theirs = _training_state(str(straight / 'epoch_2.pth'))
     assert ours.keys() == theirs.keys()
     for key, value in ours.items():
         assert torch.equal(value, theirs[key]), key

@@ -2,6 +2,7 @@
 resume."""
 import os
 import os.path as osp
+import shutil
 import subprocess
 import sys
 import time
@@ -54,6 +55,7 @@ def test_resume_is_exact(webvision_root, tmp_path):
     Random views loaded in the process, three Runners one after the other
     in it."""
     straight = train_v1(webvision_root, str(tmp_path / 'a'), 'straight', 2)
+    shutil.rmtree(tmp_path / 'a')  # compared from the Runner, in memory
     train_v1(webvision_root, str(tmp_path / 'b'), 'first_half', 1)
     # the Runner's checkpoint loads under torch's weights-only unpickler
     half = str(tmp_path / 'b' / 'epoch_1.pth')

@@ -13,7 +13,9 @@ compared exactly. Which graphs dynamo builds, and which of their sizes are
 symbolic, is read by backends that record what dynamo hands them.
 """
 import copy
+import os
 import os.path as osp
+import shutil
 import warnings
 
 import pytest
@@ -148,6 +150,7 @@ def test_resume_compiled_eager_compiled(tmp_path):
                 'optimizer': optim_wrapper.state_dict()
             }, path)
         state = torch.load(path, weights_only=True)
+        os.remove(path)
     assert_close_dicts(model.state_dict(), straight.state_dict())
     assert int(model.queue_ptr) == (6 * B) % model.queue_len
 
@@ -157,6 +160,7 @@ def test_runner_resume_compiled_eager_compiled(webvision_root, tmp_path):
     1 compiled, --resume eager, --resume compiled (warm-up, then noise
     correction from epoch 1)."""
     straight = train_v1(webvision_root, str(tmp_path / 'a'), 'straight', 3)
+    shutil.rmtree(tmp_path / 'a')  # compared from the Runner, in memory
     work = str(tmp_path / 'b')
     train_v1(webvision_root, work, 'part1', 1, compile=AOT)
     train_v1(webvision_root, work, 'part2', 2,
