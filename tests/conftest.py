@@ -24,6 +24,9 @@ def pytest_configure(config) -> None:
     config.addinivalue_line(
         'markers', 'gpu: needs a CUDA device (make test-gpu runs only '
         'these); skipped without one')
+    config.addinivalue_line(
+        'markers', 'slow: trains through the Runner or launches tools for '
+        'minutes; `pytest -m "not slow"` leaves these out')
 
 
 def pytest_collection_modifyitems(config, items) -> None:

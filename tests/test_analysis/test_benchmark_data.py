@@ -204,6 +204,7 @@ def _check(results: dict, out: str, count: int, cuda: bool) -> None:
     }
 
 
+@pytest.mark.slow
 def test_default_photos(tmp_path):
     out = str(tmp_path / 'data.json')
     run, = run_tools([[
@@ -429,6 +430,7 @@ def test_one_mode_at_a_time():
             Config.fromfile(CONFIG), Config.fromfile(GPU_CONFIG), settings)
 
 
+@pytest.mark.slow
 def test_bad_input_is_a_one_line_error(tmp_path):
     empty, missing = tmp_path / 'empty', tmp_path / 'missing.py'
     empty.mkdir()

@@ -70,16 +70,20 @@ Case = Callable[[SimpleNamespace], object]
 PROMISES: Dict[str, Case] = {}
 MESSAGES: Dict[str, Case] = {}
 GPU_ONLY = set()
+SLOW = set()
 
 
-def promise(*phrases: str, gpu: bool = False):
-    """Register a case for the reliability.md items holding ``phrases``."""
+def promise(*phrases: str, gpu: bool = False, slow: bool = False):
+    """Register a case for the reliability.md items holding ``phrases``;
+    ``gpu`` and ``slow`` give its tests those markers."""
 
     def register(case: Case) -> Case:
         for phrase in phrases:
             PROMISES[phrase] = case
             if gpu:
                 GPU_ONLY.add(phrase)
+            if slow:
+                SLOW.add(phrase)
         return case
 
     return register
@@ -284,7 +288,7 @@ def _training_state(path: str) -> dict:
     return state
 
 
-@promise('**A resumed run repeats the uninterrupted one.**')
+@promise('**A resumed run repeats the uninterrupted one.**', slow=True)
 def a_resumed_run_repeats_the_uninterrupted_one(ctx):
     seeded = {
         'randomness.deterministic': True,
@@ -307,7 +311,7 @@ def a_resumed_run_repeats_the_uninterrupted_one(ctx):
         assert torch.equal(value, theirs[key]), key
 
 
-@promise('**The GPU data path too.**')
+@promise('**The GPU data path too.**', slow=True)
 def the_gpu_data_path_resumes_with_the_same_views(ctx):
     root = make_webvision(str(ctx.tmp / 'wv'), size=40)
     first = str(ctx.tmp / 'first')
@@ -1014,10 +1018,17 @@ def test_every_message_has_a_case():
     ] == []
 
 
-@pytest.mark.parametrize('phrase', [
-    pytest.param(p, marks=pytest.mark.gpu) if p in GPU_ONLY else p
-    for p in PROMISES
-])
+def _marks(phrase: str) -> list:
+    """The markers :func:`promise` gave the case of ``phrase``."""
+    return [
+        mark for mark, phrases in ((pytest.mark.gpu, GPU_ONLY),
+                                   (pytest.mark.slow, SLOW))
+        if phrase in phrases
+    ]
+
+
+@pytest.mark.parametrize('phrase',
+                         [pytest.param(p, marks=_marks(p)) for p in PROMISES])
 def test_promise(ctx, phrase):
     PROMISES[phrase](ctx)
 
