@@ -17,6 +17,7 @@ def test_detectron2_tests_skip_without_it(tmp_path):
     env.update(CUDA_VISIBLE_DEVICES='', OMP_NUM_THREADS='1')
     result = subprocess.run([
         sys.executable, '-m', 'pytest', '-q', '-rs', '-p', 'no:cacheprovider',
+        f'--basetemp={tmp_path / "basetemp"}',
         'tests/test_transfer/test_detectron2.py',
         'tests/test_transfer/test_install_detectron2.py',
         'tests/test_transfer/test_convert_to_d2.py'
