@@ -1,7 +1,7 @@
 # The two set-up commands of the README; both create .venv when missing.
 PYTHON := .venv/bin/python
 
-.PHONY: env demo test test-gpu lint
+.PHONY: env demo test test-fast test-gpu lint
 
 env:
 	@bash tools/misc/setup_env.sh
@@ -16,6 +16,11 @@ demo: env
 # marked `gpu` run where CUDA is available
 test: env
 	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -q -n auto --dist loadfile
+
+# the suite without the tests marked `slow` (training runs and tools
+# launched for minutes): a few minutes while developing
+test-fast: env
+	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -q -n auto --dist loadfile -m "not slow"
 
 # only the CUDA tests (skipped, not failed, without a GPU)
 test-gpu: env

@@ -1,6 +1,7 @@
 """Fixtures and hooks shared by every test; what the tests share besides
 is in ``tests/helpers``."""
 import logging
+import shutil
 import sys
 
 import pytest
@@ -23,6 +24,9 @@ def pytest_configure(config) -> None:
     config.addinivalue_line(
         'markers', 'gpu: needs a CUDA device (make test-gpu runs only '
         'these); skipped without one')
+    config.addinivalue_line(
+        'markers', 'slow: trains through the Runner or launches tools for '
+        'minutes; `pytest -m "not slow"` leaves these out')
 
 
 def pytest_collection_modifyitems(config, items) -> None:
@@ -48,6 +52,28 @@ def log_to_a_live_stream():
                 # (setStream would flush the closed one)
                 handler.stream = sys.stdout
     yield
+
+
+@pytest.fixture(scope='module', autouse=True)
+def module_temporaries(request, tmp_path_factory):
+    """Remove what a test module left in the base temporary folder once its
+    tests are done, unless one of them failed: the folders of its
+    module-scoped fixtures (``tmp_path_factory.mktemp``: a trained run, a
+    dataset several tests read), which would otherwise stay until the
+    session ends, checkpoints included. Each test's own ``tmp_path`` goes
+    at the test's end (``tmp_path_retention_policy = failed``, setup.cfg).
+    The modules of a process run one after the other, so what appeared
+    meanwhile is this module's."""
+    basetemp = tmp_path_factory.getbasetemp()
+    before = set(basetemp.iterdir())
+    failed = request.session.testsfailed
+    yield
+    if request.session.testsfailed == failed:
+        for path in set(basetemp.iterdir()) - before:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
 
 @pytest.fixture

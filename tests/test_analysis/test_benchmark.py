@@ -43,6 +43,7 @@ def _codes(entry: dict) -> list:
     return [graph['code'] for graph in entry['graphs']]
 
 
+@pytest.mark.slow
 def test_benchmark_reports_all_steps(tmp_path):
     """Two batch sizes, eager and compiled (aot_eager: a CPU build in
     seconds) side by side, CUDA graphs reported as not applicable, on the
@@ -157,6 +158,7 @@ def test_benchmark_reports_all_steps(tmp_path):
                                          for m in ('eager', 'compiled'))
 
 
+@pytest.mark.slow
 def test_runner_section_trains_in_the_configs_loop(monkeypatch):
     """The Runner section runs the configs' EpochBasedTrainLoop, which
     puts the model in training mode once per epoch, not once per
@@ -180,6 +182,7 @@ def test_runner_section_trains_in_the_configs_loop(monkeypatch):
     assert calls.count(True) == 2, calls
 
 
+@pytest.mark.slow
 def test_no_inference_leaves_the_eval_batches_out():
     """``--no-inference`` (the GPU checks' setting) times the training
     sections alone."""
@@ -197,6 +200,7 @@ def test_no_inference_leaves_the_eval_batches_out():
     assert not set(INFERENCE) & set(section)
 
 
+@pytest.mark.slow
 def test_bad_batch_sizes_and_modes_are_usage_errors(tmp_path):
     """A batch size below 1, a mode that does not exist, a value given
     twice: argparse's usage error, its last line (exit status 2) naming the
@@ -264,6 +268,7 @@ def test_reduce_overhead_options():
         "torch.compile backend is 'aot_eager'")
 
 
+@pytest.mark.slow
 def test_unwritable_out_or_small_queue_is_refused_before_timing(tmp_path):
     # a folder, or a path below a file: one line before any model is
     # built (it was an errno message after the whole benchmark); a queue

@@ -204,6 +204,7 @@ def _check(results: dict, out: str, count: int, cuda: bool) -> None:
     }
 
 
+@pytest.mark.slow
 def test_default_photos(tmp_path):
     out = str(tmp_path / 'data.json')
     run, = run_tools([[
@@ -448,6 +449,7 @@ def test_shards_mode_reads_files_and_shards(tmp_path):
     assert all(results[name]['img_per_s_per_worker'] > 0 for name in opened)
 
 
+@pytest.mark.slow
 def test_bad_input_is_a_one_line_error(tmp_path):
     empty, missing = tmp_path / 'empty', tmp_path / 'missing.py'
     empty.mkdir()

@@ -156,6 +156,7 @@ def _wheel(folder, name: str) -> str:
     return path
 
 
+@pytest.mark.slow
 def test_the_script_installs_the_wheel_folder_offline(tmp_path):
     wheels = tmp_path / 'wheels'
     (wheels / 'site').mkdir(parents=True)

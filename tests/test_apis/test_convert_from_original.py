@@ -91,6 +91,7 @@ def _mopro_r50():
     return model.eval()
 
 
+@pytest.mark.slow
 def test_converted_model_matches_released(released, tmp_path, run):
     path, enc_q, enc_k, state = released
     out = str(tmp_path / 'mopro.pth')

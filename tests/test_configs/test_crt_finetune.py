@@ -59,6 +59,7 @@ def _train(config, options):
     train_model(tool_config(osp.join(ROOT, 'configs', config), options))
 
 
+@pytest.mark.slow
 def test_crt_trains_classifier_on_frozen_encoder(tmp_path):
     root = make_webvision(str(tmp_path / 'webvision'), num_classes=K)
     ckpt = str(tmp_path / 'mopro.pth')

@@ -149,6 +149,7 @@ def test_val_fraction_is_checked_before_any_work(tmp_path):
         folder_to_lists(str(tmp_path / 'missing'), val_fraction=1.0)
 
 
+@pytest.mark.slow
 def test_converter_tool_reports_and_errs_in_one_line(tmp_path):
     root = make_folder(str(tmp_path / 'images'), {'a': 4, 'b': 4})
     listed = make_folder(str(tmp_path / 'listed'), {'a': 2}, extra=False)

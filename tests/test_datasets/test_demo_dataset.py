@@ -94,6 +94,7 @@ def test_builder_deterministic_idempotent(demo_root, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ['copy']
 
 
+@pytest.mark.slow
 def test_builder_incomplete_and_bad_args(tmp_path):
     root = str(tmp_path / 'd')
     build_demo_dataset(root, limit=6, test_per_class=2)

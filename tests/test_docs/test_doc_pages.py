@@ -145,6 +145,7 @@ def test_pages_name_the_main_tools():
         set(tools_named())
 
 
+@pytest.mark.slow
 def test_every_tool_named_answers_help():
     """Each tool the pages name prints its usage and exits 0 on ``--help``
     (``tools/train_d2.py`` without Detectron2: the next test)."""
@@ -177,6 +178,7 @@ def first_example(tool: str) -> str:
     return next(line for line in lines if 'python tools/' in line)
 
 
+@pytest.mark.slow
 def test_train_d2_without_detectron2_prints_the_documented_hint(tmp_path):
     """``tools/train_d2.py --help`` where Detectron2 is not installed: the
     line docs/install.md quotes, exit status 1."""

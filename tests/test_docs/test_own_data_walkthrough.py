@@ -197,6 +197,7 @@ def test_page_quotes_a_path_with_blanks_as_the_tools_read_it():
     assert options == {'data_root': 'data/my data/naïve set', 'num_classes': 3}
 
 
+@pytest.mark.slow
 def test_folder_becomes_lists(page, walkthrough):
     cwd, results = walkthrough
     data = positional(page['lists'])[0]
@@ -213,6 +214,7 @@ def test_folder_becomes_lists(page, walkthrough):
     assert sorted(int(line.split()[1]) for line in val) == [0, 1, 2]
 
 
+@pytest.mark.slow
 def test_pretraining_reads_the_folder_and_says_so(page, walkthrough):
     cwd, results = walkthrough
     data = positional(page['lists'])[0]
@@ -239,6 +241,7 @@ def test_pretraining_reads_the_folder_and_says_so(page, walkthrough):
     assert torch.isfinite(state['prototypes']).all()
 
 
+@pytest.mark.slow
 def test_test_tool_evaluates_the_held_out_images(page, walkthrough):
     _, results = walkthrough
     data = positional(page['lists'])[0]
@@ -248,6 +251,7 @@ def test_test_tool_evaluates_the_held_out_images(page, walkthrough):
     assert 'Epoch(val) [0][1/1]    accuracy/top1:' in log
 
 
+@pytest.mark.slow
 def test_noise_cleaning_lists_the_folder_images(page, walkthrough):
     cwd, results = walkthrough
     data = positional(page['lists'])[0]
@@ -267,6 +271,7 @@ def test_noise_cleaning_lists_the_folder_images(page, walkthrough):
     assert summary['total']['cleaned'] == len(cleaned)
 
 
+@pytest.mark.slow
 def test_checkpoint_converts_for_detectron2(page, walkthrough):
     cwd, results = walkthrough
     out = _ok(results, 'd2')
@@ -282,6 +287,7 @@ def test_checkpoint_converts_for_detectron2(page, walkthrough):
         k.startswith(('momentum', 'classifier', 'queue')) for k in model)
 
 
+@pytest.mark.slow
 def test_work_dirs_are_where_the_user_said(page, walkthrough):
     cwd, results = walkthrough
     for step in STEPS.values():

@@ -24,6 +24,7 @@ import glob
 import os
 import os.path as osp
 import re
+import shutil
 import subprocess
 from types import SimpleNamespace
 from typing import Callable, Dict, List
@@ -69,16 +70,20 @@ Case = Callable[[SimpleNamespace], object]
 PROMISES: Dict[str, Case] = {}
 MESSAGES: Dict[str, Case] = {}
 GPU_ONLY = set()
+SLOW = set()
 
 
-def promise(*phrases: str, gpu: bool = False):
-    """Register a case for the reliability.md items holding ``phrases``."""
+def promise(*phrases: str, gpu: bool = False, slow: bool = False):
+    """Register a case for the reliability.md items holding ``phrases``;
+    ``gpu`` and ``slow`` give its tests those markers."""
 
     def register(case: Case) -> Case:
         for phrase in phrases:
             PROMISES[phrase] = case
             if gpu:
                 GPU_ONLY.add(phrase)
+            if slow:
+                SLOW.add(phrase)
         return case
 
     return register
@@ -283,7 +288,7 @@ def _training_state(path: str) -> dict:
     return state
 
 
-@promise('**A resumed run repeats the uninterrupted one.**')
+@promise('**A resumed run repeats the uninterrupted one.**', slow=True)
 def a_resumed_run_repeats_the_uninterrupted_one(ctx):
     seeded = {
         'randomness.deterministic': True,
@@ -294,18 +299,19 @@ def a_resumed_run_repeats_the_uninterrupted_one(ctx):
     assert train(ctx, work=straight, **seeded, **{
         'train_cfg.max_epochs': 2
     }).code == 0
+    theirs = _training_state(str(straight / 'epoch_2.pth'))
+    shutil.rmtree(straight)  # compared from this state, in memory
     assert train(ctx, work=first, **seeded).code == 0
     assert train(ctx, '--resume', work=first, **seeded, **{
         'train_cfg.max_epochs': 2
     }).code == 0
     ours = _training_state(str(first / 'epoch_2.pth'))
-    theirs = _training_state(str(straight / 'epoch_2.pth'))
     assert ours.keys() == theirs.keys()
     for key, value in ours.items():
         assert torch.equal(value, theirs[key]), key
 
 
-@promise('**The GPU data path too.**')
+@promise('**The GPU data path too.**', slow=True)
 def the_gpu_data_path_resumes_with_the_same_views(ctx):
     root = make_webvision(str(ctx.tmp / 'wv'), size=40)
     first = str(ctx.tmp / 'first')
@@ -1012,10 +1018,17 @@ def test_every_message_has_a_case():
     ] == []
 
 
-@pytest.mark.parametrize('phrase', [
-    pytest.param(p, marks=pytest.mark.gpu) if p in GPU_ONLY else p
-    for p in PROMISES
-])
+def _marks(phrase: str) -> list:
+    """The markers :func:`promise` gave the case of ``phrase``."""
+    return [
+        mark for mark, phrases in ((pytest.mark.gpu, GPU_ONLY),
+                                   (pytest.mark.slow, SLOW))
+        if phrase in phrases
+    ]
+
+
+@pytest.mark.parametrize('phrase',
+                         [pytest.param(p, marks=_marks(p)) for p in PROMISES])
 def test_promise(ctx, phrase):
     PROMISES[phrase](ctx)
 

@@ -2,6 +2,7 @@
 resume."""
 import os
 import os.path as osp
+import shutil
 import subprocess
 import sys
 import time
@@ -48,12 +49,14 @@ def test_v1_config_runs_one_iteration(webvision_root, tmp_path):
     assert osp.isfile(osp.join(cfg.work_dir, 'iter_1.pth'))
 
 
+@pytest.mark.slow
 def test_resume_is_exact(webvision_root, tmp_path):
     """N epochs straight == N/2, stop, --resume, N/2 more: weights, momentum
     encoder, queue, pointer, prototypes, optimizer state, lr and phase.
     Random views loaded in the process, three Runners one after the other
     in it."""
     straight = train_v1(webvision_root, str(tmp_path / 'a'), 'straight', 2)
+    shutil.rmtree(tmp_path / 'a')  # compared from the Runner, in memory
     train_v1(webvision_root, str(tmp_path / 'b'), 'first_half', 1)
     # the Runner's checkpoint loads under torch's weights-only unpickler
     half = str(tmp_path / 'b' / 'epoch_1.pth')
@@ -98,6 +101,7 @@ def _dist_train_v1(
     ], env=launcher_env(), capture_output=True, text=True, timeout=280)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform != 'linux', reason='torchrun on linux')
 def test_dist_train_two_cpu_processes(webvision_root, tmp_path):
     """tools/dist_train.sh with 2 processes (gloo) trains and checkpoints."""
@@ -111,6 +115,7 @@ def test_dist_train_two_cpu_processes(webvision_root, tmp_path):
     assert int(ckpt['state_dict']['queue_ptr']) == 0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform != 'linux', reason='torchrun on linux')
 def test_worker_crash_on_one_rank_stops_every_rank(webvision_root, tmp_path):
     """A dataloader-worker crash on rank 1 ends the whole job with an error
@@ -134,6 +139,7 @@ def test_worker_crash_on_one_rank_stops_every_rank(webvision_root, tmp_path):
     assert not osp.isfile(osp.join(work_dir, 'epoch_1.pth'))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform != 'linux', reason='torchrun on linux')
 def test_dist_train_refuses_a_global_batch_above_the_queue(
         webvision_root, tmp_path):
@@ -347,6 +353,7 @@ def _assert_same_training_state(again: dict, straight: dict) -> None:
                                    state['momentum_buffer'], rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_resume_in_an_empty_work_dir_starts_from_epoch_1(resume_runs):
     log = resume_runs.log('straight')
     assert resume_runs.returncode('straight') == 0, log[-3000:]
@@ -356,6 +363,7 @@ def test_resume_in_an_empty_work_dir_starts_from_epoch_1(resume_runs):
     assert _listing(work_dir) == ['epoch_2.pth', 'last_checkpoint']
 
 
+@pytest.mark.slow
 def test_resume_with_persistent_workers_is_exact(resume_runs):
     """Killed in the middle of epoch 2 and resumed from epoch 1's
     checkpoint: the same state as the straight run, whose persistent
@@ -371,6 +379,7 @@ def test_resume_with_persistent_workers_is_exact(resume_runs):
         resume_runs.epoch_2('killed'), resume_runs.epoch_2('straight'))
 
 
+@pytest.mark.slow
 def test_empty_last_checkpoint_resumes_the_newest_checkpoint(resume_runs):
     log = resume_runs.log('gpu_killed_resumed')
     assert resume_runs.returncode('gpu_killed_resumed') == 0, log[-3000:]
@@ -380,6 +389,7 @@ def test_empty_last_checkpoint_resumes_the_newest_checkpoint(resume_runs):
     assert 'resumed epoch: 1' in log
 
 
+@pytest.mark.slow
 def test_kill_while_saving_keeps_the_previous_checkpoint(resume_runs):
     """SIGKILL while epoch 2's checkpoint is being written, with
     ``max_keep_ckpts=1``: epoch 1's checkpoint and the pointer to it
@@ -408,6 +418,7 @@ def test_kill_while_saving_keeps_the_previous_checkpoint(resume_runs):
         assert os.stat(work_dir / name).st_mode & 0o777 == 0o640, name
 
 
+@pytest.mark.slow
 def test_resume_loading_in_process_is_exact(resume_runs):
     """Epoch 1 with 2 non-persistent workers, epoch 2 (resumed) loaded in
     the process == 2 epochs with 2 persistent workers: the views depend on
@@ -418,6 +429,7 @@ def test_resume_loading_in_process_is_exact(resume_runs):
         resume_runs.epoch_2('saving'), resume_runs.epoch_2('straight'))
 
 
+@pytest.mark.slow
 def test_gpu_data_path_resume_is_exact(resume_runs):
     """configs/mopro_r50_webvision_v1_gpu_data.py (views drawn by the data
     preprocessor, here on the CPU) resumes exactly too."""
@@ -430,6 +442,7 @@ def test_gpu_data_path_resume_is_exact(resume_runs):
         resume_runs.epoch_2('gpu_killed'), resume_runs.epoch_2('gpu_straight'))
 
 
+@pytest.mark.slow
 @pytest.mark.gpu
 def test_kill_and_resume_on_cuda_is_exact(webvision_root, tmp_path):
     """On CUDA with the config's bf16 AmpOptimWrapper (deterministic

@@ -4,6 +4,7 @@ resumed run makes the views of the uninterrupted one."""
 import os.path as osp
 import threading
 
+import pytest
 import torch
 from mmengine.runner import Runner
 
@@ -11,6 +12,7 @@ from helpers.data import make_webvision
 from helpers.gpu_views import gpu_data_cfg, train_recording
 
 
+@pytest.mark.slow
 def test_gpu_data_config_trains_through_the_runner(tmp_path):
     """The GPU-data config as shipped (compiled views), shrunk, trains 2
     iterations on the CPU; its batches are bytes/pixels and the

@@ -51,6 +51,7 @@ def test_views_only_queue_device_work():
     assert view.is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.slow
 def test_compiled_views_equal_eager_views():
     """``compile_views`` (the GPU config's setting) fuses the same
     computation: equal to eager within float rounding, for both views, in
@@ -75,6 +76,7 @@ def test_compiled_views_equal_eager_views():
     assert compiled_make_view().compiled is not None  # no fallback
 
 
+@pytest.mark.slow
 def test_a_copied_preprocessor_uses_its_own_parameters(tmp_path):
     """A deep copy (e.g. of the model) normalises with its own mean and
     std, compiled or not."""

@@ -145,6 +145,7 @@ def interpreted(tmp_path_factory) -> dict:
     return torch.load(path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('size', SIZES)
 def test_kernel_equals_the_matrix_products(interpreted, size):
     """uint8 pixels in, [0, 1] out: every box kind of ``kernel_boxes``
@@ -159,6 +160,7 @@ def test_kernel_equals_the_matrix_products(interpreted, size):
         atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('kind,size',
                          [('uint8', SIZES[0]), ('uint8', SIZES[1]),
                           ('float', SIZES[0])])
@@ -178,6 +180,7 @@ def test_kernel_equals_torchvision_resized_crop(interpreted, kind, size):
                                    msg=lambda m: f'crop {i}: {m}')
 
 
+@pytest.mark.slow
 def test_kernel_makes_the_whole_weak_view(interpreted):
     """Written mirrored, normalised, in bfloat16 and channels-last: the
     weak view ``make_view`` makes of the matrix products' crops, within
@@ -197,6 +200,7 @@ def test_kernel_makes_the_whole_weak_view(interpreted):
     torch.testing.assert_close(ours.float(), theirs, atol=0.016, rtol=0)
 
 
+@pytest.mark.slow
 def test_preprocessor_views_by_the_kernel_equal_the_matrix_products(
         interpreted, tmp_path):
     """``resample='triton'`` against ``'matmul'``, the same seed and batch

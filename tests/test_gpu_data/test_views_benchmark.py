@@ -13,6 +13,7 @@ CONFIG = osp.join(ROOT, 'configs', 'mopro_r50_webvision_v1.py')
 GPU_CONFIG = osp.join(ROOT, 'configs', 'mopro_r50_webvision_v1_gpu_data.py')
 
 
+@pytest.mark.slow
 def test_views_benchmark_on_the_cpu(tmp_path):
     """Both batch sizes timed by the matrix products; the kernel reported
     as not timed off CUDA; the JSON printed and written; a config without

@@ -58,6 +58,7 @@ def bad_arguments(tmp_path_factory):
     return tmp, dict(zip(BAD_ARGUMENTS, run_tools(commands)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('case', BAD_ARGUMENTS)
 def test_bad_arguments_end_the_tool_as_it_starts(bad_arguments, case):
     """argparse's usage error (exit 2, the argument and why) before any

@@ -44,6 +44,7 @@ def runs(tmp_path_factory):
     return out, results
 
 
+@pytest.mark.slow
 def test_bytes_per_collective_are_measured_and_add_up(runs):
     out, (result, _, _) = runs
     assert result.code == 0, result.stderr[-3000:]
@@ -84,6 +85,7 @@ def test_bytes_per_collective_are_measured_and_add_up(runs):
         1.2 * projection['8']['shuffle_all_to_all']['bytes']
 
 
+@pytest.mark.slow
 def test_mistakes_end_the_tool_before_any_process_starts(runs):
     _, (_, one_process, not_mopro) = runs
     assert one_process.code == 2

@@ -81,6 +81,7 @@ def config_mistakes(tmp_path_factory):
     return tmp, blocker, dict(zip(CONFIG_MISTAKES, run_tools(commands)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('case', CONFIG_MISTAKES)
 def test_config_mistakes_end_the_tool_before_the_work(config_mistakes, case):
     """One line naming the key and what it allows, before a checkpoint is

@@ -82,6 +82,7 @@ def _val_metrics(log: str) -> dict:
     return dict(re.findall(r'(accuracy/top\d+): ([\d.]+)', lines[-1]))
 
 
+@pytest.mark.slow
 def test_dist_test_reports_what_one_process_does(runs):
     """tools/dist_test.sh CONFIG CKPT 2: the 16 validation images split
     over two ranks, rank 0 reports the accuracy of all of them."""
@@ -95,6 +96,7 @@ def test_dist_test_reports_what_one_process_does(runs):
     assert 'Distributed launcher: pytorch' in results['test_2'].stdout
 
 
+@pytest.mark.slow
 def test_torchrun_noise_cleaning_writes_what_one_process_does(runs):
     """torchrun --nproc_per_node 2 tools/noise_cleaning.py ... --launcher
     pytorch: each rank corrects its shard, rank 0 gathers and writes the

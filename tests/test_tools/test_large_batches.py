@@ -7,6 +7,7 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
+import pytest
 import torch
 from mmengine.logging import MMLogger
 from mmengine.optim import build_optim_wrapper
@@ -34,6 +35,7 @@ def _train_as_rank(world_size: int, work_dir: str, *options):
     ], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_global_batch_mistakes_end_the_job_before_it_starts(tmp_path):
     """512 GPUs x 32 overflow the queue; per-rank seeds break the shared
     permutation of the shuffle: one ``error:`` line each, exit status 1,

@@ -42,6 +42,7 @@ def _dist_train(work_dir: str, data_root: str, gpus: int,
     ], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_two_nodes_train_to_the_checkpoint_of_one(webvision_root, tmp_path):
     one_node = str(tmp_path / 'one_node')
     two_nodes = str(tmp_path / 'two_nodes')  # shared by both, as on a cluster

@@ -19,6 +19,7 @@ def _float(text):
     return float(text.strip().rstrip('%'))
 
 
+@pytest.mark.slow
 def test_run_demo_tiny_end_to_end(tmp_path):
     """``tools/run_demo.py`` on 12 images per digit, one epoch each, on
     CPU, as a user runs it: the console shows the plan first, then the

@@ -187,6 +187,7 @@ def test_features_separable_voc07_is_100(tmp_path):
         '| VOC07 (mAP) | 100.0 ± 0.0 | 100.0 ± 0.0 |'
 
 
+@pytest.mark.slow
 def test_features_separable_places205_is_100_with_cost_sweep(tmp_path):
     # the command line: its flags reach the benchmark
     train_cls, test_cls = np.repeat(np.arange(8),
@@ -391,6 +392,7 @@ def separable_places(tmp_path, name='f.npz'):
                           one_hot_feats(test_cls, 8, 1), test_cls)
 
 
+@pytest.mark.slow
 def test_cost_must_be_finite_and_positive(tmp_path):
     # the command line's --cost: one error line naming it, nothing written
     costs = ['nan', 'inf', '0', '-1']
@@ -598,6 +600,7 @@ def test_data_root_test_class_missing_from_training(tiny_model, tmp_path,
     assert not os.path.exists(work)
 
 
+@pytest.mark.slow
 def test_contradicting_flags_are_refused(tiny_model, voc_root, tmp_path):
     # the command line: --features used to ignore CONFIG, CKPT and
     # --data-root (yet record them in the report), and --crop larger than

@@ -99,6 +99,7 @@ def runs(tmp_path_factory):
     return inputs, results
 
 
+@pytest.mark.slow
 def test_converter_never_overwrites_its_input(runs):
     inputs, results = runs
     path = inputs['released']
@@ -109,6 +110,7 @@ def test_converter_never_overwrites_its_input(runs):
         assert f.read() == inputs['released_bytes']
 
 
+@pytest.mark.slow
 def test_converter_refuses_non_finite_weights(runs):
     inputs, results = runs
     assert results['convert_nan'].error == (
@@ -118,6 +120,7 @@ def test_converter_refuses_non_finite_weights(runs):
     assert not osp.exists(osp.join(inputs['tmp'], 'nan.pkl'))
 
 
+@pytest.mark.slow
 def test_svm_refuses_nan_features(runs):
     inputs, results = runs
     assert results['svm_nan_features'].error == (
@@ -126,6 +129,7 @@ def test_svm_refuses_nan_features(runs):
     assert not osp.exists(osp.join(inputs['tmp'], 'svm_nan'))
 
 
+@pytest.mark.slow
 def test_noise_cleaning_checks_its_output_first(runs):
     inputs, results = runs
     blocker = inputs['blocker']
@@ -135,6 +139,7 @@ def test_noise_cleaning_checks_its_output_first(runs):
     assert not osp.exists(osp.join(inputs['tmp'], 'cleaning'))
 
 
+@pytest.mark.slow
 def test_test_tool_refuses_a_torchvision_state_dict(runs):
     # it used to load non-strictly and print the top-1 of random weights
     inputs, results = runs

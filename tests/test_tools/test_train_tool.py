@@ -109,6 +109,7 @@ def _train(bad_inputs, name, config, *extra) -> None:
     train_model(tool_config(config, options), resume=resume)
 
 
+@pytest.mark.slow
 def test_a_user_error_is_one_line_on_stderr(bad_inputs):
     """As a user meets it: exit status 1, one line on stderr."""
     result = subprocess.run([

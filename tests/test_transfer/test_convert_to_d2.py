@@ -128,6 +128,7 @@ def assert_matches_mapping(model, encoder):
         np.testing.assert_array_equal(value, encoder[tv_name].numpy())
 
 
+@pytest.mark.slow
 def test_released_checkpoint_names_and_values(tmp_path, encoder):
     src = released_checkpoint(encoder, str(tmp_path / 'released.pth.tar'))
     out = tmp_path / 'mopro.pkl'
@@ -154,6 +155,7 @@ def test_released_checkpoint_names_and_values(tmp_path, encoder):
     ]
 
 
+@pytest.mark.slow
 def test_resnet18_output_names_its_depth_and_channels(tmp_path):
     from mmpretrain.registry import MODELS
     state = MODELS.build(dict(type='ResNet', depth=18)).state_dict()
@@ -268,6 +270,7 @@ def test_failed_write_leaves_previous_output(tmp_path, encoder, monkeypatch,
     assert sorted(os.listdir(tmp_path)) == ['a.pth', 'out.pkl']
 
 
+@pytest.mark.slow
 def test_trust_checkpoint_flag(tmp_path, encoder, run_error):
     """A checkpoint holding a pickled object outside the weights-only
     allow-list needs --trust-checkpoint."""

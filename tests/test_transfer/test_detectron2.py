@@ -132,6 +132,7 @@ def save_mopro_checkpoint(encoder_state, path):
     return str(path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('depth', [18, 50])
 def test_printed_overrides_load_the_conversion(tmp_path, depth):
     """The last line tools/convert_to_d2.py prints, appended to the
@@ -177,6 +178,7 @@ def metric_iterations(out_dir):
         return [json.loads(line).get('iteration') for line in f]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('num_gpus',
                          [0, pytest.param(1, marks=pytest.mark.gpu)])
 def test_smoke_config_trains_and_evaluates(tmp_path, converted, num_gpus):
@@ -222,6 +224,7 @@ def test_smoke_config_trains_and_evaluates(tmp_path, converted, num_gpus):
                                                   abs=1e-6)
 
 
+@pytest.mark.slow
 def test_train_d2_tool_reports_user_errors(tmp_path):
     # the overrides were yacs AssertionError tracebacks
     cases = {

@@ -15,6 +15,7 @@ from mopro.utils.errors import UserError
 from helpers import ROOT
 
 
+@pytest.mark.slow
 def test_installer_is_quick_when_installed():
     if d2_compat.detectron2_dir() is None:
         pytest.skip('detectron2 is not installed')

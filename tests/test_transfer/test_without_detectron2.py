@@ -5,15 +5,19 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from helpers import ROOT
 from helpers.detectron2_hidden import env_without_detectron2
 
 
+@pytest.mark.slow
 def test_detectron2_tests_skip_without_it(tmp_path):
     env = env_without_detectron2(tmp_path / 'hide')
     env.update(CUDA_VISIBLE_DEVICES='', OMP_NUM_THREADS='1')
     result = subprocess.run([
         sys.executable, '-m', 'pytest', '-q', '-rs', '-p', 'no:cacheprovider',
+        f'--basetemp={tmp_path / "basetemp"}',
         'tests/test_transfer/test_detectron2.py',
         'tests/test_transfer/test_install_detectron2.py',
         'tests/test_transfer/test_convert_to_d2.py'

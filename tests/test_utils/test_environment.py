@@ -105,6 +105,7 @@ def _answers_help(name: str, code: int, out: str, err: str,
     return code == 0 and 'usage:' in out
 
 
+@pytest.mark.slow
 def test_every_tool_runs_beside_transformers5(transformers5, tmp_path):
     """``tools/X.py --help`` for every tool, one process each, from another
     directory: each finds the installed package (no tool edits sys.path)
@@ -127,6 +128,7 @@ def test_every_tool_runs_beside_transformers5(transformers5, tmp_path):
     assert len(procs) >= 12
 
 
+@pytest.mark.slow
 def test_every_tool_runs_without_detectron2(transformers5, tmp_path):
     """The same with Detectron2 hidden, the tools run in one process (each
     tool's own imports are checked above, one process each): only the

@@ -92,6 +92,7 @@ def data_root(tmp_path_factory) -> str:
         str(tmp_path_factory.mktemp('diverging')), num_classes=K, size=32)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('model', list(RUNS))
 def test_skip_keeps_checkpoints_finite(data_root, tmp_path, model):
     config, options = RUNS[model]
@@ -128,6 +129,7 @@ def test_skip_restores_statistics_that_overflowed_under_a_finite_loss():
         'BatchNorm statistics (backbone.bn1.running_var (')
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform != 'linux', reason='torchrun on linux')
 def test_a_launched_job_stops_on_every_rank(data_root, tmp_path):
     """tools/dist_train.sh, 2 CPU processes: rank 1's BatchNorm statistics

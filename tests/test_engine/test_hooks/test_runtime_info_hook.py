@@ -99,6 +99,7 @@ def _logged(work_dir) -> list:
         } for line in f]
 
 
+@pytest.mark.slow
 def test_deferred_logging_is_stock_logging_without_syncs(
         tmp_path, monkeypatch):
     # both Runners train on the CPU, where two runs of the same steps are
@@ -138,6 +139,7 @@ def test_deferred_logging_is_stock_logging_without_syncs(
     assert flushes == [2, 4, 5, 6]
 
 
+@pytest.mark.slow
 def test_mopro_runner_logs_what_mmengines_runner_logs(tmp_path, monkeypatch):
     """MoProRunner's message hub (histories that append in constant time)
     holds and logs, and checkpoints, what mmengine's holds."""

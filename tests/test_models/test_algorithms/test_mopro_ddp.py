@@ -12,6 +12,7 @@ repeated with ``shuffle_bn=True`` to check the shuffle/unshuffle order.
 import datetime
 import inspect
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -107,6 +108,7 @@ def check_parity(single, ranks, labels):
         single['loss_ins'], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_two_ranks_match_one_process(tmp_path):
     model = build()
     inputs = batches()

@@ -260,6 +260,7 @@ pytestmark = pytest.mark.skipif(sys.platform != 'linux',
                                 reason='gloo processes, /proc counters')
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('world', WORLD_SIZES)
 def test_all_to_all_gives_the_gather_versions_batches_and_keys(ranks, world):
     for rank in ranks[world]:
@@ -278,6 +279,7 @@ def test_all_to_all_gives_the_gather_versions_batches_and_keys(ranks, world):
                                   atol=1e-3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('world', WORLD_SIZES)
 def test_permutation_follows_the_runners_iteration(ranks, world):
     for rank in ranks[world]:
@@ -289,6 +291,7 @@ def test_permutation_follows_the_runners_iteration(ranks, world):
             assert np.array_equal(getattr(plan, key), getattr(expected, key))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('world', WORLD_SIZES)
 def test_shuffled_training_steps_make_no_host_reads(ranks, world):
     for rank in ranks[world]:
@@ -307,6 +310,7 @@ def _sent_and_received(entries):
     return sum(e['sent_bytes'] + e['received_bytes'] for e in entries)
 
 
+@pytest.mark.slow
 def test_shuffle_bytes_stay_within_a_batch_while_the_gathers_grow(ranks):
     """Per rank and step: the all-to-all sends and receives at most the
     rank's own images and keys (plus gloo's headers), at 2 and at 4

@@ -13,7 +13,9 @@ compared exactly. Which graphs dynamo builds, and which of their sizes are
 symbolic, is read by backends that record what dynamo hands them.
 """
 import copy
+import os
 import os.path as osp
+import shutil
 import warnings
 
 import pytest
@@ -84,6 +86,7 @@ def run_steps(model, labels, monkeypatch, steps: int = 3) -> list:
     return record, pseudo
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('phase', ['warmup', 'proto', 'clean'])
 def test_compiled_step_matches_eager(phase, monkeypatch):
     results = []
@@ -133,6 +136,7 @@ def _model_and_optim(compile, state=None):
     return model, optim_wrapper
 
 
+@pytest.mark.slow
 def test_resume_compiled_eager_compiled(tmp_path):
     """6 eager steps == 2 compiled, save, 2 eager, save, 2 compiled."""
     straight, optim_wrapper = _model_and_optim(False)
@@ -148,15 +152,18 @@ def test_resume_compiled_eager_compiled(tmp_path):
                 'optimizer': optim_wrapper.state_dict()
             }, path)
         state = torch.load(path, weights_only=True)
+        os.remove(path)
     assert_close_dicts(model.state_dict(), straight.state_dict())
     assert int(model.queue_ptr) == (6 * B) % model.queue_len
 
 
+@pytest.mark.slow
 def test_runner_resume_compiled_eager_compiled(webvision_root, tmp_path):
     """Through mmengine's Runner and its checkpoints: 3 eager epochs ==
     1 compiled, --resume eager, --resume compiled (warm-up, then noise
     correction from epoch 1)."""
     straight = train_v1(webvision_root, str(tmp_path / 'a'), 'straight', 3)
+    shutil.rmtree(tmp_path / 'a')  # compared from the Runner, in memory
     work = str(tmp_path / 'b')
     train_v1(webvision_root, work, 'part1', 1, compile=AOT)
     train_v1(webvision_root, work, 'part2', 2,
@@ -238,6 +245,7 @@ def test_another_models_eval_leaves_the_training_graphs_static():
         [TRAINING_SHAPE] * 2
 
 
+@pytest.mark.slow
 def test_graphs_mutate_only_parameters_and_buffers():
     """What inductor's CUDA graphs (``mode='reduce-overhead'``) need of a
     graph: every input it mutates is a static input (a parameter or
