@@ -118,6 +118,7 @@ def _differences(run: dict, reference: dict, exact: bool) -> List[str]:
     return wrong
 
 
+@pytest.mark.slow
 def test_short_run_matches_the_short_reference(short_run):
     """The shortened run's figures are the committed short reference's:
     exactly on a machine like the one that made it, within the stated
@@ -133,6 +134,7 @@ def test_short_run_matches_the_short_reference(short_run):
         'and the report (docs/demo.md)\n' + '\n'.join(wrong))
 
 
+@pytest.mark.slow
 def test_full_report_starts_as_this_tree_trains(short_run):
     """The committed full report was trained by this tree: its models'
     first loss and first epoch's mean loss are the shortened run's (the

@@ -72,6 +72,7 @@ def _ok(results, step):
     return result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_lists_become_shards(page, walkthrough):
     cwd, results = walkthrough
     output = _ok(results, 'shards')
@@ -84,6 +85,7 @@ def test_lists_become_shards(page, walkthrough):
     assert '33 images of 33 listed (0 undecodable)' in output
 
 
+@pytest.mark.slow
 def test_training_reads_the_shards(page, walkthrough):
     cwd, results = walkthrough
     output = _ok(results, 'train')

@@ -132,6 +132,7 @@ def walk(tmp_path_factory):
     return base, results
 
 
+@pytest.mark.slow
 def test_printed_training_command_quotes_its_paths(walk):
     base, results = walk
     _ok(results['lists'])
@@ -145,6 +146,7 @@ def test_printed_training_command_quotes_its_paths(walk):
         results['printed'])[-2:] == [f'data_root={data}', 'num_classes=3']
 
 
+@pytest.mark.slow
 def test_pasted_command_trains_on_the_folder(walk):
     base, results = walk
     log = _ok(results['train'])
@@ -164,6 +166,7 @@ def test_pasted_command_trains_on_the_folder(walk):
     assert not osp.exists(osp.join(ROOT, 'work_dirs', 'mopro_r50_custom'))
 
 
+@pytest.mark.slow
 def test_test_tool_reads_the_checkpoint_and_folder(walk):
     base, results = walk
     log = _ok(results['test'])
@@ -173,6 +176,7 @@ def test_test_tool_reads_the_checkpoint_and_folder(walk):
     assert os.listdir(osp.join(base, TEST_DIR))
 
 
+@pytest.mark.slow
 def test_noise_cleaning_writes_its_out_file(walk):
     base, results = walk
     _ok(results['clean'])
@@ -183,6 +187,7 @@ def test_noise_cleaning_writes_its_out_file(walk):
     assert osp.isfile(osp.join(base, CLEAN_DIR, 'noise_cleaning_summary.json'))
 
 
+@pytest.mark.slow
 def test_the_runs_copy_of_the_config_trains_as_a_config(walk):
     base, results = walk
     log = _ok(results['from_copy'])

@@ -256,6 +256,7 @@ def test_a_pipe_url_from_the_config_reads_the_shards(tmp_path, webvision_root):
         list(failing)
 
 
+@pytest.mark.slow
 def test_resume_over_shards_is_exact(tmp_path, webvision_root):
     """2 epochs straight with 2 persistent workers == 1 epoch, stop,
     --resume, 1 more, loading in the process: the v1 recipe (random views)
@@ -303,6 +304,7 @@ def test_epoch_hook_sets_the_epoch_and_checks_the_batch(
     assert dataset._state[:2].tolist() == [4, 9]
 
 
+@pytest.mark.slow
 def test_gpu_data_path_over_shards_in_an_iteration_based_loop(
         tmp_path, webvision_root, monkeypatch):
     """configs/mopro_r50_webvision_v1_gpu_data.py (record bytes to the
