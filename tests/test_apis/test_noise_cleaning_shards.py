@@ -3,6 +3,7 @@ by record key, and the cleaned-label config trains on them over the same
 shards (docs/shards.md)."""
 import glob
 import json
+import multiprocessing
 import os.path as osp
 
 import pytest
@@ -17,7 +18,7 @@ from helpers import ROOT
 from helpers.configs import (tiny_mopro_options, tool_config,
                              untrained_checkpoint)
 from helpers.data import make_webvision
-from helpers.shards import make_shards
+from helpers.shards import clean_as_rank, make_shards
 
 CONFIG = osp.join(ROOT, 'configs', 'mopro_r50_webvision_v1.py')
 CRT = osp.join(ROOT, 'configs', 'crt_r50_webvision_v1.py')
@@ -25,7 +26,7 @@ K = 4
 # an untrained classifier, scaled up: confident, image-dependent
 # predictions, so that some images keep their label, some are relabelled
 # and some are declared OOD
-CLEANING = {'model.alpha': 1.0, 'model.threshold': 0.42}
+CLEANING = {'model.alpha': 1.0, 'model.threshold': 0.5}
 
 
 @pytest.fixture(scope='module')
@@ -36,6 +37,7 @@ def data(tmp_path_factory):
     shards = make_shards(root, str(tmp / 'shards'), num_classes=K,
                          shard_records=6)
     options = tiny_mopro_options(root, str(tmp / 'unused'), K)
+    torch.manual_seed(0)
     ckpt = untrained_checkpoint(CONFIG, options, str(tmp / 'mopro.pth'))
     state = torch.load(ckpt)
     state['state_dict']['classifier.weight'] *= 50
@@ -103,6 +105,36 @@ def test_report_shows_shard_images(cleaned):
     assert summary['total']['ood'] and summary['total']['relabelled']
     for name in ('ood_samples', 'relabelled_samples', 'class_changes'):
         assert osp.getsize(osp.join(work, f'{name}.png')) > 1000
+
+
+def test_three_processes_gather_the_same_cleaning(data, cleaned, tmp_path):
+    # 40 records on 3 processes: shares of 14, 13 and 13 records, the last
+    # two repeating their last record once; rank 0 writes what one
+    # process writes
+    root, shards, ckpt, _ = data
+    options = tiny_mopro_options(root, str(tmp_path / 'work'), K)
+    options.update(CLEANING, data_format='shards', shard_root=shards)
+    out = str(tmp_path / 'pseudo_label.json')
+    ctx = multiprocessing.get_context('spawn')
+    procs = [
+        ctx.Process(
+            target=clean_as_rank,
+            args=(rank, 3, str(tmp_path / 'init'), CONFIG, options, ckpt, out))
+        for rank in range(3)
+    ]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(300)
+    assert [proc.exitcode for proc in procs] == [0, 0, 0]
+    summary, by_shard, _ = cleaned['shards']
+    with open(out) as f:
+        assert json.load(f) == by_shard
+    with open(osp.join(options['work_dir'],
+                       'noise_cleaning_summary.json')) as f:
+        written = json.load(f)
+    assert written['total'] == summary['total']
+    assert written['per_class'] == summary['per_class']
 
 
 def crt_train_set(root, shards, labels, **dataset):
