@@ -6,8 +6,10 @@ r"""Clean the noisy training set with a trained MoPro model (Section 4.3).
     torchrun --nproc_per_node 8 tools/noise_cleaning.py CONFIG CKPT \
         --out ... --launcher pytorch
 
-Writes ``--out`` (``{relative/path: label}``, OOD images removed; the
-training list of ``configs/crt_r50_webvision_v1.py``), and, in the work dir,
+Writes ``--out`` (``{relative/path: label}``; with ``--cfg-options
+data_format=shards shard_root=...`` ``{"shards": {shard: {record key:
+label}}}``; OOD images removed; the training set of
+``configs/crt_r50_webvision_v1.py``), and, in the work dir,
 ``noise_cleaning_summary.json`` (counts relabelled / OOD / kept, per class)
 and the PNG report (OOD samples, relabelled samples, per-class changes):
 ``mopro.apis.clean_noisy_dataset``.
@@ -26,8 +28,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = tool_parser(__doc__)
     add_config_args(parser)
     add_checkpoint_args(parser)
-    parser.add_argument('--out', required=True,
-                        help='cleaned list (JSON {relative/path: label})')
+    parser.add_argument(
+        '--out', required=True,
+        help='cleaned labels (JSON {relative/path: label}, or by '
+        'shard and record key over shards)')
     parser.add_argument('--batch-size', type=positive_int, default=256,
                         help='images per batch and GPU')
     parser.add_argument('--num-workers', type=non_negative_int, default=8)

@@ -2,7 +2,7 @@
 Section 4.3; ``tools/noise_cleaning.py``)."""
 import os
 import os.path as osp
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Union
 
 import numpy as np
 import torch
@@ -15,9 +15,12 @@ from mmpretrain.registry import DATASETS, MODELS
 from ..checkpoint import load_model_weights
 from ..config import config_files
 from ..datasets.image_list_dataset import ImageListDataset, check_bad_fraction
+from ..datasets.shards import ShardDataset
+from ..datasets.shards.labels import group_by_shard
 from ..engine.launch import check_launched_gpu, init_launched_group
-from ..evaluation.noise_cleaning import (UNREADABLE_LABEL, clean_dataset,
-                                         cleaned_list, summarize)
+from ..evaluation.noise_cleaning import (UNREADABLE_LABEL, Cleaning,
+                                         clean_dataset, cleaned_list,
+                                         summarize)
 from ..utils.device import compile_only_on_cuda, default_device
 from ..utils.errors import ConfigError
 from ..utils.fileio import write_json
@@ -25,18 +28,32 @@ from ..utils.outputs import check_output_dir, check_output_file, files_read
 from ..visualization import save_report
 
 SUMMARY_NAME = 'noise_cleaning_summary.json'
+Dataset = Union[ImageListDataset, ShardDataset]
 
 
-def build_cleaning_dataset(cfg: Config) -> ImageListDataset:
-    """The training set of the config, with the test (val) pipeline."""
-    if cfg.get('data_format') == 'shards':
-        raise ConfigError('noise cleaning reads the image lists, not shards: '
-                          'leave out data_format=shards')
+def build_cleaning_dataset(cfg: Config, batch_size: int) -> Dataset:
+    """The training set of the config, with the test (val) pipeline; over
+    shards (``data_format=shards``) in test mode: every record once, in
+    the index's order, in batches of ``batch_size``."""
     dataset_cfg = cfg.train_dataloader.dataset.copy()
     dataset_cfg.pipeline = cfg.val_dataloader.dataset.pipeline
+    if dataset_cfg.get('type') == 'ShardDataset':
+        dataset_cfg.update(test_mode=True, batch_size=batch_size)
     dataset = DATASETS.build(dataset_cfg)
     dataset.full_init()
     return dataset
+
+
+def cleaned_labels(dataset: Dataset, cleaning: Cleaning) -> dict:
+    """The ``--out`` file's object: ``{relative/path: label}`` of a list,
+    by shard and record key over shards
+    (:mod:`mopro.datasets.shards.labels`), the kept images only."""
+    if not isinstance(dataset, ShardDataset):
+        return cleaned_list(cleaning.keys, cleaning.pseudo)
+    kept = np.flatnonzero(cleaning.pseudo >= 0)
+    shards = [dataset.index.shards[dataset.shard_of(i)].name for i in kept]
+    return group_by_shard(shards, [cleaning.keys[i] for i in kept],
+                          cleaning.pseudo[kept])
 
 
 def check_outputs(cfg: Config, checkpoint: str, out: str, num_images: int,
@@ -54,7 +71,7 @@ def check_outputs(cfg: Config, checkpoint: str, out: str, num_images: int,
         what='summary')
 
 
-def check_unreadable(dataset: ImageListDataset, pseudo: np.ndarray) -> None:
+def check_unreadable(dataset: Dataset, pseudo: np.ndarray) -> None:
     """The training set's limit on undecodable images,
     ``train_dataloader.dataset.max_bad_fraction`` (1 % by default), applied
     to the complete count of the pass: above it the data is broken rather
@@ -93,8 +110,9 @@ def clean_noisy_dataset(cfg: Config, checkpoint: str, out: str,
     of ``checkpoint`` (the training-time rule, eq. 4-5) and return the
     summary.
 
-    Writes ``out`` (``{relative/path: label}``, OOD and unreadable images
-    removed: the training list of ``configs/crt_r50_webvision_v1.py``)
+    Writes ``out`` (``{relative/path: label}``, over shards
+    ``{"shards": {shard: {record key: label}}}``, OOD and unreadable images
+    removed: the training set of ``configs/crt_r50_webvision_v1.py``)
     and, in the work dir, ``noise_cleaning_summary.json`` (counts
     relabelled / OOD / kept, per class) and the PNG report (OOD samples,
     relabelled samples, per-class changes). Every output is checked before
@@ -117,16 +135,16 @@ def clean_noisy_dataset(cfg: Config, checkpoint: str, out: str,
     model = MODELS.build(cfg.model)
     load_model_weights(model, checkpoint, trust=trust_checkpoint)
     with files_read() as lists:
-        dataset = build_cleaning_dataset(cfg)
+        dataset = build_cleaning_dataset(cfg, batch_size)
     check_outputs(cfg, checkpoint, out, len(dataset), lists)
     device = _cleaning_device(device)
     model.to(device)
     logger.info(f'noise cleaning of {len(dataset)} images with '
                 f'{checkpoint} (alpha={model.alpha}, '
                 f'threshold={model.threshold})')
-    pseudo = clean_dataset(model, dataset, batch_size, num_workers, device)
+    cleaning = clean_dataset(model, dataset, batch_size, num_workers, device)
+    pseudo, original = cleaning.pseudo, cleaning.original
     check_unreadable(dataset, pseudo)
-    original = dataset.get_gt_labels()
     summary = summarize(original, pseudo, model.num_classes)
     if get_dist_info()[0] != 0:
         return summary
@@ -135,7 +153,7 @@ def clean_noisy_dataset(cfg: Config, checkpoint: str, out: str,
                indent=1)
     figures = save_report(dataset, original, pseudo, summary, cfg.work_dir,
                           num_show)
-    write_json(out, cleaned_list(dataset, pseudo), indent=None)
+    write_json(out, cleaned_labels(dataset, cleaning), indent=None)
     total = summary['total']
     logger.info(f'{total["images"]} images: {total["kept"]} kept, '
                 f'{total["relabelled"]} relabelled, {total["ood"]} OOD, '

@@ -9,7 +9,9 @@ sampler (an iterable dataset orders itself), and adds ``ShardEpochHook``.
 ``shard_indexes`` names the index of each loader read from shards
 (``train``, and ``val`` or ``test`` where given, e.g.
 ``shard_indexes.val=val-index.json``); the other loaders keep reading
-the image lists under ``data_root``.
+the image lists under ``data_root``. A cleaned-label config
+(``CleanedWebVision``) keeps its ``pseudo_label_file``: over shards, the
+file noise cleaning wrote over the same shards.
 """
 from typing import Any, Dict, Optional
 
@@ -26,7 +28,8 @@ DEFAULT_INDEXES = dict(train='train-index.json')
 # <stage>_dataloader.dataset.<key>
 SHARED_KEYS = ('pipeline', 'num_classes', 'max_bad_fraction', 'metainfo',
                'test_mode')
-SHARD_KEYS = ('streams', 'shuffle_buffer', 'shard_url', 'seed')
+SHARD_KEYS = ('streams', 'shuffle_buffer', 'shard_url', 'seed',
+              'pseudo_label_file')
 
 
 def use_shards(cfg: Config, shard_root: str, index: str = 'train-index.json',

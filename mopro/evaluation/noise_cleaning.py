@@ -12,7 +12,8 @@ the summary (counts per class); the visual report (paper Figures 3 and 4)
 is :func:`mopro.visualization.save_report`.
 """
 import contextlib
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import (Dict, Iterator, List, NamedTuple, Optional, Sequence,
+                    Tuple, Union)
 
 import numpy as np
 import torch
@@ -20,9 +21,11 @@ from mmengine.dataset import default_collate
 from mmengine.dist import all_gather_object, get_dist_info
 from mmengine.utils import ProgressBar
 from mmpretrain.structures import DataSample
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import (DataLoader, Dataset, IterableDataset,
+                              get_worker_info)
 
 from ..datasets.image_list_dataset import ImageListDataset
+from ..datasets.shards import ShardDataset
 from ..datasets.transforms import ImageDecodeError
 from ..models.noise_correction import OOD_LABEL, correct_labels
 
@@ -30,9 +33,31 @@ from ..models.noise_correction import OOD_LABEL, correct_labels
 UNREADABLE_LABEL = -2
 
 
+class Cleaning(NamedTuple):
+    """The pass over a training set, by sample index: the corrected
+    label (or ``OOD_LABEL``, ``UNREADABLE_LABEL``), the original label,
+    and the image's key (its relative path in a list, its record key in
+    shards)."""
+    pseudo: np.ndarray
+    original: np.ndarray
+    keys: List[str]
+
+
+def _load(dataset: Union[ImageListDataset, ShardDataset], info: dict,
+          key: str) -> dict:
+    """``info`` through the dataset's pipeline with its index, label and
+    key; an undecodable image gives ``data=None``."""
+    item = dict(idx=info['sample_idx'], label=info['gt_label'], key=key)
+    try:
+        item['data'] = dataset.pipeline(info)
+    except ImageDecodeError:
+        item['data'] = None
+    return item
+
+
 class _InferenceView(Dataset):
-    """Test-transformed samples of an :class:`ImageListDataset`, by index;
-    an undecodable image gives ``None`` instead of another sample."""
+    """Test-transformed samples of an :class:`ImageListDataset`, by index
+    (:func:`_load`)."""
 
     def __init__(self, dataset: ImageListDataset,
                  indices: Sequence[int]) -> None:
@@ -44,18 +69,36 @@ class _InferenceView(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         idx = self.indices[i]
-        try:
-            data = self.dataset.pipeline(self.dataset.get_data_info(idx))
-        except ImageDecodeError:
-            return dict(idx=idx, data=None)
-        return dict(idx=idx, data=data)
+        return _load(self.dataset, self.dataset.get_data_info(idx),
+                     self.dataset.images.path(idx))
+
+
+class _ShardInferenceView(IterableDataset):
+    """Test-transformed samples of a test-mode :class:`ShardDataset`:
+    this rank's share of the records, in the index's order
+    (:meth:`ShardDataset.test_infos`), split among the dataloader
+    workers (:func:`_load`)."""
+
+    def __init__(self, dataset: ShardDataset) -> None:
+        self.dataset = dataset
+
+    def __iter__(self) -> Iterator[dict]:
+        info = get_worker_info()
+        worker, workers = (0, 1) if info is None else (info.id,
+                                                       info.num_workers)
+        for sample in self.dataset.test_infos(worker, workers):
+            yield _load(self.dataset, sample, sample['record_key'])
 
 
 def _collate(items: List[dict]) -> dict:
+    """The decoded samples (``good``) batched, and the index, label and
+    key of every item, the decoded ones first."""
     good = [it for it in items if it['data'] is not None]
+    bad = [it for it in items if it['data'] is None]
     return dict(
-        idx=[it['idx'] for it in good],
-        bad=[it['idx'] for it in items if it['data'] is None],
+        idx=[it['idx']
+             for it in good + bad], labels=[it['label'] for it in good + bad],
+        keys=[it['key'] for it in good + bad], good=len(good),
         batch=default_collate([it['data'] for it in good]) if good else None)
 
 
@@ -91,18 +134,21 @@ def correct_batch(model: torch.nn.Module,
     return samples, correct_inputs(model, inputs, labels).cpu()
 
 
-def clean_dataset(model: torch.nn.Module, dataset: ImageListDataset,
+def clean_dataset(model: torch.nn.Module, dataset: Union[ImageListDataset,
+                                                         ShardDataset],
                   batch_size: int = 256, num_workers: int = 8,
                   device: Optional[torch.device] = None,
-                  progress: bool = True) -> np.ndarray:
-    """Corrected label of every training image (all ranks).
+                  progress: bool = True) -> Cleaning:
+    """Corrected label, original label and key of every training image
+    (all ranks).
 
-    Each rank processes the shard ``rank::world_size``; the shards are
-    all-gathered, so every rank returns the full array: the new label,
-    ``OOD_LABEL`` (-1) for out-of-distribution images, or
-    ``UNREADABLE_LABEL`` (-2) for files that cannot be decoded. On GPU the
-    encoder runs under bf16 autocast in channels-last layout; the
-    correction itself is computed in float32.
+    Each rank processes its share (``rank::world_size`` of a list; of
+    shards, a test-mode :class:`ShardDataset`'s consecutive share, which
+    reads each shard on one rank); the shares are all-gathered, so every
+    rank returns the whole pass: the new label, ``OOD_LABEL`` (-1) for
+    out-of-distribution images, or ``UNREADABLE_LABEL`` (-2) for images
+    that cannot be decoded. On GPU the encoder runs under bf16 autocast in
+    channels-last layout; the correction itself is computed in float32.
     """
     rank, world_size = get_dist_info()
     device = device or next(model.parameters()).device
@@ -110,38 +156,43 @@ def clean_dataset(model: torch.nn.Module, dataset: ImageListDataset,
     if device.type == 'cuda':
         model.to(memory_format=torch.channels_last)
         model.channels_last = True
-    shard = range(rank, len(dataset), world_size)
-    loader = DataLoader(
-        _InferenceView(dataset,
-                       shard), batch_size=batch_size, num_workers=num_workers,
-        collate_fn=_collate, pin_memory=device.type == 'cuda')
+    view = _ShardInferenceView(dataset) \
+        if isinstance(dataset, ShardDataset) else \
+        _InferenceView(dataset, range(rank, len(dataset), world_size))
+    loader = DataLoader(view, batch_size=batch_size, num_workers=num_workers,
+                        collate_fn=_collate, pin_memory=device.type == 'cuda')
     bar = ProgressBar(len(dataset)) if progress and rank == 0 else None
-    idx_out, label_out = [], []
+    idx_out, label_out, original_out, key_out = [], [], [], []
     for item in loader:
         if item['batch'] is not None:
-            idx_out.extend(item['idx'])
             label_out.append(correct_batch(model, item['batch'])[1])
-        idx_out.extend(item['bad'])
-        label_out.append(torch.full((len(item['bad']), ), UNREADABLE_LABEL))
+        label_out.append(
+            torch.full((len(item['idx']) - item['good'], ), UNREADABLE_LABEL))
+        idx_out += item['idx']
+        original_out += item['labels']
+        key_out += item['keys']
         if bar is not None:
-            bar.update(world_size * (len(item['idx']) + len(item['bad'])))
+            bar.update(world_size * len(item['idx']))
     labels = torch.cat(label_out).numpy() if label_out else np.zeros(0)
     pseudo = np.full(len(dataset), UNREADABLE_LABEL, dtype=np.int64)
+    original = np.zeros(len(dataset), dtype=np.int64)
+    keys = [''] * len(dataset)
     gathered = all_gather_object(
-        (np.asarray(idx_out, np.int64), labels.astype(np.int64)))
-    for idx, lab in gathered:
+        (np.asarray(idx_out, np.int64), labels.astype(np.int64),
+         np.asarray(original_out, np.int64), key_out))
+    for idx, lab, orig, rank_keys in gathered:
         pseudo[idx] = lab
-    return pseudo
+        original[idx] = orig
+        for i, key in zip(idx, rank_keys):
+            keys[i] = key
+    return Cleaning(pseudo, original, keys)
 
 
-def cleaned_list(dataset: ImageListDataset,
-                 pseudo: np.ndarray) -> Dict[str, int]:
-    """``{relative path: label}`` of the kept images (OOD and unreadable
-    images removed), the training list of classifier re-training."""
-    return {
-        dataset.images.path(i): int(lab)
-        for i, lab in enumerate(pseudo) if lab >= 0
-    }
+def cleaned_list(keys: Sequence[str], pseudo: np.ndarray) -> Dict[str, int]:
+    """``{key: label}`` of the kept images (OOD and unreadable images
+    removed): for a list, ``{relative path: label}``, the training list of
+    classifier re-training."""
+    return {key: int(lab) for key, lab in zip(keys, pseudo) if lab >= 0}
 
 
 def summarize(original: np.ndarray, pseudo: np.ndarray,

@@ -6,8 +6,9 @@ random OOD images with their web labels (as the paper's Figure 3), random
 relabelled images with ``original -> corrected`` labels (Figure 4), and a
 chart of how many images each class lost and gained.
 """
+import io
 import os.path as osp
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import IO, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -29,7 +30,7 @@ def class_name(classes: Sequence[str], label: int) -> str:
     return str(classes[label]) if 0 <= label < len(classes) else str(label)
 
 
-def _thumbnail(path: str, size: int) -> np.ndarray:
+def _thumbnail(path: Union[str, IO[bytes]], size: int) -> np.ndarray:
     """A square crop of the image, scaled down to ``size`` pixels (never
     up: the figure scales small images, which keeps the file small)."""
     with Image.open(path) as img:
@@ -148,8 +149,12 @@ def save_report(dataset: ImageListDataset, original: np.ndarray,
     def name(label) -> str:
         return class_name(classes, int(label))
 
-    def image(i) -> str:
-        return dataset.get_data_info(int(i))['img_path']
+    def image(i) -> Union[str, IO[bytes]]:
+        # a shard record's image is its bytes (ShardDataset's img_bytes)
+        info = dataset.get_data_info(int(i))
+        if 'img_bytes' in info:
+            return io.BytesIO(info['img_bytes'])
+        return info['img_path']
 
     def captions(names: List[str], indices: np.ndarray,
                  is_right: Callable[[int], bool]):

@@ -72,3 +72,18 @@ def evaluate_as_rank(rank: int, world: int, init_file: str, shards: str,
         with open(osp.join(out, 'collected.json'), 'w') as f:
             json.dump(dict(collected=collected, rank0=keys), f)
     dist.destroy_process_group()
+
+
+def clean_as_rank(rank: int, world: int, init_file: str, config: str,
+                  options: dict, checkpoint: str, out: str) -> None:
+    """One process of a gloo group: ``tools/noise_cleaning.py``'s work
+    (``clean_noisy_dataset``) on ``config`` with ``options``, batches of 3
+    over 2 dataloader workers; rank 0 writes ``out`` and the work dir."""
+    from mopro.apis import clean_noisy_dataset
+    from helpers.configs import tool_config
+    dist.init_process_group('gloo', init_method=f'file://{init_file}',
+                            rank=rank, world_size=world)
+    cfg = tool_config(config, options, work_dir=options['work_dir'])
+    clean_noisy_dataset(cfg, checkpoint, out, batch_size=3, num_workers=2,
+                        device='cpu')
+    dist.destroy_process_group()

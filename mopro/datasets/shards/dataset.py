@@ -17,6 +17,7 @@ from ..image_list_dataset import check_bad_fraction, indexed_metainfo
 from ..seeding import seeded_rngs
 from ..transforms import ImageDecodeError
 from .index import ShardIndex, read_index
+from .labels import read_shard_labels
 from .records import Record, read_records
 from .streams import (Piece, open_shard, record_pieces, shard_location,
                       shard_order, split_ranges)
@@ -73,6 +74,12 @@ class ShardDataset(IterableDataset):
     once, in shares of equal length that mmengine's result collection puts
     back together (:func:`rank_share`).
 
+    With ``pseudo_label_file`` (noise cleaning's output over these shards,
+    :mod:`~mopro.datasets.shards.labels`) only the records it names are
+    read, with its labels: the ranges, quota and test shares are cut from
+    the kept records, so every rank still runs the same number of
+    iterations.
+
     Args:
         data_root: the folder of the index.
         index: the index file, relative to ``data_root``.
@@ -90,6 +97,8 @@ class ShardDataset(IterableDataset):
             folder. Only this setting runs commands, never the index.
         num_classes: the classes trained; must match the index.
         max_bad_fraction: tolerated fraction of undecodable images.
+        pseudo_label_file: the cleaned labels to train on, by shard and
+            record key; default: every record with its own label.
     """
 
     def __init__(self, data_root: str, index: str = 'train-index.json',
@@ -98,6 +107,7 @@ class ShardDataset(IterableDataset):
                  shard_url: Optional[str] = None,
                  num_classes: Optional[int] = None, test_mode: bool = False,
                  max_bad_fraction: float = 0.01,
+                 pseudo_label_file: Optional[str] = None,
                  metainfo: Optional[dict] = None,
                  lazy_init: bool = False) -> None:
         self.data_root = data_root
@@ -119,6 +129,7 @@ class ShardDataset(IterableDataset):
         self.max_bad_fraction = check_number(
             max_bad_fraction, 'train_dataloader.dataset.max_bad_fraction', 0,
             1)
+        self.pseudo_label_file = pseudo_label_file
         self._metainfo = metainfo
         # epoch (-1: not set), seed, rank, world size and whether epochs
         # follow each other in one pass, in shared memory: set in the main
@@ -142,12 +153,32 @@ class ShardDataset(IterableDataset):
             raise ConfigError(
                 f'{self.index_path}: shards of {index.num_classes} classes '
                 f'but dataset num_classes={self.num_classes}')
+        self._labels = None
+        self._counts = [s.records for s in index.shards]
+        kept = ''
+        if self.pseudo_label_file is not None:
+            self._labels = read_shard_labels(self.pseudo_label_file, index)
+            self._counts = [
+                len(self._labels.get(s.name, ())) for s in index.shards
+            ]
+            kept = f' ({sum(self._counts):,} kept by {self.pseudo_label_file})'
+        self._offsets = np.cumsum([0] + self._counts)
         self.index = index
-        self._offsets = np.cumsum([0] + [s.records for s in index.shards])
         print_log(
             f'ShardDataset at {self.data_root}: {index.num_records:,} '
-            f'images of {index.num_classes} classes in '
+            f'images{kept} of {index.num_classes} classes in '
             f'{len(index.shards)} shards', logger='current')
+
+    @property
+    def num_records(self) -> int:
+        """The records read: the index's, or those the pseudo-label file
+        keeps."""
+        self.full_init()
+        return int(self._offsets[-1])
+
+    def describe(self) -> str:
+        """The dataset in error messages."""
+        return f'ShardDataset at {self.data_root}'
 
     @property
     def metainfo(self) -> dict:
@@ -173,11 +204,11 @@ class ShardDataset(IterableDataset):
         """Samples each stream yields per epoch."""
         self.full_init()
         streams = world_size * self.streams
-        quota = self.index.num_records // streams
+        quota = self.num_records // streams
         quota -= quota % self.batch_size
         if quota == 0:
             raise ConfigError(
-                f'{self.index_path}: {self.index.num_records} images make '
+                f'{self.index_path}: {self.num_records} images make '
                 f'no batch of {self.batch_size} in each of {world_size} '
                 f'process(es) x {self.streams} streams; lower the batch '
                 'size or dataset streams')
@@ -186,7 +217,7 @@ class ShardDataset(IterableDataset):
     def __len__(self) -> int:
         self.full_init()
         if self.test_mode:
-            return self.index.num_records
+            return self.num_records
         return self.streams * self.quota(get_dist_info()[1])
 
     def _rank_and_world(self) -> Tuple[int, int]:
@@ -227,9 +258,8 @@ class ShardDataset(IterableDataset):
                        seed: int) -> Iterator[dict]:
         rank, world = self._rank_and_world()
         quota = self.quota(world)
-        counts = [s.records for s in self.index.shards]
-        order = shard_order(len(counts), seed, epoch, shuffle=True)
-        ranges = split_ranges(counts, order, world * self.streams)
+        order = shard_order(len(self._counts), seed, epoch, shuffle=True)
+        ranges = split_ranges(self._counts, order, world * self.streams)
         first = rank * self.streams
         streams = {
             v: self._stream(ranges[first + v], (seed, epoch, first + v))
@@ -250,23 +280,39 @@ class ShardDataset(IterableDataset):
             yield from shuffled(self._read(pieces), self.shuffle_buffer, rng)
 
     def _read(self, pieces: List[Piece]) -> Iterator[Item]:
+        """The records of ``pieces``, numbered among the records read
+        (all, or those the pseudo-label file keeps, with its labels)."""
         for piece in pieces:
             name = self.index.shards[piece.shard].name
             location = shard_location(name, self.index.folder, self.shard_url)
+            kept = None if self._labels is None else self._labels[name]
             with open_shard(location) as f, \
                     contextlib.closing(read_records(f, location)) as records:
                 count = 0
                 for record in records:
                     if count >= piece.stop:
                         break
+                    if kept is not None:
+                        if record.key not in kept:
+                            continue
+                        record = record._replace(label=kept[record.key])
                     if count >= piece.start:
                         yield record, piece.shard, count
                     count += 1
                 if count < piece.stop:
-                    raise DataError(
-                        f'{location}: ends after {count} records, the index '
-                        f'says {self.index.shards[piece.shard].records}: the '
-                        'shard is cut; convert the lists again')
+                    raise DataError(self._short_shard(location, piece, count))
+
+    def _short_shard(self, location: str, piece: Piece, count: int) -> str:
+        """The error of a shard that yielded ``count`` records, fewer than
+        ``piece`` needs."""
+        if self._labels is None:
+            return (f'{location}: ends after {count} records, the index '
+                    f'says {self.index.shards[piece.shard].records}: the '
+                    'shard is cut; convert the lists again')
+        return (f'{location}: holds {count} of the '
+                f'{self._counts[piece.shard]} records that '
+                f'{self.pseudo_label_file} keeps of it: a cut shard, or '
+                'labels of other shards')
 
     def _sample(self, item: Item) -> dict:
         record, shard, number = item
@@ -299,18 +345,28 @@ class ShardDataset(IterableDataset):
         print_log(
             f'skipping undecodable image ({self.num_bad} so far in this '
             f'worker): {err}', logger='current', level=30)
-        check_bad_fraction(f'ShardDataset at {self.data_root}', self.num_bad,
+        check_bad_fraction(self.describe(), self.num_bad,
                            self.num_loaded + self.num_bad,
                            self.max_bad_fraction,
                            'train_dataloader.dataset.max_bad_fraction')
 
     def _test_samples(self, worker: int, workers: int) -> Iterator[dict]:
-        """This rank's share of the records in the index's order
-        (:func:`rank_share`), its batches split among the workers in
-        consecutive blocks: the last worker, whose block ends the rank's
-        share, yields the last batch."""
+        for info in self.test_infos(worker, workers):
+            data = self.pipeline(info)
+            if data is None:
+                raise DataError(f'{info["record_key"]}: the pipeline '
+                                'dropped it')
+            yield data
+
+    def test_infos(self, worker: int = 0, workers: int = 1) -> Iterator[dict]:
+        """The samples, before the pipeline, of this rank's share of the
+        records in the index's order (:func:`rank_share`), its batches
+        split among the workers in consecutive blocks: the last worker,
+        whose block ends the rank's share, yields the last batch (and the
+        padding repeat)."""
+        self.full_init()
         rank, world = self._rank_and_world()
-        counts = [s.records for s in self.index.shards]
+        counts = self._counts
         lo, hi, pad = rank_share(sum(counts), rank, world)
         batch = self.batch_size or 1
         batches = -(-(hi - lo + pad) // batch)
@@ -321,17 +377,28 @@ class ShardDataset(IterableDataset):
                                lo + min(last, hi - lo))
         item = None
         for item in self._read(pieces):
-            yield self._test_sample(item)
+            yield self._sample(item)
         if pad and last == hi - lo + 1:
             if item is None:  # the block holds the padding alone
                 *_, item = self._read(record_pieces(counts, order, hi - 1, hi))
-            yield self._test_sample(item)
+            yield self._sample(item)
 
-    def _test_sample(self, item: Item) -> dict:
-        data = self.pipeline(self._sample(item))
-        if data is None:
-            raise DataError(f'{item[0].key}: the pipeline dropped it')
-        return data
+    def get_data_info(self, idx: int) -> dict:
+        """Sample ``idx`` (its ``sample_idx``: the position among the
+        records read, in the index's order) before the pipeline, read from
+        its shard's start (for a few samples, as the noise cleaning report
+        shows)."""
+        shard = self.shard_of(idx)
+        number = idx - int(self._offsets[shard])
+        item, = self._read([Piece(shard, number, number + 1)])
+        return self._sample(item)
+
+    def shard_of(self, idx: int) -> int:
+        """The shard (its position in the index) of sample ``idx``."""
+        self.full_init()
+        if not 0 <= idx < self.num_records:
+            raise IndexError(f'sample {idx} of {self.num_records}')
+        return int(np.searchsorted(self._offsets, idx, side='right')) - 1
 
 
 def rank_share(total: int, rank: int, world: int) -> Tuple[int, int, int]:

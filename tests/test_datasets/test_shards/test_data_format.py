@@ -3,7 +3,6 @@ import os.path as osp
 
 import pytest
 
-from mopro.apis.noise_cleaning import build_cleaning_dataset
 from mopro.utils.errors import ConfigError
 from helpers import ROOT
 from helpers.configs import tool_config
@@ -61,14 +60,6 @@ def test_webvision_configs_switch_with_their_settings():
 def test_switch_errors(options, message):
     with pytest.raises(ConfigError, match=message):
         tool_config(CUSTOM, custom_options(**options))
-
-
-def test_noise_cleaning_refuses_shards():
-    cfg = tool_config(CUSTOM,
-                      custom_options(data_format='shards', shard_root='x'))
-    with pytest.raises(ConfigError, match='noise cleaning reads the image '
-                       'lists'):
-        build_cleaning_dataset(cfg)
 
 
 def test_test_tool_over_shards_equals_lists(tmp_path, capsys, monkeypatch):
