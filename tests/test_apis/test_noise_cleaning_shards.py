@@ -107,6 +107,7 @@ def test_report_shows_shard_images(cleaned):
         assert osp.getsize(osp.join(work, f'{name}.png')) > 1000
 
 
+@pytest.mark.slow
 def test_three_processes_gather_the_same_cleaning(data, cleaned, tmp_path):
     # 40 records on 3 processes: shares of 14, 13 and 13 records, the last
     # two repeating their last record once; rank 0 writes what one
