@@ -315,6 +315,8 @@ def test_gpu_data_path_over_shards_in_an_iteration_based_loop(
     from helpers.gpu_views import gpu_data_cfg, train_recording
     shards = make_shards(webvision_root, str(tmp_path / 'shards'))
     cfg = gpu_data_cfg(webvision_root, str(tmp_path / 'work'), max_iters=16)
+    # one checkpoint, at the end (one per iteration would be 2 GB)
+    cfg.default_hooks.checkpoint.interval = 16
     use_shards(cfg, shards)
     seen, _ = train_recording(cfg, monkeypatch)
     # 32 records, 8 streams of 4, a batch of 4: 8 iterations a pass
