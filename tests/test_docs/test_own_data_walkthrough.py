@@ -156,22 +156,34 @@ def walkthrough(page, tmp_path_factory):
     cwd = str(tmp_path_factory.mktemp('own_data'))
     data = positional(page['lists'])[0]
     make_images(osp.join(cwd, data))
+    return cwd, run_page(page, cwd,
+                         lambda step, argv: ci_args(tool_of(argv), argv))
+
+
+def run_page(page: Dict[str, List[str]], cwd: str, args_of) -> dict:
+    """Run a page's commands (``{step: argv}``) in ``cwd`` one after the
+    other, each tool with ``args_of(step, argv)``; a failed command ends
+    the walk. ``{step: completed process}``."""
     results = {}
     for step, argv in page.items():
-        tool = tool_of(argv)
-        results[step] = run(tool, ci_args(tool, argv), cwd)
+        results[step] = run(tool_of(argv), args_of(step, argv), cwd)
         if results[step].returncode != 0:
             break
-    return cwd, results
+    return results
 
 
-def _ok(results, step):
+def step_output(results: dict, step: str, doc: str) -> str:
+    """The output of ``step``, which must have run and succeeded (a step
+    after a failed command of ``doc`` did not run)."""
     if step not in results:
-        pytest.fail(f'{step}: not run, an earlier command of '
-                    'docs/own_data.md failed')
+        pytest.fail(f'{step}: not run, an earlier command of {doc} failed')
     result = results[step]
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     return result.stdout + result.stderr
+
+
+def _ok(results, step):
+    return step_output(results, step, 'docs/own_data.md')
 
 
 def test_page_names_the_recipe_and_its_last_checkpoint(page):

@@ -12,11 +12,11 @@ import os.path as osp
 import pytest
 from test_own_data_walkthrough import (CI_EPOCHS, SMALL, SMALL_TRAINING,
                                        bash_commands, option, positional,
-                                       tool_of, with_cfg_options)
+                                       run_page, step_output, tool_of,
+                                       with_cfg_options)
 
 from mopro.checkpoint import load_checkpoint
 from helpers import ROOT
-from helpers.commands import run
 from helpers.data import write_image
 
 DOC = osp.join(ROOT, 'docs', 'shards.md')
@@ -55,21 +55,11 @@ def walkthrough(page, tmp_path_factory):
         for i in range(12):
             write_image(
                 osp.join(cwd, data, name, f'{i:03d}.jpg'), 12 * label + i)
-    results = {}
-    for step, argv in page.items():
-        results[step] = run(tool_of(argv), ci_args(step, argv), cwd)
-        if results[step].returncode != 0:
-            break
-    return cwd, results
+    return cwd, run_page(page, cwd, ci_args)
 
 
 def _ok(results, step):
-    if step not in results:
-        pytest.fail(f'{step}: not run, an earlier command of '
-                    'docs/shards.md failed')
-    result = results[step]
-    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    return result.stdout + result.stderr
+    return step_output(results, step, 'docs/shards.md')
 
 
 @pytest.mark.slow

@@ -18,27 +18,15 @@ what each entry holds). It prints JSON (``--out`` also writes it). Bytes
 do not depend on the machine; Linux only (/proc counters).
 """
 import argparse
-import math
 from typing import Dict
 
 from mopro.analysis.comm_benchmark import CommBenchmarkSettings, benchmark_comm
 from mopro.analysis.timing import check_publish, publish
 from mopro.config import load_config
 from mopro.utils.cli import (ConfigOptionsAction, non_negative_int,
-                             positive_int, positive_list, settings_from_args,
-                             tool_parser)
+                             positive_float, positive_int, positive_list,
+                             settings_from_args, tool_parser)
 from mopro.utils.errors import run_tool
-
-
-def _positive_number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f'expected a number, got {text!r}') from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f'{text}: must be above 0')
-    return value
 
 
 def _world_sizes(text: str):
@@ -67,7 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--project-to', type=positive_list(int),
                         default=[8, 64,
                                  512], help='world sizes of the projection')
-    parser.add_argument('--bandwidth-gbit-s', type=_positive_number,
+    parser.add_argument('--bandwidth-gbit-s', type=positive_float,
                         default=400.0,
                         help='network bandwidth per GPU of the projection')
     parser.add_argument('--out', help='also write the JSON here')
