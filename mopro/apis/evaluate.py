@@ -3,13 +3,13 @@
 from typing import Dict, List, Optional, Sequence
 
 from mmengine.config import Config
-from mmengine.runner import Runner
 from mmpretrain.utils import get_ori_model
 
 from ..checkpoint import load_model_weights
 from ..config import check_config_copy
 from ..engine.launch import adapt_to_device
 from ..engine.run_checks import check_run_config
+from ..engine.runner import MoProRunner
 from ..utils.errors import ConfigError
 from ..utils.outputs import check_output_dir
 
@@ -61,7 +61,7 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str,
     check_run_config(cfg, train=False, sets=sets)
     adapt_to_device(cfg)
     cfg.load_from = None
-    runner = Runner.from_cfg(cfg)
+    runner = MoProRunner.from_cfg(cfg)
     load_model_weights(
         get_ori_model(runner.model), checkpoint, trust=trust_checkpoint)
     metrics = {}

@@ -1,10 +1,13 @@
 """The Runner of ``tools/train.py``: strict checkpoint loading, a message
 hub whose histories append in constant time, the training process's
-intra-op threads set on purpose, a copy of the config that trains."""
+intra-op threads set on purpose, a copy of the config that trains, a
+timestamp of its own."""
 import os.path as osp
-from typing import Optional
+import time
+from typing import Optional, Set
 
-from mmengine.dist import master_only
+import torch
+from mmengine.dist import broadcast, master_only
 from mmengine.logging import MessageHub
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
@@ -15,6 +18,31 @@ from mopro.config.top_level_keys import without_unread_keys
 from mopro.utils.device import default_device
 from .message_hub import grow_histories
 from .threads import intra_op_threads, set_intra_op_threads
+
+#: the timestamps of the Runners made in this process
+_TIMESTAMPS_TAKEN: Set[str] = set()
+
+
+def own_timestamp(timestamp: str) -> str:
+    """``timestamp`` (mmengine's ``%Y%m%d_%H%M%S`` of rank 0's clock), or
+    the first later second no Runner of this process has taken.
+
+    mmengine names a run's logger, message hub, visualizer and log folder
+    after its config and timestamp, and returns the existing object of a
+    name already taken: a second run of the same config started within
+    the same second (a sweep, training then evaluating in one script)
+    would log into the first run's file, start from its message hub and
+    write its config into the first run's folder (an error once that is
+    gone). Every rank makes the same Runners in the same order, so all of
+    them wait here alike and agree on rank 0's clock afterwards.
+    """
+    while timestamp in _TIMESTAMPS_TAKEN:
+        time.sleep(1 - time.time() % 1)
+        now = torch.tensor(time.time(), dtype=torch.float64)
+        broadcast(now)
+        timestamp = time.strftime('%Y%m%d_%H%M%S', time.localtime(now.item()))
+    _TIMESTAMPS_TAKEN.add(timestamp)
+    return timestamp
 
 
 @RUNNERS.register_module()
@@ -37,7 +65,9 @@ class MoProRunner(Runner):
       (:mod:`mopro.engine.threads`), set before the model is built and
       logged once;
     - a copy of the config in the work dir that trains as a config of its
-      own (:func:`mopro.config.top_level_keys.without_unread_keys`).
+      own (:func:`mopro.config.top_level_keys.without_unread_keys`);
+    - a timestamp no other Runner of the process has (:func:`own_timestamp`),
+      so that two runs never share a logger, message hub or log folder.
     """
 
     trust_checkpoint = False
@@ -51,9 +81,11 @@ class MoProRunner(Runner):
         self.logger.info(self._threads_line)
 
     def setup_env(self, env_cfg: dict) -> None:
-        """mmengine's environment set-up, then the intra-op threads, before
-        anything is built (logged once the logger is)."""
+        """mmengine's environment set-up, the run's own timestamp, then the
+        intra-op threads, before anything is built (logged once the logger
+        is)."""
         super().setup_env(env_cfg)
+        self._timestamp = own_timestamp(self._timestamp)
         self._threads_line = set_intra_op_threads(
             env_cfg.get('intra_op_threads', 'auto'),
             default_device().type)
