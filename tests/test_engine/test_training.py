@@ -144,8 +144,10 @@ def test_worker_crash_on_one_rank_stops_every_rank(webvision_root, tmp_path):
 def test_dist_train_refuses_a_global_batch_above_the_queue(
         webvision_root, tmp_path):
     """A batch of 4 fits a queue of 4 on one process, not on the 2 that
-    dist_train.sh starts: each rank says so in one line before its Runner
-    is built (no work dir, no log folder, no process group)."""
+    dist_train.sh starts: a rank says so in one line before its Runner is
+    built (no work dir, no log folder, no process group). Both ranks check;
+    torchrun stops the other as soon as one exits, so on a loaded machine
+    only the first may get to print."""
     work_dir = tmp_path / 'work'
     result = _dist_train_v1(webvision_root, str(work_dir),
                             {'model.queue_len': 4})
@@ -153,7 +155,8 @@ def test_dist_train_refuses_a_global_batch_above_the_queue(
     message = ('error: model.queue_len=4 is smaller than the global batch 8 '
                '(train_dataloader.batch_size=4 x 2 process(es)): MoPro '
                'enqueues every batch')
-    assert result.stderr.splitlines().count(message) == 2, result.stderr
+    assert result.stderr.splitlines().count(message) in (1, 2), \
+        result.stderr
     assert not work_dir.exists()
 
 
