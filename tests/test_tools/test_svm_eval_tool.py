@@ -1,8 +1,10 @@
 """tools/svm_eval.py (mopro.evaluation.low_shot.run_svm_benchmark) end to
 end on a tiny VOC layout and a tiny ResNet-18 MoPro (CPU), the --features
-SVM stage, and its one-line errors."""
+SVM stage, the benchmark's splits in shards (lists_to_shards.py
+voc07|places205), and its one-line errors."""
 import json
 import os
+import os.path as osp
 
 import numpy as np
 import pytest
@@ -10,10 +12,12 @@ import torch
 from PIL import Image
 
 import mopro.evaluation.low_shot as low_shot
-from mopro.datasets.lowshot import VOC07_CLASSES
+from mopro.datasets.lowshot import VOC07_CLASSES, image_dir
+from mopro.datasets.shards import read_index
 from mopro.evaluation.low_shot import SVMBenchmarkSettings, run_svm_benchmark
-from helpers.commands import call_tool, run_tools
+from helpers.commands import call_tool, run_tools, tool_module
 from helpers.configs import tiny_mopro_cfg
+from helpers.shards import shard_records
 
 C = len(VOC07_CLASSES)
 MODEL = tiny_mopro_cfg(
@@ -53,6 +57,29 @@ def voc_root(tmp_path_factory):
         for i in ids:
             pixels = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
             Image.fromarray(pixels).save(voc / 'JPEGImages' / f'{i:06d}.jpg')
+    return root
+
+
+@pytest.fixture(scope='module')
+def places_root(tmp_path_factory):
+    """Places205 in the released code's layout: 3 scenes, 2 training and
+    1 validation image each."""
+    root = tmp_path_factory.mktemp('places')
+    images = root / 'data/vision/torralba/deeplearning/images256'
+    lists = root / 'trainvalsplit_places205'
+    lists.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for split, per_class in (('train', 2), ('val', 1)):
+        lines = []
+        for c, scene in enumerate(('abbey', 'bar', 'canyon')):
+            for i in range(per_class):
+                rel = f'{scene[0]}/{scene}/{split}{i}.jpg'
+                (images / rel).parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(
+                    rng.integers(0, 256, (40, 52, 3),
+                                 dtype=np.uint8)).save(images / rel)
+                lines.append(f'{rel} {c}\n')
+        (lists / f'{split}_places205.csv').write_text(''.join(lines))
     return root
 
 
@@ -332,26 +359,10 @@ def test_arguments_required_without_features(tiny_model, tmp_path,
         '--ignore-difficult applies to voc07 only', [])
 
 
-def test_places205_layout_end_to_end(tiny_model, tmp_path):
+def test_places205_layout_end_to_end(tiny_model, places_root, tmp_path):
     config, ckpt, _ = tiny_model
-    root = tmp_path / 'places'
-    images = root / 'data/vision/torralba/deeplearning/images256'
-    lists = root / 'trainvalsplit_places205'
-    lists.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for split, per_class in (('train', 2), ('val', 1)):
-        lines = []
-        for c, scene in enumerate(('abbey', 'bar', 'canyon')):
-            for i in range(per_class):
-                rel = f'{scene[0]}/{scene}/{split}{i}.jpg'
-                (images / rel).parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(
-                    rng.integers(0, 256, (40, 52, 3),
-                                 dtype=np.uint8)).save(images / rel)
-                lines.append(f'{rel} {c}\n')
-        (lists / f'{split}_places205.csv').write_text(''.join(lines))
     work = tmp_path / 'work'
-    run('places205', config, ckpt, data_root=root, work_dir=work,
+    run('places205', config, ckpt, data_root=places_root, work_dir=work,
         **dict(FAST, shots=[1]))
     with np.load(work / 'features_places205.npz') as npz:
         assert npz['test_feats'].shape == (3, 512)
@@ -634,3 +645,68 @@ def test_contradicting_flags_are_refused(tiny_model, voc_root, tmp_path):
         'error: --crop 64 is larger than --resize 32 (the short side it is '
         'cut from); use --crop <= --resize')
     assert not any(os.path.exists(w) for w in works)
+
+
+# ----------------------------------------------------------------------
+# the benchmark's splits in shards: lists_to_shards.py voc07|places205
+CONVERTER = tool_module('dataset_converters/lists_to_shards')
+
+
+def convert_splits(capsys, monkeypatch, dataset, data_root, out):
+    """The converter's commands for the benchmark's two splits, 4 records
+    a shard, into ``out``."""
+    _, train_split, test_split, _ = low_shot.SPLITS[dataset]
+    for split in (train_split, test_split):
+        result = call_tool(CONVERTER, [
+            dataset, data_root, '--out', out, '--split', split,
+            '--shard-records', 4, '--workers', 1
+        ], capsys, monkeypatch)
+        assert result.code == 0, result.stderr
+    return out
+
+
+@pytest.fixture
+def roots(voc_root, places_root):
+    return dict(voc07=voc_root, places205=places_root)
+
+
+@pytest.mark.parametrize('dataset', ['voc07', 'places205'])
+def test_benchmark_shards_hold_the_readers_images(dataset, roots, tmp_path,
+                                                  capsys, monkeypatch):
+    # record i of a split is the reader's image i, its bytes as they were;
+    # its label is the Places205 class, or -1 (no single class) for VOC07
+    data_root = str(roots[dataset])
+    out = convert_splits(capsys, monkeypatch, dataset, data_root,
+                         tmp_path / 'shards')
+    reader, train_split, test_split, columns = low_shot.SPLITS[dataset]
+    folder = image_dir(dataset, data_root)
+    for split in (train_split, test_split):
+        paths, labels = reader(data_root, split)
+        index = read_index(str(out / f'{split}-index.json'))
+        records = {r.key: r for r in shard_records(index)}
+        assert sorted(records) == [
+            f'{split}-{i:09d}' for i in range(len(paths))
+        ]
+        for i, path in enumerate(paths):
+            record = records[f'{split}-{i:09d}']
+            assert osp.join(folder, record.meta['path']) == path
+            with open(path, 'rb') as f:
+                assert record.image == f.read()
+            assert record.label == (-1 if columns else labels[i])
+        lists = osp.join('VOC2007', 'ImageSets', 'Main',
+                         f'{{class}}_{split}.txt') if columns else osp.join(
+                             'trainvalsplit_places205',
+                             f'{split}_places205.csv')
+        assert index.lists == [
+            dict(name=split, file=lists, records=len(paths))
+        ]
+        assert (index.num_classes,
+                index.classes) == ((C, list(VOC07_CLASSES)) if columns else
+                                   (205, []))
+    wrong = call_tool(CONVERTER, [
+        dataset, data_root, '--out', tmp_path / 'other', '--split',
+        'test' if dataset == 'places205' else 'val', '--num-classes', 5
+    ], capsys, monkeypatch)
+    assert wrong.error == ('error: --split test: the places205 splits are '
+                           'train, val' if dataset == 'places205' else
+                           'error: --num-classes 5: VOC2007 has 20 classes')
