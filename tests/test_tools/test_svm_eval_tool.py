@@ -1,7 +1,7 @@
 """tools/svm_eval.py (mopro.evaluation.low_shot.run_svm_benchmark) end to
 end on a tiny VOC layout and a tiny ResNet-18 MoPro (CPU), the --features
-SVM stage, the benchmark's splits in shards (lists_to_shards.py
-voc07|places205), and its one-line errors."""
+SVM stage, the images read from shards (--shard-root, after
+lists_to_shards.py voc07|places205), and its one-line errors."""
 import json
 import os
 import os.path as osp
@@ -357,6 +357,10 @@ def test_arguments_required_without_features(tiny_model, tmp_path,
         dict(dataset='places205', features=tmp_path / 'f.npz',
              ignore_difficult=True),
         '--ignore-difficult applies to voc07 only', [])
+    assert_error(
+        dict(dataset='voc07', features=tmp_path / 'f.npz',
+             shard_root=tmp_path), 'error: --shard-root cannot go with '
+        '--features', [])
 
 
 def test_places205_layout_end_to_end(tiny_model, places_root, tmp_path):
@@ -648,7 +652,9 @@ def test_contradicting_flags_are_refused(tiny_model, voc_root, tmp_path):
 
 
 # ----------------------------------------------------------------------
-# the benchmark's splits in shards: lists_to_shards.py voc07|places205
+# the images from shards: lists_to_shards.py voc07|places205, then
+# svm_eval --shard-root
+SVM_EVAL = tool_module('svm_eval')
 CONVERTER = tool_module('dataset_converters/lists_to_shards')
 
 
@@ -663,6 +669,16 @@ def convert_splits(capsys, monkeypatch, dataset, data_root, out):
         ], capsys, monkeypatch)
         assert result.code == 0, result.stderr
     return out
+
+
+def svm_eval_argv(dataset, tiny_model, data_root, work, *extra):
+    """svm_eval's command line as a user types it, at the tests' size."""
+    config, ckpt, _ = tiny_model
+    return [
+        config, ckpt, '--dataset', dataset, '--data-root', data_root,
+        '--work-dir', work, '--resize', 40, '--crop', 32, '--batch-size', 4,
+        '--shots', '1,2', '--runs', 2, '--jobs', 1, '--device', 'cpu', *extra
+    ]
 
 
 @pytest.fixture
@@ -710,3 +726,89 @@ def test_benchmark_shards_hold_the_readers_images(dataset, roots, tmp_path,
     assert wrong.error == ('error: --split test: the places205 splits are '
                            'train, val' if dataset == 'places205' else
                            'error: --num-classes 5: VOC2007 has 20 classes')
+
+
+@pytest.mark.parametrize('dataset', ['voc07', 'places205'])
+def test_features_from_shards_equal_features_from_files(
+        dataset, roots, tiny_model, tmp_path, capsys, monkeypatch):
+    # the same model and pipeline give the same bytes of features, whether
+    # the images are files or shard records (read in 2 worker processes)
+    data_root = roots[dataset]
+    shards = convert_splits(capsys, monkeypatch, dataset, data_root,
+                            tmp_path / 'shards')
+    outputs, results = {}, {}
+    for name, extra in (('files', ['--num-workers', 0]),
+                        ('shards',
+                         ['--num-workers', 2, '--shard-root', shards])):
+        work = tmp_path / name
+        result = call_tool(
+            SVM_EVAL,
+            svm_eval_argv(dataset, tiny_model, data_root, work, *extra),
+            capsys, monkeypatch)
+        assert result.code == 0, result.stderr
+        with np.load(work / f'features_{dataset}.npz') as npz:
+            outputs[name] = {k: npz[k] for k in npz.files}
+        results[name] = result.value['results']
+    files, from_shards = outputs['files'], outputs['shards']
+    assert sorted(files) == sorted(from_shards)
+    for key in files:
+        if key != 'meta':
+            np.testing.assert_array_equal(from_shards[key], files[key])
+    assert from_shards['test_feats'].shape[0] == len(files['test_labels'])
+    assert results['shards'] == results['files']
+    shard_meta, file_meta = (
+        json.loads(str(o['meta'])) for o in (from_shards, files))
+    assert shard_meta == dict(file_meta, shard_root=str(shards))
+
+
+def test_images_missing_from_the_shards_are_named_first(
+        voc_root, tiny_model, tmp_path, capsys, monkeypatch):
+    # two images the converter found undecodable (not written), one of a
+    # split and one of the other; then a shard root without the test
+    # split, and an index that names a command: each one line, before the
+    # model is built, nothing written
+    jpegs = voc_root / 'VOC2007' / 'JPEGImages'
+    bad = [jpegs / '000004.jpg', jpegs / '000012.jpg']
+    saved = [image.read_bytes() for image in bad]
+    try:
+        for image in bad:
+            image.write_bytes(b'not a jpeg')
+        shards = convert_splits(capsys, monkeypatch, 'voc07', voc_root,
+                                tmp_path / 'shards')
+    finally:
+        for image, data in zip(bad, saved):
+            image.write_bytes(data)
+    only_trainval = tmp_path / 'only_trainval'
+    only_trainval.mkdir()
+    for name in os.listdir(shards):
+        if name.startswith('trainval-'):
+            os.symlink(shards / name, only_trainval / name)
+    command = tmp_path / 'commands'
+    command.mkdir()
+    index = json.loads((shards / 'test-index.json').read_text())
+    index['shards'][0]['name'] = f'pipe:touch {tmp_path / "ran"}'
+    (command / 'test-index.json').write_text(json.dumps(index))
+    os.symlink(shards / 'trainval-index.json', command / 'trainval-index.json')
+    monkeypatch.setattr(low_shot, 'build_feature_model',
+                        lambda *a, **k: pytest.fail('built the model'))
+    work = tmp_path / 'work'
+    for root, message in (
+        (shards, f'error: {bad[0]}: no shard record holds it (2 of 15 images '
+         f'missing from the shards at {shards}); convert the trainval and '
+         f'test splits of {voc_root} with lists_to_shards.py voc07 '
+         '(undecodable images are named in the index, not written)'),
+        (only_trainval, f'error: {only_trainval / "test-index.json"}: shard '
+         'index not found (written by '
+         'tools/dataset_converters/lists_to_shards.py)'),
+        (command, f'error: {command / "test-index.json"}: shards[0]: shard '
+         f"name 'pipe:touch {tmp_path / 'ran'}' is not a file name relative "
+         'to the index (commands such as pipe:... and URLs are taken only '
+         'from the config: ShardDataset shard_url)'),
+    ):
+        result = call_tool(
+            SVM_EVAL,
+            svm_eval_argv('voc07', tiny_model, voc_root, work, '--shard-root',
+                          root), capsys, monkeypatch)
+        assert result.error == message
+        assert not os.path.exists(work)
+    assert not os.path.exists(tmp_path / 'ran')
