@@ -7,11 +7,15 @@ writes ``WORK_DIR/svm_<dataset>.json`` and ``.md`` (mean ± std, as Table 2).
 Only the training images that some draw uses are encoded
 (``mopro.evaluation.low_shot``). Examples::
 
-    python tools/svm_eval.py configs/mopro_r50_webvision1k.py epoch_90.pth \
+    python tools/svm_eval.py configs/mopro_r50_webvision_v1.py epoch_90.pth \
         --dataset voc07 --data-root data/VOCdevkit
+    # the images from shards of the two splits (lists_to_shards.py voc07)
+    python tools/svm_eval.py configs/mopro_r50_webvision_v1.py epoch_90.pth \
+        --dataset voc07 --data-root data/VOCdevkit \
+        --shard-root data/voc07_shards
     # SVM stage alone, from the cached features
     python tools/svm_eval.py --dataset voc07 \
-        --features work_dirs/svm_eval/mopro_r50_webvision1k/features_voc07.npz
+        --features work_dirs/svm_eval/mopro_r50_webvision_v1/features_voc07.npz
 """
 import argparse
 import os
@@ -35,6 +39,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     add_checkpoint_args(parser, optional=True)
     add('--dataset', required=True, choices=sorted(SPLITS))
     add('--data-root', help='dataset root (see README)')
+    add(
+        '--shard-root', help='read the images from the shards of the '
+        'training and test splits in this folder (<split>-index.json, '
+        'written by lists_to_shards.py voc07|places205); labels and splits '
+        'still come from --data-root')
     add(
         '--work-dir', help='output folder (default: '
         'work_dirs/svm_eval/<config or features name>)')

@@ -24,9 +24,14 @@ Places205 (layout of the released code's ``DataLoader/Places_dataset.py``)::
 Image paths in the lists are relative to
 ``DATA_ROOT/data/vision/torralba/deeplearning/images256`` when that folder
 exists, else to ``DATA_ROOT``; labels are integers 0..204.
+
+:func:`image_dir` names, per dataset, the folder the images lie under: the
+shards of a split (``lists_to_shards.py voc07|places205``) record each
+image's path relative to it, and ``tools/svm_eval.py --shard-root`` finds
+the images the readers name by that path.
 """
 import os
-from typing import List, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -113,9 +118,14 @@ def read_voc07(data_root: str, split: str) -> Tuple[List[str], np.ndarray]:
         columns.append(labels)
     if not image_ids:
         raise DataError(f'{main}: the {split} split lists no images')
-    images = os.path.join(root, 'JPEGImages')
+    images = voc07_image_dir(data_root)
     paths = [os.path.join(images, f'{i}.jpg') for i in image_ids]
     return paths, np.asarray(columns, dtype=np.int8).T.copy()
+
+
+def voc07_image_dir(data_root: str) -> str:
+    """The folder of the VOC2007 images (``VOC2007/JPEGImages``)."""
+    return os.path.join(voc2007_dir(data_root), 'JPEGImages')
 
 
 def places205_image_dir(data_root: str) -> str:
@@ -158,3 +168,23 @@ def read_places205(data_root: str, split: str) -> Tuple[List[str], np.ndarray]:
     if not paths:
         raise DataError(f'{path}: lists no images')
     return paths, np.asarray(labels, dtype=np.int64)
+
+
+# dataset -> (list reader, the folder its image paths lie under)
+LOWSHOT_DATASETS: Dict[str, Tuple[Callable, Callable]] = {
+    'voc07': (read_voc07, voc07_image_dir),
+    'places205': (read_places205, places205_image_dir),
+}
+
+
+def image_dir(dataset: str, data_root: str) -> str:
+    """The folder that ``dataset``'s image paths lie under."""
+    return LOWSHOT_DATASETS[dataset][1](data_root)
+
+
+def relative_paths(paths: Sequence[str], folder: str) -> List[str]:
+    """``paths`` relative to ``folder``: the image paths of a split as its
+    shard records hold them (``path`` in their metadata), whatever
+    spelling of the data root the reader was given."""
+    folder = os.path.abspath(folder)
+    return [os.path.relpath(p, folder) for p in paths]

@@ -20,6 +20,7 @@ from mmengine.utils import ProgressBar
 from mmpretrain.registry import MODELS, TRANSFORMS
 from torch.utils.data import DataLoader, Dataset
 
+from ..datasets.shards.lookup import ShardImage
 from ..utils.device import compile_only_on_cuda, default_device
 from ..utils.errors import ConfigError, DataError
 from ..utils.fileio import atomic_path
@@ -40,20 +41,30 @@ def feature_pipeline(resize: int = 256, crop: int = 224) -> List[dict]:
     ]
 
 
-class ImagePathDataset(Dataset):
-    """Images given by path, through an mmpretrain transform pipeline."""
+# an image file's path, or an image read already (a shard record)
+ImageInput = Union[str, ShardImage]
 
-    def __init__(self, img_paths: Sequence[str],
+
+class ImageDataset(Dataset):
+    """Images through an mmpretrain transform pipeline: files by path, or
+    the bytes of shard records, which ``LoadWebImage`` decodes from
+    ``img_bytes`` as it decodes a file (as ``ShardDataset`` feeds it)."""
+
+    def __init__(self, images: Sequence[ImageInput],
                  pipeline: Sequence[dict]) -> None:
-        self.img_paths = list(img_paths)
+        self.images = list(images)
         self.pipeline = Compose([TRANSFORMS.build(t) for t in pipeline])
 
     def __len__(self) -> int:
-        return len(self.img_paths)
+        return len(self.images)
 
     def __getitem__(self, index: int) -> dict:
+        image = self.images[index]
+        if isinstance(image, str):
+            return self.pipeline(dict(img_path=image, sample_idx=index))
         return self.pipeline(
-            dict(img_path=self.img_paths[index], sample_idx=index))
+            dict(img_path=image.name, img_bytes=bytearray(image.data),
+                 sample_idx=index))
 
 
 def check_image_files(paths: Sequence[str]) -> None:
@@ -107,7 +118,7 @@ def encode_batch(model: torch.nn.Module, inputs: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def extract_features(model: torch.nn.Module, img_paths: Sequence[str],
+def extract_features(model: torch.nn.Module, images: Sequence[ImageInput],
                      pipeline: Sequence[dict], batch_size: int = 256,
                      num_workers: int = 8, device: Optional[str] = None,
                      progress: bool = True) -> np.ndarray:
@@ -115,23 +126,23 @@ def extract_features(model: torch.nn.Module, img_paths: Sequence[str],
 
     Args:
         model: a model with ``data_preprocessor`` and ``extract_feat``.
-        img_paths: image files.
+        images: image files, or images read from shards
+            (:func:`~mopro.datasets.shards.lookup.read_images_by_path`).
         pipeline: transforms (:func:`feature_pipeline`).
         batch_size: images per forward pass.
         num_workers: data loading processes.
         device: ``'cuda'``, ``'cpu'``...; CUDA when available if None.
         progress: show a progress bar.
     """
-    if not img_paths:
+    if not images:
         raise DataError('no images to extract features from')
     device = default_device(device)
     on_gpu = device.type == 'cuda'
     model = prepare_for_inference(model, device)
     loader = DataLoader(
-        ImagePathDataset(img_paths,
-                         pipeline), batch_size=batch_size, shuffle=False,
+        ImageDataset(images, pipeline), batch_size=batch_size, shuffle=False,
         num_workers=num_workers, collate_fn=default_collate, pin_memory=on_gpu)
-    bar = ProgressBar(len(img_paths)) if progress else None
+    bar = ProgressBar(len(images)) if progress else None
     chunks = []
     for batch in loader:
         inputs = model.data_preprocessor(batch, False)['inputs']

@@ -11,7 +11,10 @@ training images some draw uses and the test set of VOC07 (trainval / test)
 or Places205 (train / val), caches the features in
 ``WORK_DIR/features_<dataset>.npz`` (or reads them back), and writes
 ``WORK_DIR/svm_<dataset>.json`` and ``.md``. Every input and output is
-checked before any image is encoded.
+checked before any image is encoded. With ``shard_root`` the images come
+from the shards of the two splits (``lists_to_shards.py voc07|places205``),
+found by their paths; the labels and the splits still come from
+``data_root``'s list files.
 """
 import json
 import os
@@ -22,7 +25,10 @@ import numpy as np
 from mmengine.logging import print_log
 
 from ..checkpoint import load_model_weights
-from ..datasets.lowshot import VOC07_CLASSES, read_places205, read_voc07
+from ..datasets.lowshot import (VOC07_CLASSES, image_dir, read_places205,
+                                read_voc07, relative_paths)
+from ..datasets.shards.index import index_name
+from ..datasets.shards.lookup import ShardImage, read_images_by_path
 from ..utils.errors import DataError, UserError
 from ..utils.fileio import write_json, write_text
 from ..utils.outputs import check_output_dir, check_output_file
@@ -182,6 +188,7 @@ class SVMBenchmarkSettings:
     config: Optional[str] = None  # model config (unless features)
     checkpoint: Optional[str] = None  # this project's or the released code's
     data_root: Optional[str] = None  # dataset root (unless features)
+    shard_root: Optional[str] = None  # images from shards of the splits
     work_dir: Optional[str] = None  # default: work_dirs/svm_eval/<name>
     features: Optional[str] = None  # cached features: the SVM stage alone
     trust_checkpoint: bool = False  # unpickle arbitrary objects
@@ -236,8 +243,8 @@ def check_settings(settings: SVMBenchmarkSettings) -> None:
                                                              '--data-root'))
     if s.features:
         unused = [
-            name for value, name in (*inputs, (s.cfg_options, '--cfg-options'))
-            if value
+            name for value, name in (*inputs, (s.shard_root, '--shard-root'),
+                                     (s.cfg_options, '--cfg-options')) if value
         ]
         if unused:
             raise UserError(f'{", ".join(unused)} cannot go with '
@@ -255,6 +262,9 @@ def check_settings(settings: SVMBenchmarkSettings) -> None:
         raise FileNotFoundError(f'{s.config}: no such config file')
     if not os.path.isdir(s.data_root):
         raise FileNotFoundError(f'{s.data_root}: no such data root directory')
+    if s.shard_root and not os.path.isdir(s.shard_root):
+        raise FileNotFoundError(f'{s.shard_root}: no such shard root '
+                                'directory')
 
 
 def _check_outputs(settings: SVMBenchmarkSettings,
@@ -281,23 +291,27 @@ def extract_split_features(settings: SVMBenchmarkSettings,
     (train_paths, train_labels), (test_paths, test_labels) = splits
     index = np.unique(np.concatenate(list(samples.values())))
     paths = [train_paths[i] for i in index] + test_paths
-    check_image_files(paths)
+    if settings.shard_root:
+        images = shard_images(settings, paths)
+    else:
+        check_image_files(paths)
+        images = paths
     model = build_feature_model(settings.config, settings.cfg_options)
     load_model_weights(model, settings.checkpoint,
                        trust=settings.trust_checkpoint, submodule='backbone')
     print_log(
         f'encoding {len(index)} training and {len(test_paths)} test '
         'images', logger='current')
-    feats = extract_features(model, paths,
+    feats = extract_features(model, images,
                              feature_pipeline(settings.resize, settings.crop),
                              batch_size=settings.batch_size,
                              num_workers=settings.num_workers,
                              device=settings.device)
     require_finite_features(feats, f'features of {settings.checkpoint}')
     meta = dict(config=settings.config, checkpoint=settings.checkpoint,
-                data_root=settings.data_root, resize=settings.resize,
-                crop=settings.crop, seed=settings.seed, shots=settings.shots,
-                runs=settings.runs)
+                data_root=settings.data_root, shard_root=settings.shard_root,
+                resize=settings.resize, crop=settings.crop, seed=settings.seed,
+                shots=settings.shots, runs=settings.runs)
     data = dict(
         dataset=np.array(settings.dataset), train_feats=feats[:len(index)],
         train_index=index, train_labels=train_labels,
@@ -309,6 +323,41 @@ def extract_split_features(settings: SVMBenchmarkSettings,
     print_log(f'wrote {path}', logger='current')
     data['path'] = path
     return data
+
+
+def shard_images(settings: SVMBenchmarkSettings,
+                 paths: Sequence[str]) -> List[ShardImage]:
+    """The images at ``paths`` (as the split readers name them), in that
+    order, read from the shards of the training and the test split in
+    ``shard_root`` (``<split>-index.json``, the converter's names), found
+    by their paths relative to the dataset's image folder. The shards are
+    read once, before the model is built; the images' bytes are held in
+    memory until they are encoded (about the size of their files).
+
+    Raises:
+        DataError: one line naming the first image no record holds, how
+            many are missing, and the shard root.
+    """
+    _, train_split, test_split, _ = SPLITS[settings.dataset]
+    relative = relative_paths(paths,
+                              image_dir(settings.dataset, settings.data_root))
+    print_log(
+        f'reading {len(paths)} images from the shards at '
+        f'{settings.shard_root}', logger='current')
+    found = read_images_by_path([
+        os.path.join(settings.shard_root, index_name(split))
+        for split in (train_split, test_split)
+    ], relative)
+    missing = [p for p, r in zip(paths, relative) if r not in found]
+    if missing:
+        raise DataError(
+            f'{missing[0]}: no shard record holds it ({len(missing)} of '
+            f'{len(paths)} images missing from the shards at '
+            f'{settings.shard_root}); convert the {train_split} and '
+            f'{test_split} splits of {settings.data_root} with '
+            f'lists_to_shards.py {settings.dataset} (undecodable images are '
+            'named in the index, not written)')
+    return [found[r] for r in relative]
 
 
 def _load_features(settings: SVMBenchmarkSettings) -> tuple:

@@ -2,14 +2,16 @@
 them."""
 import json
 import os.path as osp
+from typing import List
 
 import torch
 import torch.distributed as dist
 from mmengine.dist import collect_results
 from torch.utils.data import DataLoader
 
-from mopro.datasets.shards import (Conversion, ListSettings, ShardDataset,
-                                   convert, read_source_lists)
+from mopro.datasets.shards import (Conversion, ListSettings, Record,
+                                   ShardDataset, ShardIndex, convert,
+                                   read_records, read_source_lists)
 from mopro.datasets.shards.sources import class_names
 
 
@@ -26,6 +28,16 @@ def make_shards(data_root: str, out: str, kind: str = 'webvision',
                    shard_records=shard_records, workers=1), num_classes,
         class_names(lists_settings), report=lambda line: None)
     return out
+
+
+def shard_records(index: ShardIndex) -> List[Record]:
+    """Every record of the shards of ``index``, in the index's order."""
+    records = []
+    for shard in index.shards:
+        path = osp.join(index.folder, shard.name)
+        with open(path, 'rb') as f:
+            records += list(read_records(f, path))
+    return records
 
 
 def record_keys(batch: list) -> list:

@@ -1,8 +1,10 @@
 """tools/svm_eval.py (mopro.evaluation.low_shot.run_svm_benchmark) end to
 end on a tiny VOC layout and a tiny ResNet-18 MoPro (CPU), the --features
-SVM stage, and its one-line errors."""
+SVM stage, the images read from shards (--shard-root, after
+lists_to_shards.py voc07|places205), and its one-line errors."""
 import json
 import os
+import os.path as osp
 
 import numpy as np
 import pytest
@@ -10,10 +12,12 @@ import torch
 from PIL import Image
 
 import mopro.evaluation.low_shot as low_shot
-from mopro.datasets.lowshot import VOC07_CLASSES
+from mopro.datasets.lowshot import VOC07_CLASSES, image_dir
+from mopro.datasets.shards import read_index
 from mopro.evaluation.low_shot import SVMBenchmarkSettings, run_svm_benchmark
-from helpers.commands import call_tool, run_tools
+from helpers.commands import call_tool, run_tools, tool_module
 from helpers.configs import tiny_mopro_cfg
+from helpers.shards import shard_records
 
 C = len(VOC07_CLASSES)
 MODEL = tiny_mopro_cfg(
@@ -53,6 +57,29 @@ def voc_root(tmp_path_factory):
         for i in ids:
             pixels = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
             Image.fromarray(pixels).save(voc / 'JPEGImages' / f'{i:06d}.jpg')
+    return root
+
+
+@pytest.fixture(scope='module')
+def places_root(tmp_path_factory):
+    """Places205 in the released code's layout: 3 scenes, 2 training and
+    1 validation image each."""
+    root = tmp_path_factory.mktemp('places')
+    images = root / 'data/vision/torralba/deeplearning/images256'
+    lists = root / 'trainvalsplit_places205'
+    lists.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for split, per_class in (('train', 2), ('val', 1)):
+        lines = []
+        for c, scene in enumerate(('abbey', 'bar', 'canyon')):
+            for i in range(per_class):
+                rel = f'{scene[0]}/{scene}/{split}{i}.jpg'
+                (images / rel).parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(
+                    rng.integers(0, 256, (40, 52, 3),
+                                 dtype=np.uint8)).save(images / rel)
+                lines.append(f'{rel} {c}\n')
+        (lists / f'{split}_places205.csv').write_text(''.join(lines))
     return root
 
 
@@ -330,28 +357,16 @@ def test_arguments_required_without_features(tiny_model, tmp_path,
         dict(dataset='places205', features=tmp_path / 'f.npz',
              ignore_difficult=True),
         '--ignore-difficult applies to voc07 only', [])
+    assert_error(
+        dict(dataset='voc07', features=tmp_path / 'f.npz',
+             shard_root=tmp_path), 'error: --shard-root cannot go with '
+        '--features', [])
 
 
-def test_places205_layout_end_to_end(tiny_model, tmp_path):
+def test_places205_layout_end_to_end(tiny_model, places_root, tmp_path):
     config, ckpt, _ = tiny_model
-    root = tmp_path / 'places'
-    images = root / 'data/vision/torralba/deeplearning/images256'
-    lists = root / 'trainvalsplit_places205'
-    lists.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for split, per_class in (('train', 2), ('val', 1)):
-        lines = []
-        for c, scene in enumerate(('abbey', 'bar', 'canyon')):
-            for i in range(per_class):
-                rel = f'{scene[0]}/{scene}/{split}{i}.jpg'
-                (images / rel).parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(
-                    rng.integers(0, 256, (40, 52, 3),
-                                 dtype=np.uint8)).save(images / rel)
-                lines.append(f'{rel} {c}\n')
-        (lists / f'{split}_places205.csv').write_text(''.join(lines))
     work = tmp_path / 'work'
-    run('places205', config, ckpt, data_root=root, work_dir=work,
+    run('places205', config, ckpt, data_root=places_root, work_dir=work,
         **dict(FAST, shots=[1]))
     with np.load(work / 'features_places205.npz') as npz:
         assert npz['test_feats'].shape == (3, 512)
@@ -634,3 +649,166 @@ def test_contradicting_flags_are_refused(tiny_model, voc_root, tmp_path):
         'error: --crop 64 is larger than --resize 32 (the short side it is '
         'cut from); use --crop <= --resize')
     assert not any(os.path.exists(w) for w in works)
+
+
+# ----------------------------------------------------------------------
+# the images from shards: lists_to_shards.py voc07|places205, then
+# svm_eval --shard-root
+SVM_EVAL = tool_module('svm_eval')
+CONVERTER = tool_module('dataset_converters/lists_to_shards')
+
+
+def convert_splits(capsys, monkeypatch, dataset, data_root, out):
+    """The converter's commands for the benchmark's two splits, 4 records
+    a shard, into ``out``."""
+    _, train_split, test_split, _ = low_shot.SPLITS[dataset]
+    for split in (train_split, test_split):
+        result = call_tool(CONVERTER, [
+            dataset, data_root, '--out', out, '--split', split,
+            '--shard-records', 4, '--workers', 1
+        ], capsys, monkeypatch)
+        assert result.code == 0, result.stderr
+    return out
+
+
+def svm_eval_argv(dataset, tiny_model, data_root, work, *extra):
+    """svm_eval's command line as a user types it, at the tests' size."""
+    config, ckpt, _ = tiny_model
+    return [
+        config, ckpt, '--dataset', dataset, '--data-root', data_root,
+        '--work-dir', work, '--resize', 40, '--crop', 32, '--batch-size', 4,
+        '--shots', '1,2', '--runs', 2, '--jobs', 1, '--device', 'cpu', *extra
+    ]
+
+
+@pytest.fixture
+def roots(voc_root, places_root):
+    return dict(voc07=voc_root, places205=places_root)
+
+
+@pytest.mark.parametrize('dataset', ['voc07', 'places205'])
+def test_benchmark_shards_hold_the_readers_images(dataset, roots, tmp_path,
+                                                  capsys, monkeypatch):
+    # record i of a split is the reader's image i, its bytes as they were;
+    # its label is the Places205 class, or -1 (no single class) for VOC07
+    data_root = str(roots[dataset])
+    out = convert_splits(capsys, monkeypatch, dataset, data_root,
+                         tmp_path / 'shards')
+    reader, train_split, test_split, columns = low_shot.SPLITS[dataset]
+    folder = image_dir(dataset, data_root)
+    for split in (train_split, test_split):
+        paths, labels = reader(data_root, split)
+        index = read_index(str(out / f'{split}-index.json'))
+        records = {r.key: r for r in shard_records(index)}
+        assert sorted(records) == [
+            f'{split}-{i:09d}' for i in range(len(paths))
+        ]
+        for i, path in enumerate(paths):
+            record = records[f'{split}-{i:09d}']
+            assert osp.join(folder, record.meta['path']) == path
+            with open(path, 'rb') as f:
+                assert record.image == f.read()
+            assert record.label == (-1 if columns else labels[i])
+        lists = osp.join('VOC2007', 'ImageSets', 'Main',
+                         f'{{class}}_{split}.txt') if columns else osp.join(
+                             'trainvalsplit_places205',
+                             f'{split}_places205.csv')
+        assert index.lists == [
+            dict(name=split, file=lists, records=len(paths))
+        ]
+        assert (index.num_classes,
+                index.classes) == ((C, list(VOC07_CLASSES)) if columns else
+                                   (205, []))
+    wrong = call_tool(CONVERTER, [
+        dataset, data_root, '--out', tmp_path / 'other', '--split',
+        'test' if dataset == 'places205' else 'val', '--num-classes', 5
+    ], capsys, monkeypatch)
+    assert wrong.error == ('error: --split test: the places205 splits are '
+                           'train, val' if dataset == 'places205' else
+                           'error: --num-classes 5: VOC2007 has 20 classes')
+
+
+@pytest.mark.parametrize('dataset', ['voc07', 'places205'])
+def test_features_from_shards_equal_features_from_files(
+        dataset, roots, tiny_model, tmp_path, capsys, monkeypatch):
+    # the same model and pipeline give the same bytes of features, whether
+    # the images are files or shard records (read in 2 worker processes)
+    data_root = roots[dataset]
+    shards = convert_splits(capsys, monkeypatch, dataset, data_root,
+                            tmp_path / 'shards')
+    outputs, results = {}, {}
+    for name, extra in (('files', ['--num-workers', 0]),
+                        ('shards',
+                         ['--num-workers', 2, '--shard-root', shards])):
+        work = tmp_path / name
+        result = call_tool(
+            SVM_EVAL,
+            svm_eval_argv(dataset, tiny_model, data_root, work, *extra),
+            capsys, monkeypatch)
+        assert result.code == 0, result.stderr
+        with np.load(work / f'features_{dataset}.npz') as npz:
+            outputs[name] = {k: npz[k] for k in npz.files}
+        results[name] = result.value['results']
+    files, from_shards = outputs['files'], outputs['shards']
+    assert sorted(files) == sorted(from_shards)
+    for key in files:
+        if key != 'meta':
+            np.testing.assert_array_equal(from_shards[key], files[key])
+    assert from_shards['test_feats'].shape[0] == len(files['test_labels'])
+    assert results['shards'] == results['files']
+    shard_meta, file_meta = (
+        json.loads(str(o['meta'])) for o in (from_shards, files))
+    assert shard_meta == dict(file_meta, shard_root=str(shards))
+
+
+def test_images_missing_from_the_shards_are_named_first(
+        voc_root, tiny_model, tmp_path, capsys, monkeypatch):
+    # two images the converter found undecodable (not written), one of a
+    # split and one of the other; then a shard root without the test
+    # split, and an index that names a command: each one line, before the
+    # model is built, nothing written
+    jpegs = voc_root / 'VOC2007' / 'JPEGImages'
+    bad = [jpegs / '000004.jpg', jpegs / '000012.jpg']
+    saved = [image.read_bytes() for image in bad]
+    try:
+        for image in bad:
+            image.write_bytes(b'not a jpeg')
+        shards = convert_splits(capsys, monkeypatch, 'voc07', voc_root,
+                                tmp_path / 'shards')
+    finally:
+        for image, data in zip(bad, saved):
+            image.write_bytes(data)
+    only_trainval = tmp_path / 'only_trainval'
+    only_trainval.mkdir()
+    for name in os.listdir(shards):
+        if name.startswith('trainval-'):
+            os.symlink(shards / name, only_trainval / name)
+    command = tmp_path / 'commands'
+    command.mkdir()
+    index = json.loads((shards / 'test-index.json').read_text())
+    index['shards'][0]['name'] = f'pipe:touch {tmp_path / "ran"}'
+    (command / 'test-index.json').write_text(json.dumps(index))
+    os.symlink(shards / 'trainval-index.json', command / 'trainval-index.json')
+    monkeypatch.setattr(low_shot, 'build_feature_model',
+                        lambda *a, **k: pytest.fail('built the model'))
+    work = tmp_path / 'work'
+    for root, message in (
+        (shards, f'error: {bad[0]}: no shard record holds it (2 of 15 images '
+         f'missing from the shards at {shards}); convert the trainval and '
+         f'test splits of {voc_root} with lists_to_shards.py voc07 '
+         '(undecodable images are named in the index, not written)'),
+        (only_trainval, f'error: {only_trainval / "test-index.json"}: shard '
+         'index not found (written by '
+         'tools/dataset_converters/lists_to_shards.py)'),
+        (command, f'error: {command / "test-index.json"}: shards[0]: shard '
+         f"name 'pipe:touch {tmp_path / 'ran'}' is not a file name relative "
+         'to the index (commands such as pipe:... and URLs are taken only '
+         'from the config: ShardDataset shard_url)'),
+    ):
+        result = call_tool(
+            SVM_EVAL,
+            svm_eval_argv('voc07', tiny_model, voc_root, work, '--shard-root',
+                          root), capsys, monkeypatch)
+        assert result.error == message
+        assert not os.path.exists(work)
+    assert not os.path.exists(tmp_path / 'ran')

@@ -6,12 +6,19 @@ r"""Write image lists into tar shards for streaming (docs/shards.md).
         --workers 8
     python tools/dataset_converters/lists_to_shards.py folder \
         data/my_images --out data/my_shards --split train
+    python tools/dataset_converters/lists_to_shards.py voc07 \
+        data/VOCdevkit --out data/voc07_shards --split test
 
 KIND is ``webvision`` (V1.0/V2.0 lists of info/, ``--sources``,
 ``--list-classes 5000`` for V1.0 from the V2.0 download, ``--subset-size``
 for V0.5, ``--split val``), ``imagenet-val`` (``val/<class>/`` or
-``--ann-file``) or ``folder`` (the ``train.txt``/``val.txt`` of
-folder_to_lists.py). Writes ``<prefix>-000000.tar`` ... in WebDataset's
+``--ann-file``), ``folder`` (the ``train.txt``/``val.txt`` of
+folder_to_lists.py), or a split of the low-shot SVM benchmark
+(docs/svm_benchmark.md) as ``tools/svm_eval.py`` reads it: ``voc07``
+(``--split trainval``, ``test``, ``train`` or ``val``; 20 classes, every
+record's label -1, the multi-label annotations staying in the VOC class
+files) or ``places205`` (``--split train`` or ``val``; the class index).
+Writes ``<prefix>-000000.tar`` ... in WebDataset's
 layout (``<key>.jpg``, ``<key>.cls``, ``<key>.json``) and
 ``<prefix>-index.json``; undecodable images are named there and in the
 output, not written. Interrupted, run the same command again: finished
@@ -24,8 +31,8 @@ from typing import List, Optional
 from mopro.datasets.shards import (Conversion, ListSettings, convert,
                                    read_source_lists)
 from mopro.datasets.shards.index import check_shard_name, shard_name
-from mopro.datasets.shards.sources import (KINDS, class_names,
-                                           folder_num_classes)
+from mopro.datasets.shards.sources import (KINDS, SPLITS, class_names,
+                                           index_num_classes)
 from mopro.datasets.shards.writer import check_output_folder
 from mopro.utils.cli import (non_negative_int, positive_float, positive_int,
                              tool_parser)
@@ -51,13 +58,19 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='folder of the shards (outside data_root)')
     parser.add_argument('--prefix', type=shard_prefix,
                         help='shard name prefix (default: the split)')
-    parser.add_argument('--split', default='train', choices=['train', 'val'])
+    parser.add_argument(
+        '--split', default='train',
+        choices=sorted({s
+                        for splits in SPLITS.values()
+                        for s in splits}), help='which split (voc07: '
+        'trainval, test, train or val; the others: train or val)')
     parser.add_argument('--sources', nargs='+', default=['google', 'flickr'],
                         help='WebVision training lists')
     parser.add_argument(
         '--num-classes', type=positive_int,
         help='classes (default: 1000 for WebVision and '
-        'ImageNet, the lines of classes.txt for a folder)')
+        'ImageNet, the lines of classes.txt for a folder, 20 for VOC07, '
+        '205 for Places205)')
     parser.add_argument(
         '--list-classes', type=positive_int,
         help='classes of the WebVision lists, when more '
@@ -86,11 +99,10 @@ def main(argv: Optional[List[str]] = None):
     settings = ListSettings(args.kind, args.data_root, args.split,
                             args.sources, args.num_classes, args.list_classes,
                             args.subset_size, args.ann_file)
+    num_classes = index_num_classes(settings)
     lists = read_source_lists(settings)
     check_output_folder(args.out,
                         [args.data_root] + [s.image_root for s in lists])
-    num_classes = folder_num_classes(args.data_root, args.num_classes) \
-        if args.kind == 'folder' else args.num_classes or 1000
     conv = Conversion(args.out, args.prefix or args.split, args.shard_records,
                       args.shard_mb, args.seed, args.workers)
     index = convert(lists, conv, num_classes, class_names(settings))

@@ -9,9 +9,10 @@ from collections import Counter
 import pytest
 
 from mopro.datasets.file_list import read_file_list
-from mopro.datasets.shards import read_index, read_records
+from mopro.datasets.shards import read_index
 from mopro.datasets.shards import writer as shard_writer
 from helpers.commands import call_tool, tool_module
+from helpers.shards import shard_records
 
 TOOL = tool_module('dataset_converters/lists_to_shards')
 
@@ -28,15 +29,6 @@ def folder_bytes(folder):
         name: open(osp.join(folder, name), 'rb').read()
         for name in sorted(os.listdir(folder))
     }
-
-
-def shard_records(index):
-    records = []
-    for shard in index.shards:
-        path = osp.join(index.folder, shard.name)
-        with open(path, 'rb') as f:
-            records += list(read_records(f, path))
-    return records
 
 
 def test_shards_hold_the_lists_records_in_webdataset_layout(
