@@ -327,6 +327,37 @@ def test_gpu_data_path_over_shards_in_an_iteration_based_loop(
     assert first != second
 
 
+@pytest.mark.slow
+def test_iteration_based_resume_over_shards_repeats_the_views(
+        tmp_path, webvision_root, monkeypatch):
+    """docs/shards.md: in an iteration-based loop mmengine resumes by
+    replaying the iterations before the checkpoint. Resumed from iteration
+    9 (the second pass over the shards), iteration 10 reads the records
+    and makes the views of the uninterrupted run."""
+    from mopro.config.data_format import use_shards
+    from helpers.gpu_views import gpu_data_cfg, train_recording
+    shards = make_shards(webvision_root, str(tmp_path / 'shards'))
+
+    def cfg_of(name):
+        cfg = gpu_data_cfg(webvision_root, str(tmp_path / name), max_iters=10)
+        cfg.default_hooks.checkpoint.interval = 9  # iter_9 and the last
+        cfg.randomness = dict(seed=0, deterministic=True)
+        use_shards(cfg, shards)
+        return cfg
+
+    full, _ = train_recording(cfg_of('full'), monkeypatch)
+    cfg = cfg_of('resumed')
+    cfg.resume, cfg.load_from = True, str(tmp_path / 'full' / 'iter_9.pth')
+    resumed, _ = train_recording(cfg, monkeypatch)
+    # 32 records, 8 streams of 4, a batch of 4: 8 iterations a pass
+    assert len(full) == 10 and len(resumed) == 1
+    assert resumed[0][0] == full[9][0]
+    # the second pass's order: not what the first had at that position
+    assert full[9][0] != full[1][0]
+    for ours, theirs in zip(resumed[0][2], full[9][2]):
+        torch.testing.assert_close(ours, theirs, atol=0, rtol=0)
+
+
 def test_test_mode_reads_every_record_once_whatever_the_workers(
         tmp_path, webvision_root):
     shards = make_shards(webvision_root, str(tmp_path / 'shards'))
