@@ -170,16 +170,16 @@ def read_places205(data_root: str, split: str) -> Tuple[List[str], np.ndarray]:
     return paths, np.asarray(labels, dtype=np.int64)
 
 
-# dataset -> (list reader, the folder its image paths lie under)
-LOWSHOT_DATASETS: Dict[str, Tuple[Callable, Callable]] = {
-    'voc07': (read_voc07, voc07_image_dir),
-    'places205': (read_places205, places205_image_dir),
+# dataset -> the folder its image paths lie under
+IMAGE_DIRS: Dict[str, Callable[[str], str]] = {
+    'voc07': voc07_image_dir,
+    'places205': places205_image_dir,
 }
 
 
 def image_dir(dataset: str, data_root: str) -> str:
     """The folder that ``dataset``'s image paths lie under."""
-    return LOWSHOT_DATASETS[dataset][1](data_root)
+    return IMAGE_DIRS[dataset](data_root)
 
 
 def relative_paths(paths: Sequence[str], folder: str) -> List[str]:

@@ -9,16 +9,16 @@ would load. The splits of the low-shot SVM benchmark (``voc07``,
 ``tools/svm_eval.py`` would open.
 """
 import os.path as osp
-from typing import List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ...utils.errors import ConfigError, DataError
 from ..custom_list import CustomImageList, read_class_names
 from ..file_list import ImageList
-from ..lowshot import (LOWSHOT_DATASETS, PLACES205_LIST_DIR, PLACES205_SPLITS,
-                       VOC07_CLASSES, VOC07_SPLITS, relative_paths,
-                       voc2007_dir)
+from ..lowshot import (PLACES205_LIST_DIR, PLACES205_SPLITS, VOC07_CLASSES,
+                       VOC07_SPLITS, image_dir, read_places205, read_voc07,
+                       relative_paths, voc2007_dir)
 from ..webvision import TRAIN_SOURCES, ImageNetVal, WebVision
 
 # kind -> the splits it has (``--split``)
@@ -112,13 +112,13 @@ def _folder(s: ListSettings) -> List[SourceList]:
     ]
 
 
-def _lowshot_split(s: ListSettings) -> Tuple[List[str], np.ndarray, str]:
-    """A split of a low-shot benchmark dataset as the benchmark's reader
-    reads it: its image paths relative to the dataset's image folder, its
-    labels, and that folder."""
-    reader, image_dir = LOWSHOT_DATASETS[s.kind]
+def _lowshot_split(s: ListSettings,
+                   reader: Callable) -> Tuple[List[str], np.ndarray, str]:
+    """A split of a low-shot benchmark dataset as the benchmark's
+    ``reader`` reads it: its image paths relative to the dataset's image
+    folder, its labels, and that folder."""
     paths, labels = reader(s.data_root, s.split)
-    folder = image_dir(s.data_root)
+    folder = image_dir(s.kind, s.data_root)
     return relative_paths(paths, folder), labels, folder
 
 
@@ -129,7 +129,7 @@ def _voc07(s: ListSettings) -> List[SourceList]:
     refuses the records rather than learning a made-up class, and the
     labels stay in the VOC class files, which ``tools/svm_eval.py`` reads
     from ``--data-root`` as it does without shards."""
-    paths, _, folder = _lowshot_split(s)
+    paths, _, folder = _lowshot_split(s, read_voc07)
     main = osp.relpath(
         osp.join(voc2007_dir(s.data_root), 'ImageSets', 'Main'), s.data_root)
     return [
@@ -140,7 +140,7 @@ def _voc07(s: ListSettings) -> List[SourceList]:
 
 def _places205(s: ListSettings) -> List[SourceList]:
     """A Places205 split; a record's label is the image's class index."""
-    paths, labels, folder = _lowshot_split(s)
+    paths, labels, folder = _lowshot_split(s, read_places205)
     origin = osp.join(PLACES205_LIST_DIR, f'{s.split}_places205.csv')
     num_classes = index_num_classes(s)
     if labels.max() >= num_classes:
